@@ -1,0 +1,24 @@
+"""train flow: pretrain shard by shard, checkpointing each shard to MLflow."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from tinylm.config import TrainConfig
+from tinylm.storage.tracking import tracking_uri
+from tinylm.tasks.report import publish_stats
+from tinylm.tasks.train import train_model_task
+
+
+@flow(name="train")
+def train_flow(shards: str = "workspace/shards/default", config: TrainConfig = TrainConfig(), workspace: str = "workspace") -> dict:
+    tags = {"prefect.flow_run_id": str(flow_run.id), "tinylm.shards": shards}
+    result = train_model_task(shards, workspace, config, tags)
+    publish_stats(
+        "train",
+        result,
+        summary=f"MLflow run `{result['run_id']}` in `{tracking_uri(workspace)}`, "
+        f"final loss {result['final_loss']:.4f} after {result['steps']} steps.",
+    )
+    return result

@@ -1,0 +1,1 @@
+"""The decoder-only transformer: torch only, no Prefect, no MLflow."""

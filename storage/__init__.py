@@ -1,0 +1,1 @@
+"""Workspace layout and on-disk formats: documents, manifests, token shards, checkpoints, tracking."""

@@ -1,0 +1,131 @@
+"""The Document schema that leaves every corpus stage, and its parquet reader and writer."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypedDict
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tinylm.storage.atomic import commit, discard, temp_path_for
+
+DOCUMENT_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("lang", pa.string()),
+        pa.field("url", pa.string()),
+        pa.field("meta", pa.string()),
+    ]
+)
+
+
+class Document(TypedDict):
+    id: str
+    source: str
+    title: str | None
+    text: str
+    lang: str | None
+    url: str | None
+    meta: str | None
+
+
+def document_id(source: str, native_id: str | int) -> str:
+    """Stable id from the source name and the id the source itself gives the document."""
+    return hashlib.blake2b(f"{source}\x1f{native_id}".encode("utf-8"), digest_size=8).hexdigest()
+
+
+def make_document(
+    source: str,
+    native_id: str | int,
+    text: str,
+    *,
+    title: str | None = None,
+    lang: str | None = None,
+    url: str | None = None,
+    meta: str | None = None,
+) -> Document:
+    return Document(
+        id=document_id(source, native_id), source=source, title=title, text=text, lang=lang, url=url, meta=meta
+    )
+
+
+class DocumentWriter:
+    """Writes documents to one parquet file in row groups, so memory stays flat.
+
+    The file only appears under its final name when `close()` succeeds; an exception or a
+    kill leaves nothing a re-run would mistake for finished output.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], rows_per_group: int = 2048) -> None:
+        self.path = Path(path)
+        self.rows_per_group = rows_per_group
+        self.rows = 0
+        self._buffer: list[Document] = []
+        self._tmp = temp_path_for(self.path)
+        self._writer = pq.ParquetWriter(self._tmp, DOCUMENT_SCHEMA, compression="zstd")
+
+    def write(self, document: Document) -> None:
+        self._buffer.append(document)
+        if len(self._buffer) >= self.rows_per_group:
+            self._flush()
+
+    def write_table(self, table: pa.Table) -> None:
+        self._flush()
+        self._writer.write_table(table.select(DOCUMENT_SCHEMA.names).cast(DOCUMENT_SCHEMA))
+        self.rows += table.num_rows
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=DOCUMENT_SCHEMA))
+            self.rows += len(self._buffer)
+            self._buffer = []
+
+    def close(self, final_path: str | os.PathLike[str] | None = None) -> None:
+        """Finish the file and move it to its final name (or to `final_path` instead)."""
+        self._flush()
+        self._writer.close()
+        commit(self._tmp, Path(final_path) if final_path is not None else self.path)
+
+    def abort(self) -> None:
+        self._writer.close()
+        discard(self._tmp)
+
+    def __enter__(self) -> DocumentWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_documents(path: str | os.PathLike[str], documents: Iterable[Document]) -> int:
+    with DocumentWriter(path) as writer:
+        for document in documents:
+            writer.write(document)
+    return writer.rows
+
+
+def iter_document_batches(
+    paths: Iterable[str | os.PathLike[str]], columns: list[str] | None = None, batch_size: int = 1024
+) -> Iterator[pa.RecordBatch]:
+    for path in paths:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def iter_texts(paths: Iterable[str | os.PathLike[str]], batch_size: int = 1024) -> Iterator[str]:
+    for batch in iter_document_batches(paths, columns=["text"], batch_size=batch_size):
+        yield from batch.column(0).to_pylist()
+
+
+def corpus_parts(directory: str | os.PathLike[str]) -> list[Path]:
+    """The document parquet files of a finished corpus directory, in their canonical order."""
+    return sorted(Path(directory).glob("part-*.parquet"))

@@ -1,0 +1,106 @@
+"""Token shards: headerless little-endian uint16/uint32 ids, a fixed number per file.
+
+Any tool that can `numpy.memmap` reads them; the manifest says the dtype, the token
+count of each file and its sha256, so a truncated or swapped file is caught on open.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinylm.storage.atomic import atomic_path
+from tinylm.storage.manifest import file_sha256, read_manifest
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 while every id fits (vocabulary up to 65536), uint32 beyond."""
+    return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.bin"
+
+
+class ShardWriter:
+    """Appends documents' token ids and cuts them into shards of exactly `shard_tokens` ids.
+
+    Only the pending tail (less than one shard) is held in memory. Each shard records how
+    many documents end in it and how many of its tokens came from each source.
+    """
+
+    def __init__(self, directory: str | Path, shard_tokens: int, dtype: np.dtype) -> None:
+        self.directory = Path(directory)
+        self.shard_tokens = shard_tokens
+        self.dtype = dtype
+        self.shards: list[dict] = []
+        self._pending: deque[tuple[np.ndarray, str, bool]] = deque()
+        self._pending_tokens = 0
+
+    def add(self, ids: np.ndarray, source: str) -> None:
+        """Add one document's ids (its separator already appended)."""
+        self._pending.append((ids.astype(self.dtype, copy=False), source, True))
+        self._pending_tokens += len(ids)
+        while self._pending_tokens >= self.shard_tokens:
+            self._write(self.shard_tokens)
+
+    def close(self) -> list[dict]:
+        if self._pending_tokens:
+            self._write(self._pending_tokens)
+        return self.shards
+
+    def _write(self, count: int) -> None:
+        pieces, sources, documents, taken = [], Counter(), 0, 0
+        while taken < count:
+            ids, source, ends_here = self._pending.popleft()
+            room = count - taken
+            if len(ids) > room:
+                self._pending.appendleft((ids[room:], source, ends_here))
+                ids, ends_here = ids[:room], False
+            pieces.append(ids)
+            sources[source] += len(ids)
+            documents += ends_here
+            taken += len(ids)
+        self._pending_tokens -= count
+        path = self.directory / shard_name(len(self.shards))
+        with atomic_path(path) as tmp:
+            np.concatenate(pieces).astype(self.dtype, copy=False).tofile(tmp)
+        self.shards.append(
+            {"file": path.name, "tokens": count, "documents": documents, "sources": dict(sources), "sha256": file_sha256(path)}
+        )
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """The shards of one manifest, memory-mapped and checked against it."""
+
+    directory: Path
+    manifest: dict
+    arrays: list[np.memmap]
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.manifest["vocab_size"])
+
+
+def open_shards(directory: str | Path, verify_checksums: bool = False) -> ShardSet:
+    """Memory-map every shard; refuse, naming the file, any whose size disagrees with the manifest."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise FileNotFoundError(f"{directory} has no manifest.json: the shards stage has not finished there")
+    dtype = np.dtype(manifest["dtype"])
+    arrays = []
+    for shard in manifest["shards"]:
+        path = directory / shard["file"]
+        expected = shard["tokens"] * dtype.itemsize
+        actual = path.stat().st_size if path.exists() else -1
+        if actual != expected:
+            raise ValueError(f"shard {path} is {actual} bytes but the manifest says {expected}: it is truncated or replaced")
+        if verify_checksums and file_sha256(path) != shard["sha256"]:
+            raise ValueError(f"shard {path} does not match its sha256 in the manifest")
+        arrays.append(np.memmap(path, dtype=dtype, mode="r"))
+    return ShardSet(directory, manifest, arrays)

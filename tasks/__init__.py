@@ -1,0 +1,1 @@
+"""One module per stage: plain functions that do the work, and thin Prefect tasks over them."""

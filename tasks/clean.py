@@ -1,0 +1,49 @@
+"""Clean stage: language detection, traditional-to-simplified conversion, quality filters.
+
+Works on one extracted parquet file at a time, so files are cleaned in parallel tasks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tinylm.config import ConvertConfig, FilterConfig
+from tinylm.storage.documents import DocumentWriter
+from tinylm.storage.manifest import fingerprint
+from tinylm.tasks.convert import detect_language, make_converter
+from tinylm.tasks.quality import quality_failure
+
+
+def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfig, filters: FilterConfig) -> dict:
+    """Convert and filter one Document parquet file; returns counts by outcome and drop reason."""
+    source, output_dir = Path(source), Path(output_dir)
+    key = fingerprint("clean", {"convert": convert, "filters": filters}, {"source": source.name})[:16]
+    target = output_dir / f"{source.stem}.{key}.parquet"
+    stats: dict = {"input": str(source), "output": str(target), "documents": 0, "converted": 0, "kept": 0, "dropped": {}}
+    if target.exists():
+        return {**stats, "reused": True}
+    to_simplified = make_converter(convert)
+    with DocumentWriter(target) as writer:
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=1024):
+            for document in batch.to_pylist():
+                stats["documents"] += 1
+                text = document["text"]
+                lang = document["lang"] or detect_language(text, convert.cjk_threshold)
+                if lang == "zh":
+                    simplified = to_simplified(text)
+                    stats["converted"] += simplified != text
+                    text = simplified
+                reason = quality_failure(text, filters)
+                if reason:
+                    stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1
+                    continue
+                writer.write({**document, "text": text, "lang": lang})
+                stats["kept"] += 1
+    return {**stats, "reused": False}
+
+
+clean_file_task = task(clean_file, name="clean-file", cache_policy=NO_CACHE)

@@ -1,0 +1,41 @@
+"""Load a checkpoint (a local directory or an MLflow run's newest) and sample text from it."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from tinylm.model.config import ModelConfig
+from tinylm.model.transformer import Transformer
+from tinylm.storage.checkpoints import download_checkpoint, load_checkpoint
+from tinylm.tasks.tokenizer import EOS, IM_END, load_tokenizer
+
+
+def resolve_checkpoint(checkpoint: str, scratch: Path) -> Path:
+    """A path is used as is; anything else is taken for an MLflow run id."""
+    path = Path(checkpoint)
+    if path.exists():
+        return path
+    downloaded = download_checkpoint(checkpoint, scratch)
+    if downloaded is None:
+        raise FileNotFoundError(f"{checkpoint} is neither a checkpoint directory nor an MLflow run with a checkpoint")
+    return downloaded
+
+
+def generate_text(checkpoint: str, prompt: str, max_new_tokens: int = 64, temperature: float = 0.8, top_k: int = 50, seed: int = 0) -> str:
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = resolve_checkpoint(checkpoint, Path(scratch))
+        state, meta = load_checkpoint(directory)
+        tokenizer = load_tokenizer(directory)
+    model = Transformer(ModelConfig(**meta["model_config"]))
+    model.load_state_dict(state["model"])
+    model.eval()
+    prompt_ids = tokenizer.encode(prompt, add_special_tokens=False).ids or [meta["eos_id"]]
+    stop_ids = {tokenizer.token_to_id(EOS), tokenizer.token_to_id(IM_END)}
+    generator = torch.Generator().manual_seed(seed)
+    output = model.generate(
+        torch.tensor([prompt_ids]), max_new_tokens, temperature=temperature, top_k=top_k, stop_ids=stop_ids, generator=generator
+    )
+    return tokenizer.decode(output[0].tolist(), skip_special_tokens=True)

@@ -1,0 +1,47 @@
+"""Stage statistics: summed from per-file task results, published as Prefect artifacts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+
+def merge_counts(results: list[dict[str, Any]], field: str) -> dict[str, int]:
+    """Sum one `{reason: count}` field over per-file results."""
+    total: Counter[str] = Counter()
+    for result in results:
+        total.update(result.get(field, {}))
+    return dict(sorted(total.items()))
+
+
+def corpus_stats(extracted: list[dict], cleaned: list[dict], deduped: dict) -> dict[str, Any]:
+    return {
+        "extracted_documents": sum(r.get("documents", 0) for r in extracted if not r["reused"]),
+        "extract_skipped": merge_counts([r for r in extracted if not r["reused"]], "skipped"),
+        "lines_with_replaced_bytes": sum(r.get("lines_with_replaced_bytes", 0) for r in extracted),
+        "converted": sum(r["converted"] for r in cleaned),
+        "filtered": merge_counts(cleaned, "dropped"),
+        "exact_duplicates": deduped["exact_duplicates"],
+        "near_duplicates": deduped["near_duplicates"],
+        "documents_in": deduped["documents"] + sum(sum(r["dropped"].values()) for r in cleaned),
+        "kept": deduped["kept"],
+    }
+
+
+def _rows(stats: dict[str, Any], prefix: str = "") -> list[dict[str, str]]:
+    rows = []
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            rows.extend(_rows(value, f"{prefix}{key}."))
+        elif not isinstance(value, list):
+            rows.append({"statistic": f"{prefix}{key}", "value": str(value)})
+    return rows
+
+
+def publish_stats(stage: str, stats: dict[str, Any], summary: str = "") -> None:
+    """A table of the stage's numbers, and a markdown note when there is more to say."""
+    create_table_artifact(key=f"{stage}-stats", table=_rows(stats), description=f"{stage} statistics")
+    if summary:
+        create_markdown_artifact(key=f"{stage}-summary", markdown=summary, description=f"{stage} summary")

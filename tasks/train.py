@@ -1,0 +1,209 @@
+"""Train stage: online pretraining over token shards, a checkpoint in MLflow after each shard.
+
+The data order is a pure function of (seed, shard index), and the cursor (shard, batch,
+step) is saved with the model, optimizer, scheduler and RNG states, so a run resumed
+from a checkpoint continues exactly where the checkpoint was taken.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tinylm.config import TrainConfig
+from tinylm.model.config import ModelConfig
+from tinylm.model.transformer import Transformer
+from tinylm.storage.checkpoints import (
+    META_FILE,
+    download_checkpoint,
+    load_checkpoint,
+    log_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+)
+from tinylm.storage.shards import ShardSet, open_shards
+from tinylm.storage.tracking import flatten_params, use_experiment
+from tinylm.tasks.tokenizer import TOKENIZER_FILE
+
+
+@dataclass
+class Cursor:
+    """Where training stands: the next batch to train is `batch` of shard `shard`."""
+
+    shard: int = 0
+    batch: int = 0
+    step: int = 0
+
+
+def pick_device(setting: str) -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device")
+    return torch.device(setting)
+
+
+def batches_in_shard(tokens: int, config: TrainConfig) -> int:
+    batches = ((tokens - 1) // config.seq_len) // config.batch_size
+    return min(batches, config.max_steps_per_shard) if config.max_steps_per_shard else batches
+
+
+def sequence_order(tokens: int, config: TrainConfig, shard_index: int) -> np.ndarray:
+    """Shuffled order of the shard's non-overlapping windows, fixed by the seed and shard index."""
+    return np.random.default_rng([config.seed, shard_index]).permutation((tokens - 1) // config.seq_len)
+
+
+def make_batch(array: np.ndarray, order: np.ndarray, batch: int, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    starts = order[batch * config.batch_size : (batch + 1) * config.batch_size] * config.seq_len
+    windows = np.stack([array[start : start + config.seq_len + 1] for start in starts]).astype(np.int64)
+    return torch.from_numpy(windows[:, :-1]), torch.from_numpy(windows[:, 1:])
+
+
+def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Linear warmup, then cosine decay to `min_learning_rate` at the last step."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))
+    return config.min_learning_rate + cosine * (config.learning_rate - config.min_learning_rate)
+
+
+def build_optimizer(model: Transformer, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only: decaying norms' gains or biases only hurts."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95), fused=device.type == "cuda")
+
+
+def _newest_local_checkpoint(run_dir: Path) -> Path | None:
+    complete = sorted(path.parent for path in run_dir.glob(f"*/{META_FILE}"))
+    return complete[-1] if complete else None
+
+
+def _resume_state(run_id: str, run_dir: Path) -> tuple[dict, dict] | None:
+    """Newest complete checkpoint of a run: the local copy if there is one, else from MLflow."""
+    local = _newest_local_checkpoint(run_dir)
+    if local is None:
+        local = download_checkpoint(run_id, run_dir / "_downloaded")
+    return load_checkpoint(local) if local is not None else None
+
+
+def train_model(
+    shards_dir: str | Path,
+    workspace: str | Path,
+    config: TrainConfig,
+    tags: dict[str, str] | None = None,
+) -> dict:
+    """Train over the shards in manifest order and return the run id and final loss."""
+    shards: ShardSet = open_shards(shards_dir)
+    model_config = dataclasses.replace(config.model, vocab_size=shards.vocab_size)
+    if config.seq_len > model_config.max_seq_len:
+        raise ValueError(f"seq_len {config.seq_len} exceeds the model's max_seq_len {model_config.max_seq_len}")
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    model = Transformer(model_config).to(device)
+    optimizer = build_optimizer(model, config, device)
+    shard_count = min(len(shards.arrays), config.max_shards or len(shards.arrays))
+    steps_per_shard = [batches_in_shard(len(shards.arrays[i]), config) for i in range(shard_count)]
+    total_steps = sum(steps_per_shard)
+    if total_steps == 0:
+        raise ValueError(f"shards in {shards_dir} hold too few tokens for one batch of {config.batch_size}x{config.seq_len}")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate(step, total_steps, config) / config.learning_rate
+    )
+    experiment_id = use_experiment(config.experiment, workspace)
+    run = (
+        mlflow.start_run(run_id=config.resume_run_id)
+        if config.resume_run_id
+        else mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name, tags=tags)
+    )
+    with run:
+        run_id = run.info.run_id
+        run_dir = Path(workspace) / "checkpoints" / run_id
+        cursor = Cursor()
+        resumed = _resume_state(run_id, run_dir) if config.resume_run_id else None
+        if resumed is not None:
+            state, meta = resumed
+            if meta["tokenizer_sha256"] != shards.manifest["tokenizer_sha256"]:
+                raise ValueError("the shards were built with another tokenizer than the checkpoint's; refusing to resume")
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            restore_rng_state(state["rng"])
+            cursor = Cursor(**meta["cursor"])
+        else:
+            mlflow.log_params(
+                flatten_params("", config.model_dump(mode="json"))
+                | {
+                    "parameters": str(model.num_parameters()),
+                    "vocab_size": str(shards.vocab_size),
+                    "total_steps": str(total_steps),
+                    "shards_dir": str(shards_dir),
+                }
+            )
+        extra_files = {TOKENIZER_FILE: Path(shards.manifest["tokenizer_dir"]) / TOKENIZER_FILE}
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+        tokens_per_step = config.batch_size * config.seq_len
+        last_loss = float("nan")
+        model.train()
+        for shard_index in range(cursor.shard, shard_count):
+            array = shards.arrays[shard_index]
+            order = sequence_order(len(array), config, shard_index)
+            started = time.perf_counter()
+            for batch in range(cursor.batch, steps_per_shard[shard_index]):
+                inputs, targets = make_batch(array, order, batch, config)
+                with autocast:
+                    _, loss = model(inputs.to(device), targets.to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                cursor.step += 1
+                last_loss = loss.item()
+                if (cursor.step - 1) % config.log_every == 0 or cursor.step == total_steps:
+                    elapsed = time.perf_counter() - started
+                    mlflow.log_metrics(
+                        {
+                            "loss": last_loss,
+                            "lr": scheduler.get_last_lr()[0],
+                            "grad_norm": float(grad_norm),
+                            "tokens_per_s": tokens_per_step * (batch - cursor.batch + 1) / max(elapsed, 1e-9),
+                        },
+                        step=cursor.step,
+                    )
+            cursor = Cursor(shard=shard_index + 1, batch=0, step=cursor.step)
+            name = f"shard-{shard_index:05d}"
+            directory = save_checkpoint(
+                run_dir / name,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": rng_state(),
+                },
+                {
+                    "cursor": dataclasses.asdict(cursor),
+                    "model_config": dataclasses.asdict(model_config),
+                    "tokenizer_sha256": shards.manifest["tokenizer_sha256"],
+                    "eos_id": shards.manifest["eos_id"],
+                    "loss": last_loss,
+                },
+                extra_files,
+            )
+            log_checkpoint(directory, name)
+        return {"run_id": run_id, "steps": cursor.step, "final_loss": last_loss, "parameters": model.num_parameters()}
+
+
+train_model_task = task(train_model, name="train-model", cache_policy=NO_CACHE)

@@ -1,0 +1,161 @@
+"""Wikitext to plain text.
+
+MediaWiki markup is not a regular language, so nested constructs (templates, tables,
+file links with captions that hold links) are removed by a bracket-matching scanner;
+the flat ones that remain (links, emphasis, headings, tags) by regular expressions.
+The order matters: comments and refs first (they may hide braces), then variant markup,
+then nested blocks, then links, then inline markup.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+VARIANT_FALLBACK = {
+    "zh-hans": ("zh-hans", "zh-cn", "zh-sg", "zh-my", "zh"),
+    "zh-cn": ("zh-cn", "zh-hans", "zh-sg", "zh"),
+    "zh-hant": ("zh-hant", "zh-tw", "zh-hk", "zh-mo", "zh"),
+    "zh-tw": ("zh-tw", "zh-hant", "zh-hk", "zh"),
+    "zh-hk": ("zh-hk", "zh-hant", "zh-tw", "zh"),
+}
+
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_DROPPED_TAGS = "ref|math|chem|gallery|timeline|score|syntaxhighlight|source|templatedata|graph|mapframe|hiero|imagemap|references"
+_SELF_CLOSING = re.compile(rf"<(?:{_DROPPED_TAGS})\b[^>]*/>", re.I)
+_PAIRED = re.compile(rf"<({_DROPPED_TAGS})\b[^>]*>.*?</\1\s*>", re.I | re.S)
+_UNCLOSED_REF = re.compile(r"<ref\b[^>]*>", re.I)
+_VARIANT = re.compile(r"-\{(.*?)\}-", re.S)
+_VARIANT_RULE = re.compile(r"^\s*([a-z]{2,3}(?:-[a-z]+)?)\s*:(.*)$", re.S | re.I)
+_NESTED_TOKEN = re.compile(r"\{\{|\}\}|^[ \t:]*\{\||^[ \t]*\|\}|\[\[|\]\]", re.M)
+_MEDIA_PREFIXES = (
+    "file", "image", "media", "category", "文件", "檔案", "档案", "图像", "圖像", "图片", "圖片", "分类", "分類",
+    "Datei", "Fichier", "Kategorie", "Catégorie",
+)
+_INTERLANGUAGE = re.compile(r"^:?[a-z]{2,3}(?:-[a-z]{2,8})*:", re.I)
+_LINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]")
+_EXTERNAL_LINK = re.compile(r"\[(?:https?:|ftp:)?//[^\s\]]+(?:\s+([^\]]*))?\]")
+_BARE_URL_BRACKET = re.compile(r"\[(?:https?:|ftp:)//[^\]]*\]")
+_EMPHASIS = re.compile(r"'{2,}")
+_HEADING = re.compile(r"^(={1,6})\s*(.*?)\s*\1\s*$", re.M)
+_MAGIC_WORD = re.compile(r"__[A-Z]+__")
+_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*\b[^>]*?/?>")
+_LIST_MARKER = re.compile(r"^[*#:;]+\s*", re.M)
+_HORIZONTAL_RULE = re.compile(r"^-{4,}\s*$", re.M)
+_SPACES = re.compile(r"[ \t\u00a0\u3000]+")
+_BLANK_LINES = re.compile(r"\n\s*\n+")
+_LEFTOVER_BRACKETS = re.compile(r"\[\[|\]\]|\{\{|\}\}")
+
+
+def resolve_variants(text: str, variant: str = "zh-hans") -> str:
+    """Resolve `-{...}-` language-variant markup to one variant.
+
+    Handles `-{zh-hans:A;zh-hant:B}-` (picking by the fallback chain of `variant`),
+    `-{text}-` (no conversion: the text itself), and flag forms such as `-{H|...}-`
+    or `-{A|...}-` (rules for the whole page: the visible part is kept, rules are dropped).
+    """
+    chain = VARIANT_FALLBACK.get(variant, (variant, "zh"))
+
+    def replace(match: re.Match[str]) -> str:
+        body = match.group(1)
+        flags, bar, rest = body.partition("|")
+        if bar and re.fullmatch(r"[A-Za-z;\s]{1,6}", flags):
+            if "H" in flags or "-" in flags:
+                return ""
+            body = rest
+        rules = {}
+        for part in body.split(";"):
+            rule = _VARIANT_RULE.match(part)
+            if rule:
+                rules[rule.group(1).lower()] = rule.group(2)
+        if not rules:
+            return body
+        for code in chain:
+            if code in rules:
+                return rules[code].strip()
+        return next(iter(rules.values())).strip()
+
+    return _VARIANT.sub(replace, text)
+
+
+def _is_media_or_meta_link(inner: str) -> bool:
+    prefix, colon, _ = inner.lstrip(":").partition(":")
+    if not colon:
+        return False
+    if prefix.strip().lower() in {p.lower() for p in _MEDIA_PREFIXES} and not inner.startswith(":"):
+        return True
+    return bool(_INTERLANGUAGE.match(inner)) and not inner.startswith(":")
+
+
+def remove_nested_blocks(text: str) -> str:
+    """Remove templates `{{...}}`, tables `{|...|}` and file/category links, however nested.
+
+    Plain `[[links]]` are left for the flat link pass; a file link's caption (which may
+    itself hold links) is dropped with the file. An opener that is never closed loses
+    only the rest of its line, so a single malformed template cannot swallow an article.
+    """
+    out: list[str] = []
+    stack: list[tuple[str, int]] = []
+    kept_until = 0
+    for token in _NESTED_TOKEN.finditer(text):
+        kind = token.group().strip(" \t:")
+        start, end = token.span()
+        if kind in ("{{", "{|"):
+            if not stack:
+                out.append(text[kept_until:start])
+            stack.append((kind, start))
+        elif kind == "[[":
+            if stack:
+                stack.append((kind, start))
+            elif _is_media_or_meta_link(text[end : end + 64]):
+                out.append(text[kept_until:start])
+                stack.append(("[[drop", start))
+        elif stack:
+            expected = {"}}": ("{{",), "|}": ("{|",), "]]": ("[[", "[[drop")}[kind]
+            depth = len(stack) - 1
+            while depth >= 0 and stack[depth][0] not in expected:
+                depth -= 1
+            if depth < 0:
+                continue
+            del stack[depth:]
+            if not stack:
+                kept_until = end
+    if stack:
+        _, start = stack[0]
+        line_end = text.find("\n", start)
+        out.append(text[kept_until:start])
+        kept_until = len(text) if line_end < 0 else line_end
+    out.append(text[kept_until:])
+    return "".join(out)
+
+
+def _link_text(match: re.Match[str]) -> str:
+    target, label = match.group(1), match.group(2)
+    if label is not None:
+        return label
+    target = target.lstrip(":")
+    return target.split("#", 1)[0] if not target.startswith("#") else target[1:]
+
+
+def wikitext_to_text(markup: str, *, variant: str = "zh-hans", keep_headings: bool = True) -> str:
+    """Plain visible text of a page's wikitext, paragraphs separated by one blank line."""
+    text = _COMMENT.sub("", markup)
+    text = _SELF_CLOSING.sub("", text)
+    text = _PAIRED.sub("", text)
+    text = _UNCLOSED_REF.sub("", text)
+    text = resolve_variants(text, variant)
+    text = remove_nested_blocks(text)
+    text = _LINK.sub(_link_text, text)
+    text = _EXTERNAL_LINK.sub(lambda m: m.group(1) or "", text)
+    text = _BARE_URL_BRACKET.sub("", text)
+    text = _EMPHASIS.sub("", text)
+    text = _HEADING.sub((lambda m: f"\n{m.group(2)}\n") if keep_headings else "", text)
+    text = _MAGIC_WORD.sub("", text)
+    text = _TAG.sub("", text)
+    text = _LIST_MARKER.sub("", text)
+    text = _HORIZONTAL_RULE.sub("", text)
+    text = html.unescape(text)
+    text = _LEFTOVER_BRACKETS.sub("", text)
+    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
+    text = "\n".join(lines)
+    return _BLANK_LINES.sub("\n\n", text).strip()

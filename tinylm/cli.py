@@ -1,0 +1,156 @@
+"""`tinylm` command line: each command runs the matching Prefect flow, so every run shows in Prefect."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tinylm.config import CorpusConfig, PipelineConfig, ShardsConfig, TokenizerConfig, TrainConfig, load_yaml
+
+
+def _print_json(result: object) -> None:
+    print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+
+
+def _pipeline(args: argparse.Namespace) -> None:
+    from tinylm.flows.pipeline import pipeline_flow
+
+    config = load_yaml(args.config, PipelineConfig) if args.config else PipelineConfig()
+    if args.workspace:
+        config = config.model_copy(update={"workspace": args.workspace})
+    result = pipeline_flow(config)
+    _print_json(result)
+    if args.summary:
+        print(where_to_look(config, result))
+
+
+def where_to_look(config: PipelineConfig, result: dict) -> str:
+    from tinylm.storage.tracking import tracking_uri
+
+    workspace = Path(config.workspace).resolve()
+    uri = tracking_uri(config.workspace)
+    return f"""
+Done. Where to look:
+  corpus        {result['corpus']}  ({result['documents']} documents)
+  tokenizer     {result['tokenizer']}  (vocabulary {result['vocab_size']})
+  shards        {result['shards']}  ({result['tokens']} tokens)
+  checkpoints   {workspace / 'checkpoints' / result['run_id']}
+  MLflow run    {result['run_id']}  (final loss {result['final_loss']:.3f})
+
+Browse the runs:
+  mlflow ui --backend-store-uri {uri} --port 5000      then open http://127.0.0.1:5000
+  prefect server start                                   then open http://127.0.0.1:4200
+  (or `make servers` to start both in the background, `make stop` to stop them)
+
+Sample the model:
+  tinylm generate --checkpoint {result['run_id']} --workspace {config.workspace} --prompt "Anarchism is"
+"""
+
+
+def _corpus(args: argparse.Namespace) -> None:
+    from tinylm.flows.corpus import corpus_flow
+
+    config = load_yaml(args.config, CorpusConfig) if args.config else CorpusConfig()
+    _print_json(corpus_flow([str(p) for p in args.input], str(args.output), config)["stats"])
+
+
+def _tokenizer(args: argparse.Namespace) -> None:
+    from tinylm.flows.tokenizer import tokenizer_flow
+
+    config = load_yaml(args.config, TokenizerConfig) if args.config else TokenizerConfig()
+    if args.vocab_size:
+        config = config.model_copy(update={"vocab_size": args.vocab_size})
+    _print_json(tokenizer_flow(str(args.corpus), str(args.output), config))
+
+
+def _shards(args: argparse.Namespace) -> None:
+    from tinylm.flows.shards import shards_flow
+
+    config = load_yaml(args.config, ShardsConfig) if args.config else ShardsConfig()
+    if args.shard_tokens:
+        config = config.model_copy(update={"shard_tokens": args.shard_tokens})
+    manifest = shards_flow(str(args.corpus), str(args.tokenizer), str(args.output), config)
+    _print_json({key: manifest[key] for key in ("total_tokens", "documents", "dtype", "vocab_size")} | {"shards": len(manifest["shards"])})
+
+
+def _train(args: argparse.Namespace) -> None:
+    from tinylm.flows.train import train_flow
+
+    config = load_yaml(args.config, TrainConfig) if args.config else TrainConfig()
+    if args.resume:
+        config = config.model_copy(update={"resume_run_id": args.resume})
+    _print_json(train_flow(str(args.shards), config, args.workspace or "workspace"))
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from tinylm.storage.tracking import use_experiment
+    from tinylm.tasks.generate import generate_text
+
+    use_experiment("tinylm", args.workspace or "workspace")
+    print(generate_text(args.checkpoint, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinylm",
+        description="Raw Chinese and English corpora to a trained small language model. "
+        "Each command runs a Prefect flow (ephemeral API unless PREFECT_API_URL is set) and tracks to "
+        "MLflow (a SQLite store in the workspace unless MLFLOW_TRACKING_URI is set).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    pipeline = command("pipeline", _pipeline, "Run corpus, tokenizer, shards and train as one pipeline flow.")
+    pipeline.add_argument("--config", type=Path, help="PipelineConfig YAML (inputs, workspace, and each stage's settings)")
+    pipeline.add_argument("--workspace", help="override the config's workspace directory")
+    pipeline.add_argument("--summary", action="store_true", help="print where the outputs are and how to browse them")
+
+    corpus = command("corpus", _corpus, "Extract, convert, filter and deduplicate raw files into Document parquet.")
+    corpus.add_argument("--input", type=Path, nargs="+", required=True, help="raw files: Wikipedia .xml[.bz2], .jsonl, .txt")
+    corpus.add_argument("--output", type=Path, required=True, help="corpus directory to write")
+    corpus.add_argument("--config", type=Path, help="CorpusConfig YAML")
+
+    tokenizer = command("tokenizer", _tokenizer, "Train a byte-level BPE tokenizer on a corpus directory.")
+    tokenizer.add_argument("--corpus", type=Path, required=True, help="corpus directory (output of `tinylm corpus`)")
+    tokenizer.add_argument("--output", type=Path, required=True, help="tokenizer directory to write")
+    tokenizer.add_argument("--vocab-size", type=int, help="vocabulary size (default 6400)")
+    tokenizer.add_argument("--config", type=Path, help="TokenizerConfig YAML")
+
+    shards = command("shards", _shards, "Tokenize a corpus into fixed-size .bin token shards plus manifest.json.")
+    shards.add_argument("--corpus", type=Path, required=True, help="corpus directory")
+    shards.add_argument("--tokenizer", type=Path, required=True, help="tokenizer directory")
+    shards.add_argument("--output", type=Path, required=True, help="shard directory to write")
+    shards.add_argument("--shard-tokens", type=int, help="tokens per shard (default 2^24)")
+    shards.add_argument("--config", type=Path, help="ShardsConfig YAML")
+
+    train = command("train", _train, "Pretrain a model shard by shard, checkpointing each shard to MLflow.")
+    train.add_argument("--shards", type=Path, required=True, help="shard directory (output of `tinylm shards`)")
+    train.add_argument("--config", type=Path, help="TrainConfig YAML (model shape, batch, schedule)")
+    train.add_argument("--workspace", help="workspace for checkpoints and the default MLflow store (default ./workspace)")
+    train.add_argument("--resume", metavar="RUN_ID", help="continue this MLflow run from its newest checkpoint")
+
+    generate = command("generate", _generate, "Sample a continuation from a checkpoint.")
+    generate.add_argument("--checkpoint", required=True, help="checkpoint directory, or an MLflow run id (its newest checkpoint)")
+    generate.add_argument("--prompt", required=True, help="text to continue")
+    generate.add_argument("--max-new-tokens", type=int, default=64)
+    generate.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
+    generate.add_argument("--top-k", type=int, default=50)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--workspace", help="workspace of the default MLflow store (default ./workspace)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.handler(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Pydantic configuration, one model per stage, composed into the pipeline's.
+
+These models are the flows' parameters, so the Prefect UI renders them as forms, and
+they load from YAML for the command line. They hold settings only; where data lives
+(input and output paths) is passed to each flow beside its config, which lets the
+pipeline place every stage under one workspace while each flow stays usable alone.
+Defaults are for a small model on a laptop: scale by changing numbers, not code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from tinylm.model.config import ModelConfig
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExtractConfig(_Settings):
+    """How raw files become documents."""
+
+    text_mode: Literal["paragraph", "line"] = Field(
+        "paragraph", description="txt inputs: one document per blank-line-separated block, or per line"
+    )
+    jsonl_text_field: str = Field("text", description="jsonl inputs: the field that holds the text")
+    namespaces: list[int] = Field([0], description="Wikipedia: namespaces to keep (0 = articles)")
+    keep_headings: bool = Field(True, description="Wikipedia: keep section headings as their own lines")
+    variant: str = Field("zh-hans", description="Wikipedia: which -{zh-hans:...;zh-hant:...}- variant to keep")
+
+
+class ConvertConfig(_Settings):
+    """Traditional to simplified Chinese, applied to documents detected as Chinese."""
+
+    backend: Literal["opencc", "zhconv"] = "opencc"
+    opencc_config: Literal["t2s", "tw2s", "tw2sp", "hk2s"] = "t2s"
+    zhconv_locale: Literal["zh-hans", "zh-cn"] = "zh-hans"
+    cjk_threshold: float = Field(0.3, ge=0, le=1, description="share of CJK among letters above which text is Chinese")
+
+
+class FilterConfig(_Settings):
+    """Quality rules; a document failing one is dropped and counted under the rule's name."""
+
+    min_chars: int = Field(20, ge=0)
+    max_chars: int = Field(2_000_000, ge=1)
+    max_symbol_ratio: float = Field(0.3, ge=0, le=1, description="share of characters that are neither letters, digits nor spaces")
+
+
+class DedupConfig(_Settings):
+    """Exact and MinHash LSH near-duplicate removal."""
+
+    exact: bool = True
+    near: bool = True
+    num_perm: int = Field(128, ge=16)
+    threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity above which documents are near duplicates")
+    zh_ngram: int = Field(5, ge=1, description="character shingle size for Chinese")
+    en_ngram: int = Field(5, ge=1, description="word shingle size for English")
+    seed: int = 1
+
+
+class CorpusConfig(_Settings):
+    extract: ExtractConfig = ExtractConfig()
+    convert: ConvertConfig = ConvertConfig()
+    filters: FilterConfig = FilterConfig()
+    dedup: DedupConfig = DedupConfig()
+
+
+class TokenizerConfig(_Settings):
+    """Byte-level BPE training."""
+
+    vocab_size: int = Field(6400, ge=300, description="including the byte alphabet (256) and the special tokens")
+    min_frequency: int = Field(2, ge=1)
+    max_text_bytes: int = Field(1_000_000_000, ge=1, description="bytes of text sampled from the corpus for training")
+
+
+class ShardsConfig(_Settings):
+    """Token shards for pretraining."""
+
+    shard_tokens: int = Field(1 << 24, ge=16, description="tokens per shard file (the last shard may be shorter)")
+    batch_documents: int = Field(1024, ge=1, description="documents per encode_batch call")
+
+
+class TrainConfig(_Settings):
+    """Online pretraining, shard by shard, with a checkpoint in MLflow after each."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    seq_len: int = Field(256, ge=8)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = 1e-3
+    min_learning_rate: float = 1e-4
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 1337
+    max_shards: int | None = Field(None, description="train on at most this many shards (None = all)")
+    max_steps_per_shard: int | None = Field(None, description="cap steps per shard, for quick runs (None = the whole shard)")
+    log_every: int = Field(10, ge=1, description="log metrics to MLflow every N steps")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    experiment: str = "tinylm"
+    run_name: str | None = None
+    resume_run_id: str | None = Field(None, description="continue this MLflow run from its newest checkpoint")
+
+
+class PipelineConfig(_Settings):
+    """Everything from raw files to a trained model, under one workspace."""
+
+    workspace: str = "workspace"
+    name: str = Field("default", description="names this corpus, tokenizer and shard set in the workspace")
+    inputs: list[str] = Field(default_factory=list, description="raw corpus files: Wikipedia .xml(.bz2), jsonl, txt")
+    corpus: CorpusConfig = CorpusConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    shards: ShardsConfig = ShardsConfig()
+    train: TrainConfig = TrainConfig()
+
+    def stage_dir(self, stage: Literal["corpus", "tokenizers", "shards"]) -> Path:
+        return Path(self.workspace) / stage / self.name
+
+
+def load_yaml(path: str | Path, model: type[BaseModel]) -> BaseModel:
+    """Read a YAML file into a config model; unknown keys are an error, not silently ignored."""
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    return model.model_validate(data)
