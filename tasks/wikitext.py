@@ -123,7 +123,6 @@ def remove_nested_blocks(text: str) -> str:
     if stack:
         _, start = stack[0]
         line_end = text.find("\n", start)
-        out.append(text[kept_until:start])
         kept_until = len(text) if line_end < 0 else line_end
     out.append(text[kept_until:])
     return "".join(out)

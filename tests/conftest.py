@@ -1,0 +1,75 @@
+"""Shared fixtures: a real Prefect API (a temporary server) and a real MLflow store per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from tinylm.config import CorpusConfig, ExtractConfig
+from tinylm.storage.manifest import file_sha256, write_manifest
+from tinylm.tasks.clean import clean_file
+from tinylm.tasks.dedup import deduplicate_files
+from tinylm.tasks.extract import extract_file
+
+TESTS_DATA = Path(__file__).parent / "data"
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_file(name: str) -> Path:
+    """A file of ../shared/data; its absence is a setup error, never a silent skip."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the tests expect the shared sample data beside the repository")
+    return path
+
+
+@pytest.fixture(scope="session")
+def enwiki_dump() -> Path:
+    return shared_file("enwiki-sample-pages-articles.xml.bz2")
+
+
+@pytest.fixture(scope="session")
+def zuozhuan() -> Path:
+    return shared_file("zuozhuan-zhs.txt")
+
+
+@pytest.fixture(scope="session")
+def constitution() -> Path:
+    return TESTS_DATA / "us-constitution-zhs.txt"
+
+
+@pytest.fixture(scope="session")
+def table_dump() -> Path:
+    return TESTS_DATA / "enwiki-table-markup.xml.bz2"
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory, constitution: Path, table_dump: Path) -> Path:
+    """A finished corpus directory of real Chinese and English text, built by the plain stage functions."""
+    root = tmp_path_factory.mktemp("corpus")
+    config = CorpusConfig(extract=ExtractConfig(text_mode="line"))
+    cleaned = []
+    for source in (constitution, table_dump):
+        extracted = extract_file(source, file_sha256(source), root / "_work", config.extract)
+        cleaned.append(clean_file(extracted["output"], root / "_work", config.convert, config.filters)["output"])
+    stats = deduplicate_files(cleaned, root, config.dedup)
+    write_manifest(root, {"stage": "corpus", "fingerprint": "fixture", "parts": stats["parts"]})
+    return root
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A temporary Prefect server with its own database, shared by the session's flow tests."""
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh workspace whose embedded SQLite MLflow store is the one in use."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    root = tmp_path / "workspace"
+    root.mkdir()
+    return root

@@ -1,0 +1,34 @@
+import subprocess
+import sys
+
+import pytest
+
+from tinylm.cli import build_parser
+from tinylm.storage.manifest import content_hashes
+
+COMMANDS = ["pipeline", "corpus", "tokenizer", "shards", "train", "generate"]
+
+
+def test_every_command_has_help_for_every_option():
+    parser = build_parser()
+    subparsers = next(action for action in parser._actions if action.dest == "command")
+    assert sorted(subparsers.choices) == sorted(COMMANDS)
+    for name, sub in subparsers.choices.items():
+        assert sub.description, name
+        for action in sub._actions:
+            if action.dest not in ("help",) and action.default is None and not action.required:
+                assert action.help, f"{name} --{action.dest} has no help"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_console_script_prints_help(command):
+    output = subprocess.run(
+        [sys.executable, "-m", "tinylm.cli", command, "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.startswith(f"usage: tinylm {command}")
+
+
+def test_missing_input_is_a_clear_error(tmp_path):
+    missing = tmp_path / "nope.txt"
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        content_hashes([str(missing)])

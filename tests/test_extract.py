@@ -1,0 +1,107 @@
+import bz2
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from tinylm.config import ExtractConfig
+from tinylm.storage.manifest import file_sha256
+from tinylm.tasks.extract import extract_file
+from tinylm.tasks.readers import ReadStats, TruncatedInputError, read_documents
+
+WIKI_MARKUP = ("[[", "]]", "{{", "}}", "<ref", "{|")
+
+
+def test_real_dump_yields_articles_without_markup(enwiki_dump):
+    stats = ReadStats()
+    documents = list(read_documents(enwiki_dump, ExtractConfig(), stats))
+    assert stats.records == 206
+    assert stats.skipped == {"redirect": 99, "other_namespace": 1}
+    assert len(documents) == 106
+    assert not [d["title"] for d in documents if any(mark in d["text"] for mark in WIKI_MARKUP)]
+    anarchism = next(d for d in documents if d["title"] == "Anarchism")
+    assert anarchism["text"].startswith("Anarchism is a political philosophy")
+    assert anarchism["source"] == "enwiki"
+    assert json.loads(anarchism["meta"])["timestamp"].endswith("Z")
+    assert len({d["id"] for d in documents}) == 106
+
+
+def test_table_heavy_pages_come_out_clean(table_dump):
+    documents = list(read_documents(table_dump, ExtractConfig(), ReadStats()))
+    assert len(documents) == 5
+    assert all(not any(mark in d["text"] for mark in WIKI_MARKUP) for d in documents)
+
+
+def test_truncated_bz2_keeps_documents_and_names_the_file(enwiki_dump, tmp_path):
+    cut = tmp_path / "enwiki-cut-pages-articles.xml.bz2"
+    cut.write_bytes(enwiki_dump.read_bytes()[:900_000])
+    with pytest.raises(TruncatedInputError) as raised:
+        extract_file(cut, file_sha256(cut), tmp_path / "out", ExtractConfig())
+    message = str(raised.value)
+    assert str(cut) in message and "bytes" in message and "records read" in message
+    partial = next((tmp_path / "out").glob("*.partial.parquet"))
+    kept = pq.read_table(partial)
+    assert 0 < kept.num_rows < 106
+    assert not list((tmp_path / "out").glob("*[0-9a-f].parquet"))
+
+
+def test_jsonl_invalid_lines_are_skipped_and_counted(tmp_path):
+    source = tmp_path / "mixed.jsonl"
+    source.write_text('{"text": "first document"}\nnot json at all\n{"text": ""}\n{"title": "no text"}\n{"text": "second"}\n')
+    stats = ReadStats()
+    documents = list(read_documents(source, ExtractConfig(), stats))
+    assert [d["text"] for d in documents] == ["first document", "second"]
+    assert stats.skipped == {"invalid_json": 1, "empty": 1, "no_text_field": 1}
+    assert stats.bad_lines == [2, 4]
+
+
+def test_undecodable_bytes_are_replaced_and_counted(tmp_path):
+    source = tmp_path / "latin1.txt"
+    source.write_bytes("good line\n".encode() + "caf\xe9 au lait\n".encode("latin-1") + "另一行\n".encode())
+    stats = ReadStats()
+    documents = list(read_documents(source, ExtractConfig(text_mode="line"), stats))
+    assert [d["text"] for d in documents] == ["good line", "caf\ufffd au lait", "另一行"]
+    assert stats.replaced_lines == 1
+
+
+def test_empty_file_yields_no_documents(tmp_path):
+    for name in ("empty.txt", "empty.jsonl"):
+        source = tmp_path / name
+        source.write_bytes(b"")
+        stats = ReadStats()
+        assert list(read_documents(source, ExtractConfig(), stats)) == []
+        assert stats.records == 0
+
+
+def test_compressed_text_is_read_transparently(tmp_path, constitution):
+    plain = list(read_documents(constitution, ExtractConfig(), ReadStats()))
+    packed = tmp_path / "us-constitution-zhs.txt.bz2"
+    packed.write_bytes(bz2.compress(constitution.read_bytes()))
+    assert list(read_documents(packed, ExtractConfig(), ReadStats())) == [
+        {**d, "url": d["url"].replace("us-constitution-zhs.txt", packed.name)} for d in plain
+    ]
+
+
+def test_paragraph_and_line_modes(tmp_path):
+    source = tmp_path / "book.txt"
+    source.write_text("第一章\n第一段。\n\n\n第二章\n  \n第二段。\n")
+    paragraphs = list(read_documents(source, ExtractConfig(text_mode="paragraph"), ReadStats()))
+    lines = list(read_documents(source, ExtractConfig(text_mode="line"), ReadStats()))
+    assert [d["text"] for d in paragraphs] == ["第一章\n第一段。", "第二章", "第二段。"]
+    assert [d["text"] for d in lines] == ["第一章", "第一段。", "第二章", "第二段。"]
+
+
+def test_unknown_format_is_a_clear_error(tmp_path):
+    source = tmp_path / "data.csv"
+    source.write_text("a,b\n")
+    with pytest.raises(ValueError, match="unknown corpus format"):
+        list(read_documents(source, ExtractConfig(), ReadStats()))
+
+
+def test_extraction_is_reused_when_input_and_config_are_unchanged(constitution, tmp_path):
+    digest = file_sha256(constitution)
+    first = extract_file(constitution, digest, tmp_path, ExtractConfig())
+    second = extract_file(constitution, digest, tmp_path, ExtractConfig())
+    changed = extract_file(constitution, digest, tmp_path, ExtractConfig(text_mode="line"))
+    assert not first["reused"] and second["reused"] and not changed["reused"]
+    assert second["output"] == first["output"] != changed["output"]

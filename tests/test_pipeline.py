@@ -1,0 +1,102 @@
+"""The whole pipeline on the real samples, through a real Prefect API and a real MLflow store."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+from tinylm.config import CorpusConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig, TrainConfig
+from tinylm.flows.corpus import corpus_flow
+from tinylm.flows.pipeline import pipeline_flow
+from tinylm.model.config import ModelConfig
+from tinylm.storage.documents import corpus_parts
+from tinylm.storage.shards import open_shards
+from tinylm.tasks.tokenizer import load_tokenizer
+
+pytestmark = pytest.mark.slow
+
+
+def small_pipeline(workspace, inputs) -> PipelineConfig:
+    return PipelineConfig(
+        workspace=str(workspace),
+        name="e2e",
+        inputs=[str(path) for path in inputs],
+        corpus=CorpusConfig(extract=ExtractConfig(text_mode="line")),
+        tokenizer=TokenizerConfig(vocab_size=2000),
+        shards=ShardsConfig(shard_tokens=1 << 17),
+        train=TrainConfig(
+            model=ModelConfig(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64),
+            seq_len=64,
+            batch_size=8,
+            max_shards=2,
+            max_steps_per_shard=15,
+            warmup_steps=5,
+            learning_rate=3e-3,
+            log_every=1,
+        ),
+    )
+
+
+async def _subflow_names(parent_id) -> list[str]:
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id]))
+        )
+        flows = {run.flow_id: (await client.read_flow(run.flow_id)).name for run in runs}
+        assert all(run.state.is_completed() for run in runs)
+        return sorted(flows[run.flow_id] for run in runs)
+
+
+def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_dump, zuozhuan):
+    config = small_pipeline(workspace, [enwiki_dump, zuozhuan])
+    state = pipeline_flow(config, return_state=True)
+    assert state.is_completed()
+    result = state.result()
+    assert asyncio.run(_subflow_names(state.state_details.flow_run_id)) == ["corpus", "shards", "tokenizer", "train"]
+
+    rows = pq.read_table(corpus_parts(result["corpus"])).to_pylist()
+    assert len(rows) == result["documents"] > 1000
+    assert {row["lang"] for row in rows} == {"en", "zh"}
+    assert not [row["title"] for row in rows if any(mark in row["text"] for mark in ("[[", "{{", "<ref"))]
+
+    tokenizer = load_tokenizer(result["tokenizer"])
+    mixed = "郑伯克段于鄢。Anarchism is a political philosophy. 🙂"
+    assert tokenizer.decode(tokenizer.encode(mixed).ids) == mixed
+
+    shards = open_shards(result["shards"])
+    on_disk = sum(path.stat().st_size for path in shards.directory.glob("shard-*.bin"))
+    assert shards.manifest["total_tokens"] == on_disk // 2 == sum(len(a) for a in shards.arrays)
+    assert all(a.dtype == np.uint16 for a in shards.arrays)
+
+    client = MlflowClient()
+    run = client.get_run(result["run_id"])
+    assert run.data.params["model.dim"] == "64" and run.data.params["max_shards"] == "2"
+    losses = client.get_metric_history(result["run_id"], "loss")
+    assert len(losses) == 30 and sorted(m.step for m in losses) == list(range(1, 31))
+    assert losses[-1].value < losses[0].value
+    checkpoints = client.list_artifacts(result["run_id"], "checkpoints")
+    assert len(checkpoints) >= 2
+
+
+def test_rerunning_a_finished_corpus_does_no_work(prefect_api, workspace, constitution):
+    output = str(workspace / "corpus")
+    first = corpus_flow([str(constitution)], output, CorpusConfig())
+    stamp = [(p.name, p.stat().st_mtime_ns) for p in corpus_parts(output)]
+    second = corpus_flow([str(constitution)], output, CorpusConfig())
+    assert second == first
+    assert [(p.name, p.stat().st_mtime_ns) for p in corpus_parts(output)] == stamp
+
+
+def test_a_truncated_input_fails_the_flow_with_its_name(prefect_api, workspace, enwiki_dump, tmp_path):
+    cut = tmp_path / "enwiki-cut.xml.bz2"
+    cut.write_bytes(enwiki_dump.read_bytes()[:500_000])
+    state = corpus_flow([str(cut)], str(workspace / "corpus"), CorpusConfig(), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match="enwiki-cut.xml.bz2"):
+        state.result()

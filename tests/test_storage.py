@@ -1,0 +1,63 @@
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tinylm.config import CorpusConfig, DedupConfig
+from tinylm.storage.atomic import atomic_path, atomic_write_json, remove_stale_temps
+from tinylm.storage.manifest import fingerprint, is_complete, write_manifest
+
+
+def test_atomic_path_leaves_nothing_when_the_body_fails(tmp_path):
+    target = tmp_path / "out.bin"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_replaces_a_directory_whole(tmp_path):
+    target = tmp_path / "ckpt"
+    for generation in (1, 2):
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            (tmp / "state").write_text(str(generation))
+    assert (target / "state").read_text() == "2"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+def test_a_writer_killed_mid_write_leaves_no_final_file(tmp_path):
+    target = tmp_path / "big.bin"
+    script = (
+        "import sys, time\n"
+        "from tinylm.storage.atomic import atomic_path\n"
+        f"with atomic_path({str(target)!r}) as tmp:\n"
+        "    handle = open(tmp, 'wb'); handle.write(b'x' * 1000); handle.flush()\n"
+        "    print('writing', flush=True); time.sleep(60)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert process.stdout.readline() == b"writing\n"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not target.exists()
+    remove_stale_temps(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fingerprint_follows_config_and_inputs_not_key_order():
+    inputs = {"a.txt": "1" * 64, "b.txt": "2" * 64}
+    same = fingerprint("corpus", CorpusConfig(), dict(reversed(list(inputs.items()))))
+    assert fingerprint("corpus", CorpusConfig(), inputs) == same
+    assert fingerprint("corpus", CorpusConfig(dedup=DedupConfig(threshold=0.7)), inputs) != same
+    assert fingerprint("corpus", CorpusConfig(), {**inputs, "b.txt": "3" * 64}) != same
+
+
+def test_is_complete_needs_the_matching_manifest(tmp_path):
+    assert not is_complete(tmp_path, "abc")
+    write_manifest(tmp_path, {"fingerprint": "abc"})
+    assert is_complete(tmp_path, "abc") and not is_complete(tmp_path, "abd")
+    atomic_write_json(tmp_path / "manifest.json", {"fingerprint": "other"})
+    assert not is_complete(tmp_path, "abc")

@@ -1,0 +1,64 @@
+import pytest
+from transformers import AutoTokenizer
+
+from tinylm.config import TokenizerConfig
+from tinylm.storage.documents import make_document, write_documents
+from tinylm.storage.manifest import write_manifest
+from tinylm.tasks.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
+
+MIXED = "美利坚合众国宪法 The Constitution, 1787年！😀 𠀀𪚥 naïve café\n\ttabs  and  spaces"
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(small_corpus, tmp_path_factory):
+    output = tmp_path_factory.mktemp("tokenizer")
+    train_tokenizer(small_corpus, output, TokenizerConfig(vocab_size=1000))
+    return output
+
+
+def test_round_trip_is_exact_for_any_unicode(tokenizer_dir):
+    tokenizer = load_tokenizer(tokenizer_dir)
+    assert tokenizer.get_vocab_size() == 1000
+    for text in (MIXED, "", " leading space", "ǅ ﷺ ‮ \u200b\U0010fffd"):
+        assert tokenizer.decode(tokenizer.encode(text).ids) == text
+
+
+def test_special_tokens_are_single_ids(tokenizer_dir):
+    tokenizer = load_tokenizer(tokenizer_dir)
+    for index, token in enumerate(SPECIAL_TOKENS):
+        assert tokenizer.token_to_id(token) == index
+        assert tokenizer.encode(token).ids == [index]
+
+
+def test_transformers_loads_it_with_the_chat_template(tokenizer_dir):
+    hf = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    assert hf.decode(hf(MIXED)["input_ids"]) == MIXED
+    assert hf.eos_token == "<|endoftext|>" and hf.pad_token == "<|pad|>"
+    chat = hf.apply_chat_template([{"role": "user", "content": "你好"}], tokenize=False, add_generation_prompt=True)
+    assert chat == "<|im_start|>user\n你好<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_retraining_with_the_same_corpus_and_config_is_skipped(small_corpus, tokenizer_dir):
+    assert train_tokenizer(small_corpus, tokenizer_dir, TokenizerConfig(vocab_size=1000))["reused"]
+
+
+def test_vocabulary_smaller_than_the_byte_alphabet_is_refused(small_corpus, tmp_path):
+    with pytest.raises(ValueError, match="too small"):
+        train_tokenizer(small_corpus, tmp_path, TokenizerConfig(vocab_size=300).model_copy(update={"vocab_size": 259}))
+
+
+def test_a_corpus_of_one_document_trains(tmp_path):
+    corpus = tmp_path / "corpus"
+    write_documents(corpus / "part-00000.parquet", [make_document("one", 1, "只有一个文档。Only one document here.")])
+    write_manifest(corpus, {"fingerprint": "one"})
+    manifest = train_tokenizer(corpus, tmp_path / "tok", TokenizerConfig(vocab_size=400, min_frequency=1))
+    assert manifest["sample"]["documents"] == 1
+    assert load_tokenizer(tmp_path / "tok").decode(load_tokenizer(tmp_path / "tok").encode(MIXED).ids) == MIXED
+
+
+def test_an_empty_corpus_is_a_clear_error(tmp_path):
+    corpus = tmp_path / "corpus"
+    write_documents(corpus / "part-00000.parquet", [])
+    write_manifest(corpus, {"fingerprint": "empty"})
+    with pytest.raises(ValueError, match="no documents"):
+        train_tokenizer(corpus, tmp_path / "tok", TokenizerConfig())

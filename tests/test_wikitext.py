@@ -1,0 +1,78 @@
+from tinylm.tasks.wikitext import remove_nested_blocks, resolve_variants, wikitext_to_text
+
+
+def test_nested_multiline_templates_are_removed_whole():
+    markup = "Before {{Infobox person\n| name = {{lang|de|Karl}}\n| born = {{birth date|1818|5|5}}\n}} after."
+    assert wikitext_to_text(markup) == "Before after."
+
+
+def test_refs_comments_math_and_gallery_are_dropped():
+    markup = (
+        "Text<ref name=a>{{cite web|url=http://x}}</ref> more<ref name=a/>.<!-- hidden -->"
+        " Formula <math>x^2</math> end.\n<gallery>\nFile:A.jpg|cap\n</gallery>"
+    )
+    assert wikitext_to_text(markup) == "Text more. Formula end."
+
+
+def test_tables_are_dropped_but_text_around_them_stays():
+    markup = "Intro.\n{| class=wikitable\n|-\n| a || {{flag|x}}\n|-\n| b\n|}\nOutro."
+    assert wikitext_to_text(markup) == "Intro.\n\nOutro."
+
+
+def test_file_links_with_nested_links_in_caption_are_dropped():
+    markup = "A [[File:Map.png|thumb|A map of [[France]] and [[Spain|Spanish]] land]] B"
+    assert wikitext_to_text(markup) == "A B"
+
+
+def test_links_keep_their_visible_text():
+    markup = "[[Paris]] is in [[France|the French Republic]]; [[dog]]s bark. See [https://example.org the site] [https://x.org]."
+    assert wikitext_to_text(markup) == "Paris is in the French Republic; dogs bark. See the site ."
+
+
+def test_categories_and_interlanguage_links_are_dropped():
+    markup = "Body text.\n[[Category:Philosophy]]\n[[de:Anarchismus]]\n[[zh-yue:無政府主義]]"
+    assert wikitext_to_text(markup) == "Body text."
+
+
+def test_headings_emphasis_entities_and_magic_words():
+    markup = "__NOTOC__\n== History ==\n'''Bold''' and ''italic'' &amp; &nbsp;spaced&mdash;done.\n* item one\n# item two"
+    assert wikitext_to_text(markup) == "History\n\nBold and italic & spaced—done.\nitem one\nitem two"
+    assert wikitext_to_text(markup, keep_headings=False) == "Bold and italic & spaced—done.\nitem one\nitem two"
+
+
+def test_unclosed_template_loses_only_its_line():
+    assert wikitext_to_text("Kept line.\n{{broken template\nNext line.") == "Kept line.\n\nNext line."
+
+
+def test_stray_closers_are_ignored():
+    assert remove_nested_blocks("a }} b ]] c") == "a }} b ]] c"
+
+
+def test_variant_markup_resolves_to_the_chosen_variant():
+    assert resolve_variants("-{zh-hans:计算机;zh-hant:電腦;}-") == "计算机"
+    assert resolve_variants("-{zh-hans:计算机;zh-hant:電腦;}-", "zh-hant") == "電腦"
+    assert resolve_variants("-{zh-cn:软件;zh-tw:軟體;}-") == "软件"
+    assert resolve_variants("-{zh:通用;zh-tw:臺灣;}-") == "通用"
+    assert resolve_variants("名字-{巴黎}-不变") == "名字巴黎不变"
+    assert resolve_variants("-{H|zh-hans:内存;zh-hant:記憶體;}-文字") == "文字"
+
+
+def test_chinese_page_with_variants_templates_tables_and_refs():
+    markup = """{{Infobox 城市
+|名称 = 台北
+|人口 = {{formatnum:2600000}}
+}}
+'''臺北市'''是-{zh-hans:中华民国;zh-hant:中華民國;}-的[[首都]]<ref>{{cite web|title=臺北}}</ref>，位於[[臺灣|台湾]]北部。
+
+== 歷史 ==
+{| class="wikitable"
+! 年份 !! 事件
+|-
+| 1884 || 建城
+|}
+[[File:Taipei.jpg|thumb|[[台北101]]夜景]]
+清朝時期-{建城}-於1884年。<!-- 註解 -->
+[[Category:台灣城市]]
+[[en:Taipei]]"""
+    expected = "臺北市是中华民国的首都，位於台湾北部。\n\n歷史\n\n清朝時期建城於1884年。"
+    assert wikitext_to_text(markup) == expected
