@@ -1,0 +1,42 @@
+"""Serve every tinylm flow from one process, so each can be triggered from the Prefect UI.
+
+Run from the repository root with a Prefect server reachable (`make servers`, then
+`PREFECT_API_URL=http://127.0.0.1:4200/api python deployments/serve.py`). Unlike the
+work-pool deployments of prefect.yaml, this needs no pool and no worker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import serve
+from prefect.deployments.runner import RunnerDeployment
+
+from tinylm.config import PipelineConfig, load_yaml
+from tinylm.flows.corpus import corpus_flow
+from tinylm.flows.pipeline import pipeline_flow
+from tinylm.flows.shards import shards_flow
+from tinylm.flows.tokenizer import tokenizer_flow
+from tinylm.flows.train import train_flow
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+
+
+def build_deployments() -> list[RunnerDeployment]:
+    """The same five deployments as prefect.yaml; the pipeline's form is pre-filled with the demo config."""
+    demo = load_yaml(DEMO_CONFIG, PipelineConfig) if DEMO_CONFIG.exists() else PipelineConfig()
+    return [
+        pipeline_flow.to_deployment(name="pipeline", parameters={"config": demo.model_dump(mode="json")}, tags=["tinylm"]),
+        corpus_flow.to_deployment(name="corpus", tags=["tinylm"]),
+        tokenizer_flow.to_deployment(name="tokenizer", tags=["tinylm"]),
+        shards_flow.to_deployment(name="shards", tags=["tinylm"]),
+        train_flow.to_deployment(name="train", tags=["tinylm"]),
+    ]
+
+
+def main() -> None:
+    serve(*build_deployments(), limit=1)
+
+
+if __name__ == "__main__":
+    main()
