@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 
 from tinylm.storage.atomic import commit, discard, temp_path_for
 
+STATS_KEY = "tinylm.stats"
 DOCUMENT_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
@@ -60,11 +62,15 @@ class DocumentWriter:
     """Writes documents to one parquet file in row groups, so memory stays flat.
 
     The file only appears under its final name when `close()` succeeds; an exception or a
-    kill leaves nothing a re-run would mistake for finished output.
+    kill leaves nothing a re-run would mistake for finished output. `stats`, a dict the
+    caller keeps updating while it writes, goes into the parquet footer at close, so the
+    counts are committed atomically with the rows they describe and a re-run that reuses
+    the file still reports them.
     """
 
-    def __init__(self, path: str | os.PathLike[str], rows_per_group: int = 2048) -> None:
+    def __init__(self, path: str | os.PathLike[str], stats: dict[str, Any] | None = None, rows_per_group: int = 2048) -> None:
         self.path = Path(path)
+        self.stats = stats
         self.rows_per_group = rows_per_group
         self.rows = 0
         self._buffer: list[Document] = []
@@ -90,6 +96,8 @@ class DocumentWriter:
     def close(self, final_path: str | os.PathLike[str] | None = None) -> None:
         """Finish the file and move it to its final name (or to `final_path` instead)."""
         self._flush()
+        if self.stats is not None:
+            self._writer.add_key_value_metadata({STATS_KEY: json.dumps(self.stats, ensure_ascii=False)})
         self._writer.close()
         commit(self._tmp, Path(final_path) if final_path is not None else self.path)
 
@@ -105,6 +113,13 @@ class DocumentWriter:
             self.close()
         else:
             self.abort()
+
+
+def read_stats(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The stats a stage stored in a parquet file's footer (empty if it stored none)."""
+    metadata = pq.read_metadata(path).metadata or {}
+    raw = metadata.get(STATS_KEY.encode())
+    return json.loads(raw) if raw else {}
 
 
 def write_documents(path: str | os.PathLike[str], documents: Iterable[Document]) -> int:

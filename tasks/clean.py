@@ -12,7 +12,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ConvertConfig, FilterConfig
-from tinylm.storage.documents import DocumentWriter
+from tinylm.storage.documents import DocumentWriter, read_stats
 from tinylm.storage.manifest import fingerprint
 from tinylm.tasks.convert import detect_language, make_converter
 from tinylm.tasks.quality import quality_failure
@@ -23,11 +23,12 @@ def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfi
     source, output_dir = Path(source), Path(output_dir)
     key = fingerprint("clean", {"convert": convert, "filters": filters}, {"source": source.name})[:16]
     target = output_dir / f"{source.stem}.{key}.parquet"
-    stats: dict = {"input": str(source), "output": str(target), "documents": 0, "converted": 0, "kept": 0, "dropped": {}}
+    result = {"input": str(source), "output": str(target)}
     if target.exists():
-        return {**stats, "reused": True}
+        return result | read_stats(target) | {"reused": True}
+    stats: dict = {"documents": 0, "converted": 0, "kept": 0, "dropped": {}}
     to_simplified = make_converter(convert)
-    with DocumentWriter(target) as writer:
+    with DocumentWriter(target, stats) as writer:
         for batch in pq.ParquetFile(source).iter_batches(batch_size=1024):
             for document in batch.to_pylist():
                 stats["documents"] += 1
@@ -43,7 +44,7 @@ def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfi
                     continue
                 writer.write({**document, "text": text, "lang": lang})
                 stats["kept"] += 1
-    return {**stats, "reused": False}
+    return result | stats | {"reused": False}
 
 
 clean_file_task = task(clean_file, name="clean-file", cache_policy=NO_CACHE)

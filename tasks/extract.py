@@ -9,7 +9,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ExtractConfig
-from tinylm.storage.documents import DocumentWriter
+from tinylm.storage.documents import DocumentWriter, read_stats
 from tinylm.storage.manifest import fingerprint
 from tinylm.tasks.readers import ReadStats, TruncatedInputError, read_documents
 
@@ -31,8 +31,9 @@ def extract_file(source: str | Path, content_hash: str, output_dir: str | Path, 
     """
     source, output_dir = Path(source), Path(output_dir)
     target = extracted_path(output_dir, source, content_hash, config)
+    result = {"input": str(source), "output": str(target)}
     if target.exists():
-        return {"input": str(source), "output": str(target), "reused": True}
+        return result | read_stats(target) | {"reused": True}
     stats = ReadStats()
     partial = target.with_suffix(".partial.parquet")
     writer = DocumentWriter(target)
@@ -40,15 +41,17 @@ def extract_file(source: str | Path, content_hash: str, output_dir: str | Path, 
         for document in read_documents(source, config, stats):
             writer.write(document)
     except TruncatedInputError as error:
+        writer.stats = stats.as_dict()
         writer.close(partial)
         raise TruncatedInputError(f"{error}; the {writer.rows} documents before the break are in {partial}") from error
     except BaseException:
         writer.abort()
         raise
+    writer.stats = stats.as_dict()
     writer.close()
     if stats.bad_lines:
         log.warning("%s: skipped records, first bad lines %s", source, stats.bad_lines)
-    return {"input": str(source), "output": str(target), "reused": False, **stats.as_dict()}
+    return result | stats.as_dict() | {"reused": False}
 
 
 extract_file_task = task(extract_file, name="extract-file", cache_policy=NO_CACHE, retries=0)

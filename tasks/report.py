@@ -18,8 +18,8 @@ def merge_counts(results: list[dict[str, Any]], field: str) -> dict[str, int]:
 
 def corpus_stats(extracted: list[dict], cleaned: list[dict], deduped: dict) -> dict[str, Any]:
     return {
-        "extracted_documents": sum(r.get("documents", 0) for r in extracted if not r["reused"]),
-        "extract_skipped": merge_counts([r for r in extracted if not r["reused"]], "skipped"),
+        "extracted_documents": sum(r["documents"] for r in extracted),
+        "extract_skipped": merge_counts(extracted, "skipped"),
         "lines_with_replaced_bytes": sum(r.get("lines_with_replaced_bytes", 0) for r in extracted),
         "converted": sum(r["converted"] for r in cleaned),
         "filtered": merge_counts(cleaned, "dropped"),

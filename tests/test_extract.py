@@ -105,3 +105,4 @@ def test_extraction_is_reused_when_input_and_config_are_unchanged(constitution, 
     changed = extract_file(constitution, digest, tmp_path, ExtractConfig(text_mode="line"))
     assert not first["reused"] and second["reused"] and not changed["reused"]
     assert second["output"] == first["output"] != changed["output"]
+    assert second["documents"] == first["documents"] > 0 and second["skipped"] == first["skipped"]
