@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prefect import flow
 
 from tinylm.config import PipelineConfig
@@ -11,14 +15,30 @@ from tinylm.flows.tokenizer import tokenizer_flow
 from tinylm.flows.train import train_flow
 
 
+@contextmanager
+def stopwatch(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    """Record a stage's wall time, so a run reports where its time went."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] = round(time.perf_counter() - started, 1)
+
+
 @flow(name="pipeline")
 def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
     corpus_dir, tokenizer_dir, shards_dir = (str(config.stage_dir(s)) for s in ("corpus", "tokenizers", "shards"))
-    corpus = corpus_flow(config.inputs, corpus_dir, config.corpus)
-    tokenizer = tokenizer_flow(corpus_dir, tokenizer_dir, config.tokenizer)
-    shards = shards_flow(corpus_dir, tokenizer_dir, shards_dir, config.shards)
-    trained = train_flow(shards_dir, config.train, config.workspace)
+    seconds: dict[str, float] = {}
+    with stopwatch(seconds, "corpus"):
+        corpus = corpus_flow(config.inputs, corpus_dir, config.corpus)
+    with stopwatch(seconds, "tokenizer"):
+        tokenizer = tokenizer_flow(corpus_dir, tokenizer_dir, config.tokenizer)
+    with stopwatch(seconds, "shards"):
+        shards = shards_flow(corpus_dir, tokenizer_dir, shards_dir, config.shards)
+    with stopwatch(seconds, "train"):
+        trained = train_flow(shards_dir, config.train, config.workspace)
     return {
+        "seconds": seconds,
         "corpus": corpus_dir,
         "documents": corpus["stats"]["kept"],
         "tokenizer": tokenizer_dir,

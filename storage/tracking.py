@@ -10,9 +10,21 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 
+# `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into the environment, so
+# the variable alone cannot tell a user's choice from our own earlier call; these are ours.
+_EMBEDDED_URIS: set[str] = set()
+
+
+def embedded_uri(workspace: str | Path) -> str:
+    return f"sqlite:///{(Path(workspace) / 'mlflow.db').resolve()}"
+
+
 def tracking_uri(workspace: str | Path) -> str:
-    """MLFLOW_TRACKING_URI when set, else a SQLite store inside the workspace."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path(workspace) / 'mlflow.db').resolve()}"
+    """MLFLOW_TRACKING_URI when the user set it, else a SQLite store inside the workspace."""
+    configured = os.environ.get("MLFLOW_TRACKING_URI")
+    if configured and configured not in _EMBEDDED_URIS:
+        return configured
+    return embedded_uri(workspace)
 
 
 def use_experiment(name: str, workspace: str | Path) -> str:
@@ -22,13 +34,14 @@ def use_experiment(name: str, workspace: str | Path) -> str:
     so one folder holds everything a run produced.
     """
     uri = tracking_uri(workspace)
+    embedded = uri == embedded_uri(workspace)
+    if embedded:
+        _EMBEDDED_URIS.add(uri)
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    artifacts = None
-    if uri.startswith("sqlite:") and "MLFLOW_TRACKING_URI" not in os.environ:
-        artifacts = (Path(workspace) / "mlartifacts").resolve().as_uri()
+    artifacts = (Path(workspace) / "mlartifacts").resolve().as_uri() if embedded else None
     return mlflow.create_experiment(name, artifact_location=artifacts)
 
 

@@ -11,10 +11,10 @@ from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
-from tinylm.config import CorpusConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig, TrainConfig
+from tests.helpers import tiny_train_config
+from tinylm.config import CorpusConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig
 from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.pipeline import pipeline_flow
-from tinylm.model.config import ModelConfig
 from tinylm.storage.documents import corpus_parts
 from tinylm.storage.shards import open_shards
 from tinylm.tasks.tokenizer import load_tokenizer
@@ -30,16 +30,7 @@ def small_pipeline(workspace, inputs) -> PipelineConfig:
         corpus=CorpusConfig(extract=ExtractConfig(text_mode="line")),
         tokenizer=TokenizerConfig(vocab_size=2000),
         shards=ShardsConfig(shard_tokens=1 << 17),
-        train=TrainConfig(
-            model=ModelConfig(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64),
-            seq_len=64,
-            batch_size=8,
-            max_shards=2,
-            max_steps_per_shard=15,
-            warmup_steps=5,
-            learning_rate=3e-3,
-            log_every=1,
-        ),
+        train=tiny_train_config(max_shards=2, max_steps_per_shard=15),
     )
 
 
@@ -76,7 +67,7 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
 
     client = MlflowClient()
     run = client.get_run(result["run_id"])
-    assert run.data.params["model.dim"] == "64" and run.data.params["max_shards"] == "2"
+    assert run.data.params["model.dim"] == "32" and run.data.params["max_shards"] == "2"
     losses = client.get_metric_history(result["run_id"], "loss")
     assert len(losses) == 30 and sorted(m.step for m in losses) == list(range(1, 31))
     assert losses[-1].value < losses[0].value

@@ -6,24 +6,15 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from tests.helpers import tiny_train_config
 from tinylm.config import ShardsConfig, TokenizerConfig, TrainConfig
-from tinylm.model.config import ModelConfig
 from tinylm.storage.checkpoints import load_checkpoint
 from tinylm.tasks.generate import generate_text
 from tinylm.tasks.shards import build_shards
 from tinylm.tasks.tokenizer import train_tokenizer
 from tinylm.tasks.train import learning_rate, train_model
 
-TINY_TRAIN = TrainConfig(
-    model=ModelConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=32),
-    seq_len=32,
-    batch_size=4,
-    max_shards=3,
-    max_steps_per_shard=6,
-    warmup_steps=2,
-    learning_rate=3e-3,
-    log_every=1,
-)
+TINY_TRAIN = tiny_train_config()
 
 
 @pytest.fixture(scope="module")

@@ -31,8 +31,11 @@ def where_to_look(config: PipelineConfig, result: dict) -> str:
 
     workspace = Path(config.workspace).resolve()
     uri = tracking_uri(config.workspace)
+    total = sum(result["seconds"].values())
+    shares = "  ".join(f"{stage} {s:.0f}s ({s / total:.0%})" for stage, s in result["seconds"].items())
     return f"""
-Done. Where to look:
+Done in {total:.0f}s: {shares}
+Where to look:
   corpus        {result['corpus']}  ({result['documents']} documents)
   tokenizer     {result['tokenizer']}  (vocabulary {result['vocab_size']})
   shards        {result['shards']}  ({result['tokens']} tokens)
