@@ -7,29 +7,29 @@ from pathlib import Path
 from prefect import flow
 
 from tinylm.config import CorpusConfig
+from tinylm.flows.extract import run_extract
 from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
 from tinylm.tasks.clean import clean_file_task
 from tinylm.tasks.dedup import deduplicate_files_task
-from tinylm.tasks.extract import extract_file_task
 from tinylm.tasks.report import corpus_stats, publish_stats
 
 
 @flow(name="corpus")
 def corpus_flow(inputs: list[str], output: str = "workspace/corpus/default", config: CorpusConfig = CorpusConfig()) -> dict:
-    """Extract each input in parallel, convert and filter each in parallel, then deduplicate in corpus order."""
+    """Extract (a subflow, units in parallel), convert and filter each unit's output in parallel, then deduplicate in corpus order."""
     hashes = content_hashes(inputs)
     expected = fingerprint("corpus", config, hashes)
     if is_complete(output, expected):
         return read_manifest(output)
     work = Path(output) / "_work"
-    extract_futures = [extract_file_task.submit(path, hashes[path], work / "extract", config.extract) for path in inputs]
-    extracted = [future.result() for future in extract_futures]
+    extracted = run_extract(inputs, str(work / "extract"), config.extract)
     clean_futures = [
-        clean_file_task.submit(result["output"], work / "clean", config.convert, config.filters) for result in extracted
+        clean_file_task.submit(work / "extract" / name, work / "clean", config.convert, config.filters)
+        for name in extracted["files"]
     ]
     cleaned = [future.result() for future in clean_futures]
     deduped = deduplicate_files_task([result["output"] for result in cleaned], output, config.dedup)
-    stats = corpus_stats(extracted, cleaned, deduped)
+    stats = corpus_stats(extracted["stats"], cleaned, deduped)
     manifest = {
         "stage": "corpus",
         "fingerprint": expected,

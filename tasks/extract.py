@@ -1,44 +1,92 @@
-"""Extract stage: one raw file in, one Document parquet file out."""
+"""Extract stage: raw files to Document parquet, one output file per unit of work.
+
+A unit is a whole input file, or a byte range of whole bz2 streams of a Wikimedia
+multistream dump (when its index is given or lies beside it). Units are independent, so
+they run as parallel tasks; their outputs, in unit order, are the serial extraction.
+"""
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ExtractConfig
 from tinylm.storage.documents import DocumentWriter, read_stats
 from tinylm.storage.manifest import fingerprint
+from tinylm.tasks.multistream import (
+    ByteRange,
+    dump_for,
+    index_for,
+    is_multistream_index,
+    plan_ranges,
+    root_start_tag,
+    stream_offsets,
+)
 from tinylm.tasks.readers import ReadStats, TruncatedInputError, read_documents
 
-log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class ExtractUnit:
+    """One task's worth of extraction: a file, or one byte range of a multistream dump."""
+
+    path: str
+    content_hash: str
+    start: int | None = None
+    end: int | None = None
+    root_tag: str | None = None
+
+    @property
+    def byte_range(self) -> ByteRange | None:
+        return ByteRange(self.start, self.end) if self.start is not None and self.end is not None else None
+
+    def output_name(self, config: ExtractConfig) -> str:
+        """Named by content, range and config, so a finished unit is found and reused by a re-run."""
+        key = fingerprint("extract", config.model_dump(exclude={"workers"}), {"content": self.content_hash})[:16]
+        span = f".{self.start}-{self.end}" if self.byte_range else ""
+        return f"{Path(self.path).name}.{key}{span}.parquet"
 
 
-def extracted_path(output_dir: Path, source: Path, content_hash: str, config: ExtractConfig) -> Path:
-    """Where a file's documents go: named by its content and the config, so a finished one is reused."""
-    key = fingerprint("extract", config, {source.name: content_hash})[:16]
-    return output_dir / f"{source.name}.{key}.parquet"
+def plan_units(inputs: list[str], hashes: dict[str, str], config: ExtractConfig) -> list[ExtractUnit]:
+    """Split the inputs into units, in input order; multistream indexes pair with their dumps."""
+    indexes = {str(dump_for(path)): path for path in inputs if is_multistream_index(path)}
+    orphans = set(indexes) - {str(Path(path)) for path in inputs}
+    if orphans:
+        raise ValueError(f"multistream index given without its dump: {', '.join(indexes[o] for o in sorted(orphans))}")
+    units: list[ExtractUnit] = []
+    for path in inputs:
+        if is_multistream_index(path):
+            continue
+        index = indexes.get(str(Path(path))) or index_for(path)
+        if index is None:
+            units.append(ExtractUnit(path, hashes[path]))
+            continue
+        offsets = stream_offsets(index)
+        root_tag = root_start_tag(path, offsets[0]).decode("utf-8")
+        for byte_range in plan_ranges(offsets, Path(path).stat().st_size, config.range_bytes):
+            units.append(ExtractUnit(path, hashes[path], byte_range.start, byte_range.end, root_tag))
+    return units
 
 
-def extract_file(source: str | Path, content_hash: str, output_dir: str | Path, config: ExtractConfig) -> dict:
-    """Write the documents of `source` to a parquet file in `output_dir` and return its stats.
+def extract_unit(unit: ExtractUnit, output_dir: str | Path, config: ExtractConfig) -> dict:
+    """Write the documents of one unit to a parquet file in `output_dir` and return its stats.
 
-    A file that was already extracted with the same content and config is not read again.
+    A unit already extracted with the same content, range and config is not read again.
     On a truncated input, the documents read before the break are kept in a
-    `.partial.parquet` file beside the output and the error names the file and position.
+    `.partial.parquet` file beside the output, and the error names the file and position.
     """
-    source, output_dir = Path(source), Path(output_dir)
-    target = extracted_path(output_dir, source, content_hash, config)
-    result = {"input": str(source), "output": str(target)}
+    target = Path(output_dir) / unit.output_name(config)
+    result = {"input": unit.path, "output": str(target)}
     if target.exists():
         return result | read_stats(target) | {"reused": True}
     stats = ReadStats()
     partial = target.with_suffix(".partial.parquet")
     writer = DocumentWriter(target)
+    root_tag = unit.root_tag.encode("utf-8") if unit.root_tag else None
     try:
-        for document in read_documents(source, config, stats):
+        for document in read_documents(unit.path, config, stats, unit.byte_range, root_tag):
             writer.write(document)
     except TruncatedInputError as error:
         writer.stats = stats.as_dict()
@@ -49,9 +97,14 @@ def extract_file(source: str | Path, content_hash: str, output_dir: str | Path, 
         raise
     writer.stats = stats.as_dict()
     writer.close()
-    if stats.bad_lines:
-        log.warning("%s: skipped records, first bad lines %s", source, stats.bad_lines)
     return result | stats.as_dict() | {"reused": False}
 
 
-extract_file_task = task(extract_file, name="extract-file", cache_policy=NO_CACHE, retries=0)
+@task(name="extract", cache_policy=NO_CACHE)
+def extract_unit_task(unit: ExtractUnit, output_dir: str, config: ExtractConfig) -> dict:
+    result = extract_unit(unit, output_dir, config)
+    if result.get("first_bad_records"):
+        get_run_logger().warning(
+            "%s: %s skipped; first bad records %s", unit.path, result["skipped"], result["first_bad_records"]
+        )
+    return result

@@ -1,30 +1,49 @@
-"""Readers that turn one raw corpus file into Documents, counting what they skip.
+"""Readers that turn one raw corpus file (or one byte range of a dump) into Documents.
 
-Each reader streams its file, so memory does not grow with the file's size. Bad records
-are skipped and counted in `ReadStats` (with the first few line numbers kept for the
-log); a compressed stream that ends early raises `TruncatedInputError` after every
-document before the break has been yielded.
+Each reader streams, so memory does not grow with the file's size. Bad records are
+skipped and counted in `ReadStats`, with the first few record numbers kept for the log;
+a compressed stream that ends early raises `TruncatedInputError` after every document
+before the break has been yielded.
 """
 
 from __future__ import annotations
 
 import bz2
+import codecs
 import gzip
 import io
 import json
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import pyarrow.parquet as pq
+import zstandard
 
 from tinylm.config import ExtractConfig
 from tinylm.storage.documents import Document, make_document
+from tinylm.tasks.multistream import ByteRange, RangeReader
 from tinylm.tasks.wikidump import iter_pages, site_dbname
 from tinylm.tasks.wikitext import wikitext_to_text
 
-_COMPRESSIONS = {".bz2": bz2.open, ".gz": gzip.open}
-_KEPT_LINE_NUMBERS = 5
+_COMPRESSIONS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
+    ".bz2": lambda raw: bz2.open(raw, "rb"),
+    ".gz": lambda raw: gzip.open(raw, "rb"),
+    ".zst": lambda raw: zstandard.open(raw, "rb"),
+}
+_FORMATS = ((".xml", "wiki"), (".jsonl", "jsonl"), (".json", "wudao"), (".txt", "text"), (".parquet", "parquet"))
+_KEPT_RECORD_NUMBERS = 5
+_CHUNK = 1 << 20
+_MAX_JSON_RECORD = 64 << 20
+_DISAMBIGUATION = re.compile(
+    r"\{\{\s*(?:disambiguation|disambig|dab|hndis|geodis|消歧义|消歧義|disambig-cleanup)\s*[|}]",
+    re.I,
+)
+_DISAMBIGUATION_TITLE = re.compile(r"\((?:disambiguation|消歧义|消歧義)\)$", re.I)
+_NEXT_JSON_OBJECT = re.compile(r"\}\s*,\s*\{")
 
 
 class TruncatedInputError(Exception):
@@ -36,37 +55,46 @@ class ReadStats:
     records: int = 0
     documents: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
-    bad_lines: list[int] = field(default_factory=list)
+    bad_records: list[int] = field(default_factory=list)
     replaced_lines: int = 0
 
-    def skip(self, reason: str, line: int | None = None) -> None:
+    def skip(self, reason: str, record: int | None = None) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
-        if line is not None and len(self.bad_lines) < _KEPT_LINE_NUMBERS:
-            self.bad_lines.append(line)
+        if record is not None and len(self.bad_records) < _KEPT_RECORD_NUMBERS:
+            self.bad_records.append(record)
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "records": self.records,
             "documents": self.documents,
             "skipped": dict(sorted(self.skipped.items())),
-            "first_bad_lines": self.bad_lines,
+            "first_bad_records": self.bad_records,
             "lines_with_replaced_bytes": self.replaced_lines,
         }
 
 
-def _plain_name(path: Path) -> str:
-    name = path.name
+def plain_name(path: str | Path) -> str:
+    """The file name without its compression suffix."""
+    name = Path(path).name
     for suffix in _COMPRESSIONS:
         name = name.removesuffix(suffix)
     return name
 
 
 def input_format(path: str | os.PathLike[str]) -> str:
-    name = _plain_name(Path(path)).lower()
-    for suffix, kind in ((".xml", "wiki"), (".jsonl", "jsonl"), (".txt", "text"), (".parquet", "parquet")):
+    name = plain_name(path).lower()
+    for suffix, kind in _FORMATS:
         if name.endswith(suffix):
             return kind
-    raise ValueError(f"{path}: unknown corpus format (expected .xml[.bz2|.gz], .jsonl[.gz|.bz2], .txt[.gz|.bz2] or .parquet)")
+    raise ValueError(
+        f"{path}: unknown corpus format (expected .xml, .jsonl, .json (WuDao), .txt or .parquet, "
+        "optionally compressed as .bz2, .gz or .zst)"
+    )
+
+
+def _source_name(path: Path) -> str:
+    name = plain_name(path)
+    return name.rsplit(".", 1)[0] if "." in name else name
 
 
 class _CountingReader(io.RawIOBase):
@@ -89,10 +117,10 @@ class _CountingReader(io.RawIOBase):
         super().close()
 
 
-def _open(path: Path, counter: _CountingReader) -> IO[bytes]:
-    buffered = io.BufferedReader(counter, buffer_size=1 << 20)
+def _decompressed(path: Path, raw: io.RawIOBase) -> IO[bytes]:
+    buffered = io.BufferedReader(raw, buffer_size=_CHUNK)
     opener = _COMPRESSIONS.get(path.suffix.lower())
-    return opener(buffered, "rb") if opener else buffered  # type: ignore[return-value]
+    return opener(buffered) if opener else buffered
 
 
 def _decoded_lines(stream: IO[bytes], stats: ReadStats) -> Iterator[tuple[int, str]]:
@@ -106,35 +134,47 @@ def _decoded_lines(stream: IO[bytes], stats: ReadStats) -> Iterator[tuple[int, s
 
 
 def _read_text(path: Path, stream: IO[bytes], config: ExtractConfig, stats: ReadStats) -> Iterator[Document]:
-    source = _plain_name(path).removesuffix(".txt")
+    source = _source_name(path)
     block: list[str] = []
-    ordinal = 0
 
     def emit(text: str) -> Iterator[Document]:
-        nonlocal ordinal
         stats.records += 1
-        ordinal += 1
-        if text.strip():
-            stats.documents += 1
-            yield make_document(source, ordinal, text.strip(), url=f"file://{path.name}#{ordinal}")
-        else:
-            stats.skip("empty")
+        stats.documents += 1
+        yield make_document(source, stats.records, text.strip(), url=f"file://{path.name}#{stats.records}")
 
     for _, line in _decoded_lines(stream, stats):
-        if config.text_mode == "line":
-            if line.strip():
-                yield from emit(line)
-        elif line.strip():
+        if not line.strip():
+            if block:
+                yield from emit("\n".join(block))
+                block = []
+        elif config.text_mode == "line":
+            yield from emit(line)
+        else:
             block.append(line)
-        elif block:
-            yield from emit("\n".join(block))
-            block = []
     if block:
         yield from emit("\n".join(block))
 
 
+def _record_document(
+    source: str, path: Path, record: Any, number: int, config: ExtractConfig, stats: ReadStats
+) -> Document | None:
+    """A document from one JSON record, or None (counted) when it has no usable text."""
+    text = record.get(config.jsonl_text_field) if isinstance(record, dict) else None
+    if not isinstance(text, str):
+        stats.skip("no_text_field", number)
+        return None
+    if not text.strip():
+        stats.skip("empty")
+        return None
+    title = record.get("title")
+    stats.documents += 1
+    return make_document(
+        source, record.get("id", number), text.strip(), title=title if isinstance(title, str) else None, url=f"file://{path.name}#{number}"
+    )
+
+
 def _read_jsonl(path: Path, stream: IO[bytes], config: ExtractConfig, stats: ReadStats) -> Iterator[Document]:
-    source = _plain_name(path).removesuffix(".jsonl")
+    source = _source_name(path)
     for number, line in _decoded_lines(stream, stats):
         if not line.strip():
             continue
@@ -144,22 +184,107 @@ def _read_jsonl(path: Path, stream: IO[bytes], config: ExtractConfig, stats: Rea
         except json.JSONDecodeError:
             stats.skip("invalid_json", number)
             continue
-        text = record.get(config.jsonl_text_field) if isinstance(record, dict) else None
-        if not isinstance(text, str):
+        document = _record_document(source, path, record, number, config, stats)
+        if document is not None:
+            yield document
+
+
+def iter_json_array(stream: IO[bytes], stats: ReadStats) -> Iterator[tuple[int, Any]]:
+    """Yield (record number, value) for each element of a top-level JSON array, streaming.
+
+    Only the record being decoded is held in memory (plus one read chunk). A record that
+    does not decode is counted as `invalid_json` and the reader resynchronises at the
+    next `},{` boundary.
+    """
+    decoder = json.JSONDecoder()
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    buffer, position, number, at_end = "", 0, 0, False
+
+    def refill() -> bool:
+        nonlocal buffer, position, at_end
+        chunk = stream.read(_CHUNK)
+        buffer = buffer[position:] + text.decode(chunk, final=not chunk)
+        position = 0
+        at_end = not chunk
+        return bool(chunk)
+
+    def skip_separators() -> None:
+        nonlocal position
+        while True:
+            while position < len(buffer) and buffer[position] in " \t\r\n,[\ufeff":
+                position += 1
+            if position < len(buffer) or not refill():
+                return
+
+    skip_separators()
+    while position < len(buffer) and buffer[position] != "]":
+        number += 1
+        stats.records += 1
+        try:
+            value, end = decoder.raw_decode(buffer, position)
+        except json.JSONDecodeError:
+            if not at_end and len(buffer) - position < _MAX_JSON_RECORD and refill():
+                number -= 1
+                stats.records -= 1
+                continue
+            stats.skip("invalid_json", number)
+            boundary = _NEXT_JSON_OBJECT.search(buffer, position + 1)
+            position = boundary.start() + 1 if boundary else len(buffer)
+            skip_separators()
+            continue
+        position = end
+        yield number, value
+        skip_separators()
+
+
+def _read_wudao(path: Path, stream: IO[bytes], config: ExtractConfig, stats: ReadStats) -> Iterator[Document]:
+    """WuDaoCorpora 2.0: a JSON array of {id, uniqueKey, titleUkey, dataType, title, content}."""
+    source = _source_name(path)
+    for number, record in iter_json_array(stream, stats):
+        content = record.get("content") if isinstance(record, dict) else None
+        if not isinstance(content, str):
             stats.skip("no_text_field", number)
             continue
-        if not text.strip():
+        if not content.strip():
             stats.skip("empty")
             continue
-        native_id = record.get("id", number)
-        title = record.get("title") if isinstance(record.get("title"), str) else None
         stats.documents += 1
-        yield make_document(source, native_id, text.strip(), title=title, url=f"file://{path.name}#L{number}")
+        meta = {key: record.get(key) for key in ("dataType", "uniqueKey", "titleUkey") if key in record}
+        yield make_document(
+            source,
+            record.get("uniqueKey") or record.get("id") or number,
+            content.strip(),
+            title=record.get("title") if isinstance(record.get("title"), str) else None,
+            url=f"file://{path.name}#{number}",
+            meta=json.dumps(meta, ensure_ascii=False),
+        )
+
+
+def _read_parquet(path: Path, config: ExtractConfig, stats: ReadStats) -> Iterator[Document]:
+    source = _source_name(path)
+    parquet = pq.ParquetFile(path)
+    columns = [config.parquet_text_column] + (["title"] if "title" in parquet.schema_arrow.names else [])
+    if config.parquet_text_column not in parquet.schema_arrow.names:
+        raise ValueError(f"{path} has no column {config.parquet_text_column!r} (columns: {parquet.schema_arrow.names})")
+    for batch in parquet.iter_batches(batch_size=1024, columns=columns):
+        for row in batch.to_pylist():
+            stats.records += 1
+            text = row[config.parquet_text_column]
+            if not isinstance(text, str) or not text.strip():
+                stats.skip("empty")
+                continue
+            stats.documents += 1
+            yield make_document(source, stats.records, text.strip(), title=row.get("title"), url=f"file://{path.name}#{stats.records}")
+
+
+def _is_disambiguation(title: str, markup: str) -> bool:
+    return bool(_DISAMBIGUATION_TITLE.search(title) or _DISAMBIGUATION.search(markup))
 
 
 def _read_wiki(path: Path, stream: IO[bytes], config: ExtractConfig, stats: ReadStats) -> Iterator[Document]:
-    with _open(path, _CountingReader(open(path, "rb"))) as header:  # noqa: SIM117
-        source = site_dbname(header) or _plain_name(path).split("-")[0]
+    with _decompressed(path, _CountingReader(open(path, "rb"))) as header:
+        source = site_dbname(header) or plain_name(path).split("-")[0]
+    language = source.removesuffix("wiki").replace("_", "-")
     for page in iter_pages(stream):
         stats.records += 1
         if page.namespace not in config.namespaces:
@@ -167,6 +292,9 @@ def _read_wiki(path: Path, stream: IO[bytes], config: ExtractConfig, stats: Read
             continue
         if page.redirect:
             stats.skip("redirect")
+            continue
+        if config.skip_disambiguation and _is_disambiguation(page.title, page.text):
+            stats.skip("disambiguation")
             continue
         text = wikitext_to_text(page.text, variant=config.variant, keep_headings=config.keep_headings)
         if not text:
@@ -178,32 +306,40 @@ def _read_wiki(path: Path, stream: IO[bytes], config: ExtractConfig, stats: Read
             page.page_id,
             text,
             title=page.title,
-            url=f"https://{source.removesuffix('wiki')}.wikipedia.org/wiki?curid={page.page_id}",
+            url=f"https://{language}.wikipedia.org/wiki?curid={page.page_id}",
             meta=json.dumps({"page_id": page.page_id, "timestamp": page.timestamp}),
         )
 
 
-_READERS = {"text": _read_text, "jsonl": _read_jsonl, "wiki": _read_wiki}
+_STREAM_READERS = {"text": _read_text, "jsonl": _read_jsonl, "wudao": _read_wudao, "wiki": _read_wiki}
 
 
-def read_documents(path: str | os.PathLike[str], config: ExtractConfig, stats: ReadStats) -> Iterator[Document]:
-    """Yield the documents of one raw file, whatever its format and compression."""
+def read_documents(
+    path: str | os.PathLike[str],
+    config: ExtractConfig,
+    stats: ReadStats,
+    byte_range: ByteRange | None = None,
+    root_tag: bytes | None = None,
+) -> Iterator[Document]:
+    """Yield the documents of one raw file, or of one byte range of a multistream dump."""
     path = Path(path)
     kind = input_format(path)
     if kind == "parquet":
-        raise ValueError(f"{path}: parquet inputs are already documents; pass them to the dedup stage")
+        yield from _read_parquet(path, config, stats)
+        return
     counter = _CountingReader(open(path, "rb"))
+    if byte_range is not None:
+        counter.close()
+        counter = _CountingReader(RangeReader(path, byte_range, root_tag or b""))
     try:
-        with _open(path, counter) as stream:
-            yield from _READERS[kind](path, stream, config, stats)
-    except (EOFError, OSError) as error:
+        with _decompressed(path, counter) if byte_range is None else io.BufferedReader(counter) as stream:
+            yield from _STREAM_READERS[kind](path, stream, config, stats)
+    except (EOFError, OSError, zstandard.ZstdError) as error:
         raise TruncatedInputError(
-            f"{path}: the compressed stream ends early after {counter.position} bytes "
+            f"{path}: the compressed stream breaks off after {counter.position} bytes "
             f"({stats.records} records read): {error}"
         ) from error
     except SyntaxError as error:
-        raise TruncatedInputError(
-            f"{path}: XML breaks off after {counter.position} bytes ({stats.records} pages read): {error}"
-        ) from error
+        raise TruncatedInputError(f"{path}: the XML breaks off after {stats.records} pages: {error}") from error
     finally:
         counter.close()

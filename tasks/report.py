@@ -16,11 +16,19 @@ def merge_counts(results: list[dict[str, Any]], field: str) -> dict[str, int]:
     return dict(sorted(total.items()))
 
 
-def corpus_stats(extracted: list[dict], cleaned: list[dict], deduped: dict) -> dict[str, Any]:
+def extract_stats(results: list[dict]) -> dict[str, Any]:
     return {
-        "extracted_documents": sum(r["documents"] for r in extracted),
-        "extract_skipped": merge_counts(extracted, "skipped"),
-        "lines_with_replaced_bytes": sum(r.get("lines_with_replaced_bytes", 0) for r in extracted),
+        "units": len(results),
+        "records": sum(r["records"] for r in results),
+        "documents": sum(r["documents"] for r in results),
+        "skipped": merge_counts(results, "skipped"),
+        "lines_with_replaced_bytes": sum(r["lines_with_replaced_bytes"] for r in results),
+    }
+
+
+def corpus_stats(extracted: dict, cleaned: list[dict], deduped: dict) -> dict[str, Any]:
+    return {
+        "extracted": extracted,
         "converted": sum(r["converted"] for r in cleaned),
         "filtered": merge_counts(cleaned, "dropped"),
         "exact_duplicates": deduped["exact_duplicates"],

@@ -11,7 +11,7 @@ from tinylm.config import CorpusConfig, ExtractConfig
 from tinylm.storage.manifest import file_sha256, write_manifest
 from tinylm.tasks.clean import clean_file
 from tinylm.tasks.dedup import deduplicate_files
-from tinylm.tasks.extract import extract_file
+from tinylm.tasks.extract import ExtractUnit, extract_unit
 
 TESTS_DATA = Path(__file__).parent / "data"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -52,7 +52,7 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory, constitution: Path, t
     config = CorpusConfig(extract=ExtractConfig(text_mode="line"))
     cleaned = []
     for source in (constitution, table_dump):
-        extracted = extract_file(source, file_sha256(source), root / "_work", config.extract)
+        extracted = extract_unit(ExtractUnit(str(source), file_sha256(source)), root / "_work", config.extract)
         cleaned.append(clean_file(extracted["output"], root / "_work", config.convert, config.filters)["output"])
     stats = deduplicate_files(cleaned, root, config.dedup)
     write_manifest(root, {"stage": "corpus", "fingerprint": "fixture", "parts": stats["parts"]})

@@ -6,7 +6,7 @@ import pytest
 
 from tinylm.config import ExtractConfig
 from tinylm.storage.manifest import file_sha256
-from tinylm.tasks.extract import extract_file
+from tinylm.tasks.extract import ExtractUnit, extract_unit
 from tinylm.tasks.readers import ReadStats, TruncatedInputError, read_documents
 
 WIKI_MARKUP = ("[[", "]]", "{{", "}}", "<ref", "{|")
@@ -16,14 +16,22 @@ def test_real_dump_yields_articles_without_markup(enwiki_dump):
     stats = ReadStats()
     documents = list(read_documents(enwiki_dump, ExtractConfig(), stats))
     assert stats.records == 206
-    assert stats.skipped == {"redirect": 99, "other_namespace": 1}
-    assert len(documents) == 106
+    assert stats.skipped == {"redirect": 99, "other_namespace": 1, "disambiguation": 8}
+    assert len(documents) == 98
     assert not [d["title"] for d in documents if any(mark in d["text"] for mark in WIKI_MARKUP)]
+    assert not [d["title"] for d in documents if "(disambiguation)" in d["title"]]
     anarchism = next(d for d in documents if d["title"] == "Anarchism")
     assert anarchism["text"].startswith("Anarchism is a political philosophy")
     assert anarchism["source"] == "enwiki"
     assert json.loads(anarchism["meta"])["timestamp"].endswith("Z")
-    assert len({d["id"] for d in documents}) == 106
+    assert len({d["id"] for d in documents}) == 98
+    assert anarchism["url"] == "https://en.wikipedia.org/wiki?curid=12"
+
+
+def test_disambiguation_pages_are_kept_when_asked(enwiki_dump):
+    documents = list(read_documents(enwiki_dump, ExtractConfig(skip_disambiguation=False), ReadStats()))
+    assert len(documents) == 106
+    assert "Austin (disambiguation)" in {d["title"] for d in documents}
 
 
 def test_table_heavy_pages_come_out_clean(table_dump):
@@ -36,7 +44,7 @@ def test_truncated_bz2_keeps_documents_and_names_the_file(enwiki_dump, tmp_path)
     cut = tmp_path / "enwiki-cut-pages-articles.xml.bz2"
     cut.write_bytes(enwiki_dump.read_bytes()[:900_000])
     with pytest.raises(TruncatedInputError) as raised:
-        extract_file(cut, file_sha256(cut), tmp_path / "out", ExtractConfig())
+        extract_unit(ExtractUnit(str(cut), file_sha256(cut)), tmp_path / "out", ExtractConfig())
     message = str(raised.value)
     assert str(cut) in message and "bytes" in message and "records read" in message
     partial = next((tmp_path / "out").glob("*.partial.parquet"))
@@ -52,7 +60,7 @@ def test_jsonl_invalid_lines_are_skipped_and_counted(tmp_path):
     documents = list(read_documents(source, ExtractConfig(), stats))
     assert [d["text"] for d in documents] == ["first document", "second"]
     assert stats.skipped == {"invalid_json": 1, "empty": 1, "no_text_field": 1}
-    assert stats.bad_lines == [2, 4]
+    assert stats.bad_records == [2, 4]
 
 
 def test_undecodable_bytes_are_replaced_and_counted(tmp_path):
@@ -100,9 +108,9 @@ def test_unknown_format_is_a_clear_error(tmp_path):
 
 def test_extraction_is_reused_when_input_and_config_are_unchanged(constitution, tmp_path):
     digest = file_sha256(constitution)
-    first = extract_file(constitution, digest, tmp_path, ExtractConfig())
-    second = extract_file(constitution, digest, tmp_path, ExtractConfig())
-    changed = extract_file(constitution, digest, tmp_path, ExtractConfig(text_mode="line"))
+    first = extract_unit(ExtractUnit(str(constitution), digest), tmp_path, ExtractConfig())
+    second = extract_unit(ExtractUnit(str(constitution), digest), tmp_path, ExtractConfig())
+    changed = extract_unit(ExtractUnit(str(constitution), digest), tmp_path, ExtractConfig(text_mode="line"))
     assert not first["reused"] and second["reused"] and not changed["reused"]
     assert second["output"] == first["output"] != changed["output"]
     assert second["documents"] == first["documents"] > 0 and second["skipped"] == first["skipped"]

@@ -29,9 +29,15 @@ class ExtractConfig(_Settings):
         "paragraph", description="txt inputs: one document per blank-line-separated block, or per line"
     )
     jsonl_text_field: str = Field("text", description="jsonl inputs: the field that holds the text")
+    parquet_text_column: str = Field("text", description="parquet inputs: the column that holds the text")
     namespaces: list[int] = Field([0], description="Wikipedia: namespaces to keep (0 = articles)")
+    skip_disambiguation: bool = Field(True, description="Wikipedia: skip disambiguation pages")
     keep_headings: bool = Field(True, description="Wikipedia: keep section headings as their own lines")
     variant: str = Field("zh-hans", description="Wikipedia: which -{zh-hans:...;zh-hant:...}- variant to keep")
+    workers: int = Field(0, ge=0, description="parallel extraction processes; 0 = one per CPU, 1 = in the flow's process")
+    range_bytes: int = Field(
+        64 << 20, ge=1, description="multistream dumps: compressed bytes per parallel task (whole bz2 streams)"
+    )
 
 
 class ConvertConfig(_Settings):
