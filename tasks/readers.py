@@ -32,7 +32,7 @@ from tinylm.tasks.wikitext import wikitext_to_text
 _COMPRESSIONS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
     ".bz2": lambda raw: bz2.open(raw, "rb"),
     ".gz": lambda raw: gzip.open(raw, "rb"),
-    ".zst": lambda raw: zstandard.open(raw, "rb"),
+    ".zst": lambda raw: io.BufferedReader(_ZstdReader(raw), buffer_size=_CHUNK),
 }
 _FORMATS = ((".xml", "wiki"), (".jsonl", "jsonl"), (".json", "wudao"), (".txt", "text"), (".parquet", "parquet"))
 _KEPT_RECORD_NUMBERS = 5
@@ -115,6 +115,43 @@ class _CountingReader(io.RawIOBase):
     def close(self) -> None:
         self.raw.close()
         super().close()
+
+
+class _ZstdReader(io.RawIOBase):
+    """zstd frames, one after another, failing like bz2 and gzip do when the last one is cut.
+
+    (zstandard's own stream reader ends quietly on a truncated frame, which would lose the
+    tail of a corpus without a word.)
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self._decompressor = zstandard.ZstdDecompressor().decompressobj()
+        self._pending = b""
+        self._fed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            data = self.raw.read(_CHUNK)
+            if not data:
+                if self._fed and not self._decompressor.eof:
+                    raise EOFError("zstd frame ends before its end marker")
+                return 0
+            while data:
+                self._fed = True
+                self._pending += self._decompressor.decompress(data)
+                data = b""
+                if self._decompressor.eof:
+                    data = self._decompressor.unused_data
+                    self._decompressor = zstandard.ZstdDecompressor().decompressobj()
+                    self._fed = False
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
 
 
 def _decompressed(path: Path, raw: io.RawIOBase) -> IO[bytes]:
@@ -334,6 +371,8 @@ def read_documents(
     try:
         with _decompressed(path, counter) if byte_range is None else io.BufferedReader(counter) as stream:
             yield from _STREAM_READERS[kind](path, stream, config, stats)
+    except io.UnsupportedOperation:
+        raise
     except (EOFError, OSError, zstandard.ZstdError) as error:
         raise TruncatedInputError(
             f"{path}: the compressed stream breaks off after {counter.position} bytes "

@@ -1,8 +1,12 @@
 import bz2
+import gzip
 import json
+import tracemalloc
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import zstandard
 
 from tinylm.config import ExtractConfig
 from tinylm.storage.manifest import file_sha256
@@ -114,3 +118,92 @@ def test_extraction_is_reused_when_input_and_config_are_unchanged(constitution, 
     assert not first["reused"] and second["reused"] and not changed["reused"]
     assert second["output"] == first["output"] != changed["output"]
     assert second["documents"] == first["documents"] > 0 and second["skipped"] == first["skipped"]
+
+
+def _wudao_records(zuozhuan, count: int) -> list[dict]:
+    lines = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line) > 50]
+    return [
+        {"id": i, "uniqueKey": f"key{i}", "titleUkey": f"title{i}", "dataType": "历史", "title": lines[i][:10], "content": lines[i]}
+        for i in range(count)
+    ]
+
+
+def test_wudao_json_array_becomes_documents_with_datatype_in_meta(zuozhuan, tmp_path):
+    records = _wudao_records(zuozhuan, 5)
+    text = json.dumps(records, ensure_ascii=False, indent=1)
+    broken = text.replace('"content": ' + json.dumps(records[2]["content"], ensure_ascii=False), '"content": "unterminated')
+    source = tmp_path / "part-2021278643.json"
+    source.write_text(broken, encoding="utf-8")
+    stats = ReadStats()
+    documents = list(read_documents(source, ExtractConfig(), stats))
+    assert [d["text"] for d in documents] == [r["content"] for i, r in enumerate(records) if i != 2]
+    assert stats.skipped == {"invalid_json": 1} and stats.bad_records == [3]
+    assert documents[0]["title"] == records[0]["title"]
+    assert json.loads(documents[0]["meta"]) == {"dataType": "历史", "uniqueKey": "key0", "titleUkey": "title0"}
+
+
+def _peak_reading(path) -> tuple[int, int]:
+    tracemalloc.start()
+    count = sum(1 for _ in read_documents(path, ExtractConfig(), ReadStats()))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return count, peak
+
+
+def test_wudao_reading_memory_does_not_grow_with_the_file(zuozhuan, tmp_path):
+    records = _wudao_records(zuozhuan, 200)
+    peaks = {}
+    for repeats in (40, 120):
+        source = tmp_path / f"wudao-{repeats}.json"
+        copies = ({**record, "uniqueKey": f"{repeat}-{record['uniqueKey']}"} for repeat in range(repeats) for record in records)
+        source.write_text(json.dumps(list(copies), ensure_ascii=False), encoding="utf-8")
+        count, peaks[repeats] = _peak_reading(source)
+        assert count == 200 * repeats
+    assert source.stat().st_size > 11_000_000
+    assert peaks[120] < peaks[40] * 1.2
+
+
+def test_wiki_xml_reading_memory_does_not_grow_with_the_file(enwiki_dump, tmp_path):
+    xml = tmp_path / "enwiki.xml"
+    xml.write_bytes(bz2.decompress(enwiki_dump.read_bytes()))
+    count, peak = _peak_reading(xml)
+    assert count == 98
+    assert peak < xml.stat().st_size / 2
+
+
+def test_utf16_xml_is_read_as_its_declaration_says(table_dump, tmp_path):
+    text = bz2.decompress(table_dump.read_bytes()).decode("utf-8")
+    utf16 = tmp_path / "enwiki-utf16.xml"
+    utf16.write_bytes('<?xml version="1.0" encoding="UTF-16"?>\n'.encode("utf-16") + text.encode("utf-16-le"))
+    expected = list(read_documents(table_dump, ExtractConfig(), ReadStats()))
+    assert [d["text"] for d in read_documents(utf16, ExtractConfig(), ReadStats())] == [d["text"] for d in expected]
+
+
+@pytest.mark.parametrize("suffix, compress", [(".gz", gzip.compress), (".bz2", bz2.compress), (".zst", zstandard.ZstdCompressor().compress)])
+def test_compressed_jsonl_is_read_transparently(tmp_path, suffix, compress):
+    lines = [{"text": "第一篇文档"}, {"text": "second document", "id": "b"}]
+    payload = "\n".join(json.dumps(line, ensure_ascii=False) for line in lines).encode()
+    source = tmp_path / f"pretrain_hq.jsonl{suffix}"
+    source.write_bytes(compress(payload))
+    documents = list(read_documents(source, ExtractConfig(), ReadStats()))
+    assert [d["text"] for d in documents] == ["第一篇文档", "second document"]
+    assert documents[0]["source"] == "pretrain_hq"
+
+
+def test_parquet_text_column_is_configurable(tmp_path):
+    source = tmp_path / "web.parquet"
+    pq.write_table(pa.table({"content": ["一篇", "  ", "another"], "title": ["t1", "t2", "t3"]}), source)
+    stats = ReadStats()
+    documents = list(read_documents(source, ExtractConfig(parquet_text_column="content"), stats))
+    assert [(d["text"], d["title"]) for d in documents] == [("一篇", "t1"), ("another", "t3")]
+    assert stats.skipped == {"empty": 1}
+    with pytest.raises(ValueError, match="no column 'text'"):
+        list(read_documents(source, ExtractConfig(), ReadStats()))
+
+
+def test_truncated_zstd_is_reported(tmp_path):
+    source = tmp_path / "cut.jsonl.zst"
+    payload = "\n".join(json.dumps({"text": f"document {i} " * 20}) for i in range(2000)).encode()
+    source.write_bytes(zstandard.ZstdCompressor().compress(payload)[:3000])
+    with pytest.raises(TruncatedInputError, match="cut.jsonl.zst"):
+        list(read_documents(source, ExtractConfig(), ReadStats()))
