@@ -9,7 +9,7 @@ PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast servers stop clean
+.PHONY: setup demo test test-fast bench servers stop clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,11 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Benchmarks print ratios against the reference tools (wikiextractor, ...) on the same data.
+bench: setup
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 # Prefect and MLflow servers on 127.0.0.1 in the background, each in its own process
 # group (so `make stop` ends their workers too); pids and logs in $(SERVERS).

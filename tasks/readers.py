@@ -14,7 +14,9 @@ import gzip
 import io
 import json
 import os
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,10 +156,72 @@ class _ZstdReader(io.RawIOBase):
         return size
 
 
+class _ReadAhead(io.RawIOBase):
+    """Decompresses in a background thread while the caller parses.
+
+    bz2, gzip and zstd release the GIL while they work, so on a second core the
+    decompression costs no wall time. The queue holds a few chunks at most, so memory
+    stays bounded; an error in the thread is raised in the reader, where it belongs.
+    """
+
+    _DONE = object()
+
+    def __init__(self, stream: IO[bytes], depth: int = 4) -> None:
+        self._stream = stream
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stopped = threading.Event()
+        self._pending = b""
+        self._finished = False
+        self._thread = threading.Thread(target=self._fill, daemon=True)
+        self._thread.start()
+
+    def _fill(self) -> None:
+        try:
+            while not self._stopped.is_set():
+                chunk = self._stream.read(_CHUNK)
+                self._put(chunk if chunk else self._DONE)
+                if not chunk:
+                    return
+        except BaseException as error:  # handed to the reading thread, re-raised there
+            self._put(error)
+
+    def _put(self, item: object) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending and not self._finished:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._finished = True
+                raise item
+            if item is self._DONE:
+                self._finished = True
+            else:
+                self._pending = item  # type: ignore[assignment]
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+        self._stream.close()
+        super().close()
+
+
 def _decompressed(path: Path, raw: io.RawIOBase) -> IO[bytes]:
     buffered = io.BufferedReader(raw, buffer_size=_CHUNK)
     opener = _COMPRESSIONS.get(path.suffix.lower())
-    return opener(buffered) if opener else buffered
+    return io.BufferedReader(_ReadAhead(opener(buffered)), buffer_size=_CHUNK) if opener else buffered
 
 
 def _decoded_lines(stream: IO[bytes], stats: ReadStats) -> Iterator[tuple[int, str]]:

@@ -11,7 +11,7 @@ from tinylm.config import CorpusConfig, ExtractConfig
 from tinylm.storage.manifest import file_sha256, write_manifest
 from tinylm.tasks.clean import clean_file
 from tinylm.tasks.dedup import deduplicate_files
-from tinylm.tasks.extract import ExtractUnit, extract_unit
+from tinylm.tasks.extraction import ExtractUnit, extract_unit
 
 TESTS_DATA = Path(__file__).parent / "data"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

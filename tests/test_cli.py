@@ -1,12 +1,15 @@
+import json
 import subprocess
 import sys
 
+import pyarrow.parquet as pq
+
 import pytest
 
-from tinylm.cli import build_parser
+from tinylm.cli import build_parser, main
 from tinylm.storage.manifest import content_hashes
 
-COMMANDS = ["pipeline", "corpus", "tokenizer", "shards", "train", "generate"]
+COMMANDS = ["pipeline", "extract", "corpus", "tokenizer", "shards", "train", "generate"]
 
 
 def test_every_command_has_help_for_every_option():
@@ -32,3 +35,11 @@ def test_missing_input_is_a_clear_error(tmp_path):
     missing = tmp_path / "nope.txt"
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         content_hashes([str(missing)])
+
+
+def test_extract_command_writes_documents_and_reports_counts(prefect_api, table_dump, tmp_path, capsys):
+    assert main(["extract", "--input", str(table_dump), "--output", str(tmp_path / "out"), "--workers", "1"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["documents"] == 5 and stats["units"] == 1
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert pq.read_table(tmp_path / "out" / manifest["files"][0]).num_rows == 5

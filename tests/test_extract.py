@@ -10,7 +10,7 @@ import zstandard
 
 from tinylm.config import ExtractConfig
 from tinylm.storage.manifest import file_sha256
-from tinylm.tasks.extract import ExtractUnit, extract_unit
+from tinylm.tasks.extraction import ExtractUnit, extract_unit
 from tinylm.tasks.readers import ReadStats, TruncatedInputError, read_documents
 
 WIKI_MARKUP = ("[[", "]]", "{{", "}}", "<ref", "{|")
@@ -164,11 +164,15 @@ def test_wudao_reading_memory_does_not_grow_with_the_file(zuozhuan, tmp_path):
 
 
 def test_wiki_xml_reading_memory_does_not_grow_with_the_file(enwiki_dump, tmp_path):
-    xml = tmp_path / "enwiki.xml"
-    xml.write_bytes(bz2.decompress(enwiki_dump.read_bytes()))
-    count, peak = _peak_reading(xml)
-    assert count == 98
-    assert peak < xml.stat().st_size / 2
+    xml = bz2.decompress(enwiki_dump.read_bytes())
+    first, last = xml.index(b"  <page>"), xml.rindex(b"</page>") + len(b"</page>\n")
+    peaks = {}
+    for copies in (1, 3):
+        source = tmp_path / f"enwiki-{copies}.xml"
+        source.write_bytes(xml[:first] + xml[first:last] * copies + xml[last:])
+        count, peaks[copies] = _peak_reading(source)
+        assert count == 98 * copies
+    assert peaks[3] < peaks[1] * 1.2
 
 
 def test_utf16_xml_is_read_as_its_declaration_says(table_dump, tmp_path):

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tinylm.config import CorpusConfig, PipelineConfig, ShardsConfig, TokenizerConfig, TrainConfig, load_yaml
+from tinylm.config import CorpusConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig, TrainConfig, load_yaml
 
 
 def _print_json(result: object) -> None:
@@ -50,6 +50,15 @@ Browse the runs:
 Sample the model:
   tinylm generate --checkpoint {result['run_id']} --workspace {config.workspace} --prompt "Anarchism is"
 """
+
+
+def _extract(args: argparse.Namespace) -> None:
+    from tinylm.flows.extract import run_extract
+
+    config = load_yaml(args.config, ExtractConfig) if args.config else ExtractConfig()
+    if args.workers is not None:
+        config = config.model_copy(update={"workers": args.workers})
+    _print_json(run_extract([str(p) for p in args.input], str(args.output), config)["stats"])
 
 
 def _corpus(args: argparse.Namespace) -> None:
@@ -113,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--config", type=Path, help="PipelineConfig YAML (inputs, workspace, and each stage's settings)")
     pipeline.add_argument("--workspace", help="override the config's workspace directory")
     pipeline.add_argument("--summary", action="store_true", help="print where the outputs are and how to browse them")
+
+    extract = command("extract", _extract, "Extract raw files into Document parquet only, to inspect what a dump yields.")
+    extract.add_argument(
+        "--input", type=Path, nargs="+", required=True,
+        help="raw files: Wikipedia .xml[.bz2] (with its -index.txt.bz2 for parallel multistream), "
+        "WuDao .json, .jsonl, .txt, .parquet; .gz/.bz2/.zst compressed",
+    )
+    extract.add_argument("--output", type=Path, required=True, help="directory for the Document parquet files")
+    extract.add_argument("--workers", type=int, help="parallel processes (default: one per CPU)")
+    extract.add_argument("--config", type=Path, help="ExtractConfig YAML")
 
     corpus = command("corpus", _corpus, "Extract, convert, filter and deduplicate raw files into Document parquet.")
     corpus.add_argument("--input", type=Path, nargs="+", required=True, help="raw files: Wikipedia .xml[.bz2], .jsonl, .txt")

@@ -1,0 +1,39 @@
+"""Parallelism for the data stages: Prefect task runs in threads, their work in processes.
+
+Prefect's own process-pool runner runs the whole task engine in every worker; measured
+on a multistream dump it cost 9 s of CPU per 12 s of extraction, capping two workers at
+1.46x. Here task runs stay in threads of the flow's process (so states, logs and retries
+are Prefect's as usual), and each hands its pure function to a plain process pool
+(measured 1.90x on two cores).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
+
+from prefect.task_runners import ThreadPoolTaskRunner
+
+
+def worker_count(workers: int) -> int:
+    """`workers`, with 0 meaning one per CPU."""
+    return workers or os.cpu_count() or 1
+
+
+def thread_runner(workers: int) -> ThreadPoolTaskRunner:
+    """As many concurrent task runs as there are worker processes, so UI states stay truthful."""
+    return ThreadPoolTaskRunner(max_workers=worker_count(workers))
+
+
+@contextmanager
+def process_pool(workers: int) -> Iterator[Executor | None]:
+    """A spawn-based process pool for `workers` > 1; None means: work in the task's own thread."""
+    count = worker_count(workers)
+    if count == 1:
+        yield None
+        return
+    with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
