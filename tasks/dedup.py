@@ -10,16 +10,17 @@ import hashlib
 import re
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
-from datasketch import MinHash, MinHashLSH
+from datasketch import LeanMinHash, MinHashLSH
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import DedupConfig
 from tinylm.storage.documents import DocumentWriter
+from tinylm.tasks.minhash import MinHasher
 
 _WHITESPACE = re.compile(r"\s+")
-_WORD = re.compile(r"\w+")
 
 
 def exact_key(text: str) -> bytes:
@@ -28,38 +29,33 @@ def exact_key(text: str) -> bytes:
     return hashlib.blake2b(normalized.encode("utf-8"), digest_size=16).digest()
 
 
-def shingles(text: str, lang: str | None, config: DedupConfig) -> set[bytes]:
-    """Character n-grams for Chinese (which has no spaces), word n-grams otherwise."""
-    if lang == "zh":
-        chars = _WHITESPACE.sub("", text)
-        n = config.zh_ngram
-        grams = {chars[i : i + n] for i in range(max(1, len(chars) - n + 1))}
-    else:
-        words = _WORD.findall(text.lower())
-        n = config.en_ngram
-        grams = {" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
-    return {gram.encode("utf-8") for gram in grams}
-
-
 class NearDuplicateIndex:
-    """MinHash LSH over the documents kept so far."""
+    """datasketch's MinHash LSH over the documents kept so far, fed with batch-computed signatures."""
 
     def __init__(self, config: DedupConfig) -> None:
         self.config = config
+        self.hasher = MinHasher(config.num_perm, config.seed)
         self.lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm)
 
-    def signature(self, grams: set[bytes]) -> MinHash:
-        minhash = MinHash(num_perm=self.config.num_perm, seed=self.config.seed)
-        minhash.update_batch(list(grams))
-        return minhash
+    def signatures(self, documents: list[dict]) -> np.ndarray:
+        return self.hasher.signatures(
+            [d["text"] for d in documents], [d["lang"] for d in documents], self.config.zh_ngram, self.config.en_ngram
+        )
 
-    def add_if_new(self, key: str, grams: set[bytes]) -> bool:
+    def add_if_new(self, key: str, signature: np.ndarray) -> bool:
         """Insert the document unless a near duplicate is already indexed; True when inserted."""
-        minhash = self.signature(grams)
-        if self.lsh.query(minhash):
+        sketch = LeanMinHash(seed=self.config.seed, hashvalues=signature, scheme="affine32")
+        if self.lsh.query(sketch):
             return False
-        self.lsh.insert(key, minhash, check_duplication=False)
+        self.lsh.insert(key, sketch, check_duplication=False)
         return True
+
+
+def _first_time(key: bytes, seen: set[bytes]) -> bool:
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
 
 
 def deduplicate_files(sources: list[str | Path], output_dir: str | Path, config: DedupConfig) -> dict:
@@ -76,19 +72,19 @@ def deduplicate_files(sources: list[str | Path], output_dir: str | Path, config:
         part = output_dir / f"part-{index:05d}.parquet"
         with DocumentWriter(part) as writer:
             for batch in pq.ParquetFile(source).iter_batches(batch_size=1024):
-                for document in batch.to_pylist():
-                    stats["documents"] += 1
-                    if config.exact:
-                        key = exact_key(document["text"])
-                        if key in seen_exact:
-                            stats["exact_duplicates"] += 1
-                            continue
-                        seen_exact.add(key)
-                    if near and not near.add_if_new(document["id"], shingles(document["text"], document["lang"], config)):
-                        stats["near_duplicates"] += 1
-                        continue
+                documents = batch.to_pylist()
+                stats["documents"] += len(documents)
+                if config.exact:
+                    documents = [d for d in documents if _first_time(exact_key(d["text"]), seen_exact)]
+                    stats["exact_duplicates"] += batch.num_rows - len(documents)
+                if near:
+                    signatures = near.signatures(documents)
+                    unique = [d for d, signature in zip(documents, signatures) if near.add_if_new(d["id"], signature)]
+                    stats["near_duplicates"] += len(documents) - len(unique)
+                    documents = unique
+                for document in documents:
                     writer.write(document)
-                    stats["kept"] += 1
+                stats["kept"] += len(documents)
         stats["parts"].append({"path": part.name, "documents": writer.rows})
     return stats
 
