@@ -7,10 +7,9 @@ from pathlib import Path
 from prefect import flow
 
 from tinylm.config import CorpusConfig
+from tinylm.flows.dedup import clean_and_deduplicate
 from tinylm.flows.extract import run_extract
 from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
-from tinylm.tasks.clean import clean_file_task
-from tinylm.tasks.dedup import deduplicate_files_task
 from tinylm.tasks.report import corpus_stats, publish_stats
 
 
@@ -21,14 +20,9 @@ def corpus_flow(inputs: list[str], output: str = "workspace/corpus/default", con
     expected = fingerprint("corpus", config, hashes)
     if is_complete(output, expected):
         return read_manifest(output)
-    work = Path(output) / "_work"
-    extracted = run_extract(inputs, str(work / "extract"), config.extract)
-    clean_futures = [
-        clean_file_task.submit(work / "extract" / name, work / "clean", config.convert, config.filters)
-        for name in extracted["files"]
-    ]
-    cleaned = [future.result() for future in clean_futures]
-    deduped = deduplicate_files_task([result["output"] for result in cleaned], output, config.dedup)
+    extract_dir = Path(output) / "_work" / "extract"
+    extracted = run_extract(inputs, str(extract_dir), config.extract)
+    cleaned, deduped = clean_and_deduplicate([str(extract_dir / name) for name in extracted["files"]], output, config)
     stats = corpus_stats(extracted["stats"], cleaned, deduped)
     manifest = {
         "stage": "corpus",

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from tinylm.config import ConvertConfig, FilterConfig
 from tinylm.storage.documents import DocumentWriter, read_stats
 from tinylm.storage.manifest import fingerprint
-from tinylm.tasks.convert import detect_language, make_converter
+from tinylm.tasks.convert import convert_texts, make_converter
 from tinylm.tasks.quality import quality_failure
 
 
@@ -30,14 +30,13 @@ def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfi
     to_simplified = make_converter(convert)
     with DocumentWriter(target, stats) as writer:
         for batch in pq.ParquetFile(source).iter_batches(batch_size=1024):
-            for document in batch.to_pylist():
-                stats["documents"] += 1
-                text = document["text"]
-                lang = document["lang"] or detect_language(text, convert.cjk_threshold)
-                if lang == "zh":
-                    simplified = to_simplified(text)
-                    stats["converted"] += simplified != text
-                    text = simplified
+            documents = batch.to_pylist()
+            texts, langs, changed = convert_texts(
+                [d["text"] for d in documents], [d["lang"] for d in documents], to_simplified, convert.cjk_threshold
+            )
+            stats["documents"] += len(documents)
+            stats["converted"] += changed
+            for document, text, lang in zip(documents, texts, langs):
                 reason = quality_failure(text, filters)
                 if reason:
                     stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1

@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 from tinylm.config import ConvertConfig, FilterConfig
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.tasks.clean import clean_file
-from tinylm.tasks.convert import detect_language, make_converter
+from tinylm.tasks.convert import convert_texts, detect_language, detect_languages, make_converter
 from tinylm.tasks.quality import quality_failure
 
 
@@ -48,3 +48,14 @@ def test_clean_converts_chinese_leaves_english_identical_and_counts_drops(tmp_pa
     assert [row["lang"] for row in rows] == ["zh", "en"]
     assert stats["converted"] == 1
     assert stats["dropped"] == {"too_short": 2}
+
+
+def test_batch_detection_handles_empty_and_symbol_only_texts():
+    texts = ["", "漢字文本", "   ", "!!! 123 ???", "English words here", "混合 mixed 文本 text 中文为主的句子"]
+    assert detect_languages(texts, 0.3) == ["und", "zh", "und", "und", "en", "zh"]
+    assert detect_languages([], 0.3) == []
+
+
+def test_a_language_given_by_the_source_is_trusted():
+    texts, langs, changed = convert_texts(["臺灣", "臺灣"], ["en", None], make_converter(ConvertConfig()), 0.3)
+    assert texts == ["臺灣", "台湾"] and langs == ["en", "zh"] and changed == 1

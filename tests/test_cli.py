@@ -7,9 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tinylm.cli import build_parser, main
+from tinylm.storage.documents import make_document, write_documents
 from tinylm.storage.manifest import content_hashes
 
-COMMANDS = ["pipeline", "extract", "corpus", "tokenizer", "shards", "train", "generate"]
+COMMANDS = ["pipeline", "extract", "convert", "dedup", "corpus", "tokenizer", "shards", "train", "generate"]
 
 
 def test_every_command_has_help_for_every_option():
@@ -43,3 +44,21 @@ def test_extract_command_writes_documents_and_reports_counts(prefect_api, table_
     assert stats["documents"] == 5 and stats["units"] == 1
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert pq.read_table(tmp_path / "out" / manifest["files"][0]).num_rows == 5
+
+
+def test_convert_command_converts_chinese_lines_only(tmp_path, capsys):
+    source = tmp_path / "in.txt"
+    english = "Café “quotes” stay exactly as written, 漢字 and all.\n"
+    source.write_text("臺灣的歷史與文化。\n" + english + "\n", encoding="utf-8")
+    assert main(["convert", "--input", str(source), "--output", str(tmp_path / "out.txt")]) == 0
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == "台湾的历史与文化。\n" + english + "\n"
+    assert json.loads(capsys.readouterr().out) == {"lines": 3, "converted": 1}
+
+
+def test_dedup_command_filters_and_deduplicates_documents(prefect_api, zuozhuan, tmp_path, capsys):
+    lines = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line) > 100][:50]
+    documents = [make_document("zz", i, text) for i, text in enumerate(lines + lines[:5] + ["短"])]
+    write_documents(tmp_path / "docs" / "part-0.parquet", documents)
+    assert main(["dedup", "--input", str(tmp_path / "docs"), "--output", str(tmp_path / "corpus")]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["kept"] == 50 and stats["exact_duplicates"] == 5 and stats["filtered"] == {"too_short": 1}

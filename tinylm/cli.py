@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tinylm.config import CorpusConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig, TrainConfig, load_yaml
+from tinylm.config import ConvertConfig, CorpusConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig, TrainConfig, load_yaml
 
 
 def _print_json(result: object) -> None:
@@ -66,6 +66,20 @@ def _corpus(args: argparse.Namespace) -> None:
 
     config = load_yaml(args.config, CorpusConfig) if args.config else CorpusConfig()
     _print_json(corpus_flow([str(p) for p in args.input], str(args.output), config)["stats"])
+
+
+def _convert(args: argparse.Namespace) -> None:
+    from tinylm.tasks.convert import convert_file
+
+    updates = {"backend": args.backend} | ({"opencc_config": args.config} if args.config else {})
+    _print_json(convert_file(args.input, args.output, ConvertConfig().model_copy(update=updates)))
+
+
+def _dedup(args: argparse.Namespace) -> None:
+    from tinylm.flows.dedup import dedup_flow
+
+    config = load_yaml(args.config, CorpusConfig) if args.config else CorpusConfig()
+    _print_json(dedup_flow(str(args.input), str(args.output), config)["stats"])
 
 
 def _tokenizer(args: argparse.Namespace) -> None:
@@ -137,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     corpus.add_argument("--input", type=Path, nargs="+", required=True, help="raw files: Wikipedia .xml[.bz2], .jsonl, .txt")
     corpus.add_argument("--output", type=Path, required=True, help="corpus directory to write")
     corpus.add_argument("--config", type=Path, help="CorpusConfig YAML")
+
+    convert = command("convert", _convert, "Convert a text file to simplified Chinese line by line, like `opencc`.")
+    convert.add_argument("--input", type=Path, required=True, help="UTF-8 text file")
+    convert.add_argument("--output", type=Path, required=True, help="converted file (written atomically)")
+    convert.add_argument("--backend", choices=["opencc", "zhconv"], default="opencc", help="conversion library")
+    convert.add_argument("--config", choices=["t2s", "tw2s", "tw2sp", "hk2s"], help="OpenCC configuration (default t2s)")
+
+    dedup = command("dedup", _dedup, "Run quality filters and exact + MinHash dedup alone on Document parquet.")
+    dedup.add_argument("--input", type=Path, required=True, help="directory of Document parquet (e.g. `tinylm extract` output)")
+    dedup.add_argument("--output", type=Path, required=True, help="corpus directory to write")
+    dedup.add_argument("--config", type=Path, help="CorpusConfig YAML (its convert, filters and dedup sections)")
 
     tokenizer = command("tokenizer", _tokenizer, "Train a byte-level BPE tokenizer on a corpus directory.")
     tokenizer.add_argument("--corpus", type=Path, required=True, help="corpus directory (output of `tinylm corpus`)")

@@ -1,0 +1,48 @@
+"""dedup flow: quality filters and deduplication alone, on Document parquet files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from tinylm.config import CorpusConfig
+from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
+from tinylm.tasks.clean import clean_file_task
+from tinylm.tasks.dedup import deduplicate_files_task
+from tinylm.tasks.report import corpus_stats, publish_stats
+
+
+def clean_and_deduplicate(files: list[str], output: str, config: CorpusConfig) -> tuple[list[dict], dict]:
+    """Convert and filter each file in a parallel task, then deduplicate all of them in order.
+
+    Called from inside a flow (`corpus` or `dedup`), which owns the manifest.
+    """
+    work = Path(output) / "_work" / "clean"
+    futures = [clean_file_task.submit(path, work, config.convert, config.filters) for path in files]
+    cleaned = [future.result() for future in futures]
+    deduped = deduplicate_files_task([result["output"] for result in cleaned], output, config.dedup)
+    return cleaned, deduped
+
+
+def document_files(directory: str) -> list[str]:
+    """The Document parquet files of a directory, in name order (partial extractions excluded)."""
+    files = sorted(str(path) for path in Path(directory).glob("*.parquet") if not path.name.endswith(".partial.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{directory} holds no Document parquet files")
+    return files
+
+
+@flow(name="dedup")
+def dedup_flow(input: str, output: str, config: CorpusConfig = CorpusConfig()) -> dict:
+    files = document_files(input)
+    hashes = content_hashes(files)
+    expected = fingerprint("dedup", config.model_dump(exclude={"extract"}), hashes)
+    if is_complete(output, expected):
+        return read_manifest(output)
+    cleaned, deduped = clean_and_deduplicate(files, output, config)
+    stats = corpus_stats({}, cleaned, deduped)
+    manifest = {"stage": "dedup", "fingerprint": expected, "inputs": hashes, "parts": deduped["parts"], "stats": stats}
+    write_manifest(output, manifest)
+    publish_stats("dedup", stats)
+    return manifest
