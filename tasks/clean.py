@@ -37,7 +37,7 @@ def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfi
             stats["documents"] += len(documents)
             stats["converted"] += changed
             for document, text, lang in zip(documents, texts, langs):
-                reason = quality_failure(text, filters)
+                reason = quality_failure(text, lang, filters)
                 if reason:
                     stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1
                     continue

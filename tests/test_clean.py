@@ -1,11 +1,12 @@
 import opencc
 import pyarrow.parquet as pq
 
-from tinylm.config import ConvertConfig, FilterConfig
+from tinylm.config import ConvertConfig, ExtractConfig, FilterConfig
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.tasks.clean import clean_file
 from tinylm.tasks.convert import convert_texts, detect_language, detect_languages, make_converter
 from tinylm.tasks.quality import quality_failure
+from tinylm.tasks.readers import ReadStats, read_documents
 
 
 def test_language_detection():
@@ -24,12 +25,46 @@ def test_both_backends_convert_traditional_to_simplified(constitution):
         assert len(back) == len(simplified) and same / len(simplified) > 0.995
 
 
-def test_quality_rules_name_the_reason():
-    config = FilterConfig(min_chars=10, max_chars=100, max_symbol_ratio=0.3)
-    assert quality_failure("short", config) == "too_short"
-    assert quality_failure("x" * 101, config) == "too_long"
-    assert quality_failure("#### $$$$ %%%% @@@@", config) == "too_many_symbols"
-    assert quality_failure("A perfectly ordinary sentence.", config) is None
+PROSE = (
+    "The history of the printing press in Europe begins with Johannes Gutenberg, whose movable type changed how "
+    "books were made, sold and read. Within fifty years presses were working in more than two hundred cities, and "
+    "the price of a book fell so far that ordinary merchants could own several. Scholars argue about how quickly "
+    "literacy followed, but nobody doubts that the spread of printed pamphlets shaped the religious and political "
+    "quarrels of the sixteenth century."
+)
+
+
+def test_each_quality_rule_drops_what_it_names():
+    config = FilterConfig()
+    cases = {
+        "too_short": ("Too short.", "en"),
+        "too_few_words": ("A stub article with only a handful of words in it.", "en"),
+        "wrong_script": ("这是一篇中文文章，" * 200 + PROSE, "en"),
+        "too_many_symbols": (PROSE + " | # | " * 40, "en"),
+        "too_many_digits": (PROSE[:300] + " 1234567890 2024 3.14159" * 12, "en"),
+        "repeated_lines": ("\n".join([PROSE] + ["Click here to subscribe to our newsletter today."] * 5), "en"),
+        "repeated_ngrams": ("buy now " * 60 + PROSE, "en"),
+        "unpunctuated_lines": ("\n".join(f"Item number {i} in a long list of names and places without sentences" for i in range(12)), "en"),
+    }
+    for reason, (text, lang) in cases.items():
+        assert quality_failure(text, lang, config) == reason, reason
+    assert quality_failure(PROSE, "en", config) is None
+
+
+def test_default_rules_keep_real_prose_in_both_languages(enwiki_dump, zuozhuan, constitution):
+    config = FilterConfig()
+    articles = list(read_documents(enwiki_dump, ExtractConfig(), ReadStats()))
+    kept = [d["title"] for d in articles if quality_failure(d["text"], "en", config) is None]
+    assert len(kept) >= 0.95 * len(articles) and "List of anthropologists" not in kept
+    for source in (zuozhuan, constitution):
+        long_lines = [line for line in source.read_text(encoding="utf-8").splitlines() if len(line) >= 20]
+        assert all(quality_failure(line, "zh", config) is None for line in long_lines)
+
+
+def test_empty_and_symbol_only_texts_are_counted_not_crashed():
+    config = FilterConfig(min_chars=0, min_words=0)
+    assert quality_failure("", "und", config) == "wrong_script"
+    assert quality_failure("!!! ??? ... ---", "und", config) == "wrong_script"
 
 
 def test_clean_converts_chinese_leaves_english_identical_and_counts_drops(tmp_path):
@@ -42,7 +77,7 @@ def test_clean_converts_chinese_leaves_english_identical_and_counts_drops(tmp_pa
     ]
     source = tmp_path / "in.parquet"
     write_documents(source, documents)
-    stats = clean_file(source, tmp_path / "out", ConvertConfig(), FilterConfig(min_chars=10))
+    stats = clean_file(source, tmp_path / "out", ConvertConfig(), FilterConfig(min_chars=10, min_words=5))
     rows = pq.read_table(stats["output"]).to_pylist()
     assert [row["text"] for row in rows] == ["台湾的历史与文化，这是一段繁体中文的文字。", english]
     assert [row["lang"] for row in rows] == ["zh", "en"]

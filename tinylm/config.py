@@ -50,11 +50,28 @@ class ConvertConfig(_Settings):
 
 
 class FilterConfig(_Settings):
-    """Quality rules; a document failing one is dropped and counted under the rule's name."""
+    """Quality rules; a document failing one is dropped and counted under the rule's name.
 
-    min_chars: int = Field(20, ge=0)
-    max_chars: int = Field(2_000_000, ge=1)
-    max_symbol_ratio: float = Field(0.3, ge=0, le=1, description="share of characters that are neither letters, digits nor spaces")
+    Defaults keep encyclopedic prose in both languages and drop stubs, lists, tables of
+    numbers and boilerplate (the Gopher and FineWeb rules, adapted to Chinese by using
+    characters where they use words).
+    """
+
+    min_chars: int = Field(20, ge=0, description="too_short: fewer characters")
+    max_chars: int = Field(2_000_000, ge=1, description="too_long: more characters")
+    min_words: int = Field(50, ge=0, description="too_few_words: non-Chinese documents with fewer words (stubs)")
+    min_script_share: float = Field(
+        0.5, ge=0, le=1, description="wrong_script: share of letters in the document's own script (CJK for zh, Latin otherwise)"
+    )
+    max_symbol_share: float = Field(0.1, ge=0, le=1, description="too_many_symbols: symbol characters (#, |, arrows, box drawing...; not punctuation)")
+    max_digit_share: float = Field(0.3, ge=0, le=1, description="too_many_digits: digit characters")
+    max_duplicate_line_share: float = Field(0.3, ge=0, le=1, description="repeated_lines: lines that repeat another line")
+    max_top_ngram_share: float = Field(
+        0.2, ge=0, le=1, description="repeated_ngrams: characters covered by the most frequent word (or character) 2-gram"
+    )
+    min_punctuated_line_share: float = Field(
+        0.12, ge=0, le=1, description="unpunctuated_lines: share of lines ending in punctuation, for documents of 3+ lines"
+    )
 
 
 class DedupConfig(_Settings):
