@@ -14,15 +14,22 @@ from tinylm.tasks.report import corpus_stats, publish_stats
 
 
 @flow(name="corpus")
-def corpus_flow(inputs: list[str], output: str = "workspace/corpus/default", config: CorpusConfig = CorpusConfig()) -> dict:
-    """Extract (a subflow, units in parallel), convert and filter each unit's output in parallel, then deduplicate in corpus order."""
+def corpus_flow(
+    inputs: list[str], output: str = "workspace/corpus/default", config: CorpusConfig = CorpusConfig(), index: str | None = None
+) -> dict:
+    """Extract (a subflow, units in parallel), convert and filter each unit's output in parallel, then deduplicate.
+
+    With `index`, documents are also deduplicated against every corpus indexed before,
+    and the kept ones join the index.
+    """
     hashes = content_hashes(inputs)
     expected = fingerprint("corpus", config, hashes)
     if is_complete(output, expected):
         return read_manifest(output)
     extract_dir = Path(output) / "_work" / "extract"
     extracted = run_extract(inputs, str(extract_dir), config.extract)
-    cleaned, deduped = clean_and_deduplicate([str(extract_dir / name) for name in extracted["files"]], output, config)
+    files = [str(extract_dir / name) for name in extracted["files"]]
+    cleaned, deduped = clean_and_deduplicate(files, output, config, index, expected)
     stats = corpus_stats(extracted["stats"], cleaned, deduped)
     manifest = {
         "stage": "corpus",

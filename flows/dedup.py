@@ -13,15 +13,18 @@ from tinylm.tasks.dedup import deduplicate_files_task
 from tinylm.tasks.report import corpus_stats, publish_stats
 
 
-def clean_and_deduplicate(files: list[str], output: str, config: CorpusConfig) -> tuple[list[dict], dict]:
+def clean_and_deduplicate(
+    files: list[str], output: str, config: CorpusConfig, index: str | None, run_key: str
+) -> tuple[list[dict], dict]:
     """Convert and filter each file in a parallel task, then deduplicate all of them in order.
 
-    Called from inside a flow (`corpus` or `dedup`), which owns the manifest.
+    Called from inside a flow (`corpus` or `dedup`), which owns the manifest; `run_key`
+    (the flow's fingerprint) tags what this run adds to the persistent `index`.
     """
     work = Path(output) / "_work" / "clean"
     futures = [clean_file_task.submit(path, work, config.convert, config.filters) for path in files]
     cleaned = [future.result() for future in futures]
-    deduped = deduplicate_files_task([result["output"] for result in cleaned], output, config.dedup)
+    deduped = deduplicate_files_task([result["output"] for result in cleaned], output, config.dedup, index, run_key)
     return cleaned, deduped
 
 
@@ -34,13 +37,14 @@ def document_files(directory: str) -> list[str]:
 
 
 @flow(name="dedup")
-def dedup_flow(input: str, output: str, config: CorpusConfig = CorpusConfig()) -> dict:
+def dedup_flow(input: str, output: str, config: CorpusConfig = CorpusConfig(), index: str | None = None) -> dict:
+    """Filters and dedup on Document parquet; with `index`, also against every corpus indexed before."""
     files = document_files(input)
     hashes = content_hashes(files)
     expected = fingerprint("dedup", config.model_dump(exclude={"extract"}), hashes)
     if is_complete(output, expected):
         return read_manifest(output)
-    cleaned, deduped = clean_and_deduplicate(files, output, config)
+    cleaned, deduped = clean_and_deduplicate(files, output, config, index, expected)
     stats = corpus_stats({}, cleaned, deduped)
     manifest = {"stage": "dedup", "fingerprint": expected, "inputs": hashes, "parts": deduped["parts"], "stats": stats}
     write_manifest(output, manifest)

@@ -1,13 +1,21 @@
 """Dedup stage: exact duplicates by normalized-text hash, near duplicates by MinHash LSH.
 
-Documents are visited in corpus order and the first of a group is kept, so the result
-is deterministic for a given input order.
+Rules, in this order:
+  * a document whose normalized text was seen before (in this run or in the index) is an
+    exact duplicate; the first in corpus order is kept;
+  * a document whose signature matches one in the persistent index near-duplicates an
+    earlier corpus and is dropped;
+  * the rest are grouped into clusters (connected components of LSH matches), and each
+    cluster keeps its longest document, ties going to the smallest id.
+The kept documents' keys and signatures then join the index, so next month's corpus is
+deduplicated against this one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +25,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import DedupConfig
+from tinylm.storage.dedup_index import DedupIndex, IndexPart
 from tinylm.storage.documents import DocumentWriter
 from tinylm.tasks.minhash import MinHasher
 
 _WHITESPACE = re.compile(r"\s+")
+_BATCH = 1024
 
 
 def exact_key(text: str) -> bytes:
@@ -29,64 +39,131 @@ def exact_key(text: str) -> bytes:
     return hashlib.blake2b(normalized.encode("utf-8"), digest_size=16).digest()
 
 
-class NearDuplicateIndex:
-    """datasketch's MinHash LSH over the documents kept so far, fed with batch-computed signatures."""
+class _Clusters:
+    """Union-find over candidate positions."""
 
-    def __init__(self, config: DedupConfig) -> None:
-        self.config = config
-        self.hasher = MinHasher(config.num_perm, config.seed)
-        self.lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm)
+    def __init__(self) -> None:
+        self.parent: list[int] = []
 
-    def signatures(self, documents: list[dict]) -> np.ndarray:
-        return self.hasher.signatures(
-            [d["text"] for d in documents], [d["lang"] for d in documents], self.config.zh_ngram, self.config.en_ngram
-        )
+    def add(self) -> int:
+        self.parent.append(len(self.parent))
+        return len(self.parent) - 1
 
-    def add_if_new(self, key: str, signature: np.ndarray) -> bool:
-        """Insert the document unless a near duplicate is already indexed; True when inserted."""
-        sketch = LeanMinHash(seed=self.config.seed, hashvalues=signature, scheme="affine32")
-        if self.lsh.query(sketch):
-            return False
-        self.lsh.insert(key, sketch, check_duplication=False)
-        return True
+    def find(self, item: int) -> int:
+        while self.parent[item] != item:
+            self.parent[item] = self.parent[self.parent[item]]
+            item = self.parent[item]
+        return item
+
+    def union(self, first: int, second: int) -> None:
+        self.parent[self.find(first)] = self.find(second)
 
 
-def _first_time(key: bytes, seen: set[bytes]) -> bool:
-    if key in seen:
-        return False
-    seen.add(key)
-    return True
+def _sketch(signature: np.ndarray, config: DedupConfig) -> LeanMinHash:
+    return LeanMinHash(seed=config.seed, hashvalues=signature, scheme="affine32")
 
 
-def deduplicate_files(sources: list[str | Path], output_dir: str | Path, config: DedupConfig) -> dict:
-    """Write `part-NNNNN.parquet` for each source with exact and near duplicates removed.
+def _new_lsh(config: DedupConfig) -> MinHashLSH:
+    return MinHashLSH(threshold=config.threshold, num_perm=config.num_perm)
 
-    Sources are visited in the order given, so the first occurrence in corpus order is
-    the one kept. Parts are written atomically; the caller's manifest marks completion.
+
+def deduplicate_files(
+    sources: list[str | Path], output_dir: str | Path, config: DedupConfig, index_dir: str | Path | None = None, run_key: str = ""
+) -> dict:
+    """Write `part-NNNNN.parquet` per source with duplicates removed; grow the index if one is given.
+
+    Two passes over the sources: the first decides, the second writes, so no document
+    text is held in memory, only 16-byte keys and signatures of the candidates.
     """
     output_dir = Path(output_dir)
+    hasher = MinHasher(config.num_perm, config.seed)
+    index = DedupIndex(index_dir, config) if index_dir else None
     seen_exact: set[bytes] = set()
-    near = NearDuplicateIndex(config) if config.near else None
-    stats = {"documents": 0, "exact_duplicates": 0, "near_duplicates": 0, "kept": 0, "parts": []}
-    for index, source in enumerate(sources):
-        part = output_dir / f"part-{index:05d}.parquet"
-        with DocumentWriter(part) as writer:
-            for batch in pq.ParquetFile(source).iter_batches(batch_size=1024):
-                documents = batch.to_pylist()
-                stats["documents"] += len(documents)
-                if config.exact:
-                    documents = [d for d in documents if _first_time(exact_key(d["text"]), seen_exact)]
-                    stats["exact_duplicates"] += batch.num_rows - len(documents)
-                if near:
-                    signatures = near.signatures(documents)
-                    unique = [d for d, signature in zip(documents, signatures) if near.add_if_new(d["id"], signature)]
-                    stats["near_duplicates"] += len(documents) - len(unique)
-                    documents = unique
-                for document in documents:
-                    writer.write(document)
-                stats["kept"] += len(documents)
-        stats["parts"].append({"path": part.name, "documents": writer.rows})
+    known = _new_lsh(config)
+    if index is not None:
+        for part in index.parts(skip_added_by=run_key):
+            seen_exact.update(part.exact_keys)
+            with known.insertion_session() as session:
+                for key, signature in zip(part.ids, part.signatures):
+                    session.insert(key, _sketch(signature, config), check_duplication=False)
+    stats = {"documents": 0, "exact_duplicates": 0, "near_duplicates_of_index": 0, "near_duplicates": 0, "kept": 0}
+    candidates: list[tuple[int, int, str, int, bytes]] = []
+    signatures: list[np.ndarray] = []
+    clusters, among_new = _Clusters(), _new_lsh(config)
+    for source_index, source in enumerate(sources):
+        row = 0
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=_BATCH, columns=["id", "text", "lang"]):
+            documents = batch.to_pylist()
+            stats["documents"] += len(documents)
+            fresh = []
+            for offset, document in enumerate(documents):
+                key = exact_key(document["text"])
+                if config.exact and key in seen_exact:
+                    stats["exact_duplicates"] += 1
+                    continue
+                seen_exact.add(key)
+                fresh.append((row + offset, document, key))
+            row += len(documents)
+            if not config.near:
+                candidates.extend((source_index, r, d["id"], len(d["text"]), k) for r, d, k in fresh)
+                continue
+            batch_signatures = hasher.signatures(
+                [d["text"] for _, d, _ in fresh], [d["lang"] for _, d, _ in fresh], config.zh_ngram, config.en_ngram
+            )
+            for (position, document, key), signature in zip(fresh, batch_signatures):
+                sketch = _sketch(signature, config)
+                if known.query(sketch):
+                    stats["near_duplicates_of_index"] += 1
+                    continue
+                candidate = clusters.add()
+                for match in among_new.query(sketch):
+                    clusters.union(candidate, match)
+                among_new.insert(candidate, sketch, check_duplication=False)
+                candidates.append((source_index, position, document["id"], len(document["text"]), key))
+                signatures.append(signature)
+    keepers: dict[int, int] = {}
+    for candidate, (_, _, doc_id, length, _) in enumerate(candidates):
+        root = clusters.find(candidate) if config.near else candidate
+        best = keepers.get(root)
+        if best is None or _preferred(length, doc_id, candidates[best][3], candidates[best][2]):
+            keepers[root] = candidate
+    kept = sorted(keepers.values())
+    sizes = Counter(Counter(clusters.find(c) for c in range(len(candidates))).values()) if config.near else Counter()
+    stats["near_duplicates"] = len(candidates) - len(kept)
+    stats["near_duplicate_clusters"] = {str(size): count for size, count in sorted(sizes.items()) if size > 1}
+    stats["parts"] = _write_kept(sources, output_dir, {(candidates[c][0], candidates[c][1]) for c in kept})
+    stats["kept"] = len(kept)
+    if index is not None:
+        index.add(
+            IndexPart(
+                [candidates[c][2] for c in kept],
+                [candidates[c][4] for c in kept],
+                np.array([signatures[c] for c in kept], dtype=np.uint32).reshape(len(kept), config.num_perm),
+            ),
+            added_by=run_key,
+        )
+        stats["index_documents"] = len(index)
     return stats
+
+
+def _preferred(length: int, doc_id: str, best_length: int, best_id: str) -> bool:
+    """The cluster rule: the longest document, ties going to the smallest id."""
+    return length > best_length or (length == best_length and doc_id < best_id)
+
+
+def _write_kept(sources: list[str | Path], output_dir: Path, kept: set[tuple[int, int]]) -> list[dict]:
+    parts = []
+    for source_index, source in enumerate(sources):
+        part = output_dir / f"part-{source_index:05d}.parquet"
+        row = 0
+        with DocumentWriter(part) as writer:
+            for batch in pq.ParquetFile(source).iter_batches(batch_size=_BATCH):
+                for document in batch.to_pylist():
+                    if (source_index, row) in kept:
+                        writer.write(document)
+                    row += 1
+        parts.append({"path": part.name, "documents": writer.rows})
+    return parts
 
 
 deduplicate_files_task = task(deduplicate_files, name="deduplicate", cache_policy=NO_CACHE)

@@ -33,6 +33,8 @@ def corpus_stats(extracted: dict, cleaned: list[dict], deduped: dict) -> dict[st
         "filtered": merge_counts(cleaned, "dropped"),
         "exact_duplicates": deduped["exact_duplicates"],
         "near_duplicates": deduped["near_duplicates"],
+        "near_duplicates_of_index": deduped["near_duplicates_of_index"],
+        "near_duplicate_clusters": deduped["near_duplicate_clusters"],
         "documents_in": deduped["documents"] + sum(sum(r["dropped"].values()) for r in cleaned),
         "kept": deduped["kept"],
     }

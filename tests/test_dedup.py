@@ -1,8 +1,11 @@
+import json
 import random
 
 import pyarrow.parquet as pq
+import pytest
 
 from tinylm.config import DedupConfig
+from tinylm.storage.dedup_index import CorruptIndexError, DedupIndex
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.tasks.dedup import deduplicate_files, exact_key
 from tinylm.tasks.minhash import shingles
@@ -17,26 +20,49 @@ def edited(text: str, fraction: float, seed: int) -> str:
     return "".join(chars)
 
 
+def jaccard(first: str, second: str) -> float:
+    a, b = set(shingles(first, "zh", 5)), set(shingles(second, "zh", 5))
+    return len(a & b) / len(a | b)
+
+
+@pytest.fixture(scope="module")
+def paragraphs(zuozhuan):
+    return [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line) > 400][:30]
+
+
+def kept_ids(directory) -> list[str]:
+    return [row["id"] for part in sorted(directory.glob("part-*.parquet")) for row in pq.read_table(part).to_pylist()]
+
+
+def write(path, documents):
+    write_documents(path, documents)
+    return path
+
+
 def test_exact_key_ignores_case_and_whitespace():
     assert exact_key("Hello   World\n") == exact_key("hello world")
     assert exact_key("hello world") != exact_key("hello world!")
 
 
-def test_exact_and_near_duplicates_are_removed_first_kept(zuozhuan, tmp_path):
-    paragraphs = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line) > 400][:20]
-    documents = [make_document("zz", i, text, lang="zh") for i, text in enumerate(paragraphs)]
-    documents.append(make_document("zz", "copy", paragraphs[0] + "  ", lang="zh"))
-    near = edited(paragraphs[1], 0.005, seed=1)
-    a, b = set(shingles(paragraphs[1], "zh", 5)), set(shingles(near, "zh", 5))
-    assert len(a & b) / len(a | b) > 0.9
-    documents.append(make_document("zz", "near", near, lang="zh"))
-    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
-    write_documents(first, documents[:10])
-    write_documents(second, documents[10:])
+def test_exact_duplicates_keep_the_first_and_clusters_keep_the_longest(paragraphs, tmp_path):
+    base = [make_document("zz", i, text, lang="zh") for i, text in enumerate(paragraphs[:20])]
+    longer = edited(paragraphs[1], 0.005, seed=1) + "此段更长。"
+    assert jaccard(paragraphs[1], longer) > 0.9
+    copy = make_document("zz", "copy", paragraphs[0] + "  ", lang="zh")
+    near = make_document("zz", "near", longer, lang="zh")
+    first = write(tmp_path / "a.parquet", base[:10])
+    second = write(tmp_path / "b.parquet", [*base[10:], copy, near])
     stats = deduplicate_files([first, second], tmp_path / "out", DedupConfig())
-    kept = [row["id"] for part in ("part-00000", "part-00001") for row in pq.read_table(tmp_path / "out" / f"{part}.parquet").to_pylist()]
     assert stats["exact_duplicates"] == 1 and stats["near_duplicates"] == 1
-    assert kept == [d["id"] for d in documents[:20]]
+    assert stats["near_duplicate_clusters"] == {"2": 1}
+    expected = [d["id"] for d in base if d["id"] != base[1]["id"]] + [near["id"]]
+    assert kept_ids(tmp_path / "out") == expected
+
+
+def test_ties_go_to_the_smallest_id(paragraphs, tmp_path):
+    twins = [make_document("zz", name, edited(paragraphs[2], 0.004, seed=seed), lang="zh") for seed, name in enumerate("abc")]
+    stats = deduplicate_files([write(tmp_path / "t.parquet", twins)], tmp_path / "out", DedupConfig(exact=False))
+    assert stats["kept"] == 1 and kept_ids(tmp_path / "out") == [min(d["id"] for d in twins)]
 
 
 def test_english_near_duplicates_use_word_shingles(tmp_path):
@@ -46,7 +72,51 @@ def test_english_near_duplicates_use_word_shingles(tmp_path):
         make_document("en", 2, text.replace("voluntary", "Voluntary"), lang="en"),
         make_document("en", 3, "A completely different sentence about the history of the printing press in Europe.", lang="en"),
     ]
-    source = tmp_path / "en.parquet"
-    write_documents(source, documents)
-    stats = deduplicate_files([source], tmp_path / "out", DedupConfig(exact=False))
+    stats = deduplicate_files([write(tmp_path / "en.parquet", documents)], tmp_path / "out", DedupConfig(exact=False))
     assert stats["near_duplicates"] == 1 and stats["kept"] == 2
+
+
+def test_a_later_corpus_is_deduplicated_against_the_index(paragraphs, tmp_path):
+    index = tmp_path / "index"
+    january = [make_document("jan", i, text, lang="zh") for i, text in enumerate(paragraphs[:10])]
+    february = [
+        make_document("feb", "copy", paragraphs[0], lang="zh"),
+        make_document("feb", "near", edited(paragraphs[3], 0.005, seed=2), lang="zh"),
+        *[make_document("feb", i, text, lang="zh") for i, text in enumerate(paragraphs[10:15])],
+    ]
+    first = deduplicate_files([write(tmp_path / "jan.parquet", january)], tmp_path / "jan", DedupConfig(), index, "run-jan")
+    second = deduplicate_files([write(tmp_path / "feb.parquet", february)], tmp_path / "feb", DedupConfig(), index, "run-feb")
+    assert first["kept"] == 10 and first["index_documents"] == 10
+    assert second["exact_duplicates"] == 1 and second["near_duplicates_of_index"] == 1 and second["kept"] == 5
+    assert second["index_documents"] == 15
+    again = deduplicate_files([tmp_path / "feb.parquet"], tmp_path / "feb2", DedupConfig(), index, "run-feb")
+    assert again["kept"] == 5 and again["index_documents"] == 15
+
+
+def test_a_corrupt_or_mismatched_index_is_a_clear_error(paragraphs, tmp_path):
+    index = tmp_path / "index"
+    source = write(tmp_path / "docs.parquet", [make_document("x", i, t, lang="zh") for i, t in enumerate(paragraphs[:5])])
+    deduplicate_files([source], tmp_path / "out", DedupConfig(), index, "run-1")
+    with pytest.raises(CorruptIndexError, match="num_perm"):
+        DedupIndex(index, DedupConfig(num_perm=64))
+    part = next(index.glob("part-*.parquet"))
+    original = part.read_bytes()
+    part.write_bytes(original[:-20])
+    with pytest.raises(CorruptIndexError, match=part.name):
+        list(DedupIndex(index, DedupConfig()).parts())
+    part.write_bytes(original)
+    (index / "index.json").write_text("{not json")
+    with pytest.raises(CorruptIndexError, match="index.json"):
+        DedupIndex(index, DedupConfig())
+    (index / "index.json").unlink()
+    with pytest.raises(CorruptIndexError, match="refusing to start empty"):
+        DedupIndex(index, DedupConfig())
+
+
+def test_index_signatures_round_trip(paragraphs, tmp_path):
+    index = tmp_path / "index"
+    source = write(tmp_path / "docs.parquet", [make_document("x", i, t, lang="zh") for i, t in enumerate(paragraphs[:3])])
+    deduplicate_files([source], tmp_path / "out", DedupConfig(), index, "run-1")
+    (part,) = DedupIndex(index, DedupConfig()).parts()
+    assert part.signatures.shape == (3, 128) and len(set(part.exact_keys)) == 3
+    assert json.loads((index / "index.json").read_text())["parts"][0]["added_by"] == "run-1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -52,6 +53,8 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
     assert asyncio.run(_subflow_names(state.state_details.flow_run_id)) == ["corpus", "shards", "tokenizer", "train"]
 
     rows = pq.read_table(corpus_parts(result["corpus"])).to_pylist()
+    index = json.loads((workspace / "dedup-index" / "index.json").read_text())
+    assert sum(part["rows"] for part in index["parts"]) == len(rows)
     assert len(rows) == result["documents"] > 1000
     assert {row["lang"] for row in rows} == {"en", "zh"}
     assert not [row["title"] for row in rows if any(mark in row["text"] for mark in ("[[", "{{", "<ref"))]

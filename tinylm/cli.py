@@ -65,7 +65,7 @@ def _corpus(args: argparse.Namespace) -> None:
     from tinylm.flows.corpus import corpus_flow
 
     config = load_yaml(args.config, CorpusConfig) if args.config else CorpusConfig()
-    _print_json(corpus_flow([str(p) for p in args.input], str(args.output), config)["stats"])
+    _print_json(corpus_flow([str(p) for p in args.input], str(args.output), config, str(args.index) if args.index else None)["stats"])
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -79,7 +79,7 @@ def _dedup(args: argparse.Namespace) -> None:
     from tinylm.flows.dedup import dedup_flow
 
     config = load_yaml(args.config, CorpusConfig) if args.config else CorpusConfig()
-    _print_json(dedup_flow(str(args.input), str(args.output), config)["stats"])
+    _print_json(dedup_flow(str(args.input), str(args.output), config, str(args.index) if args.index else None)["stats"])
 
 
 def _tokenizer(args: argparse.Namespace) -> None:
@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     corpus.add_argument("--input", type=Path, nargs="+", required=True, help="raw files: Wikipedia .xml[.bz2], .jsonl, .txt")
     corpus.add_argument("--output", type=Path, required=True, help="corpus directory to write")
     corpus.add_argument("--config", type=Path, help="CorpusConfig YAML")
+    corpus.add_argument("--index", type=Path, help="persistent dedup index directory: dedup against it, then add to it")
 
     convert = command("convert", _convert, "Convert a text file to simplified Chinese line by line, like `opencc`.")
     convert.add_argument("--input", type=Path, required=True, help="UTF-8 text file")
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     dedup.add_argument("--input", type=Path, required=True, help="directory of Document parquet (e.g. `tinylm extract` output)")
     dedup.add_argument("--output", type=Path, required=True, help="corpus directory to write")
     dedup.add_argument("--config", type=Path, help="CorpusConfig YAML (its convert, filters and dedup sections)")
+    dedup.add_argument("--index", type=Path, help="persistent dedup index directory: dedup against it, then add to it")
 
     tokenizer = command("tokenizer", _tokenizer, "Train a byte-level BPE tokenizer on a corpus directory.")
     tokenizer.add_argument("--corpus", type=Path, required=True, help="corpus directory (output of `tinylm corpus`)")

@@ -134,6 +134,9 @@ class PipelineConfig(_Settings):
 
     workspace: str = "workspace"
     name: str = Field("default", description="names this corpus, tokenizer and shard set in the workspace")
+    dedup_index: str | None = Field(
+        "dedup-index", description="persistent dedup index, relative to the workspace; None = deduplicate this corpus alone"
+    )
     inputs: list[str] = Field(default_factory=list, description="raw corpus files: Wikipedia .xml(.bz2), jsonl, txt")
     corpus: CorpusConfig = CorpusConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
@@ -142,6 +145,9 @@ class PipelineConfig(_Settings):
 
     def stage_dir(self, stage: Literal["corpus", "tokenizers", "shards"]) -> Path:
         return Path(self.workspace) / stage / self.name
+
+    def index_dir(self) -> str | None:
+        return str(Path(self.workspace) / self.dedup_index) if self.dedup_index else None
 
 
 def load_yaml(path: str | Path, model: type[BaseModel]) -> BaseModel:
