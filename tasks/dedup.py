@@ -64,7 +64,31 @@ def _sketch(signature: np.ndarray, config: DedupConfig) -> LeanMinHash:
 
 
 def _new_lsh(config: DedupConfig) -> MinHashLSH:
-    return MinHashLSH(threshold=config.threshold, num_perm=config.num_perm)
+    return MinHashLSH(
+        threshold=config.threshold, num_perm=config.num_perm, weights=(1 - config.recall_weight, config.recall_weight)
+    )
+
+
+class SignatureMatcher:
+    """LSH whose keys are row numbers into the signatures it holds, so its matches can be verified."""
+
+    def __init__(self, config: DedupConfig) -> None:
+        self.config = config
+        self.lsh = _new_lsh(config)
+        self.rows: list[np.ndarray] = []
+
+    def add(self, signature: np.ndarray) -> int:
+        self.rows.append(signature)
+        key = len(self.rows) - 1
+        self.lsh.insert(key, _sketch(signature, self.config), check_duplication=False)
+        return key
+
+    def matches(self, signature: np.ndarray) -> list[int]:
+        """Rows the LSH returns, kept only if the signatures agree on at least `threshold` of their values."""
+        found = self.lsh.query(_sketch(signature, self.config))
+        if not self.config.verify:
+            return found
+        return [key for key in found if (self.rows[key] == signature).mean() >= self.config.threshold]
 
 
 def deduplicate_files(
@@ -75,21 +99,21 @@ def deduplicate_files(
     Two passes over the sources: the first decides, the second writes, so no document
     text is held in memory, only 16-byte keys and signatures of the candidates.
     """
+    if index_dir and not config.near:
+        raise ValueError("a persistent dedup index stores signatures: it needs near-duplicate detection (near: true)")
     output_dir = Path(output_dir)
     hasher = MinHasher(config.num_perm, config.seed)
     index = DedupIndex(index_dir, config) if index_dir else None
     seen_exact: set[bytes] = set()
-    known = _new_lsh(config)
+    known = SignatureMatcher(config)
     if index is not None:
         for part in index.parts(skip_added_by=run_key):
             seen_exact.update(part.exact_keys)
-            with known.insertion_session() as session:
-                for key, signature in zip(part.ids, part.signatures):
-                    session.insert(key, _sketch(signature, config), check_duplication=False)
+            for signature in part.signatures:
+                known.add(signature)
     stats = {"documents": 0, "exact_duplicates": 0, "near_duplicates_of_index": 0, "near_duplicates": 0, "kept": 0}
     candidates: list[tuple[int, int, str, int, bytes]] = []
-    signatures: list[np.ndarray] = []
-    clusters, among_new = _Clusters(), _new_lsh(config)
+    clusters, among_new = _Clusters(), SignatureMatcher(config)
     for source_index, source in enumerate(sources):
         row = 0
         for batch in pq.ParquetFile(source).iter_batches(batch_size=_BATCH, columns=["id", "text", "lang"]):
@@ -111,16 +135,14 @@ def deduplicate_files(
                 [d["text"] for _, d, _ in fresh], [d["lang"] for _, d, _ in fresh], config.zh_ngram, config.en_ngram
             )
             for (position, document, key), signature in zip(fresh, batch_signatures):
-                sketch = _sketch(signature, config)
-                if known.query(sketch):
+                if known.matches(signature):
                     stats["near_duplicates_of_index"] += 1
                     continue
                 candidate = clusters.add()
-                for match in among_new.query(sketch):
+                for match in among_new.matches(signature):
                     clusters.union(candidate, match)
-                among_new.insert(candidate, sketch, check_duplication=False)
+                among_new.add(signature)
                 candidates.append((source_index, position, document["id"], len(document["text"]), key))
-                signatures.append(signature)
     keepers: dict[int, int] = {}
     for candidate, (_, _, doc_id, length, _) in enumerate(candidates):
         root = clusters.find(candidate) if config.near else candidate
@@ -138,7 +160,7 @@ def deduplicate_files(
             IndexPart(
                 [candidates[c][2] for c in kept],
                 [candidates[c][4] for c in kept],
-                np.array([signatures[c] for c in kept], dtype=np.uint32).reshape(len(kept), config.num_perm),
+                np.array([among_new.rows[c] for c in kept], dtype=np.uint32).reshape(len(kept), config.num_perm),
             ),
             added_by=run_key,
         )

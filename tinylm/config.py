@@ -81,6 +81,10 @@ class DedupConfig(_Settings):
     near: bool = True
     num_perm: int = Field(128, ge=16)
     threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity above which documents are near duplicates")
+    verify: bool = Field(True, description="confirm LSH candidates by the Jaccard their signatures estimate")
+    recall_weight: float = Field(
+        0.5, gt=0, lt=1, description="LSH banding: weight of false negatives against false positives (datasketch weights)"
+    )
     zh_ngram: int = Field(5, ge=1, description="character shingle size for Chinese")
     en_ngram: int = Field(5, ge=1, description="word shingle size for English")
     seed: int = 1
