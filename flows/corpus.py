@@ -10,17 +10,22 @@ from tinylm.config import CorpusConfig
 from tinylm.flows.dedup import clean_and_deduplicate
 from tinylm.flows.extract import run_extract
 from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
-from tinylm.tasks.report import corpus_stats, publish_stats
+from tinylm.tasks.report import corpus_stats, log_stats_to_mlflow, publish_stats
 
 
 @flow(name="corpus")
 def corpus_flow(
-    inputs: list[str], output: str = "workspace/corpus/default", config: CorpusConfig = CorpusConfig(), index: str | None = None
+    inputs: list[str],
+    output: str = "workspace/corpus/default",
+    config: CorpusConfig = CorpusConfig(),
+    index: str | None = None,
+    workspace: str = "workspace",
 ) -> dict:
     """Extract (a subflow, units in parallel), convert and filter each unit's output in parallel, then deduplicate.
 
     With `index`, documents are also deduplicated against every corpus indexed before,
-    and the kept ones join the index.
+    and the kept ones join the index. Stats go to the manifest, a Prefect table and an
+    MLflow run in `workspace`'s store (or MLFLOW_TRACKING_URI).
     """
     hashes = content_hashes(inputs)
     expected = fingerprint("corpus", config, hashes)
@@ -41,4 +46,5 @@ def corpus_flow(
     }
     write_manifest(output, manifest)
     publish_stats("corpus", stats)
+    log_stats_to_mlflow("corpus", stats, {"inputs": inputs, "output": output, **config.model_dump(mode="json")}, workspace)
     return manifest

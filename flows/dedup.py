@@ -10,7 +10,7 @@ from tinylm.config import CorpusConfig
 from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
 from tinylm.tasks.clean import clean_file_task
 from tinylm.tasks.dedup import deduplicate_files_task
-from tinylm.tasks.report import corpus_stats, publish_stats
+from tinylm.tasks.report import corpus_stats, log_stats_to_mlflow, publish_stats
 
 
 def clean_and_deduplicate(
@@ -37,7 +37,9 @@ def document_files(directory: str) -> list[str]:
 
 
 @flow(name="dedup")
-def dedup_flow(input: str, output: str, config: CorpusConfig = CorpusConfig(), index: str | None = None) -> dict:
+def dedup_flow(
+    input: str, output: str, config: CorpusConfig = CorpusConfig(), index: str | None = None, workspace: str = "workspace"
+) -> dict:
     """Filters and dedup on Document parquet; with `index`, also against every corpus indexed before."""
     files = document_files(input)
     hashes = content_hashes(files)
@@ -49,4 +51,5 @@ def dedup_flow(input: str, output: str, config: CorpusConfig = CorpusConfig(), i
     manifest = {"stage": "dedup", "fingerprint": expected, "inputs": hashes, "parts": deduped["parts"], "stats": stats}
     write_manifest(output, manifest)
     publish_stats("dedup", stats)
+    log_stats_to_mlflow("dedup", stats, {"input": input, "output": output, **config.model_dump(mode="json")}, workspace)
     return manifest

@@ -30,7 +30,7 @@ def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
     corpus_dir, tokenizer_dir, shards_dir = (str(config.stage_dir(s)) for s in ("corpus", "tokenizers", "shards"))
     seconds: dict[str, float] = {}
     with stopwatch(seconds, "corpus"):
-        corpus = corpus_flow(config.inputs, corpus_dir, config.corpus, config.index_dir())
+        corpus = corpus_flow(config.inputs, corpus_dir, config.corpus, config.index_dir(), config.workspace)
     with stopwatch(seconds, "tokenizer"):
         tokenizer = tokenizer_flow(corpus_dir, tokenizer_dir, config.tokenizer)
     with stopwatch(seconds, "shards"):

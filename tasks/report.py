@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import mlflow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from tinylm.storage.tracking import flatten_params, use_experiment
 
 
 def merge_counts(results: list[dict[str, Any]], field: str) -> dict[str, int]:
@@ -48,6 +51,28 @@ def _rows(stats: dict[str, Any], prefix: str = "") -> list[dict[str, str]]:
         elif not isinstance(value, list):
             rows.append({"statistic": f"{prefix}{key}", "value": str(value)})
     return rows
+
+
+def numeric_metrics(stats: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a nested stats dict, flattened to MLflow metric names (`filtered.too_short`)."""
+    metrics: dict[str, float] = {}
+    for key, value in stats.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            metrics.update(numeric_metrics(value, f"{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics[name] = float(value)
+    return metrics
+
+
+def log_stats_to_mlflow(stage: str, stats: dict[str, Any], params: dict[str, Any], workspace: str) -> str:
+    """One MLflow run per data stage: its counts as metrics, the whole stats as a JSON artifact."""
+    experiment_id = use_experiment("tinylm", workspace)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags={"tinylm.stage": stage}) as run:
+        mlflow.log_params(flatten_params("", params))
+        mlflow.log_metrics(numeric_metrics(stats))
+        mlflow.log_dict(stats, "stats.json")
+        return run.info.run_id
 
 
 def publish_stats(stage: str, stats: dict[str, Any], summary: str = "") -> None:

@@ -66,6 +66,12 @@ def prefect_api():
         yield
 
 
+@pytest.fixture(autouse=True)
+def isolated_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own directory: a default like `./workspace` never lands in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh workspace whose embedded SQLite MLflow store is the one in use."""

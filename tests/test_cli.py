@@ -59,6 +59,7 @@ def test_dedup_command_filters_and_deduplicates_documents(prefect_api, zuozhuan,
     lines = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line) > 100][:50]
     documents = [make_document("zz", i, text) for i, text in enumerate(lines + lines[:5] + ["短"])]
     write_documents(tmp_path / "docs" / "part-0.parquet", documents)
-    assert main(["dedup", "--input", str(tmp_path / "docs"), "--output", str(tmp_path / "corpus")]) == 0
+    arguments = ["dedup", "--input", str(tmp_path / "docs"), "--output", str(tmp_path / "corpus"), "--workspace", str(tmp_path)]
+    assert main(arguments) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["kept"] == 50 and stats["exact_duplicates"] == 5 and stats["filtered"] == {"too_short": 1}

@@ -69,6 +69,9 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
     assert all(a.dtype == np.uint16 for a in shards.arrays)
 
     client = MlflowClient()
+    experiment = client.get_run(result["run_id"]).info.experiment_id
+    (corpus_run,) = client.search_runs([experiment], "tags.`tinylm.stage` = 'corpus'")
+    assert corpus_run.data.metrics["kept"] == len(rows) and "filtered.too_short" in corpus_run.data.metrics
     run = client.get_run(result["run_id"])
     assert run.data.params["model.dim"] == "32" and run.data.params["max_shards"] == "2"
     losses = client.get_metric_history(result["run_id"], "loss")
@@ -80,9 +83,9 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
 
 def test_rerunning_a_finished_corpus_does_no_work(prefect_api, workspace, constitution):
     output = str(workspace / "corpus")
-    first = corpus_flow([str(constitution)], output, CorpusConfig())
+    first = corpus_flow([str(constitution)], output, CorpusConfig(), workspace=str(workspace))
     stamp = [(p.name, p.stat().st_mtime_ns) for p in corpus_parts(output)]
-    second = corpus_flow([str(constitution)], output, CorpusConfig())
+    second = corpus_flow([str(constitution)], output, CorpusConfig(), workspace=str(workspace))
     assert second == first
     assert [(p.name, p.stat().st_mtime_ns) for p in corpus_parts(output)] == stamp
 

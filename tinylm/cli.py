@@ -65,7 +65,9 @@ def _corpus(args: argparse.Namespace) -> None:
     from tinylm.flows.corpus import corpus_flow
 
     config = load_yaml(args.config, CorpusConfig) if args.config else CorpusConfig()
-    _print_json(corpus_flow([str(p) for p in args.input], str(args.output), config, str(args.index) if args.index else None)["stats"])
+    index = str(args.index) if args.index else None
+    inputs = [str(p) for p in args.input]
+    _print_json(corpus_flow(inputs, str(args.output), config, index, args.workspace or "workspace")["stats"])
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -79,7 +81,8 @@ def _dedup(args: argparse.Namespace) -> None:
     from tinylm.flows.dedup import dedup_flow
 
     config = load_yaml(args.config, CorpusConfig) if args.config else CorpusConfig()
-    _print_json(dedup_flow(str(args.input), str(args.output), config, str(args.index) if args.index else None)["stats"])
+    index = str(args.index) if args.index else None
+    _print_json(dedup_flow(str(args.input), str(args.output), config, index, args.workspace or "workspace")["stats"])
 
 
 def _tokenizer(args: argparse.Namespace) -> None:
@@ -152,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     corpus.add_argument("--output", type=Path, required=True, help="corpus directory to write")
     corpus.add_argument("--config", type=Path, help="CorpusConfig YAML")
     corpus.add_argument("--index", type=Path, help="persistent dedup index directory: dedup against it, then add to it")
+    corpus.add_argument("--workspace", help="workspace of the default MLflow store for the stats (default ./workspace)")
 
     convert = command("convert", _convert, "Convert a text file to simplified Chinese line by line, like `opencc`.")
     convert.add_argument("--input", type=Path, required=True, help="UTF-8 text file")
@@ -164,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     dedup.add_argument("--output", type=Path, required=True, help="corpus directory to write")
     dedup.add_argument("--config", type=Path, help="CorpusConfig YAML (its convert, filters and dedup sections)")
     dedup.add_argument("--index", type=Path, help="persistent dedup index directory: dedup against it, then add to it")
+    dedup.add_argument("--workspace", help="workspace of the default MLflow store for the stats (default ./workspace)")
 
     tokenizer = command("tokenizer", _tokenizer, "Train a byte-level BPE tokenizer on a corpus directory.")
     tokenizer.add_argument("--corpus", type=Path, required=True, help="corpus directory (output of `tinylm corpus`)")
