@@ -49,6 +49,7 @@ def test_each_quality_rule_drops_what_it_names():
     for reason, (text, lang) in cases.items():
         assert quality_failure(text, lang, config) == reason, reason
     assert quality_failure(PROSE, "en", config) is None
+    assert quality_failure(PROSE, "en", FilterConfig(max_chars=100)) == "too_long"
 
 
 def test_default_rules_keep_real_prose_in_both_languages(enwiki_dump, zuozhuan, constitution):

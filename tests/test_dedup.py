@@ -120,3 +120,11 @@ def test_index_signatures_round_trip(paragraphs, tmp_path):
     (part,) = DedupIndex(index, DedupConfig()).parts()
     assert part.signatures.shape == (3, 128) and len(set(part.exact_keys)) == 3
     assert json.loads((index / "index.json").read_text())["parts"][0]["added_by"] == "run-1"
+
+
+def test_a_50_mb_document_is_counted_not_crashed(zuozhuan, tmp_path):
+    text = zuozhuan.read_text(encoding="utf-8")
+    huge = (text * (50_000_000 // len(text.encode("utf-8")) + 1))[: 50_000_000 // 3]
+    source = write(tmp_path / "huge.parquet", [make_document("h", 0, huge, lang="zh"), make_document("h", 1, text[:5000], lang="zh")])
+    stats = deduplicate_files([source], tmp_path / "out", DedupConfig())
+    assert stats["documents"] == 2 and stats["kept"] == 2
