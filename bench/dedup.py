@@ -25,7 +25,7 @@ from pathlib import Path
 from datasketch import MinHash
 
 from tinylm.config import DedupConfig, ExtractConfig
-from tinylm.tasks.dedup import SignatureMatcher
+from tinylm.storage.dedup_index import SignatureMatcher
 from tinylm.tasks.minhash import MinHasher, shingles
 from tinylm.tasks.readers import ReadStats, read_documents
 

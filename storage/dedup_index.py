@@ -14,10 +14,13 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import redis
+from datasketch import LeanMinHash, MinHashLSH
 
 from tinylm.config import DedupConfig
 from tinylm.storage.atomic import atomic_path, atomic_write_json
@@ -107,3 +110,108 @@ class DedupIndex:
         entries.append({"file": name, "rows": len(part.ids), "sha256": file_sha256(self.directory / name), "added_by": added_by})
         self.manifest = {"settings": _settings(self.config), "parts": entries}
         atomic_write_json(self.directory / INDEX_FILE, self.manifest)
+
+
+def lsh_for(config: DedupConfig, storage_config: dict | None = None) -> MinHashLSH:
+    return MinHashLSH(
+        threshold=config.threshold,
+        num_perm=config.num_perm,
+        weights=(1 - config.recall_weight, config.recall_weight),
+        storage_config=storage_config,
+    )
+
+
+def sketch(signature: np.ndarray, config: DedupConfig) -> LeanMinHash:
+    return LeanMinHash(seed=config.seed, hashvalues=signature, scheme="affine32")
+
+
+def agrees(first: np.ndarray, second: np.ndarray, config: DedupConfig) -> bool:
+    """Whether two signatures estimate a Jaccard at or above the threshold (always, without `verify`)."""
+    return not config.verify or (first == second).mean() >= config.threshold
+
+
+class SignatureMatcher:
+    """LSH whose keys are row numbers into the signatures it holds, so its matches can be verified."""
+
+    def __init__(self, config: DedupConfig) -> None:
+        self.config = config
+        self.lsh = lsh_for(config)
+        self.rows: list[np.ndarray] = []
+
+    def add(self, signature: np.ndarray) -> int:
+        self.rows.append(signature)
+        key = len(self.rows) - 1
+        self.lsh.insert(key, sketch(signature, self.config), check_duplication=False)
+        return key
+
+    def matches(self, signature: np.ndarray) -> list[int]:
+        found = self.lsh.query(sketch(signature, self.config))
+        return [key for key in found if agrees(self.rows[key], signature, self.config)]
+
+
+class MemoryKnownDocuments:
+    """What earlier corpora kept, rebuilt in memory from the parquet index (minus the run being redone)."""
+
+    def __init__(self, index: DedupIndex | None, config: DedupConfig, run_key: str) -> None:
+        self.exact: set[bytes] = set()
+        self.matcher = SignatureMatcher(config)
+        for part in index.parts(skip_added_by=run_key) if index is not None else ():
+            self.exact.update(part.exact_keys)
+            for signature in part.signatures:
+                self.matcher.add(signature)
+
+    def seen_exact(self, key: bytes) -> bool:
+        return key in self.exact
+
+    def near(self, signature: np.ndarray) -> bool:
+        return bool(self.matcher.matches(signature))
+
+    def add(self, part: IndexPart) -> None:
+        """Nothing to do: the parquet index is the store, and the next run rebuilds from it."""
+
+
+class RedisKnownDocuments:
+    """What earlier corpora kept, in Redis: datasketch's LSH with Redis storage, plus signatures,
+    exact keys and the run that added each entry, so matches are verified and a run being
+    redone ignores what it added itself. Nothing is reloaded per run; machines share it."""
+
+    def __init__(self, config: DedupConfig, run_key: str) -> None:
+        parsed = urlparse(config.redis_url)
+        params = {"host": parsed.hostname or "127.0.0.1", "port": parsed.port or 6379, "db": int(parsed.path.strip("/") or 0)}
+        self.client = redis.Redis(**params)
+        try:
+            stored = self.client.get(f"{config.redis_prefix}:settings")
+        except redis.exceptions.ConnectionError as error:
+            raise ConnectionError(f"Redis for the dedup index is unreachable at {config.redis_url}: {error}") from error
+        settings = json.dumps(_settings(config), sort_keys=True)
+        if stored is not None and stored.decode() != settings:
+            raise CorruptIndexError(f"Redis index {config.redis_prefix!r} at {config.redis_url} was built with {stored.decode()}")
+        self.client.set(f"{config.redis_prefix}:settings", settings)
+        self.config, self.run_key, self.prefix = config, run_key, config.redis_prefix
+        self.lsh = lsh_for(config, {"type": "redis", "basename": config.redis_prefix.encode(), "redis": params})
+
+    def seen_exact(self, key: bytes) -> bool:
+        added_by = self.client.hget(f"{self.prefix}:exact", key)
+        return added_by is not None and added_by.decode() != self.run_key
+
+    def near(self, signature: np.ndarray) -> bool:
+        found = self.lsh.query(sketch(signature, self.config))
+        if not found:
+            return False
+        stored = self.client.hmget(f"{self.prefix}:signatures", found)
+        runs = self.client.hmget(f"{self.prefix}:added_by", found)
+        return any(
+            run is not None and run.decode() != self.run_key and agrees(np.frombuffer(sig, dtype="<u4"), signature, self.config)
+            for sig, run in zip(stored, runs)
+        )
+
+    def add(self, part: IndexPart) -> None:
+        with self.lsh.insertion_session() as session:
+            for doc_id, signature in zip(part.ids, part.signatures):
+                session.insert(doc_id, sketch(signature, self.config), check_duplication=False)
+        pipeline = self.client.pipeline()
+        for doc_id, key, signature in zip(part.ids, part.exact_keys, part.signatures):
+            pipeline.hset(f"{self.prefix}:signatures", doc_id, signature.astype("<u4").tobytes())
+            pipeline.hset(f"{self.prefix}:added_by", doc_id, self.run_key)
+            pipeline.hset(f"{self.prefix}:exact", key, self.run_key)
+        pipeline.execute()

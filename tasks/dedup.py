@@ -20,12 +20,17 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from datasketch import LeanMinHash, MinHashLSH
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import DedupConfig
-from tinylm.storage.dedup_index import DedupIndex, IndexPart
+from tinylm.storage.dedup_index import (
+    DedupIndex,
+    IndexPart,
+    MemoryKnownDocuments,
+    RedisKnownDocuments,
+    SignatureMatcher,
+)
 from tinylm.storage.documents import DocumentWriter
 from tinylm.tasks.minhash import MinHasher
 
@@ -59,38 +64,6 @@ class _Clusters:
         self.parent[self.find(first)] = self.find(second)
 
 
-def _sketch(signature: np.ndarray, config: DedupConfig) -> LeanMinHash:
-    return LeanMinHash(seed=config.seed, hashvalues=signature, scheme="affine32")
-
-
-def _new_lsh(config: DedupConfig) -> MinHashLSH:
-    return MinHashLSH(
-        threshold=config.threshold, num_perm=config.num_perm, weights=(1 - config.recall_weight, config.recall_weight)
-    )
-
-
-class SignatureMatcher:
-    """LSH whose keys are row numbers into the signatures it holds, so its matches can be verified."""
-
-    def __init__(self, config: DedupConfig) -> None:
-        self.config = config
-        self.lsh = _new_lsh(config)
-        self.rows: list[np.ndarray] = []
-
-    def add(self, signature: np.ndarray) -> int:
-        self.rows.append(signature)
-        key = len(self.rows) - 1
-        self.lsh.insert(key, _sketch(signature, self.config), check_duplication=False)
-        return key
-
-    def matches(self, signature: np.ndarray) -> list[int]:
-        """Rows the LSH returns, kept only if the signatures agree on at least `threshold` of their values."""
-        found = self.lsh.query(_sketch(signature, self.config))
-        if not self.config.verify:
-            return found
-        return [key for key in found if (self.rows[key] == signature).mean() >= self.config.threshold]
-
-
 def deduplicate_files(
     sources: list[str | Path], output_dir: str | Path, config: DedupConfig, index_dir: str | Path | None = None, run_key: str = ""
 ) -> dict:
@@ -99,18 +72,15 @@ def deduplicate_files(
     Two passes over the sources: the first decides, the second writes, so no document
     text is held in memory, only 16-byte keys and signatures of the candidates.
     """
-    if index_dir and not config.near:
+    if (index_dir or config.lsh_storage == "redis") and not config.near:
         raise ValueError("a persistent dedup index stores signatures: it needs near-duplicate detection (near: true)")
     output_dir = Path(output_dir)
     hasher = MinHasher(config.num_perm, config.seed)
     index = DedupIndex(index_dir, config) if index_dir else None
+    known = (
+        RedisKnownDocuments(config, run_key) if config.lsh_storage == "redis" else MemoryKnownDocuments(index, config, run_key)
+    )
     seen_exact: set[bytes] = set()
-    known = SignatureMatcher(config)
-    if index is not None:
-        for part in index.parts(skip_added_by=run_key):
-            seen_exact.update(part.exact_keys)
-            for signature in part.signatures:
-                known.add(signature)
     stats = {"documents": 0, "exact_duplicates": 0, "near_duplicates_of_index": 0, "near_duplicates": 0, "kept": 0}
     candidates: list[tuple[int, int, str, int, bytes]] = []
     clusters, among_new = _Clusters(), SignatureMatcher(config)
@@ -122,7 +92,7 @@ def deduplicate_files(
             fresh = []
             for offset, document in enumerate(documents):
                 key = exact_key(document["text"])
-                if config.exact and key in seen_exact:
+                if config.exact and (key in seen_exact or known.seen_exact(key)):
                     stats["exact_duplicates"] += 1
                     continue
                 seen_exact.add(key)
@@ -135,7 +105,7 @@ def deduplicate_files(
                 [d["text"] for _, d, _ in fresh], [d["lang"] for _, d, _ in fresh], config.zh_ngram, config.en_ngram
             )
             for (position, document, key), signature in zip(fresh, batch_signatures):
-                if known.matches(signature):
+                if known.near(signature):
                     stats["near_duplicates_of_index"] += 1
                     continue
                 candidate = clusters.add()
@@ -155,16 +125,16 @@ def deduplicate_files(
     stats["near_duplicate_clusters"] = {str(size): count for size, count in sorted(sizes.items()) if size > 1}
     stats["parts"] = _write_kept(sources, output_dir, {(candidates[c][0], candidates[c][1]) for c in kept})
     stats["kept"] = len(kept)
-    if index is not None:
-        index.add(
-            IndexPart(
-                [candidates[c][2] for c in kept],
-                [candidates[c][4] for c in kept],
-                np.array([among_new.rows[c] for c in kept], dtype=np.uint32).reshape(len(kept), config.num_perm),
-            ),
-            added_by=run_key,
+    if config.near:
+        part = IndexPart(
+            [candidates[c][2] for c in kept],
+            [candidates[c][4] for c in kept],
+            np.array([among_new.rows[c] for c in kept], dtype=np.uint32).reshape(len(kept), config.num_perm),
         )
-        stats["index_documents"] = len(index)
+        if index is not None:
+            index.add(part, added_by=run_key)
+            stats["index_documents"] = len(index)
+        known.add(part)
     return stats
 
 

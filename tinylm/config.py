@@ -85,6 +85,13 @@ class DedupConfig(_Settings):
     recall_weight: float = Field(
         0.5, gt=0, lt=1, description="LSH banding: weight of false negatives against false positives (datasketch weights)"
     )
+    lsh_storage: Literal["memory", "redis"] = Field(
+        "memory",
+        description="memory: the LSH is rebuilt from the index's parquet each run; redis: it lives in Redis "
+        "(datasketch's Redis storage), shared across machines and not reloaded",
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for lsh_storage: redis")
+    redis_prefix: str = Field("tinylm", description="key prefix of this index in Redis")
     zh_ngram: int = Field(5, ge=1, description="character shingle size for Chinese")
     en_ngram: int = Field(5, ge=1, description="word shingle size for English")
     seed: int = 1

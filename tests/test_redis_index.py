@@ -1,0 +1,79 @@
+"""The dedup index in Redis (datasketch's Redis storage), against a real redis-server the fixture runs."""
+
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import redis
+
+from tinylm.config import DedupConfig
+from tinylm.storage.documents import make_document, write_documents
+from tinylm.tasks.dedup import deduplicate_files
+from tests.test_dedup import edited
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed (.ci/run installs Debian's)")
+    port = _free_port()
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def paragraphs(zuozhuan):
+    return [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line) > 400][:20]
+
+
+def test_corpora_deduplicate_against_redis_across_machines(paragraphs, redis_url, tmp_path):
+    config = DedupConfig(lsh_storage="redis", redis_url=redis_url)
+    january = [make_document("jan", i, text, lang="zh") for i, text in enumerate(paragraphs[:10])]
+    february = [
+        make_document("feb", "copy", paragraphs[0], lang="zh"),
+        make_document("feb", "near", edited(paragraphs[3], 0.005, seed=2), lang="zh"),
+        *[make_document("feb", i, text, lang="zh") for i, text in enumerate(paragraphs[10:15])],
+    ]
+    write_documents(tmp_path / "jan.parquet", january)
+    write_documents(tmp_path / "feb.parquet", february)
+    first = deduplicate_files([tmp_path / "jan.parquet"], tmp_path / "jan", config, tmp_path / "index", "run-jan")
+    second = deduplicate_files([tmp_path / "feb.parquet"], tmp_path / "feb", config, tmp_path / "index", "run-feb")
+    assert first["kept"] == 10
+    assert second["exact_duplicates"] == 1 and second["near_duplicates_of_index"] == 1 and second["kept"] == 5
+
+    redone = deduplicate_files([tmp_path / "feb.parquet"], tmp_path / "feb-again", config, None, "run-feb")
+    assert redone["kept"] == 5, "a run being redone must not drop its own documents"
+    elsewhere = deduplicate_files([tmp_path / "feb.parquet"], tmp_path / "elsewhere", config, None, "run-other")
+    assert elsewhere["kept"] == 0 and elsewhere["exact_duplicates"] == 6 and elsewhere["near_duplicates_of_index"] == 1
+
+
+def test_redis_down_is_a_clear_error(paragraphs, tmp_path):
+    url = f"redis://127.0.0.1:{_free_port()}/0"
+    write_documents(tmp_path / "docs.parquet", [make_document("x", 1, paragraphs[0], lang="zh")])
+    with pytest.raises(ConnectionError, match=url):
+        deduplicate_files([tmp_path / "docs.parquet"], tmp_path / "out", DedupConfig(lsh_storage="redis", redis_url=url))
