@@ -83,7 +83,8 @@ def token_ids(text: str, lang: str | None) -> np.ndarray:
     position = np.arange(len(letters)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     with np.errstate(over="ignore"):
         terms = (points[letters].astype(np.uint64) + np.uint64(1)) * _CHAR_POWERS[np.minimum(position, len(_CHAR_POWERS) - 1)]
-    return np.add.reduceat(terms, np.cumsum(lengths) - lengths)
+        running = np.concatenate(([np.uint64(0)], np.cumsum(terms, dtype=np.uint64)))
+        return running[np.cumsum(lengths)] - running[np.cumsum(lengths) - lengths]
 
 
 def shingles(text: str, lang: str | None, n: int) -> list[bytes]:
