@@ -34,7 +34,7 @@ test-fast: setup
 # Benchmarks print ratios against the reference tools (wikiextractor, ...) on the same data.
 bench: setup
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
-	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 # Prefect and MLflow servers on 127.0.0.1 in the background, each in its own process
 # group (so `make stop` ends their workers too); pids and logs in $(SERVERS).

@@ -18,11 +18,11 @@ thresholds measured are those that split that range.
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from datasketch import MinHash
+
+from _timing import best_of
 
 from tinylm.config import DedupConfig, ExtractConfig
 from tinylm.storage.dedup_index import SignatureMatcher
@@ -31,14 +31,6 @@ from tinylm.tasks.readers import ReadStats, read_documents
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-
-def best_of(runs: int, work: Callable[[], object]) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def datasketch_loop(shingle_sets: list[list[bytes]]) -> None:

@@ -20,7 +20,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import TrainConfig
-from tinylm.model.config import ModelConfig
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import (
     META_FILE,
