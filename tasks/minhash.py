@@ -45,15 +45,32 @@ _CHAR_POWERS = _powers(4096)
 
 def tokens(text: str, lang: str | None) -> list[str]:
     """Characters (whitespace removed) for Chinese, which has no word breaks; lowercased words otherwise."""
-    return list(_WHITESPACE.sub("", text)) if lang == "zh" else _WORD.findall(text.lower())
+    return list(_WHITESPACE.sub("", text)) if lang == "zh" else _WORD.findall(text.translate(_lowercase_map()))
 
 
 @functools.cache
-def _word_characters() -> np.ndarray:
-    """For every code point, whether regex `\\w` matches it (`isalnum()` or `_`); built once per process."""
-    return np.fromiter((chr(point).isalnum() for point in range(0x110000)), dtype=bool, count=0x110000) | (
-        np.arange(0x110000) == ord("_")
-    )
+def _folded_word_characters() -> np.ndarray:
+    """For every code point: its lowercase form if regex `\\w` matches it (`isalnum()` or `_`), else 0.
+
+    One lookup both finds the words and folds their case. Lowercasing is per code point
+    (a character whose lowercase is two code points, like U+0130, stays as it is), the
+    same rule `tokens` applies, so the batch and scalar paths agree.
+    """
+    points = np.arange(0x110000, dtype=np.uint32)
+    folded = np.fromiter((_lower_point(point) for point in range(0x110000)), dtype=np.uint32, count=0x110000)
+    word = np.fromiter((chr(point).isalnum() for point in range(0x110000)), dtype=bool, count=0x110000) | (points == ord("_"))
+    return np.where(word, folded, 0).astype(np.uint32)
+
+
+def _lower_point(point: int) -> int:
+    lowered = chr(point).lower()
+    return ord(lowered) if len(lowered) == 1 else point
+
+
+@functools.cache
+def _lowercase_map() -> dict[int, int]:
+    """`str.translate` table of the per-code-point lowercasing above (only the points that change)."""
+    return {point: lowered for point in range(0x110000) if (lowered := _lower_point(point)) != point}
 
 
 def word_id(word: str) -> int:
@@ -72,8 +89,8 @@ def token_ids(text: str, lang: str | None) -> np.ndarray:
     """
     if lang == "zh":
         return np.frombuffer(_WHITESPACE.sub("", text).encode("utf-32-le"), dtype="<u4").astype(np.uint64)
-    points = np.frombuffer(text.lower().encode("utf-32-le"), dtype="<u4")
-    in_word = _word_characters()[points]
+    folded = _folded_word_characters()[np.frombuffer(text.encode("utf-32-le"), dtype="<u4")]
+    in_word = folded != 0
     edges = np.diff(np.concatenate(([False], in_word, [False])).view(np.int8))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     if len(starts) == 0:
@@ -82,7 +99,7 @@ def token_ids(text: str, lang: str | None) -> np.ndarray:
     lengths = ends - starts
     position = np.arange(len(letters)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     with np.errstate(over="ignore"):
-        terms = (points[letters].astype(np.uint64) + np.uint64(1)) * _CHAR_POWERS[np.minimum(position, len(_CHAR_POWERS) - 1)]
+        terms = (folded[letters].astype(np.uint64) + np.uint64(1)) * _CHAR_POWERS[np.minimum(position, len(_CHAR_POWERS) - 1)]
         running = np.concatenate(([np.uint64(0)], np.cumsum(terms, dtype=np.uint64)))
         return running[np.cumsum(lengths)] - running[np.cumsum(lengths) - lengths]
 
