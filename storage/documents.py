@@ -82,11 +82,6 @@ class DocumentWriter:
         if len(self._buffer) >= self.rows_per_group:
             self._flush()
 
-    def write_table(self, table: pa.Table) -> None:
-        self._flush()
-        self._writer.write_table(table.select(DOCUMENT_SCHEMA.names).cast(DOCUMENT_SCHEMA))
-        self.rows += table.num_rows
-
     def _flush(self) -> None:
         if self._buffer:
             self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=DOCUMENT_SCHEMA))

@@ -9,6 +9,7 @@ conversion itself.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,6 +22,15 @@ from tinylm.storage.atomic import atomic_path
 
 _CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3134F))
 _LATIN_RANGES = ((0x41, 0x5A), (0x61, 0x7A), (0xC0, 0x24F))
+
+
+def _character_class(ranges: tuple[tuple[int, int], ...]) -> re.Pattern[str]:
+    return re.compile("[" + "".join(f"{re.escape(chr(low))}-{re.escape(chr(high))}" for low, high in ranges) + "]")
+
+
+# The same scripts as regular expressions, for code that judges one text at a time.
+CJK_CHARACTERS = _character_class(_CJK_RANGES)
+LATIN_CHARACTERS = _character_class(_LATIN_RANGES)
 SAMPLE_CHARS = 1024
 _LINES_PER_BATCH = 4096
 
@@ -58,10 +68,6 @@ def detect_languages(texts: Sequence[str], cjk_threshold: float) -> list[str]:
     cjk, latin = per_text(scripts == _CJK), per_text(scripts == _LATIN)
     letters = cjk + latin
     return ["und" if total == 0 else "zh" if c / total >= cjk_threshold else "en" for c, total in zip(cjk, letters)]
-
-
-def detect_language(text: str, cjk_threshold: float) -> str:
-    return detect_languages([text], cjk_threshold)[0]
 
 
 def make_converter(config: ConvertConfig) -> Callable[[str], str]:

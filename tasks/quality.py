@@ -10,13 +10,12 @@ import re
 from collections import Counter
 
 from tinylm.config import FilterConfig
+from tinylm.tasks.convert import CJK_CHARACTERS, LATIN_CHARACTERS
 
 # Symbols, not punctuation: punctuation is dense in good classical Chinese, while runs
 # of these mark tables, navigation, ASCII art and markup debris.
 _SYMBOL = re.compile(r"[#$%&*+<=>@\\^_`|~/\u2190-\u21ff\u2200-\u22ff\u2500-\u25ff\u2600-\u27bf]")
 _DIGIT = re.compile(r"\d")
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
-_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 _WORD = re.compile(r"\w+")
 _SPACES = re.compile(r"\s+")
 _TERMINAL_PUNCTUATION = tuple(".!?。！？…\"'”’）)」』;；:：")
@@ -50,7 +49,7 @@ def quality_failure(text: str, lang: str | None, config: FilterConfig) -> str | 
     words = None if chinese else _WORD.findall(text.lower())
     if words is not None and len(words) < config.min_words:
         return "too_few_words"
-    cjk, latin = len(_CJK.findall(text)), len(_LATIN.findall(text))
+    cjk, latin = len(CJK_CHARACTERS.findall(text)), len(LATIN_CHARACTERS.findall(text))
     letters = cjk + latin
     own = cjk if chinese else latin
     if letters == 0 or own / letters < config.min_script_share:

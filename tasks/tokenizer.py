@@ -6,7 +6,6 @@ without an unknown token and decodes back to exactly itself.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,12 +112,6 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
 
 def load_tokenizer(tokenizer_dir: str | Path) -> Tokenizer:
     return Tokenizer.from_file(str(Path(tokenizer_dir) / TOKENIZER_FILE))
-
-
-def copy_tokenizer(tokenizer_dir: str | Path, destination: Path) -> None:
-    """Copy the files a generation needs, so a checkpoint stands on its own."""
-    for name in [TOKENIZER_FILE, *_hf_files()]:
-        shutil.copy2(Path(tokenizer_dir) / name, destination / name)
 
 
 train_tokenizer_task = task(train_tokenizer, name="train-tokenizer", cache_policy=NO_CACHE)

@@ -4,15 +4,15 @@ import pyarrow.parquet as pq
 from tinylm.config import ConvertConfig, ExtractConfig, FilterConfig
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.tasks.clean import clean_file
-from tinylm.tasks.convert import convert_texts, detect_language, detect_languages, make_converter
+from tinylm.tasks.convert import convert_texts, detect_languages, make_converter
 from tinylm.tasks.quality import quality_failure
 from tinylm.tasks.readers import ReadStats, read_documents
 
 
 def test_language_detection():
-    assert detect_language("美利坚合众国宪法 Constitution", 0.3) == "zh"
-    assert detect_language("The Constitution of the United States", 0.3) == "en"
-    assert detect_language("12345 !!! ...", 0.3) == "und"
+    assert detect_languages(
+        ["美利坚合众国宪法 Constitution", "The Constitution of the United States", "12345 !!! ..."], 0.3
+    ) == ["zh", "en", "und"]
 
 
 def test_both_backends_convert_traditional_to_simplified(constitution):
