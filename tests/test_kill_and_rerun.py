@@ -1,0 +1,65 @@
+"""A stage killed with SIGKILL mid-write and run again ends exactly like one that never died."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from tinylm.config import ExtractConfig, ShardsConfig, TokenizerConfig
+from tinylm.storage.manifest import file_sha256, read_manifest
+from tinylm.tasks.extraction import ExtractUnit, extract_unit
+from tinylm.tasks.shards import build_shards
+from tinylm.tasks.tokenizer import train_tokenizer
+
+
+def kill_when(code: str, half_written: Callable[[], bool], timeout: float = 60) -> None:
+    """Run `code` in a fresh interpreter and SIGKILL it as soon as `half_written()` holds."""
+    process = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + timeout
+    while not half_written():
+        assert process.poll() is None, "the stage finished before it could be killed; make the input bigger"
+        assert time.monotonic() < deadline, "the stage never reached the point to kill it at"
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_extraction_killed_mid_write_then_rerun(enwiki_dump, tmp_path):
+    unit = ExtractUnit(str(enwiki_dump), file_sha256(enwiki_dump))
+    reference = extract_unit(unit, tmp_path / "reference", ExtractConfig())
+    output = tmp_path / "killed"
+    code = (
+        "from tinylm.tasks.extraction import ExtractUnit, extract_unit; from tinylm.config import ExtractConfig; "
+        f"extract_unit(ExtractUnit({str(enwiki_dump)!r}, {unit.content_hash!r}), {str(output)!r}, ExtractConfig())"
+    )
+    kill_when(code, lambda: output.exists() and any(output.glob(".*.tmp-*")))
+    assert not any(output.glob("*.parquet")), "a killed writer must leave no file under a final name"
+    rerun = extract_unit(unit, output, ExtractConfig())
+    assert not rerun["reused"]
+    assert pq.read_table(rerun["output"]).equals(pq.read_table(reference["output"]))
+
+
+def test_shards_killed_after_some_shards_then_rerun(small_corpus, tmp_path):
+    tokenizer = tmp_path / "tokenizer"
+    train_tokenizer(small_corpus, tokenizer, TokenizerConfig(vocab_size=600))
+    config = ShardsConfig(shard_tokens=256, batch_documents=8)
+    reference = build_shards(small_corpus, tokenizer, tmp_path / "reference", config)
+    output = tmp_path / "killed"
+    code = (
+        "from tinylm.tasks.shards import build_shards; from tinylm.config import ShardsConfig; "
+        f"build_shards({str(small_corpus)!r}, {str(tokenizer)!r}, {str(output)!r}, ShardsConfig(shard_tokens=256, batch_documents=8))"
+    )
+    kill_when(code, lambda: (output / "shard-00003.bin").exists())
+    assert read_manifest(output) is None, "without a manifest the half-built shard set is not trusted"
+    rerun = build_shards(small_corpus, tokenizer, output, config)
+    assert not rerun["reused"]
+    assert [s["sha256"] for s in rerun["shards"]] == [s["sha256"] for s in reference["shards"]]
+    assert sorted(p.name for p in output.iterdir()) == sorted(p.name for p in (tmp_path / "reference").iterdir())
+    assert Path(output / "manifest.json").exists()
