@@ -13,7 +13,6 @@ page streams follow, and the last stream holds the closing `</mediawiki>`.
 from __future__ import annotations
 
 import bz2
-import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from tinylm.storage.atomic import atomic_path
+from tinylm.tasks.streams import ChunkReader
 
 _INDEX_SUFFIX = "-index.txt.bz2"
 _ROOT_START = re.compile(rb"<mediawiki\b[^>]*>")
@@ -119,7 +119,7 @@ def root_start_tag(path: str | Path, first_page_offset: int) -> bytes:
     return match.group()
 
 
-class RangeReader(io.RawIOBase):
+class RangeReader(ChunkReader):
     """A byte range of a multistream dump, presented as a well-formed XML document.
 
     The header's root start tag goes first; the closing tag is added at the end unless
@@ -127,28 +127,24 @@ class RangeReader(io.RawIOBase):
     """
 
     def __init__(self, path: str | Path, byte_range: ByteRange, root_tag: bytes) -> None:
+        super().__init__()
         self._chunks = _decompress_range(Path(path), byte_range)
-        self._pending = root_tag
+        self._first = root_tag
         self._tail = b""
-        self._finished = False
+        self._closed_root = False
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._pending and not self._finished:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                self._finished = True
-                if not self._tail.rstrip().endswith(_ROOT_END):
-                    self._pending = _ROOT_END
-            elif chunk:
+    def next_chunk(self) -> bytes:
+        if self._first:
+            first, self._first = self._first, b""
+            return first
+        for chunk in self._chunks:
+            if chunk:
                 self._tail = (self._tail + chunk)[-64:]
-                self._pending = chunk
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
+                return chunk
+        if self._closed_root or self._tail.rstrip().endswith(_ROOT_END):
+            return b""
+        self._closed_root = True
+        return _ROOT_END
 
 
 _PAGE_ID = re.compile(rb"<id>(\d+)</id>")

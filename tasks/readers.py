@@ -28,6 +28,7 @@ import zstandard
 from tinylm.config import ExtractConfig
 from tinylm.storage.documents import Document, make_document
 from tinylm.tasks.multistream import ByteRange, RangeReader
+from tinylm.tasks.streams import ChunkReader
 from tinylm.tasks.wikidump import iter_pages, site_dbname
 from tinylm.tasks.wikitext import wikitext_to_text
 
@@ -119,7 +120,7 @@ class _CountingReader(io.RawIOBase):
         super().close()
 
 
-class _ZstdReader(io.RawIOBase):
+class _ZstdReader(ChunkReader):
     """zstd frames, one after another, failing like bz2 and gzip do when the last one is cut.
 
     (zstandard's own stream reader ends quietly on a truncated frame, which would lose the
@@ -127,36 +128,32 @@ class _ZstdReader(io.RawIOBase):
     """
 
     def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
         self.raw = raw
         self._decompressor = zstandard.ZstdDecompressor().decompressobj()
-        self._pending = b""
         self._fed = False
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._pending:
+    def next_chunk(self) -> bytes:
+        while True:
             data = self.raw.read(_CHUNK)
             if not data:
                 if self._fed and not self._decompressor.eof:
                     raise EOFError("zstd frame ends before its end marker")
-                return 0
+                return b""
+            output = b""
             while data:
                 self._fed = True
-                self._pending += self._decompressor.decompress(data)
+                output += self._decompressor.decompress(data)
                 data = b""
                 if self._decompressor.eof:
                     data = self._decompressor.unused_data
                     self._decompressor = zstandard.ZstdDecompressor().decompressobj()
                     self._fed = False
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
+            if output:
+                return output
 
 
-class _ReadAhead(io.RawIOBase):
+class _ReadAhead(ChunkReader):
     """Decompresses in a background thread while the caller parses.
 
     bz2, gzip and zstd release the GIL while they work, so on a second core the
@@ -164,14 +161,11 @@ class _ReadAhead(io.RawIOBase):
     stays bounded; an error in the thread is raised in the reader, where it belongs.
     """
 
-    _DONE = object()
-
     def __init__(self, stream: IO[bytes], depth: int = 4) -> None:
+        super().__init__()
         self._stream = stream
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
         self._stopped = threading.Event()
-        self._pending = b""
-        self._finished = False
         self._thread = threading.Thread(target=self._fill, daemon=True)
         self._thread.start()
 
@@ -179,13 +173,13 @@ class _ReadAhead(io.RawIOBase):
         try:
             while not self._stopped.is_set():
                 chunk = self._stream.read(_CHUNK)
-                self._put(chunk if chunk else self._DONE)
+                self._put(chunk)
                 if not chunk:
                     return
         except BaseException as error:  # handed to the reading thread, re-raised there
             self._put(error)
 
-    def _put(self, item: object) -> None:
+    def _put(self, item: bytes | BaseException) -> None:
         while not self._stopped.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -193,23 +187,11 @@ class _ReadAhead(io.RawIOBase):
             except queue.Full:
                 continue
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._pending and not self._finished:
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self._finished = True
-                raise item
-            if item is self._DONE:
-                self._finished = True
-            else:
-                self._pending = item  # type: ignore[assignment]
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
+    def next_chunk(self) -> bytes:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
 
     def close(self) -> None:
         self._stopped.set()

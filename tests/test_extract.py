@@ -1,6 +1,7 @@
 import bz2
 import gzip
 import json
+import threading
 import tracemalloc
 
 import pyarrow as pa
@@ -11,6 +12,7 @@ import zstandard
 from tinylm.config import ExtractConfig
 from tinylm.storage.manifest import file_sha256
 from tinylm.tasks.extraction import ExtractUnit, extract_unit
+from tinylm.tasks import readers
 from tinylm.tasks.readers import ReadStats, TruncatedInputError, read_documents
 
 WIKI_MARKUP = ("[[", "]]", "{{", "}}", "<ref", "{|")
@@ -211,3 +213,19 @@ def test_truncated_zstd_is_reported(tmp_path):
     source.write_bytes(zstandard.ZstdCompressor().compress(payload)[:3000])
     with pytest.raises(TruncatedInputError, match="cut.jsonl.zst"):
         list(read_documents(source, ExtractConfig(), ReadStats()))
+
+
+def test_a_failed_read_is_not_retried(tmp_path):
+    source = tmp_path / "cut.jsonl.bz2"
+    payload = b"".join(b'{"text": "%d"}\n' % (i * 7919 % 1_000_003) for i in range(200_000))
+    compressed = bz2.compress(payload)
+    source.write_bytes(compressed[: len(compressed) // 2])
+    stream = readers._decompressed(source, readers._CountingReader(open(source, "rb")))
+    with pytest.raises(EOFError):
+        stream.read()
+    again: list[bytes] = []
+    reader = threading.Thread(target=lambda: again.append(stream.read()), daemon=True)
+    reader.start()
+    reader.join(timeout=5)
+    assert again == [b""], "a second read after the failure must end, not wait on the dead read-ahead thread"
+    stream.close()
