@@ -200,10 +200,14 @@ class _ReadAhead(ChunkReader):
         super().close()
 
 
-def _decompressed(path: Path, raw: io.RawIOBase) -> IO[bytes]:
+def _decompressed(path: Path, raw: io.RawIOBase, read_ahead: bool = True) -> IO[bytes]:
+    """The decompressed bytes of `raw`; `read_ahead` pays off only when the whole stream is read."""
     buffered = io.BufferedReader(raw, buffer_size=_CHUNK)
     opener = _COMPRESSIONS.get(path.suffix.lower())
-    return io.BufferedReader(_ReadAhead(opener(buffered)), buffer_size=_CHUNK) if opener else buffered
+    if opener is None:
+        return buffered
+    stream = opener(buffered)
+    return io.BufferedReader(_ReadAhead(stream), buffer_size=_CHUNK) if read_ahead else stream
 
 
 def _decoded_lines(stream: IO[bytes], stats: ReadStats) -> Iterator[tuple[int, str]]:
@@ -365,7 +369,7 @@ def _is_disambiguation(title: str, markup: str) -> bool:
 
 
 def _read_wiki(path: Path, stream: IO[bytes], config: ExtractConfig, stats: ReadStats) -> Iterator[Document]:
-    with _decompressed(path, _CountingReader(open(path, "rb"))) as header:
+    with _decompressed(path, _CountingReader(open(path, "rb")), read_ahead=False) as header:
         source = site_dbname(header) or plain_name(path).split("-")[0]
     language = source.removesuffix("wiki").replace("_", "-")
     for page in iter_pages(stream):
