@@ -5,7 +5,8 @@ import pytest
 from datasketch import MinHash
 
 from tinylm.config import ExtractConfig
-from tinylm.tasks.minhash import MinHasher, char_shingle_hash, shingles, word_shingle_hash
+from tinylm.tasks import minhash
+from tinylm.tasks.minhash import MinHasher, char_shingle_hash, shingles, tokens, word_id, word_ids, word_shingle_hash
 from tinylm.tasks.readers import ReadStats, read_documents
 
 
@@ -39,6 +40,18 @@ def test_edge_cases_equal_datasketch():
     for row, (text, lang) in enumerate(cases):
         assert np.array_equal(ours[row], datasketch_signature(text, lang, 5, 128, 1)), repr(text[:20])
     assert (ours[0] == 0xFFFFFFFF).all()
+
+
+@pytest.mark.parametrize("piece", [None, 7])
+def test_long_texts_go_in_pieces_without_changing_word_ids(real_texts, monkeypatch, piece):
+    """Texts longer than a piece (2**20 code points) are cut between words;
+    with tiny pieces, words longer than a piece and pieces without a gap are exercised too."""
+    if piece:
+        monkeypatch.setattr(minhash, "_PIECE", piece)
+    english = [text for text, lang in real_texts if lang == "en"]
+    text = " ".join(english * 12) if piece is None else "ab cdefghijklmnop q " + english[0][:3000] + " rstuvwxyzabcdefghij"
+    assert len(text) > minhash._PIECE
+    assert word_ids(text).tolist() == [word_id(word) for word in tokens(text, "en")]
 
 
 def test_similar_texts_have_similar_signatures(zuozhuan):
