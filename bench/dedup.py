@@ -13,19 +13,29 @@ exact Jaccard of its shingle sets reaches the threshold; recall and precision of
 dedup's matcher (LSH, then verification by the signatures) are measured against that,
 cross-paragraph false matches included. Such edits give Jaccard 0.1 to 0.7, so the
 thresholds measured are those that split that range.
+
+Index growth: the cost of checking 1,000 new documents (exact keys and LSH) against persistent indexes of
+growing size, with tinylm's memory-mapped tables against rebuilding datasketch's
+`MinHashLSH` from the stored signatures (what a run must do when the LSH lives in memory).
+The index rows are random signatures, as unrelated documents give.
 """
 
 from __future__ import annotations
 
 import random
+import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
 
 from datasketch import MinHash
 
 from _timing import best_of
 
 from tinylm.config import DedupConfig, ExtractConfig
-from tinylm.storage.dedup_index import SignatureMatcher
+from tinylm.storage.dedup_index import DedupIndex, IndexPart, LocalKnownDocuments, SignatureMatcher
+from tinylm.tasks.dedup import exact_key
 from tinylm.tasks.minhash import MinHasher, shingles
 from tinylm.tasks.readers import ReadStats, read_documents
 
@@ -103,6 +113,38 @@ def quality() -> None:
             print(f"{threshold:9.1f} {num_perm:9d} {recall_weight:14.1f} {str(verify):>7} {positives:11d} {recall:7.3f} {precision:10.3f}")
 
 
+def index_growth() -> None:
+    config = DedupConfig()
+    lines = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if line.strip()][:1000]
+    new = MinHasher(config.num_perm, config.seed).signatures(lines, ["zh"] * len(lines), 5, 5)
+    new_keys = [exact_key(line) for line in lines]
+    rng = np.random.default_rng(0)
+    print("\nindex documents  tinylm tables s  datasketch rebuild s  ratio")
+    with tempfile.TemporaryDirectory() as directory:
+        index, size = DedupIndex(directory, config), 0
+        for part, rows in enumerate((10_000, 90_000, 400_000)):
+            signatures = rng.integers(0, 2**32, size=(rows, config.num_perm), dtype=np.uint32)
+            index.add(IndexPart([f"{part}-{row}" for row in range(rows)], [rng.bytes(16) for _ in range(rows)], signatures), f"run-{part}")
+            size += rows
+            started = time.perf_counter()
+            known = LocalKnownDocuments(DedupIndex(directory, config), config, "new-run")
+            known.seen_exact(new_keys)
+            known.near(new)
+            tables = time.perf_counter() - started
+            started = time.perf_counter()
+            matcher, exact = SignatureMatcher(config), set()
+            for stored in DedupIndex(directory, config).parts():
+                exact.update(stored.exact_keys)
+                for signature in stored.signatures:
+                    matcher.add(signature)
+            [key in exact for key in new_keys]
+            for signature in new:
+                matcher.matches(signature)
+            rebuild = time.perf_counter() - started
+            print(f"{size:15d} {tables:16.3f} {rebuild:21.3f} {rebuild / tables:6.0f}x")
+
+
 if __name__ == "__main__":
     main()
     quality()
+    index_growth()

@@ -6,6 +6,12 @@ added it. Signatures are datasketch-compatible (scheme `affine32`, tinylm's shin
 hash), so the parquet is the index's source of truth whatever LSH storage sits on top.
 A part added by the very run being redone is ignored, so a run killed after updating
 the index and redone cannot mistake its own documents for old ones.
+
+Beside each part lie lookup tables derived from it (`storage.lookup_tables`): its
+signatures, its sorted exact keys, and its sorted band keys for the current banding.
+They are memory-mapped, so checking new documents against the index costs the same
+whatever its size; a table that is missing, damaged or made for another banding (the
+threshold changed) is rebuilt from the sha256-checked parquet.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import redis
 from datasketch import LeanMinHash, MinHashLSH
 
 from tinylm.config import DedupConfig
+from tinylm.storage import lookup_tables
 from tinylm.storage.atomic import atomic_path, atomic_write_json
 from tinylm.storage.manifest import file_sha256
 
@@ -40,6 +47,15 @@ class IndexPart:
     ids: list[str]
     exact_keys: list[bytes]
     signatures: np.ndarray
+
+
+@dataclass(frozen=True)
+class PartTables:
+    """One part's lookup tables, memory-mapped."""
+
+    signatures: np.ndarray
+    exact: np.ndarray
+    bands: np.ndarray
 
 
 def _settings(config: DedupConfig) -> dict:
@@ -78,21 +94,61 @@ class DedupIndex:
     def parts(self, skip_added_by: str | None = None) -> Iterator[IndexPart]:
         """Every part, checked against its sha256; parts added by `skip_added_by` are left out."""
         for entry in self.manifest["parts"]:
-            if entry["added_by"] == skip_added_by:
+            if entry["added_by"] != skip_added_by:
+                yield self._read_part(entry)
+
+    def _read_part(self, entry: dict) -> IndexPart:
+        path = self.directory / entry["file"]
+        if not path.exists() or file_sha256(path) != entry["sha256"]:
+            raise CorruptIndexError(f"dedup index part {path} is missing or does not match its sha256 in {INDEX_FILE}")
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as error:
+            raise CorruptIndexError(f"dedup index part {path} is unreadable: {error}") from error
+        signatures = np.frombuffer(b"".join(table.column("signature").to_pylist()), dtype="<u4")
+        return IndexPart(
+            table.column("id").to_pylist(),
+            table.column("exact").to_pylist(),
+            signatures.reshape(table.num_rows, self.config.num_perm),
+        )
+
+    def tables(self, skip_added_by: str | None = None) -> list[PartTables]:
+        """The lookup tables of every non-empty part not added by `skip_added_by`, rebuilt where unusable."""
+        found = []
+        for entry in self.manifest["parts"]:
+            if entry["added_by"] == skip_added_by or entry["rows"] == 0:
                 continue
-            path = self.directory / entry["file"]
-            if not path.exists() or file_sha256(path) != entry["sha256"]:
-                raise CorruptIndexError(f"dedup index part {path} is missing or does not match its sha256 in {INDEX_FILE}")
-            try:
-                table = pq.read_table(path)
-            except (pa.ArrowInvalid, OSError) as error:
-                raise CorruptIndexError(f"dedup index part {path} is unreadable: {error}") from error
-            signatures = np.frombuffer(b"".join(table.column("signature").to_pylist()), dtype="<u4")
-            yield IndexPart(
-                table.column("id").to_pylist(),
-                table.column("exact").to_pylist(),
-                signatures.reshape(table.num_rows, self.config.num_perm),
-            )
+            tables = self._open_tables(entry)
+            if tables is None:
+                self._write_tables(entry["file"], self._read_part(entry))
+                tables = self._open_tables(entry)
+            found.append(tables)
+        return found
+
+    def _table_paths(self, part_file: str) -> tuple[Path, Path, Path]:
+        stem = self.directory / Path(part_file).stem
+        bands, rows = banding(self.config)
+        return (
+            stem.with_name(f"{stem.name}.signatures.npy"),
+            stem.with_name(f"{stem.name}.exact.npy"),
+            stem.with_name(f"{stem.name}.bands-{bands}x{rows}.npy"),
+        )
+
+    def _open_tables(self, entry: dict) -> PartTables | None:
+        signatures, exact, bands = self._table_paths(entry["file"])
+        count = entry["rows"]
+        opened = (
+            lookup_tables.open_table(signatures, (count, self.config.num_perm), "<u4"),
+            lookup_tables.open_table(exact, (count,), "S16"),
+            lookup_tables.open_table(bands, (2, banding(self.config)[0], count), "<u8"),
+        )
+        return None if any(table is None for table in opened) else PartTables(*opened)
+
+    def _write_tables(self, part_file: str, part: IndexPart) -> None:
+        signatures, exact, bands = self._table_paths(part_file)
+        lookup_tables.save(signatures, part.signatures.astype("<u4"))
+        lookup_tables.save(exact, lookup_tables.sorted_bytes(part.exact_keys, 16))
+        lookup_tables.save(bands, lookup_tables.sorted_columns(lookup_tables.band_keys(part.signatures, *banding(self.config))))
 
     def add(self, part: IndexPart, added_by: str) -> None:
         """Write a part for one corpus run (replacing that run's earlier part) and commit the manifest."""
@@ -107,9 +163,16 @@ class DedupIndex:
         )
         with atomic_path(self.directory / name) as tmp:
             pq.write_table(table, tmp, compression="zstd")
+        self._write_tables(name, part)
         entries.append({"file": name, "rows": len(part.ids), "sha256": file_sha256(self.directory / name), "added_by": added_by})
         self.manifest = {"settings": _settings(self.config), "parts": entries}
         atomic_write_json(self.directory / INDEX_FILE, self.manifest)
+
+
+def banding(config: DedupConfig) -> tuple[int, int]:
+    """(bands, rows per band): datasketch's optimum for the threshold, num_perm and weights."""
+    lsh = lsh_for(config)
+    return lsh.b, lsh.r
 
 
 def lsh_for(config: DedupConfig, storage_config: dict | None = None) -> MinHashLSH:
@@ -149,25 +212,35 @@ class SignatureMatcher:
         return [key for key in found if agrees(self.rows[key], signature, self.config)]
 
 
-class MemoryKnownDocuments:
-    """What earlier corpora kept, rebuilt in memory from the parquet index (minus the run being redone)."""
+class LocalKnownDocuments:
+    """What earlier corpora kept, looked up in the index's memory-mapped tables (minus the run being redone)."""
 
     def __init__(self, index: DedupIndex | None, config: DedupConfig, run_key: str) -> None:
-        self.exact: set[bytes] = set()
-        self.matcher = SignatureMatcher(config)
-        for part in index.parts(skip_added_by=run_key) if index is not None else ():
-            self.exact.update(part.exact_keys)
-            for signature in part.signatures:
-                self.matcher.add(signature)
+        self.config = config
+        self.bands, self.rows = banding(config)
+        self.parts = index.tables(skip_added_by=run_key) if index is not None else []
 
-    def seen_exact(self, key: bytes) -> bool:
-        return key in self.exact
+    def seen_exact(self, keys: list[bytes]) -> np.ndarray:
+        queries = np.array(keys, dtype="S16")
+        found = np.zeros(len(keys), dtype=bool)
+        for part in self.parts:
+            found |= lookup_tables.contains(part.exact, queries)
+        return found
 
-    def near(self, signature: np.ndarray) -> bool:
-        return bool(self.matcher.matches(signature))
+    def near(self, signatures: np.ndarray) -> np.ndarray:
+        queries = lookup_tables.band_keys(signatures, self.bands, self.rows)
+        found = np.zeros(len(signatures), dtype=bool)
+        for part in self.parts:
+            query, document = lookup_tables.matching_pairs(part.bands, queries)
+            if self.config.verify:
+                order = np.argsort(document, kind="stable")
+                query, document = query[order], document[order]
+                query = query[(part.signatures[document] == signatures[query]).mean(axis=1) >= self.config.threshold]
+            found[query] = True
+        return found
 
     def add(self, part: IndexPart) -> None:
-        """Nothing to do: the parquet index is the store, and the next run rebuilds from it."""
+        """Nothing to do: `DedupIndex.add` writes the part's tables, which the next run opens."""
 
 
 class RedisKnownDocuments:
@@ -190,11 +263,14 @@ class RedisKnownDocuments:
         self.config, self.run_key, self.prefix = config, run_key, config.redis_prefix
         self.lsh = lsh_for(config, {"type": "redis", "basename": config.redis_prefix.encode(), "redis": params})
 
-    def seen_exact(self, key: bytes) -> bool:
-        added_by = self.client.hget(f"{self.prefix}:exact", key)
-        return added_by is not None and added_by.decode() != self.run_key
+    def seen_exact(self, keys: list[bytes]) -> np.ndarray:
+        runs = self.client.hmget(f"{self.prefix}:exact", keys) if keys else []
+        return np.array([run is not None and run.decode() != self.run_key for run in runs], dtype=bool)
 
-    def near(self, signature: np.ndarray) -> bool:
+    def near(self, signatures: np.ndarray) -> np.ndarray:
+        return np.array([self._near(signature) for signature in signatures], dtype=bool)
+
+    def _near(self, signature: np.ndarray) -> bool:
         found = self.lsh.query(sketch(signature, self.config))
         if not found:
             return False

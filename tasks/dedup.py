@@ -27,7 +27,7 @@ from tinylm.config import DedupConfig
 from tinylm.storage.dedup_index import (
     DedupIndex,
     IndexPart,
-    MemoryKnownDocuments,
+    LocalKnownDocuments,
     RedisKnownDocuments,
     SignatureMatcher,
 )
@@ -78,7 +78,7 @@ def deduplicate_files(
     hasher = MinHasher(config.num_perm, config.seed)
     index = DedupIndex(index_dir, config) if index_dir else None
     known = (
-        RedisKnownDocuments(config, run_key) if config.lsh_storage == "redis" else MemoryKnownDocuments(index, config, run_key)
+        RedisKnownDocuments(config, run_key) if config.lsh_storage == "redis" else LocalKnownDocuments(index, config, run_key)
     )
     seen_exact: set[bytes] = set()
     stats = {"documents": 0, "exact_duplicates": 0, "near_duplicates_of_index": 0, "near_duplicates": 0, "kept": 0}
@@ -89,10 +89,11 @@ def deduplicate_files(
         for batch in pq.ParquetFile(source).iter_batches(batch_size=_BATCH, columns=["id", "text", "lang"]):
             documents = batch.to_pylist()
             stats["documents"] += len(documents)
+            keys = [exact_key(document["text"]) for document in documents]
+            in_index = known.seen_exact(keys) if config.exact else np.zeros(len(keys), dtype=bool)
             fresh = []
-            for offset, document in enumerate(documents):
-                key = exact_key(document["text"])
-                if config.exact and (key in seen_exact or known.seen_exact(key)):
+            for offset, (document, key) in enumerate(zip(documents, keys)):
+                if config.exact and (key in seen_exact or in_index[offset]):
                     stats["exact_duplicates"] += 1
                     continue
                 seen_exact.add(key)
@@ -104,8 +105,8 @@ def deduplicate_files(
             batch_signatures = hasher.signatures(
                 [d["text"] for _, d, _ in fresh], [d["lang"] for _, d, _ in fresh], config.zh_ngram, config.en_ngram
             )
-            for (position, document, key), signature in zip(fresh, batch_signatures):
-                if known.near(signature):
+            for (position, document, key), signature, of_index in zip(fresh, batch_signatures, known.near(batch_signatures)):
+                if of_index:
                     stats["near_duplicates_of_index"] += 1
                     continue
                 candidate = clusters.add()

@@ -93,6 +93,36 @@ def test_a_later_corpus_is_deduplicated_against_the_index(paragraphs, tmp_path):
     assert again["kept"] == 5 and again["index_documents"] == 15
 
 
+def test_lookup_tables_are_rebuilt_from_the_parquet(paragraphs, tmp_path):
+    """Tables are derived data: missing, damaged or made for another threshold, they are rebuilt, same answers."""
+    index = tmp_path / "index"
+    january = [make_document("jan", i, text, lang="zh") for i, text in enumerate(paragraphs[:10])]
+    deduplicate_files([write(tmp_path / "jan.parquet", january)], tmp_path / "jan", DedupConfig(), index, "run-jan")
+    (signatures,) = index.glob("*.signatures.npy")
+    (bands,) = index.glob("*.bands-*.npy")
+    signatures.write_bytes(signatures.read_bytes()[:-100])
+    bands.unlink()
+    february = [make_document("feb", "copy", paragraphs[0], lang="zh"), make_document("feb", "near", edited(paragraphs[3], 0.005, seed=2), lang="zh")]
+    source = write(tmp_path / "feb.parquet", february)
+    rebuilt = deduplicate_files([source], tmp_path / "feb", DedupConfig(), index, "run-feb")
+    assert rebuilt["exact_duplicates"] == 1 and rebuilt["near_duplicates_of_index"] == 1 and bands.exists()
+    looser = deduplicate_files([source], tmp_path / "feb-looser", DedupConfig(threshold=0.5), index, "run-feb")
+    assert looser["exact_duplicates"] == 1 and looser["near_duplicates_of_index"] == 1
+    assert sorted(path.name.split(".")[1] for path in index.glob("part-run-jan.bands-*.npy")) == ["bands-25x5", "bands-9x13"]
+
+
+def test_damaged_tables_over_a_damaged_part_are_a_clear_error(paragraphs, tmp_path):
+    index = tmp_path / "index"
+    source = write(tmp_path / "docs.parquet", [make_document("x", i, t, lang="zh") for i, t in enumerate(paragraphs[:5])])
+    deduplicate_files([source], tmp_path / "out", DedupConfig(), index, "run-1")
+    (part,) = index.glob("part-*.parquet")
+    part.write_bytes(part.read_bytes()[:-20])
+    for table in index.glob("*.npy"):
+        table.unlink()
+    with pytest.raises(CorruptIndexError, match=part.name):
+        deduplicate_files([source], tmp_path / "again", DedupConfig(), index, "run-2")
+
+
 def test_a_corrupt_or_mismatched_index_is_a_clear_error(paragraphs, tmp_path):
     index = tmp_path / "index"
     source = write(tmp_path / "docs.parquet", [make_document("x", i, t, lang="zh") for i, t in enumerate(paragraphs[:5])])

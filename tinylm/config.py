@@ -85,10 +85,10 @@ class DedupConfig(_Settings):
     recall_weight: float = Field(
         0.5, gt=0, lt=1, description="LSH banding: weight of false negatives against false positives (datasketch weights)"
     )
-    lsh_storage: Literal["memory", "redis"] = Field(
-        "memory",
-        description="memory: the LSH is rebuilt from the index's parquet each run; redis: it lives in Redis "
-        "(datasketch's Redis storage), shared across machines and not reloaded",
+    lsh_storage: Literal["local", "redis"] = Field(
+        "local",
+        description="local: sorted band tables beside the index's parquet, memory-mapped, so a run's lookups "
+        "cost the same whatever the index's size; redis: datasketch's LSH on Redis storage, shared across machines",
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for lsh_storage: redis")
     redis_prefix: str = Field("tinylm", description="key prefix of this index in Redis")
