@@ -32,7 +32,7 @@ def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
     with stopwatch(seconds, "corpus"):
         corpus = corpus_flow(config.inputs, corpus_dir, config.corpus, config.index_dir(), config.workspace)
     with stopwatch(seconds, "tokenizer"):
-        tokenizer = tokenizer_flow(corpus_dir, tokenizer_dir, config.tokenizer)
+        tokenizer = tokenizer_flow(corpus_dir, tokenizer_dir, config.tokenizer, config.workspace)
     with stopwatch(seconds, "shards"):
         shards = shards_flow(corpus_dir, tokenizer_dir, shards_dir, config.shards)
     with stopwatch(seconds, "train"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -65,13 +66,18 @@ def numeric_metrics(stats: dict[str, Any], prefix: str = "") -> dict[str, float]
     return metrics
 
 
-def log_stats_to_mlflow(stage: str, stats: dict[str, Any], params: dict[str, Any], workspace: str) -> str:
-    """One MLflow run per data stage: its counts as metrics, the whole stats as a JSON artifact."""
+def log_stats_to_mlflow(
+    stage: str, stats: dict[str, Any], params: dict[str, Any], workspace: str, artifacts: str | Path | None = None
+) -> str:
+    """One MLflow run per data stage: its counts as metrics, the whole stats as a JSON artifact,
+    and the stage's output directory (when small enough to matter, like a tokenizer) under `stage/`."""
     experiment_id = use_experiment("tinylm", workspace)
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags={"tinylm.stage": stage}) as run:
         mlflow.log_params(flatten_params("", params))
         mlflow.log_metrics(numeric_metrics(stats))
         mlflow.log_dict(stats, "stats.json")
+        if artifacts is not None:
+            mlflow.log_artifacts(str(artifacts), stage)
         return run.info.run_id
 
 

@@ -6,7 +6,8 @@ without an unknown token and decodes back to exactly itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections import Counter
 from pathlib import Path
 
 from prefect import task
@@ -15,8 +16,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from tinylm.config import TokenizerConfig
 from tinylm.storage.atomic import atomic_path, atomic_write_json
-from tinylm.storage.documents import corpus_parts, iter_texts
+from tinylm.peak_memory import peak_resident
+from tinylm.storage.documents import corpus_parts
 from tinylm.storage.manifest import file_sha256, fingerprint, is_complete, manifest_hash, read_manifest, write_manifest
+from tinylm.tasks.sampling import SamplePlan, sample_texts, survey
 
 EOS = "<|endoftext|>"
 IM_START = "<|im_start|>"
@@ -31,17 +34,6 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 TOKENIZER_FILE = "tokenizer.json"
-
-
-def sample_texts(corpus_dir: str | Path, max_bytes: int) -> Iterator[str]:
-    """Texts of the corpus in order until `max_bytes` of UTF-8 are reached: the memory budget of training."""
-    budget = max_bytes
-    for text in iter_texts(corpus_parts(corpus_dir)):
-        size = len(text.encode("utf-8"))
-        if size > budget:
-            return
-        budget -= size
-        yield text
 
 
 def new_tokenizer() -> Tokenizer:
@@ -64,7 +56,12 @@ def _hf_files(model_max_length: int = 32768) -> dict[str, dict]:
 
 
 def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: TokenizerConfig) -> dict:
-    """Train on a bounded sample of the corpus and write a directory both HF libraries load."""
+    """Train on a bounded, language-balanced sample of the corpus; write a directory both HF libraries load.
+
+    The sample streams from the parquet into `train_from_iterator`, so memory is bounded
+    by `max_text_bytes` (what the trainer keeps of it), not by the corpus; the peak is
+    measured and reported beside the budget.
+    """
     minimum = BYTE_ALPHABET_SIZE + len(SPECIAL_TOKENS)
     if config.vocab_size < minimum:
         raise ValueError(
@@ -74,24 +71,23 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
     expected = fingerprint("tokenizer", config, {"corpus": manifest_hash(corpus_dir)})
     if is_complete(output_dir, expected):
         return read_manifest(output_dir) | {"reused": True}
+    parts = corpus_parts(corpus_dir)
+    surveyed = survey(parts, config.seed, config.heldout_fraction, config.heldout_bytes)
+    heldout_fraction = config.heldout_fraction
+    if not any(surveyed.available.values()):
+        heldout_fraction = 0.0
+        surveyed = survey(parts, config.seed, heldout_fraction, 0)
+    plan = SamplePlan.balanced(surveyed, config.max_text_bytes, config.language_weights, config.seed, heldout_fraction)
     tokenizer = new_tokenizer()
-    trainer = trainers.BpeTrainer(
-        vocab_size=config.vocab_size,
-        min_frequency=config.min_frequency,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    sampled = {"documents": 0, "bytes": 0}
-
-    def counted(texts: Iterator[str]) -> Iterator[str]:
-        for text in texts:
-            sampled["documents"] += 1
-            sampled["bytes"] += len(text.encode("utf-8"))
-            yield text
-
-    tokenizer.train_from_iterator(counted(sample_texts(corpus_dir, config.max_text_bytes)), trainer=trainer)
-    if sampled["documents"] == 0:
+    taken: Counter[str] = Counter()
+    started = time.perf_counter()
+    with peak_resident() as memory:
+        tokenizer.train_from_iterator(sample_texts(parts, plan, taken), trainer=_trainer(config))
+    seconds = time.perf_counter() - started
+    by_language = {
+        lang: {"bytes": taken[f"{lang}.bytes"], "documents": taken[f"{lang}.documents"]} for lang in plan.targets
+    }
+    if not any(counts["documents"] for counts in by_language.values()):
         raise ValueError(f"corpus {corpus_dir} has no documents to train a tokenizer on")
     with atomic_path(output_dir / TOKENIZER_FILE) as tmp:
         tokenizer.save(str(tmp))
@@ -103,11 +99,42 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
         "vocab_size": tokenizer.get_vocab_size(),
         "special_tokens": {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS},
         "tokenizer_sha256": file_sha256(output_dir / TOKENIZER_FILE),
-        "sample": sampled,
+        "sample": {
+            "documents": sum(counts["documents"] for counts in by_language.values()),
+            "bytes": sum(counts["bytes"] for counts in by_language.values()),
+            "by_language": by_language,
+        },
+        "compression": compression(tokenizer, surveyed.heldout),
+        "memory": {"budget_bytes": config.max_text_bytes, "peak_rss_bytes": memory["peak"], "rss_before_bytes": memory["before"]},
+        "train_seconds": round(seconds, 3),
         "config": config.model_dump(),
     }
     write_manifest(output_dir, manifest)
     return manifest | {"reused": False}
+
+
+def _trainer(config: TokenizerConfig) -> trainers.BpeTrainer:
+    return trainers.BpeTrainer(
+        vocab_size=config.vocab_size,
+        min_frequency=config.min_frequency,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+
+
+def compression(tokenizer: Tokenizer, texts_by_language: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """Characters and UTF-8 bytes per token on each language's texts: how much context a token buys."""
+    measured = {}
+    for lang, texts in sorted(texts_by_language.items()):
+        tokens = sum(len(encoding.ids) for encoding in tokenizer.encode_batch(texts, add_special_tokens=False))
+        if tokens:
+            measured[lang] = {
+                "documents": len(texts),
+                "chars_per_token": round(sum(map(len, texts)) / tokens, 4),
+                "bytes_per_token": round(sum(len(text.encode("utf-8")) for text in texts) / tokens, 4),
+            }
+    return measured
 
 
 def load_tokenizer(tokenizer_dir: str | Path) -> Tokenizer:

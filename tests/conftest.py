@@ -8,10 +8,12 @@ import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from tinylm.config import CorpusConfig, ExtractConfig
+from tinylm.storage.documents import make_document, write_documents
 from tinylm.storage.manifest import file_sha256, write_manifest
 from tinylm.tasks.clean import clean_file
 from tinylm.tasks.dedup import deduplicate_files
 from tinylm.tasks.extraction import ExtractUnit, extract_unit
+from tinylm.tasks.readers import ReadStats, read_documents
 
 TESTS_DATA = Path(__file__).parent / "data"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -56,6 +58,18 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory, constitution: Path, t
         cleaned.append(clean_file(extracted["output"], root / "_work", config.convert, config.filters)["output"])
     stats = deduplicate_files(cleaned, root, config.dedup)
     write_manifest(root, {"stage": "corpus", "fingerprint": "fixture", "parts": stats["parts"]})
+    return root
+
+
+@pytest.fixture(scope="session")
+def bilingual_corpus(tmp_path_factory: pytest.TempPathFactory, zuozhuan: Path, enwiki_dump: Path) -> Path:
+    """A corpus directory with more text: every Zuozhuan line (zh, 1.8 MB) and the enwiki sample articles (en, 2.7 MB)."""
+    root = tmp_path_factory.mktemp("bilingual")
+    lines = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if line.strip()]
+    write_documents(root / "part-00000.parquet", [make_document("zuozhuan", i, line, lang="zh") for i, line in enumerate(lines)])
+    articles = read_documents(enwiki_dump, ExtractConfig(), ReadStats())
+    write_documents(root / "part-00001.parquet", [dict(article, lang="en") for article in articles])
+    write_manifest(root, {"stage": "corpus", "fingerprint": "bilingual-fixture"})
     return root
 
 

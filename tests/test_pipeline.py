@@ -72,6 +72,11 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
     experiment = client.get_run(result["run_id"]).info.experiment_id
     (corpus_run,) = client.search_runs([experiment], "tags.`tinylm.stage` = 'corpus'")
     assert corpus_run.data.metrics["kept"] == len(rows) and "filtered.too_short" in corpus_run.data.metrics
+    (tokenizer_run,) = client.search_runs([experiment], "tags.`tinylm.stage` = 'tokenizer'")
+    assert tokenizer_run.data.metrics["vocab_size"] == 2000
+    assert tokenizer_run.data.metrics["compression.zh.chars_per_token"] > 1
+    logged = {artifact.path for artifact in client.list_artifacts(tokenizer_run.info.run_id, "tokenizer")}
+    assert {"tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"} <= logged
     run = client.get_run(result["run_id"])
     assert run.data.params["model.dim"] == "32" and run.data.params["max_shards"] == "2"
     losses = client.get_metric_history(result["run_id"], "loss")

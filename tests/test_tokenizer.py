@@ -1,8 +1,13 @@
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
 import pytest
 from transformers import AutoTokenizer
 
 from tinylm.config import TokenizerConfig
-from tinylm.storage.documents import make_document, write_documents
+from tinylm.storage.documents import corpus_parts, make_document, write_documents
 from tinylm.storage.manifest import write_manifest
 from tinylm.tasks.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
 
@@ -62,3 +67,54 @@ def test_an_empty_corpus_is_a_clear_error(tmp_path):
     write_manifest(corpus, {"fingerprint": "empty"})
     with pytest.raises(ValueError, match="no documents"):
         train_tokenizer(corpus, tmp_path / "tok", TokenizerConfig())
+
+
+@pytest.mark.parametrize("vocab_size", [32000, 65536])
+def test_large_vocabularies_train_and_load_everywhere(bilingual_corpus, tmp_path, vocab_size):
+    manifest = train_tokenizer(bilingual_corpus, tmp_path, TokenizerConfig(vocab_size=vocab_size))
+    assert manifest["vocab_size"] == vocab_size == load_tokenizer(tmp_path).get_vocab_size()
+    hf = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert len(hf) == vocab_size and hf.decode(hf(MIXED)["input_ids"]) == MIXED
+    assert max(load_tokenizer(tmp_path).get_vocab().values()) == vocab_size - 1
+
+
+def test_compression_is_measured_on_held_out_text_of_each_language(bilingual_corpus, tmp_path):
+    small = train_tokenizer(bilingual_corpus, tmp_path / "small", TokenizerConfig(vocab_size=1000))
+    large = train_tokenizer(bilingual_corpus, tmp_path / "large", TokenizerConfig(vocab_size=8000))
+    assert set(small["compression"]) == {"zh", "en"}
+    for lang in ("zh", "en"):
+        assert 1 < small["compression"][lang]["bytes_per_token"] < large["compression"][lang]["bytes_per_token"]
+    assert large["compression"]["en"]["chars_per_token"] > 3 and large["compression"]["zh"]["chars_per_token"] > 1.2
+    assert large["sample"]["by_language"]["zh"]["documents"] > 5000
+
+
+TRAIN_AND_REPORT = """
+import json, sys
+from tinylm.config import TokenizerConfig
+from tinylm.tasks.tokenizer import train_tokenizer
+manifest = train_tokenizer(sys.argv[1], sys.argv[2], TokenizerConfig(vocab_size=2000, max_text_bytes=int(sys.argv[3])))
+print(json.dumps(manifest["memory"] | manifest["sample"]))
+"""
+
+
+def test_memory_is_bounded_by_the_budget_not_the_corpus(bilingual_corpus, tmp_path):
+    """Each training in a fresh process: the same budget on a corpus four times larger costs about the same memory."""
+    larger = tmp_path / "larger"
+    for copy in range(4):
+        for part in corpus_parts(bilingual_corpus):
+            documents = [dict(row, id=f"{copy}-{row['id']}") for row in pq.read_table(part).to_pylist()]
+            write_documents(larger / f"part-{copy}{part.name[-13:]}", documents)
+    write_manifest(larger, {"fingerprint": "larger"})
+
+    def growth(corpus, budget):
+        result = subprocess.run(
+            [sys.executable, "-c", TRAIN_AND_REPORT, str(corpus), str(tmp_path / f"tok-{corpus.name}-{budget}"), str(budget)],
+            capture_output=True, text=True, check=True,
+        )
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        assert report["bytes"] <= budget
+        return report["peak_rss_bytes"] - report["rss_before_bytes"]
+
+    bounded = growth(larger, 1_000_000)
+    assert bounded < 1.3 * growth(bilingual_corpus, 1_000_000) + 30e6
+    assert growth(larger, 16_000_000) > bounded + 30e6, "a larger budget must cost visibly more"

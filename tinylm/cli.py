@@ -91,7 +91,8 @@ def _tokenizer(args: argparse.Namespace) -> None:
     config = load_yaml(args.config, TokenizerConfig) if args.config else TokenizerConfig()
     if args.vocab_size:
         config = config.model_copy(update={"vocab_size": args.vocab_size})
-    _print_json(tokenizer_flow(str(args.corpus), str(args.output), config))
+    manifest = tokenizer_flow(str(args.corpus), str(args.output), config, args.workspace or "workspace")
+    _print_json({key: manifest[key] for key in ("vocab_size", "sample", "compression", "memory", "reused")})
 
 
 def _shards(args: argparse.Namespace) -> None:
@@ -175,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokenizer.add_argument("--output", type=Path, required=True, help="tokenizer directory to write")
     tokenizer.add_argument("--vocab-size", type=int, help="vocabulary size (default 6400)")
     tokenizer.add_argument("--config", type=Path, help="TokenizerConfig YAML")
+    tokenizer.add_argument("--workspace", help="workspace of the default MLflow store (default ./workspace)")
 
     shards = command("shards", _shards, "Tokenize a corpus into fixed-size .bin token shards plus manifest.json.")
     shards.add_argument("--corpus", type=Path, required=True, help="corpus directory")

@@ -109,7 +109,19 @@ class TokenizerConfig(_Settings):
 
     vocab_size: int = Field(6400, ge=300, description="including the byte alphabet (256) and the special tokens")
     min_frequency: int = Field(2, ge=1)
-    max_text_bytes: int = Field(1_000_000_000, ge=1, description="bytes of text sampled from the corpus for training")
+    max_text_bytes: int = Field(
+        1_000_000_000, ge=1, description="bytes of UTF-8 text sampled for training: the bound on its memory"
+    )
+    language_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="share of the sample per language (`lang` of the documents; 1 for a language not named); "
+        "a language with less text passes its share on to the others",
+    )
+    seed: int = Field(0, description="chooses the sample and the held-out documents")
+    heldout_fraction: float = Field(
+        0.01, ge=0, lt=1, description="documents never sampled, for measuring compression on unseen text"
+    )
+    heldout_bytes: int = Field(1_000_000, ge=0, description="held-out text per language the compression is measured on")
 
 
 class ShardsConfig(_Settings):
