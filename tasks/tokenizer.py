@@ -82,7 +82,7 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
     taken: Counter[str] = Counter()
     started = time.perf_counter()
     with peak_resident() as memory:
-        tokenizer.train_from_iterator(sample_texts(parts, plan, taken), trainer=_trainer(config))
+        tokenizer.train_from_iterator(sample_texts(parts, plan, taken), trainer=bpe_trainer(config))
     seconds = time.perf_counter() - started
     by_language = {
         lang: {"bytes": taken[f"{lang}.bytes"], "documents": taken[f"{lang}.documents"]} for lang in plan.targets
@@ -113,7 +113,7 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
     return manifest | {"reused": False}
 
 
-def _trainer(config: TokenizerConfig) -> trainers.BpeTrainer:
+def bpe_trainer(config: TokenizerConfig) -> trainers.BpeTrainer:
     return trainers.BpeTrainer(
         vocab_size=config.vocab_size,
         min_frequency=config.min_frequency,
