@@ -1,4 +1,4 @@
-"""shards flow: tokenize a corpus into fixed-size token shards with a manifest."""
+"""shards flow: encode corpus parts in parallel task runs, then mix them into token shards with a manifest."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from prefect import flow
 
 from tinylm.config import ShardsConfig
 from tinylm.tasks.report import publish_stats
-from tinylm.tasks.shards import build_shards_task
+from tinylm.tasks.shards import encode_part_task, mix_shards_task, plan_shards
 
 
 @flow(name="shards")
@@ -16,9 +16,21 @@ def shards_flow(
     output: str = "workspace/shards/default",
     config: ShardsConfig = ShardsConfig(),
 ) -> dict:
-    manifest = build_shards_task(corpus, tokenizer, output, config)
-    publish_stats(
-        "shards",
-        {"shards": len(manifest["shards"]), "total_tokens": manifest["total_tokens"], "documents": manifest["documents"]},
-    )
-    return manifest
+    """Training and validation shards of `corpus` encoded with `tokenizer`; an identical earlier run is reused."""
+    job = plan_shards(corpus, tokenizer, output, config)
+    if (manifest := job.finished()) is not None:
+        return manifest | {"reused": True}
+    futures = [encode_part_task.submit(job, part) for part in job.parts]
+    manifest = mix_shards_task(job, [future.result() for future in futures])
+    publish_stats("shards", shard_stats(manifest))
+    return manifest | {"reused": False}
+
+
+def shard_stats(manifest: dict) -> dict:
+    return {
+        "shards": len(manifest["shards"]),
+        "total_tokens": manifest["total_tokens"],
+        "documents": manifest["documents"],
+        "validation": {key: manifest["validation"][key] for key in ("total_tokens", "documents")},
+        "sources": manifest["sources"],
+    }

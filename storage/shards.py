@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -21,8 +22,12 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
 
 
-def shard_name(index: int) -> str:
-    return f"shard-{index:05d}.bin"
+TRAIN_PREFIX = "shard"
+VALIDATION_PREFIX = "val"
+
+
+def shard_name(index: int, prefix: str = TRAIN_PREFIX) -> str:
+    return f"{prefix}-{index:05d}.bin"
 
 
 class ShardWriter:
@@ -32,10 +37,11 @@ class ShardWriter:
     many documents end in it and how many of its tokens came from each source.
     """
 
-    def __init__(self, directory: str | Path, shard_tokens: int, dtype: np.dtype) -> None:
+    def __init__(self, directory: str | Path, shard_tokens: int, dtype: np.dtype, prefix: str = TRAIN_PREFIX) -> None:
         self.directory = Path(directory)
         self.shard_tokens = shard_tokens
         self.dtype = dtype
+        self.prefix = prefix
         self.shards: list[dict] = []
         self._pending: deque[tuple[np.ndarray, str, bool]] = deque()
         self._pending_tokens = 0
@@ -65,7 +71,7 @@ class ShardWriter:
             documents += ends_here
             taken += len(ids)
         self._pending_tokens -= count
-        path = self.directory / shard_name(len(self.shards))
+        path = self.directory / shard_name(len(self.shards), self.prefix)
         with atomic_path(path) as tmp:
             np.concatenate(pieces).astype(self.dtype, copy=False).tofile(tmp)
         self.shards.append(
@@ -86,15 +92,15 @@ class ShardSet:
         return int(self.manifest["vocab_size"])
 
 
-def open_shards(directory: str | Path, verify_checksums: bool = False) -> ShardSet:
-    """Memory-map every shard; refuse, naming the file, any whose size disagrees with the manifest."""
+def open_shards(directory: str | Path, split: Literal["train", "validation"] = "train", verify_checksums: bool = False) -> ShardSet:
+    """Memory-map every shard of a split; refuse, naming the file, any whose size disagrees with the manifest."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     if manifest is None:
         raise FileNotFoundError(f"{directory} has no manifest.json: the shards stage has not finished there")
     dtype = np.dtype(manifest["dtype"])
     arrays = []
-    for shard in manifest["shards"]:
+    for shard in manifest["shards"] if split == "train" else manifest["validation"]["shards"]:
         path = directory / shard["file"]
         expected = shard["tokens"] * dtype.itemsize
         actual = path.stat().st_size if path.exists() else -1

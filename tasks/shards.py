@@ -1,7 +1,18 @@
-"""Shards stage: corpus text to fixed-size token shards plus a manifest."""
+"""Shards stage: corpus parts to mixed, fixed-size token shards, a validation split, and a manifest.
+
+Two steps, both out of core. Each corpus part is encoded on its own (in parallel task
+runs in the flow) into `_work/`; then one pass mixes the encoded documents into the
+shards by weight, seed and a bounded shuffle buffer. The work directory is keyed by
+what the encoding depends on (corpus, tokenizer, seed), so a run killed mid-way keeps
+the parts it finished, and removed once the manifest is written.
+"""
 
 from __future__ import annotations
 
+import shutil
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,50 +21,138 @@ from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ShardsConfig
 from tinylm.storage.atomic import remove_stale_temps
-from tinylm.storage.documents import corpus_parts, iter_document_batches
+from tinylm.storage.documents import corpus_parts
 from tinylm.storage.manifest import fingerprint, is_complete, manifest_hash, read_manifest, write_manifest
-from tinylm.storage.shards import ShardWriter, token_dtype
+from tinylm.storage.shards import TRAIN_PREFIX, VALIDATION_PREFIX, ShardWriter, token_dtype
+from tinylm.tasks.encoding import EncodedPart, encode_part
+from tinylm.tasks.mixing import DocumentRef, SourceCounts, Split, count_documents, training_stream, validation_stream
 from tinylm.tasks.tokenizer import EOS, load_tokenizer
+
+WORK_DIR = "_work"
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One shards run: its inputs, where it writes, and the fingerprint its manifest will carry."""
+
+    corpus_dir: Path
+    tokenizer_dir: Path
+    output_dir: Path
+    config: ShardsConfig
+    tokenizer_sha256: str
+    fingerprint: str
+    encoding_key: str
+
+    @property
+    def work_dir(self) -> Path:
+        return self.output_dir / WORK_DIR / self.encoding_key[:16]
+
+    @property
+    def parts(self) -> list[Path]:
+        return corpus_parts(self.corpus_dir)
+
+    def finished(self) -> dict | None:
+        """The manifest of an identical earlier run, or None when there is work to do."""
+        if not is_complete(self.output_dir, self.fingerprint):
+            return None
+        shutil.rmtree(self.output_dir / WORK_DIR, ignore_errors=True)
+        return read_manifest(self.output_dir)
+
+
+def plan_shards(corpus_dir: str | Path, tokenizer_dir: str | Path, output_dir: str | Path, config: ShardsConfig) -> ShardJob:
+    inputs = {"corpus": manifest_hash(corpus_dir), "tokenizer": read_manifest(tokenizer_dir)["tokenizer_sha256"]}
+    return ShardJob(
+        Path(corpus_dir),
+        Path(tokenizer_dir),
+        Path(output_dir),
+        config,
+        inputs["tokenizer"],
+        fingerprint("shards", config, inputs),
+        fingerprint("shards-encoding", {"seed": config.seed}, inputs),
+    )
+
+
+def encode_job_part(job: ShardJob, part: Path) -> EncodedPart:
+    return encode_part(part, job.tokenizer_dir, job.tokenizer_sha256, job.work_dir, job.config.seed, job.config.batch_documents)
+
+
+def mix_shards(job: ShardJob, encoded: list[EncodedPart]) -> dict:
+    """Write the training and validation shards from the encoded parts, then the manifest."""
+    config, output = job.config, job.output_dir
+    split = Split(config.validation_fraction, config.source_weights)
+    counts = count_documents(encoded, split)
+    if not counts.total("documents"):
+        raise ValueError(f"corpus {job.corpus_dir} has no documents: there is nothing to shard")
+    if not counts.total("training") and counts.total("validation"):
+        split = Split(0.0, config.source_weights)
+        counts = count_documents(encoded, split)
+    if not counts.total("training"):
+        raise ValueError(f"source_weights {config.source_weights} leave no document of {job.corpus_dir} to train on")
+    remove_stale_temps(output)
+    for stale in [*output.glob(f"{TRAIN_PREFIX}-*.bin"), *output.glob(f"{VALIDATION_PREFIX}-*.bin")]:
+        stale.unlink()
+    tokenizer = load_tokenizer(job.tokenizer_dir)
+    dtype = token_dtype(tokenizer.get_vocab_size())
+    ids = [part.memmap() for part in encoded]
+    train = _write(ShardWriter(output, config.shard_tokens, dtype, TRAIN_PREFIX), training_stream(encoded, split, counts, config.shuffle_buffer, config.seed), ids)
+    validation = _write(ShardWriter(output, config.shard_tokens, dtype, VALIDATION_PREFIX), validation_stream(encoded, split), ids)
+    manifest = {
+        "stage": "shards",
+        "fingerprint": job.fingerprint,
+        "tokenizer_sha256": job.tokenizer_sha256,
+        "tokenizer_dir": str(job.tokenizer_dir.resolve()),
+        "vocab_size": tokenizer.get_vocab_size(),
+        "eos_id": tokenizer.token_to_id(EOS),
+        "dtype": dtype.str,
+        "shard_tokens": config.shard_tokens,
+        **train,
+        "validation": validation,
+        "sources": _source_totals(counts, train["shards"], validation["shards"], config.source_weights),
+        "mixing": {
+            "seed": config.seed,
+            "shuffle_buffer": config.shuffle_buffer,
+            "validation_fraction": split.validation_fraction,
+            "source_weights": dict(config.source_weights),
+        },
+    }
+    write_manifest(output, manifest)
+    shutil.rmtree(output / WORK_DIR, ignore_errors=True)
+    return manifest
+
+
+def _write(writer: ShardWriter, documents: Iterable[DocumentRef], ids: list[np.ndarray]) -> dict:
+    for source, part, start, length in documents:
+        writer.add(ids[part][start : start + length], source)
+    shards = writer.close()
+    return {"shards": shards, "total_tokens": sum(s["tokens"] for s in shards), "documents": sum(s["documents"] for s in shards)}
+
+
+def _source_totals(counts: SourceCounts, train: list[dict], validation: list[dict], weights: dict[str, float]) -> dict[str, dict]:
+    train_tokens, validation_tokens = Counter(), Counter()
+    for shard in train:
+        train_tokens.update(shard["sources"])
+    for shard in validation:
+        validation_tokens.update(shard["sources"])
+    return {
+        source: {
+            "documents": counts.documents[source],
+            "weight": weights.get(source, 1.0),
+            "train_documents": counts.training[source],
+            "train_tokens": train_tokens[source],
+            "validation_documents": counts.validation[source],
+            "validation_tokens": validation_tokens[source],
+        }
+        for source in sorted(counts.documents)
+    }
 
 
 def build_shards(corpus_dir: str | Path, tokenizer_dir: str | Path, output_dir: str | Path, config: ShardsConfig) -> dict:
-    """Encode every document, append EOS, and cut the stream into shards of `shard_tokens` ids."""
-    output_dir = Path(output_dir)
-    tokenizer_hash = read_manifest(tokenizer_dir)["tokenizer_sha256"]
-    expected = fingerprint("shards", config, {"corpus": manifest_hash(corpus_dir), "tokenizer": tokenizer_hash})
-    if is_complete(output_dir, expected):
-        return read_manifest(output_dir) | {"reused": True}
-    remove_stale_temps(output_dir)
-    for stale in output_dir.glob("shard-*.bin"):
-        stale.unlink()
-    tokenizer = load_tokenizer(tokenizer_dir)
-    vocab_size = tokenizer.get_vocab_size()
-    eos = tokenizer.token_to_id(EOS)
-    writer = ShardWriter(output_dir, config.shard_tokens, token_dtype(vocab_size))
-    documents = 0
-    for batch in iter_document_batches(corpus_parts(corpus_dir), ["text", "source"], config.batch_documents):
-        texts, sources = batch.column(0).to_pylist(), batch.column(1).to_pylist()
-        for encoding, source in zip(tokenizer.encode_batch(texts, add_special_tokens=False), sources):
-            writer.add(np.append(np.asarray(encoding.ids, dtype=np.int64), eos), source)
-            documents += 1
-    shards = writer.close()
-    if documents == 0:
-        raise ValueError(f"corpus {corpus_dir} has no documents: there is nothing to shard")
-    manifest = {
-        "stage": "shards",
-        "fingerprint": expected,
-        "tokenizer_sha256": tokenizer_hash,
-        "tokenizer_dir": str(Path(tokenizer_dir).resolve()),
-        "vocab_size": vocab_size,
-        "eos_id": eos,
-        "dtype": writer.dtype.str,
-        "shard_tokens": config.shard_tokens,
-        "total_tokens": sum(shard["tokens"] for shard in shards),
-        "documents": documents,
-        "shards": shards,
-    }
-    write_manifest(output_dir, manifest)
-    return manifest | {"reused": False}
+    """The whole stage in one process, part after part (the flow encodes parts in parallel task runs)."""
+    job = plan_shards(corpus_dir, tokenizer_dir, output_dir, config)
+    if (manifest := job.finished()) is not None:
+        return manifest | {"reused": True}
+    return mix_shards(job, [encode_job_part(job, part) for part in job.parts]) | {"reused": False}
 
 
-build_shards_task = task(build_shards, name="build-shards", cache_policy=NO_CACHE)
+encode_part_task = task(encode_job_part, name="encode-part", cache_policy=NO_CACHE)
+mix_shards_task = task(mix_shards, name="mix-shards", cache_policy=NO_CACHE)

@@ -8,9 +8,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from tinylm.config import ExtractConfig, ShardsConfig, TokenizerConfig
 from tinylm.storage.manifest import file_sha256, read_manifest
@@ -46,20 +46,27 @@ def test_extraction_killed_mid_write_then_rerun(enwiki_dump, tmp_path):
     assert pq.read_table(rerun["output"]).equals(pq.read_table(reference["output"]))
 
 
-def test_shards_killed_after_some_shards_then_rerun(small_corpus, tmp_path):
+@pytest.mark.parametrize(
+    "moment",
+    [
+        pytest.param(lambda output: any(output.glob("_work/*/*.documents.parquet")), id="after-encoding-a-part"),
+        pytest.param(lambda output: (output / "shard-00003.bin").exists(), id="after-some-shards"),
+    ],
+)
+def test_shards_killed_then_rerun(moment, bilingual_corpus, tmp_path):
     tokenizer = tmp_path / "tokenizer"
-    train_tokenizer(small_corpus, tokenizer, TokenizerConfig(vocab_size=600))
-    config = ShardsConfig(shard_tokens=256, batch_documents=8)
-    reference = build_shards(small_corpus, tokenizer, tmp_path / "reference", config)
+    train_tokenizer(bilingual_corpus, tokenizer, TokenizerConfig(vocab_size=600, max_text_bytes=200_000))
+    config = ShardsConfig(shard_tokens=4096, batch_documents=64)
+    reference = build_shards(bilingual_corpus, tokenizer, tmp_path / "reference", config)
     output = tmp_path / "killed"
     code = (
         "from tinylm.tasks.shards import build_shards; from tinylm.config import ShardsConfig; "
-        f"build_shards({str(small_corpus)!r}, {str(tokenizer)!r}, {str(output)!r}, ShardsConfig(shard_tokens=256, batch_documents=8))"
+        f"build_shards({str(bilingual_corpus)!r}, {str(tokenizer)!r}, {str(output)!r}, ShardsConfig(shard_tokens=4096, batch_documents=64))"
     )
-    kill_when(code, lambda: (output / "shard-00003.bin").exists())
+    kill_when(code, lambda: moment(output))
     assert read_manifest(output) is None, "without a manifest the half-built shard set is not trusted"
-    rerun = build_shards(small_corpus, tokenizer, output, config)
+    rerun = build_shards(bilingual_corpus, tokenizer, output, config)
     assert not rerun["reused"]
-    assert [s["sha256"] for s in rerun["shards"]] == [s["sha256"] for s in reference["shards"]]
+    shards = rerun["shards"] + rerun["validation"]["shards"]
+    assert [s["sha256"] for s in shards] == [s["sha256"] for s in reference["shards"] + reference["validation"]["shards"]]
     assert sorted(p.name for p in output.iterdir()) == sorted(p.name for p in (tmp_path / "reference").iterdir())
-    assert Path(output / "manifest.json").exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
 from tinylm.model.config import ModelConfig
 
@@ -112,7 +112,7 @@ class TokenizerConfig(_Settings):
     max_text_bytes: int = Field(
         1_000_000_000, ge=1, description="bytes of UTF-8 text sampled for training: the bound on its memory"
     )
-    language_weights: dict[str, float] = Field(
+    language_weights: dict[str, NonNegativeFloat] = Field(
         default_factory=dict,
         description="share of the sample per language (`lang` of the documents; 1 for a language not named); "
         "a language with less text passes its share on to the others",
@@ -129,6 +129,16 @@ class ShardsConfig(_Settings):
 
     shard_tokens: int = Field(1 << 24, ge=16, description="tokens per shard file (the last shard may be shorter)")
     batch_documents: int = Field(1024, ge=1, description="documents per encode_batch call")
+    source_weights: dict[str, NonNegativeFloat] = Field(
+        default_factory=dict,
+        description="copies of each source's documents in the training shards: 2 = twice (the repeat in a later pass), "
+        "0.5 = a seeded half, 0 = none; sources not named count once",
+    )
+    shuffle_buffer: int = Field(10_000, ge=1, description="documents shuffled together on their way to the shards (1 = no shuffle)")
+    validation_fraction: float = Field(
+        0.005, ge=0, lt=1, description="share of documents, chosen by seed, written as validation shards instead"
+    )
+    seed: int = Field(0, description="fixes the validation split, the fractional copies, the interleaving and the shuffle")
 
 
 class TrainConfig(_Settings):
