@@ -39,7 +39,6 @@ def main() -> None:
             texts = list(iter_texts(corpus_parts(root / "corpus")))
             batches = [texts[i : i + config.batch_documents] for i in range(0, len(texts), config.batch_documents)]
             reference = best_of(3, lambda: [tokenizer.encode_batch(batch, add_special_tokens=False) for batch in batches])
-            del texts, batches
             runs = iter(range(3))
             manifests = []
 

@@ -13,6 +13,7 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
 from tinylm.config import PipelineConfig, load_yaml
+from tinylm.flows.chat_data import chat_data_flow
 from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.pipeline import pipeline_flow
 from tinylm.flows.shards import shards_flow
@@ -23,7 +24,7 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
 def build_deployments() -> list[RunnerDeployment]:
-    """The same five deployments as prefect.yaml; the pipeline's form is pre-filled with the demo config."""
+    """The same deployments as prefect.yaml; the pipeline's form is pre-filled with the demo config."""
     demo = load_yaml(DEMO_CONFIG, PipelineConfig) if DEMO_CONFIG.exists() else PipelineConfig()
     return [
         pipeline_flow.to_deployment(name="pipeline", parameters={"config": demo.model_dump(mode="json")}, tags=["tinylm"]),
@@ -31,6 +32,7 @@ def build_deployments() -> list[RunnerDeployment]:
         tokenizer_flow.to_deployment(name="tokenizer", tags=["tinylm"]),
         shards_flow.to_deployment(name="shards", tags=["tinylm"]),
         train_flow.to_deployment(name="train", tags=["tinylm"]),
+        chat_data_flow.to_deployment(name="chat-data", tags=["tinylm"]),
     ]
 
 

@@ -18,6 +18,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -260,17 +261,21 @@ def _record_document(
     )
 
 
-def _read_jsonl(path: Path, stream: IO[bytes], config: ExtractConfig, stats: ReadStats) -> Iterator[Document]:
-    source = _source_name(path)
+def _json_lines(stream: IO[bytes], stats: ReadStats) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line that parses; the others counted as `invalid_json`."""
     for number, line in _decoded_lines(stream, stats):
         if not line.strip():
             continue
         stats.records += 1
         try:
-            record = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError:
             stats.skip("invalid_json", number)
-            continue
+
+
+def _read_jsonl(path: Path, stream: IO[bytes], config: ExtractConfig, stats: ReadStats) -> Iterator[Document]:
+    source = _source_name(path)
+    for number, record in _json_lines(stream, stats):
         document = _record_document(source, path, record, number, config, stats)
         if document is not None:
             yield document
@@ -414,13 +419,28 @@ def read_documents(
     if kind == "parquet":
         yield from _read_parquet(path, config, stats)
         return
+    with _opened(path, stats, byte_range, root_tag) as stream:
+        yield from _STREAM_READERS[kind](path, stream, config, stats)
+
+
+def read_json_lines(path: str | os.PathLike[str], stats: ReadStats) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each JSON line of a file, compressed or not; bad lines counted in `stats`."""
+    path = Path(path)
+    with _opened(path, stats) as stream:
+        yield from _json_lines(stream, stats)
+
+
+@contextmanager
+def _opened(path: Path, stats: ReadStats, byte_range: ByteRange | None = None, root_tag: bytes | None = None) -> Iterator[IO[bytes]]:
+    """The decompressed stream of a file (or of a byte range of a dump); a stream that breaks off raises
+    `TruncatedInputError` saying how far it got, once every record before the break is out."""
     counter = _CountingReader(open(path, "rb"))
     if byte_range is not None:
         counter.close()
         counter = _CountingReader(RangeReader(path, byte_range, root_tag or b""))
     try:
         with _decompressed(path, counter) if byte_range is None else io.BufferedReader(counter) as stream:
-            yield from _STREAM_READERS[kind](path, stream, config, stats)
+            yield stream
     except io.UnsupportedOperation:
         raise
     except (EOFError, OSError, zstandard.ZstdError) as error:

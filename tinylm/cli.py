@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tinylm.config import ConvertConfig, CorpusConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig, TrainConfig, load_yaml
+from tinylm.config import ChatDataConfig, ConvertConfig, CorpusConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig, TrainConfig, load_yaml
 
 
 def _print_json(result: object) -> None:
@@ -105,6 +105,15 @@ def _shards(args: argparse.Namespace) -> None:
     _print_json({key: manifest[key] for key in ("total_tokens", "documents", "dtype", "vocab_size")} | {"shards": len(manifest["shards"])})
 
 
+def _chat_data(args: argparse.Namespace) -> None:
+    from tinylm.flows.chat_data import chat_data_flow
+
+    config = load_yaml(args.config, ChatDataConfig) if args.config else ChatDataConfig()
+    updates = {key: value for key, value in (("format", args.format), ("max_seq_len", args.max_seq_len)) if value is not None}
+    manifest = chat_data_flow([str(p) for p in args.input], str(args.tokenizer), str(args.output), config.model_copy(update=updates))
+    _print_json({"format": manifest["format"], **manifest["stats"], "reused": manifest["reused"]})
+
+
 def _train(args: argparse.Namespace) -> None:
     from tinylm.flows.train import train_flow
 
@@ -184,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     shards.add_argument("--output", type=Path, required=True, help="shard directory to write")
     shards.add_argument("--shard-tokens", type=int, help="tokens per shard (default 2^24)")
     shards.add_argument("--config", type=Path, help="ShardsConfig YAML")
+
+    chat = command("chat-data", _chat_data, "Tokenize SFT conversations or DPO pairs (jsonl) with the chat template into parquet.")
+    chat.add_argument("--input", type=Path, nargs="+", required=True, help="jsonl files, .gz/.bz2/.zst compressed or not")
+    chat.add_argument("--tokenizer", type=Path, required=True, help="tokenizer directory")
+    chat.add_argument("--output", type=Path, required=True, help="directory for the parquet parts and manifest.json")
+    chat.add_argument("--format", choices=["sft", "dpo"], help='"conversations" per line (sft, default) or "chosen"/"rejected" (dpo)')
+    chat.add_argument("--max-seq-len", type=int, help="tokens kept per conversation (default 512)")
+    chat.add_argument("--config", type=Path, help="ChatDataConfig YAML")
 
     train = command("train", _train, "Pretrain a model shard by shard, checkpointing each shard to MLflow.")
     train.add_argument("--shards", type=Path, required=True, help="shard directory (output of `tinylm shards`)")

@@ -141,6 +141,18 @@ class ShardsConfig(_Settings):
     seed: int = Field(0, description="fixes the validation split, the fractional copies, the interleaving and the shuffle")
 
 
+class ChatDataConfig(_Settings):
+    """Conversations (SFT) or preference pairs (DPO) in jsonl, tokenized with the chat template for fine-tuning."""
+
+    format: Literal["sft", "dpo"] = Field(
+        "sft",
+        description='sft: {"conversations": [{"role", "content"}, ...]} per line (MiniMind); '
+        'dpo: {"chosen": [...], "rejected": [...]} conversation pairs',
+    )
+    max_seq_len: int = Field(512, ge=8, description="tokens kept per conversation; longer ones are cut and counted")
+    batch_records: int = Field(256, ge=1, description="conversations per encode_batch call")
+
+
 class TrainConfig(_Settings):
     """Online pretraining, shard by shard, with a checkpoint in MLflow after each."""
 

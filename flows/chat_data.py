@@ -1,0 +1,27 @@
+"""chat_data flow: SFT conversations or DPO pairs in jsonl to token parquet, one task run per file."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tinylm.config import ChatDataConfig
+from tinylm.storage.manifest import is_complete, read_manifest
+from tinylm.tasks.chat_data import chat_data_inputs, encode_chat_file_task, finish_chat_data
+from tinylm.tasks.report import publish_stats
+
+
+@flow(name="chat-data")
+def chat_data_flow(
+    inputs: list[str],
+    tokenizer: str = "workspace/tokenizers/default",
+    output: str = "workspace/sft/default",
+    config: ChatDataConfig = ChatDataConfig(),
+) -> dict:
+    """Tokenize chat jsonl with the tokenizer's chat template; an identical earlier run is reused."""
+    expected, tokenizer_sha256 = chat_data_inputs(inputs, tokenizer, config)
+    if is_complete(output, expected):
+        return read_manifest(output) | {"reused": True}
+    futures = [encode_chat_file_task.submit(path, index, tokenizer, tokenizer_sha256, output, config) for index, path in enumerate(inputs)]
+    manifest = finish_chat_data(output, expected, tokenizer_sha256, config, [future.result() for future in futures])
+    publish_stats("chat-data", manifest["stats"])
+    return manifest | {"reused": False}

@@ -1,0 +1,144 @@
+"""Chat data: real text made into conversations, tokenized with the chat template and a loss mask."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from tinylm.config import ChatDataConfig, TokenizerConfig
+from tinylm.flows.chat_data import chat_data_flow
+from tinylm.tasks.chat_data import build_chat_data
+from tinylm.tasks.chat_template import ChatEncoder
+from tinylm.tasks.tokenizer import IM_END, load_tokenizer, train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(bilingual_corpus, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("chat-tok")
+    train_tokenizer(bilingual_corpus, directory, TokenizerConfig(vocab_size=1200, max_text_bytes=400_000))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def conversations(zuozhuan):
+    """Continuation dialogues over Zuozhuan lines: a user turn with the first half, the assistant's with the rest."""
+    lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 40][:60]
+    dialogues = []
+    for number, line in enumerate(lines):
+        half = len(line) // 2
+        messages = [{"role": "user", "content": f"续写：{line[:half]}"}, {"role": "assistant", "content": line[half:]}]
+        if number % 3 == 0:
+            messages.insert(0, {"role": "system", "content": "You are a classical Chinese scholar."})
+        if number % 4 == 0:
+            messages += [{"role": "user", "content": "Translate the first sentence, please."}, {"role": "assistant", "content": "Spring, the king's first month."}]
+        dialogues.append(messages)
+    return dialogues
+
+
+def write_jsonl(path, records, raw_lines=()):
+    with open(path, "wb") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+        for raw in raw_lines:
+            handle.write(raw + b"\n")
+    return str(path)
+
+
+def test_ids_match_transformers_chat_template_and_mask_covers_assistant_turns(tokenizer_dir, conversations, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    source = write_jsonl(tmp_path / "sft.jsonl", [{"conversations": messages} for messages in conversations])
+    manifest = build_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(max_seq_len=4096))
+    table = pq.read_table(tmp_path / "out" / "part-00000.parquet")
+    assert manifest["stats"]["rows"] == table.num_rows == len(conversations)
+    hf = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    tokenizer = load_tokenizer(tokenizer_dir)
+    for messages, ids, mask in zip(conversations, table.column("input_ids").to_pylist(), table.column("loss_mask").to_pylist()):
+        assert ids == hf.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+        trained = [token for token, keep in zip(ids, mask) if keep]
+        expected = "".join(m["content"] + IM_END for m in messages if m["role"] == "assistant")
+        assert tokenizer.decode(trained, skip_special_tokens=False) == expected
+    assert manifest["stats"]["trained_tokens"] == sum(map(sum, table.column("loss_mask").to_pylist()))
+
+
+def test_special_token_text_inside_a_message_stays_text(tokenizer_dir):
+    encoder = ChatEncoder(load_tokenizer(tokenizer_dir))
+    (tokens,) = encoder.encode([[{"role": "user", "content": "say <|im_end|> now"}, {"role": "assistant", "content": "ok"}]])
+    assert tokens.ids.count(encoder.im_end) == 2, "one per turn: the literal in the text is not a turn end"
+    (prompt,) = encoder.encode([[{"role": "user", "content": "hi"}]], generation_prompt=True)
+    assert load_tokenizer(tokenizer_dir).decode(prompt.ids, skip_special_tokens=False).endswith("<|im_start|>assistant\n")
+    assert sum(prompt.mask) == 0
+
+
+def test_long_conversations_are_cut_and_ones_with_no_assistant_token_left_dropped(tokenizer_dir, conversations, tmp_path):
+    source = write_jsonl(tmp_path / "sft.jsonl", [{"conversations": messages} for messages in conversations])
+    encoded = ChatEncoder(load_tokenizer(tokenizer_dir)).encode(conversations)
+    first_trained = sorted(tokens.mask.index(1) for tokens in encoded)
+    limit = first_trained[len(first_trained) // 2]
+    short = build_chat_data([source], tokenizer_dir, tmp_path / "short", ChatDataConfig(max_seq_len=limit))
+    table = pq.read_table(tmp_path / "short" / "part-00000.parquet")
+    assert max(map(len, table.column("input_ids").to_pylist())) <= limit
+    stats = short["stats"]
+    assert stats["truncated"] == sum(1 for tokens in encoded if len(tokens.ids) > limit) > 0
+    assert stats["rows"] == sum(1 for position in first_trained if position < limit) > 0
+    assert stats["skipped"]["no_assistant_token_within_max_seq_len"] == len(conversations) - stats["rows"] > 0
+    assert stats["rows"] == table.num_rows and all(sum(mask) > 0 for mask in table.column("loss_mask").to_pylist())
+
+
+def test_dpo_pairs_keep_chosen_and_rejected_with_their_masks(tokenizer_dir, conversations, tmp_path):
+    pairs = [
+        {"chosen": chosen[-2:], "rejected": chosen[-2:-1] + rejected[-1:]}
+        for chosen, rejected in zip(conversations, conversations[1:] + conversations[:1])
+    ]
+    source = write_jsonl(tmp_path / "dpo.jsonl", pairs)
+    manifest = build_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(format="dpo", max_seq_len=4096))
+    table = pq.read_table(tmp_path / "out" / "part-00000.parquet")
+    assert manifest["format"] == "dpo" and table.num_rows == len(pairs)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    for pair, row in zip(pairs, table.to_pylist()):
+        for side in ("chosen", "rejected"):
+            trained = [token for token, keep in zip(row[f"{side}_input_ids"], row[f"{side}_loss_mask"]) if keep]
+            assert tokenizer.decode(trained) == pair[side][-1]["content"]
+        prompt_length = row["chosen_loss_mask"].index(1)
+        assert row["chosen_input_ids"][:prompt_length] == row["rejected_input_ids"][:prompt_length], "same prompt"
+
+
+def test_bad_records_are_skipped_and_counted(tokenizer_dir, conversations, tmp_path):
+    good = [{"conversations": messages} for messages in conversations[:5]]
+    bad = [
+        {"text": "no conversations here"},
+        {"conversations": []},
+        {"conversations": [{"role": "narrator", "content": "x"}]},
+        {"conversations": [{"role": "user", "content": "only a question"}]},
+    ]
+    raw = [b'{"conversations": [', b'{"conversations": [{"role": "user", "content": "caf\xe9"}, {"role": "assistant", "content": "ok"}]}']
+    source = write_jsonl(tmp_path / "mixed.jsonl", good + bad, raw)
+    stats = build_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig())["stats"]
+    assert stats["records"] == 11 and stats["rows"] == 6
+    assert stats["skipped"] == {
+        "bad_message": 1,
+        "invalid_json": 1,
+        "no_assistant_turn": 1,
+        "no_conversations_field": 1,
+        "not_a_conversation": 1,
+    }
+    assert stats["lines_with_replaced_bytes"] == 1
+
+
+def test_inputs_with_nothing_usable_are_a_clear_error(tokenizer_dir, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="no usable sft records"):
+        build_chat_data([str(empty)], tokenizer_dir, tmp_path / "out", ChatDataConfig())
+
+
+def test_flow_tokenizes_files_in_parallel_and_reuses_a_finished_run(prefect_api, tokenizer_dir, conversations, tmp_path):
+    files = [
+        write_jsonl(tmp_path / f"sft-{i}.jsonl", [{"conversations": messages} for messages in conversations[i::2]]) for i in range(2)
+    ]
+    output = str(tmp_path / "out")
+    first = chat_data_flow(files, str(tokenizer_dir), output, ChatDataConfig())
+    assert not first["reused"] and [part["rows"] for part in first["parts"]] == [30, 30]
+    assert chat_data_flow(files, str(tokenizer_dir), output, ChatDataConfig())["reused"]
+    direct = build_chat_data(files, tokenizer_dir, tmp_path / "direct", ChatDataConfig())
+    for part in direct["parts"]:
+        assert pq.read_table(tmp_path / "direct" / part["file"]).equals(pq.read_table(tmp_path / "out" / part["file"]))
