@@ -1,11 +1,14 @@
-"""A small decoder-only transformer: RMSNorm, RoPE, grouped-query attention, SwiGLU, tied embeddings.
+"""A small decoder-only transformer: RMSNorm, RoPE, grouped-query attention, SwiGLU (or a
+mixture of SwiGLU experts), tied embeddings, and a KV cache for generation.
 
-Read it top to bottom: norm, rotary embeddings, attention, feed-forward, block, model.
+Read it top to bottom: norm, rotary embeddings, cache, attention, feed-forward, experts,
+block, model. The dense model is Llama's architecture, weight for weight.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,17 +31,35 @@ class RMSNorm(nn.Module):
 
 
 def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of every (position, frequency) pair, shaped (seq, head_dim / 2)."""
+    """cos and sin of every (position, frequency) pair, each frequency twice: shaped (seq, head_dim)."""
     frequencies = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
     angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), frequencies)
+    angles = torch.cat((angles, angles), dim=-1)
     return angles.cos(), angles.sin()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each (even, odd) pair of x (batch, heads, seq, head_dim) by its position's angle."""
-    x_even, x_odd = x.float()[..., 0::2], x.float()[..., 1::2]
-    rotated = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
-    return rotated.flatten(-2).type_as(x)
+    """Rotate dimension i with dimension i + head_dim/2 of x (batch, heads, seq, head_dim) by its position's angle.
+
+    The half-split pairing (rather than adjacent pairs) is Llama's as `transformers` has
+    it, so exported weights load into `LlamaForCausalLM` without permuting q and k.
+    """
+    first, second = x.chunk(2, dim=-1)
+    return x * cos.to(x.dtype) + torch.cat((-second, first), dim=-1) * sin.to(x.dtype)
+
+
+class KVCache:
+    """Keys and values of the positions a model has already seen, per layer, for generation.
+
+    Preallocated to `max_seq_len`, so each new token costs one attention row instead of
+    a pass over the whole sequence.
+    """
+
+    def __init__(self, config: ModelConfig, batch: int, device: torch.device, dtype: torch.dtype) -> None:
+        shape = (batch, config.n_kv_heads, config.max_seq_len, config.head_dim)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
+        self.length = 0
 
 
 class Attention(nn.Module):
@@ -53,14 +74,29 @@ class Attention(nn.Module):
         self.wo = nn.Linear(config.n_heads * self.head_dim, config.dim, bias=False)
         self.dropout = config.dropout
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None, start: int
+    ) -> torch.Tensor:
         batch, seq, _ = x.shape
         q = self.wq(x).view(batch, seq, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.wk(x).view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.wv(x).view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        mask = None
+        if cache is not None:
+            keys, values = cache
+            keys[:, :, start : start + seq], values[:, :, start : start + seq] = k, v
+            k, v = keys[:, :, : start + seq], values[:, :, : start + seq]
+            if start and seq > 1:
+                mask = torch.ones(seq, start + seq, dtype=torch.bool, device=x.device).tril(diagonal=start)
         out = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0, enable_gqa=True
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=mask is None and start == 0,
+            dropout_p=self.dropout if self.training else 0.0,
+            enable_gqa=True,
         )
         return self.wo(out.transpose(1, 2).reshape(batch, seq, -1))
 
@@ -68,15 +104,47 @@ class Attention(nn.Module):
 class FeedForward(nn.Module):
     """SwiGLU: silu(x W1) * (x W3), projected back by W2."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, dim: int, hidden_dim: int, dropout: float) -> None:
         super().__init__()
-        self.w1 = nn.Linear(config.dim, config.ffn_dim, bias=False)
-        self.w2 = nn.Linear(config.ffn_dim, config.dim, bias=False)
-        self.w3 = nn.Linear(config.dim, config.ffn_dim, bias=False)
-        self.dropout = nn.Dropout(config.dropout)
+        self.w1 = nn.Linear(dim, hidden_dim, bias=False)
+        self.w2 = nn.Linear(hidden_dim, dim, bias=False)
+        self.w3 = nn.Linear(dim, hidden_dim, bias=False)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+
+
+class MixtureOfExperts(nn.Module):
+    """Shared experts see every token; a softmax gate sends each token to its top-k routed experts.
+
+    The auxiliary loss is the Switch Transformer's: the number of experts times the sum,
+    over experts, of (share of routed slots it got) x (mean gate probability it got). It
+    is 1 when the load is even and grows as the gate favours a few experts.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.top_k = config.experts_per_token
+        self.gate = nn.Linear(config.dim, config.n_routed_experts, bias=False)
+        self.experts = nn.ModuleList(FeedForward(config.dim, config.expert_dim, config.dropout) for _ in range(config.n_routed_experts))
+        self.shared = (
+            FeedForward(config.dim, config.expert_dim * config.n_shared_experts, config.dropout) if config.n_shared_experts else None
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = x.reshape(-1, x.shape[-1])
+        probabilities = F.softmax(self.gate(flat).float(), dim=-1)
+        weights, chosen = probabilities.topk(self.top_k, dim=-1)
+        weights = (weights / weights.sum(dim=-1, keepdim=True)).to(x.dtype)
+        out = self.shared(flat) if self.shared is not None else torch.zeros_like(flat)
+        for index, expert in enumerate(self.experts):
+            token, slot = torch.where(chosen == index)
+            if token.numel():
+                out = out.index_add(0, token, expert(flat[token]) * weights[token, slot, None])
+        load = F.one_hot(chosen, len(self.experts)).float().mean(dim=(0, 1))
+        aux_loss = len(self.experts) * (load * probabilities.mean(dim=0)).sum()
+        return out.view_as(x), aux_loss
 
 
 class Block(nn.Module):
@@ -85,11 +153,22 @@ class Block(nn.Module):
         self.attention_norm = RMSNorm(config.dim, config.norm_eps)
         self.attention = Attention(config)
         self.ffn_norm = RMSNorm(config.dim, config.norm_eps)
-        self.feed_forward = FeedForward(config)
+        self.feed_forward = MixtureOfExperts(config) if config.moe else FeedForward(config.dim, config.ffn_dim, config.dropout)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x), cos, sin)
-        return x + self.feed_forward(self.ffn_norm(x))
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None, start: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = x + self.attention(self.attention_norm(x), cos, sin, cache, start)
+        if isinstance(self.feed_forward, MixtureOfExperts):
+            out, aux_loss = self.feed_forward(self.ffn_norm(x))
+            return x + out, aux_loss
+        return x + self.feed_forward(self.ffn_norm(x)), None
+
+
+class Output(NamedTuple):
+    logits: torch.Tensor
+    loss: torch.Tensor | None
+    aux_loss: torch.Tensor | None
 
 
 class Transformer(nn.Module):
@@ -120,48 +199,40 @@ class Transformer(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(
-        self, tokens: torch.Tensor, targets: torch.Tensor | None = None, loss_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        seq = tokens.shape[1]
-        if seq > self.config.max_seq_len:
-            raise ValueError(f"sequence of {seq} tokens is longer than max_seq_len {self.config.max_seq_len}")
-        x = self.tok_embeddings(tokens)
-        cos, sin = self.rope_cos[:seq], self.rope_sin[:seq]
-        for layer in self.layers:
-            x = layer(x, cos, sin)
-        logits = self.output(self.norm(x))
-        if targets is None:
-            return logits, None
-        losses = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
-        if loss_mask is None:
-            return logits, losses.mean()
-        mask = loss_mask.flatten().float()
-        return logits, (losses * mask).sum() / mask.sum().clamp(min=1)
-
-    @torch.no_grad()
-    def generate(
         self,
         tokens: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        stop_ids: set[int] | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Sample up to `max_new_tokens` continuations of a (1, seq) prompt."""
-        for _ in range(max_new_tokens):
-            context = tokens[:, -self.config.max_seq_len :]
-            logits, _ = self(context)
-            logits = logits[:, -1, :].float()
-            if temperature <= 0:
-                next_token = logits.argmax(dim=-1, keepdim=True)
-            else:
-                logits = logits / temperature
-                if top_k:
-                    kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1, None]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                next_token = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
-            tokens = torch.cat((tokens, next_token), dim=1)
-            if stop_ids and next_token.item() in stop_ids:
-                break
-        return tokens
+        targets: torch.Tensor | None = None,
+        loss_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> Output:
+        """Logits for every position; with `targets`, the (masked) cross entropy plus the MoE balance loss.
+
+        With a `cache`, `tokens` continue the sequence the cache holds, and are added to it.
+        """
+        start = cache.length if cache is not None else 0
+        seq = tokens.shape[1]
+        if start + seq > self.config.max_seq_len:
+            raise ValueError(f"sequence of {start + seq} tokens is longer than max_seq_len {self.config.max_seq_len}")
+        x = self.tok_embeddings(tokens)
+        cos, sin = self.rope_cos[start : start + seq], self.rope_sin[start : start + seq]
+        aux_losses = []
+        for index, layer in enumerate(self.layers):
+            layer_cache = (cache.keys[index], cache.values[index]) if cache is not None else None
+            x, aux_loss = layer(x, cos, sin, layer_cache, start)
+            if aux_loss is not None:
+                aux_losses.append(aux_loss)
+        if cache is not None:
+            cache.length += seq
+        logits = self.output(self.norm(x))
+        aux = torch.stack(aux_losses).mean() if aux_losses else None
+        if targets is None:
+            return Output(logits, None, aux)
+        losses = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+        if loss_mask is None:
+            loss = losses.mean()
+        else:
+            mask = loss_mask.flatten().float()
+            loss = (losses * mask).sum() / mask.sum().clamp(min=1)
+        if aux is not None:
+            loss = loss + self.config.aux_loss_weight * aux
+        return Output(logits, loss, aux)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from tinylm.model.config import ModelConfig
+from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import download_checkpoint, load_checkpoint
 from tinylm.tasks.tokenizer import EOS, IM_END, load_tokenizer
@@ -31,11 +32,9 @@ def generate_text(checkpoint: str, prompt: str, max_new_tokens: int = 64, temper
         tokenizer = load_tokenizer(directory)
     model = Transformer(ModelConfig(**meta["model_config"]))
     model.load_state_dict(state["model"])
-    model.eval()
     prompt_ids = tokenizer.encode(prompt, add_special_tokens=False).ids or [meta["eos_id"]]
     stop_ids = {tokenizer.token_to_id(EOS), tokenizer.token_to_id(IM_END)}
     generator = torch.Generator().manual_seed(seed)
-    output = model.generate(
-        torch.tensor([prompt_ids]), max_new_tokens, temperature=temperature, top_k=top_k, stop_ids=stop_ids, generator=generator
-    )
-    return tokenizer.decode(output[0].tolist(), skip_special_tokens=True)
+    sampling = Sampling(temperature=temperature, top_k=top_k, top_p=1.0)
+    new = list(stream_tokens(model, prompt_ids, max_new_tokens, sampling, stop_ids, generator))
+    return tokenizer.decode(prompt_ids + new, skip_special_tokens=True)

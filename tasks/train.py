@@ -163,7 +163,7 @@ def train_model(
             for batch in range(cursor.batch, steps_per_shard[shard_index]):
                 inputs, targets = make_batch(array, order, batch, config)
                 with autocast:
-                    _, loss = model(inputs.to(device), targets.to(device))
+                    loss = model(inputs.to(device), targets.to(device)).loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
