@@ -43,7 +43,7 @@ def new_tokenizer() -> Tokenizer:
     return tokenizer
 
 
-def _hf_files(model_max_length: int = 32768) -> dict[str, dict]:
+def hf_tokenizer_files(model_max_length: int = 32768) -> dict[str, dict]:
     special_map = {"eos_token": EOS, "pad_token": PAD, "additional_special_tokens": [IM_START, IM_END]}
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -91,7 +91,7 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
         raise ValueError(f"corpus {corpus_dir} has no documents to train a tokenizer on")
     with atomic_path(output_dir / TOKENIZER_FILE) as tmp:
         tokenizer.save(str(tmp))
-    for name, content in _hf_files().items():
+    for name, content in hf_tokenizer_files().items():
         atomic_write_json(output_dir / name, content)
     manifest = {
         "stage": "tokenizer",

@@ -8,7 +8,10 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import tiny_train_config
 from tinylm.config import ShardsConfig, TokenizerConfig, TrainConfig
+from tinylm.model.config import ModelConfig
+from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import load_checkpoint
+from tinylm.tasks.export import export_hf, register_model
 from tinylm.tasks.generate import generate_text
 from tinylm.tasks.shards import build_shards
 from tinylm.tasks.tokenizer import train_tokenizer
@@ -72,3 +75,24 @@ def test_generation_from_a_run_id_and_from_a_path(shards_dir, workspace):
     from_path = generate_text(str(workspace / "checkpoints" / result["run_id"] / "shard-00000"), "美利坚", 8, temperature=0)
     assert from_run == from_path and from_run.startswith("美利坚") and len(from_run) > len("美利坚")
     assert mlflow.get_tracking_uri().startswith("sqlite:")
+
+
+def test_export_loads_into_transformers_llama_with_the_same_logits_and_registers(shards_dir, workspace, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    result = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"max_shards": 1}))
+    checkpoint = workspace / "checkpoints" / result["run_id"] / "shard-00000"
+    exported = export_hf(checkpoint, tmp_path / "hf")
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(str(exported)).eval()
+    assert type(hf_model).__name__ == "LlamaForCausalLM"
+    state, meta = load_checkpoint(checkpoint)
+    ours = Transformer(ModelConfig(**meta["model_config"])).eval()
+    ours.load_state_dict(state["model"])
+    tokens = torch.randint(0, ours.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(hf_model(tokens).logits, ours(tokens).logits, atol=1e-4)
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(exported))
+    assert hf_tokenizer.decode(hf_tokenizer("美利坚合众国")["input_ids"]) == "美利坚合众国"
+
+    assert register_model(result["run_id"], exported, "tinylm-test") == 1
+    (version,) = MlflowClient().search_model_versions("name = 'tinylm-test'")
+    assert version.run_id == result["run_id"] and version.source.endswith("hf-model")
