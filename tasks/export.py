@@ -23,27 +23,32 @@ from tinylm.tasks.tokenizer import TOKENIZER_FILE, hf_tokenizer_files
 WEIGHTS_FILE = "model.safetensors"
 HF_ARTIFACT_PATH = "hf-model"
 _LAYER_NAMES = {
-    "attention.wq": "self_attn.q_proj",
-    "attention.wk": "self_attn.k_proj",
-    "attention.wv": "self_attn.v_proj",
-    "attention.wo": "self_attn.o_proj",
-    "feed_forward.w1": "mlp.gate_proj",
-    "feed_forward.w3": "mlp.up_proj",
-    "feed_forward.w2": "mlp.down_proj",
-    "attention_norm": "input_layernorm",
-    "ffn_norm": "post_attention_layernorm",
+    "attention.wo": ["self_attn.o_proj"],
+    "attention.wqkv": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+    "feed_forward.w13": ["mlp.gate_proj", "mlp.up_proj"],
+    "feed_forward.w2": ["mlp.down_proj"],
+    "attention_norm": ["input_layernorm"],
+    "ffn_norm": ["post_attention_layernorm"],
 }
 
 
-def llama_name(name: str) -> str:
-    """Our parameter name as `LlamaForCausalLM` calls it."""
-    if name == "tok_embeddings.weight":
-        return "model.embed_tokens.weight"
-    if name == "norm.weight":
-        return "model.norm.weight"
-    _, index, rest = name.split(".", 2)
-    module, _, kind = rest.rpartition(".")
-    return f"model.layers.{index}.{_LAYER_NAMES[module]}.{kind}"
+def llama_state_dict(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """Our weights under `LlamaForCausalLM`'s names, fused projections split back into Llama's three and two.
+
+    The tied output matrix is left out: Llama ties it to the embeddings itself.
+    """
+    q, kv = config.n_heads * config.head_dim, config.n_kv_heads * config.head_dim
+    sizes = {"attention.wqkv": [q, kv, kv], "feed_forward.w13": [config.ffn_dim, config.ffn_dim]}
+    converted = {"model.embed_tokens.weight": state["tok_embeddings.weight"], "model.norm.weight": state["norm.weight"]}
+    for name, tensor in state.items():
+        if not name.startswith("layers."):
+            continue
+        _, index, rest = name.split(".", 2)
+        module, _, kind = rest.rpartition(".")
+        pieces = tensor.split(sizes[module]) if module in sizes else [tensor]
+        for llama_module, piece in zip(_LAYER_NAMES[module], pieces, strict=True):
+            converted[f"model.layers.{index}.{llama_module}.{kind}"] = piece
+    return converted
 
 
 def llama_config(config: ModelConfig, eos_id: int) -> dict:
@@ -76,11 +81,7 @@ def export_hf(checkpoint_dir: str | Path, output_dir: str | Path) -> Path:
     config = ModelConfig(**meta["model_config"])
     if config.moe:
         raise ValueError("a mixture-of-experts checkpoint has no Llama equivalent: export covers dense models")
-    weights = {
-        llama_name(name): tensor.to(torch.float32).contiguous()
-        for name, tensor in state["model"].items()
-        if name != "output.weight"
-    }
+    weights = {name: tensor.to(torch.float32).contiguous() for name, tensor in llama_state_dict(state["model"], config).items()}
     output_dir = Path(output_dir)
     with atomic_path(output_dir) as tmp:
         tmp.mkdir(parents=True)

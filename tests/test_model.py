@@ -21,7 +21,7 @@ def test_embeddings_are_tied_and_kv_heads_are_grouped():
     model = Transformer(TINY)
     assert model.output.weight is model.tok_embeddings.weight
     attention = model.layers[0].attention
-    assert attention.wq.out_features == 32 and attention.wk.out_features == attention.wv.out_features == 16
+    assert attention.wqkv.out_features == 32 + 2 * 16, "8 query heads' worth of dims, 2 KV heads' for keys and values"
 
 
 @pytest.mark.parametrize("config", [TINY, TINY_MOE], ids=["dense", "moe"])
@@ -59,7 +59,7 @@ def test_mixture_of_experts_adds_experts_and_a_balance_loss_that_trains_the_gate
     assert torch.allclose(output.loss, plain + TINY_MOE.aux_loss_weight * output.aux_loss, atol=1e-6)
     output.loss.backward()
     assert moe.layers[0].feed_forward.gate.weight.grad.abs().sum() > 0
-    assert all(expert.w1.weight.grad is not None for expert in moe.layers[0].feed_forward.experts)
+    assert all(expert.w13.weight.grad is not None for expert in moe.layers[0].feed_forward.experts)
 
 
 @pytest.mark.parametrize("config", [TINY, TINY_MOE], ids=["dense", "moe"])
