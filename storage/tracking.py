@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+T = TypeVar("T")
 
 
 # `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into the environment, so
@@ -57,3 +64,34 @@ def flatten_params(prefix: str, value: Any) -> dict[str, str]:
 
 def client() -> MlflowClient:
     return MlflowClient()
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, naming the URI, when a tracking server is down (MLflow's own retries take minutes)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return
+    except (urllib.error.URLError, OSError) as error:
+        raise ConnectionError(
+            f"MLflow tracking server {uri} is unreachable ({error}); start it (`make servers`) or point MLFLOW_TRACKING_URI elsewhere"
+        ) from error
+
+
+def retrying(action: Callable[[], T], attempts: int = 5, first_delay: float = 1.0) -> T:
+    """Run `action`, retrying with doubling delays while the tracking server is unreachable.
+
+    Only connection-type failures are retried (a 4xx answer, such as a bad parameter, is
+    raised at once); the last attempt's error is the one raised.
+    """
+    delay = first_delay
+    for _ in range(attempts - 1):
+        try:
+            return action()
+        except (MlflowException, ConnectionError, OSError) as error:
+            if isinstance(error, MlflowException) and error.get_http_status_code() < 500:
+                raise
+            time.sleep(delay)
+            delay *= 2
+    return action()

@@ -2,7 +2,9 @@
 
 The data order is a pure function of (seed, shard index), and the cursor (shard, batch,
 step) is saved with the model, optimizer, scheduler and RNG states, so a run resumed
-from a checkpoint continues exactly where the checkpoint was taken.
+from a checkpoint continues exactly where the checkpoint was taken: a run killed at any
+moment and resumed ends with the weights of one never interrupted. Validation and the
+sample generations draw no random numbers, so they cannot change the result either.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import TrainConfig
+from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import (
     META_FILE,
@@ -31,8 +34,8 @@ from tinylm.storage.checkpoints import (
     save_checkpoint,
 )
 from tinylm.storage.shards import ShardSet, open_shards
-from tinylm.storage.tracking import flatten_params, use_experiment
-from tinylm.tasks.tokenizer import TOKENIZER_FILE
+from tinylm.storage.tracking import check_reachable, flatten_params, retrying, tracking_uri, use_experiment
+from tinylm.tasks.tokenizer import EOS, TOKENIZER_FILE, load_tokenizer
 
 
 @dataclass
@@ -53,7 +56,8 @@ def pick_device(setting: str) -> torch.device:
 
 
 def batches_in_shard(tokens: int, config: TrainConfig) -> int:
-    batches = ((tokens - 1) // config.seq_len) // config.batch_size
+    """Optimizer steps a shard gives: its windows in groups of batch_size x grad_accum_steps."""
+    batches = ((tokens - 1) // config.seq_len) // (config.batch_size * config.grad_accum_steps)
     return min(batches, config.max_steps_per_shard) if config.max_steps_per_shard else batches
 
 
@@ -63,6 +67,7 @@ def sequence_order(tokens: int, config: TrainConfig, shard_index: int) -> np.nda
 
 
 def make_batch(array: np.ndarray, order: np.ndarray, batch: int, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Micro-batch number `batch` of a shard: inputs and the same windows shifted by one."""
     starts = order[batch * config.batch_size : (batch + 1) * config.batch_size] * config.seq_len
     windows = np.stack([array[start : start + config.seq_len + 1] for start in starts]).astype(np.int64)
     return torch.from_numpy(windows[:, :-1]), torch.from_numpy(windows[:, 1:])
@@ -94,8 +99,48 @@ def _resume_state(run_id: str, run_dir: Path) -> tuple[dict, dict] | None:
     """Newest complete checkpoint of a run: the local copy if there is one, else from MLflow."""
     local = _newest_local_checkpoint(run_dir)
     if local is None:
-        local = download_checkpoint(run_id, run_dir / "_downloaded")
+        local = retrying(lambda: download_checkpoint(run_id, run_dir / "_downloaded"))
     return load_checkpoint(local) if local is not None else None
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, validation: ShardSet, config: TrainConfig, device: torch.device, autocast) -> float | None:
+    """Mean loss over the first `eval_batches` windows of the validation shards (the same ones every time)."""
+    if not validation.arrays or config.eval_batches == 0:
+        return None
+    stream = np.concatenate([np.asarray(array) for array in validation.arrays])
+    order = np.arange((len(stream) - 1) // config.seq_len)
+    batches = min(config.eval_batches, len(order) // config.batch_size)
+    if batches == 0:
+        return None
+    model.eval()
+    losses = []
+    for batch in range(batches):
+        inputs, targets = make_batch(stream, order, batch, config)
+        with autocast:
+            losses.append(model(inputs.to(device), targets.to(device)).loss.item())
+    model.train()
+    return float(np.mean(losses))
+
+
+def sample_generations(model: Transformer, tokenizer_dir: Path, config: TrainConfig) -> str:
+    """Greedy continuations of the sample prompts: no random numbers drawn, so sampling never changes training."""
+    tokenizer = load_tokenizer(tokenizer_dir)
+    stop = {tokenizer.token_to_id(EOS)}
+    samples = []
+    for prompt in config.sample_prompts:
+        ids = tokenizer.encode(prompt, add_special_tokens=False).ids or [tokenizer.token_to_id(EOS)]
+        new = list(stream_tokens(model, ids, config.sample_tokens, Sampling(temperature=0), stop))
+        samples.append(f"### {prompt}\n{tokenizer.decode(ids + new)}\n")
+    model.train()
+    return "\n".join(samples)
+
+
+def model_flops_utilization(model: Transformer, config: TrainConfig, tokens_per_s: float) -> float:
+    """Achieved over peak FLOP/s, counting 6 per parameter per token plus attention's 12 x layers x dim x seq."""
+    shape = model.config
+    per_token = 6 * model.num_parameters() + 12 * shape.n_layers * shape.dim * config.seq_len
+    return per_token * tokens_per_s / (config.peak_tflops * 1e12)
 
 
 def train_model(
@@ -106,12 +151,14 @@ def train_model(
 ) -> dict:
     """Train over the shards in manifest order and return the run id and final loss."""
     shards: ShardSet = open_shards(shards_dir)
+    validation = open_shards(shards_dir, "validation")
     model_config = dataclasses.replace(config.model, vocab_size=shards.vocab_size)
     if config.seq_len > model_config.max_seq_len:
         raise ValueError(f"seq_len {config.seq_len} exceeds the model's max_seq_len {model_config.max_seq_len}")
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
     model = Transformer(model_config).to(device)
+    trained = torch.compile(model) if config.compile else model
     optimizer = build_optimizer(model, config, device)
     shard_count = min(len(shards.arrays), config.max_shards or len(shards.arrays))
     steps_per_shard = [batches_in_shard(len(shards.arrays[i]), config) for i in range(shard_count)]
@@ -121,6 +168,7 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: learning_rate(step, total_steps, config) / config.learning_rate
     )
+    check_reachable(tracking_uri(workspace))
     experiment_id = use_experiment(config.experiment, workspace)
     run = (
         mlflow.start_run(run_id=config.resume_run_id)
@@ -135,13 +183,16 @@ def train_model(
         if resumed is not None:
             state, meta = resumed
             if meta["tokenizer_sha256"] != shards.manifest["tokenizer_sha256"]:
-                raise ValueError("the shards were built with another tokenizer than the checkpoint's; refusing to resume")
+                raise ValueError(
+                    f"the shards in {shards_dir} were built with tokenizer {shards.manifest['tokenizer_sha256'][:12]}, "
+                    f"the checkpoint with {meta['tokenizer_sha256'][:12]}: refusing to resume"
+                )
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             restore_rng_state(state["rng"])
             cursor = Cursor(**meta["cursor"])
-        else:
+        elif not config.resume_run_id:
             mlflow.log_params(
                 flatten_params("", config.model_dump(mode="json"))
                 | {
@@ -151,57 +202,60 @@ def train_model(
                     "shards_dir": str(shards_dir),
                 }
             )
-        extra_files = {TOKENIZER_FILE: Path(shards.manifest["tokenizer_dir"]) / TOKENIZER_FILE}
+        tokenizer_dir = Path(shards.manifest["tokenizer_dir"])
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-        tokens_per_step = config.batch_size * config.seq_len
+        tokens_per_step = config.batch_size * config.seq_len * config.grad_accum_steps
+
+        def checkpoint(at: Cursor, loss: float) -> None:
+            name = f"step-{at.step:08d}"
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
+            meta = {
+                "cursor": dataclasses.asdict(at),
+                "model_config": dataclasses.asdict(model_config),
+                "tokenizer_sha256": shards.manifest["tokenizer_sha256"],
+                "eos_id": shards.manifest["eos_id"],
+                "loss": loss,
+            }
+            directory = save_checkpoint(run_dir / name, state, meta, {TOKENIZER_FILE: tokenizer_dir / TOKENIZER_FILE})
+            retrying(lambda: log_checkpoint(directory, name))
+
         last_loss = float("nan")
-        model.train()
+        trained.train()
         for shard_index in range(cursor.shard, shard_count):
             array = shards.arrays[shard_index]
             order = sequence_order(len(array), config, shard_index)
             started = time.perf_counter()
             for batch in range(cursor.batch, steps_per_shard[shard_index]):
-                inputs, targets = make_batch(array, order, batch, config)
-                with autocast:
-                    loss = model(inputs.to(device), targets.to(device)).loss
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                last_loss = 0.0
+                for micro in range(config.grad_accum_steps):
+                    inputs, targets = make_batch(array, order, batch * config.grad_accum_steps + micro, config)
+                    with autocast:
+                        loss = trained(inputs.to(device), targets.to(device)).loss / config.grad_accum_steps
+                    loss.backward()
+                    last_loss += loss.item()
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 cursor.step += 1
-                last_loss = loss.item()
                 if (cursor.step - 1) % config.log_every == 0 or cursor.step == total_steps:
-                    elapsed = time.perf_counter() - started
-                    mlflow.log_metrics(
-                        {
-                            "loss": last_loss,
-                            "lr": scheduler.get_last_lr()[0],
-                            "grad_norm": float(grad_norm),
-                            "tokens_per_s": tokens_per_step * (batch - cursor.batch + 1) / max(elapsed, 1e-9),
-                        },
-                        step=cursor.step,
-                    )
+                    tokens_per_s = tokens_per_step * (batch - cursor.batch + 1) / max(time.perf_counter() - started, 1e-9)
+                    metrics = {"loss": last_loss, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "tokens_per_s": tokens_per_s}
+                    if device.type == "cuda":
+                        metrics["mfu"] = model_flops_utilization(model, config, tokens_per_s)
+                    retrying(lambda: mlflow.log_metrics(metrics, step=cursor.step))
+                inside = batch + 1 < steps_per_shard[shard_index]
+                if config.checkpoint_every and cursor.step % config.checkpoint_every == 0 and inside:
+                    checkpoint(Cursor(shard_index, batch + 1, cursor.step), last_loss)
             cursor = Cursor(shard=shard_index + 1, batch=0, step=cursor.step)
-            name = f"shard-{shard_index:05d}"
-            directory = save_checkpoint(
-                run_dir / name,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": rng_state(),
-                },
-                {
-                    "cursor": dataclasses.asdict(cursor),
-                    "model_config": dataclasses.asdict(model_config),
-                    "tokenizer_sha256": shards.manifest["tokenizer_sha256"],
-                    "eos_id": shards.manifest["eos_id"],
-                    "loss": last_loss,
-                },
-                extra_files,
-            )
-            log_checkpoint(directory, name)
+            shard_metrics = {"shard": float(shard_index)}
+            if (loss_value := validation_loss(trained, validation, config, device, autocast)) is not None:
+                shard_metrics |= {"val_loss": loss_value, "val_perplexity": math.exp(min(loss_value, 50.0))}
+            retrying(lambda: mlflow.log_metrics(shard_metrics, step=cursor.step))
+            if config.sample_prompts and config.sample_tokens:
+                text = sample_generations(model, tokenizer_dir, config)
+                retrying(lambda: mlflow.log_text(text, f"samples/shard-{shard_index:05d}.txt"))
+            checkpoint(cursor, last_loss)
         return {"run_id": run_id, "steps": cursor.step, "final_loss": last_loss, "parameters": model.num_parameters()}
 
 

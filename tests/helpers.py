@@ -1,5 +1,12 @@
 """Small builders shared by tests."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
 from tinylm.config import TrainConfig
 from tinylm.model.config import ModelConfig
 
@@ -17,3 +24,15 @@ def tiny_train_config(**overrides: object) -> TrainConfig:
         log_every=1,
     )
     return TrainConfig(**(settings | overrides))
+
+
+def kill_when(code: str, half_written: Callable[[], bool], timeout: float = 60) -> None:
+    """Run `code` in a fresh interpreter and SIGKILL it as soon as `half_written()` holds."""
+    process = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + timeout
+    while not half_written():
+        assert process.poll() is None, "the stage finished before it could be killed; make the input bigger"
+        assert time.monotonic() < deadline, "the stage never reached the point to kill it at"
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()

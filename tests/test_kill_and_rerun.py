@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
-
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers import kill_when
 from tinylm.config import ExtractConfig, ShardsConfig, TokenizerConfig
 from tinylm.storage.manifest import file_sha256, read_manifest
 from tinylm.tasks.extraction import ExtractUnit, extract_unit
 from tinylm.tasks.shards import build_shards
 from tinylm.tasks.tokenizer import train_tokenizer
-
-
-def kill_when(code: str, half_written: Callable[[], bool], timeout: float = 60) -> None:
-    """Run `code` in a fresh interpreter and SIGKILL it as soon as `half_written()` holds."""
-    process = subprocess.Popen([sys.executable, "-c", code])
-    deadline = time.monotonic() + timeout
-    while not half_written():
-        assert process.poll() is None, "the stage finished before it could be killed; make the input bigger"
-        assert time.monotonic() < deadline, "the stage never reached the point to kill it at"
-        time.sleep(0.005)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def test_extraction_killed_mid_write_then_rerun(enwiki_dump, tmp_path):

@@ -1,4 +1,6 @@
+import math
 import shutil
+import time
 from pathlib import Path
 
 import mlflow
@@ -6,13 +8,15 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import tiny_train_config
+from tests.helpers import kill_when, tiny_train_config
 from tinylm.config import ShardsConfig, TokenizerConfig, TrainConfig
 from tinylm.model.config import ModelConfig
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import load_checkpoint
 from tinylm.tasks.export import export_hf, register_model
-from tinylm.tasks.generate import generate_text
+from tinylm.model.generation import Sampling, stream_tokens
+from tinylm.tasks.chat_template import ChatEncoder
+from tinylm.tasks.generate import chat_reply, generate_text, load_model
 from tinylm.tasks.shards import build_shards
 from tinylm.tasks.tokenizer import train_tokenizer
 from tinylm.tasks.train import learning_rate, train_model
@@ -25,7 +29,7 @@ def shards_dir(small_corpus, tmp_path_factory):
     tokenizer_dir = tmp_path_factory.mktemp("tok")
     train_tokenizer(small_corpus, tokenizer_dir, TokenizerConfig(vocab_size=600))
     output = tmp_path_factory.mktemp("shards")
-    build_shards(small_corpus, tokenizer_dir, output, ShardsConfig(shard_tokens=4096))
+    build_shards(small_corpus, tokenizer_dir, output, ShardsConfig(shard_tokens=4096, validation_fraction=0.2))
     return output
 
 
@@ -36,7 +40,7 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert learning_rate(100, 100, config) == pytest.approx(0.1)
 
 
-def test_training_logs_params_metrics_and_a_checkpoint_per_shard(shards_dir, workspace):
+def test_training_logs_params_metrics_validation_samples_and_a_checkpoint_per_shard(shards_dir, workspace):
     result = train_model(shards_dir, workspace, TINY_TRAIN)
     assert result["steps"] == 18
     client = MlflowClient()
@@ -45,9 +49,17 @@ def test_training_logs_params_metrics_and_a_checkpoint_per_shard(shards_dir, wor
     losses = client.get_metric_history(result["run_id"], "loss")
     assert [m.step for m in losses] == list(range(1, 19))
     assert losses[-1].value < losses[0].value
+    validation = client.get_metric_history(result["run_id"], "val_loss")
+    assert [m.step for m in validation] == [6, 12, 18] and validation[-1].value < validation[0].value
+    perplexity = client.get_metric_history(result["run_id"], "val_perplexity")[-1].value
+    assert perplexity == pytest.approx(math.exp(validation[-1].value), rel=1e-5)
     checkpoints = [item.path for item in client.list_artifacts(result["run_id"], "checkpoints")]
-    assert checkpoints == ["checkpoints/shard-00000", "checkpoints/shard-00001", "checkpoints/shard-00002"]
-    state, meta = load_checkpoint(workspace / "checkpoints" / result["run_id"] / "shard-00001")
+    assert checkpoints == ["checkpoints/step-00000006", "checkpoints/step-00000012", "checkpoints/step-00000018"]
+    samples = [item.path for item in client.list_artifacts(result["run_id"], "samples")]
+    assert samples == ["samples/shard-00000.txt", "samples/shard-00001.txt", "samples/shard-00002.txt"]
+    text = Path(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path=samples[-1])).read_text()
+    assert text.startswith("### The\nThe") and "### 我们\n我们" in text
+    state, meta = load_checkpoint(workspace / "checkpoints" / result["run_id"] / "step-00000012")
     assert meta["cursor"] == {"shard": 2, "batch": 0, "step": 12}
     assert set(state) == {"model", "optimizer", "scheduler", "rng"}
 
@@ -56,31 +68,95 @@ def test_resume_skips_an_incomplete_checkpoint_and_ends_with_identical_weights(s
     config = TINY_TRAIN.model_copy(update={"max_shards": 2})
     first = train_model(shards_dir, workspace, config)
     local = workspace / "checkpoints" / first["run_id"]
-    uninterrupted, _ = load_checkpoint(local / "shard-00001")
+    uninterrupted, _ = load_checkpoint(local / "step-00000012")
     shutil.rmtree(local)
     artifacts = Path(mlflow.get_run(first["run_id"]).info.artifact_uri.removeprefix("file://"))
-    (artifacts / "checkpoints" / "shard-00001" / "checkpoint.json").unlink()
+    (artifacts / "checkpoints" / "step-00000012" / "checkpoint.json").unlink()
 
     resumed = train_model(shards_dir, workspace, config.model_copy(update={"resume_run_id": first["run_id"]}))
 
     assert resumed["run_id"] == first["run_id"] and resumed["steps"] == 12
-    final, meta = load_checkpoint(local / "shard-00001")
+    final, meta = load_checkpoint(local / "step-00000012")
     assert meta["cursor"]["step"] == 12
     assert all(torch.equal(uninterrupted["model"][k], final["model"][k]) for k in final["model"])
 
 
+def test_a_run_killed_mid_shard_resumes_to_the_weights_of_an_uninterrupted_run(shards_dir, workspace):
+    config = TINY_TRAIN.model_copy(update={"max_shards": 2, "max_steps_per_shard": 40, "checkpoint_every": 3, "eval_batches": 2})
+    reference = train_model(shards_dir, workspace, config.model_copy(update={"run_name": "reference"}))
+    uninterrupted, _ = load_checkpoint(workspace / "checkpoints" / reference["run_id"] / f"step-{reference['steps']:08d}")
+    code = (
+        "from tinylm.tasks.train import train_model; from tinylm.config import TrainConfig; "
+        f"train_model({str(shards_dir)!r}, {str(workspace)!r}, TrainConfig.model_validate_json({config.model_copy(update={'run_name': 'killed'}).model_dump_json()!r}))"
+    )
+    killed_dir = workspace / "checkpoints"
+    kill_when(code, lambda: any(p.name == "step-00000009" for p in killed_dir.glob("*/step-*") if reference["run_id"] not in str(p)))
+    (killed,) = MlflowClient().search_runs([mlflow.get_experiment_by_name("tinylm").experiment_id], "attributes.run_name = 'killed'")
+    steps_done = max(int(p.name.removeprefix("step-")) for p in (killed_dir / killed.info.run_id).glob("step-*"))
+    assert steps_done < reference["steps"], "killed before the end"
+
+    resumed = train_model(shards_dir, workspace, config.model_copy(update={"resume_run_id": killed.info.run_id}))
+
+    assert resumed["steps"] == reference["steps"]
+    final, _ = load_checkpoint(killed_dir / killed.info.run_id / f"step-{resumed['steps']:08d}")
+    assert all(torch.equal(uninterrupted["model"][k], final["model"][k]) for k in final["model"])
+
+
+def test_gradient_accumulation_takes_fewer_optimizer_steps_over_the_same_windows(shards_dir, workspace):
+    result = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"grad_accum_steps": 2, "max_steps_per_shard": 3}))
+    assert result["steps"] == 9
+    assert math.isfinite(result["final_loss"])
+
+
+def test_a_tracking_server_that_is_down_fails_fast_naming_it(shards_dir, workspace, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match="http://127.0.0.1:9"):
+        train_model(shards_dir, workspace, TINY_TRAIN)
+    assert time.monotonic() - started < 30
+
+
+def test_shards_of_another_tokenizer_are_refused_on_resume(shards_dir, small_corpus, workspace, tmp_path):
+    first = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"max_shards": 1}))
+    other_tokenizer = tmp_path / "other-tok"
+    train_tokenizer(small_corpus, other_tokenizer, TokenizerConfig(vocab_size=500))
+    other_shards = tmp_path / "other-shards"
+    build_shards(small_corpus, other_tokenizer, other_shards, ShardsConfig(shard_tokens=4096))
+    with pytest.raises(ValueError, match="another tokenizer|built with tokenizer"):
+        train_model(other_shards, workspace, TINY_TRAIN.model_copy(update={"resume_run_id": first["run_id"]}))
+
+
 def test_generation_from_a_run_id_and_from_a_path(shards_dir, workspace):
     result = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"max_shards": 1}))
-    from_run = generate_text(result["run_id"], "美利坚", max_new_tokens=8, temperature=0)
-    from_path = generate_text(str(workspace / "checkpoints" / result["run_id"] / "shard-00000"), "美利坚", 8, temperature=0)
-    assert from_run == from_path and from_run.startswith("美利坚") and len(from_run) > len("美利坚")
+    greedy = Sampling(temperature=0)
+    from_run = generate_text(result["run_id"], "美利坚", max_new_tokens=8, sampling=greedy)
+    from_path = generate_text(str(workspace / "checkpoints" / result["run_id"] / "step-00000006"), "美利坚", 8, greedy)
+    loaded = load_model(result["run_id"])
+    ids = loaded.tokenizer.encode("美利坚").ids
+    new = [t for t in stream_tokens(loaded.model, ids, 8, greedy, loaded.stop_ids) if t not in loaded.stop_ids]
+    assert from_run == from_path == "美利坚" + loaded.tokenizer.decode(new)
     assert mlflow.get_tracking_uri().startswith("sqlite:")
+
+
+def test_chat_streams_replies_and_carries_the_conversation(shards_dir, workspace):
+    result = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"max_shards": 1}))
+    loaded = load_model(str(workspace / "checkpoints" / result["run_id"] / "step-00000006"))
+    greedy = Sampling(temperature=0)
+    history = [{"role": "user", "content": "合众国"}]
+    pieces = list(chat_reply(loaded, history, 12, greedy, torch.Generator()))
+    assert pieces and all(pieces)
+    second = history + [{"role": "assistant", "content": "".join(pieces)}, {"role": "user", "content": "宪法"}]
+    again = "".join(chat_reply(loaded, second, 12, greedy, torch.Generator()))
+    (prompt,) = ChatEncoder(loaded.tokenizer).encode([second], generation_prompt=True)
+    assert loaded.tokenizer.decode(prompt.ids, skip_special_tokens=False).count("<|im_start|>") == 4
+    expected = loaded.tokenizer.decode(list(stream_tokens(loaded.model, prompt.ids, 12, greedy, loaded.stop_ids))).split("<|im_end|>")[0]
+    assert again == expected
 
 
 def test_export_loads_into_transformers_llama_with_the_same_logits_and_registers(shards_dir, workspace, tmp_path):
     transformers = pytest.importorskip("transformers")
     result = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"max_shards": 1}))
-    checkpoint = workspace / "checkpoints" / result["run_id"] / "shard-00000"
+    checkpoint = workspace / "checkpoints" / result["run_id"] / "step-00000006"
     exported = export_hf(checkpoint, tmp_path / "hf")
     hf_model = transformers.AutoModelForCausalLM.from_pretrained(str(exported)).eval()
     assert type(hf_model).__name__ == "LlamaForCausalLM"

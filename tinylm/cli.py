@@ -123,12 +123,62 @@ def _train(args: argparse.Namespace) -> None:
     _print_json(train_flow(str(args.shards), config, args.workspace or "workspace"))
 
 
+def _sampling(args: argparse.Namespace):
+    from tinylm.model.generation import Sampling
+
+    return Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty)
+
+
 def _generate(args: argparse.Namespace) -> None:
     from tinylm.storage.tracking import use_experiment
     from tinylm.tasks.generate import generate_text
 
     use_experiment("tinylm", args.workspace or "workspace")
-    print(generate_text(args.checkpoint, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed))
+    print(generate_text(args.checkpoint, args.prompt, args.max_new_tokens, _sampling(args), args.seed))
+
+
+def _chat(args: argparse.Namespace) -> None:
+    import torch
+
+    from tinylm.storage.tracking import use_experiment
+    from tinylm.tasks.generate import chat_reply, load_model
+
+    use_experiment("tinylm", args.workspace or "workspace")
+    loaded = load_model(args.checkpoint)
+    generator = torch.Generator().manual_seed(args.seed)
+    opening = [{"role": "system", "content": args.system}] if args.system else []
+    history = list(opening)
+    print("Type a message; /reset starts over; Ctrl-D ends.", file=sys.stderr)
+    for line in sys.stdin:
+        message = line.strip()
+        if message == "/reset":
+            history = list(opening)
+            continue
+        if not message:
+            continue
+        history.append({"role": "user", "content": message})
+        pieces = []
+        for piece in chat_reply(loaded, history, args.max_new_tokens, _sampling(args), generator):
+            print(piece, end="", flush=True)
+            pieces.append(piece)
+        print()
+        history.append({"role": "assistant", "content": "".join(pieces)})
+
+
+def _export(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from tinylm.storage.tracking import use_experiment
+    from tinylm.tasks.export import export_hf, register_model
+    from tinylm.tasks.generate import resolve_checkpoint
+
+    use_experiment("tinylm", args.workspace or "workspace")
+    with tempfile.TemporaryDirectory() as scratch:
+        exported = export_hf(resolve_checkpoint(args.checkpoint, Path(scratch)), args.output)
+    result = {"output": str(exported)}
+    if args.register:
+        result["registered"] = {"name": args.register, "version": register_model(args.checkpoint, exported, args.register)}
+    _print_json(result)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,12 +261,29 @@ def build_parser() -> argparse.ArgumentParser:
     generate = command("generate", _generate, "Sample a continuation from a checkpoint.")
     generate.add_argument("--checkpoint", required=True, help="checkpoint directory, or an MLflow run id (its newest checkpoint)")
     generate.add_argument("--prompt", required=True, help="text to continue")
-    generate.add_argument("--max-new-tokens", type=int, default=64)
-    generate.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
-    generate.add_argument("--top-k", type=int, default=50)
-    generate.add_argument("--seed", type=int, default=0)
-    generate.add_argument("--workspace", help="workspace of the default MLflow store (default ./workspace)")
+    _add_sampling_options(generate)
+
+    chat = command("chat", _chat, "Chat with a checkpoint on stdin/stdout: multi-turn, streamed, with the chat template.")
+    chat.add_argument("--checkpoint", required=True, help="checkpoint directory, or an MLflow run id (its newest checkpoint)")
+    chat.add_argument("--system", help="system message that opens the conversation")
+    _add_sampling_options(chat)
+
+    export = command("export", _export, "Export a checkpoint as a Hugging Face Llama folder, optionally registered in MLflow.")
+    export.add_argument("--checkpoint", required=True, help="checkpoint directory, or an MLflow run id (its newest checkpoint)")
+    export.add_argument("--output", type=Path, required=True, help="folder to write (model.safetensors, config.json, tokenizer)")
+    export.add_argument("--register", metavar="NAME", help="log the folder to the run and register it as a new version of NAME (needs a run id)")
+    export.add_argument("--workspace", help="workspace of the default MLflow store (default ./workspace)")
     return parser
+
+
+def _add_sampling_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--max-new-tokens", type=int, default=128)
+    sub.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
+    sub.add_argument("--top-k", type=int, default=50, help="0 for no top-k filter")
+    sub.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling; 1 for none")
+    sub.add_argument("--repetition-penalty", type=float, default=1.1, help="1 for none")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--workspace", help="workspace of the default MLflow store (default ./workspace)")
 
 
 def main(argv: list[str] | None = None) -> int:

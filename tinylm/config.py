@@ -167,7 +167,14 @@ class TrainConfig(_Settings):
     seed: int = 1337
     max_shards: int | None = Field(None, description="train on at most this many shards (None = all)")
     max_steps_per_shard: int | None = Field(None, description="cap steps per shard, for quick runs (None = the whole shard)")
+    grad_accum_steps: int = Field(1, ge=1, description="micro-batches summed into each optimizer step")
     log_every: int = Field(10, ge=1, description="log metrics to MLflow every N steps")
+    checkpoint_every: int | None = Field(None, ge=1, description="also checkpoint every N steps inside a shard (None = after each shard only)")
+    eval_batches: int = Field(8, ge=0, description="validation batches after each shard (0 = no validation)")
+    sample_prompts: list[str] = Field(["The", "我们"], description="prompts sampled after each shard, logged as a text artifact")
+    sample_tokens: int = Field(32, ge=0, description="tokens generated per sample prompt")
+    compile: bool = Field(False, description="torch.compile the model (worth it on GPU for long runs)")
+    peak_tflops: float = Field(989.0, gt=0, description="the GPU's dense bf16 peak, for MFU (H100 SXM: 989)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     experiment: str = "tinylm"
     run_name: str | None = None
