@@ -22,6 +22,6 @@ def chat_data_flow(
     if is_complete(output, expected):
         return read_manifest(output) | {"reused": True}
     futures = [encode_chat_file_task.submit(path, index, tokenizer, tokenizer_sha256, output, config) for index, path in enumerate(inputs)]
-    manifest = finish_chat_data(output, expected, tokenizer_sha256, config, [future.result() for future in futures])
+    manifest = finish_chat_data(output, expected, tokenizer, tokenizer_sha256, config, [future.result() for future in futures])
     publish_stats("chat-data", manifest["stats"])
     return manifest | {"reused": False}

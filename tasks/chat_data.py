@@ -24,6 +24,7 @@ from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, re
 from tinylm.tasks.chat_template import ChatEncoder, ChatTokens, Message, conversation_problem
 from tinylm.tasks.readers import ReadStats, read_json_lines
 from tinylm.tasks.report import merge_counts
+from tinylm.tasks.tokenizer import EOS, PAD, load_tokenizer
 
 _IDS = pa.list_(pa.int32())
 _MASK = pa.list_(pa.int8())
@@ -116,7 +117,9 @@ def chat_data_inputs(inputs: list[str], tokenizer_dir: str | Path, config: ChatD
     return fingerprint("chat_data", config, {**content_hashes(inputs), "tokenizer": tokenizer_sha256}), tokenizer_sha256
 
 
-def finish_chat_data(output_dir: str | Path, expected: str, tokenizer_sha256: str, config: ChatDataConfig, results: list[dict]) -> dict:
+def finish_chat_data(
+    output_dir: str | Path, expected: str, tokenizer_dir: str | Path, tokenizer_sha256: str, config: ChatDataConfig, results: list[dict]
+) -> dict:
     """Check that something was kept, drop parts of an earlier run that no input made, write the manifest."""
     output_dir = Path(output_dir)
     skipped = merge_counts(results, "skipped")
@@ -135,11 +138,16 @@ def finish_chat_data(output_dir: str | Path, expected: str, tokenizer_sha256: st
         "trained_tokens": sum(r.get("trained_tokens", 0) for r in results),
         "lines_with_replaced_bytes": sum(r["lines_with_replaced_bytes"] for r in results),
     }
+    tokenizer = load_tokenizer(tokenizer_dir)
     manifest = {
         "stage": "chat_data",
         "format": config.format,
         "fingerprint": expected,
         "tokenizer_sha256": tokenizer_sha256,
+        "tokenizer_dir": str(Path(tokenizer_dir).resolve()),
+        "vocab_size": tokenizer.get_vocab_size(),
+        "eos_id": tokenizer.token_to_id(EOS),
+        "pad_id": tokenizer.token_to_id(PAD),
         "parts": results,
         "stats": stats,
         "config": config.model_dump(mode="json"),
@@ -154,7 +162,7 @@ def build_chat_data(inputs: list[str], tokenizer_dir: str | Path, output_dir: st
     if is_complete(output_dir, expected):
         return read_manifest(output_dir) | {"reused": True}
     results = [encode_chat_file(path, index, tokenizer_dir, tokenizer_sha256, output_dir, config) for index, path in enumerate(inputs)]
-    return finish_chat_data(output_dir, expected, tokenizer_sha256, config, results) | {"reused": False}
+    return finish_chat_data(output_dir, expected, tokenizer_dir, tokenizer_sha256, config, results) | {"reused": False}
 
 
 encode_chat_file_task = task(encode_chat_file, name="encode-chat-file", cache_policy=NO_CACHE)

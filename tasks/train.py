@@ -22,6 +22,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import TrainConfig
+from tinylm.model.config import ModelConfig
 from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import (
@@ -33,9 +34,10 @@ from tinylm.storage.checkpoints import (
     rng_state,
     save_checkpoint,
 )
-from tinylm.storage.shards import ShardSet, open_shards
+from tinylm.storage.shards import ShardSet
 from tinylm.storage.tracking import check_reachable, flatten_params, retrying, tracking_uri, use_experiment
 from tinylm.tasks.tokenizer import EOS, TOKENIZER_FILE, load_tokenizer
+from tinylm.tasks.training_data import open_training_data, unit_order, windows_batch
 
 
 @dataclass
@@ -55,22 +57,10 @@ def pick_device(setting: str) -> torch.device:
     return torch.device(setting)
 
 
-def batches_in_shard(tokens: int, config: TrainConfig) -> int:
-    """Optimizer steps a shard gives: its windows in groups of batch_size x grad_accum_steps."""
-    batches = ((tokens - 1) // config.seq_len) // (config.batch_size * config.grad_accum_steps)
+def batches_in_shard(units: int, config: TrainConfig) -> int:
+    """Optimizer steps a shard gives: its units (windows or conversations) in groups of batch_size x grad_accum_steps."""
+    batches = units // (config.batch_size * config.grad_accum_steps)
     return min(batches, config.max_steps_per_shard) if config.max_steps_per_shard else batches
-
-
-def sequence_order(tokens: int, config: TrainConfig, shard_index: int) -> np.ndarray:
-    """Shuffled order of the shard's non-overlapping windows, fixed by the seed and shard index."""
-    return np.random.default_rng([config.seed, shard_index]).permutation((tokens - 1) // config.seq_len)
-
-
-def make_batch(array: np.ndarray, order: np.ndarray, batch: int, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Micro-batch number `batch` of a shard: inputs and the same windows shifted by one."""
-    starts = order[batch * config.batch_size : (batch + 1) * config.batch_size] * config.seq_len
-    windows = np.stack([array[start : start + config.seq_len + 1] for start in starts]).astype(np.int64)
-    return torch.from_numpy(windows[:, :-1]), torch.from_numpy(windows[:, 1:])
 
 
 def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -104,9 +94,9 @@ def _resume_state(run_id: str, run_dir: Path) -> tuple[dict, dict] | None:
 
 
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, validation: ShardSet, config: TrainConfig, device: torch.device, autocast) -> float | None:
+def validation_loss(model: torch.nn.Module, validation: ShardSet | None, config: TrainConfig, device: torch.device, autocast) -> float | None:
     """Mean loss over the first `eval_batches` windows of the validation shards (the same ones every time)."""
-    if not validation.arrays or config.eval_batches == 0:
+    if validation is None or not validation.arrays or config.eval_batches == 0:
         return None
     stream = np.concatenate([np.asarray(array) for array in validation.arrays])
     order = np.arange((len(stream) - 1) // config.seq_len)
@@ -116,7 +106,7 @@ def validation_loss(model: torch.nn.Module, validation: ShardSet, config: TrainC
     model.eval()
     losses = []
     for batch in range(batches):
-        inputs, targets = make_batch(stream, order, batch, config)
+        inputs, targets = windows_batch(stream, order, batch, config)
         with autocast:
             losses.append(model(inputs.to(device), targets.to(device)).loss.item())
     model.train()
@@ -143,28 +133,60 @@ def model_flops_utilization(model: Transformer, config: TrainConfig, tokens_per_
     return per_token * tokens_per_s / (config.peak_tflops * 1e12)
 
 
+def _initial_weights(run_id: str, workspace: Path, manifest: dict) -> tuple[dict, ModelConfig]:
+    """Weights and shape of another run's newest checkpoint, refused if its tokenizer is not the data's."""
+    found = _resume_state(run_id, workspace / "checkpoints" / run_id)
+    if found is None:
+        raise FileNotFoundError(f"run {run_id} has no complete checkpoint to start from")
+    state, meta = found
+    _check_tokenizer(meta, manifest)
+    return state["model"], ModelConfig(**meta["model_config"])
+
+
+def _run_tags(tags: dict[str, str] | None, config: TrainConfig) -> dict[str, str]:
+    """The caller's tags, plus the run this one starts from, so MLflow links SFT to its pretraining."""
+    return (tags or {}) | ({"tinylm.init_run_id": config.init_run_id} if config.init_run_id else {})
+
+
+def _check_tokenizer(meta: dict, manifest: dict) -> None:
+    if meta["tokenizer_sha256"] != manifest["tokenizer_sha256"]:
+        raise ValueError(
+            f"the data was built with tokenizer {manifest['tokenizer_sha256'][:12]}, "
+            f"the checkpoint with {meta['tokenizer_sha256'][:12]}: refusing to mix them"
+        )
+
+
 def train_model(
-    shards_dir: str | Path,
+    data_dir: str | Path,
     workspace: str | Path,
     config: TrainConfig,
     tags: dict[str, str] | None = None,
 ) -> dict:
-    """Train over the shards in manifest order and return the run id and final loss."""
-    shards: ShardSet = open_shards(shards_dir)
-    validation = open_shards(shards_dir, "validation")
-    model_config = dataclasses.replace(config.model, vocab_size=shards.vocab_size)
+    """Train over the data's shards in manifest order and return the run id and final loss.
+
+    `data_dir` holds token shards (pretraining) or chat-data SFT parquet (loss on the
+    assistant's tokens only); `config.init_run_id` starts from another run's newest
+    checkpoint, its model shape included, with a fresh optimizer and schedule.
+    """
+    data = open_training_data(data_dir, config)
+    manifest = data.manifest
+    initial = _initial_weights(config.init_run_id, Path(workspace), manifest) if config.init_run_id else None
+    model_config = initial[1] if initial else dataclasses.replace(config.model, vocab_size=manifest["vocab_size"])
     if config.seq_len > model_config.max_seq_len:
         raise ValueError(f"seq_len {config.seq_len} exceeds the model's max_seq_len {model_config.max_seq_len}")
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
-    model = Transformer(model_config).to(device)
+    model = Transformer(model_config)
+    if initial:
+        model.load_state_dict(initial[0])
+    model = model.to(device)
     trained = torch.compile(model) if config.compile else model
     optimizer = build_optimizer(model, config, device)
-    shard_count = min(len(shards.arrays), config.max_shards or len(shards.arrays))
-    steps_per_shard = [batches_in_shard(len(shards.arrays[i]), config) for i in range(shard_count)]
+    shard_count = min(data.shard_count(), config.max_shards or data.shard_count())
+    steps_per_shard = [batches_in_shard(data.units(i), config) for i in range(shard_count)]
     total_steps = sum(steps_per_shard)
     if total_steps == 0:
-        raise ValueError(f"shards in {shards_dir} hold too few tokens for one batch of {config.batch_size}x{config.seq_len}")
+        raise ValueError(f"{data_dir} holds too little for one batch of {config.batch_size}x{config.seq_len}")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: learning_rate(step, total_steps, config) / config.learning_rate
     )
@@ -173,7 +195,7 @@ def train_model(
     run = (
         mlflow.start_run(run_id=config.resume_run_id)
         if config.resume_run_id
-        else mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name, tags=tags)
+        else mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name, tags=_run_tags(tags, config))
     )
     with run:
         run_id = run.info.run_id
@@ -182,11 +204,7 @@ def train_model(
         resumed = _resume_state(run_id, run_dir) if config.resume_run_id else None
         if resumed is not None:
             state, meta = resumed
-            if meta["tokenizer_sha256"] != shards.manifest["tokenizer_sha256"]:
-                raise ValueError(
-                    f"the shards in {shards_dir} were built with tokenizer {shards.manifest['tokenizer_sha256'][:12]}, "
-                    f"the checkpoint with {meta['tokenizer_sha256'][:12]}: refusing to resume"
-                )
+            _check_tokenizer(meta, manifest)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -197,12 +215,12 @@ def train_model(
                 flatten_params("", config.model_dump(mode="json"))
                 | {
                     "parameters": str(model.num_parameters()),
-                    "vocab_size": str(shards.vocab_size),
+                    "vocab_size": str(model_config.vocab_size),
                     "total_steps": str(total_steps),
-                    "shards_dir": str(shards_dir),
+                    "data_dir": str(data_dir),
                 }
             )
-        tokenizer_dir = Path(shards.manifest["tokenizer_dir"])
+        tokenizer_dir = Path(manifest["tokenizer_dir"])
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
         tokens_per_step = config.batch_size * config.seq_len * config.grad_accum_steps
 
@@ -212,8 +230,8 @@ def train_model(
             meta = {
                 "cursor": dataclasses.asdict(at),
                 "model_config": dataclasses.asdict(model_config),
-                "tokenizer_sha256": shards.manifest["tokenizer_sha256"],
-                "eos_id": shards.manifest["eos_id"],
+                "tokenizer_sha256": manifest["tokenizer_sha256"],
+                "eos_id": manifest["eos_id"],
                 "loss": loss,
             }
             directory = save_checkpoint(run_dir / name, state, meta, {TOKENIZER_FILE: tokenizer_dir / TOKENIZER_FILE})
@@ -222,16 +240,16 @@ def train_model(
         last_loss = float("nan")
         trained.train()
         for shard_index in range(cursor.shard, shard_count):
-            array = shards.arrays[shard_index]
-            order = sequence_order(len(array), config, shard_index)
+            order = unit_order(data.units(shard_index), config, shard_index)
             started = time.perf_counter()
             for batch in range(cursor.batch, steps_per_shard[shard_index]):
                 optimizer.zero_grad(set_to_none=True)
                 last_loss = 0.0
                 for micro in range(config.grad_accum_steps):
-                    inputs, targets = make_batch(array, order, batch * config.grad_accum_steps + micro, config)
+                    inputs, targets, mask = data.batch(shard_index, order, batch * config.grad_accum_steps + micro)
                     with autocast:
-                        loss = trained(inputs.to(device), targets.to(device)).loss / config.grad_accum_steps
+                        loss = trained(inputs.to(device), targets.to(device), None if mask is None else mask.to(device)).loss
+                    loss = loss / config.grad_accum_steps
                     loss.backward()
                     last_loss += loss.item()
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -249,7 +267,7 @@ def train_model(
                     checkpoint(Cursor(shard_index, batch + 1, cursor.step), last_loss)
             cursor = Cursor(shard=shard_index + 1, batch=0, step=cursor.step)
             shard_metrics = {"shard": float(shard_index)}
-            if (loss_value := validation_loss(trained, validation, config, device, autocast)) is not None:
+            if (loss_value := validation_loss(trained, data.validation, config, device, autocast)) is not None:
                 shard_metrics |= {"val_loss": loss_value, "val_perplexity": math.exp(min(loss_value, 50.0))}
             retrying(lambda: mlflow.log_metrics(shard_metrics, step=cursor.step))
             if config.sample_prompts and config.sample_tokens:

@@ -1,18 +1,22 @@
+import json
 import math
 import shutil
 import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import kill_when, tiny_train_config
-from tinylm.config import ShardsConfig, TokenizerConfig, TrainConfig
+from tinylm.config import ChatDataConfig, ShardsConfig, TokenizerConfig, TrainConfig
 from tinylm.model.config import ModelConfig
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import load_checkpoint
+from tinylm.storage.manifest import read_manifest
+from tinylm.tasks.chat_data import build_chat_data
 from tinylm.tasks.export import export_hf, register_model
 from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.tasks.chat_template import ChatEncoder
@@ -20,6 +24,7 @@ from tinylm.tasks.generate import chat_reply, generate_text, load_model
 from tinylm.tasks.shards import build_shards
 from tinylm.tasks.tokenizer import train_tokenizer
 from tinylm.tasks.train import learning_rate, train_model
+from tinylm.tasks.training_data import open_training_data
 
 TINY_TRAIN = tiny_train_config()
 
@@ -172,3 +177,31 @@ def test_export_loads_into_transformers_llama_with_the_same_logits_and_registers
     assert register_model(result["run_id"], exported, "tinylm-test") == 1
     (version,) = MlflowClient().search_model_versions("name = 'tinylm-test'")
     assert version.run_id == result["run_id"] and version.source.endswith("hf-model")
+
+
+def test_sft_starts_from_a_pretrain_run_and_learns_only_assistant_tokens(shards_dir, workspace, zuozhuan, tmp_path):
+    pretrain = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"max_shards": 1}))
+    tokenizer_dir = read_manifest(shards_dir)["tokenizer_dir"]
+    lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 20][:64]
+    records = [{"conversations": [{"role": "user", "content": line[:8]}, {"role": "assistant", "content": line[8:20]}]} for line in lines]
+    source = tmp_path / "sft.jsonl"
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    build_chat_data([str(source)], tokenizer_dir, tmp_path / "sft", ChatDataConfig(max_seq_len=32))
+
+    data = open_training_data(tmp_path / "sft", TINY_TRAIN)
+    inputs, targets, mask = data.batch(0, np.arange(data.units(0)), 0)
+    pad = data.manifest["pad_id"]
+    assert inputs.shape == targets.shape == mask.shape == (4, 32)
+    assert not mask[targets == pad].any(), "padding never counts"
+    assert torch.equal(targets[:, :-1], inputs[:, 1:])
+
+    config = TINY_TRAIN.model_copy(update={"init_run_id": pretrain["run_id"], "max_steps_per_shard": 16, "eval_batches": 0})
+    sft = train_model(tmp_path / "sft", workspace, config)
+    assert sft["run_id"] != pretrain["run_id"] and sft["steps"] == min(16, data.units(0) // 4) > 8
+    run = MlflowClient().get_run(sft["run_id"])
+    assert run.data.tags["tinylm.init_run_id"] == pretrain["run_id"]
+    losses = MlflowClient().get_metric_history(sft["run_id"], "loss")
+    assert losses[-1].value < losses[0].value
+    _, meta = load_checkpoint(workspace / "checkpoints" / sft["run_id"] / f"step-{sft['steps']:08d}")
+    _, pretrained = load_checkpoint(workspace / "checkpoints" / pretrain["run_id"] / "step-00000006")
+    assert meta["model_config"] == pretrained["model_config"]

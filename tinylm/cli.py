@@ -120,6 +120,8 @@ def _train(args: argparse.Namespace) -> None:
     config = load_yaml(args.config, TrainConfig) if args.config else TrainConfig()
     if args.resume:
         config = config.model_copy(update={"resume_run_id": args.resume})
+    if args.init:
+        config = config.model_copy(update={"init_run_id": args.init})
     _print_json(train_flow(str(args.shards), config, args.workspace or "workspace"))
 
 
@@ -253,10 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--config", type=Path, help="ChatDataConfig YAML")
 
     train = command("train", _train, "Pretrain a model shard by shard, checkpointing each shard to MLflow.")
-    train.add_argument("--shards", type=Path, required=True, help="shard directory (output of `tinylm shards`)")
+    train.add_argument("--shards", type=Path, required=True, help="shard directory (`tinylm shards`), or SFT data (`tinylm chat-data`)")
     train.add_argument("--config", type=Path, help="TrainConfig YAML (model shape, batch, schedule)")
     train.add_argument("--workspace", help="workspace for checkpoints and the default MLflow store (default ./workspace)")
     train.add_argument("--resume", metavar="RUN_ID", help="continue this MLflow run from its newest checkpoint")
+    train.add_argument("--init", metavar="RUN_ID", help="start from this run's newest checkpoint (SFT after pretraining)")
 
     generate = command("generate", _generate, "Sample a continuation from a checkpoint.")
     generate.add_argument("--checkpoint", required=True, help="checkpoint directory, or an MLflow run id (its newest checkpoint)")

@@ -179,6 +179,9 @@ class TrainConfig(_Settings):
     experiment: str = "tinylm"
     run_name: str | None = None
     resume_run_id: str | None = Field(None, description="continue this MLflow run from its newest checkpoint")
+    init_run_id: str | None = Field(
+        None, description="start a new run from this run's newest checkpoint (its model shape too): SFT after pretraining"
+    )
 
 
 class PipelineConfig(_Settings):
