@@ -9,6 +9,7 @@ sample generations draw no random numbers, so they cannot change the result eith
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -19,6 +20,7 @@ import mlflow
 import numpy as np
 import torch
 from prefect import task
+from torch.nn.parallel import DistributedDataParallel
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import TrainConfig
@@ -36,6 +38,8 @@ from tinylm.storage.checkpoints import (
 )
 from tinylm.storage.shards import ShardSet
 from tinylm.storage.tracking import check_reachable, flatten_params, retrying, tracking_uri, use_experiment
+from tinylm.tasks import distributed
+from tinylm.tasks.distributed import Ranks, from_main
 from tinylm.tasks.tokenizer import EOS, TOKENIZER_FILE, load_tokenizer
 from tinylm.tasks.training_data import open_training_data, unit_order, windows_batch
 
@@ -156,6 +160,39 @@ def _check_tokenizer(meta: dict, manifest: dict) -> None:
         )
 
 
+class RunTracker:
+    """A training run's MLflow calls, retried while the server is unreachable; rank 0 makes them, other ranks none."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        if self.active:
+            retrying(lambda: mlflow.log_metrics(values, step=step))
+
+    def text(self, text: str, path: str) -> None:
+        if self.active:
+            retrying(lambda: mlflow.log_text(text, path))
+
+    def checkpoint(self, directory: Path, name: str) -> None:
+        if self.active:
+            retrying(lambda: log_checkpoint(directory, name))
+
+
+def _start_run(config: TrainConfig, workspace: str | Path, tags: dict[str, str] | None, ranks: Ranks):
+    """The MLflow run (rank 0), or a stand-in context on the other ranks; and the run id every rank shares."""
+    if not ranks.is_main:
+        return contextlib.nullcontext(), from_main(ranks, None)
+    check_reachable(tracking_uri(workspace))
+    experiment_id = use_experiment(config.experiment, workspace)
+    run = (
+        mlflow.start_run(run_id=config.resume_run_id)
+        if config.resume_run_id
+        else mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name, tags=_run_tags(tags, config))
+    )
+    return run, from_main(ranks, run.info.run_id)
+
+
 def train_model(
     data_dir: str | Path,
     workspace: str | Path,
@@ -166,7 +203,9 @@ def train_model(
 
     `data_dir` holds token shards (pretraining) or chat-data SFT parquet (loss on the
     assistant's tokens only); `config.init_run_id` starts from another run's newest
-    checkpoint, its model shape included, with a fresh optimizer and schedule.
+    checkpoint, its model shape included, with a fresh optimizer and schedule. Under
+    `torchrun`, each process trains its slice of every batch (so `batch_size` is per
+    process) and rank 0 alone logs and checkpoints.
     """
     data = open_training_data(data_dir, config)
     manifest = data.manifest
@@ -175,33 +214,30 @@ def train_model(
     if config.seq_len > model_config.max_seq_len:
         raise ValueError(f"seq_len {config.seq_len} exceeds the model's max_seq_len {model_config.max_seq_len}")
     device = pick_device(config.device)
+    ranks = distributed.start(device.type)
+    device = distributed.device_for(ranks, device)
     torch.manual_seed(config.seed)
     model = Transformer(model_config)
     if initial:
         model.load_state_dict(initial[0])
     model = model.to(device)
-    trained = torch.compile(model) if config.compile else model
+    wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.distributed else model
+    trained = torch.compile(wrapped) if config.compile else wrapped
     optimizer = build_optimizer(model, config, device)
     shard_count = min(data.shard_count(), config.max_shards or data.shard_count())
-    steps_per_shard = [batches_in_shard(data.units(i), config) for i in range(shard_count)]
+    steps_per_shard = [batches_in_shard(data.units(i) // ranks.world, config) for i in range(shard_count)]
     total_steps = sum(steps_per_shard)
     if total_steps == 0:
         raise ValueError(f"{data_dir} holds too little for one batch of {config.batch_size}x{config.seq_len}")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: learning_rate(step, total_steps, config) / config.learning_rate
     )
-    check_reachable(tracking_uri(workspace))
-    experiment_id = use_experiment(config.experiment, workspace)
-    run = (
-        mlflow.start_run(run_id=config.resume_run_id)
-        if config.resume_run_id
-        else mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name, tags=_run_tags(tags, config))
-    )
+    run, run_id = _start_run(config, workspace, tags, ranks)
+    tracker = RunTracker(ranks.is_main)
     with run:
-        run_id = run.info.run_id
         run_dir = Path(workspace) / "checkpoints" / run_id
         cursor = Cursor()
-        resumed = _resume_state(run_id, run_dir) if config.resume_run_id else None
+        resumed = from_main(ranks, _resume_state(run_id, run_dir) if config.resume_run_id and ranks.is_main else None)
         if resumed is not None:
             state, meta = resumed
             _check_tokenizer(meta, manifest)
@@ -210,7 +246,7 @@ def train_model(
             scheduler.load_state_dict(state["scheduler"])
             restore_rng_state(state["rng"])
             cursor = Cursor(**meta["cursor"])
-        elif not config.resume_run_id:
+        elif not config.resume_run_id and ranks.is_main:
             mlflow.log_params(
                 flatten_params("", config.model_dump(mode="json"))
                 | {
@@ -218,13 +254,16 @@ def train_model(
                     "vocab_size": str(model_config.vocab_size),
                     "total_steps": str(total_steps),
                     "data_dir": str(data_dir),
+                    "processes": str(ranks.world),
                 }
             )
         tokenizer_dir = Path(manifest["tokenizer_dir"])
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-        tokens_per_step = config.batch_size * config.seq_len * config.grad_accum_steps
+        tokens_per_step = config.batch_size * config.seq_len * config.grad_accum_steps * ranks.world
 
         def checkpoint(at: Cursor, loss: float) -> None:
+            if not ranks.is_main:
+                return
             name = f"step-{at.step:08d}"
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
             meta = {
@@ -234,8 +273,7 @@ def train_model(
                 "eos_id": manifest["eos_id"],
                 "loss": loss,
             }
-            directory = save_checkpoint(run_dir / name, state, meta, {TOKENIZER_FILE: tokenizer_dir / TOKENIZER_FILE})
-            retrying(lambda: log_checkpoint(directory, name))
+            tracker.checkpoint(save_checkpoint(run_dir / name, state, meta, {TOKENIZER_FILE: tokenizer_dir / TOKENIZER_FILE}), name)
 
         last_loss = float("nan")
         trained.train()
@@ -246,7 +284,8 @@ def train_model(
                 optimizer.zero_grad(set_to_none=True)
                 last_loss = 0.0
                 for micro in range(config.grad_accum_steps):
-                    inputs, targets, mask = data.batch(shard_index, order, batch * config.grad_accum_steps + micro)
+                    index = (batch * config.grad_accum_steps + micro) * ranks.world + ranks.rank
+                    inputs, targets, mask = data.batch(shard_index, order, index)
                     with autocast:
                         loss = trained(inputs.to(device), targets.to(device), None if mask is None else mask.to(device)).loss
                     loss = loss / config.grad_accum_steps
@@ -258,21 +297,21 @@ def train_model(
                 cursor.step += 1
                 if (cursor.step - 1) % config.log_every == 0 or cursor.step == total_steps:
                     tokens_per_s = tokens_per_step * (batch - cursor.batch + 1) / max(time.perf_counter() - started, 1e-9)
-                    metrics = {"loss": last_loss, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "tokens_per_s": tokens_per_s}
+                    metrics = {"loss": distributed.mean(ranks, last_loss, device), "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "tokens_per_s": tokens_per_s}
                     if device.type == "cuda":
-                        metrics["mfu"] = model_flops_utilization(model, config, tokens_per_s)
-                    retrying(lambda: mlflow.log_metrics(metrics, step=cursor.step))
+                        metrics["mfu"] = model_flops_utilization(model, config, tokens_per_s / ranks.world)
+                    tracker.metrics(metrics, cursor.step)
                 inside = batch + 1 < steps_per_shard[shard_index]
                 if config.checkpoint_every and cursor.step % config.checkpoint_every == 0 and inside:
                     checkpoint(Cursor(shard_index, batch + 1, cursor.step), last_loss)
             cursor = Cursor(shard=shard_index + 1, batch=0, step=cursor.step)
-            shard_metrics = {"shard": float(shard_index)}
-            if (loss_value := validation_loss(trained, data.validation, config, device, autocast)) is not None:
-                shard_metrics |= {"val_loss": loss_value, "val_perplexity": math.exp(min(loss_value, 50.0))}
-            retrying(lambda: mlflow.log_metrics(shard_metrics, step=cursor.step))
-            if config.sample_prompts and config.sample_tokens:
-                text = sample_generations(model, tokenizer_dir, config)
-                retrying(lambda: mlflow.log_text(text, f"samples/shard-{shard_index:05d}.txt"))
+            if ranks.is_main:
+                shard_metrics = {"shard": float(shard_index)}
+                if (loss_value := validation_loss(model, data.validation, config, device, autocast)) is not None:
+                    shard_metrics |= {"val_loss": loss_value, "val_perplexity": math.exp(min(loss_value, 50.0))}
+                tracker.metrics(shard_metrics, cursor.step)
+                if config.sample_prompts and config.sample_tokens:
+                    tracker.text(sample_generations(model, tokenizer_dir, config), f"samples/shard-{shard_index:05d}.txt")
             checkpoint(cursor, last_loss)
         return {"run_id": run_id, "steps": cursor.step, "final_loss": last_loss, "parameters": model.num_parameters()}
 

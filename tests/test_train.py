@@ -1,6 +1,9 @@
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -205,3 +208,27 @@ def test_sft_starts_from_a_pretrain_run_and_learns_only_assistant_tokens(shards_
     _, meta = load_checkpoint(workspace / "checkpoints" / sft["run_id"] / f"step-{sft['steps']:08d}")
     _, pretrained = load_checkpoint(workspace / "checkpoints" / pretrain["run_id"] / "step-00000006")
     assert meta["model_config"] == pretrained["model_config"]
+
+
+@pytest.mark.slow
+def test_torchrun_data_parallel_matches_one_process_with_the_whole_batch(shards_dir, workspace, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    single = TINY_TRAIN.model_copy(update={"max_shards": 1, "batch_size": 4, "run_name": "single", "sample_tokens": 0})
+    reference = train_model(shards_dir, workspace, single)
+    parallel = single.model_copy(update={"batch_size": 2, "run_name": "parallel"})
+    code = (
+        "from tinylm.tasks.train import train_model; from tinylm.config import TrainConfig; "
+        f"train_model({str(shards_dir)!r}, {str(workspace)!r}, TrainConfig.model_validate_json({parallel.model_dump_json()!r}))"
+    )
+    environment = os.environ | {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(), "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "--no-python", sys.executable, "-c", code],
+        check=True, env=environment, timeout=300,
+    )
+    client = MlflowClient()
+    (run,) = client.search_runs([mlflow.get_experiment_by_name("tinylm").experiment_id], "attributes.run_name = 'parallel'")
+    assert run.data.params["processes"] == "2"
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == reference["steps"]
+    expected, _ = load_checkpoint(workspace / "checkpoints" / reference["run_id"] / f"step-{reference['steps']:08d}")
+    actual, _ = load_checkpoint(workspace / "checkpoints" / run.info.run_id / f"step-{reference['steps']:08d}")
+    assert all(torch.allclose(expected["model"][k], actual["model"][k], atol=1e-5) for k in expected["model"])

@@ -115,14 +115,22 @@ def _chat_data(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from tinylm.flows.train import train_flow
+    import os
 
     config = load_yaml(args.config, TrainConfig) if args.config else TrainConfig()
     if args.resume:
         config = config.model_copy(update={"resume_run_id": args.resume})
     if args.init:
         config = config.model_copy(update={"init_run_id": args.init})
-    _print_json(train_flow(str(args.shards), config, args.workspace or "workspace"))
+    workspace = args.workspace or "workspace"
+    if int(os.environ.get("RANK", "0")) > 0:
+        from tinylm.tasks.train import train_model
+
+        train_model(str(args.shards), workspace, config)
+        return
+    from tinylm.flows.train import train_flow
+
+    _print_json(train_flow(str(args.shards), config, workspace))
 
 
 def _sampling(args: argparse.Namespace):
