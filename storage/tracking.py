@@ -79,8 +79,8 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         ) from error
 
 
-def retrying(action: Callable[[], T], attempts: int = 5, first_delay: float = 1.0) -> T:
-    """Run `action`, retrying with doubling delays while the tracking server is unreachable.
+def retrying(action: Callable[[], T], attempts: int = 7, first_delay: float = 1.0) -> T:
+    """Run `action`, retrying with doubling delays (about a minute in all) while the tracking server is unreachable.
 
     Only connection-type failures are retried (a 4xx answer, such as a bad parameter, is
     raised at once); the last attempt's error is the one raised.

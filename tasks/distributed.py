@@ -61,3 +61,11 @@ def mean(ranks: Ranks, value: float, device: torch.device) -> float:
     tensor = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return float(tensor) / ranks.world
+
+
+def finish(ranks: Ranks) -> None:
+    """Wait for every rank (rank 0 still validates and checkpoints), then leave the group: a
+    process that exits while Gloo's threads still run is aborted."""
+    if ranks.distributed:
+        dist.barrier()
+        dist.destroy_process_group()

@@ -313,6 +313,7 @@ def train_model(
                 if config.sample_prompts and config.sample_tokens:
                     tracker.text(sample_generations(model, tokenizer_dir, config), f"samples/shard-{shard_index:05d}.txt")
             checkpoint(cursor, last_loss)
+        distributed.finish(ranks)
         return {"run_id": run_id, "steps": cursor.step, "final_loss": last_loss, "parameters": model.num_parameters()}
 
 

@@ -7,13 +7,15 @@ from pathlib import Path
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from tinylm.config import CorpusConfig, ExtractConfig
+from tinylm.config import CorpusConfig, ExtractConfig, ShardsConfig, TokenizerConfig
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.storage.manifest import file_sha256, write_manifest
 from tinylm.tasks.clean import clean_file
 from tinylm.tasks.dedup import deduplicate_files
 from tinylm.tasks.extraction import ExtractUnit, extract_unit
 from tinylm.tasks.readers import ReadStats, read_documents
+from tinylm.tasks.shards import build_shards
+from tinylm.tasks.tokenizer import train_tokenizer
 
 TESTS_DATA = Path(__file__).parent / "data"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -93,3 +95,13 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "workspace"
     root.mkdir()
     return root
+
+
+@pytest.fixture(scope="session")
+def shards_dir(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Token shards (and a validation split) of the small corpus, for the training tests."""
+    tokenizer_dir = tmp_path_factory.mktemp("tok")
+    train_tokenizer(small_corpus, tokenizer_dir, TokenizerConfig(vocab_size=600))
+    output = tmp_path_factory.mktemp("shards")
+    build_shards(small_corpus, tokenizer_dir, output, ShardsConfig(shard_tokens=4096, validation_fraction=0.2))
+    return output

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,3 +37,9 @@ def kill_when(code: str, half_written: Callable[[], bool], timeout: float = 60) 
         time.sleep(0.005)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,7 +1,6 @@
 """The dedup index in Redis (datasketch's Redis storage), against a real redis-server the fixture runs."""
 
 import shutil
-import socket
 import subprocess
 import time
 
@@ -11,13 +10,8 @@ import redis
 from tinylm.config import DedupConfig
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.tasks.dedup import deduplicate_files
+from tests.helpers import free_port
 from tests.test_dedup import edited
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -25,7 +19,7 @@ def redis_url(tmp_path):
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("redis-server is not installed (.ci/run installs Debian's)")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL,
@@ -73,7 +67,7 @@ def test_corpora_deduplicate_against_redis_across_machines(paragraphs, redis_url
 
 
 def test_redis_down_is_a_clear_error(paragraphs, tmp_path):
-    url = f"redis://127.0.0.1:{_free_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     write_documents(tmp_path / "docs.parquet", [make_document("x", 1, paragraphs[0], lang="zh")])
     with pytest.raises(ConnectionError, match=url):
         deduplicate_files([tmp_path / "docs.parquet"], tmp_path / "out", DedupConfig(lsh_storage="redis", redis_url=url))

@@ -32,15 +32,6 @@ from tinylm.tasks.training_data import open_training_data
 TINY_TRAIN = tiny_train_config()
 
 
-@pytest.fixture(scope="module")
-def shards_dir(small_corpus, tmp_path_factory):
-    tokenizer_dir = tmp_path_factory.mktemp("tok")
-    train_tokenizer(small_corpus, tokenizer_dir, TokenizerConfig(vocab_size=600))
-    output = tmp_path_factory.mktemp("shards")
-    build_shards(small_corpus, tokenizer_dir, output, ShardsConfig(shard_tokens=4096, validation_fraction=0.2))
-    return output
-
-
 def test_schedule_warms_up_then_decays_to_the_floor():
     config = TrainConfig(learning_rate=1.0, min_learning_rate=0.1, warmup_steps=10)
     assert learning_rate(0, 100, config) == pytest.approx(0.1)
