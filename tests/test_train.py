@@ -223,3 +223,23 @@ def test_torchrun_data_parallel_matches_one_process_with_the_whole_batch(shards_
     expected, _ = load_checkpoint(workspace / "checkpoints" / reference["run_id"] / f"step-{reference['steps']:08d}")
     actual, _ = load_checkpoint(workspace / "checkpoints" / run.info.run_id / f"step-{reference['steps']:08d}")
     assert all(torch.allclose(expected["model"][k], actual["model"][k], atol=1e-5) for k in expected["model"])
+
+
+def test_chat_and_export_commands(shards_dir, workspace, tmp_path):
+    result = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"max_shards": 1}))
+    tinylm = str(Path(sys.executable).parent / "tinylm")
+    environment = os.environ | {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
+    chat = subprocess.run(
+        [tinylm, "chat", "--checkpoint", result["run_id"], "--temperature", "0", "--max-new-tokens", "6", "--workspace", str(workspace)],
+        input="合众国\n/reset\n\n宪法\n", capture_output=True, text=True, env=environment, check=True, timeout=120,
+    )
+    loaded = load_model(result["run_id"])
+    greedy = Sampling(temperature=0, repetition_penalty=1.1)
+    replies = ["".join(chat_reply(loaded, [{"role": "user", "content": text}], 6, greedy, torch.Generator())) for text in ("合众国", "宪法")]
+    assert chat.stdout == "".join(reply + "\n" for reply in replies), "one streamed line per message; /reset and blank lines answer nothing"
+    exported = subprocess.run(
+        [tinylm, "export", "--checkpoint", result["run_id"], "--output", str(tmp_path / "hf"), "--register", "tinylm-cli", "--workspace", str(workspace)],
+        capture_output=True, text=True, env=environment, check=True, timeout=120,
+    )
+    assert json.loads(exported.stdout)["registered"] == {"name": "tinylm-cli", "version": 1}
+    assert (tmp_path / "hf" / "model.safetensors").exists() and (tmp_path / "hf" / "tokenizer_config.json").exists()
