@@ -7,6 +7,7 @@ work-pool deployments of prefect.yaml, this needs no pool and no worker.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prefect import serve
@@ -16,11 +17,14 @@ from tinylm.config import PipelineConfig, load_yaml
 from tinylm.flows.chat_data import chat_data_flow
 from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.pipeline import pipeline_flow
+from tinylm.flows.refresh import refresh_flow
 from tinylm.flows.shards import shards_flow
 from tinylm.flows.tokenizer import tokenizer_flow
 from tinylm.flows.train import train_flow
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+# When the refresh deployment looks in its inbox; override with TINYLM_REFRESH_CRON.
+REFRESH_CRON = os.environ.get("TINYLM_REFRESH_CRON", "0 3 * * *")
 
 
 def build_deployments() -> list[RunnerDeployment]:
@@ -33,6 +37,7 @@ def build_deployments() -> list[RunnerDeployment]:
         shards_flow.to_deployment(name="shards", tags=["tinylm"]),
         train_flow.to_deployment(name="train", tags=["tinylm"]),
         chat_data_flow.to_deployment(name="chat-data", tags=["tinylm"]),
+        refresh_flow.to_deployment(name="refresh", cron=REFRESH_CRON, tags=["tinylm"]),
     ]
 
 

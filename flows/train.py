@@ -7,13 +7,20 @@ from prefect.runtime import flow_run
 
 from tinylm.config import TrainConfig
 from tinylm.storage.tracking import tracking_uri
+from tinylm.tasks.lineage import STAGE_TAG
 from tinylm.tasks.report import publish_stats
 from tinylm.tasks.train import train_model_task
 
 
 @flow(name="train")
-def train_flow(shards: str = "workspace/shards/default", config: TrainConfig = TrainConfig(), workspace: str = "workspace") -> dict:
-    tags = {"prefect.flow_run_id": str(flow_run.id), "tinylm.shards": shards}
+def train_flow(
+    shards: str = "workspace/shards/default",
+    config: TrainConfig = TrainConfig(),
+    workspace: str = "workspace",
+    tags: dict[str, str] | None = None,
+) -> dict:
+    """Pretrain on shards (or fine-tune on chat data); `tags` go on the MLflow run beside the flow run's id."""
+    tags = {"prefect.flow_run_id": str(flow_run.id), "tinylm.shards": shards, STAGE_TAG: "train"} | (tags or {})
     result = train_model_task(shards, workspace, config, tags)
     publish_stats(
         "train",

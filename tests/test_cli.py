@@ -10,7 +10,7 @@ from tinylm.cli import build_parser, main
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.storage.manifest import content_hashes
 
-COMMANDS = ["pipeline", "extract", "convert", "dedup", "corpus", "tokenizer", "shards", "chat-data", "train", "generate", "chat", "export"]
+COMMANDS = ["pipeline", "extract", "convert", "dedup", "corpus", "tokenizer", "shards", "chat-data", "train", "refresh", "generate", "chat", "export"]
 
 
 def test_every_command_has_help_for_every_option():

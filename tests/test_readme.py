@@ -3,7 +3,7 @@
 import dataclasses
 from pathlib import Path
 
-from tinylm.config import CorpusConfig, PipelineConfig, ShardsConfig, TokenizerConfig, TrainConfig
+from tinylm.config import ChatDataConfig, CorpusConfig, PipelineConfig, RefreshConfig, ShardsConfig, TokenizerConfig, TrainConfig
 from tinylm.model.config import ModelConfig
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
@@ -19,7 +19,7 @@ def _fields(model) -> set[str]:
 
 
 def test_every_config_field_is_in_the_readme():
-    fields = set().union(*(_fields(m) for m in (PipelineConfig, CorpusConfig, TokenizerConfig, ShardsConfig, TrainConfig)))
+    fields = set().union(*(_fields(m) for m in (PipelineConfig, CorpusConfig, TokenizerConfig, ShardsConfig, TrainConfig, ChatDataConfig, RefreshConfig)))
     fields |= {f.name for f in dataclasses.fields(ModelConfig)}
     missing = sorted(name for name in fields if f"`{name}`" not in README and f"{name}`" not in README)
     assert not missing, f"README does not document: {missing}"

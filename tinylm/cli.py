@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tinylm.config import ChatDataConfig, ConvertConfig, CorpusConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig, TrainConfig, load_yaml
+from tinylm.config import ChatDataConfig, RefreshConfig, ConvertConfig, CorpusConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig, TrainConfig, load_yaml
 
 
 def _print_json(result: object) -> None:
@@ -131,6 +131,14 @@ def _train(args: argparse.Namespace) -> None:
     from tinylm.flows.train import train_flow
 
     _print_json(train_flow(str(args.shards), config, workspace))
+
+
+def _refresh(args: argparse.Namespace) -> None:
+    from tinylm.flows.refresh import refresh_flow
+
+    config = load_yaml(args.config, RefreshConfig) if args.config else RefreshConfig()
+    updates = {key: value for key, value in (("workspace", args.workspace), ("inbox", args.inbox)) if value}
+    _print_json(refresh_flow(config.model_copy(update=updates)))
 
 
 def _sampling(args: argparse.Namespace):
@@ -268,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workspace", help="workspace for checkpoints and the default MLflow store (default ./workspace)")
     train.add_argument("--resume", metavar="RUN_ID", help="continue this MLflow run from its newest checkpoint")
     train.add_argument("--init", metavar="RUN_ID", help="start from this run's newest checkpoint (SFT after pretraining)")
+
+    refresh = command("refresh", _refresh, "Train on corpus files new to the inbox, continuing the newest training run.")
+    refresh.add_argument("--config", type=Path, help="RefreshConfig YAML (inbox, tokenizer, and the corpus, shards and train settings)")
+    refresh.add_argument("--workspace", help="override the config's workspace")
+    refresh.add_argument("--inbox", help="override the config's inbox (a folder or an fsspec URL)")
 
     generate = command("generate", _generate, "Sample a continuation from a checkpoint.")
     generate.add_argument("--checkpoint", required=True, help="checkpoint directory, or an MLflow run id (its newest checkpoint)")

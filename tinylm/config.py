@@ -205,6 +205,22 @@ class PipelineConfig(_Settings):
         return str(Path(self.workspace) / self.dedup_index) if self.dedup_index else None
 
 
+class RefreshConfig(_Settings):
+    """A refresh: corpus files new to the inbox go through corpus, dedup and shards, and training continues on them."""
+
+    workspace: str = "workspace"
+    inbox: str = Field("workspace/inbox", description="folder or fsspec URL (s3://bucket/inbox, ...) scanned for new corpus files")
+    tokenizer: str = Field("workspace/tokenizers/default", description="the tokenizer the model was trained with (not retrained)")
+    base_run_id: str | None = Field(
+        None, description="training run the first refresh continues from (None: the newest finished training run)"
+    )
+    dedup_index: str | None = Field("dedup-index", description="persistent dedup index, relative to the workspace")
+    lock_timeout_s: float = Field(3600, gt=0, description="how long a refresh waits for another one on the same workspace")
+    corpus: CorpusConfig = CorpusConfig()
+    shards: ShardsConfig = ShardsConfig()
+    train: TrainConfig = TrainConfig()
+
+
 def load_yaml(path: str | Path, model: type[BaseModel]) -> BaseModel:
     """Read a YAML file into a config model; unknown keys are an error, not silently ignored."""
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}

@@ -1,0 +1,81 @@
+"""The refresh flow: new inbox files through corpus, dedup and shards into continued training, once each."""
+
+import json
+import shutil
+import threading
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import tiny_train_config
+from tinylm.config import RefreshConfig
+from tinylm.flows.refresh import refresh_flow
+from tinylm.flows.train import train_flow
+from tinylm.storage.manifest import read_manifest
+from tinylm.tasks.lineage import LOSS_PLOT
+from tinylm.tasks.refresh import Ledger
+
+
+def write_lines(path, lines):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"text": line}, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+
+
+def all_runs():
+    client = MlflowClient()
+    return [run for experiment in client.search_experiments() for run in client.search_runs([experiment.experiment_id])]
+
+
+@pytest.fixture
+def setup(prefect_api, shards_dir, workspace, zuozhuan, tmp_path):
+    train = tiny_train_config(max_shards=1, eval_batches=1, sample_tokens=0)
+    base = train_flow(str(shards_dir), train, str(workspace))["run_id"]
+    config = RefreshConfig(
+        workspace=str(workspace),
+        inbox=str(tmp_path / "inbox"),
+        tokenizer=read_manifest(shards_dir)["tokenizer_dir"],
+        train=train,
+    )
+    lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 60]
+    return base, config, lines
+
+
+def test_refresh_trains_on_new_files_once_and_continues_the_lineage(setup, workspace, tmp_path):
+    base, config, lines = setup
+    inbox = tmp_path / "inbox"
+    write_lines(inbox / "a.jsonl", lines[:200])
+
+    first = refresh_flow(config)
+    assert first["new_files"] == 1 and first["documents_kept"] > 150
+    assert first["lineage"] == [base, first["run_id"]]
+    client = MlflowClient()
+    run = client.get_run(first["run_id"])
+    assert run.data.tags["tinylm.init_run_id"] == base and run.data.tags["tinylm.lineage"] == base
+    assert LOSS_PLOT in [item.path for item in client.list_artifacts(first["run_id"])]
+
+    runs_before = len(all_runs())
+    shutil.copy(inbox / "a.jsonl", inbox / "renamed.jsonl")
+    assert refresh_flow(config) == {"new_files": 0, "run_id": None}, "same content under another name is not new"
+    assert len(all_runs()) == runs_before
+
+    write_lines(inbox / "b.jsonl", lines[150:400])
+    second = refresh_flow(config)
+    assert second["lineage"] == [base, first["run_id"], second["run_id"]]
+    assert client.get_run(second["run_id"]).data.tags["tinylm.init_run_id"] == first["run_id"]
+    corpus = read_manifest(workspace / "corpus" / f"refresh-{second['batch']}")
+    assert corpus["stats"]["exact_duplicates"] + corpus["stats"]["near_duplicates_of_index"] >= 50, "lines seen before are dropped"
+    ledger = Ledger.load(workspace / "refresh")
+    assert sorted(entry["name"] for entry in ledger.files.values()) == ["a.jsonl", "b.jsonl"]
+
+
+def test_two_refreshes_at_once_take_turns(setup, workspace, tmp_path):
+    _, config, lines = setup
+    write_lines(tmp_path / "inbox" / "c.jsonl", lines[:120])
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(refresh_flow(config))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert sorted(result["new_files"] for result in results) == [0, 1]
+    assert len(Ledger.load(workspace / "refresh").runs) == 2
