@@ -7,7 +7,7 @@ from prefect import flow
 from tinylm.config import ChatDataConfig
 from tinylm.storage.manifest import is_complete, read_manifest
 from tinylm.tasks.chat_data import chat_data_inputs, encode_chat_file_task, finish_chat_data
-from tinylm.tasks.report import publish_stats
+from tinylm.tasks.report import report_stage
 
 
 @flow(name="chat-data")
@@ -16,6 +16,7 @@ def chat_data_flow(
     tokenizer: str = "workspace/tokenizers/default",
     output: str = "workspace/sft/default",
     config: ChatDataConfig = ChatDataConfig(),
+    workspace: str = "workspace",
 ) -> dict:
     """Tokenize chat jsonl with the tokenizer's chat template; an identical earlier run is reused."""
     expected, tokenizer_sha256 = chat_data_inputs(inputs, tokenizer, config)
@@ -23,5 +24,5 @@ def chat_data_flow(
         return read_manifest(output) | {"reused": True}
     futures = [encode_chat_file_task.submit(path, index, tokenizer, tokenizer_sha256, output, config) for index, path in enumerate(inputs)]
     manifest = finish_chat_data(output, expected, tokenizer, tokenizer_sha256, config, [future.result() for future in futures])
-    publish_stats("chat-data", manifest["stats"])
+    report_stage("chat-data", manifest["stats"], {"inputs": inputs, "tokenizer": tokenizer, "output": output, **config.model_dump(mode="json")}, workspace)
     return manifest | {"reused": False}

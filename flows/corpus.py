@@ -10,7 +10,7 @@ from tinylm.config import CorpusConfig
 from tinylm.flows.dedup import clean_and_deduplicate
 from tinylm.flows.extract import run_extract
 from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
-from tinylm.tasks.report import corpus_stats, log_stats_to_mlflow, publish_stats
+from tinylm.tasks.report import corpus_stats, report_stage
 
 
 @flow(name="corpus")
@@ -45,6 +45,5 @@ def corpus_flow(
         "config": config.model_dump(mode="json"),
     }
     write_manifest(output, manifest)
-    publish_stats("corpus", stats)
-    log_stats_to_mlflow("corpus", stats, {"inputs": inputs, "output": output, **config.model_dump(mode="json")}, workspace)
+    report_stage("corpus", stats, {"inputs": inputs, "output": output, **config.model_dump(mode="json")}, workspace)
     return manifest

@@ -10,7 +10,7 @@ from tinylm.config import CorpusConfig
 from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
 from tinylm.tasks.clean import clean_file_task
 from tinylm.tasks.dedup import deduplicate_files_task
-from tinylm.tasks.report import corpus_stats, log_stats_to_mlflow, publish_stats
+from tinylm.tasks.report import corpus_stats, report_stage
 
 
 def clean_and_deduplicate(
@@ -50,6 +50,5 @@ def dedup_flow(
     stats = corpus_stats({}, cleaned, deduped)
     manifest = {"stage": "dedup", "fingerprint": expected, "inputs": hashes, "parts": deduped["parts"], "stats": stats}
     write_manifest(output, manifest)
-    publish_stats("dedup", stats)
-    log_stats_to_mlflow("dedup", stats, {"input": input, "output": output, **config.model_dump(mode="json")}, workspace)
+    report_stage("dedup", stats, {"input": input, "output": output, **config.model_dump(mode="json")}, workspace)
     return manifest

@@ -34,7 +34,7 @@ def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
     with stopwatch(seconds, "tokenizer"):
         tokenizer = tokenizer_flow(corpus_dir, tokenizer_dir, config.tokenizer, config.workspace)
     with stopwatch(seconds, "shards"):
-        shards = shards_flow(corpus_dir, tokenizer_dir, shards_dir, config.shards)
+        shards = shards_flow(corpus_dir, tokenizer_dir, shards_dir, config.shards, config.workspace)
     with stopwatch(seconds, "train"):
         trained = train_flow(shards_dir, config.train, config.workspace)
     return {

@@ -35,7 +35,7 @@ def refresh_flow(config: RefreshConfig = RefreshConfig()) -> dict:
         corpus = corpus_flow(stage_locally(new, state / "staging"), corpus_dir, config.corpus, index, config.workspace)
         run_id, lineage = None, list(ledger.runs)
         if corpus["stats"]["kept"]:
-            shards_flow(corpus_dir, config.tokenizer, shards_dir, config.shards)
+            shards_flow(corpus_dir, config.tokenizer, shards_dir, config.shards, config.workspace)
             base = lineage[-1] if lineage else config.base_run_id or newest_training_run(config.train.experiment, config.workspace)
             if base is None:
                 raise ValueError("nothing to continue training from: run the pipeline first, or set base_run_id")

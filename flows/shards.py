@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from tinylm.config import ShardsConfig
-from tinylm.tasks.report import publish_stats
+from tinylm.tasks.report import report_stage
 from tinylm.tasks.shards import encode_part_task, mix_shards_task, plan_shards
 
 
@@ -15,14 +15,16 @@ def shards_flow(
     tokenizer: str = "workspace/tokenizers/default",
     output: str = "workspace/shards/default",
     config: ShardsConfig = ShardsConfig(),
+    workspace: str = "workspace",
 ) -> dict:
-    """Training and validation shards of `corpus` encoded with `tokenizer`; an identical earlier run is reused."""
+    """Training and validation shards of `corpus` encoded with `tokenizer`; an identical earlier run is reused.
+    The stats go to an MLflow run in `workspace`'s store (or MLFLOW_TRACKING_URI)."""
     job = plan_shards(corpus, tokenizer, output, config)
     if (manifest := job.finished()) is not None:
         return manifest | {"reused": True}
     futures = [encode_part_task.submit(job, part) for part in job.parts]
     manifest = mix_shards_task(job, [future.result() for future in futures])
-    publish_stats("shards", shard_stats(manifest))
+    report_stage("shards", shard_stats(manifest), {"corpus": corpus, "tokenizer": tokenizer, "output": output, **config.model_dump(mode="json")}, workspace)
     return manifest | {"reused": False}
 
 

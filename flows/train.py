@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from prefect import flow
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 
 from tinylm.config import TrainConfig
-from tinylm.storage.tracking import tracking_uri
+from tinylm.storage.tracking import run_link
 from tinylm.tasks.lineage import STAGE_TAG
 from tinylm.tasks.report import publish_stats
 from tinylm.tasks.train import train_model_task
@@ -21,11 +22,12 @@ def train_flow(
 ) -> dict:
     """Pretrain on shards (or fine-tune on chat data); `tags` go on the MLflow run beside the flow run's id."""
     tags = {"prefect.flow_run_id": str(flow_run.id), "tinylm.shards": shards, STAGE_TAG: "train"} | (tags or {})
-    result = train_model_task(shards, workspace, config, tags)
+    progress = create_progress_artifact(0.0, key="train-progress", description="optimizer steps done, in percent")
+    result = train_model_task(shards, workspace, config, tags, lambda done: update_progress_artifact(progress, 100 * done))
     publish_stats(
         "train",
         result,
-        summary=f"MLflow run `{result['run_id']}` in `{tracking_uri(workspace)}`, "
-        f"final loss {result['final_loss']:.4f} after {result['steps']} steps.",
+        summary=f"**train** finished: final loss {result['final_loss']:.4f} after {result['steps']} steps. "
+        f"MLflow run {run_link(workspace, result['run_id'])}",
     )
     return result

@@ -95,3 +95,12 @@ def retrying(action: Callable[[], T], attempts: int = 7, first_delay: float = 1.
             time.sleep(delay)
             delay *= 2
     return action()
+
+
+def run_link(workspace: str | Path, run_id: str) -> str:
+    """Markdown pointing at a run: a link on a tracking server, else how to open the embedded store."""
+    uri = tracking_uri(workspace)
+    if uri.startswith(("http://", "https://")):
+        experiment_id = client().get_run(run_id).info.experiment_id
+        return f"[{run_id}]({uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id})"
+    return f"`{run_id}` in `{uri}` (open it with `mlflow ui --backend-store-uri {uri}`)"

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,6 +199,7 @@ def train_model(
     workspace: str | Path,
     config: TrainConfig,
     tags: dict[str, str] | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> dict:
     """Train over the data's shards in manifest order and return the run id and final loss.
 
@@ -205,7 +207,8 @@ def train_model(
     assistant's tokens only); `config.init_run_id` starts from another run's newest
     checkpoint, its model shape included, with a fresh optimizer and schedule. Under
     `torchrun`, each process trains its slice of every batch (so `batch_size` is per
-    process) and rank 0 alone logs and checkpoints.
+    process) and rank 0 alone logs and checkpoints. `progress` hears the share of steps
+    done whenever metrics are logged (the flow turns it into a Prefect progress artifact).
     """
     data = open_training_data(data_dir, config)
     manifest = data.manifest
@@ -301,6 +304,8 @@ def train_model(
                     if device.type == "cuda":
                         metrics["mfu"] = model_flops_utilization(model, config, tokens_per_s / ranks.world)
                     tracker.metrics(metrics, cursor.step)
+                    if progress is not None and ranks.is_main:
+                        progress(cursor.step / total_steps)
                 inside = batch + 1 < steps_per_shard[shard_index]
                 if config.checkpoint_every and cursor.step % config.checkpoint_every == 0 and inside:
                     checkpoint(Cursor(shard_index, batch + 1, cursor.step), last_loss)

@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.client.schemas.sorting import ArtifactSort
 
 from tests.helpers import tiny_train_config
 from tinylm.config import CorpusConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig
@@ -33,6 +34,16 @@ def small_pipeline(workspace, inputs) -> PipelineConfig:
         shards=ShardsConfig(shard_tokens=1 << 17),
         train=tiny_train_config(max_shards=2, max_steps_per_shard=15),
     )
+
+
+async def _artifacts() -> dict[str, object]:
+    """The newest artifact of each key (the session's Prefect server holds other tests' too)."""
+    async with get_client() as client:
+        newest_first = await client.read_artifacts(sort=ArtifactSort.CREATED_DESC)
+    latest: dict[str, object] = {}
+    for artifact in newest_first:
+        latest.setdefault(artifact.key, artifact)
+    return latest
 
 
 async def _subflow_names(parent_id) -> list[str]:
@@ -74,6 +85,12 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
     assert corpus_run.data.metrics["kept"] == len(rows) and "filtered.too_short" in corpus_run.data.metrics
     (tokenizer_run,) = client.search_runs([experiment], "tags.`tinylm.stage` = 'tokenizer'")
     assert tokenizer_run.data.metrics["vocab_size"] == 2000
+    (shards_run,) = client.search_runs([experiment], "tags.`tinylm.stage` = 'shards'")
+    assert shards_run.data.metrics["total_tokens"] == result["tokens"]
+    artifacts = asyncio.run(_artifacts())
+    assert corpus_run.info.run_id in artifacts["corpus-summary"].data and shards_run.info.run_id in artifacts["shards-summary"].data
+    assert result["run_id"] in artifacts["train-summary"].data
+    assert artifacts["train-progress"].data == 100.0 and artifacts["corpus-stats"].type == "table"
     assert tokenizer_run.data.metrics["compression.zh.bytes_per_token"] > 1.5, "merges pack several bytes of Chinese per token"
     logged = {artifact.path for artifact in client.list_artifacts(tokenizer_run.info.run_id, "tokenizer")}
     assert {"tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"} <= logged

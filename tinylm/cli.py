@@ -101,7 +101,7 @@ def _shards(args: argparse.Namespace) -> None:
     config = load_yaml(args.config, ShardsConfig) if args.config else ShardsConfig()
     if args.shard_tokens:
         config = config.model_copy(update={"shard_tokens": args.shard_tokens})
-    manifest = shards_flow(str(args.corpus), str(args.tokenizer), str(args.output), config)
+    manifest = shards_flow(str(args.corpus), str(args.tokenizer), str(args.output), config, args.workspace or "workspace")
     _print_json({key: manifest[key] for key in ("total_tokens", "documents", "dtype", "vocab_size")} | {"shards": len(manifest["shards"])})
 
 
@@ -110,7 +110,7 @@ def _chat_data(args: argparse.Namespace) -> None:
 
     config = load_yaml(args.config, ChatDataConfig) if args.config else ChatDataConfig()
     updates = {key: value for key, value in (("format", args.format), ("max_seq_len", args.max_seq_len)) if value is not None}
-    manifest = chat_data_flow([str(p) for p in args.input], str(args.tokenizer), str(args.output), config.model_copy(update=updates))
+    manifest = chat_data_flow([str(p) for p in args.input], str(args.tokenizer), str(args.output), config.model_copy(update=updates), args.workspace or "workspace")
     _print_json({"format": manifest["format"], **manifest["stats"], "reused": manifest["reused"]})
 
 
@@ -261,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     shards.add_argument("--output", type=Path, required=True, help="shard directory to write")
     shards.add_argument("--shard-tokens", type=int, help="tokens per shard (default 2^24)")
     shards.add_argument("--config", type=Path, help="ShardsConfig YAML")
+    shards.add_argument("--workspace", help="workspace of the default MLflow store for the stats (default ./workspace)")
 
     chat = command("chat-data", _chat_data, "Tokenize SFT conversations or DPO pairs (jsonl) with the chat template into parquet.")
     chat.add_argument("--input", type=Path, nargs="+", required=True, help="jsonl files, .gz/.bz2/.zst compressed or not")
@@ -269,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--format", choices=["sft", "dpo"], help='"conversations" per line (sft, default) or "chosen"/"rejected" (dpo)')
     chat.add_argument("--max-seq-len", type=int, help="tokens kept per conversation (default 512)")
     chat.add_argument("--config", type=Path, help="ChatDataConfig YAML")
+    chat.add_argument("--workspace", help="workspace of the default MLflow store for the stats (default ./workspace)")
 
     train = command("train", _train, "Pretrain a model shard by shard, checkpointing each shard to MLflow.")
     train.add_argument("--shards", type=Path, required=True, help="shard directory (`tinylm shards`), or SFT data (`tinylm chat-data`)")
