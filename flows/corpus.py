@@ -28,11 +28,11 @@ def corpus_flow(
     MLflow run in `workspace`'s store (or MLFLOW_TRACKING_URI).
     """
     hashes = content_hashes(inputs)
-    expected = fingerprint("corpus", config, hashes)
+    expected = fingerprint("corpus", config.model_dump(mode="json", exclude={"runner"}), hashes)
     if is_complete(output, expected):
         return read_manifest(output)
     extract_dir = Path(output) / "_work" / "extract"
-    extracted = run_extract(inputs, str(extract_dir), config.extract)
+    extracted = run_extract(inputs, str(extract_dir), config.extract, config.runner)
     files = [str(extract_dir / name) for name in extracted["files"]]
     cleaned, deduped = clean_and_deduplicate(files, output, config, index, expected)
     stats = corpus_stats(extracted["stats"], cleaned, deduped)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from prefect import flow
 
-from tinylm.config import CorpusConfig
+from tinylm.config import ConvertConfig, CorpusConfig, FilterConfig
+from tinylm.flows.runners import task_runner
 from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
 from tinylm.tasks.clean import clean_file_task
 from tinylm.tasks.dedup import deduplicate_files_task
@@ -21,11 +22,18 @@ def clean_and_deduplicate(
     Called from inside a flow (`corpus` or `dedup`), which owns the manifest; `run_key`
     (the flow's fingerprint) tags what this run adds to the persistent `index`.
     """
-    work = Path(output) / "_work" / "clean"
-    futures = [clean_file_task.submit(path, work, config.convert, config.filters) for path in files]
-    cleaned = [future.result() for future in futures]
+    work = str(Path(output) / "_work" / "clean")
+    clean = clean_flow.with_options(task_runner=task_runner(config.runner, config.extract.workers))
+    cleaned = clean(files, work, config.convert, config.filters)
     deduped = deduplicate_files_task([result["output"] for result in cleaned], output, config.dedup, index, run_key)
     return cleaned, deduped
+
+
+@flow(name="clean")
+def clean_flow(files: list[str], work: str, convert: ConvertConfig = ConvertConfig(), filters: FilterConfig = FilterConfig()) -> list[dict]:
+    """Convert and filter each Document file in its own task run, on the corpus config's task runner."""
+    futures = [clean_file_task.submit(path, work, convert, filters) for path in files]
+    return [future.result() for future in futures]
 
 
 def document_files(directory: str) -> list[str]:
@@ -43,7 +51,7 @@ def dedup_flow(
     """Filters and dedup on Document parquet; with `index`, also against every corpus indexed before."""
     files = document_files(input)
     hashes = content_hashes(files)
-    expected = fingerprint("dedup", config.model_dump(exclude={"extract"}), hashes)
+    expected = fingerprint("dedup", config.model_dump(exclude={"extract", "runner"}), hashes)
     if is_complete(output, expected):
         return read_manifest(output)
     cleaned, deduped = clean_and_deduplicate(files, output, config, index, expected)

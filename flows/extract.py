@@ -6,8 +6,8 @@ from pathlib import Path
 
 from prefect import flow
 
-from tinylm.config import ExtractConfig
-from tinylm.flows.runners import process_pool, thread_runner
+from tinylm.config import ExtractConfig, RunnerConfig
+from tinylm.flows.runners import local_pool_workers, process_pool, task_runner
 from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
 from tinylm.tasks.extract import extract_unit_task
 from tinylm.tasks.extraction import plan_units
@@ -15,14 +15,16 @@ from tinylm.tasks.report import extract_stats, publish_stats
 
 
 @flow(name="extract")
-def extract_flow(inputs: list[str], output: str = "workspace/extracted/default", config: ExtractConfig = ExtractConfig()) -> dict:
+def extract_flow(
+    inputs: list[str], output: str = "workspace/extracted/default", config: ExtractConfig = ExtractConfig(), runner: RunnerConfig = RunnerConfig()
+) -> dict:
     """Plan units (files, or byte ranges of multistream dumps), extract them in parallel, list them in order."""
     hashes = content_hashes(inputs)
     expected = fingerprint("extract", config.model_dump(exclude={"workers"}), hashes)
     if is_complete(output, expected):
         return read_manifest(output)
     units = plan_units(inputs, hashes, config)
-    with process_pool(config.workers) as pool:
+    with process_pool(local_pool_workers(runner, config.workers)) as pool:
         futures = [extract_unit_task.submit(unit, output, config, pool) for unit in units]
         results = [future.result() for future in futures]
     stats = extract_stats(results)
@@ -39,6 +41,6 @@ def extract_flow(inputs: list[str], output: str = "workspace/extracted/default",
     return manifest
 
 
-def run_extract(inputs: list[str], output: str, config: ExtractConfig) -> dict:
-    """The extract flow with as many concurrent task runs as its `workers` setting asks for."""
-    return extract_flow.with_options(task_runner=thread_runner(config.workers))(inputs, output, config)
+def run_extract(inputs: list[str], output: str, config: ExtractConfig, runner: RunnerConfig = RunnerConfig()) -> dict:
+    """The extract flow on the chosen task runner, as many concurrent task runs as `workers` asks for."""
+    return extract_flow.with_options(task_runner=task_runner(runner, config.workers))(inputs, output, config, runner)

@@ -1,4 +1,4 @@
-"""Parallelism for the data stages: Prefect task runs in threads, their work in processes.
+"""Parallelism for the data stages: Prefect task runs in threads, their work in processes (or on Dask).
 
 Prefect's own process-pool runner runs the whole task engine in every worker; measured
 on a multistream dump it cost 9 s of CPU per 12 s of extraction, capping two workers at
@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from tinylm.config import RunnerConfig
 
 
 def worker_count(workers: int) -> int:
@@ -37,3 +39,19 @@ def process_pool(workers: int) -> Iterator[Executor | None]:
         return
     with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn")) as pool:
         yield pool
+
+
+def task_runner(runner: RunnerConfig, workers: int) -> TaskRunner:
+    """Threads (the default), or Dask: the given scheduler, or a local cluster of `workers` processes."""
+    if runner.kind == "threads":
+        return thread_runner(workers)
+    from prefect_dask import DaskTaskRunner
+
+    if runner.dask_address:
+        return DaskTaskRunner(address=runner.dask_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": worker_count(workers), "threads_per_worker": 1, "processes": True})
+
+
+def local_pool_workers(runner: RunnerConfig, workers: int) -> int:
+    """Processes of the local pool behind thread task runs; on Dask the workers are the parallelism, so none."""
+    return workers if runner.kind == "threads" else 1

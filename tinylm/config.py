@@ -97,7 +97,18 @@ class DedupConfig(_Settings):
     seed: int = 1
 
 
+class RunnerConfig(_Settings):
+    """Where the data stages' task runs execute: threads of the flow's process (their work in a
+    process pool), or a Dask cluster, local or at any scheduler address."""
+
+    kind: Literal["threads", "dask"] = Field("threads", description="threads, or dask (needs prefect-dask)")
+    dask_address: str | None = Field(
+        None, description="scheduler of an existing Dask cluster (tcp://host:8786); None = a local cluster for the run"
+    )
+
+
 class CorpusConfig(_Settings):
+    runner: RunnerConfig = RunnerConfig()
     extract: ExtractConfig = ExtractConfig()
     convert: ConvertConfig = ConvertConfig()
     filters: FilterConfig = FilterConfig()
