@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import mlflow
+import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -79,18 +80,33 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         ) from error
 
 
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+)
+
+
+def is_transient(error: BaseException | None) -> bool:
+    """A service that did not answer (worth another try), as opposed to a request it refused or bad input."""
+    if isinstance(error, MlflowException):
+        return error.get_http_status_code() >= 500
+    return isinstance(error, TRANSIENT_ERRORS)
+
+
 def retrying(action: Callable[[], T], attempts: int = 7, first_delay: float = 1.0) -> T:
     """Run `action`, retrying with doubling delays (about a minute in all) while the tracking server is unreachable.
 
-    Only connection-type failures are retried (a 4xx answer, such as a bad parameter, is
-    raised at once); the last attempt's error is the one raised.
+    Only transient failures are retried (a 4xx answer, such as a bad parameter, or a
+    missing file is raised at once); the last attempt's error is the one raised.
     """
     delay = first_delay
     for _ in range(attempts - 1):
         try:
             return action()
-        except (MlflowException, ConnectionError, OSError) as error:
-            if isinstance(error, MlflowException) and error.get_http_status_code() < 500:
+        except Exception as error:
+            if not is_transient(error):
                 raise
             time.sleep(delay)
             delay *= 2

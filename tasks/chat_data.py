@@ -24,6 +24,7 @@ from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, re
 from tinylm.tasks.chat_template import ChatEncoder, ChatTokens, Message, conversation_problem
 from tinylm.tasks.readers import ReadStats, read_json_lines
 from tinylm.tasks.report import merge_counts
+from tinylm.tasks.retry_policy import DATA_TASK_OPTIONS
 from tinylm.tasks.tokenizer import EOS, PAD, load_tokenizer
 
 _IDS = pa.list_(pa.int32())
@@ -165,4 +166,4 @@ def build_chat_data(inputs: list[str], tokenizer_dir: str | Path, output_dir: st
     return finish_chat_data(output_dir, expected, tokenizer_dir, tokenizer_sha256, config, results) | {"reused": False}
 
 
-encode_chat_file_task = task(encode_chat_file, name="encode-chat-file", cache_policy=NO_CACHE)
+encode_chat_file_task = task(encode_chat_file, name="encode-chat-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)

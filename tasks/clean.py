@@ -16,6 +16,7 @@ from tinylm.storage.documents import DocumentWriter, read_stats
 from tinylm.storage.manifest import fingerprint
 from tinylm.tasks.convert import convert_texts, make_converter
 from tinylm.tasks.quality import quality_failure
+from tinylm.tasks.retry_policy import DATA_TASK_OPTIONS
 
 
 def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfig, filters: FilterConfig) -> dict:
@@ -46,4 +47,4 @@ def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfi
     return result | stats | {"reused": False}
 
 
-clean_file_task = task(clean_file, name="clean-file", cache_policy=NO_CACHE)
+clean_file_task = task(clean_file, name="clean-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)

@@ -33,6 +33,7 @@ from tinylm.storage.dedup_index import (
 )
 from tinylm.storage.documents import DocumentWriter
 from tinylm.tasks.minhash import MinHasher
+from tinylm.tasks.retry_policy import DATA_TASK_OPTIONS
 
 _WHITESPACE = re.compile(r"\s+")
 _BATCH = 1024
@@ -159,4 +160,4 @@ def _write_kept(sources: list[str | Path], output_dir: Path, kept: set[tuple[int
     return parts
 
 
-deduplicate_files_task = task(deduplicate_files, name="deduplicate", cache_policy=NO_CACHE)
+deduplicate_files_task = task(deduplicate_files, name="deduplicate", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)

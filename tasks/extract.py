@@ -9,9 +9,10 @@ from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ExtractConfig
 from tinylm.tasks.extraction import ExtractUnit, extract_unit
+from tinylm.tasks.retry_policy import DATA_TASK_OPTIONS
 
 
-@task(name="extract", cache_policy=NO_CACHE)
+@task(name="extract", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 def extract_unit_task(unit: ExtractUnit, output_dir: str, config: ExtractConfig, pool: Executor | None = None) -> dict:
     """One unit as a Prefect task run; the work goes to `pool` when the flow has one."""
     result = pool.submit(extract_unit, unit, output_dir, config).result() if pool else extract_unit(unit, output_dir, config)

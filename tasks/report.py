@@ -9,7 +9,7 @@ from typing import Any
 import mlflow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tinylm.storage.tracking import flatten_params, run_link, use_experiment
+from tinylm.storage.tracking import flatten_params, retrying, run_link, use_experiment
 
 
 def merge_counts(results: list[dict[str, Any]], field: str) -> dict[str, int]:
@@ -92,6 +92,6 @@ def report_stage(
     stage: str, stats: dict[str, Any], params: dict[str, Any], workspace: str, artifacts: str | Path | None = None
 ) -> str:
     """Log a data stage's run to MLflow, then publish its table and a summary that links to the run."""
-    run_id = log_stats_to_mlflow(stage, stats, params, workspace, artifacts)
+    run_id = retrying(lambda: log_stats_to_mlflow(stage, stats, params, workspace, artifacts))
     publish_stats(stage, stats, summary=f"**{stage}** finished. MLflow run {run_link(workspace, run_id)}")
     return run_id

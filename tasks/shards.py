@@ -26,6 +26,7 @@ from tinylm.storage.manifest import fingerprint, is_complete, manifest_hash, rea
 from tinylm.storage.shards import TRAIN_PREFIX, VALIDATION_PREFIX, ShardWriter, token_dtype
 from tinylm.tasks.encoding import EncodedPart, encode_part
 from tinylm.tasks.mixing import DocumentRef, SourceCounts, Split, count_documents, training_stream, validation_stream
+from tinylm.tasks.retry_policy import DATA_TASK_OPTIONS
 from tinylm.tasks.tokenizer import EOS, load_tokenizer
 
 WORK_DIR = "_work"
@@ -154,5 +155,5 @@ def build_shards(corpus_dir: str | Path, tokenizer_dir: str | Path, output_dir: 
     return mix_shards(job, [encode_job_part(job, part) for part in job.parts]) | {"reused": False}
 
 
-encode_part_task = task(encode_job_part, name="encode-part", cache_policy=NO_CACHE)
-mix_shards_task = task(mix_shards, name="mix-shards", cache_policy=NO_CACHE)
+encode_part_task = task(encode_job_part, name="encode-part", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
+mix_shards_task = task(mix_shards, name="mix-shards", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)

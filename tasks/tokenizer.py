@@ -15,10 +15,11 @@ from prefect.cache_policies import NO_CACHE
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from tinylm.config import TokenizerConfig
-from tinylm.storage.atomic import atomic_path, atomic_write_json
 from tinylm.peak_memory import peak_resident
+from tinylm.storage.atomic import atomic_path, atomic_write_json
 from tinylm.storage.documents import corpus_parts
 from tinylm.storage.manifest import file_sha256, fingerprint, is_complete, manifest_hash, read_manifest, write_manifest
+from tinylm.tasks.retry_policy import DATA_TASK_OPTIONS
 from tinylm.tasks.sampling import SamplePlan, sample_texts, survey
 
 EOS = "<|endoftext|>"
@@ -141,4 +142,4 @@ def load_tokenizer(tokenizer_dir: str | Path) -> Tokenizer:
     return Tokenizer.from_file(str(Path(tokenizer_dir) / TOKENIZER_FILE))
 
 
-train_tokenizer_task = task(train_tokenizer, name="train-tokenizer", cache_policy=NO_CACHE)
+train_tokenizer_task = task(train_tokenizer, name="train-tokenizer", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
