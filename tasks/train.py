@@ -37,8 +37,9 @@ from tinylm.storage.checkpoints import (
     rng_state,
     save_checkpoint,
 )
+from tinylm.storage.manifest import fingerprint, manifest_hash
 from tinylm.storage.shards import ShardSet
-from tinylm.storage.tracking import check_reachable, flatten_params, retrying, tracking_uri, use_experiment
+from tinylm.storage.tracking import check_reachable, client, flatten_params, retrying, tracking_uri, use_experiment
 from tinylm.tasks import distributed
 from tinylm.tasks.distributed import Ranks, from_main
 from tinylm.tasks.tokenizer import EOS, TOKENIZER_FILE, load_tokenizer
@@ -148,9 +149,35 @@ def _initial_weights(run_id: str, workspace: Path, manifest: dict) -> tuple[dict
     return state["model"], ModelConfig(**meta["model_config"])
 
 
-def _run_tags(tags: dict[str, str] | None, config: TrainConfig) -> dict[str, str]:
-    """The caller's tags, plus the run this one starts from, so MLflow links SFT to its pretraining."""
-    return (tags or {}) | ({"tinylm.init_run_id": config.init_run_id} if config.init_run_id else {})
+FINGERPRINT_TAG = "tinylm.fingerprint"
+
+
+def train_fingerprint(data_dir: str | Path, config: TrainConfig) -> str:
+    """What decides a training run's result: its data (by manifest hash) and its config, resume aside."""
+    return fingerprint("train", config.model_dump(mode="json", exclude={"resume_run_id"}), {"data": manifest_hash(data_dir)})
+
+
+def _finished_run(experiment: str, workspace: str | Path, expected: str) -> dict | None:
+    """The result of a finished run with the same fingerprint: re-running the same training does no work."""
+    experiment_id = use_experiment(experiment, workspace)
+    runs = client().search_runs(
+        [experiment_id], f"tags.`{FINGERPRINT_TAG}` = '{expected}' and attributes.status = 'FINISHED'", max_results=1
+    )
+    if not runs:
+        return None
+    run = runs[0]
+    return {
+        "run_id": run.info.run_id,
+        "steps": int(run.data.params["total_steps"]),
+        "final_loss": run.data.metrics["loss"],
+        "parameters": int(run.data.params["parameters"]),
+        "reused": True,
+    }
+
+
+def _run_tags(tags: dict[str, str] | None, config: TrainConfig, expected: str) -> dict[str, str]:
+    """The caller's tags, the run's fingerprint, and the run this one starts from (MLflow links SFT to its pretraining)."""
+    return (tags or {}) | {FINGERPRINT_TAG: expected} | ({"tinylm.init_run_id": config.init_run_id} if config.init_run_id else {})
 
 
 def _check_tokenizer(meta: dict, manifest: dict) -> None:
@@ -180,16 +207,15 @@ class RunTracker:
             retrying(lambda: log_checkpoint(directory, name))
 
 
-def _start_run(config: TrainConfig, workspace: str | Path, tags: dict[str, str] | None, ranks: Ranks):
+def _start_run(config: TrainConfig, workspace: str | Path, tags: dict[str, str] | None, ranks: Ranks, expected: str):
     """The MLflow run (rank 0), or a stand-in context on the other ranks; and the run id every rank shares."""
     if not ranks.is_main:
         return contextlib.nullcontext(), from_main(ranks, None)
-    check_reachable(tracking_uri(workspace))
     experiment_id = use_experiment(config.experiment, workspace)
     run = (
         mlflow.start_run(run_id=config.resume_run_id)
         if config.resume_run_id
-        else mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name, tags=_run_tags(tags, config))
+        else mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name, tags=_run_tags(tags, config, expected))
     )
     return run, from_main(ranks, run.info.run_id)
 
@@ -219,6 +245,13 @@ def train_model(
     device = pick_device(config.device)
     ranks = distributed.start(device.type)
     device = distributed.device_for(ranks, device)
+    expected = train_fingerprint(data_dir, config)
+    if ranks.is_main:
+        check_reachable(tracking_uri(workspace))
+    earlier = from_main(ranks, _finished_run(config.experiment, workspace, expected) if ranks.is_main and not config.resume_run_id else None)
+    if earlier is not None:
+        distributed.finish(ranks)
+        return earlier
     torch.manual_seed(config.seed)
     model = Transformer(model_config)
     if initial:
@@ -235,7 +268,7 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: learning_rate(step, total_steps, config) / config.learning_rate
     )
-    run, run_id = _start_run(config, workspace, tags, ranks)
+    run, run_id = _start_run(config, workspace, tags, ranks, expected)
     tracker = RunTracker(ranks.is_main)
     with run:
         run_dir = Path(workspace) / "checkpoints" / run_id
@@ -319,7 +352,7 @@ def train_model(
                     tracker.text(sample_generations(model, tokenizer_dir, config), f"samples/shard-{shard_index:05d}.txt")
             checkpoint(cursor, last_loss)
         distributed.finish(ranks)
-        return {"run_id": run_id, "steps": cursor.step, "final_loss": last_loss, "parameters": model.num_parameters()}
+        return {"run_id": run_id, "steps": cursor.step, "final_loss": last_loss, "parameters": model.num_parameters(), "reused": False}
 
 
 train_model_task = task(train_model, name="train-model", cache_policy=NO_CACHE)

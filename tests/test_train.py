@@ -63,6 +63,15 @@ def test_training_logs_params_metrics_validation_samples_and_a_checkpoint_per_sh
     assert set(state) == {"model", "optimizer", "scheduler", "rng"}
 
 
+def test_the_same_training_again_does_no_work(shards_dir, workspace):
+    config = TINY_TRAIN.model_copy(update={"max_shards": 1})
+    first = train_model(shards_dir, workspace, config)
+    again = train_model(shards_dir, workspace, config)
+    assert again == first | {"reused": True} and not first["reused"]
+    changed = train_model(shards_dir, workspace, config.model_copy(update={"learning_rate": 1e-3}))
+    assert changed["run_id"] != first["run_id"] and not changed["reused"]
+
+
 def test_resume_skips_an_incomplete_checkpoint_and_ends_with_identical_weights(shards_dir, workspace):
     config = TINY_TRAIN.model_copy(update={"max_shards": 2})
     first = train_model(shards_dir, workspace, config)
