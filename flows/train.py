@@ -10,7 +10,7 @@ from tinylm.config import TrainConfig
 from tinylm.storage.tracking import run_link
 from tinylm.tasks.lineage import STAGE_TAG
 from tinylm.tasks.report import publish_stats
-from tinylm.tasks.train import train_model_task
+from tinylm.tasks.launch import run_training_task
 
 
 @flow(name="train")
@@ -20,10 +20,11 @@ def train_flow(
     workspace: str = "workspace",
     tags: dict[str, str] | None = None,
 ) -> dict:
-    """Pretrain on shards (or fine-tune on chat data); `tags` go on the MLflow run beside the flow run's id."""
+    """Pretrain on shards (or fine-tune on chat data); `tags` go on the MLflow run beside the flow run's id.
+    With `config.processes` > 1 the task launches torchrun and trains data-parallel."""
     tags = {"prefect.flow_run_id": str(flow_run.id), "tinylm.shards": shards, STAGE_TAG: "train"} | (tags or {})
     progress = create_progress_artifact(0.0, key="train-progress", description="optimizer steps done, in percent")
-    result = train_model_task(shards, workspace, config, tags, lambda done: update_progress_artifact(progress, 100 * done))
+    result = run_training_task(shards, workspace, config, tags, lambda done: update_progress_artifact(progress, 100 * done))
     publish_stats(
         "train",
         result,

@@ -20,9 +20,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import torch
-from prefect import task
 from torch.nn.parallel import DistributedDataParallel
-from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import TrainConfig
 from tinylm.model.config import ModelConfig
@@ -354,5 +352,3 @@ def train_model(
         distributed.finish(ranks)
         return {"run_id": run_id, "steps": cursor.step, "final_loss": last_loss, "parameters": model.num_parameters(), "reused": False}
 
-
-train_model_task = task(train_model, name="train-model", cache_policy=NO_CACHE)

@@ -20,6 +20,8 @@ from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import load_checkpoint
 from tinylm.storage.manifest import read_manifest
 from tinylm.tasks.chat_data import build_chat_data
+from tinylm.flows.train import train_flow
+from tinylm.storage.tracking import use_experiment
 from tinylm.tasks.export import export_hf, register_model
 from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.tasks.chat_template import ChatEncoder
@@ -252,3 +254,13 @@ def test_chat_and_export_commands(shards_dir, workspace, tmp_path):
     )
     assert json.loads(exported.stdout)["registered"] == {"name": "tinylm-cli", "version": 1}
     assert (tmp_path / "hf" / "model.safetensors").exists() and (tmp_path / "hf" / "tokenizer_config.json").exists()
+
+
+@pytest.mark.slow
+def test_the_train_flow_launches_torchrun_when_asked_for_several_processes(prefect_api, shards_dir, workspace):
+    config = TINY_TRAIN.model_copy(update={"max_shards": 1, "batch_size": 2, "processes": 2, "sample_tokens": 0})
+    result = train_flow(str(shards_dir), config, str(workspace))
+    use_experiment("tinylm", workspace)
+    run = MlflowClient().get_run(result["run_id"])
+    assert run.data.params["processes"] == "2" and result["steps"] == 6 and not result["reused"]
+    assert (workspace / "checkpoints" / result["run_id"] / "step-00000006" / "checkpoint.json").exists()

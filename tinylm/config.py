@@ -185,6 +185,7 @@ class TrainConfig(_Settings):
     sample_prompts: list[str] = Field(["The", "我们"], description="prompts sampled after each shard, logged as a text artifact")
     sample_tokens: int = Field(32, ge=0, description="tokens generated per sample prompt")
     compile: bool = Field(False, description="torch.compile the model (worth it on GPU for long runs)")
+    processes: int = Field(1, ge=1, description="data-parallel processes the flow launches with torchrun (one per GPU); 1 = in the flow's process")
     peak_tflops: float = Field(989.0, gt=0, description="the GPU's dense bf16 peak, for MFU (H100 SXM: 989)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     experiment: str = "tinylm"
