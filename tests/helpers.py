@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from tinylm.config import TrainConfig
 from tinylm.model.config import ModelConfig
@@ -43,3 +44,29 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll `url` until it answers; fail early if the server process died."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            assert process.poll() is None, f"the server behind {url} exited with {process.returncode}"
+            assert time.monotonic() < deadline, f"{url} did not answer within {timeout:.0f} s"
+            time.sleep(0.3)
+
+
+def start_mlflow_server(port: int, store: Path) -> subprocess.Popen:
+    """A real `mlflow server` on 127.0.0.1:`port` with its database and artifacts under `store`."""
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    wait_for_http(f"http://127.0.0.1:{port}/health", process)
+    return process

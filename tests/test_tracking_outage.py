@@ -2,40 +2,20 @@
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import free_port, tiny_train_config
+from tests.helpers import free_port, start_mlflow_server, tiny_train_config
 from tinylm.tasks.train import train_model
-
-
-def start_server(port: int, store: Path) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
-            return process
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.2)
 
 
 @pytest.mark.slow
 def test_training_rides_out_a_tracking_server_restart(shards_dir, workspace, tmp_path, monkeypatch):
     port, store = free_port(), tmp_path / "server"
-    server = [start_server(port, store)]
+    server = [start_mlflow_server(port, store)]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     killed_at: list[float] = []
@@ -47,7 +27,7 @@ def test_training_rides_out_a_tracking_server_restart(shards_dir, workspace, tmp
         server[0].wait()
         killed_at.append(time.monotonic())
         time.sleep(2)
-        server[0] = start_server(port, store)
+        server[0] = start_mlflow_server(port, store)
 
     restarter = threading.Thread(target=restart_after_first_checkpoint, daemon=True)
     restarter.start()
