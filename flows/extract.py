@@ -11,7 +11,7 @@ from tinylm.flows.runners import local_pool_workers, process_pool, task_runner
 from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
 from tinylm.tasks.extract import extract_unit_task
 from tinylm.tasks.extraction import plan_units
-from tinylm.tasks.report import extract_stats, publish_stats
+from tinylm.tasks.report import StageProgress, extract_stats, publish_stats
 
 
 @flow(name="extract")
@@ -25,8 +25,12 @@ def extract_flow(
         return read_manifest(output)
     units = plan_units(inputs, hashes, config)
     with process_pool(local_pool_workers(runner, config.workers)) as pool:
+        progress = StageProgress("extract", "units extracted, in percent")
         futures = [extract_unit_task.submit(unit, output, config, pool) for unit in units]
-        results = [future.result() for future in futures]
+        results = []
+        for future in futures:
+            results.append(future.result())
+            progress(len(results) / len(futures))
     stats = extract_stats(results)
     manifest = {
         "stage": "extract",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from tinylm.config import ShardsConfig
-from tinylm.tasks.report import report_stage
+from tinylm.tasks.report import StageProgress, report_stage
 from tinylm.tasks.shards import encode_part_task, mix_shards_task, plan_shards
 
 
@@ -22,8 +22,13 @@ def shards_flow(
     job = plan_shards(corpus, tokenizer, output, config)
     if (manifest := job.finished()) is not None:
         return manifest | {"reused": True}
+    progress = StageProgress("shards", "corpus parts encoded, in percent")
     futures = [encode_part_task.submit(job, part) for part in job.parts]
-    manifest = mix_shards_task(job, [future.result() for future in futures])
+    encoded = []
+    for future in futures:
+        encoded.append(future.result())
+        progress(len(encoded) / len(futures))
+    manifest = mix_shards_task(job, encoded)
     report_stage("shards", shard_stats(manifest), {"corpus": corpus, "tokenizer": tokenizer, "output": output, **config.model_dump(mode="json")}, workspace)
     return manifest | {"reused": False}
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from prefect import flow
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 
 from tinylm.config import TrainConfig
 from tinylm.storage.tracking import run_link
 from tinylm.tasks.lineage import STAGE_TAG
-from tinylm.tasks.report import publish_stats
+from tinylm.tasks.report import StageProgress, publish_stats
 from tinylm.tasks.launch import run_training_task
 
 
@@ -23,8 +22,8 @@ def train_flow(
     """Pretrain on shards (or fine-tune on chat data); `tags` go on the MLflow run beside the flow run's id.
     With `config.processes` > 1 the task launches torchrun and trains data-parallel."""
     tags = {"prefect.flow_run_id": str(flow_run.id), "tinylm.shards": shards, STAGE_TAG: "train"} | (tags or {})
-    progress = create_progress_artifact(0.0, key="train-progress", description="optimizer steps done, in percent")
-    result = run_training_task(shards, workspace, config, tags, lambda done: update_progress_artifact(progress, 100 * done))
+    progress = StageProgress("train", "optimizer steps done, in percent")
+    result = run_training_task(shards, workspace, config, tags, progress)
     publish_stats(
         "train",
         result,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from tinylm.storage.tracking import flatten_params, retrying, run_link, use_experiment
 
@@ -95,3 +96,21 @@ def report_stage(
     run_id = retrying(lambda: log_stats_to_mlflow(stage, stats, params, workspace, artifacts))
     publish_stats(stage, stats, summary=f"**{stage}** finished. MLflow run {run_link(workspace, run_id)}")
     return run_id
+
+
+# Callables told (stage, share done) whenever a stage reports progress in this process:
+# the command line's progress bars listen here.
+PROGRESS_LISTENERS: list[Callable[[str, float], None]] = []
+
+
+class StageProgress:
+    """A long stage's progress: a Prefect progress artifact in the UI, and the listeners in this process."""
+
+    def __init__(self, stage: str, description: str) -> None:
+        self.stage = stage
+        self.artifact = create_progress_artifact(0.0, key=f"{stage}-progress", description=description)
+
+    def __call__(self, done: float) -> None:
+        update_progress_artifact(self.artifact, round(100 * done, 2))
+        for listener in PROGRESS_LISTENERS:
+            listener(self.stage, done)

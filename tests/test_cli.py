@@ -1,12 +1,16 @@
+import asyncio
 import json
 import subprocess
 import sys
 
 import pyarrow.parquet as pq
-
 import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.sorting import ArtifactSort
 
-from tinylm.cli import build_parser, main
+from tinylm.cli import build_parser, main, progress_bars
+from tinylm.tasks.report import PROGRESS_LISTENERS, StageProgress
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.storage.manifest import content_hashes
 
@@ -63,3 +67,34 @@ def test_dedup_command_filters_and_deduplicates_documents(prefect_api, zuozhuan,
     assert main(arguments) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["kept"] == 50 and stats["exact_duplicates"] == 5 and stats["filtered"] == {"too_short": 1}
+
+
+def test_progress_reports_reach_the_listeners_and_the_prefect_artifact(prefect_api):
+    heard = []
+    PROGRESS_LISTENERS.append(lambda stage, done: heard.append((stage, done)))
+
+    @flow
+    def reporting() -> None:
+        progress = StageProgress("demo", "steps")
+        for done in (0.5, 1.0):
+            progress(done)
+
+    try:
+        reporting()
+    finally:
+        PROGRESS_LISTENERS.pop()
+    assert heard == [("demo", 0.5), ("demo", 1.0)]
+    artifact = asyncio.run(_latest_artifact("demo-progress"))
+    assert artifact.type == "progress" and artifact.data == 100.0
+
+
+async def _latest_artifact(key: str):
+    async with get_client() as client:
+        return next(a for a in await client.read_artifacts(sort=ArtifactSort.CREATED_DESC) if a.key == key)
+
+
+def test_the_command_line_listens_to_progress_while_a_command_runs():
+    with progress_bars():
+        assert len(PROGRESS_LISTENERS) == 1
+        PROGRESS_LISTENERS[0]("train", 0.25)
+    assert PROGRESS_LISTENERS == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 import json
 import sys
 from pathlib import Path
@@ -312,9 +314,34 @@ def _add_sampling_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--workspace", help="workspace of the default MLflow store (default ./workspace)")
 
 
+@contextmanager
+def progress_bars() -> Iterator[None]:
+    """A bar per long stage (extract, shards, train) on stderr while a command runs, fed by the
+    same reports that update the Prefect progress artifacts; nothing when stderr is not a terminal."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from tinylm.tasks.report import PROGRESS_LISTENERS
+
+    bars: dict[str, int] = {}
+    columns = (TextColumn("{task.description:>9}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    with Progress(*columns, disable=not sys.stderr.isatty()) as progress:
+
+        def show(stage: str, done: float) -> None:
+            if stage not in bars:
+                bars[stage] = progress.add_task(stage, total=1.0)
+            progress.update(bars[stage], completed=done)
+
+        PROGRESS_LISTENERS.append(show)
+        try:
+            yield
+        finally:
+            PROGRESS_LISTENERS.remove(show)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.handler(args)
+    with progress_bars():
+        args.handler(args)
     return 0
 
 
