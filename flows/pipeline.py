@@ -13,6 +13,7 @@ from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.shards import shards_flow
 from tinylm.flows.tokenizer import tokenizer_flow
 from tinylm.flows.train import train_flow
+from tinylm.storage.tracking import run_group
 
 
 @contextmanager
@@ -29,14 +30,15 @@ def stopwatch(seconds: dict[str, float], stage: str) -> Iterator[None]:
 def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
     corpus_dir, tokenizer_dir, shards_dir = (str(config.stage_dir(s)) for s in ("corpus", "tokenizers", "shards"))
     seconds: dict[str, float] = {}
-    with stopwatch(seconds, "corpus"):
-        corpus = corpus_flow(config.inputs, corpus_dir, config.corpus, config.index_dir(), config.workspace)
-    with stopwatch(seconds, "tokenizer"):
-        tokenizer = tokenizer_flow(corpus_dir, tokenizer_dir, config.tokenizer, config.workspace)
-    with stopwatch(seconds, "shards"):
-        shards = shards_flow(corpus_dir, tokenizer_dir, shards_dir, config.shards, config.workspace)
-    with stopwatch(seconds, "train"):
-        trained = train_flow(shards_dir, config.train, config.workspace)
+    with run_group("pipeline", config.workspace, config.train.experiment, {"tinylm.name": config.name}):
+        with stopwatch(seconds, "corpus"):
+            corpus = corpus_flow(config.inputs, corpus_dir, config.corpus, config.index_dir(), config.workspace)
+        with stopwatch(seconds, "tokenizer"):
+            tokenizer = tokenizer_flow(corpus_dir, tokenizer_dir, config.tokenizer, config.workspace)
+        with stopwatch(seconds, "shards"):
+            shards = shards_flow(corpus_dir, tokenizer_dir, shards_dir, config.shards, config.workspace)
+        with stopwatch(seconds, "train"):
+            trained = train_flow(shards_dir, config.train, config.workspace)
     return {
         "seconds": seconds,
         "corpus": corpus_dir,

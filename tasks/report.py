@@ -10,7 +10,7 @@ from typing import Any
 import mlflow
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
-from tinylm.storage.tracking import flatten_params, retrying, run_link, use_experiment
+from tinylm.storage.tracking import flatten_params, group_tags, retrying, run_link, use_experiment
 
 
 def merge_counts(results: list[dict[str, Any]], field: str) -> dict[str, int]:
@@ -73,7 +73,7 @@ def log_stats_to_mlflow(
     """One MLflow run per data stage: its counts as metrics, the whole stats as a JSON artifact,
     and the stage's output directory (when small enough to matter, like a tokenizer) under `stage/`."""
     experiment_id = use_experiment("tinylm", workspace)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags={"tinylm.stage": stage}) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags={"tinylm.stage": stage} | group_tags()) as run:
         mlflow.log_params(flatten_params("", params))
         mlflow.log_metrics(numeric_metrics(stats))
         mlflow.log_dict(stats, "stats.json")

@@ -37,7 +37,7 @@ from tinylm.storage.checkpoints import (
 )
 from tinylm.storage.manifest import fingerprint, manifest_hash
 from tinylm.storage.shards import ShardSet
-from tinylm.storage.tracking import check_reachable, client, flatten_params, retrying, tracking_uri, use_experiment
+from tinylm.storage.tracking import check_reachable, client, flatten_params, group_tags, retrying, tracking_uri, use_experiment
 from tinylm.tasks import distributed
 from tinylm.tasks.distributed import Ranks, from_main
 from tinylm.tasks.tokenizer import EOS, TOKENIZER_FILE, load_tokenizer
@@ -175,7 +175,8 @@ def _finished_run(experiment: str, workspace: str | Path, expected: str) -> dict
 
 def _run_tags(tags: dict[str, str] | None, config: TrainConfig, expected: str) -> dict[str, str]:
     """The caller's tags, the run's fingerprint, and the run this one starts from (MLflow links SFT to its pretraining)."""
-    return (tags or {}) | {FINGERPRINT_TAG: expected} | ({"tinylm.init_run_id": config.init_run_id} if config.init_run_id else {})
+    starts_from = {"tinylm.init_run_id": config.init_run_id} if config.init_run_id else {}
+    return group_tags() | (tags or {}) | {FINGERPRINT_TAG: expected} | starts_from
 
 
 def _check_tokenizer(meta: dict, manifest: dict) -> None:

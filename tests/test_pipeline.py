@@ -86,6 +86,10 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
     (tokenizer_run,) = client.search_runs([experiment], "tags.`tinylm.stage` = 'tokenizer'")
     assert tokenizer_run.data.metrics["vocab_size"] == 2000
     (shards_run,) = client.search_runs([experiment], "tags.`tinylm.stage` = 'shards'")
+    (pipeline_run,) = client.search_runs([experiment], "tags.`tinylm.stage` = 'pipeline'")
+    children = [corpus_run, tokenizer_run, shards_run, client.get_run(result["run_id"])]
+    assert all(run.data.tags["mlflow.parentRunId"] == pipeline_run.info.run_id for run in children), "nested under the pipeline"
+    assert pipeline_run.info.status == "FINISHED"
     assert shards_run.data.metrics["total_tokens"] == result["tokens"]
     artifacts = asyncio.run(_artifacts())
     assert corpus_run.info.run_id in artifacts["corpus-summary"].data and shards_run.info.run_id in artifacts["shards-summary"].data

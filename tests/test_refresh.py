@@ -52,6 +52,8 @@ def test_refresh_trains_on_new_files_once_and_continues_the_lineage(setup, works
     run = client.get_run(first["run_id"])
     assert run.data.tags["tinylm.init_run_id"] == base and run.data.tags["tinylm.lineage"] == base
     assert LOSS_PLOT in [item.path for item in client.list_artifacts(first["run_id"])]
+    parent = client.get_run(run.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["tinylm.stage"] == "refresh" and parent.data.tags["tinylm.refresh"] == first["batch"]
 
     runs_before = len(all_runs())
     shutil.copy(inbox / "a.jsonl", inbox / "renamed.jsonl")
