@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from tinylm.config import CorpusConfig, ExtractConfig, ShardsConfig, TokenizerConfig
+from tests.helpers import tiny_train_config
+from tinylm.config import CorpusConfig, ExtractConfig, RefreshConfig, ShardsConfig, TokenizerConfig
+from tinylm.flows.train import train_flow
 from tinylm.storage.documents import make_document, write_documents
-from tinylm.storage.manifest import file_sha256, write_manifest
+from tinylm.storage.manifest import file_sha256, read_manifest, write_manifest
 from tinylm.tasks.clean import clean_file
 from tinylm.tasks.dedup import deduplicate_files
 from tinylm.tasks.extraction import ExtractUnit, extract_unit
@@ -105,3 +107,18 @@ def shards_dir(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     output = tmp_path_factory.mktemp("shards")
     build_shards(small_corpus, tokenizer_dir, output, ShardsConfig(shard_tokens=4096, validation_fraction=0.2))
     return output
+
+
+@pytest.fixture
+def refresh_setup(prefect_api, shards_dir, workspace, zuozhuan, tmp_path):
+    """A finished base training run, a refresh config with an inbox, and Zuozhuan lines to drop in it."""
+    train = tiny_train_config(max_shards=1, eval_batches=1, sample_tokens=0)
+    base = train_flow(str(shards_dir), train, str(workspace))["run_id"]
+    config = RefreshConfig(
+        workspace=str(workspace),
+        inbox=str(tmp_path / "inbox"),
+        tokenizer=read_manifest(shards_dir)["tokenizer_dir"],
+        train=train,
+    )
+    lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 60]
+    return base, config, lines

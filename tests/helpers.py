@@ -1,5 +1,6 @@
 """Small builders shared by tests."""
 
+import json
 import os
 import signal
 import socket
@@ -61,12 +62,18 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 120) -> 
             time.sleep(0.3)
 
 
-def start_mlflow_server(port: int, store: Path) -> subprocess.Popen:
-    """A real `mlflow server` on 127.0.0.1:`port` with its database and artifacts under `store`."""
+def start_mlflow_server(port: int, store: Path, artifacts: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A real `mlflow server` on 127.0.0.1:`port` with its database under `store`, artifacts there too or at `artifacts`."""
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", artifacts or str(store / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=os.environ | (env or {}),
     )
     wait_for_http(f"http://127.0.0.1:{port}/health", process)
     return process
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    """A jsonl corpus file, one {"text": line} per line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"text": line}, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")

@@ -1,24 +1,15 @@
 """The refresh flow: new inbox files through corpus, dedup and shards into continued training, once each."""
 
-import json
 import shutil
 import threading
 
-import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import tiny_train_config
-from tinylm.config import RefreshConfig
+from tests.helpers import write_lines
 from tinylm.flows.refresh import refresh_flow
-from tinylm.flows.train import train_flow
 from tinylm.storage.manifest import read_manifest
 from tinylm.tasks.lineage import LOSS_PLOT
 from tinylm.tasks.refresh import Ledger
-
-
-def write_lines(path, lines):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps({"text": line}, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
 
 
 def all_runs():
@@ -26,22 +17,8 @@ def all_runs():
     return [run for experiment in client.search_experiments() for run in client.search_runs([experiment.experiment_id])]
 
 
-@pytest.fixture
-def setup(prefect_api, shards_dir, workspace, zuozhuan, tmp_path):
-    train = tiny_train_config(max_shards=1, eval_batches=1, sample_tokens=0)
-    base = train_flow(str(shards_dir), train, str(workspace))["run_id"]
-    config = RefreshConfig(
-        workspace=str(workspace),
-        inbox=str(tmp_path / "inbox"),
-        tokenizer=read_manifest(shards_dir)["tokenizer_dir"],
-        train=train,
-    )
-    lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 60]
-    return base, config, lines
-
-
-def test_refresh_trains_on_new_files_once_and_continues_the_lineage(setup, workspace, tmp_path):
-    base, config, lines = setup
+def test_refresh_trains_on_new_files_once_and_continues_the_lineage(refresh_setup, workspace, tmp_path):
+    base, config, lines = refresh_setup
     inbox = tmp_path / "inbox"
     write_lines(inbox / "a.jsonl", lines[:200])
 
@@ -70,8 +47,8 @@ def test_refresh_trains_on_new_files_once_and_continues_the_lineage(setup, works
     assert sorted(entry["name"] for entry in ledger.files.values()) == ["a.jsonl", "b.jsonl"]
 
 
-def test_two_refreshes_at_once_take_turns(setup, workspace, tmp_path):
-    _, config, lines = setup
+def test_two_refreshes_at_once_take_turns(refresh_setup, workspace, tmp_path):
+    _, config, lines = refresh_setup
     write_lines(tmp_path / "inbox" / "c.jsonl", lines[:120])
     results = []
     threads = [threading.Thread(target=lambda: results.append(refresh_flow(config))) for _ in range(2)]
