@@ -42,9 +42,13 @@ def process_pool(workers: int) -> Iterator[Executor | None]:
 
 
 def task_runner(runner: RunnerConfig, workers: int) -> TaskRunner:
-    """Threads (the default), or Dask: the given scheduler, or a local cluster of `workers` processes."""
+    """Threads (the default), or Dask or Ray: the given cluster, or a local one of `workers` processes."""
     if runner.kind == "threads":
         return thread_runner(workers)
+    if runner.kind == "ray":
+        from prefect_ray import RayTaskRunner
+
+        return RayTaskRunner(address=runner.ray_address, init_kwargs={"num_cpus": worker_count(workers)})
     from prefect_dask import DaskTaskRunner
 
     if runner.dask_address:
@@ -53,5 +57,5 @@ def task_runner(runner: RunnerConfig, workers: int) -> TaskRunner:
 
 
 def local_pool_workers(runner: RunnerConfig, workers: int) -> int:
-    """Processes of the local pool behind thread task runs; on Dask the workers are the parallelism, so none."""
+    """Processes of the local pool behind thread task runs; on Dask or Ray the workers are the parallelism, so none."""
     return workers if runner.kind == "threads" else 1

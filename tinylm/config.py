@@ -99,12 +99,13 @@ class DedupConfig(_Settings):
 
 class RunnerConfig(_Settings):
     """Where the data stages' task runs execute: threads of the flow's process (their work in a
-    process pool), or a Dask cluster, local or at any scheduler address."""
+    process pool), or a Dask or Ray cluster, local or at any address."""
 
-    kind: Literal["threads", "dask"] = Field("threads", description="threads, or dask (needs prefect-dask)")
+    kind: Literal["threads", "dask", "ray"] = Field("threads", description="threads, dask (needs prefect-dask) or ray (needs prefect-ray)")
     dask_address: str | None = Field(
         None, description="scheduler of an existing Dask cluster (tcp://host:8786); None = a local cluster for the run"
     )
+    ray_address: str | None = Field(None, description="an existing Ray cluster (ray://host:10001); None = a local Ray for the run")
 
 
 class CorpusConfig(_Settings):
