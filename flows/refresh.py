@@ -16,7 +16,7 @@ from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.shards import shards_flow
 from tinylm.flows.train import train_flow
 from tinylm.tasks.lineage import LINEAGE_TAG, log_loss_figure, newest_training_run
-from tinylm.storage.tracking import run_group
+from tinylm.storage.tracking import run_group, run_link
 from tinylm.tasks.refresh import InboxFile, Ledger, batch_id, scan_inbox, stage_locally, workspace_lock
 from tinylm.tasks.report import publish_stats
 
@@ -35,7 +35,8 @@ def refresh_flow(config: RefreshConfig = RefreshConfig()) -> dict:
         ledger.runs = lineage
         ledger.record(new, batch)
     summary = {"new_files": len(new), "batch": batch, "documents_kept": kept, "run_id": run_id}
-    publish_stats("refresh", summary | {"files": [item.name for item in new]})
+    trained = f"training run {run_link(config.workspace, run_id)}" if run_id else "nothing new survived dedup, no training"
+    publish_stats("refresh", summary | {"files": [item.name for item in new]}, summary=f"**refresh** `{batch}`: {len(new)} new files, {trained}")
     return summary | {"lineage": lineage}
 
 

@@ -1,15 +1,23 @@
 """The refresh flow: new inbox files through corpus, dedup and shards into continued training, once each."""
 
+import asyncio
 import shutil
 import threading
 
 from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.sorting import ArtifactSort
 
 from tests.helpers import write_lines
 from tinylm.flows.refresh import refresh_flow
 from tinylm.storage.manifest import read_manifest
 from tinylm.tasks.lineage import LOSS_PLOT
 from tinylm.tasks.refresh import Ledger
+
+
+async def _newest_artifact(key: str):
+    async with get_client() as client:
+        return next(a for a in await client.read_artifacts(sort=ArtifactSort.CREATED_DESC) if a.key == key)
 
 
 def all_runs():
@@ -29,6 +37,8 @@ def test_refresh_trains_on_new_files_once_and_continues_the_lineage(refresh_setu
     run = client.get_run(first["run_id"])
     assert run.data.tags["tinylm.init_run_id"] == base and run.data.tags["tinylm.lineage"] == base
     assert LOSS_PLOT in [item.path for item in client.list_artifacts(first["run_id"])]
+    summary = asyncio.run(_newest_artifact("refresh-summary"))
+    assert first["run_id"] in summary.data and first["batch"] in summary.data
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
     assert parent.data.tags["tinylm.stage"] == "refresh" and parent.data.tags["tinylm.refresh"] == first["batch"]
 
