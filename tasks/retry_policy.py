@@ -14,7 +14,7 @@ from tinylm.storage.tracking import is_transient
 RETRY_DELAYS_S = [2, 10, 30]
 
 
-def transient_only(task: Any, task_run: Any, state: Any) -> bool:
+def transient_only(_task: Any, _task_run: Any, state: Any) -> bool:
     """Prefect `retry_condition_fn`: retry only when the run failed with a transient error."""
     return is_transient(state.result(raise_on_failure=False))
 
