@@ -3,6 +3,7 @@ MLflow's artifact store (checkpoints) live in a bucket."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import fsspec  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from tests.helpers import free_port, start_mlflow_server, tiny_train_config, wait_for_http, write_lines  # noqa: E402
+from tests.test_pipeline import small_pipeline  # noqa: E402
+from tinylm.flows.pipeline import pipeline_flow  # noqa: E402
 from tinylm.flows.refresh import refresh_flow  # noqa: E402
 from tinylm.tasks.refresh import Ledger  # noqa: E402
 from tinylm.tasks.train import train_model  # noqa: E402
@@ -71,3 +74,21 @@ def test_checkpoints_go_to_an_mlflow_artifact_store_in_a_bucket(s3, shards_dir, 
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_pipeline_mirrored_to_a_bucket_is_reused_on_a_fresh_workspace(s3, prefect_api, zuozhuan, workspace):
+    config = small_pipeline(workspace, [zuozhuan]).model_copy(update={"mirror": f"s3://{BUCKET}/workspace"})
+    first = pipeline_flow(config)
+    keys = {item["Key"] for item in boto3.client("s3", endpoint_url=s3).list_objects_v2(Bucket=BUCKET)["Contents"]}
+    for key in ("corpus/e2e/manifest.json", "tokenizers/e2e/tokenizer.json", "shards/e2e/shard-00000.bin", "dedup-index/index.json"):
+        assert f"workspace/{key}" in keys
+    assert not any("/_work/" in key for key in keys), "scratch stays local"
+    for stage in ("corpus", "tokenizers", "shards", "dedup-index"):
+        shutil.rmtree(workspace / stage)
+
+    second = pipeline_flow(config)
+
+    assert not (workspace / "corpus" / "e2e" / "_work").exists(), "the corpus came from the mirror, not from extraction"
+    assert second["tokens"] == first["tokens"] and second["run_id"] == first["run_id"]
+    assert (workspace / "dedup-index" / "index.json").exists()

@@ -8,6 +8,7 @@ import pytest
 from tinylm.config import CorpusConfig, DedupConfig
 from tinylm.storage.atomic import atomic_path, atomic_write_json, remove_stale_temps
 from tinylm.storage.manifest import fingerprint, is_complete, write_manifest
+from tinylm.storage.mirror import pull, push
 
 
 def test_atomic_path_leaves_nothing_when_the_body_fails(tmp_path):
@@ -61,3 +62,20 @@ def test_is_complete_needs_the_matching_manifest(tmp_path):
     assert is_complete(tmp_path, "abc") and not is_complete(tmp_path, "abd")
     atomic_write_json(tmp_path / "manifest.json", {"fingerprint": "other"})
     assert not is_complete(tmp_path, "abc")
+
+
+def test_mirror_sends_a_stage_manifest_last_and_pulls_it_only_when_finished(tmp_path):
+    stage = tmp_path / "stage"
+    (stage / "_work").mkdir(parents=True)
+    (stage / "_work" / "scratch.bin").write_bytes(b"x")
+    (stage / "part-00000.parquet").write_bytes(b"rows")
+    (stage / "sub").mkdir()
+    (stage / "sub" / "nested.txt").write_text("nested")
+    (stage / "manifest.json").write_text("{}")
+    mirror = tmp_path / "mirror"
+    assert push(stage, str(mirror)) == 3, "scratch folders stay local"
+    copy = tmp_path / "copy"
+    assert pull(copy, str(mirror)) and (copy / "sub" / "nested.txt").read_text() == "nested"
+    assert not pull(copy, str(mirror)), "a local finished stage is never overwritten"
+    (mirror / "manifest.json").unlink()
+    assert not pull(tmp_path / "other", str(mirror)), "a remote stage without its manifest is unfinished"

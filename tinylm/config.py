@@ -206,6 +206,9 @@ class PipelineConfig(_Settings):
         "dedup-index", description="persistent dedup index, relative to the workspace; None = deduplicate this corpus alone"
     )
     inputs: list[str] = Field(default_factory=list, description="raw corpus files: Wikipedia .xml(.bz2), jsonl, txt")
+    mirror: str | None = Field(
+        None, description="fsspec URL (s3://bucket/workspace) that keeps a copy of every finished stage; a new machine pulls from it"
+    )
     corpus: CorpusConfig = CorpusConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     shards: ShardsConfig = ShardsConfig()
@@ -216,6 +219,12 @@ class PipelineConfig(_Settings):
 
     def index_dir(self) -> str | None:
         return str(Path(self.workspace) / self.dedup_index) if self.dedup_index else None
+
+    def mirror_of(self, directory: str) -> str | None:
+        """Where the mirror keeps a workspace directory, or None without a mirror."""
+        if self.mirror is None:
+            return None
+        return f"{self.mirror.rstrip('/')}/{Path(directory).relative_to(self.workspace).as_posix()}"
 
 
 class RefreshConfig(_Settings):
