@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,11 @@ def resolve_checkpoint(checkpoint: str, scratch: Path) -> Path:
 class LoadedModel:
     model: Transformer
     tokenizer: Tokenizer
+
+    @functools.cached_property
+    def chat(self) -> ChatEncoder:
+        """Built once per loaded model: it copies the tokenizer to encode message text literally."""
+        return ChatEncoder(self.tokenizer)
 
     @property
     def stop_ids(self) -> set[int]:
@@ -75,5 +81,5 @@ def generate_text(checkpoint: str, prompt: str, max_new_tokens: int = 64, sampli
 
 def chat_reply(loaded: LoadedModel, history: list[Message], max_new_tokens: int, sampling: Sampling, generator: torch.Generator) -> Iterator[str]:
     """The assistant's next turn after `history`, streamed, encoded with the same template as the SFT data."""
-    (prompt,) = ChatEncoder(loaded.tokenizer).encode([history], generation_prompt=True)
+    (prompt,) = loaded.chat.encode([history], generation_prompt=True)
     yield from stream_text(loaded, prompt.ids, max_new_tokens, sampling, generator)

@@ -102,7 +102,7 @@ def validation_loss(model: torch.nn.Module, validation: ShardSet | None, config:
     """Mean loss over the first `eval_batches` windows of the validation shards (the same ones every time)."""
     if validation is None or not validation.arrays or config.eval_batches == 0:
         return None
-    stream = np.concatenate([np.asarray(array) for array in validation.arrays])
+    stream = _prefix(validation.arrays, config.eval_batches * config.batch_size * config.seq_len + 1)
     order = np.arange((len(stream) - 1) // config.seq_len)
     batches = min(config.eval_batches, len(order) // config.batch_size)
     if batches == 0:
@@ -115,6 +115,17 @@ def validation_loss(model: torch.nn.Module, validation: ShardSet | None, config:
             losses.append(model(inputs.to(device), targets.to(device)).loss.item())
     model.train()
     return float(np.mean(losses))
+
+
+def _prefix(arrays: list[np.ndarray], tokens: int) -> np.ndarray:
+    """The first `tokens` ids across memory-mapped shards: validation reads what it evaluates, not the whole split."""
+    pieces, remaining = [], tokens
+    for array in arrays:
+        if remaining <= 0:
+            break
+        pieces.append(np.asarray(array[:remaining]))
+        remaining -= len(pieces[-1])
+    return np.concatenate(pieces)
 
 
 def sample_generations(model: Transformer, tokenizer_dir: Path, config: TrainConfig) -> str:
