@@ -10,7 +10,7 @@ from pathlib import Path
 from tinylm.config import ExtractConfig
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.storage.manifest import write_manifest
-from tinylm.tasks.readers import ReadStats, read_documents
+from tinylm.corpus.readers.base import ReadStats, read_documents
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -17,8 +17,8 @@ import opencc
 from _timing import best_of
 
 from tinylm.config import ConvertConfig, ExtractConfig
-from tinylm.tasks.convert import convert_texts, make_converter
-from tinylm.tasks.readers import ReadStats, read_documents
+from tinylm.corpus.convert import convert_texts, make_converter
+from tinylm.corpus.readers.base import ReadStats, read_documents
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -34,10 +34,10 @@ from datasketch import MinHash
 from _timing import best_of
 
 from tinylm.config import DedupConfig, ExtractConfig
-from tinylm.storage.dedup_index import DedupIndex, IndexPart, LocalKnownDocuments, SignatureMatcher
-from tinylm.tasks.dedup import exact_key
-from tinylm.tasks.minhash import MinHasher, shingles
-from tinylm.tasks.readers import ReadStats, read_documents
+from tinylm.corpus.dedup.index import DedupIndex, IndexPart, LocalKnownDocuments, SignatureMatcher
+from tinylm.corpus.dedup.deduplicate import exact_key
+from tinylm.corpus.dedup.minhash import MinHasher, shingles
+from tinylm.corpus.readers.base import ReadStats, read_documents
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from tinylm.tasks.multistream import write_multistream
+from tinylm.corpus.wiki.multistream import write_multistream
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "enwiki-sample-pages-articles.xml.bz2"
 MARKERS = ("{{", "}}", "[[", "]]", "<ref", "{|", "-{", "}-")
@@ -66,7 +66,7 @@ def run_wikiextractor(dump: Path, out: Path) -> tuple[float, list[str]]:
 
 def run_tinylm(dump: Path, out: Path) -> tuple[float, list[str]]:
     code = (
-        "from tinylm.tasks.extraction import ExtractUnit, extract_unit; from tinylm.config import ExtractConfig; "
+        "from tinylm.corpus.extraction import ExtractUnit, extract_unit; from tinylm.config import ExtractConfig; "
         f"extract_unit(ExtractUnit({str(dump)!r}, 'bench'), {str(out)!r}, ExtractConfig(workers=1))"
     )
     seconds = timed([sys.executable, "-c", code])

@@ -20,8 +20,8 @@ from _timing import best_of
 from tinylm.config import ShardsConfig, TokenizerConfig
 from tinylm.peak_memory import peak_resident
 from tinylm.storage.documents import corpus_parts, iter_texts
-from tinylm.tasks.shards import build_shards
-from tinylm.tasks.tokenizer import load_tokenizer, train_tokenizer
+from tinylm.tokens.shards import build_shards
+from tinylm.tokens.tokenizer import load_tokenizer, train_tokenizer
 
 COPIES = 4
 

@@ -19,8 +19,8 @@ from _timing import best_of
 
 from tinylm.config import TokenizerConfig
 from tinylm.storage.documents import corpus_parts
-from tinylm.tasks.sampling import SamplePlan, sample_texts, survey
-from tinylm.tasks.tokenizer import bpe_trainer, new_tokenizer, train_tokenizer
+from tinylm.tokens.sampling import SamplePlan, sample_texts, survey
+from tinylm.tokens.tokenizer import bpe_trainer, new_tokenizer, train_tokenizer
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import torch
 from tinylm.model.config import ModelConfig
 from tinylm.model.transformer import Transformer
 from tinylm.peak_memory import peak_resident
-from tinylm.tasks.export import llama_config, llama_state_dict
+from tinylm.inference.export import llama_config, llama_state_dict
 
 SHAPE = ModelConfig(vocab_size=6400, dim=512, n_layers=8, n_heads=8, n_kv_heads=2, max_seq_len=1024)
 WARMUP_STEPS = 2

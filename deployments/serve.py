@@ -1,49 +1,16 @@
 """Serve every tinylm flow from one process, so each can be triggered from the Prefect UI.
 
 Run from the repository root with a Prefect server reachable (`make servers`, then
-`PREFECT_API_URL=http://127.0.0.1:4200/api python deployments/serve.py`). Unlike the
-work-pool deployments of prefect.yaml, this needs no pool and no worker.
+`PREFECT_API_URL=http://127.0.0.1:4200/api python deployments/serve.py`). The
+deployments themselves are built in `tinylm/flows/deployments.py`.
 """
 
-from __future__ import annotations
-
-import os
+import sys
 from pathlib import Path
 
-from prefect import serve
-from prefect.deployments.runner import RunnerDeployment
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinylm.config import PipelineConfig, load_yaml
-from tinylm.flows.chat_data import chat_data_flow
-from tinylm.flows.corpus import corpus_flow
-from tinylm.flows.pipeline import pipeline_flow
-from tinylm.flows.refresh import refresh_flow
-from tinylm.flows.shards import shards_flow
-from tinylm.flows.tokenizer import tokenizer_flow
-from tinylm.flows.train import train_flow
-
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
-# When the refresh deployment looks in its inbox; override with TINYLM_REFRESH_CRON.
-REFRESH_CRON = os.environ.get("TINYLM_REFRESH_CRON", "0 3 * * *")
-
-
-def build_deployments() -> list[RunnerDeployment]:
-    """The same deployments as prefect.yaml; the pipeline's form is pre-filled with the demo config."""
-    demo = load_yaml(DEMO_CONFIG, PipelineConfig) if DEMO_CONFIG.exists() else PipelineConfig()
-    return [
-        pipeline_flow.to_deployment(name="pipeline", parameters={"config": demo.model_dump(mode="json")}, tags=["tinylm"]),
-        corpus_flow.to_deployment(name="corpus", tags=["tinylm"]),
-        tokenizer_flow.to_deployment(name="tokenizer", tags=["tinylm"]),
-        shards_flow.to_deployment(name="shards", tags=["tinylm"]),
-        train_flow.to_deployment(name="train", tags=["tinylm"]),
-        chat_data_flow.to_deployment(name="chat-data", tags=["tinylm"]),
-        refresh_flow.to_deployment(name="refresh", cron=REFRESH_CRON, tags=["tinylm"]),
-    ]
-
-
-def main() -> None:
-    serve(*build_deployments(), limit=1)
-
+from tinylm.flows.deployments import main  # noqa: E402  (after putting the checkout on the path)
 
 if __name__ == "__main__":
     main()

@@ -12,12 +12,12 @@ from tinylm.config import CorpusConfig, ExtractConfig, RefreshConfig, ShardsConf
 from tinylm.flows.train import train_flow
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.storage.manifest import file_sha256, read_manifest, write_manifest
-from tinylm.tasks.clean import clean_file
-from tinylm.tasks.dedup import deduplicate_files
-from tinylm.tasks.extraction import ExtractUnit, extract_unit
-from tinylm.tasks.readers import ReadStats, read_documents
-from tinylm.tasks.shards import build_shards
-from tinylm.tasks.tokenizer import train_tokenizer
+from tinylm.corpus.clean import clean_file
+from tinylm.corpus.dedup.deduplicate import deduplicate_files
+from tinylm.corpus.extraction import ExtractUnit, extract_unit
+from tinylm.corpus.readers.base import ReadStats, read_documents
+from tinylm.tokens.shards import build_shards
+from tinylm.tokens.tokenizer import train_tokenizer
 
 TESTS_DATA = Path(__file__).parent / "data"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

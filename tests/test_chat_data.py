@@ -7,9 +7,9 @@ import pytest
 
 from tinylm.config import ChatDataConfig, TokenizerConfig
 from tinylm.flows.chat_data import chat_data_flow
-from tinylm.tasks.chat_data import build_chat_data
-from tinylm.tasks.chat_template import ChatEncoder
-from tinylm.tasks.tokenizer import IM_END, load_tokenizer, train_tokenizer
+from tinylm.tokens.chat_data import build_chat_data
+from tinylm.tokens.chat_template import ChatEncoder
+from tinylm.tokens.tokenizer import IM_END, load_tokenizer, train_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@ import pyarrow.parquet as pq
 
 from tinylm.config import ConvertConfig, ExtractConfig, FilterConfig
 from tinylm.storage.documents import make_document, write_documents
-from tinylm.tasks.clean import clean_file
-from tinylm.tasks.convert import convert_texts, detect_languages, make_converter
-from tinylm.tasks.quality import quality_failure
-from tinylm.tasks.readers import ReadStats, read_documents
+from tinylm.corpus.clean import clean_file
+from tinylm.corpus.convert import convert_texts, detect_languages, make_converter
+from tinylm.corpus.quality import quality_failure
+from tinylm.corpus.readers.base import ReadStats, read_documents
 
 
 def test_language_detection():

@@ -10,7 +10,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.sorting import ArtifactSort
 
 from tinylm.cli import build_parser, main, progress_bars
-from tinylm.tasks.report import PROGRESS_LISTENERS, StageProgress
+from tinylm.flows.report import PROGRESS_LISTENERS, StageProgress
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.storage.manifest import content_hashes
 

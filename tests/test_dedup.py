@@ -5,10 +5,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tinylm.config import DedupConfig
-from tinylm.storage.dedup_index import CorruptIndexError, DedupIndex
+from tinylm.corpus.dedup.index import CorruptIndexError, DedupIndex
 from tinylm.storage.documents import make_document, write_documents
-from tinylm.tasks.dedup import deduplicate_files, exact_key
-from tinylm.tasks.minhash import shingles
+from tinylm.corpus.dedup.deduplicate import deduplicate_files, exact_key
+from tinylm.corpus.dedup.minhash import shingles
 
 
 def edited(text: str, fraction: float, seed: int) -> str:

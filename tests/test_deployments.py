@@ -13,7 +13,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 from prefect.flows import load_flow_from_entrypoint
 
-from tinylm.deployments.serve import build_deployments
+from tinylm.flows.deployments import build_deployments
 from tinylm.storage.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]

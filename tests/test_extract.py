@@ -11,9 +11,9 @@ import zstandard
 
 from tinylm.config import ExtractConfig
 from tinylm.storage.manifest import file_sha256
-from tinylm.tasks.extraction import ExtractUnit, extract_unit
-from tinylm.tasks import readers
-from tinylm.tasks.readers import ReadStats, TruncatedInputError, read_documents
+from tinylm.corpus.extraction import ExtractUnit, extract_unit
+from tinylm.corpus.readers import base as readers
+from tinylm.corpus.readers.base import ReadStats, TruncatedInputError, read_documents
 
 WIKI_MARKUP = ("[[", "]]", "{{", "}}", "<ref", "{|")
 

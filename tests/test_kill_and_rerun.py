@@ -8,9 +8,9 @@ import pytest
 from tests.helpers import kill_when
 from tinylm.config import ExtractConfig, ShardsConfig, TokenizerConfig
 from tinylm.storage.manifest import file_sha256, read_manifest
-from tinylm.tasks.extraction import ExtractUnit, extract_unit
-from tinylm.tasks.shards import build_shards
-from tinylm.tasks.tokenizer import train_tokenizer
+from tinylm.corpus.extraction import ExtractUnit, extract_unit
+from tinylm.tokens.shards import build_shards
+from tinylm.tokens.tokenizer import train_tokenizer
 
 
 def test_extraction_killed_mid_write_then_rerun(enwiki_dump, tmp_path):
@@ -18,7 +18,7 @@ def test_extraction_killed_mid_write_then_rerun(enwiki_dump, tmp_path):
     reference = extract_unit(unit, tmp_path / "reference", ExtractConfig())
     output = tmp_path / "killed"
     code = (
-        "from tinylm.tasks.extraction import ExtractUnit, extract_unit; from tinylm.config import ExtractConfig; "
+        "from tinylm.corpus.extraction import ExtractUnit, extract_unit; from tinylm.config import ExtractConfig; "
         f"extract_unit(ExtractUnit({str(enwiki_dump)!r}, {unit.content_hash!r}), {str(output)!r}, ExtractConfig())"
     )
     kill_when(code, lambda: output.exists() and any(output.glob(".*.tmp-*")))
@@ -42,7 +42,7 @@ def test_shards_killed_then_rerun(moment, bilingual_corpus, tmp_path):
     reference = build_shards(bilingual_corpus, tokenizer, tmp_path / "reference", config)
     output = tmp_path / "killed"
     code = (
-        "from tinylm.tasks.shards import build_shards; from tinylm.config import ShardsConfig; "
+        "from tinylm.tokens.shards import build_shards; from tinylm.config import ShardsConfig; "
         f"build_shards({str(bilingual_corpus)!r}, {str(tokenizer)!r}, {str(output)!r}, ShardsConfig(shard_tokens=4096, batch_documents=64))"
     )
     kill_when(code, lambda: moment(output))

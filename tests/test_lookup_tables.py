@@ -3,9 +3,9 @@
 import numpy as np
 
 from tinylm.config import DedupConfig
-from tinylm.storage import lookup_tables
-from tinylm.storage.dedup_index import banding, lsh_for, sketch
-from tinylm.tasks.minhash import MinHasher
+from tinylm.corpus.dedup import lookup_tables
+from tinylm.corpus.dedup.index import banding, lsh_for, sketch
+from tinylm.corpus.dedup.minhash import MinHasher
 
 
 def test_band_tables_return_datasketch_candidates(zuozhuan, tmp_path):

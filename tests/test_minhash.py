@@ -5,9 +5,9 @@ import pytest
 from datasketch import MinHash
 
 from tinylm.config import ExtractConfig
-from tinylm.tasks import minhash
-from tinylm.tasks.minhash import MinHasher, char_shingle_hash, shingles, tokens, word_id, word_ids, word_shingle_hash
-from tinylm.tasks.readers import ReadStats, read_documents
+from tinylm.corpus.dedup import minhash
+from tinylm.corpus.dedup.minhash import MinHasher, char_shingle_hash, shingles, tokens, word_id, word_ids, word_shingle_hash
+from tinylm.corpus.readers.base import ReadStats, read_documents
 
 
 def datasketch_signature(text: str, lang: str, n: int, num_perm: int, seed: int) -> np.ndarray:

@@ -7,9 +7,9 @@ import pytest
 from tinylm.config import ExtractConfig
 from tinylm.flows.extract import run_extract
 from tinylm.storage.manifest import content_hashes, file_sha256
-from tinylm.tasks.extraction import extract_unit, plan_units
-from tinylm.tasks.multistream import index_for, plan_ranges, stream_offsets, write_multistream
-from tinylm.tasks.readers import TruncatedInputError
+from tinylm.corpus.extraction import extract_unit, plan_units
+from tinylm.corpus.wiki.multistream import index_for, plan_ranges, stream_offsets, write_multistream
+from tinylm.corpus.readers.base import TruncatedInputError
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from tinylm.config import CorpusConfig, ExtractConfig, PipelineConfig, ShardsCon
 from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.pipeline import pipeline_flow
 from tinylm.storage.documents import corpus_parts
-from tinylm.storage.shards import open_shards
-from tinylm.tasks.tokenizer import load_tokenizer
+from tinylm.tokens.shard_files import open_shards
+from tinylm.tokens.tokenizer import load_tokenizer
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import redis
 
 from tinylm.config import DedupConfig
 from tinylm.storage.documents import make_document, write_documents
-from tinylm.tasks.dedup import deduplicate_files
+from tinylm.corpus.dedup.deduplicate import deduplicate_files
 from tests.helpers import free_port
 from tests.test_dedup import edited
 

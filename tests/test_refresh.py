@@ -11,8 +11,8 @@ from prefect.client.schemas.sorting import ArtifactSort
 from tests.helpers import write_lines
 from tinylm.flows.refresh import refresh_flow
 from tinylm.storage.manifest import read_manifest
-from tinylm.tasks.lineage import LOSS_PLOT
-from tinylm.tasks.refresh import Ledger
+from tinylm.tracking.lineage import LOSS_PLOT
+from tinylm.corpus.inbox import Ledger
 
 
 async def _newest_artifact(key: str):

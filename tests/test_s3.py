@@ -20,8 +20,8 @@ from tests.helpers import free_port, start_mlflow_server, tiny_train_config, wai
 from tests.test_pipeline import small_pipeline  # noqa: E402
 from tinylm.flows.pipeline import pipeline_flow  # noqa: E402
 from tinylm.flows.refresh import refresh_flow  # noqa: E402
-from tinylm.tasks.refresh import Ledger  # noqa: E402
-from tinylm.tasks.train import train_model  # noqa: E402
+from tinylm.corpus.inbox import Ledger  # noqa: E402
+from tinylm.training.trainer import train_model  # noqa: E402
 
 BUCKET = "tinylm"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}

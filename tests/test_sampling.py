@@ -3,7 +3,7 @@
 from collections import Counter
 
 from tinylm.storage.documents import corpus_parts, iter_document_batches
-from tinylm.tasks.sampling import SamplePlan, document_unit, language_targets, sample_texts, survey
+from tinylm.tokens.sampling import SamplePlan, document_unit, language_targets, sample_texts, survey
 
 
 def test_targets_split_the_budget_by_weight_and_pass_on_what_a_language_lacks():

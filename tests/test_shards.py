@@ -6,10 +6,10 @@ import pytest
 from tinylm.config import ShardsConfig, TokenizerConfig
 from tinylm.storage.documents import corpus_parts, iter_texts, make_document, write_documents
 from tinylm.storage.manifest import write_manifest
-from tinylm.storage.shards import ShardWriter, open_shards, token_dtype
-from tinylm.tasks.mixing import interleave, passes, shuffle_buffered
-from tinylm.tasks.shards import build_shards
-from tinylm.tasks.tokenizer import load_tokenizer, train_tokenizer
+from tinylm.tokens.shard_files import ShardWriter, open_shards, token_dtype
+from tinylm.tokens.mixing import interleave, passes, shuffle_buffered
+from tinylm.tokens.shards import build_shards
+from tinylm.tokens.tokenizer import load_tokenizer, train_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 from tinylm.config import TokenizerConfig
 from tinylm.storage.documents import corpus_parts, make_document, write_documents
 from tinylm.storage.manifest import write_manifest
-from tinylm.tasks.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
+from tinylm.tokens.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
 
 MIXED = "美利坚合众国宪法 The Constitution, 1787年！😀 𠀀𪚥 naïve café\n\ttabs  and  spaces"
 
@@ -91,7 +91,7 @@ def test_compression_is_measured_on_held_out_text_of_each_language(bilingual_cor
 TRAIN_AND_REPORT = """
 import json, sys
 from tinylm.config import TokenizerConfig
-from tinylm.tasks.tokenizer import train_tokenizer
+from tinylm.tokens.tokenizer import train_tokenizer
 manifest = train_tokenizer(sys.argv[1], sys.argv[2], TokenizerConfig(vocab_size=2000, max_text_bytes=int(sys.argv[3])))
 print(json.dumps(manifest["memory"] | manifest["sample"]))
 """

@@ -1,6 +1,6 @@
 import mlflow
 
-from tinylm.storage.tracking import tracking_uri, use_experiment
+from tinylm.tracking.store import tracking_uri, use_experiment
 
 
 def test_embedded_store_keeps_artifacts_in_its_workspace(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import free_port, start_mlflow_server, tiny_train_config
-from tinylm.tasks.train import train_model
+from tinylm.training.trainer import train_model
 
 
 @pytest.mark.slow

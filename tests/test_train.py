@@ -19,17 +19,17 @@ from tinylm.model.config import ModelConfig
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import load_checkpoint
 from tinylm.storage.manifest import read_manifest
-from tinylm.tasks.chat_data import build_chat_data
+from tinylm.tokens.chat_data import build_chat_data
 from tinylm.flows.train import train_flow
-from tinylm.storage.tracking import use_experiment
-from tinylm.tasks.export import export_hf, register_model
+from tinylm.tracking.store import use_experiment
+from tinylm.inference.export import export_hf, register_model
 from tinylm.model.generation import Sampling, stream_tokens
-from tinylm.tasks.chat_template import ChatEncoder
-from tinylm.tasks.generate import chat_reply, generate_text, load_model
-from tinylm.tasks.shards import build_shards
-from tinylm.tasks.tokenizer import train_tokenizer
-from tinylm.tasks.train import learning_rate, train_model
-from tinylm.tasks.training_data import open_training_data
+from tinylm.tokens.chat_template import ChatEncoder
+from tinylm.inference.generate import chat_reply, generate_text, load_model
+from tinylm.tokens.shards import build_shards
+from tinylm.tokens.tokenizer import train_tokenizer
+from tinylm.training.trainer import learning_rate, train_model
+from tinylm.training.data import open_training_data
 
 TINY_TRAIN = tiny_train_config()
 
@@ -96,7 +96,7 @@ def test_a_run_killed_mid_shard_resumes_to_the_weights_of_an_uninterrupted_run(s
     reference = train_model(shards_dir, workspace, config.model_copy(update={"run_name": "reference"}))
     uninterrupted, _ = load_checkpoint(workspace / "checkpoints" / reference["run_id"] / f"step-{reference['steps']:08d}")
     code = (
-        "from tinylm.tasks.train import train_model; from tinylm.config import TrainConfig; "
+        "from tinylm.training.trainer import train_model; from tinylm.config import TrainConfig; "
         f"train_model({str(shards_dir)!r}, {str(workspace)!r}, TrainConfig.model_validate_json({config.model_copy(update={'run_name': 'killed'}).model_dump_json()!r}))"
     )
     killed_dir = workspace / "checkpoints"
@@ -219,7 +219,7 @@ def test_torchrun_data_parallel_matches_one_process_with_the_whole_batch(shards_
     reference = train_model(shards_dir, workspace, single)
     parallel = single.model_copy(update={"batch_size": 2, "run_name": "parallel"})
     code = (
-        "from tinylm.tasks.train import train_model; from tinylm.config import TrainConfig; "
+        "from tinylm.training.trainer import train_model; from tinylm.config import TrainConfig; "
         f"train_model({str(shards_dir)!r}, {str(workspace)!r}, TrainConfig.model_validate_json({parallel.model_dump_json()!r}))"
     )
     environment = os.environ | {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(), "OMP_NUM_THREADS": "1"}

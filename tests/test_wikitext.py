@@ -1,4 +1,4 @@
-from tinylm.tasks.wikitext import remove_nested_blocks, resolve_variants, wikitext_to_text
+from tinylm.corpus.wiki.markup import remove_nested_blocks, resolve_variants, wikitext_to_text
 
 
 def test_nested_multiline_templates_are_removed_whole():

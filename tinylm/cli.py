@@ -29,7 +29,7 @@ def _pipeline(args: argparse.Namespace) -> None:
 
 
 def where_to_look(config: PipelineConfig, result: dict) -> str:
-    from tinylm.storage.tracking import tracking_uri
+    from tinylm.tracking.store import tracking_uri
 
     workspace = Path(config.workspace).resolve()
     uri = tracking_uri(config.workspace)
@@ -73,7 +73,7 @@ def _corpus(args: argparse.Namespace) -> None:
 
 
 def _convert(args: argparse.Namespace) -> None:
-    from tinylm.tasks.convert import convert_file
+    from tinylm.corpus.convert import convert_file
 
     updates = {"backend": args.backend} | ({"opencc_config": args.config} if args.config else {})
     _print_json(convert_file(args.input, args.output, ConvertConfig().model_copy(update=updates)))
@@ -126,7 +126,7 @@ def _train(args: argparse.Namespace) -> None:
         config = config.model_copy(update={"init_run_id": args.init})
     workspace = args.workspace or "workspace"
     if int(os.environ.get("RANK", "0")) > 0:
-        from tinylm.tasks.train import train_model
+        from tinylm.training.trainer import train_model
 
         train_model(str(args.shards), workspace, config)
         return
@@ -150,8 +150,8 @@ def _sampling(args: argparse.Namespace):
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from tinylm.storage.tracking import use_experiment
-    from tinylm.tasks.generate import generate_text
+    from tinylm.tracking.store import use_experiment
+    from tinylm.inference.generate import generate_text
 
     use_experiment("tinylm", args.workspace or "workspace")
     print(generate_text(args.checkpoint, args.prompt, args.max_new_tokens, _sampling(args), args.seed))
@@ -160,8 +160,8 @@ def _generate(args: argparse.Namespace) -> None:
 def _chat(args: argparse.Namespace) -> None:
     import torch
 
-    from tinylm.storage.tracking import use_experiment
-    from tinylm.tasks.generate import chat_reply, load_model
+    from tinylm.tracking.store import use_experiment
+    from tinylm.inference.generate import chat_reply, load_model
 
     use_experiment("tinylm", args.workspace or "workspace")
     loaded = load_model(args.checkpoint)
@@ -188,9 +188,9 @@ def _chat(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     import tempfile
 
-    from tinylm.storage.tracking import use_experiment
-    from tinylm.tasks.export import export_hf, register_model
-    from tinylm.tasks.generate import resolve_checkpoint
+    from tinylm.tracking.store import use_experiment
+    from tinylm.inference.export import export_hf, register_model
+    from tinylm.inference.generate import resolve_checkpoint
 
     use_experiment("tinylm", args.workspace or "workspace")
     with tempfile.TemporaryDirectory() as scratch:
@@ -320,7 +320,7 @@ def progress_bars() -> Iterator[None]:
     same reports that update the Prefect progress artifacts; nothing when stderr is not a terminal."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    from tinylm.tasks.report import PROGRESS_LISTENERS
+    from tinylm.flows.report import PROGRESS_LISTENERS
 
     bars: dict[str, int] = {}
     columns = (TextColumn("{task.description:>9}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())

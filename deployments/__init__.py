@@ -1,1 +1,0 @@
-"""How flows are served and scheduled."""

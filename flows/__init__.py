@@ -1,1 +1,0 @@
-"""Prefect flows: the order of stages and their fan-out. No data logic lives here."""

@@ -1,1 +1,0 @@
-"""Workspace layout and on-disk formats: documents, manifests, token shards, checkpoints, tracking."""

@@ -1,1 +1,0 @@
-"""One module per stage: plain functions that do the work, and thin Prefect tasks over them."""

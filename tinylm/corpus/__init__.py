@@ -1,0 +1,1 @@
+"""Corpus stage: raw files to clean, deduplicated Document parquet (readers, Wikipedia, conversion, filters, dedup)."""

@@ -1,0 +1,50 @@
+"""Clean stage: language detection, traditional-to-simplified conversion, quality filters.
+
+Works on one extracted parquet file at a time, so files are cleaned in parallel tasks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tinylm.config import ConvertConfig, FilterConfig
+from tinylm.storage.documents import DocumentWriter, read_stats
+from tinylm.storage.manifest import fingerprint
+from tinylm.corpus.convert import convert_texts, make_converter
+from tinylm.corpus.quality import quality_failure
+from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
+
+
+def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfig, filters: FilterConfig) -> dict:
+    """Convert and filter one Document parquet file; returns counts by outcome and drop reason."""
+    source, output_dir = Path(source), Path(output_dir)
+    key = fingerprint("clean", {"convert": convert, "filters": filters}, {"source": source.name})[:16]
+    target = output_dir / f"{source.stem}.{key}.parquet"
+    result = {"input": str(source), "output": str(target)}
+    if target.exists():
+        return result | read_stats(target) | {"reused": True}
+    stats: dict = {"documents": 0, "converted": 0, "kept": 0, "dropped": {}}
+    to_simplified = make_converter(convert)
+    with DocumentWriter(target, stats) as writer:
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=1024):
+            documents = batch.to_pylist()
+            texts, langs, changed = convert_texts(
+                [d["text"] for d in documents], [d["lang"] for d in documents], to_simplified, convert.cjk_threshold
+            )
+            stats["documents"] += len(documents)
+            stats["converted"] += changed
+            for document, text, lang in zip(documents, texts, langs):
+                reason = quality_failure(text, lang, filters)
+                if reason:
+                    stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1
+                    continue
+                writer.write({**document, "text": text, "lang": lang})
+                stats["kept"] += 1
+    return result | stats | {"reused": False}
+
+
+clean_file_task = task(clean_file, name="clean-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)

@@ -1,0 +1,1 @@
+"""Wikipedia: dump XML, multistream byte ranges, and wikitext markup to plain text."""

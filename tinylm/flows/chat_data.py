@@ -1,0 +1,28 @@
+"""chat_data flow: SFT conversations or DPO pairs in jsonl to token parquet, one task run per file."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tinylm.config import ChatDataConfig
+from tinylm.storage.manifest import is_complete, read_manifest
+from tinylm.tokens.chat_data import chat_data_inputs, encode_chat_file_task, finish_chat_data
+from tinylm.flows.report import report_stage
+
+
+@flow(name="chat-data")
+def chat_data_flow(
+    inputs: list[str],
+    tokenizer: str = "workspace/tokenizers/default",
+    output: str = "workspace/sft/default",
+    config: ChatDataConfig = ChatDataConfig(),
+    workspace: str = "workspace",
+) -> dict:
+    """Tokenize chat jsonl with the tokenizer's chat template; an identical earlier run is reused."""
+    expected, tokenizer_sha256 = chat_data_inputs(inputs, tokenizer, config)
+    if is_complete(output, expected):
+        return read_manifest(output) | {"reused": True}
+    futures = [encode_chat_file_task.submit(path, index, tokenizer, tokenizer_sha256, output, config) for index, path in enumerate(inputs)]
+    manifest = finish_chat_data(output, expected, tokenizer, tokenizer_sha256, config, [future.result() for future in futures])
+    report_stage("chat-data", manifest["stats"], {"inputs": inputs, "tokenizer": tokenizer, "output": output, **config.model_dump(mode="json")}, workspace)
+    return manifest | {"reused": False}

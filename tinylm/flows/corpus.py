@@ -1,0 +1,49 @@
+"""corpus flow: raw files to a cleaned, deduplicated Document parquet corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from tinylm.config import CorpusConfig
+from tinylm.flows.dedup import clean_and_deduplicate
+from tinylm.flows.extract import run_extract
+from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
+from tinylm.flows.report import corpus_stats, report_stage
+
+
+@flow(name="corpus")
+def corpus_flow(
+    inputs: list[str],
+    output: str = "workspace/corpus/default",
+    config: CorpusConfig = CorpusConfig(),
+    index: str | None = None,
+    workspace: str = "workspace",
+) -> dict:
+    """Extract (a subflow, units in parallel), convert and filter each unit's output in parallel, then deduplicate.
+
+    With `index`, documents are also deduplicated against every corpus indexed before,
+    and the kept ones join the index. Stats go to the manifest, a Prefect table and an
+    MLflow run in `workspace`'s store (or MLFLOW_TRACKING_URI).
+    """
+    hashes = content_hashes(inputs)
+    expected = fingerprint("corpus", config.model_dump(mode="json", exclude={"runner"}), hashes)
+    if is_complete(output, expected):
+        return read_manifest(output)
+    extract_dir = Path(output) / "_work" / "extract"
+    extracted = run_extract(inputs, str(extract_dir), config.extract, config.runner)
+    files = [str(extract_dir / name) for name in extracted["files"]]
+    cleaned, deduped = clean_and_deduplicate(files, output, config, index, expected)
+    stats = corpus_stats(extracted["stats"], cleaned, deduped)
+    manifest = {
+        "stage": "corpus",
+        "fingerprint": expected,
+        "inputs": hashes,
+        "parts": deduped["parts"],
+        "stats": stats,
+        "config": config.model_dump(mode="json"),
+    }
+    write_manifest(output, manifest)
+    report_stage("corpus", stats, {"inputs": inputs, "output": output, **config.model_dump(mode="json")}, workspace)
+    return manifest

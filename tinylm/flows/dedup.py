@@ -1,0 +1,62 @@
+"""dedup flow: quality filters and deduplication alone, on Document parquet files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from tinylm.config import ConvertConfig, CorpusConfig, FilterConfig
+from tinylm.flows.runners import task_runner
+from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
+from tinylm.corpus.clean import clean_file_task
+from tinylm.corpus.dedup.deduplicate import deduplicate_files_task
+from tinylm.flows.report import corpus_stats, report_stage
+
+
+def clean_and_deduplicate(
+    files: list[str], output: str, config: CorpusConfig, index: str | None, run_key: str
+) -> tuple[list[dict], dict]:
+    """Convert and filter each file in a parallel task, then deduplicate all of them in order.
+
+    Called from inside a flow (`corpus` or `dedup`), which owns the manifest; `run_key`
+    (the flow's fingerprint) tags what this run adds to the persistent `index`.
+    """
+    work = str(Path(output) / "_work" / "clean")
+    clean = clean_flow.with_options(task_runner=task_runner(config.runner, config.extract.workers))
+    cleaned = clean(files, work, config.convert, config.filters)
+    deduped = deduplicate_files_task([result["output"] for result in cleaned], output, config.dedup, index, run_key)
+    return cleaned, deduped
+
+
+@flow(name="clean")
+def clean_flow(files: list[str], work: str, convert: ConvertConfig = ConvertConfig(), filters: FilterConfig = FilterConfig()) -> list[dict]:
+    """Convert and filter each Document file in its own task run, on the corpus config's task runner."""
+    futures = [clean_file_task.submit(path, work, convert, filters) for path in files]
+    return [future.result() for future in futures]
+
+
+def document_files(directory: str) -> list[str]:
+    """The Document parquet files of a directory, in name order (partial extractions excluded)."""
+    files = sorted(str(path) for path in Path(directory).glob("*.parquet") if not path.name.endswith(".partial.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{directory} holds no Document parquet files")
+    return files
+
+
+@flow(name="dedup")
+def dedup_flow(
+    input: str, output: str, config: CorpusConfig = CorpusConfig(), index: str | None = None, workspace: str = "workspace"
+) -> dict:
+    """Filters and dedup on Document parquet; with `index`, also against every corpus indexed before."""
+    files = document_files(input)
+    hashes = content_hashes(files)
+    expected = fingerprint("dedup", config.model_dump(exclude={"extract", "runner"}), hashes)
+    if is_complete(output, expected):
+        return read_manifest(output)
+    cleaned, deduped = clean_and_deduplicate(files, output, config, index, expected)
+    stats = corpus_stats({}, cleaned, deduped)
+    manifest = {"stage": "dedup", "fingerprint": expected, "inputs": hashes, "parts": deduped["parts"], "stats": stats}
+    write_manifest(output, manifest)
+    report_stage("dedup", stats, {"input": input, "output": output, **config.model_dump(mode="json")}, workspace)
+    return manifest

@@ -1,0 +1,50 @@
+"""Every tinylm flow as a deployment of one serving process, so each can be triggered from the Prefect UI.
+
+`deployments/serve.py` at the repository root is the entry point that runs `main`;
+the deployments live here, inside the package, so tests and the command line import
+them like any other module. Unlike the work-pool deployments of prefect.yaml, serving
+needs no pool and no worker.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prefect import serve
+from prefect.deployments.runner import RunnerDeployment
+
+from tinylm.config import PipelineConfig, load_yaml
+from tinylm.flows.chat_data import chat_data_flow
+from tinylm.flows.corpus import corpus_flow
+from tinylm.flows.pipeline import pipeline_flow
+from tinylm.flows.refresh import refresh_flow
+from tinylm.flows.shards import shards_flow
+from tinylm.flows.tokenizer import tokenizer_flow
+from tinylm.flows.train import train_flow
+
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+# When the refresh deployment looks in its inbox; override with TINYLM_REFRESH_CRON.
+REFRESH_CRON = os.environ.get("TINYLM_REFRESH_CRON", "0 3 * * *")
+
+
+def build_deployments() -> list[RunnerDeployment]:
+    """The same deployments as prefect.yaml; the pipeline's form is pre-filled with the demo config."""
+    demo = load_yaml(DEMO_CONFIG, PipelineConfig) if DEMO_CONFIG.exists() else PipelineConfig()
+    return [
+        pipeline_flow.to_deployment(name="pipeline", parameters={"config": demo.model_dump(mode="json")}, tags=["tinylm"]),
+        corpus_flow.to_deployment(name="corpus", tags=["tinylm"]),
+        tokenizer_flow.to_deployment(name="tokenizer", tags=["tinylm"]),
+        shards_flow.to_deployment(name="shards", tags=["tinylm"]),
+        train_flow.to_deployment(name="train", tags=["tinylm"]),
+        chat_data_flow.to_deployment(name="chat-data", tags=["tinylm"]),
+        refresh_flow.to_deployment(name="refresh", cron=REFRESH_CRON, tags=["tinylm"]),
+    ]
+
+
+def main() -> None:
+    serve(*build_deployments(), limit=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""extract flow: raw files to Document parquet, one task run per unit, the work in a process pool."""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tinylm.config import ExtractConfig, RunnerConfig
+from tinylm.flows.runners import local_pool_workers, process_pool, task_runner
+from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
+from tinylm.corpus.extraction import ExtractUnit, extract_unit, plan_units
+from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
+from tinylm.flows.report import StageProgress, extract_stats, publish_stats
+
+
+@task(name="extract", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
+def extract_unit_task(unit: ExtractUnit, output_dir: str, config: ExtractConfig, pool: Executor | None = None) -> dict:
+    """One unit as a Prefect task run; the work goes to `pool` when the flow has one."""
+    result = pool.submit(extract_unit, unit, output_dir, config).result() if pool else extract_unit(unit, output_dir, config)
+    if result.get("first_bad_records"):
+        get_run_logger().warning(
+            "%s: %s skipped; first bad records %s", unit.path, result["skipped"], result["first_bad_records"]
+        )
+    return result
+
+
+@flow(name="extract")
+def extract_flow(
+    inputs: list[str], output: str = "workspace/extracted/default", config: ExtractConfig = ExtractConfig(), runner: RunnerConfig = RunnerConfig()
+) -> dict:
+    """Plan units (files, or byte ranges of multistream dumps), extract them in parallel, list them in order."""
+    hashes = content_hashes(inputs)
+    expected = fingerprint("extract", config.model_dump(exclude={"workers"}), hashes)
+    if is_complete(output, expected):
+        return read_manifest(output)
+    units = plan_units(inputs, hashes, config)
+    with process_pool(local_pool_workers(runner, config.workers)) as pool:
+        progress = StageProgress("extract", "units extracted, in percent")
+        futures = [extract_unit_task.submit(unit, output, config, pool) for unit in units]
+        results = []
+        for future in futures:
+            results.append(future.result())
+            progress(len(results) / len(futures))
+    stats = extract_stats(results)
+    manifest = {
+        "stage": "extract",
+        "fingerprint": expected,
+        "inputs": hashes,
+        "files": [Path(result["output"]).name for result in results],
+        "stats": stats,
+        "config": config.model_dump(mode="json"),
+    }
+    write_manifest(output, manifest)
+    publish_stats("extract", stats)
+    return manifest
+
+
+def run_extract(inputs: list[str], output: str, config: ExtractConfig, runner: RunnerConfig = RunnerConfig()) -> dict:
+    """The extract flow on the chosen task runner, as many concurrent task runs as `workers` asks for."""
+    return extract_flow.with_options(task_runner=task_runner(runner, config.workers))(inputs, output, config, runner)

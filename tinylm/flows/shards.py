@@ -1,0 +1,43 @@
+"""shards flow: encode corpus parts in parallel task runs, then mix them into token shards with a manifest."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tinylm.config import ShardsConfig
+from tinylm.flows.report import StageProgress, report_stage
+from tinylm.tokens.shards import encode_part_task, mix_shards_task, plan_shards
+
+
+@flow(name="shards")
+def shards_flow(
+    corpus: str = "workspace/corpus/default",
+    tokenizer: str = "workspace/tokenizers/default",
+    output: str = "workspace/shards/default",
+    config: ShardsConfig = ShardsConfig(),
+    workspace: str = "workspace",
+) -> dict:
+    """Training and validation shards of `corpus` encoded with `tokenizer`; an identical earlier run is reused.
+    The stats go to an MLflow run in `workspace`'s store (or MLFLOW_TRACKING_URI)."""
+    job = plan_shards(corpus, tokenizer, output, config)
+    if (manifest := job.finished()) is not None:
+        return manifest | {"reused": True}
+    progress = StageProgress("shards", "corpus parts encoded, in percent")
+    futures = [encode_part_task.submit(job, part) for part in job.parts]
+    encoded = []
+    for future in futures:
+        encoded.append(future.result())
+        progress(len(encoded) / len(futures))
+    manifest = mix_shards_task(job, encoded)
+    report_stage("shards", shard_stats(manifest), {"corpus": corpus, "tokenizer": tokenizer, "output": output, **config.model_dump(mode="json")}, workspace)
+    return manifest | {"reused": False}
+
+
+def shard_stats(manifest: dict) -> dict:
+    return {
+        "shards": len(manifest["shards"]),
+        "total_tokens": manifest["total_tokens"],
+        "documents": manifest["documents"],
+        "validation": {key: manifest["validation"][key] for key in ("total_tokens", "documents")},
+        "sources": manifest["sources"],
+    }

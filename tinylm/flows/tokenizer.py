@@ -1,0 +1,27 @@
+"""tokenizer flow: train byte-level BPE on a corpus."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tinylm.config import TokenizerConfig
+from tinylm.flows.report import publish_stats, report_stage
+from tinylm.tokens.tokenizer import train_tokenizer_task
+
+
+@flow(name="tokenizer")
+def tokenizer_flow(
+    corpus: str = "workspace/corpus/default",
+    output: str = "workspace/tokenizers/default",
+    config: TokenizerConfig = TokenizerConfig(),
+    workspace: str = "workspace",
+) -> dict:
+    """Train (or reuse) the tokenizer; its files, sample sizes and held-out compression go to MLflow."""
+    manifest = train_tokenizer_task(corpus, output, config)
+    stats = {key: manifest[key] for key in ("vocab_size", "sample", "compression", "memory", "train_seconds")}
+    if manifest["reused"]:
+        publish_stats("tokenizer", stats)
+    else:
+        params = {"corpus": corpus, "output": output, **config.model_dump(mode="json")}
+        report_stage("tokenizer", stats, params, workspace, artifacts=output)
+    return manifest

@@ -1,0 +1,33 @@
+"""train flow: pretrain shard by shard, checkpointing each shard to MLflow."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from tinylm.config import TrainConfig
+from tinylm.tracking.store import run_link
+from tinylm.tracking.lineage import STAGE_TAG
+from tinylm.flows.report import StageProgress, publish_stats
+from tinylm.training.launch import run_training_task
+
+
+@flow(name="train")
+def train_flow(
+    shards: str = "workspace/shards/default",
+    config: TrainConfig = TrainConfig(),
+    workspace: str = "workspace",
+    tags: dict[str, str] | None = None,
+) -> dict:
+    """Pretrain on shards (or fine-tune on chat data); `tags` go on the MLflow run beside the flow run's id.
+    With `config.processes` > 1 the task launches torchrun and trains data-parallel."""
+    tags = {"prefect.flow_run_id": str(flow_run.id), "tinylm.shards": shards, STAGE_TAG: "train"} | (tags or {})
+    progress = StageProgress("train", "optimizer steps done, in percent")
+    result = run_training_task(shards, workspace, config, tags, progress)
+    publish_stats(
+        "train",
+        result,
+        summary=f"**train** finished: final loss {result['final_loss']:.4f} after {result['steps']} steps. "
+        f"MLflow run {run_link(workspace, result['run_id'])}",
+    )
+    return result

@@ -1,0 +1,1 @@
+"""Using a trained model: generation and chat sessions, Hugging Face export."""

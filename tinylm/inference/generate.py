@@ -1,0 +1,85 @@
+"""Load a checkpoint (a local directory or an MLflow run's newest) and generate from it: text or chat."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+
+from tinylm.model.config import ModelConfig
+from tinylm.model.generation import Sampling, stream_tokens
+from tinylm.model.transformer import Transformer
+from tinylm.storage.checkpoints import download_checkpoint, load_checkpoint
+from tinylm.tokens.chat_template import ChatEncoder, Message
+from tinylm.tokens.tokenizer import EOS, IM_END, load_tokenizer
+
+
+def resolve_checkpoint(checkpoint: str, scratch: Path) -> Path:
+    """A path is used as is; anything else is taken for an MLflow run id."""
+    path = Path(checkpoint)
+    if path.exists():
+        return path
+    downloaded = download_checkpoint(checkpoint, scratch)
+    if downloaded is None:
+        raise FileNotFoundError(f"{checkpoint} is neither a checkpoint directory nor an MLflow run with a checkpoint")
+    return downloaded
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Transformer
+    tokenizer: Tokenizer
+
+    @functools.cached_property
+    def chat(self) -> ChatEncoder:
+        """Built once per loaded model: it copies the tokenizer to encode message text literally."""
+        return ChatEncoder(self.tokenizer)
+
+    @property
+    def stop_ids(self) -> set[int]:
+        return {self.tokenizer.token_to_id(EOS), self.tokenizer.token_to_id(IM_END)}
+
+
+def load_model(checkpoint: str) -> LoadedModel:
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = resolve_checkpoint(checkpoint, Path(scratch))
+        state, meta = load_checkpoint(directory)
+        tokenizer = load_tokenizer(directory)
+    model = Transformer(ModelConfig(**meta["model_config"]))
+    model.load_state_dict(state["model"])
+    return LoadedModel(model.eval(), tokenizer)
+
+
+def stream_text(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int, sampling: Sampling, generator: torch.Generator) -> Iterator[str]:
+    """New text as it is generated. Byte-level tokens can end inside a multi-byte character:
+    such a tail is held back until a later token completes it, and flushed as it is at the end."""
+    new: list[int] = []
+    shown = text = ""
+    for token in stream_tokens(loaded.model, prompt_ids, max_new_tokens, sampling, loaded.stop_ids, generator):
+        if token in loaded.stop_ids:
+            break
+        new.append(token)
+        text = loaded.tokenizer.decode(new)
+        if not text.endswith("\ufffd"):
+            yield text[len(shown) :]
+            shown = text
+    if len(text) > len(shown):
+        yield text[len(shown) :]
+
+
+def generate_text(checkpoint: str, prompt: str, max_new_tokens: int = 64, sampling: Sampling = Sampling(), seed: int = 0) -> str:
+    """The prompt and its continuation."""
+    loaded = load_model(checkpoint)
+    prompt_ids = loaded.tokenizer.encode(prompt, add_special_tokens=False).ids or [loaded.tokenizer.token_to_id(EOS)]
+    return prompt + "".join(stream_text(loaded, prompt_ids, max_new_tokens, sampling, torch.Generator().manual_seed(seed)))
+
+
+def chat_reply(loaded: LoadedModel, history: list[Message], max_new_tokens: int, sampling: Sampling, generator: torch.Generator) -> Iterator[str]:
+    """The assistant's next turn after `history`, streamed, encoded with the same template as the SFT data."""
+    (prompt,) = loaded.chat.encode([history], generation_prompt=True)
+    yield from stream_text(loaded, prompt.ids, max_new_tokens, sampling, generator)

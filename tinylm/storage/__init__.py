@@ -1,0 +1,1 @@
+"""Atomic writes, manifests and fingerprints, document parquet, checkpoint directories, the workspace mirror."""

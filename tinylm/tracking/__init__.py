@@ -1,0 +1,1 @@
+"""MLflow: the tracking store, retries, grouped runs, checkpoints as artifacts, lineage."""

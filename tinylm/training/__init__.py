@@ -1,0 +1,1 @@
+"""Training: the trainer loop and its parts (data, optimizer, checkpointer, validation, metrics, distributed)."""
