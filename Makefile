@@ -9,7 +9,7 @@ PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench servers stop clean
+.PHONY: setup demo lint test test-fast bench servers stop clean
 
 setup: $(STAMP)
 
@@ -25,10 +25,15 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/tinylm pipeline --config configs/demo.yaml --workspace $(WORKSPACE) --summary
 
-test: setup
+# Style is checked, not policed: ruff's lint rules and formatting, as configured in pyproject.toml.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: lint
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Benchmarks print ratios against the reference tools (wikiextractor, ...) on the same data.

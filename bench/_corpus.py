@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinylm.config import ExtractConfig
+from tinylm.corpus.readers import read_documents
+from tinylm.stats import Stats
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.storage.manifest import write_manifest
-from tinylm.corpus.readers.base import ReadStats, read_documents
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -18,9 +19,14 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def write_bilingual_corpus(directory: Path, copies: int) -> int:
     """Zuozhuan lines (zh) and enwiki articles (en), `copies` times under distinct ids; returns UTF-8 bytes written."""
     lines = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
-    articles = [a["text"] for a in read_documents(DATA / "enwiki-sample-pages-articles.xml.bz2", ExtractConfig(), ReadStats())]
+    articles = [a["text"] for a in read_documents(DATA / "enwiki-sample-pages-articles.xml.bz2", ExtractConfig(), Stats())]
     for copy in range(copies):
-        write_documents(directory / f"part-{2 * copy:05d}.parquet", [make_document(f"zuozhuan-{copy}", i, t, lang="zh") for i, t in enumerate(lines)])
-        write_documents(directory / f"part-{2 * copy + 1:05d}.parquet", [make_document(f"enwiki-{copy}", i, t, lang="en") for i, t in enumerate(articles)])
+        write_documents(
+            directory / f"part-{2 * copy:05d}.parquet", [make_document(f"zuozhuan-{copy}", i, t, lang="zh") for i, t in enumerate(lines)]
+        )
+        write_documents(
+            directory / f"part-{2 * copy + 1:05d}.parquet",
+            [make_document(f"enwiki-{copy}", i, t, lang="en") for i, t in enumerate(articles)],
+        )
     write_manifest(directory, {"stage": "corpus", "fingerprint": f"bench-{copies}"})
     return copies * sum(len(text.encode("utf-8")) for text in lines + articles)

@@ -13,15 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import opencc
-
 from _timing import best_of
 
 from tinylm.config import ConvertConfig, ExtractConfig
 from tinylm.corpus.convert import convert_texts, make_converter
-from tinylm.corpus.readers.base import ReadStats, read_documents
+from tinylm.corpus.readers import read_documents
+from tinylm.stats import Stats
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 
 def main() -> None:
@@ -32,7 +31,7 @@ def main() -> None:
         for line in (DATA / name).read_text(encoding="utf-8").splitlines()
         if line.strip()
     ]
-    english_docs = read_documents(DATA / "enwiki-sample-pages-articles.xml.bz2", ExtractConfig(), ReadStats())
+    english_docs = read_documents(DATA / "enwiki-sample-pages-articles.xml.bz2", ExtractConfig(), Stats())
     english = [line for d in english_docs for line in d["text"].splitlines() if line.strip()][: len(chinese)]
     config = ConvertConfig()
     raw = opencc.OpenCC(config.opencc_config).convert
@@ -42,7 +41,11 @@ def main() -> None:
         size = sum(len(line.encode("utf-8")) for line in lines) / 1e6
         reference = best_of(7, lambda: [raw(line) for line in lines])
         ours = best_of(
-            7, lambda: [convert_texts(lines[i : i + 1024], [None] * len(lines[i : i + 1024]), stage, config.cjk_threshold) for i in range(0, len(lines), 1024)]
+            7,
+            lambda: [
+                convert_texts(lines[i : i + 1024], [None] * len(lines[i : i + 1024]), stage, config.cjk_threshold)
+                for i in range(0, len(lines), 1024)
+            ],
         )
         print(f"{name:<12} {len(lines):7d} {size:7.2f} {reference:13.3f} {ours:8.3f} {reference / ours:10.2f}x")
 

@@ -28,19 +28,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-
+from _timing import best_of
 from datasketch import MinHash
 
-from _timing import best_of
-
 from tinylm.config import DedupConfig, ExtractConfig
-from tinylm.corpus.dedup.index import DedupIndex, IndexPart, LocalKnownDocuments, SignatureMatcher
 from tinylm.corpus.dedup.deduplicate import exact_key
+from tinylm.corpus.dedup.index import DedupIndex, IndexPart, LocalKnownDocuments, SignatureMatcher
 from tinylm.corpus.dedup.minhash import MinHasher, shingles
-from tinylm.corpus.readers.base import ReadStats, read_documents
+from tinylm.corpus.readers import read_documents
+from tinylm.stats import Stats
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 
 def datasketch_loop(shingle_sets: list[list[bytes]]) -> None:
@@ -85,7 +83,7 @@ def detection_quality(paragraphs: list[str], config: DedupConfig) -> tuple[int, 
 
 def main() -> None:
     chinese = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
-    english = [d["text"] for d in read_documents(DATA / "enwiki-sample-pages-articles.xml.bz2", ExtractConfig(), ReadStats())]
+    english = [d["text"] for d in read_documents(DATA / "enwiki-sample-pages-articles.xml.bz2", ExtractConfig(), Stats())]
     hasher = MinHasher(128, 1)
     hasher.signatures(["warm up"], ["en"], 5, 5)
     print("corpus          docs  shingles  datasketch s  (with shingling)  tinylm s   ratio  (with shingling)")
@@ -99,8 +97,6 @@ def main() -> None:
             f"{name:<14} {len(texts):5d} {count:9d} {reference:13.3f} {reference + shingling:17.3f} {ours:9.3f} "
             f"{reference / ours:6.1f}x {(reference + shingling) / ours:12.1f}x"
         )
-
-
 
 
 def quality() -> None:

@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from tinylm.corpus.wiki.multistream import write_multistream
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for the tests' dump re-packer
+
+from tests.multistream import write_multistream  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "enwiki-sample-pages-articles.xml.bz2"
 MARKERS = ("{{", "}}", "[[", "]]", "<ref", "{|", "-{", "}-")
@@ -100,7 +102,8 @@ def main() -> None:
         ours, our_texts = run_tinylm(dump, root / "tinylm")
         print("\nsingle worker          seconds    MB/s   pages/s   documents   with markup")
         for name, seconds, texts in (("wikiextractor", theirs, their_texts), ("tinylm", ours, our_texts)):
-            print(f"{name:<20} {seconds:9.2f} {xml_bytes / 1e6 / seconds:7.2f} {pages / seconds:9.0f} {len(texts):11d} {dirty_share(texts):12.3%}")
+            throughput = f"{seconds:9.2f} {xml_bytes / 1e6 / seconds:7.2f} {pages / seconds:9.0f}"
+            print(f"{name:<20} {throughput} {len(texts):11d} {dirty_share(texts):12.3%}")
         print(f"tinylm / wikiextractor throughput: {theirs / ours:.2f}x")
 
         multistream = root / "enwiki-bench-pages-articles-multistream.xml.bz2"

@@ -5,7 +5,8 @@
 Corpus: the Zuozhuan lines and the enwiki sample articles, `COPIES` times under
 distinct ids. The reference encodes every text, already in memory, with
 `encode_batch` in batches of the same size and keeps nothing; the stage reads the
-parquet, encodes, writes the ids, mixes, shuffles, and writes shards and manifest.
+parquet, encodes, writes the ids, mixes, shuffles, and writes shards and manifest, as
+the shards flow (its Prefect task runs included).
 Best of three; peak RSS growth of the stage shows it does not hold the corpus.
 """
 
@@ -18,10 +19,11 @@ from _corpus import write_bilingual_corpus
 from _timing import best_of
 
 from tinylm.config import ShardsConfig, TokenizerConfig
+from tinylm.flows.shards import shards_flow
 from tinylm.peak_memory import peak_resident
 from tinylm.storage.documents import corpus_parts, iter_texts
-from tinylm.tokens.shards import build_shards
-from tinylm.tokens.tokenizer import load_tokenizer, train_tokenizer
+from tinylm.tokens.tokenizer import train_tokenizer
+from tinylm.tokens.tokenizer_files import load_tokenizer
 
 COPIES = 4
 
@@ -44,13 +46,16 @@ def main() -> None:
 
             def stage() -> None:
                 with peak_resident() as memory:
-                    manifests.append(build_shards(root / "corpus", tokenizer_dir, root / f"shards-{next(runs)}", config) | {"memory": memory})
+                    output = root / f"shards-{next(runs)}"
+                    manifest = shards_flow(str(root / "corpus"), str(tokenizer_dir), str(output), config, str(root / "workspace"))
+                    manifests.append(manifest | {"memory": memory})
 
             ours = best_of(3, stage)
             manifest = manifests[-1]
             tokens = manifest["total_tokens"] + manifest["validation"]["total_tokens"]
             growth = (manifest["memory"]["peak"] - manifest["memory"]["before"]) / 1e6
-            print(f"{vocab_size:5d} {size / 1e6:11.1f} {tokens / 1e6:9.2f} {reference:19.2f} {ours:8.2f} {reference / ours:21.2f}x {growth:19.0f}")
+            sizes = f"{vocab_size:5d} {size / 1e6:11.1f} {tokens / 1e6:9.2f}"
+            print(f"{sizes} {reference:19.2f} {ours:8.2f} {reference / ours:21.2f}x {growth:19.0f}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ def main() -> None:
         for vocab_size in (6400, 32000):
             config = TokenizerConfig(vocab_size=vocab_size)
             parts = corpus_parts(corpus)
-            plan = SamplePlan.balanced(survey(parts, config.seed, config.heldout_fraction, 0), config.max_text_bytes, {}, config.seed, config.heldout_fraction)
+            plan = SamplePlan.balanced(
+                survey(parts, config.seed, config.heldout_fraction, 0), config.max_text_bytes, {}, config.seed, config.heldout_fraction
+            )
             sample = list(sample_texts(parts, plan, Counter()))
             reference = best_of(3, lambda: new_tokenizer().train_from_iterator(sample, trainer=bpe_trainer(config)))
             runs = iter(range(3))

@@ -22,9 +22,9 @@ import time
 import torch
 
 from tinylm.model.config import ModelConfig
+from tinylm.model.hf_mapping import llama_config, llama_state_dict
 from tinylm.model.transformer import Transformer
 from tinylm.peak_memory import peak_resident
-from tinylm.inference.export import llama_config, llama_state_dict
 
 SHAPE = ModelConfig(vocab_size=6400, dim=512, n_layers=8, n_heads=8, n_kv_heads=2, max_seq_len=1024)
 WARMUP_STEPS = 2
@@ -59,7 +59,10 @@ def run(kind: str, args: argparse.Namespace) -> dict:
         model = torch.compile(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=device.type == "cuda")
     generator = torch.Generator().manual_seed(1)
-    batches = [torch.randint(0, SHAPE.vocab_size, (args.batch_size, args.seq_len + 1), generator=generator) for _ in range(args.steps + WARMUP_STEPS)]
+    batches = [
+        torch.randint(0, SHAPE.vocab_size, (args.batch_size, args.seq_len + 1), generator=generator)
+        for _ in range(args.steps + WARMUP_STEPS)
+    ]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     times = []
     with peak_resident() as memory:
@@ -104,7 +107,9 @@ def main() -> None:
         return
     results: dict[str, list[dict]] = {"tinylm": [], "llama": []}
     for kind in ["llama", "tinylm"] * args.rounds:
-        output = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--only", kind], check=True, capture_output=True, text=True).stdout
+        output = subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:], "--only", kind], check=True, capture_output=True, text=True
+        ).stdout
         results[kind].append(json.loads(output.strip().splitlines()[-1]))
     best = {kind: max(runs, key=lambda r: r["tokens_per_s"]) for kind, runs in results.items()}
     print(f"device {args.device}, seq {args.seq_len}, batch {args.batch_size}, compile {args.compile}")

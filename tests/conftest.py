@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
 
-from tests.helpers import tiny_train_config
+from tests.helpers import make_shards, tiny_train_config
 from tinylm.config import CorpusConfig, ExtractConfig, RefreshConfig, ShardsConfig, TokenizerConfig
-from tinylm.flows.train import train_flow
-from tinylm.storage.documents import make_document, write_documents
-from tinylm.storage.manifest import file_sha256, read_manifest, write_manifest
 from tinylm.corpus.clean import clean_file
 from tinylm.corpus.dedup.deduplicate import deduplicate_files
 from tinylm.corpus.extraction import ExtractUnit, extract_unit
-from tinylm.corpus.readers.base import ReadStats, read_documents
-from tinylm.tokens.shards import build_shards
+from tinylm.corpus.readers import read_documents
+from tinylm.flows.train import train_flow
+from tinylm.stats import Stats
+from tinylm.storage.documents import make_document, write_documents
+from tinylm.storage.manifest import file_sha256, read_manifest, write_manifest
 from tinylm.tokens.tokenizer import train_tokenizer
 
 TESTS_DATA = Path(__file__).parent / "data"
@@ -71,17 +73,17 @@ def bilingual_corpus(tmp_path_factory: pytest.TempPathFactory, zuozhuan: Path, e
     root = tmp_path_factory.mktemp("bilingual")
     lines = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if line.strip()]
     write_documents(root / "part-00000.parquet", [make_document("zuozhuan", i, line, lang="zh") for i, line in enumerate(lines)])
-    articles = read_documents(enwiki_dump, ExtractConfig(), ReadStats())
+    articles = read_documents(enwiki_dump, ExtractConfig(), Stats())
     write_documents(root / "part-00001.parquet", [dict(article, lang="en") for article in articles])
     write_manifest(root, {"stage": "corpus", "fingerprint": "bilingual-fixture"})
     return root
 
 
 @pytest.fixture(scope="session")
-def prefect_api():
-    """A temporary Prefect server with its own database, shared by the session's flow tests."""
+def prefect_api() -> Iterator[str]:
+    """A temporary Prefect server with its own database, shared by the session's flow tests; yields its API URL."""
     with prefect_test_harness(server_startup_timeout=120):
-        yield
+        yield PREFECT_API_URL.value()
 
 
 @pytest.fixture(autouse=True)
@@ -100,12 +102,12 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shards_dir(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shards_dir(prefect_api: None, small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Token shards (and a validation split) of the small corpus, for the training tests."""
     tokenizer_dir = tmp_path_factory.mktemp("tok")
     train_tokenizer(small_corpus, tokenizer_dir, TokenizerConfig(vocab_size=600))
     output = tmp_path_factory.mktemp("shards")
-    build_shards(small_corpus, tokenizer_dir, output, ShardsConfig(shard_tokens=4096, validation_fraction=0.2))
+    make_shards(small_corpus, tokenizer_dir, output, ShardsConfig(shard_tokens=4096, validation_fraction=0.2))
     return output
 
 

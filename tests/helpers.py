@@ -10,7 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tinylm.config import TrainConfig
+from tinylm.config import ChatDataConfig, ShardsConfig, TrainConfig
+from tinylm.flows.chat_data import chat_data_flow
+from tinylm.flows.shards import shards_flow
 from tinylm.model.config import ModelConfig
 
 
@@ -29,9 +31,19 @@ def tiny_train_config(**overrides: object) -> TrainConfig:
     return TrainConfig(**(settings | overrides))
 
 
-def kill_when(code: str, half_written: Callable[[], bool], timeout: float = 60) -> None:
-    """Run `code` in a fresh interpreter and SIGKILL it as soon as `half_written()` holds."""
-    process = subprocess.Popen([sys.executable, "-c", code])
+def make_shards(corpus: Path, tokenizer: Path, output: Path, config: ShardsConfig) -> dict:
+    """The shards flow on paths (a test's Prefect API must be up: the `prefect_api` fixture)."""
+    return shards_flow(str(corpus), str(tokenizer), str(output), config)
+
+
+def make_chat_data(inputs: list[str], tokenizer: Path, output: Path, config: ChatDataConfig) -> dict:
+    """The chat-data flow on paths (a test's Prefect API must be up: the `prefect_api` fixture)."""
+    return chat_data_flow([str(path) for path in inputs], str(tokenizer), str(output), config)
+
+
+def kill_when(code: str, half_written: Callable[[], bool], timeout: float = 60, env: dict[str, str] | None = None) -> None:
+    """Run `code` in a fresh interpreter, `env` added to its environment, and SIGKILL it as soon as `half_written()` holds."""
+    process = subprocess.Popen([sys.executable, "-c", code], env=os.environ | (env or {}))
     deadline = time.monotonic() + timeout
     while not half_written():
         assert process.poll() is None, "the stage finished before it could be killed; make the input bigger"
@@ -65,9 +77,22 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 120) -> 
 def start_mlflow_server(port: int, store: Path, artifacts: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
     """A real `mlflow server` on 127.0.0.1:`port` with its database under `store`, artifacts there too or at `artifacts`."""
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", artifacts or str(store / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=os.environ | (env or {}),
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{store / 'mlflow.db'}",
+            "--artifacts-destination",
+            artifacts or str(store / "artifacts"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=os.environ | (env or {}),
     )
     wait_for_http(f"http://127.0.0.1:{port}/health", process)
     return process

@@ -27,7 +27,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="Chr
 
 def render(url: str, screenshot: Path) -> str:
     """The page's DOM once its scripts have run, and a screenshot of it."""
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=20000", "--window-size=1400,1000"]
+    flags = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--virtual-time-budget=20000",
+        "--window-size=1400,1000",
+    ]
     subprocess.run([*flags, f"--screenshot={screenshot}", url], check=True, capture_output=True, timeout=120)
     return subprocess.run([*flags, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120).stdout
 
@@ -44,7 +52,10 @@ def servers(tmp_path):
     }
     prefect = subprocess.Popen(
         [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
-        env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     mlflow = None
     try:
@@ -67,7 +78,11 @@ def test_the_uis_show_a_finished_pipeline_run_with_its_artifacts_and_metrics(ser
     environment = os.environ | {"PREFECT_API_URL": f"{prefect_url}/api", "MLFLOW_TRACKING_URI": mlflow_url}
     finished = subprocess.run(
         [str(Path(sys.executable).parent / "tinylm"), "pipeline", "--config", str(config)],
-        env=environment, capture_output=True, text=True, check=True, timeout=600,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
     )
     result = json.loads(finished.stdout[finished.stdout.index("{\n") :])  # Prefect's log lines come first
 

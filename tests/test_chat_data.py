@@ -5,11 +5,14 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers import make_chat_data
 from tinylm.config import ChatDataConfig, TokenizerConfig
 from tinylm.flows.chat_data import chat_data_flow
-from tinylm.tokens.chat_data import build_chat_data
 from tinylm.tokens.chat_template import ChatEncoder
-from tinylm.tokens.tokenizer import IM_END, load_tokenizer, train_tokenizer
+from tinylm.tokens.tokenizer import train_tokenizer
+from tinylm.tokens.tokenizer_files import IM_END, load_tokenizer
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,10 @@ def conversations(zuozhuan):
         if number % 3 == 0:
             messages.insert(0, {"role": "system", "content": "You are a classical Chinese scholar."})
         if number % 4 == 0:
-            messages += [{"role": "user", "content": "Translate the first sentence, please."}, {"role": "assistant", "content": "Spring, the king's first month."}]
+            messages += [
+                {"role": "user", "content": "Translate the first sentence, please."},
+                {"role": "assistant", "content": "Spring, the king's first month."},
+            ]
         dialogues.append(messages)
     return dialogues
 
@@ -47,7 +53,7 @@ def write_jsonl(path, records, raw_lines=()):
 def test_ids_match_transformers_chat_template_and_mask_covers_assistant_turns(tokenizer_dir, conversations, tmp_path):
     transformers = pytest.importorskip("transformers")
     source = write_jsonl(tmp_path / "sft.jsonl", [{"conversations": messages} for messages in conversations])
-    manifest = build_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(max_seq_len=4096))
+    manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(max_seq_len=4096))
     table = pq.read_table(tmp_path / "out" / "part-00000.parquet")
     assert manifest["stats"]["rows"] == table.num_rows == len(conversations)
     hf = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
@@ -74,7 +80,7 @@ def test_long_conversations_are_cut_and_ones_with_no_assistant_token_left_droppe
     encoded = ChatEncoder(load_tokenizer(tokenizer_dir)).encode(conversations)
     first_trained = sorted(tokens.mask.index(1) for tokens in encoded)
     limit = first_trained[len(first_trained) // 2]
-    short = build_chat_data([source], tokenizer_dir, tmp_path / "short", ChatDataConfig(max_seq_len=limit))
+    short = make_chat_data([source], tokenizer_dir, tmp_path / "short", ChatDataConfig(max_seq_len=limit))
     table = pq.read_table(tmp_path / "short" / "part-00000.parquet")
     assert max(map(len, table.column("input_ids").to_pylist())) <= limit
     stats = short["stats"]
@@ -90,7 +96,7 @@ def test_dpo_pairs_keep_chosen_and_rejected_with_their_masks(tokenizer_dir, conv
         for chosen, rejected in zip(conversations, conversations[1:] + conversations[:1])
     ]
     source = write_jsonl(tmp_path / "dpo.jsonl", pairs)
-    manifest = build_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(format="dpo", max_seq_len=4096))
+    manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(format="dpo", max_seq_len=4096))
     table = pq.read_table(tmp_path / "out" / "part-00000.parquet")
     assert manifest["format"] == "dpo" and table.num_rows == len(pairs)
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -112,7 +118,7 @@ def test_bad_records_are_skipped_and_counted(tokenizer_dir, conversations, tmp_p
     ]
     raw = [b'{"conversations": [', b'{"conversations": [{"role": "user", "content": "caf\xe9"}, {"role": "assistant", "content": "ok"}]}']
     source = write_jsonl(tmp_path / "mixed.jsonl", good + bad, raw)
-    stats = build_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig())["stats"]
+    stats = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig())["stats"]
     assert stats["records"] == 11 and stats["rows"] == 6
     assert stats["skipped"] == {
         "bad_message": 1,
@@ -128,17 +134,17 @@ def test_inputs_with_nothing_usable_are_a_clear_error(tokenizer_dir, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
     with pytest.raises(ValueError, match="no usable sft records"):
-        build_chat_data([str(empty)], tokenizer_dir, tmp_path / "out", ChatDataConfig())
+        make_chat_data([str(empty)], tokenizer_dir, tmp_path / "out", ChatDataConfig())
 
 
 def test_flow_tokenizes_files_in_parallel_and_reuses_a_finished_run(prefect_api, tokenizer_dir, conversations, tmp_path):
-    files = [
-        write_jsonl(tmp_path / f"sft-{i}.jsonl", [{"conversations": messages} for messages in conversations[i::2]]) for i in range(2)
-    ]
+    files = [write_jsonl(tmp_path / f"sft-{i}.jsonl", [{"conversations": messages} for messages in conversations[i::2]]) for i in range(2)]
     output = str(tmp_path / "out")
     first = chat_data_flow(files, str(tokenizer_dir), output, ChatDataConfig())
     assert not first["reused"] and [part["rows"] for part in first["parts"]] == [30, 30]
     assert chat_data_flow(files, str(tokenizer_dir), output, ChatDataConfig())["reused"]
-    direct = build_chat_data(files, tokenizer_dir, tmp_path / "direct", ChatDataConfig())
-    for part in direct["parts"]:
-        assert pq.read_table(tmp_path / "direct" / part["file"]).equals(pq.read_table(tmp_path / "out" / part["file"]))
+    together = write_jsonl(tmp_path / "all.jsonl", [{"conversations": messages} for i in range(2) for messages in conversations[i::2]])
+    whole = make_chat_data([together], tokenizer_dir, tmp_path / "together", ChatDataConfig())
+    assert whole["stats"]["tokens"] == first["stats"]["tokens"]
+    in_parts = [ids for part in first["parts"] for ids in pq.read_table(tmp_path / "out" / part["file"]).column("input_ids").to_pylist()]
+    assert pq.read_table(tmp_path / "together" / "part-00000.parquet").column("input_ids").to_pylist() == in_parts

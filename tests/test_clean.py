@@ -2,17 +2,21 @@ import opencc
 import pyarrow.parquet as pq
 
 from tinylm.config import ConvertConfig, ExtractConfig, FilterConfig
-from tinylm.storage.documents import make_document, write_documents
 from tinylm.corpus.clean import clean_file
-from tinylm.corpus.convert import convert_texts, detect_languages, make_converter
+from tinylm.corpus.convert import convert_texts, make_converter
+from tinylm.corpus.language import detect_languages
 from tinylm.corpus.quality import quality_failure
-from tinylm.corpus.readers.base import ReadStats, read_documents
+from tinylm.corpus.readers import read_documents
+from tinylm.stats import Stats
+from tinylm.storage.documents import make_document, write_documents
 
 
 def test_language_detection():
-    assert detect_languages(
-        ["美利坚合众国宪法 Constitution", "The Constitution of the United States", "12345 !!! ..."], 0.3
-    ) == ["zh", "en", "und"]
+    assert detect_languages(["美利坚合众国宪法 Constitution", "The Constitution of the United States", "12345 !!! ..."], 0.3) == [
+        "zh",
+        "en",
+        "und",
+    ]
 
 
 def test_both_backends_convert_traditional_to_simplified(constitution):
@@ -54,7 +58,7 @@ def test_each_quality_rule_drops_what_it_names():
 
 def test_default_rules_keep_real_prose_in_both_languages(enwiki_dump, zuozhuan, constitution):
     config = FilterConfig()
-    articles = list(read_documents(enwiki_dump, ExtractConfig(), ReadStats()))
+    articles = list(read_documents(enwiki_dump, ExtractConfig(), Stats()))
     kept = [d["title"] for d in articles if quality_failure(d["text"], "en", config) is None]
     assert len(kept) >= 0.95 * len(articles) and "List of anthropologists" not in kept
     for source in (zuozhuan, constitution):

@@ -14,7 +14,21 @@ from tinylm.flows.report import PROGRESS_LISTENERS, StageProgress
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.storage.manifest import content_hashes
 
-COMMANDS = ["pipeline", "extract", "convert", "dedup", "corpus", "tokenizer", "shards", "chat-data", "train", "refresh", "generate", "chat", "export"]
+COMMANDS = [
+    "pipeline",
+    "extract",
+    "convert",
+    "dedup",
+    "corpus",
+    "tokenizer",
+    "shards",
+    "chat-data",
+    "train",
+    "refresh",
+    "generate",
+    "chat",
+    "export",
+]
 
 
 def test_every_command_has_help_for_every_option():
@@ -30,9 +44,7 @@ def test_every_command_has_help_for_every_option():
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_console_script_prints_help(command):
-    output = subprocess.run(
-        [sys.executable, "-m", "tinylm.cli", command, "--help"], capture_output=True, text=True, check=True
-    ).stdout
+    output = subprocess.run([sys.executable, "-m", "tinylm.cli", command, "--help"], capture_output=True, text=True, check=True).stdout
     assert output.startswith(f"usage: tinylm {command}")
 
 

@@ -5,10 +5,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tinylm.config import DedupConfig
-from tinylm.corpus.dedup.index import CorruptIndexError, DedupIndex
-from tinylm.storage.documents import make_document, write_documents
 from tinylm.corpus.dedup.deduplicate import deduplicate_files, exact_key
+from tinylm.corpus.dedup.index import CorruptIndexError, DedupIndex
 from tinylm.corpus.dedup.minhash import shingles
+from tinylm.storage.documents import make_document, write_documents
 
 
 def edited(text: str, fraction: float, seed: int) -> str:
@@ -66,7 +66,10 @@ def test_ties_go_to_the_smallest_id(paragraphs, tmp_path):
 
 
 def test_english_near_duplicates_use_word_shingles(tmp_path):
-    text = " ".join(["Anarchism is a political philosophy that advocates self-governed societies"] * 3) + " based on voluntary institutions and free association of individuals."
+    text = (
+        " ".join(["Anarchism is a political philosophy that advocates self-governed societies"] * 3)
+        + " based on voluntary institutions and free association of individuals."
+    )
     documents = [
         make_document("en", 1, text, lang="en"),
         make_document("en", 2, text.replace("voluntary", "Voluntary"), lang="en"),
@@ -102,7 +105,10 @@ def test_lookup_tables_are_rebuilt_from_the_parquet(paragraphs, tmp_path):
     (bands,) = index.glob("*.bands-*.npy")
     signatures.write_bytes(signatures.read_bytes()[:-100])
     bands.unlink()
-    february = [make_document("feb", "copy", paragraphs[0], lang="zh"), make_document("feb", "near", edited(paragraphs[3], 0.005, seed=2), lang="zh")]
+    february = [
+        make_document("feb", "copy", paragraphs[0], lang="zh"),
+        make_document("feb", "near", edited(paragraphs[3], 0.005, seed=2), lang="zh"),
+    ]
     source = write(tmp_path / "feb.parquet", february)
     rebuilt = deduplicate_files([source], tmp_path / "feb", DedupConfig(), index, "run-feb")
     assert rebuilt["exact_duplicates"] == 1 and rebuilt["near_duplicates_of_index"] == 1 and bands.exists()

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from prefect import get_client
 from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_URL
 from prefect.flows import load_flow_from_entrypoint
+from prefect.settings import PREFECT_API_URL
 
 from tinylm.flows.deployments import build_deployments
 from tinylm.storage.manifest import read_manifest
@@ -51,12 +51,18 @@ def test_a_served_deployment_runs_a_flow_run_created_like_the_ui_does(prefect_ap
     api_url = PREFECT_API_URL.value()
     environment = os.environ | {"PREFECT_API_URL": api_url, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "deployments" / "serve.py")], cwd=ROOT, env=environment, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, str(ROOT / "deployments" / "serve.py")],
+        cwd=ROOT,
+        env=environment,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     output = tmp_path / "corpus"
     try:
-        state = asyncio.run(_run_deployment("corpus/corpus", {"inputs": [str(constitution)], "output": str(output), "workspace": str(tmp_path)}))
+        state = asyncio.run(
+            _run_deployment("corpus/corpus", {"inputs": [str(constitution)], "output": str(output), "workspace": str(tmp_path)})
+        )
         assert state.is_completed(), state
         assert read_manifest(output)["stats"]["kept"] > 50
     finally:

@@ -10,19 +10,21 @@ import pytest
 import zstandard
 
 from tinylm.config import ExtractConfig
-from tinylm.storage.manifest import file_sha256
+from tinylm.corpus import compression
 from tinylm.corpus.extraction import ExtractUnit, extract_unit
-from tinylm.corpus.readers import base as readers
-from tinylm.corpus.readers.base import ReadStats, TruncatedInputError, read_documents
+from tinylm.corpus.readers import read_documents
+from tinylm.corpus.readers.base import TruncatedInputError
+from tinylm.stats import Stats
+from tinylm.storage.manifest import file_sha256
 
 WIKI_MARKUP = ("[[", "]]", "{{", "}}", "<ref", "{|")
 
 
 def test_real_dump_yields_articles_without_markup(enwiki_dump):
-    stats = ReadStats()
+    stats = Stats()
     documents = list(read_documents(enwiki_dump, ExtractConfig(), stats))
-    assert stats.records == 206
-    assert stats.skipped == {"redirect": 99, "other_namespace": 1, "disambiguation": 8}
+    assert stats["records"] == 206
+    assert stats.group("skipped") == {"redirect": 99, "other_namespace": 1, "disambiguation": 8}
     assert len(documents) == 98
     assert not [d["title"] for d in documents if any(mark in d["text"] for mark in WIKI_MARKUP)]
     assert not [d["title"] for d in documents if "(disambiguation)" in d["title"]]
@@ -35,13 +37,13 @@ def test_real_dump_yields_articles_without_markup(enwiki_dump):
 
 
 def test_disambiguation_pages_are_kept_when_asked(enwiki_dump):
-    documents = list(read_documents(enwiki_dump, ExtractConfig(skip_disambiguation=False), ReadStats()))
+    documents = list(read_documents(enwiki_dump, ExtractConfig(skip_disambiguation=False), Stats()))
     assert len(documents) == 106
     assert "Austin (disambiguation)" in {d["title"] for d in documents}
 
 
 def test_table_heavy_pages_come_out_clean(table_dump):
-    documents = list(read_documents(table_dump, ExtractConfig(), ReadStats()))
+    documents = list(read_documents(table_dump, ExtractConfig(), Stats()))
     assert len(documents) == 5
     assert all(not any(mark in d["text"] for mark in WIKI_MARKUP) for d in documents)
 
@@ -62,36 +64,36 @@ def test_truncated_bz2_keeps_documents_and_names_the_file(enwiki_dump, tmp_path)
 def test_jsonl_invalid_lines_are_skipped_and_counted(tmp_path):
     source = tmp_path / "mixed.jsonl"
     source.write_text('{"text": "first document"}\nnot json at all\n{"text": ""}\n{"title": "no text"}\n{"text": "second"}\n')
-    stats = ReadStats()
+    stats = Stats()
     documents = list(read_documents(source, ExtractConfig(), stats))
     assert [d["text"] for d in documents] == ["first document", "second"]
-    assert stats.skipped == {"invalid_json": 1, "empty": 1, "no_text_field": 1}
-    assert stats.bad_records == [2, 4]
+    assert stats.group("skipped") == {"invalid_json": 1, "empty": 1, "no_text_field": 1}
+    assert stats.first_bad_records == [2, 4]
 
 
 def test_undecodable_bytes_are_replaced_and_counted(tmp_path):
     source = tmp_path / "latin1.txt"
-    source.write_bytes("good line\n".encode() + "caf\xe9 au lait\n".encode("latin-1") + "另一行\n".encode())
-    stats = ReadStats()
+    source.write_bytes(b"good line\n" + "caf\xe9 au lait\n".encode("latin-1") + "另一行\n".encode())
+    stats = Stats()
     documents = list(read_documents(source, ExtractConfig(text_mode="line"), stats))
     assert [d["text"] for d in documents] == ["good line", "caf\ufffd au lait", "另一行"]
-    assert stats.replaced_lines == 1
+    assert stats["lines_with_replaced_bytes"] == 1
 
 
 def test_empty_file_yields_no_documents(tmp_path):
     for name in ("empty.txt", "empty.jsonl"):
         source = tmp_path / name
         source.write_bytes(b"")
-        stats = ReadStats()
+        stats = Stats()
         assert list(read_documents(source, ExtractConfig(), stats)) == []
-        assert stats.records == 0
+        assert stats["records"] == 0
 
 
 def test_compressed_text_is_read_transparently(tmp_path, constitution):
-    plain = list(read_documents(constitution, ExtractConfig(), ReadStats()))
+    plain = list(read_documents(constitution, ExtractConfig(), Stats()))
     packed = tmp_path / "us-constitution-zhs.txt.bz2"
     packed.write_bytes(bz2.compress(constitution.read_bytes()))
-    assert list(read_documents(packed, ExtractConfig(), ReadStats())) == [
+    assert list(read_documents(packed, ExtractConfig(), Stats())) == [
         {**d, "url": d["url"].replace("us-constitution-zhs.txt", packed.name)} for d in plain
     ]
 
@@ -99,8 +101,8 @@ def test_compressed_text_is_read_transparently(tmp_path, constitution):
 def test_paragraph_and_line_modes(tmp_path):
     source = tmp_path / "book.txt"
     source.write_text("第一章\n第一段。\n\n\n第二章\n  \n第二段。\n")
-    paragraphs = list(read_documents(source, ExtractConfig(text_mode="paragraph"), ReadStats()))
-    lines = list(read_documents(source, ExtractConfig(text_mode="line"), ReadStats()))
+    paragraphs = list(read_documents(source, ExtractConfig(text_mode="paragraph"), Stats()))
+    lines = list(read_documents(source, ExtractConfig(text_mode="line"), Stats()))
     assert [d["text"] for d in paragraphs] == ["第一章\n第一段。", "第二章", "第二段。"]
     assert [d["text"] for d in lines] == ["第一章", "第一段。", "第二章", "第二段。"]
 
@@ -109,7 +111,7 @@ def test_unknown_format_is_a_clear_error(tmp_path):
     source = tmp_path / "data.csv"
     source.write_text("a,b\n")
     with pytest.raises(ValueError, match="unknown corpus format"):
-        list(read_documents(source, ExtractConfig(), ReadStats()))
+        list(read_documents(source, ExtractConfig(), Stats()))
 
 
 def test_extraction_is_reused_when_input_and_config_are_unchanged(constitution, tmp_path):
@@ -136,17 +138,17 @@ def test_wudao_json_array_becomes_documents_with_datatype_in_meta(zuozhuan, tmp_
     broken = text.replace('"content": ' + json.dumps(records[2]["content"], ensure_ascii=False), '"content": "unterminated')
     source = tmp_path / "part-2021278643.json"
     source.write_text(broken, encoding="utf-8")
-    stats = ReadStats()
+    stats = Stats()
     documents = list(read_documents(source, ExtractConfig(), stats))
     assert [d["text"] for d in documents] == [r["content"] for i, r in enumerate(records) if i != 2]
-    assert stats.skipped == {"invalid_json": 1} and stats.bad_records == [3]
+    assert stats.group("skipped") == {"invalid_json": 1} and stats.first_bad_records == [3]
     assert documents[0]["title"] == records[0]["title"]
     assert json.loads(documents[0]["meta"]) == {"dataType": "历史", "uniqueKey": "key0", "titleUkey": "title0"}
 
 
 def _peak_reading(path) -> tuple[int, int]:
     tracemalloc.start()
-    count = sum(1 for _ in read_documents(path, ExtractConfig(), ReadStats()))
+    count = sum(1 for _ in read_documents(path, ExtractConfig(), Stats()))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return count, peak
@@ -181,17 +183,19 @@ def test_utf16_xml_is_read_as_its_declaration_says(table_dump, tmp_path):
     text = bz2.decompress(table_dump.read_bytes()).decode("utf-8")
     utf16 = tmp_path / "enwiki-utf16.xml"
     utf16.write_bytes('<?xml version="1.0" encoding="UTF-16"?>\n'.encode("utf-16") + text.encode("utf-16-le"))
-    expected = list(read_documents(table_dump, ExtractConfig(), ReadStats()))
-    assert [d["text"] for d in read_documents(utf16, ExtractConfig(), ReadStats())] == [d["text"] for d in expected]
+    expected = list(read_documents(table_dump, ExtractConfig(), Stats()))
+    assert [d["text"] for d in read_documents(utf16, ExtractConfig(), Stats())] == [d["text"] for d in expected]
 
 
-@pytest.mark.parametrize("suffix, compress", [(".gz", gzip.compress), (".bz2", bz2.compress), (".zst", zstandard.ZstdCompressor().compress)])
+@pytest.mark.parametrize(
+    "suffix, compress", [(".gz", gzip.compress), (".bz2", bz2.compress), (".zst", zstandard.ZstdCompressor().compress)]
+)
 def test_compressed_jsonl_is_read_transparently(tmp_path, suffix, compress):
     lines = [{"text": "第一篇文档"}, {"text": "second document", "id": "b"}]
     payload = "\n".join(json.dumps(line, ensure_ascii=False) for line in lines).encode()
     source = tmp_path / f"pretrain_hq.jsonl{suffix}"
     source.write_bytes(compress(payload))
-    documents = list(read_documents(source, ExtractConfig(), ReadStats()))
+    documents = list(read_documents(source, ExtractConfig(), Stats()))
     assert [d["text"] for d in documents] == ["第一篇文档", "second document"]
     assert documents[0]["source"] == "pretrain_hq"
 
@@ -199,12 +203,12 @@ def test_compressed_jsonl_is_read_transparently(tmp_path, suffix, compress):
 def test_parquet_text_column_is_configurable(tmp_path):
     source = tmp_path / "web.parquet"
     pq.write_table(pa.table({"content": ["一篇", "  ", "another"], "title": ["t1", "t2", "t3"]}), source)
-    stats = ReadStats()
+    stats = Stats()
     documents = list(read_documents(source, ExtractConfig(parquet_text_column="content"), stats))
     assert [(d["text"], d["title"]) for d in documents] == [("一篇", "t1"), ("another", "t3")]
-    assert stats.skipped == {"empty": 1}
+    assert stats.group("skipped") == {"empty": 1}
     with pytest.raises(ValueError, match="no column 'text'"):
-        list(read_documents(source, ExtractConfig(), ReadStats()))
+        list(read_documents(source, ExtractConfig(), Stats()))
 
 
 def test_truncated_zstd_is_reported(tmp_path):
@@ -212,7 +216,7 @@ def test_truncated_zstd_is_reported(tmp_path):
     payload = "\n".join(json.dumps({"text": f"document {i} " * 20}) for i in range(2000)).encode()
     source.write_bytes(zstandard.ZstdCompressor().compress(payload)[:3000])
     with pytest.raises(TruncatedInputError, match="cut.jsonl.zst"):
-        list(read_documents(source, ExtractConfig(), ReadStats()))
+        list(read_documents(source, ExtractConfig(), Stats()))
 
 
 def test_a_failed_read_is_not_retried(tmp_path):
@@ -220,7 +224,7 @@ def test_a_failed_read_is_not_retried(tmp_path):
     payload = b"".join(b'{"text": "%d"}\n' % (i * 7919 % 1_000_003) for i in range(200_000))
     compressed = bz2.compress(payload)
     source.write_bytes(compressed[: len(compressed) // 2])
-    stream = readers._decompressed(source, readers._CountingReader(open(source, "rb")))
+    stream = compression.decompressed(source, compression.CountingReader(open(source, "rb")))
     with pytest.raises(EOFError):
         stream.read()
     again: list[bytes] = []

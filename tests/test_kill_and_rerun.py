@@ -5,11 +5,10 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import kill_when
+from tests.helpers import kill_when, make_shards
 from tinylm.config import ExtractConfig, ShardsConfig, TokenizerConfig
-from tinylm.storage.manifest import file_sha256, read_manifest
 from tinylm.corpus.extraction import ExtractUnit, extract_unit
-from tinylm.tokens.shards import build_shards
+from tinylm.storage.manifest import file_sha256, read_manifest
 from tinylm.tokens.tokenizer import train_tokenizer
 
 
@@ -35,19 +34,19 @@ def test_extraction_killed_mid_write_then_rerun(enwiki_dump, tmp_path):
         pytest.param(lambda output: (output / "shard-00003.bin").exists(), id="after-some-shards"),
     ],
 )
-def test_shards_killed_then_rerun(moment, bilingual_corpus, tmp_path):
+def test_shards_flow_killed_then_rerun(moment, prefect_api, bilingual_corpus, tmp_path):
     tokenizer = tmp_path / "tokenizer"
     train_tokenizer(bilingual_corpus, tokenizer, TokenizerConfig(vocab_size=600, max_text_bytes=200_000))
     config = ShardsConfig(shard_tokens=4096, batch_documents=64)
-    reference = build_shards(bilingual_corpus, tokenizer, tmp_path / "reference", config)
+    reference = make_shards(bilingual_corpus, tokenizer, tmp_path / "reference", config)
     output = tmp_path / "killed"
     code = (
-        "from tinylm.tokens.shards import build_shards; from tinylm.config import ShardsConfig; "
-        f"build_shards({str(bilingual_corpus)!r}, {str(tokenizer)!r}, {str(output)!r}, ShardsConfig(shard_tokens=4096, batch_documents=64))"
+        "from tinylm.flows.shards import shards_flow; from tinylm.config import ShardsConfig; "
+        f"shards_flow({str(bilingual_corpus)!r}, {str(tokenizer)!r}, {str(output)!r}, ShardsConfig(shard_tokens=4096, batch_documents=64))"
     )
-    kill_when(code, lambda: moment(output))
+    kill_when(code, lambda: moment(output), env={"PREFECT_API_URL": prefect_api})
     assert read_manifest(output) is None, "without a manifest the half-built shard set is not trusted"
-    rerun = build_shards(bilingual_corpus, tokenizer, output, config)
+    rerun = make_shards(bilingual_corpus, tokenizer, output, config)
     assert not rerun["reused"]
     shards = rerun["shards"] + rerun["validation"]["shards"]
     assert [s["sha256"] for s in shards] == [s["sha256"] for s in reference["shards"] + reference["validation"]["shards"]]

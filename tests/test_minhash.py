@@ -7,7 +7,8 @@ from datasketch import MinHash
 from tinylm.config import ExtractConfig
 from tinylm.corpus.dedup import minhash
 from tinylm.corpus.dedup.minhash import MinHasher, char_shingle_hash, shingles, tokens, word_id, word_ids, word_shingle_hash
-from tinylm.corpus.readers.base import ReadStats, read_documents
+from tinylm.corpus.readers import read_documents
+from tinylm.stats import Stats
 
 
 def datasketch_signature(text: str, lang: str, n: int, num_perm: int, seed: int) -> np.ndarray:
@@ -20,7 +21,7 @@ def datasketch_signature(text: str, lang: str, n: int, num_perm: int, seed: int)
 @pytest.fixture(scope="module")
 def real_texts(zuozhuan, table_dump):
     chinese = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if line.strip()][:300]
-    english = [d["text"] for d in read_documents(table_dump, ExtractConfig(), ReadStats())]
+    english = [d["text"] for d in read_documents(table_dump, ExtractConfig(), Stats())]
     return [(text, "zh") for text in chinese] + [(text, "en") for text in english]
 
 
@@ -33,8 +34,17 @@ def test_batch_signatures_equal_datasketch(real_texts, num_perm, seed, n):
 
 
 def test_edge_cases_equal_datasketch():
-    cases = [("", "en"), ("", "zh"), ("   \n\t", "zh"), ("!!! ??? ...", "en"), ("短", "zh"), ("two words", "en"),
-             ("İstanbul ǅemal ŉ straße ΣΊΣΥΦΟΣ", "en"), ("𠀀𪚥😀 混合 text 文本", "zh"), ("x" * 5000 + " y", "en")]
+    cases = [
+        ("", "en"),
+        ("", "zh"),
+        ("   \n\t", "zh"),
+        ("!!! ??? ...", "en"),
+        ("短", "zh"),
+        ("two words", "en"),
+        ("İstanbul ǅemal ŉ straße ΣΊΣΥΦΟΣ", "en"),
+        ("𠀀𪚥😀 混合 text 文本", "zh"),
+        ("x" * 5000 + " y", "en"),
+    ]
     texts, langs = zip(*cases)
     ours = MinHasher(128, 1).signatures(texts, langs, 5, 5)
     for row, (text, lang) in enumerate(cases):

@@ -86,7 +86,9 @@ def test_greedy_streaming_matches_recomputing_the_whole_sequence_and_stops():
     assert streamed == sequence[3:]
     stop = streamed[-1]
     assert list(stream_tokens(model, prompt, 10, Sampling(temperature=0), stop_ids={stop})) == streamed[: streamed.index(stop) + 1]
-    assert len(list(stream_tokens(model, list(range(40)), 10, Sampling(temperature=0)))) == 2, "31 prompt tokens kept, then the context fills"
+    assert len(list(stream_tokens(model, list(range(40)), 10, Sampling(temperature=0)))) == 2, (
+        "31 prompt tokens kept, then the context fills"
+    )
 
 
 def test_sampling_filters_and_repetition_penalty():

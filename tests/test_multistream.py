@@ -4,12 +4,13 @@ import dataclasses
 import pyarrow.parquet as pq
 import pytest
 
+from tests.multistream import write_multistream
 from tinylm.config import ExtractConfig
+from tinylm.corpus.extraction import extract_unit, plan_units
+from tinylm.corpus.readers.base import TruncatedInputError
+from tinylm.corpus.wiki.multistream import index_for, plan_ranges, stream_offsets
 from tinylm.flows.extract import run_extract
 from tinylm.storage.manifest import content_hashes, file_sha256
-from tinylm.corpus.extraction import extract_unit, plan_units
-from tinylm.corpus.wiki.multistream import index_for, plan_ranges, stream_offsets, write_multistream
-from tinylm.corpus.readers.base import TruncatedInputError
 
 
 @pytest.fixture(scope="module")

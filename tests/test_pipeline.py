@@ -19,7 +19,7 @@ from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.pipeline import pipeline_flow
 from tinylm.storage.documents import corpus_parts
 from tinylm.tokens.shard_files import open_shards
-from tinylm.tokens.tokenizer import load_tokenizer
+from tinylm.tokens.tokenizer_files import load_tokenizer
 
 pytestmark = pytest.mark.slow
 
@@ -48,9 +48,7 @@ async def _artifacts() -> dict[str, object]:
 
 async def _subflow_names(parent_id) -> list[str]:
     async with get_client() as client:
-        runs = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id]))
-        )
+        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])))
         flows = {run.flow_id: (await client.read_flow(run.flow_id)).name for run in runs}
         assert all(run.state.is_completed() for run in runs)
         return sorted(flows[run.flow_id] for run in runs)

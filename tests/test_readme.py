@@ -19,7 +19,9 @@ def _fields(model) -> set[str]:
 
 
 def test_every_config_field_is_in_the_readme():
-    fields = set().union(*(_fields(m) for m in (PipelineConfig, CorpusConfig, TokenizerConfig, ShardsConfig, TrainConfig, ChatDataConfig, RefreshConfig)))
+    fields = set().union(
+        *(_fields(m) for m in (PipelineConfig, CorpusConfig, TokenizerConfig, ShardsConfig, TrainConfig, ChatDataConfig, RefreshConfig))
+    )
     fields |= {f.name for f in dataclasses.fields(ModelConfig)}
     missing = sorted(name for name in fields if f"`{name}`" not in README and f"{name}`" not in README)
     assert not missing, f"README does not document: {missing}"

@@ -7,11 +7,11 @@ import time
 import pytest
 import redis
 
-from tinylm.config import DedupConfig
-from tinylm.storage.documents import make_document, write_documents
-from tinylm.corpus.dedup.deduplicate import deduplicate_files
 from tests.helpers import free_port
 from tests.test_dedup import edited
+from tinylm.config import DedupConfig
+from tinylm.corpus.dedup.deduplicate import deduplicate_files
+from tinylm.storage.documents import make_document, write_documents
 
 
 @pytest.fixture

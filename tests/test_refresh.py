@@ -9,10 +9,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.sorting import ArtifactSort
 
 from tests.helpers import write_lines
+from tinylm.corpus.inbox import Ledger
 from tinylm.flows.refresh import refresh_flow
 from tinylm.storage.manifest import read_manifest
 from tinylm.tracking.lineage import LOSS_PLOT
-from tinylm.corpus.inbox import Ledger
 
 
 async def _newest_artifact(key: str):

@@ -5,8 +5,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from prefect import flow, task
 
-from tinylm.tracking.store import is_transient
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
+from tinylm.tracking.retry import is_transient
 
 attempts: list[str] = []
 

@@ -18,9 +18,9 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from tests.helpers import free_port, start_mlflow_server, tiny_train_config, wait_for_http, write_lines  # noqa: E402
 from tests.test_pipeline import small_pipeline  # noqa: E402
+from tinylm.corpus.inbox import Ledger  # noqa: E402
 from tinylm.flows.pipeline import pipeline_flow  # noqa: E402
 from tinylm.flows.refresh import refresh_flow  # noqa: E402
-from tinylm.corpus.inbox import Ledger  # noqa: E402
 from tinylm.training.trainer import train_model  # noqa: E402
 
 BUCKET = "tinylm"
@@ -33,7 +33,9 @@ def s3(monkeypatch):
     port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "moto_server"), "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:

@@ -3,13 +3,16 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from tests.helpers import make_shards
 from tinylm.config import ShardsConfig, TokenizerConfig
 from tinylm.storage.documents import corpus_parts, iter_texts, make_document, write_documents
 from tinylm.storage.manifest import write_manifest
-from tinylm.tokens.shard_files import ShardWriter, open_shards, token_dtype
 from tinylm.tokens.mixing import interleave, passes, shuffle_buffered
-from tinylm.tokens.shards import build_shards
-from tinylm.tokens.tokenizer import load_tokenizer, train_tokenizer
+from tinylm.tokens.shard_files import ShardWriter, open_shards, token_dtype
+from tinylm.tokens.tokenizer import train_tokenizer
+from tinylm.tokens.tokenizer_files import load_tokenizer
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +23,9 @@ def tokenizer_dir(small_corpus, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def built(small_corpus, tokenizer_dir, tmp_path_factory):
+def built(prefect_api, small_corpus, tokenizer_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("shards")
-    manifest = build_shards(small_corpus, tokenizer_dir, output, ShardsConfig(shard_tokens=4096, validation_fraction=0.1))
+    manifest = make_shards(small_corpus, tokenizer_dir, output, ShardsConfig(shard_tokens=4096, validation_fraction=0.1))
     return output, manifest
 
 
@@ -69,19 +72,19 @@ def test_manifest_counts_tokens_per_source_and_split(built):
 def test_same_inputs_and_seed_give_byte_identical_shards(built, small_corpus, tokenizer_dir, tmp_path):
     output, manifest = built
     config = ShardsConfig(shard_tokens=4096, validation_fraction=0.1)
-    again = build_shards(small_corpus, tokenizer_dir, tmp_path / "again", config)
+    again = make_shards(small_corpus, tokenizer_dir, tmp_path / "again", config)
     assert not again["reused"]
     assert [s["sha256"] for s in again["shards"] + again["validation"]["shards"]] == [
         s["sha256"] for s in manifest["shards"] + manifest["validation"]["shards"]
     ]
-    assert build_shards(small_corpus, tokenizer_dir, tmp_path / "again", config)["reused"]
-    reseeded = build_shards(small_corpus, tokenizer_dir, tmp_path / "reseeded", config.model_copy(update={"seed": 1}))
+    assert make_shards(small_corpus, tokenizer_dir, tmp_path / "again", config)["reused"]
+    reseeded = make_shards(small_corpus, tokenizer_dir, tmp_path / "reseeded", config.model_copy(update={"seed": 1}))
     assert [s["sha256"] for s in reseeded["shards"]] != [s["sha256"] for s in manifest["shards"]]
 
 
 def test_source_weights_repeat_and_subsample_documents(bilingual_corpus, bilingual_tokenizer, tmp_path):
     config = ShardsConfig(shard_tokens=1 << 16, validation_fraction=0.02, source_weights={"enwiki": 2.0, "zuozhuan": 0.25})
-    manifest = build_shards(bilingual_corpus, bilingual_tokenizer, tmp_path, config)
+    manifest = make_shards(bilingual_corpus, bilingual_tokenizer, tmp_path, config)
     sources = manifest["sources"]
     enwiki, zuozhuan = sources["enwiki"], sources["zuozhuan"]
     assert enwiki["train_documents"] == 2 * (enwiki["documents"] - enwiki["validation_documents"])
@@ -95,7 +98,7 @@ def test_source_weights_repeat_and_subsample_documents(bilingual_corpus, bilingu
 
 
 def test_sources_are_interleaved_evenly_along_the_stream(bilingual_corpus, bilingual_tokenizer, tmp_path):
-    manifest = build_shards(bilingual_corpus, bilingual_tokenizer, tmp_path, ShardsConfig(shard_tokens=1 << 15, shuffle_buffer=16))
+    manifest = make_shards(bilingual_corpus, bilingual_tokenizer, tmp_path, ShardsConfig(shard_tokens=1 << 15, shuffle_buffer=16))
     english = {text for text, lang in _texts_and_languages(bilingual_corpus) if lang == "en"}
     order = [text in english for text in decoded_documents(tmp_path, bilingual_tokenizer)]
     quarters = [sum(chunk) for chunk in np.array_split(np.array(order), 4)]
@@ -144,14 +147,14 @@ def test_an_empty_corpus_is_a_clear_error(tokenizer_dir, tmp_path):
     write_documents(corpus / "part-00000.parquet", [])
     write_manifest(corpus, {"stage": "corpus", "fingerprint": "empty"})
     with pytest.raises(ValueError, match="no documents"):
-        build_shards(corpus, tokenizer_dir, tmp_path / "out", ShardsConfig())
+        make_shards(corpus, tokenizer_dir, tmp_path / "out", ShardsConfig())
 
 
 def test_a_corpus_of_one_document_is_trained_on_even_if_its_unit_is_held_out(tokenizer_dir, tmp_path):
     corpus = tmp_path / "corpus"
     write_documents(corpus / "part-00000.parquet", [make_document("one", 1, "我们合众国人民", lang="zh")])
     write_manifest(corpus, {"stage": "corpus", "fingerprint": "one"})
-    manifest = build_shards(corpus, tokenizer_dir, tmp_path / "out", ShardsConfig(validation_fraction=0.999))
+    manifest = make_shards(corpus, tokenizer_dir, tmp_path / "out", ShardsConfig(validation_fraction=0.999))
     assert manifest["documents"] == 1 and manifest["validation"]["documents"] == 0
     assert decoded_documents(tmp_path / "out", tokenizer_dir) == ["我们合众国人民"]
 
@@ -159,7 +162,7 @@ def test_a_corpus_of_one_document_is_trained_on_even_if_its_unit_is_held_out(tok
 def test_weights_that_leave_nothing_to_train_on_are_refused(small_corpus, tokenizer_dir, tmp_path):
     config = ShardsConfig(source_weights={"us-constitution-zhs": 0, "enwiki": 0})
     with pytest.raises(ValueError, match="no document"):
-        build_shards(small_corpus, tokenizer_dir, tmp_path, config)
+        make_shards(small_corpus, tokenizer_dir, tmp_path, config)
 
 
 def test_a_truncated_shard_is_refused_with_its_name(built, tmp_path):

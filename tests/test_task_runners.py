@@ -8,7 +8,6 @@ from tinylm.flows.corpus import corpus_flow
 from tinylm.storage.documents import corpus_parts
 
 
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind, package", [("dask", "prefect_dask"), ("ray", "prefect_ray")])
 def test_corpus_on_a_cluster_equals_corpus_on_threads(kind, package, prefect_api, constitution, table_dump, zuozhuan, workspace, tmp_path):

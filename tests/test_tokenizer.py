@@ -9,7 +9,8 @@ from transformers import AutoTokenizer
 from tinylm.config import TokenizerConfig
 from tinylm.storage.documents import corpus_parts, make_document, write_documents
 from tinylm.storage.manifest import write_manifest
-from tinylm.tokens.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
+from tinylm.tokens.tokenizer import train_tokenizer
+from tinylm.tokens.tokenizer_files import SPECIAL_TOKENS, load_tokenizer
 
 MIXED = "美利坚合众国宪法 The Constitution, 1787年！😀 𠀀𪚥 naïve café\n\ttabs  and  spaces"
 
@@ -109,7 +110,9 @@ def test_memory_is_bounded_by_the_budget_not_the_corpus(bilingual_corpus, tmp_pa
     def growth(corpus, budget):
         result = subprocess.run(
             [sys.executable, "-c", TRAIN_AND_REPORT, str(corpus), str(tmp_path / f"tok-{corpus.name}-{budget}"), str(budget)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         report = json.loads(result.stdout.strip().splitlines()[-1])
         assert report["bytes"] <= budget

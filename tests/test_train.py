@@ -13,23 +13,22 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import kill_when, tiny_train_config
+from tests.helpers import kill_when, make_chat_data, make_shards, tiny_train_config
 from tinylm.config import ChatDataConfig, ShardsConfig, TokenizerConfig, TrainConfig
+from tinylm.flows.train import train_flow
+from tinylm.inference.export import export_hf, register_model
+from tinylm.inference.generate import chat_reply, generate_text, load_model
 from tinylm.model.config import ModelConfig
+from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import load_checkpoint
 from tinylm.storage.manifest import read_manifest
-from tinylm.tokens.chat_data import build_chat_data
-from tinylm.flows.train import train_flow
-from tinylm.tracking.store import use_experiment
-from tinylm.inference.export import export_hf, register_model
-from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.tokens.chat_template import ChatEncoder
-from tinylm.inference.generate import chat_reply, generate_text, load_model
-from tinylm.tokens.shards import build_shards
 from tinylm.tokens.tokenizer import train_tokenizer
-from tinylm.training.trainer import learning_rate, train_model
+from tinylm.tracking.store import use_experiment
 from tinylm.training.data import open_training_data
+from tinylm.training.optimizer import learning_rate
+from tinylm.training.trainer import train_model
 
 TINY_TRAIN = tiny_train_config()
 
@@ -95,9 +94,10 @@ def test_a_run_killed_mid_shard_resumes_to_the_weights_of_an_uninterrupted_run(s
     config = TINY_TRAIN.model_copy(update={"max_shards": 2, "max_steps_per_shard": 40, "checkpoint_every": 3, "eval_batches": 2})
     reference = train_model(shards_dir, workspace, config.model_copy(update={"run_name": "reference"}))
     uninterrupted, _ = load_checkpoint(workspace / "checkpoints" / reference["run_id"] / f"step-{reference['steps']:08d}")
+    killed_config = config.model_copy(update={"run_name": "killed"}).model_dump_json()
     code = (
         "from tinylm.training.trainer import train_model; from tinylm.config import TrainConfig; "
-        f"train_model({str(shards_dir)!r}, {str(workspace)!r}, TrainConfig.model_validate_json({config.model_copy(update={'run_name': 'killed'}).model_dump_json()!r}))"
+        f"train_model({str(shards_dir)!r}, {str(workspace)!r}, TrainConfig.model_validate_json({killed_config!r}))"
     )
     killed_dir = workspace / "checkpoints"
     kill_when(code, lambda: any(p.name == "step-00000009" for p in killed_dir.glob("*/step-*") if reference["run_id"] not in str(p)))
@@ -126,12 +126,12 @@ def test_a_tracking_server_that_is_down_fails_fast_naming_it(shards_dir, workspa
     assert time.monotonic() - started < 30
 
 
-def test_shards_of_another_tokenizer_are_refused_on_resume(shards_dir, small_corpus, workspace, tmp_path):
+def test_shards_of_another_tokenizer_are_refused_on_resume(prefect_api, shards_dir, small_corpus, workspace, tmp_path):
     first = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"max_shards": 1}))
     other_tokenizer = tmp_path / "other-tok"
     train_tokenizer(small_corpus, other_tokenizer, TokenizerConfig(vocab_size=500))
     other_shards = tmp_path / "other-shards"
-    build_shards(small_corpus, other_tokenizer, other_shards, ShardsConfig(shard_tokens=4096))
+    make_shards(small_corpus, other_tokenizer, other_shards, ShardsConfig(shard_tokens=4096))
     with pytest.raises(ValueError, match="another tokenizer|built with tokenizer"):
         train_model(other_shards, workspace, TINY_TRAIN.model_copy(update={"resume_run_id": first["run_id"]}))
 
@@ -184,14 +184,14 @@ def test_export_loads_into_transformers_llama_with_the_same_logits_and_registers
     assert version.run_id == result["run_id"] and version.source.endswith("hf-model")
 
 
-def test_sft_starts_from_a_pretrain_run_and_learns_only_assistant_tokens(shards_dir, workspace, zuozhuan, tmp_path):
+def test_sft_starts_from_a_pretrain_run_and_learns_only_assistant_tokens(prefect_api, shards_dir, workspace, zuozhuan, tmp_path):
     pretrain = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"max_shards": 1}))
     tokenizer_dir = read_manifest(shards_dir)["tokenizer_dir"]
     lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 20][:64]
     records = [{"conversations": [{"role": "user", "content": line[:8]}, {"role": "assistant", "content": line[8:20]}]} for line in lines]
     source = tmp_path / "sft.jsonl"
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    build_chat_data([str(source)], tokenizer_dir, tmp_path / "sft", ChatDataConfig(max_seq_len=32))
+    make_chat_data([str(source)], tokenizer_dir, tmp_path / "sft", ChatDataConfig(max_seq_len=32))
 
     data = open_training_data(tmp_path / "sft", TINY_TRAIN)
     inputs, targets, mask = data.batch(0, np.arange(data.units(0)), 0)
@@ -225,7 +225,9 @@ def test_torchrun_data_parallel_matches_one_process_with_the_whole_batch(shards_
     environment = os.environ | {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(), "OMP_NUM_THREADS": "1"}
     subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node", "2", "--no-python", sys.executable, "-c", code],
-        check=True, env=environment, timeout=300,
+        check=True,
+        env=environment,
+        timeout=300,
     )
     client = MlflowClient()
     (run,) = client.search_runs([mlflow.get_experiment_by_name("tinylm").experiment_id], "attributes.run_name = 'parallel'")
@@ -242,15 +244,37 @@ def test_chat_and_export_commands(shards_dir, workspace, tmp_path):
     environment = os.environ | {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
     chat = subprocess.run(
         [tinylm, "chat", "--checkpoint", result["run_id"], "--temperature", "0", "--max-new-tokens", "6", "--workspace", str(workspace)],
-        input="合众国\n/reset\n\n宪法\n", capture_output=True, text=True, env=environment, check=True, timeout=120,
+        input="合众国\n/reset\n\n宪法\n",
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=True,
+        timeout=120,
     )
     loaded = load_model(result["run_id"])
     greedy = Sampling(temperature=0, repetition_penalty=1.1)
-    replies = ["".join(chat_reply(loaded, [{"role": "user", "content": text}], 6, greedy, torch.Generator())) for text in ("合众国", "宪法")]
+    replies = [
+        "".join(chat_reply(loaded, [{"role": "user", "content": text}], 6, greedy, torch.Generator())) for text in ("合众国", "宪法")
+    ]
     assert chat.stdout == "".join(reply + "\n" for reply in replies), "one streamed line per message; /reset and blank lines answer nothing"
     exported = subprocess.run(
-        [tinylm, "export", "--checkpoint", result["run_id"], "--output", str(tmp_path / "hf"), "--register", "tinylm-cli", "--workspace", str(workspace)],
-        capture_output=True, text=True, env=environment, check=True, timeout=120,
+        [
+            tinylm,
+            "export",
+            "--checkpoint",
+            result["run_id"],
+            "--output",
+            str(tmp_path / "hf"),
+            "--register",
+            "tinylm-cli",
+            "--workspace",
+            str(workspace),
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=True,
+        timeout=120,
     )
     assert json.loads(exported.stdout)["registered"] == {"name": "tinylm-cli", "version": 1}
     assert (tmp_path / "hf" / "model.safetensors").exists() and (tmp_path / "hf" / "tokenizer_config.json").exists()

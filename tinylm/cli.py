@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
-from contextlib import contextmanager
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from tinylm.config import ChatDataConfig, RefreshConfig, ConvertConfig, CorpusConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig, TrainConfig, load_yaml
+from tinylm.config import (
+    ChatDataConfig,
+    ConvertConfig,
+    CorpusConfig,
+    ExtractConfig,
+    PipelineConfig,
+    RefreshConfig,
+    ShardsConfig,
+    TokenizerConfig,
+    TrainConfig,
+    load_yaml,
+)
 
 
 def _print_json(result: object) -> None:
@@ -38,11 +49,11 @@ def where_to_look(config: PipelineConfig, result: dict) -> str:
     return f"""
 Done in {total:.0f}s: {shares}
 Where to look:
-  corpus        {result['corpus']}  ({result['documents']} documents)
-  tokenizer     {result['tokenizer']}  (vocabulary {result['vocab_size']})
-  shards        {result['shards']}  ({result['tokens']} tokens)
-  checkpoints   {workspace / 'checkpoints' / result['run_id']}
-  MLflow run    {result['run_id']}  (final loss {result['final_loss']:.3f})
+  corpus        {result["corpus"]}  ({result["documents"]} documents)
+  tokenizer     {result["tokenizer"]}  (vocabulary {result["vocab_size"]})
+  shards        {result["shards"]}  ({result["tokens"]} tokens)
+  checkpoints   {workspace / "checkpoints" / result["run_id"]}
+  MLflow run    {result["run_id"]}  (final loss {result["final_loss"]:.3f})
 
 Browse the runs:
   mlflow ui --backend-store-uri {uri} --port 5000      then open http://127.0.0.1:5000
@@ -50,7 +61,7 @@ Browse the runs:
   (or `make servers` to start both in the background, `make stop` to stop them)
 
 Sample the model:
-  tinylm generate --checkpoint {result['run_id']} --workspace {config.workspace} --prompt "Anarchism is"
+  tinylm generate --checkpoint {result["run_id"]} --workspace {config.workspace} --prompt "Anarchism is"
 """
 
 
@@ -112,7 +123,13 @@ def _chat_data(args: argparse.Namespace) -> None:
 
     config = load_yaml(args.config, ChatDataConfig) if args.config else ChatDataConfig()
     updates = {key: value for key, value in (("format", args.format), ("max_seq_len", args.max_seq_len)) if value is not None}
-    manifest = chat_data_flow([str(p) for p in args.input], str(args.tokenizer), str(args.output), config.model_copy(update=updates), args.workspace or "workspace")
+    manifest = chat_data_flow(
+        [str(p) for p in args.input],
+        str(args.tokenizer),
+        str(args.output),
+        config.model_copy(update=updates),
+        args.workspace or "workspace",
+    )
     _print_json({"format": manifest["format"], **manifest["stats"], "reused": manifest["reused"]})
 
 
@@ -150,8 +167,8 @@ def _sampling(args: argparse.Namespace):
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from tinylm.tracking.store import use_experiment
     from tinylm.inference.generate import generate_text
+    from tinylm.tracking.store import use_experiment
 
     use_experiment("tinylm", args.workspace or "workspace")
     print(generate_text(args.checkpoint, args.prompt, args.max_new_tokens, _sampling(args), args.seed))
@@ -160,8 +177,8 @@ def _generate(args: argparse.Namespace) -> None:
 def _chat(args: argparse.Namespace) -> None:
     import torch
 
-    from tinylm.tracking.store import use_experiment
     from tinylm.inference.generate import chat_reply, load_model
+    from tinylm.tracking.store import use_experiment
 
     use_experiment("tinylm", args.workspace or "workspace")
     loaded = load_model(args.checkpoint)
@@ -188,9 +205,9 @@ def _chat(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     import tempfile
 
-    from tinylm.tracking.store import use_experiment
     from tinylm.inference.export import export_hf, register_model
     from tinylm.inference.generate import resolve_checkpoint
+    from tinylm.tracking.store import use_experiment
 
     use_experiment("tinylm", args.workspace or "workspace")
     with tempfile.TemporaryDirectory() as scratch:
@@ -215,6 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
+    _add_data_commands(command)
+    _add_model_commands(command)
+    return parser
+
+
+Command = Callable[[str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser]
+
+
+def _add_data_commands(command: Command) -> None:
+    """The corpus-to-tokens commands: pipeline, extract, corpus, convert, dedup, tokenizer, shards, chat-data."""
     pipeline = command("pipeline", _pipeline, "Run corpus, tokenizer, shards and train as one pipeline flow.")
     pipeline.add_argument("--config", type=Path, help="PipelineConfig YAML (inputs, workspace, and each stage's settings)")
     pipeline.add_argument("--workspace", help="override the config's workspace directory")
@@ -222,7 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     extract = command("extract", _extract, "Extract raw files into Document parquet only, to inspect what a dump yields.")
     extract.add_argument(
-        "--input", type=Path, nargs="+", required=True,
+        "--input",
+        type=Path,
+        nargs="+",
+        required=True,
         help="raw files: Wikipedia .xml[.bz2] (with its -index.txt.bz2 for parallel multistream), "
         "WuDao .json, .jsonl, .txt, .parquet; .gz/.bz2/.zst compressed",
     )
@@ -274,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--config", type=Path, help="ChatDataConfig YAML")
     chat.add_argument("--workspace", help="workspace of the default MLflow store for the stats (default ./workspace)")
 
+
+def _add_model_commands(command: Command) -> None:
+    """The model commands: train, refresh, generate, chat, export."""
     train = command("train", _train, "Pretrain a model shard by shard, checkpointing each shard to MLflow.")
     train.add_argument("--shards", type=Path, required=True, help="shard directory (`tinylm shards`), or SFT data (`tinylm chat-data`)")
     train.add_argument("--config", type=Path, help="TrainConfig YAML (model shape, batch, schedule)")
@@ -299,9 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = command("export", _export, "Export a checkpoint as a Hugging Face Llama folder, optionally registered in MLflow.")
     export.add_argument("--checkpoint", required=True, help="checkpoint directory, or an MLflow run id (its newest checkpoint)")
     export.add_argument("--output", type=Path, required=True, help="folder to write (model.safetensors, config.json, tokenizer)")
-    export.add_argument("--register", metavar="NAME", help="log the folder to the run and register it as a new version of NAME (needs a run id)")
+    export.add_argument(
+        "--register", metavar="NAME", help="log the folder to the run and register it as a new version of NAME (needs a run id)"
+    )
     export.add_argument("--workspace", help="workspace of the default MLflow store (default ./workspace)")
-    return parser
 
 
 def _add_sampling_options(sub: argparse.ArgumentParser) -> None:

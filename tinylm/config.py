@@ -35,9 +35,7 @@ class ExtractConfig(_Settings):
     keep_headings: bool = Field(True, description="Wikipedia: keep section headings as their own lines")
     variant: str = Field("zh-hans", description="Wikipedia: which -{zh-hans:...;zh-hant:...}- variant to keep")
     workers: int = Field(0, ge=0, description="parallel extraction processes; 0 = one per CPU, 1 = in the flow's process")
-    range_bytes: int = Field(
-        64 << 20, ge=1, description="multistream dumps: compressed bytes per parallel task (whole bz2 streams)"
-    )
+    range_bytes: int = Field(64 << 20, ge=1, description="multistream dumps: compressed bytes per parallel task (whole bz2 streams)")
 
 
 class ConvertConfig(_Settings):
@@ -63,7 +61,9 @@ class FilterConfig(_Settings):
     min_script_share: float = Field(
         0.5, ge=0, le=1, description="wrong_script: share of letters in the document's own script (CJK for zh, Latin otherwise)"
     )
-    max_symbol_share: float = Field(0.1, ge=0, le=1, description="too_many_symbols: symbol characters (#, |, arrows, box drawing...; not punctuation)")
+    max_symbol_share: float = Field(
+        0.1, ge=0, le=1, description="too_many_symbols: symbol characters (#, |, arrows, box drawing...; not punctuation)"
+    )
     max_digit_share: float = Field(0.3, ge=0, le=1, description="too_many_digits: digit characters")
     max_duplicate_line_share: float = Field(0.3, ge=0, le=1, description="repeated_lines: lines that repeat another line")
     max_top_ngram_share: float = Field(
@@ -121,18 +121,14 @@ class TokenizerConfig(_Settings):
 
     vocab_size: int = Field(6400, ge=300, description="including the byte alphabet (256) and the special tokens")
     min_frequency: int = Field(2, ge=1)
-    max_text_bytes: int = Field(
-        1_000_000_000, ge=1, description="bytes of UTF-8 text sampled for training: the bound on its memory"
-    )
+    max_text_bytes: int = Field(1_000_000_000, ge=1, description="bytes of UTF-8 text sampled for training: the bound on its memory")
     language_weights: dict[str, NonNegativeFloat] = Field(
         default_factory=dict,
         description="share of the sample per language (`lang` of the documents; 1 for a language not named); "
         "a language with less text passes its share on to the others",
     )
     seed: int = Field(0, description="chooses the sample and the held-out documents")
-    heldout_fraction: float = Field(
-        0.01, ge=0, lt=1, description="documents never sampled, for measuring compression on unseen text"
-    )
+    heldout_fraction: float = Field(0.01, ge=0, lt=1, description="documents never sampled, for measuring compression on unseen text")
     heldout_bytes: int = Field(1_000_000, ge=0, description="held-out text per language the compression is measured on")
 
 
@@ -181,12 +177,16 @@ class TrainConfig(_Settings):
     max_steps_per_shard: int | None = Field(None, description="cap steps per shard, for quick runs (None = the whole shard)")
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches summed into each optimizer step")
     log_every: int = Field(10, ge=1, description="log metrics to MLflow every N steps")
-    checkpoint_every: int | None = Field(None, ge=1, description="also checkpoint every N steps inside a shard (None = after each shard only)")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="also checkpoint every N steps inside a shard (None = after each shard only)"
+    )
     eval_batches: int = Field(8, ge=0, description="validation batches after each shard (0 = no validation)")
     sample_prompts: list[str] = Field(["The", "我们"], description="prompts sampled after each shard, logged as a text artifact")
     sample_tokens: int = Field(32, ge=0, description="tokens generated per sample prompt")
     compile: bool = Field(False, description="torch.compile the model (worth it on GPU for long runs)")
-    processes: int = Field(1, ge=1, description="data-parallel processes the flow launches with torchrun (one per GPU); 1 = in the flow's process")
+    processes: int = Field(
+        1, ge=1, description="data-parallel processes the flow launches with torchrun (one per GPU); 1 = in the flow's process"
+    )
     peak_tflops: float = Field(989.0, gt=0, description="the GPU's dense bf16 peak, for MFU (H100 SXM: 989)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     experiment: str = "tinylm"

@@ -8,15 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ConvertConfig, FilterConfig
-from tinylm.storage.documents import DocumentWriter, read_stats
-from tinylm.storage.manifest import fingerprint
 from tinylm.corpus.convert import convert_texts, make_converter
 from tinylm.corpus.quality import quality_failure
-from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
+from tinylm.stats import Stats
+from tinylm.storage.documents import DocumentWriter, stored_stats
+from tinylm.storage.manifest import fingerprint
 
 
 def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfig, filters: FilterConfig) -> dict:
@@ -26,8 +24,8 @@ def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfi
     target = output_dir / f"{source.stem}.{key}.parquet"
     result = {"input": str(source), "output": str(target)}
     if target.exists():
-        return result | read_stats(target) | {"reused": True}
-    stats: dict = {"documents": 0, "converted": 0, "kept": 0, "dropped": {}}
+        return result | stored_stats(target) | {"reused": True}
+    stats = Stats("documents", "converted", "kept", groups=("dropped",))
     to_simplified = make_converter(convert)
     with DocumentWriter(target, stats) as writer:
         for batch in pq.ParquetFile(source).iter_batches(batch_size=1024):
@@ -35,16 +33,13 @@ def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfi
             texts, langs, changed = convert_texts(
                 [d["text"] for d in documents], [d["lang"] for d in documents], to_simplified, convert.cjk_threshold
             )
-            stats["documents"] += len(documents)
-            stats["converted"] += changed
+            stats.update("documents", len(documents))
+            stats.update("converted", changed)
             for document, text, lang in zip(documents, texts, langs):
                 reason = quality_failure(text, lang, filters)
                 if reason:
-                    stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1
+                    stats.drop(reason)
                     continue
                 writer.write({**document, "text": text, "lang": lang})
-                stats["kept"] += 1
-    return result | stats | {"reused": False}
-
-
-clean_file_task = task(clean_file, name="clean-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
+                stats.update("kept")
+    return result | stats.as_dict() | {"reused": False}

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinylm.config import ExtractConfig
-from tinylm.storage.documents import DocumentWriter, read_stats
-from tinylm.storage.manifest import fingerprint
+from tinylm.corpus.readers import read_documents
+from tinylm.corpus.readers.base import TruncatedInputError, reader_stats
 from tinylm.corpus.wiki.multistream import (
     ByteRange,
     dump_for,
@@ -25,7 +25,8 @@ from tinylm.corpus.wiki.multistream import (
     root_start_tag,
     stream_offsets,
 )
-from tinylm.corpus.readers.base import ReadStats, TruncatedInputError, read_documents
+from tinylm.storage.documents import DocumentWriter, stored_stats
+from tinylm.storage.manifest import fingerprint
 
 
 @dataclass(frozen=True)
@@ -80,21 +81,19 @@ def extract_unit(unit: ExtractUnit, output_dir: str | Path, config: ExtractConfi
     target = Path(output_dir) / unit.output_name(config)
     result = {"input": unit.path, "output": str(target)}
     if target.exists():
-        return result | read_stats(target) | {"reused": True}
-    stats = ReadStats()
+        return result | stored_stats(target) | {"reused": True}
+    stats = reader_stats()
     partial = target.with_suffix(".partial.parquet")
-    writer = DocumentWriter(target)
+    writer = DocumentWriter(target, stats)
     root_tag = unit.root_tag.encode("utf-8") if unit.root_tag else None
     try:
         for document in read_documents(unit.path, config, stats, unit.byte_range, root_tag):
             writer.write(document)
     except TruncatedInputError as error:
-        writer.stats = stats.as_dict()
         writer.close(partial)
         raise TruncatedInputError(f"{error}; the {writer.rows} documents before the break are in {partial}") from error
     except BaseException:
         writer.abort()
         raise
-    writer.stats = stats.as_dict()
     writer.close()
     return result | stats.as_dict() | {"reused": False}

@@ -10,16 +10,15 @@ a (size, mtime) cache keeps the hashing of unchanged files out of every refresh.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import fsspec
+from filelock import FileLock, Timeout
 
 from tinylm.storage.atomic import atomic_path, atomic_write_json
 
@@ -106,19 +105,18 @@ def stage_locally(files: list[InboxFile], staging: Path) -> list[str]:
 
 @contextmanager
 def workspace_lock(directory: Path, timeout_s: float) -> Iterator[None]:
-    """Hold the refresh lock of a workspace; a second refresh waits for the first, then finds its files done."""
+    """Hold the refresh lock of a workspace; a second refresh waits for the first, then finds its files done.
+
+    `filelock` rather than `fcntl` by hand: the same lock on Linux, macOS and Windows, and
+    released by the operating system when a holder is killed.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    with open(directory / ".lock", "w") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"another refresh has held {directory / '.lock'} for over {timeout_s:.0f} s") from None
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = FileLock(directory / ".lock")
+    try:
+        lock.acquire(timeout=timeout_s)
+    except Timeout:
+        raise TimeoutError(f"another refresh has held {directory / '.lock'} for over {timeout_s:.0f} s") from None
+    try:
+        yield
+    finally:
+        lock.release()

@@ -10,7 +10,7 @@ import re
 from collections import Counter
 
 from tinylm.config import FilterConfig
-from tinylm.corpus.convert import CJK_CHARACTERS, LATIN_CHARACTERS
+from tinylm.corpus.language import CJK_CHARACTERS, LATIN_CHARACTERS
 
 # Symbols, not punctuation: punctuation is dense in good classical Chinese, while runs
 # of these mark tables, navigation, ASCII art and markup debris.

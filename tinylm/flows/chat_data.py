@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ChatDataConfig
-from tinylm.storage.manifest import is_complete, read_manifest
-from tinylm.tokens.chat_data import chat_data_inputs, encode_chat_file_task, finish_chat_data
 from tinylm.flows.report import report_stage
+from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
+from tinylm.storage.manifest import is_complete, read_manifest
+from tinylm.tokens.chat_data import chat_data_inputs, encode_chat_file, finish_chat_data
+
+encode_chat_file_task = task(encode_chat_file, name="encode-chat-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 
 
 @flow(name="chat-data")
@@ -24,5 +28,10 @@ def chat_data_flow(
         return read_manifest(output) | {"reused": True}
     futures = [encode_chat_file_task.submit(path, index, tokenizer, tokenizer_sha256, output, config) for index, path in enumerate(inputs)]
     manifest = finish_chat_data(output, expected, tokenizer, tokenizer_sha256, config, [future.result() for future in futures])
-    report_stage("chat-data", manifest["stats"], {"inputs": inputs, "tokenizer": tokenizer, "output": output, **config.model_dump(mode="json")}, workspace)
+    report_stage(
+        "chat-data",
+        manifest["stats"],
+        {"inputs": inputs, "tokenizer": tokenizer, "output": output, **config.model_dump(mode="json")},
+        workspace,
+    )
     return manifest | {"reused": False}

@@ -7,10 +7,10 @@ from pathlib import Path
 from prefect import flow
 
 from tinylm.config import CorpusConfig
-from tinylm.flows.dedup import clean_and_deduplicate
+from tinylm.flows.dedup import clean_and_deduplicate, corpus_stats
 from tinylm.flows.extract import run_extract
+from tinylm.flows.report import report_stage
 from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
-from tinylm.flows.report import corpus_stats, report_stage
 
 
 @flow(name="corpus")

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ConvertConfig, CorpusConfig, FilterConfig
+from tinylm.corpus.clean import clean_file
+from tinylm.corpus.dedup.deduplicate import deduplicate_files
+from tinylm.flows.report import report_stage
+from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import task_runner
+from tinylm.stats import Stats
 from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
-from tinylm.corpus.clean import clean_file_task
-from tinylm.corpus.dedup.deduplicate import deduplicate_files_task
-from tinylm.flows.report import corpus_stats, report_stage
+
+clean_file_task = task(clean_file, name="clean-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
+deduplicate_files_task = task(deduplicate_files, name="deduplicate", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 
 
-def clean_and_deduplicate(
-    files: list[str], output: str, config: CorpusConfig, index: str | None, run_key: str
-) -> tuple[list[dict], dict]:
+def clean_and_deduplicate(files: list[str], output: str, config: CorpusConfig, index: str | None, run_key: str) -> tuple[list[dict], dict]:
     """Convert and filter each file in a parallel task, then deduplicate all of them in order.
 
     Called from inside a flow (`corpus` or `dedup`), which owns the manifest; `run_key`
@@ -27,6 +31,23 @@ def clean_and_deduplicate(
     cleaned = clean(files, work, config.convert, config.filters)
     deduped = deduplicate_files_task([result["output"] for result in cleaned], output, config.dedup, index, run_key)
     return cleaned, deduped
+
+
+def corpus_stats(extracted: dict, cleaned: list[dict], deduped: dict) -> dict:
+    """The corpus's counts from its steps: what extraction read, what the filters dropped, what dedup removed."""
+    cleaning = Stats.total(cleaned)
+    filtered = cleaning.group("dropped")
+    return {
+        "extracted": extracted,
+        "converted": cleaning["converted"],
+        "filtered": filtered,
+        "exact_duplicates": deduped["exact_duplicates"],
+        "near_duplicates": deduped["near_duplicates"],
+        "near_duplicates_of_index": deduped["near_duplicates_of_index"],
+        "near_duplicate_clusters": deduped.get("near_duplicate_clusters", {}),
+        "documents_in": deduped["documents"] + sum(filtered.values()),
+        "kept": deduped["kept"],
+    }
 
 
 @flow(name="clean")

@@ -9,11 +9,12 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ExtractConfig, RunnerConfig
-from tinylm.flows.runners import local_pool_workers, process_pool, task_runner
-from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
 from tinylm.corpus.extraction import ExtractUnit, extract_unit, plan_units
+from tinylm.flows.report import StageProgress, publish_stats
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
-from tinylm.flows.report import StageProgress, extract_stats, publish_stats
+from tinylm.flows.runners import local_pool_workers, process_pool, task_runner
+from tinylm.stats import Stats
+from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
 
 
 @task(name="extract", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
@@ -21,15 +22,16 @@ def extract_unit_task(unit: ExtractUnit, output_dir: str, config: ExtractConfig,
     """One unit as a Prefect task run; the work goes to `pool` when the flow has one."""
     result = pool.submit(extract_unit, unit, output_dir, config).result() if pool else extract_unit(unit, output_dir, config)
     if result.get("first_bad_records"):
-        get_run_logger().warning(
-            "%s: %s skipped; first bad records %s", unit.path, result["skipped"], result["first_bad_records"]
-        )
+        get_run_logger().warning("%s: %s skipped; first bad records %s", unit.path, result["skipped"], result["first_bad_records"])
     return result
 
 
 @flow(name="extract")
 def extract_flow(
-    inputs: list[str], output: str = "workspace/extracted/default", config: ExtractConfig = ExtractConfig(), runner: RunnerConfig = RunnerConfig()
+    inputs: list[str],
+    output: str = "workspace/extracted/default",
+    config: ExtractConfig = ExtractConfig(),
+    runner: RunnerConfig = RunnerConfig(),
 ) -> dict:
     """Plan units (files, or byte ranges of multistream dumps), extract them in parallel, list them in order."""
     hashes = content_hashes(inputs)
@@ -44,7 +46,7 @@ def extract_flow(
         for future in futures:
             results.append(future.result())
             progress(len(results) / len(futures))
-    stats = extract_stats(results)
+    stats = {"units": len(results)} | Stats.total(results).as_dict()
     manifest = {
         "stage": "extract",
         "fingerprint": expected,

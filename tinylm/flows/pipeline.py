@@ -9,14 +9,14 @@ from contextlib import contextmanager
 from prefect import flow
 
 from tinylm.config import PipelineConfig
+from tinylm.corpus.dedup.index import INDEX_FILE
 from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.shards import shards_flow
 from tinylm.flows.tokenizer import tokenizer_flow
 from tinylm.flows.train import train_flow
-from tinylm.corpus.dedup.index import INDEX_FILE
 from tinylm.storage.manifest import MANIFEST_NAME
 from tinylm.storage.mirror import pull, push
-from tinylm.tracking.store import run_group
+from tinylm.tracking.groups import run_group
 
 
 @contextmanager

@@ -12,13 +12,14 @@ from pathlib import Path
 from prefect import flow
 
 from tinylm.config import RefreshConfig
+from tinylm.corpus.inbox import InboxFile, Ledger, batch_id, scan_inbox, stage_locally, workspace_lock
 from tinylm.flows.corpus import corpus_flow
+from tinylm.flows.report import publish_stats
 from tinylm.flows.shards import shards_flow
 from tinylm.flows.train import train_flow
+from tinylm.tracking.groups import run_group
 from tinylm.tracking.lineage import LINEAGE_TAG, log_loss_figure, newest_training_run
-from tinylm.tracking.store import run_group, run_link
-from tinylm.corpus.inbox import InboxFile, Ledger, batch_id, scan_inbox, stage_locally, workspace_lock
-from tinylm.flows.report import publish_stats
+from tinylm.tracking.store import run_link
 
 
 @flow(name="refresh")
@@ -36,7 +37,9 @@ def refresh_flow(config: RefreshConfig = RefreshConfig()) -> dict:
         ledger.record(new, batch)
     summary = {"new_files": len(new), "batch": batch, "documents_kept": kept, "run_id": run_id}
     trained = f"training run {run_link(config.workspace, run_id)}" if run_id else "nothing new survived dedup, no training"
-    publish_stats("refresh", summary | {"files": [item.name for item in new]}, summary=f"**refresh** `{batch}`: {len(new)} new files, {trained}")
+    publish_stats(
+        "refresh", summary | {"files": [item.name for item in new]}, summary=f"**refresh** `{batch}`: {len(new)} new files, {trained}"
+    )
     return summary | {"lineage": lineage}
 
 

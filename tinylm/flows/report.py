@@ -1,48 +1,16 @@
-"""Stage statistics: summed from per-file task results, published as Prefect artifacts."""
+"""What a stage shows in the Prefect UI: a table of its numbers, a summary linking its MLflow run, and progress."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
-from tinylm.tracking.store import flatten_params, group_tags, retrying, run_link, use_experiment
-
-
-def merge_counts(results: list[dict[str, Any]], field: str) -> dict[str, int]:
-    """Sum one `{reason: count}` field over per-file results."""
-    total: Counter[str] = Counter()
-    for result in results:
-        total.update(result.get(field, {}))
-    return dict(sorted(total.items()))
-
-
-def extract_stats(results: list[dict]) -> dict[str, Any]:
-    return {
-        "units": len(results),
-        "records": sum(r["records"] for r in results),
-        "documents": sum(r["documents"] for r in results),
-        "skipped": merge_counts(results, "skipped"),
-        "lines_with_replaced_bytes": sum(r["lines_with_replaced_bytes"] for r in results),
-    }
-
-
-def corpus_stats(extracted: dict, cleaned: list[dict], deduped: dict) -> dict[str, Any]:
-    return {
-        "extracted": extracted,
-        "converted": sum(r["converted"] for r in cleaned),
-        "filtered": merge_counts(cleaned, "dropped"),
-        "exact_duplicates": deduped["exact_duplicates"],
-        "near_duplicates": deduped["near_duplicates"],
-        "near_duplicates_of_index": deduped["near_duplicates_of_index"],
-        "near_duplicate_clusters": deduped["near_duplicate_clusters"],
-        "documents_in": deduped["documents"] + sum(sum(r["dropped"].values()) for r in cleaned),
-        "kept": deduped["kept"],
-    }
+from tinylm.tracking.retry import retrying
+from tinylm.tracking.stage_runs import log_stage_run
+from tinylm.tracking.store import run_link
 
 
 def _rows(stats: dict[str, Any], prefix: str = "") -> list[dict[str, str]]:
@@ -55,33 +23,6 @@ def _rows(stats: dict[str, Any], prefix: str = "") -> list[dict[str, str]]:
     return rows
 
 
-def numeric_metrics(stats: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """The numbers of a nested stats dict, flattened to MLflow metric names (`filtered.too_short`)."""
-    metrics: dict[str, float] = {}
-    for key, value in stats.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            metrics.update(numeric_metrics(value, f"{name}."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            metrics[name] = float(value)
-    return metrics
-
-
-def log_stats_to_mlflow(
-    stage: str, stats: dict[str, Any], params: dict[str, Any], workspace: str, artifacts: str | Path | None = None
-) -> str:
-    """One MLflow run per data stage: its counts as metrics, the whole stats as a JSON artifact,
-    and the stage's output directory (when small enough to matter, like a tokenizer) under `stage/`."""
-    experiment_id = use_experiment("tinylm", workspace)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags={"tinylm.stage": stage} | group_tags()) as run:
-        mlflow.log_params(flatten_params("", params))
-        mlflow.log_metrics(numeric_metrics(stats))
-        mlflow.log_dict(stats, "stats.json")
-        if artifacts is not None:
-            mlflow.log_artifacts(str(artifacts), stage)
-        return run.info.run_id
-
-
 def publish_stats(stage: str, stats: dict[str, Any], summary: str = "") -> None:
     """A table of the stage's numbers, and a markdown note when there is more to say."""
     create_table_artifact(key=f"{stage}-stats", table=_rows(stats), description=f"{stage} statistics")
@@ -89,11 +30,9 @@ def publish_stats(stage: str, stats: dict[str, Any], summary: str = "") -> None:
         create_markdown_artifact(key=f"{stage}-summary", markdown=summary, description=f"{stage} summary")
 
 
-def report_stage(
-    stage: str, stats: dict[str, Any], params: dict[str, Any], workspace: str, artifacts: str | Path | None = None
-) -> str:
+def report_stage(stage: str, stats: dict[str, Any], params: dict[str, Any], workspace: str, artifacts: str | Path | None = None) -> str:
     """Log a data stage's run to MLflow, then publish its table and a summary that links to the run."""
-    run_id = retrying(lambda: log_stats_to_mlflow(stage, stats, params, workspace, artifacts))
+    run_id = retrying(lambda: log_stage_run(stage, stats, params, workspace, artifacts))
     publish_stats(stage, stats, summary=f"**{stage}** finished. MLflow run {run_link(workspace, run_id)}")
     return run_id
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinylm.tracking.store import is_transient
+from tinylm.tracking.retry import is_transient
 
 RETRY_DELAYS_S = [2, 10, 30]
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ShardsConfig
 from tinylm.flows.report import StageProgress, report_stage
-from tinylm.tokens.shards import encode_part_task, mix_shards_task, plan_shards
+from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
+from tinylm.tokens.shards import encode_job_part, mix_shards, plan_shards
+
+encode_part_task = task(encode_job_part, name="encode-part", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
+mix_shards_task = task(mix_shards, name="mix-shards", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 
 
 @flow(name="shards")
@@ -29,7 +34,12 @@ def shards_flow(
         encoded.append(future.result())
         progress(len(encoded) / len(futures))
     manifest = mix_shards_task(job, encoded)
-    report_stage("shards", shard_stats(manifest), {"corpus": corpus, "tokenizer": tokenizer, "output": output, **config.model_dump(mode="json")}, workspace)
+    report_stage(
+        "shards",
+        shard_stats(manifest),
+        {"corpus": corpus, "tokenizer": tokenizer, "output": output, **config.model_dump(mode="json")},
+        workspace,
+    )
     return manifest | {"reused": False}
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import TokenizerConfig
 from tinylm.flows.report import publish_stats, report_stage
-from tinylm.tokens.tokenizer import train_tokenizer_task
+from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
+from tinylm.tokens.tokenizer import train_tokenizer
+
+train_tokenizer_task = task(train_tokenizer, name="train-tokenizer", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 
 
 @flow(name="tokenizer")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tinylm.config import TrainConfig
-from tinylm.tracking.store import run_link
-from tinylm.tracking.lineage import STAGE_TAG
 from tinylm.flows.report import StageProgress, publish_stats
-from tinylm.training.launch import run_training_task
+from tinylm.tracking.lineage import STAGE_TAG
+from tinylm.tracking.store import run_link
+from tinylm.training.launch import run_training
+
+run_training_task = task(run_training, name="train-model", cache_policy=NO_CACHE)
 
 
 @flow(name="train")

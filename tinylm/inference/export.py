@@ -15,64 +15,14 @@ import torch
 from safetensors.torch import save_file
 
 from tinylm.model.config import ModelConfig
+from tinylm.model.hf_mapping import llama_config, llama_state_dict
 from tinylm.storage.atomic import atomic_path
 from tinylm.storage.checkpoints import load_checkpoint
+from tinylm.tokens.tokenizer_files import TOKENIZER_FILE, hf_tokenizer_files
 from tinylm.tracking.store import client
-from tinylm.tokens.tokenizer import TOKENIZER_FILE, hf_tokenizer_files
 
 WEIGHTS_FILE = "model.safetensors"
 HF_ARTIFACT_PATH = "hf-model"
-_LAYER_NAMES = {
-    "attention.wo": ["self_attn.o_proj"],
-    "attention.wqkv": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
-    "feed_forward.w13": ["mlp.gate_proj", "mlp.up_proj"],
-    "feed_forward.w2": ["mlp.down_proj"],
-    "attention_norm": ["input_layernorm"],
-    "ffn_norm": ["post_attention_layernorm"],
-}
-
-
-def llama_state_dict(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
-    """Our weights under `LlamaForCausalLM`'s names, fused projections split back into Llama's three and two.
-
-    The tied output matrix is left out: Llama ties it to the embeddings itself.
-    """
-    q, kv = config.n_heads * config.head_dim, config.n_kv_heads * config.head_dim
-    sizes = {"attention.wqkv": [q, kv, kv], "feed_forward.w13": [config.ffn_dim, config.ffn_dim]}
-    converted = {"model.embed_tokens.weight": state["tok_embeddings.weight"], "model.norm.weight": state["norm.weight"]}
-    for name, tensor in state.items():
-        if not name.startswith("layers."):
-            continue
-        _, index, rest = name.split(".", 2)
-        module, _, kind = rest.rpartition(".")
-        pieces = tensor.split(sizes[module]) if module in sizes else [tensor]
-        for llama_module, piece in zip(_LAYER_NAMES[module], pieces, strict=True):
-            converted[f"model.layers.{index}.{llama_module}.{kind}"] = piece
-    return converted
-
-
-def llama_config(config: ModelConfig, eos_id: int) -> dict:
-    return {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.dim,
-        "intermediate_size": config.ffn_dim,
-        "num_hidden_layers": config.n_layers,
-        "num_attention_heads": config.n_heads,
-        "num_key_value_heads": config.n_kv_heads,
-        "head_dim": config.head_dim,
-        "max_position_embeddings": config.max_seq_len,
-        "rms_norm_eps": config.norm_eps,
-        "rope_theta": config.rope_theta,
-        "hidden_act": "silu",
-        "tie_word_embeddings": True,
-        "attention_bias": False,
-        "mlp_bias": False,
-        "bos_token_id": eos_id,
-        "eos_token_id": eos_id,
-        "torch_dtype": "float32",
-    }
 
 
 def export_hf(checkpoint_dir: str | Path, output_dir: str | Path) -> Path:

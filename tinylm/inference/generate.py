@@ -14,9 +14,10 @@ from tokenizers import Tokenizer
 from tinylm.model.config import ModelConfig
 from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.model.transformer import Transformer
-from tinylm.storage.checkpoints import download_checkpoint, load_checkpoint
+from tinylm.storage.checkpoints import load_checkpoint
 from tinylm.tokens.chat_template import ChatEncoder, Message
-from tinylm.tokens.tokenizer import EOS, IM_END, load_tokenizer
+from tinylm.tokens.tokenizer_files import EOS, IM_END, load_tokenizer
+from tinylm.tracking.checkpoint_artifacts import download_checkpoint
 
 
 def resolve_checkpoint(checkpoint: str, scratch: Path) -> Path:
@@ -55,7 +56,9 @@ def load_model(checkpoint: str) -> LoadedModel:
     return LoadedModel(model.eval(), tokenizer)
 
 
-def stream_text(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int, sampling: Sampling, generator: torch.Generator) -> Iterator[str]:
+def stream_text(
+    loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int, sampling: Sampling, generator: torch.Generator
+) -> Iterator[str]:
     """New text as it is generated. Byte-level tokens can end inside a multi-byte character:
     such a tail is held back until a later token completes it, and flushed as it is at the end."""
     new: list[int] = []
@@ -79,7 +82,9 @@ def generate_text(checkpoint: str, prompt: str, max_new_tokens: int = 64, sampli
     return prompt + "".join(stream_text(loaded, prompt_ids, max_new_tokens, sampling, torch.Generator().manual_seed(seed)))
 
 
-def chat_reply(loaded: LoadedModel, history: list[Message], max_new_tokens: int, sampling: Sampling, generator: torch.Generator) -> Iterator[str]:
+def chat_reply(
+    loaded: LoadedModel, history: list[Message], max_new_tokens: int, sampling: Sampling, generator: torch.Generator
+) -> Iterator[str]:
     """The assistant's next turn after `history`, streamed, encoded with the same template as the SFT data."""
     (prompt,) = loaded.chat.encode([history], generation_prompt=True)
     yield from stream_text(loaded, prompt.ids, max_new_tokens, sampling, generator)

@@ -76,7 +76,9 @@ class Attention(nn.Module):
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None, start: int
     ) -> torch.Tensor:
         batch, seq, _ = x.shape
-        q, k, v = self.wqkv(x).split([self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim, self.n_kv_heads * self.head_dim], dim=-1)
+        q, k, v = self.wqkv(x).split(
+            [self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim, self.n_kv_heads * self.head_dim], dim=-1
+        )
         q = q.view(batch, seq, self.n_heads, self.head_dim).transpose(1, 2)
         k = k.view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)

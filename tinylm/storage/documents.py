@@ -12,6 +12,7 @@ from typing import Any, TypedDict
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tinylm.stats import Stats
 from tinylm.storage.atomic import commit, discard, temp_path_for
 
 STATS_KEY = "tinylm.stats"
@@ -40,7 +41,7 @@ class Document(TypedDict):
 
 def document_id(source: str, native_id: str | int) -> str:
     """Stable id from the source name and the id the source itself gives the document."""
-    return hashlib.blake2b(f"{source}\x1f{native_id}".encode("utf-8"), digest_size=8).hexdigest()
+    return hashlib.blake2b(f"{source}\x1f{native_id}".encode(), digest_size=8).hexdigest()
 
 
 def make_document(
@@ -53,22 +54,20 @@ def make_document(
     url: str | None = None,
     meta: str | None = None,
 ) -> Document:
-    return Document(
-        id=document_id(source, native_id), source=source, title=title, text=text, lang=lang, url=url, meta=meta
-    )
+    return Document(id=document_id(source, native_id), source=source, title=title, text=text, lang=lang, url=url, meta=meta)
 
 
 class DocumentWriter:
     """Writes documents to one parquet file in row groups, so memory stays flat.
 
     The file only appears under its final name when `close()` succeeds; an exception or a
-    kill leaves nothing a re-run would mistake for finished output. `stats`, a dict the
-    caller keeps updating while it writes, goes into the parquet footer at close, so the
+    kill leaves nothing a re-run would mistake for finished output. `stats`, which the
+    caller keeps counting in while it writes, goes into the parquet footer at close, so the
     counts are committed atomically with the rows they describe and a re-run that reuses
     the file still reports them.
     """
 
-    def __init__(self, path: str | os.PathLike[str], stats: dict[str, Any] | None = None, rows_per_group: int = 2048) -> None:
+    def __init__(self, path: str | os.PathLike[str], stats: Stats | None = None, rows_per_group: int = 2048) -> None:
         self.path = Path(path)
         self.stats = stats
         self.rows_per_group = rows_per_group
@@ -92,7 +91,7 @@ class DocumentWriter:
         """Finish the file and move it to its final name (or to `final_path` instead)."""
         self._flush()
         if self.stats is not None:
-            self._writer.add_key_value_metadata({STATS_KEY: json.dumps(self.stats, ensure_ascii=False)})
+            self._writer.add_key_value_metadata({STATS_KEY: json.dumps(self.stats.as_dict(), ensure_ascii=False)})
         self._writer.close()
         commit(self._tmp, Path(final_path) if final_path is not None else self.path)
 
@@ -110,7 +109,7 @@ class DocumentWriter:
             self.abort()
 
 
-def read_stats(path: str | os.PathLike[str]) -> dict[str, Any]:
+def stored_stats(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The stats a stage stored in a parquet file's footer (empty if it stored none)."""
     metadata = pq.read_metadata(path).metadata or {}
     raw = metadata.get(STATS_KEY.encode())

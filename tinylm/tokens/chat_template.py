@@ -17,7 +17,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from tinylm.tokens.tokenizer import IM_END, IM_START, load_tokenizer
+from tinylm.tokens.tokenizer_files import IM_END, IM_START, load_tokenizer
 
 ROLES = ("system", "user", "assistant")
 TRAINED_ROLE = "assistant"

@@ -21,9 +21,9 @@ from tokenizers import Tokenizer
 
 from tinylm.storage.atomic import atomic_path
 from tinylm.storage.documents import iter_document_batches
-from tinylm.tokens.shard_files import token_dtype
 from tinylm.tokens.sampling import document_unit
-from tinylm.tokens.tokenizer import EOS, load_tokenizer
+from tinylm.tokens.shard_files import token_dtype
+from tinylm.tokens.tokenizer_files import EOS, load_tokenizer
 
 DOCUMENTS_SCHEMA = pa.schema([("source", pa.string()), ("unit", pa.float64()), ("tokens", pa.int64())])
 
@@ -78,5 +78,7 @@ def encode_part(part: Path, tokenizer_dir: Path, tokenizer_sha256: str, work_dir
                 np.fromiter(chain.from_iterable(per_document), dtype=dtype).tofile(ids_file)
                 units = [document_unit(doc_id, seed) for doc_id in batch.column("id").to_pylist()]
                 lengths = pa.array([len(ids) for ids in per_document], pa.int64())
-                table.write_batch(pa.record_batch([batch.column("source"), pa.array(units, pa.float64()), lengths], schema=DOCUMENTS_SCHEMA))
+                table.write_batch(
+                    pa.record_batch([batch.column("source"), pa.array(units, pa.float64()), lengths], schema=DOCUMENTS_SCHEMA)
+                )
     return encoded

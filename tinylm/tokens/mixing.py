@@ -156,7 +156,9 @@ def shuffle_buffered(items: Iterable[T], size: int, rng: np.random.Generator) ->
         yield buffer[slot]
 
 
-def training_stream(parts: Sequence[EncodedPart], split: Split, counts: SourceCounts, shuffle_buffer: int, seed: int) -> Iterator[DocumentRef]:
+def training_stream(
+    parts: Sequence[EncodedPart], split: Split, counts: SourceCounts, shuffle_buffer: int, seed: int
+) -> Iterator[DocumentRef]:
     """All training documents, copies included, sources interleaved and shuffled within the buffer."""
     sources = sorted(counts.training)
     streams = [source_stream(parts, source, split) for source in sources]

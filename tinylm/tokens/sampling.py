@@ -26,7 +26,7 @@ OTHER = "other"
 
 def document_unit(doc_id: str, seed: int) -> float:
     """A uniform number in [0, 1) for a document: its place in every seeded sample."""
-    digest = hashlib.blake2b(f"{seed}\x1f{doc_id}".encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{seed}\x1f{doc_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") / 2**64
 
 
@@ -107,9 +107,7 @@ class SamplePlan:
     rates: dict[str, float]
 
     @classmethod
-    def balanced(
-        cls, surveyed: Survey, budget: int, weights: Mapping[str, float], seed: int, heldout_fraction: float
-    ) -> SamplePlan:
+    def balanced(cls, surveyed: Survey, budget: int, weights: Mapping[str, float], seed: int, heldout_fraction: float) -> SamplePlan:
         targets = language_targets(surveyed.available, budget, weights)
         rates = {}
         for lang, histogram in surveyed.histograms.items():

@@ -16,18 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ShardsConfig
 from tinylm.storage.atomic import remove_stale_temps
 from tinylm.storage.documents import corpus_parts
 from tinylm.storage.manifest import fingerprint, is_complete, manifest_hash, read_manifest, write_manifest
-from tinylm.tokens.shard_files import TRAIN_PREFIX, VALIDATION_PREFIX, ShardWriter, token_dtype
 from tinylm.tokens.encoding import EncodedPart, encode_part
 from tinylm.tokens.mixing import DocumentRef, SourceCounts, Split, count_documents, training_stream, validation_stream
-from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
-from tinylm.tokens.tokenizer import EOS, load_tokenizer
+from tinylm.tokens.shard_files import TRAIN_PREFIX, VALIDATION_PREFIX, ShardWriter, token_dtype
+from tinylm.tokens.tokenizer_files import EOS, load_tokenizer
 
 WORK_DIR = "_work"
 
@@ -95,7 +92,11 @@ def mix_shards(job: ShardJob, encoded: list[EncodedPart]) -> dict:
     tokenizer = load_tokenizer(job.tokenizer_dir)
     dtype = token_dtype(tokenizer.get_vocab_size())
     ids = [part.memmap() for part in encoded]
-    train = _write(ShardWriter(output, config.shard_tokens, dtype, TRAIN_PREFIX), training_stream(encoded, split, counts, config.shuffle_buffer, config.seed), ids)
+    train = _write(
+        ShardWriter(output, config.shard_tokens, dtype, TRAIN_PREFIX),
+        training_stream(encoded, split, counts, config.shuffle_buffer, config.seed),
+        ids,
+    )
     validation = _write(ShardWriter(output, config.shard_tokens, dtype, VALIDATION_PREFIX), validation_stream(encoded, split), ids)
     manifest = {
         "stage": "shards",
@@ -145,15 +146,3 @@ def _source_totals(counts: SourceCounts, train: list[dict], validation: list[dic
         }
         for source in sorted(counts.documents)
     }
-
-
-def build_shards(corpus_dir: str | Path, tokenizer_dir: str | Path, output_dir: str | Path, config: ShardsConfig) -> dict:
-    """The whole stage in one process, part after part (the flow encodes parts in parallel task runs)."""
-    job = plan_shards(corpus_dir, tokenizer_dir, output_dir, config)
-    if (manifest := job.finished()) is not None:
-        return manifest | {"reused": True}
-    return mix_shards(job, [encode_job_part(job, part) for part in job.parts]) | {"reused": False}
-
-
-encode_part_task = task(encode_job_part, name="encode-part", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
-mix_shards_task = task(mix_shards, name="mix-shards", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)

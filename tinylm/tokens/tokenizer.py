@@ -1,7 +1,8 @@
-"""Tokenizer stage: byte-level BPE with HF `tokenizers`, exported for `transformers` too.
+"""Tokenizer stage: train byte-level BPE with HF `tokenizers` on a sample of the corpus.
 
 Byte-level means every Unicode string (rare CJK extensions and emoji included) encodes
-without an unknown token and decodes back to exactly itself.
+without an unknown token and decodes back to exactly itself. What the trained directory
+holds, and how everything else loads it, is in `tokenizer_files.py`.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from tinylm.config import TokenizerConfig
@@ -19,22 +18,8 @@ from tinylm.peak_memory import peak_resident
 from tinylm.storage.atomic import atomic_path, atomic_write_json
 from tinylm.storage.documents import corpus_parts
 from tinylm.storage.manifest import file_sha256, fingerprint, is_complete, manifest_hash, read_manifest, write_manifest
-from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.tokens.sampling import SamplePlan, sample_texts, survey
-
-EOS = "<|endoftext|>"
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
-PAD = "<|pad|>"
-SPECIAL_TOKENS = [EOS, IM_START, IM_END, PAD]
-BYTE_ALPHABET_SIZE = 256
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
-TOKENIZER_FILE = "tokenizer.json"
+from tinylm.tokens.tokenizer_files import BYTE_ALPHABET_SIZE, SPECIAL_TOKENS, TOKENIZER_FILE, hf_tokenizer_files
 
 
 def new_tokenizer() -> Tokenizer:
@@ -42,18 +27,6 @@ def new_tokenizer() -> Tokenizer:
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     return tokenizer
-
-
-def hf_tokenizer_files(model_max_length: int = 32768) -> dict[str, dict]:
-    special_map = {"eos_token": EOS, "pad_token": PAD, "additional_special_tokens": [IM_START, IM_END]}
-    config = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "model_max_length": model_max_length,
-        "clean_up_tokenization_spaces": False,
-        "chat_template": CHAT_TEMPLATE,
-        **special_map,
-    }
-    return {"tokenizer_config.json": config, "special_tokens_map.json": special_map}
 
 
 def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: TokenizerConfig) -> dict:
@@ -65,9 +38,7 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
     """
     minimum = BYTE_ALPHABET_SIZE + len(SPECIAL_TOKENS)
     if config.vocab_size < minimum:
-        raise ValueError(
-            f"vocab_size {config.vocab_size} is too small: the byte alphabet and special tokens alone need {minimum}"
-        )
+        raise ValueError(f"vocab_size {config.vocab_size} is too small: the byte alphabet and special tokens alone need {minimum}")
     output_dir = Path(output_dir)
     expected = fingerprint("tokenizer", config, {"corpus": manifest_hash(corpus_dir)})
     if is_complete(output_dir, expected):
@@ -85,9 +56,7 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
     with peak_resident() as memory:
         tokenizer.train_from_iterator(sample_texts(parts, plan, taken), trainer=bpe_trainer(config))
     seconds = time.perf_counter() - started
-    by_language = {
-        lang: {"bytes": taken[f"{lang}.bytes"], "documents": taken[f"{lang}.documents"]} for lang in plan.targets
-    }
+    by_language = {lang: {"bytes": taken[f"{lang}.bytes"], "documents": taken[f"{lang}.documents"]} for lang in plan.targets}
     if not any(counts["documents"] for counts in by_language.values()):
         raise ValueError(f"corpus {corpus_dir} has no documents to train a tokenizer on")
     with atomic_path(output_dir / TOKENIZER_FILE) as tmp:
@@ -136,10 +105,3 @@ def compression(tokenizer: Tokenizer, texts_by_language: dict[str, list[str]]) -
                 "bytes_per_token": round(sum(len(text.encode("utf-8")) for text in texts) / tokens, 4),
             }
     return measured
-
-
-def load_tokenizer(tokenizer_dir: str | Path) -> Tokenizer:
-    return Tokenizer.from_file(str(Path(tokenizer_dir) / TOKENIZER_FILE))
-
-
-train_tokenizer_task = task(train_tokenizer, name="train-tokenizer", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)

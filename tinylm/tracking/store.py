@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
-from contextvars import ContextVar
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import mlflow
-import requests
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-
-T = TypeVar("T")
-
 
 # `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into the environment, so
 # the variable alone cannot tell a user's choice from our own earlier call; these are ours.
@@ -82,39 +73,6 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         ) from error
 
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionError,
-    TimeoutError,
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-)
-
-
-def is_transient(error: BaseException | None) -> bool:
-    """A service that did not answer (worth another try), as opposed to a request it refused or bad input."""
-    if isinstance(error, MlflowException):
-        return error.get_http_status_code() >= 500
-    return isinstance(error, TRANSIENT_ERRORS)
-
-
-def retrying(action: Callable[[], T], attempts: int = 7, first_delay: float = 1.0) -> T:
-    """Run `action`, retrying with doubling delays (about a minute in all) while the tracking server is unreachable.
-
-    Only transient failures are retried (a 4xx answer, such as a bad parameter, or a
-    missing file is raised at once); the last attempt's error is the one raised.
-    """
-    delay = first_delay
-    for _ in range(attempts - 1):
-        try:
-            return action()
-        except Exception as error:
-            if not is_transient(error):
-                raise
-            time.sleep(delay)
-            delay *= 2
-    return action()
-
-
 def run_link(workspace: str | Path, run_id: str) -> str:
     """Markdown pointing at a run: a link on a tracking server, else how to open the embedded store."""
     uri = tracking_uri(workspace)
@@ -122,30 +80,3 @@ def run_link(workspace: str | Path, run_id: str) -> str:
         experiment_id = client().get_run(run_id).info.experiment_id
         return f"[{run_id}]({uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id})"
     return f"`{run_id}` in `{uri}` (open it with `mlflow ui --backend-store-uri {uri}`)"
-
-
-_GROUP_RUN: ContextVar[str | None] = ContextVar("tinylm_group_run", default=None)
-
-
-def group_tags() -> dict[str, str]:
-    """Tags that nest a run under the pipeline or refresh run enclosing it, if any."""
-    parent = _GROUP_RUN.get()
-    return {"mlflow.parentRunId": parent} if parent else {}
-
-
-@contextmanager
-def run_group(name: str, workspace: str | Path, experiment: str = "tinylm", tags: dict[str, str] | None = None) -> Iterator[str]:
-    """An MLflow run that every stage run started inside the block nests under (the MLflow UI shows
-    a pipeline or a refresh as one expandable row). Created through the client, so it is never
-    the fluent "active run" that the stages' own `start_run` calls would collide with."""
-    experiment_id = use_experiment(experiment, workspace)
-    tracking = client()
-    run = tracking.create_run(experiment_id, run_name=name, tags={"tinylm.stage": name} | (tags or {}))
-    token = _GROUP_RUN.set(run.info.run_id)
-    status = "FAILED"
-    try:
-        yield run.info.run_id
-        status = "FINISHED"
-    finally:
-        _GROUP_RUN.reset(token)
-        tracking.set_terminated(run.info.run_id, status)

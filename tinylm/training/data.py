@@ -35,6 +35,7 @@ def windows_batch(array: np.ndarray, order: np.ndarray, batch: int, config: Trai
 
 @dataclass
 class PretrainData:
+    directory: Path
     shards: ShardSet
     validation: ShardSet
     config: TrainConfig
@@ -98,4 +99,4 @@ def open_training_data(directory: str | Path, config: TrainConfig) -> PretrainDa
         if manifest["format"] != "sft":
             raise ValueError(f"{directory} holds {manifest['format']} pairs; training reads SFT conversations")
         return ChatData(Path(directory), manifest, config)
-    return PretrainData(open_shards(directory), open_shards(directory, "validation"), config)
+    return PretrainData(Path(directory), open_shards(directory), open_shards(directory, "validation"), config)

@@ -1,8 +1,9 @@
-"""Launch training in several processes with `torchrun` from inside a flow, and bring rank 0's result back.
+"""Launch training in several processes with `torchrun`, and bring rank 0's result back.
 
-The flow stays one Prefect flow run: its task starts `torchrun`, which runs
-`python -m tinylm.training.launch` once per process; every process trains its slice of each
-batch (see `tasks/distributed.py`) and rank 0 writes the result where the task reads it.
+The train flow stays one Prefect flow run: its task calls `run_training`, which starts
+`torchrun`, which runs `python -m tinylm.training.launch` once per process; every
+process trains its slice of each batch (see `distributed.py`) and rank 0 writes the
+result where the caller reads it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from tinylm.config import TrainConfig
 from tinylm.training.trainer import train_model
 
@@ -26,8 +24,18 @@ def train_with_torchrun(data_dir: str | Path, workspace: str | Path, config: Tra
     with tempfile.TemporaryDirectory() as scratch:
         result = Path(scratch) / "result.json"
         command = [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={config.processes}",
-            "-m", "tinylm.training.launch", str(data_dir), str(workspace), config.model_dump_json(), json.dumps(tags or {}), str(result),
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={config.processes}",
+            "-m",
+            "tinylm.training.launch",
+            str(data_dir),
+            str(workspace),
+            config.model_dump_json(),
+            json.dumps(tags or {}),
+            str(result),
         ]
         subprocess.run(command, check=True)
         return json.loads(result.read_text(encoding="utf-8"))
@@ -54,8 +62,6 @@ def _worker(data_dir: str, workspace: str, config_json: str, tags_json: str, res
     if int(os.environ.get("RANK", "0")) == 0:
         Path(result_path).write_text(json.dumps(result), encoding="utf-8")
 
-
-run_training_task = task(run_training, name="train-model", cache_policy=NO_CACHE)
 
 if __name__ == "__main__":
     _worker(*sys.argv[1:])

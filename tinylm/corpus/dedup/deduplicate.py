@@ -20,21 +20,20 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import DedupConfig
 from tinylm.corpus.dedup.index import (
     DedupIndex,
     IndexPart,
     LocalKnownDocuments,
-    RedisKnownDocuments,
     SignatureMatcher,
 )
-from tinylm.storage.documents import DocumentWriter
 from tinylm.corpus.dedup.minhash import MinHasher
-from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
+from tinylm.corpus.dedup.redis_index import RedisKnownDocuments
+from tinylm.stats import Stats
+from tinylm.storage.documents import DocumentWriter
 
+KnownDocuments = LocalKnownDocuments | RedisKnownDocuments
 _WHITESPACE = re.compile(r"\s+")
 _BATCH = 1024
 
@@ -65,6 +64,69 @@ class _Clusters:
         self.parent[self.find(first)] = self.find(second)
 
 
+class _Candidates:
+    """Documents that survive the exact and index checks, clustered by their LSH matches among themselves.
+
+    Only 16-byte keys, lengths and signatures are held, never the texts.
+    """
+
+    def __init__(self, config: DedupConfig) -> None:
+        self.config = config
+        self.hasher = MinHasher(config.num_perm, config.seed)
+        self.seen_exact: set[bytes] = set()
+        self.items: list[tuple[int, int, str, int, bytes]] = []  # (source, row, id, length, exact key)
+        self.clusters = _Clusters()
+        self.among_new = SignatureMatcher(config)
+
+    def add_batch(self, source: int, first_row: int, documents: list[dict], known: KnownDocuments, stats: Stats) -> None:
+        config = self.config
+        stats.update("documents", len(documents))
+        keys = [exact_key(document["text"]) for document in documents]
+        in_index = known.seen_exact(keys) if config.exact else np.zeros(len(keys), dtype=bool)
+        fresh = []
+        for offset, (document, key) in enumerate(zip(documents, keys)):
+            if config.exact and (key in self.seen_exact or in_index[offset]):
+                stats.update("exact_duplicates")
+                continue
+            self.seen_exact.add(key)
+            fresh.append((first_row + offset, document, key))
+        if not config.near:
+            self.items.extend((source, row, document["id"], len(document["text"]), key) for row, document, key in fresh)
+            return
+        signatures = self.hasher.signatures(
+            [document["text"] for _, document, _ in fresh], [document["lang"] for _, document, _ in fresh], config.zh_ngram, config.en_ngram
+        )
+        for (row, document, key), signature, of_index in zip(fresh, signatures, known.near(signatures)):
+            if of_index:
+                stats.update("near_duplicates_of_index")
+                continue
+            candidate = self.clusters.add()
+            for match in self.among_new.matches(signature):
+                self.clusters.union(candidate, match)
+            self.among_new.add(signature)
+            self.items.append((source, row, document["id"], len(document["text"]), key))
+
+    def keepers(self) -> list[int]:
+        """Each cluster's longest document, ties to the smallest id; without near dedup, every candidate."""
+        best: dict[int, int] = {}
+        for candidate, (_, _, doc_id, length, _) in enumerate(self.items):
+            root = self.clusters.find(candidate) if self.config.near else candidate
+            current = best.get(root)
+            if current is None or _preferred(length, doc_id, self.items[current][3], self.items[current][2]):
+                best[root] = candidate
+        return sorted(best.values())
+
+    def cluster_sizes(self) -> Counter[int]:
+        """How many near-duplicate clusters there are of each size."""
+        if not self.config.near:
+            return Counter()
+        return Counter(Counter(self.clusters.find(candidate) for candidate in range(len(self.items))).values())
+
+    def index_part(self, kept: list[int]) -> IndexPart:
+        signatures = np.array([self.among_new.rows[c] for c in kept], dtype=np.uint32).reshape(len(kept), self.config.num_perm)
+        return IndexPart([self.items[c][2] for c in kept], [self.items[c][4] for c in kept], signatures)
+
+
 def deduplicate_files(
     sources: list[str | Path], output_dir: str | Path, config: DedupConfig, index_dir: str | Path | None = None, run_key: str = ""
 ) -> dict:
@@ -75,69 +137,30 @@ def deduplicate_files(
     """
     if (index_dir or config.lsh_storage == "redis") and not config.near:
         raise ValueError("a persistent dedup index stores signatures: it needs near-duplicate detection (near: true)")
-    output_dir = Path(output_dir)
-    hasher = MinHasher(config.num_perm, config.seed)
     index = DedupIndex(index_dir, config) if index_dir else None
-    known = (
-        RedisKnownDocuments(config, run_key) if config.lsh_storage == "redis" else LocalKnownDocuments(index, config, run_key)
-    )
-    seen_exact: set[bytes] = set()
-    stats = {"documents": 0, "exact_duplicates": 0, "near_duplicates_of_index": 0, "near_duplicates": 0, "kept": 0}
-    candidates: list[tuple[int, int, str, int, bytes]] = []
-    clusters, among_new = _Clusters(), SignatureMatcher(config)
+    known = RedisKnownDocuments(config, run_key) if config.lsh_storage == "redis" else LocalKnownDocuments(index, config, run_key)
+    stats = Stats("documents", "exact_duplicates", "near_duplicates_of_index", "near_duplicates", "kept")
+    candidates = _Candidates(config)
     for source_index, source in enumerate(sources):
         row = 0
         for batch in pq.ParquetFile(source).iter_batches(batch_size=_BATCH, columns=["id", "text", "lang"]):
             documents = batch.to_pylist()
-            stats["documents"] += len(documents)
-            keys = [exact_key(document["text"]) for document in documents]
-            in_index = known.seen_exact(keys) if config.exact else np.zeros(len(keys), dtype=bool)
-            fresh = []
-            for offset, (document, key) in enumerate(zip(documents, keys)):
-                if config.exact and (key in seen_exact or in_index[offset]):
-                    stats["exact_duplicates"] += 1
-                    continue
-                seen_exact.add(key)
-                fresh.append((row + offset, document, key))
+            candidates.add_batch(source_index, row, documents, known, stats)
             row += len(documents)
-            if not config.near:
-                candidates.extend((source_index, r, d["id"], len(d["text"]), k) for r, d, k in fresh)
-                continue
-            batch_signatures = hasher.signatures(
-                [d["text"] for _, d, _ in fresh], [d["lang"] for _, d, _ in fresh], config.zh_ngram, config.en_ngram
-            )
-            for (position, document, key), signature, of_index in zip(fresh, batch_signatures, known.near(batch_signatures)):
-                if of_index:
-                    stats["near_duplicates_of_index"] += 1
-                    continue
-                candidate = clusters.add()
-                for match in among_new.matches(signature):
-                    clusters.union(candidate, match)
-                among_new.add(signature)
-                candidates.append((source_index, position, document["id"], len(document["text"]), key))
-    keepers: dict[int, int] = {}
-    for candidate, (_, _, doc_id, length, _) in enumerate(candidates):
-        root = clusters.find(candidate) if config.near else candidate
-        best = keepers.get(root)
-        if best is None or _preferred(length, doc_id, candidates[best][3], candidates[best][2]):
-            keepers[root] = candidate
-    kept = sorted(keepers.values())
-    sizes = Counter(Counter(clusters.find(c) for c in range(len(candidates))).values()) if config.near else Counter()
-    stats["near_duplicates"] = len(candidates) - len(kept)
-    stats["near_duplicate_clusters"] = {str(size): count for size, count in sorted(sizes.items()) if size > 1}
-    stats["parts"] = _write_kept(sources, output_dir, {(candidates[c][0], candidates[c][1]) for c in kept})
-    stats["kept"] = len(kept)
+    kept = candidates.keepers()
+    stats.update("near_duplicates", len(candidates.items) - len(kept))
+    stats.update("kept", len(kept))
+    for size, count in sorted(candidates.cluster_sizes().items()):
+        if size > 1:
+            stats.update(f"near_duplicate_clusters.{size}", count)
+    result = stats.as_dict() | {"parts": _write_kept(sources, Path(output_dir), {candidates.items[c][:2] for c in kept})}
     if config.near:
-        part = IndexPart(
-            [candidates[c][2] for c in kept],
-            [candidates[c][4] for c in kept],
-            np.array([among_new.rows[c] for c in kept], dtype=np.uint32).reshape(len(kept), config.num_perm),
-        )
+        part = candidates.index_part(kept)
         if index is not None:
             index.add(part, added_by=run_key)
-            stats["index_documents"] = len(index)
+            result["index_documents"] = len(index)
         known.add(part)
-    return stats
+    return result
 
 
 def _preferred(length: int, doc_id: str, best_length: int, best_id: str) -> bool:
@@ -158,6 +181,3 @@ def _write_kept(sources: list[str | Path], output_dir: Path, kept: set[tuple[int
                     row += 1
         parts.append({"path": part.name, "documents": writer.rows})
     return parts
-
-
-deduplicate_files_task = task(deduplicate_files, name="deduplicate", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)

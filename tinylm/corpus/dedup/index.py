@@ -7,7 +7,7 @@ hash), so the parquet is the index's source of truth whatever LSH storage sits o
 A part added by the very run being redone is ignored, so a run killed after updating
 the index and redone cannot mistake its own documents for old ones.
 
-Beside each part lie lookup tables derived from it (`storage.lookup_tables`): its
+Beside each part lie lookup tables derived from it (`lookup_tables.py`): its
 signatures, its sorted exact keys, and its sorted band keys for the current banding.
 They are memory-mapped, so checking new documents against the index costs the same
 whatever its size; a table that is missing, damaged or made for another banding (the
@@ -20,12 +20,10 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import redis
 from datasketch import LeanMinHash, MinHashLSH
 
 from tinylm.config import DedupConfig
@@ -58,7 +56,7 @@ class PartTables:
     bands: np.ndarray
 
 
-def _settings(config: DedupConfig) -> dict:
+def index_settings(config: DedupConfig) -> dict:
     return {name: getattr(config, name) for name in _SETTINGS} | {"scheme": SIGNATURE_SCHEME}
 
 
@@ -73,15 +71,15 @@ class DedupIndex:
         if not path.exists():
             if self.directory.exists() and any(self.directory.glob("part-*.parquet")):
                 raise CorruptIndexError(f"{path} is missing but {self.directory} holds index parts; refusing to start empty")
-            return {"settings": _settings(self.config), "parts": []}
+            return {"settings": index_settings(self.config), "parts": []}
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
             parts, settings = manifest["parts"], manifest["settings"]
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
             raise CorruptIndexError(f"dedup index file {path} is unreadable: {error}") from error
-        if settings != _settings(self.config):
+        if settings != index_settings(self.config):
             raise CorruptIndexError(
-                f"dedup index {path} was built with {settings}, not {_settings(self.config)}: "
+                f"dedup index {path} was built with {settings}, not {index_settings(self.config)}: "
                 "use another index directory or the settings it was built with"
             )
         if not isinstance(parts, list):
@@ -165,7 +163,7 @@ class DedupIndex:
             pq.write_table(table, tmp, compression="zstd")
         self._write_tables(name, part)
         entries.append({"file": name, "rows": len(part.ids), "sha256": file_sha256(self.directory / name), "added_by": added_by})
-        self.manifest = {"settings": _settings(self.config), "parts": entries}
+        self.manifest = {"settings": index_settings(self.config), "parts": entries}
         atomic_write_json(self.directory / INDEX_FILE, self.manifest)
 
 
@@ -241,53 +239,3 @@ class LocalKnownDocuments:
 
     def add(self, part: IndexPart) -> None:
         """Nothing to do: `DedupIndex.add` writes the part's tables, which the next run opens."""
-
-
-class RedisKnownDocuments:
-    """What earlier corpora kept, in Redis: datasketch's LSH with Redis storage, plus signatures,
-    exact keys and the run that added each entry, so matches are verified and a run being
-    redone ignores what it added itself. Nothing is reloaded per run; machines share it."""
-
-    def __init__(self, config: DedupConfig, run_key: str) -> None:
-        parsed = urlparse(config.redis_url)
-        params = {"host": parsed.hostname or "127.0.0.1", "port": parsed.port or 6379, "db": int(parsed.path.strip("/") or 0)}
-        self.client = redis.Redis(**params)
-        try:
-            stored = self.client.get(f"{config.redis_prefix}:settings")
-        except redis.exceptions.ConnectionError as error:
-            raise ConnectionError(f"Redis for the dedup index is unreachable at {config.redis_url}: {error}") from error
-        settings = json.dumps(_settings(config), sort_keys=True)
-        if stored is not None and stored.decode() != settings:
-            raise CorruptIndexError(f"Redis index {config.redis_prefix!r} at {config.redis_url} was built with {stored.decode()}")
-        self.client.set(f"{config.redis_prefix}:settings", settings)
-        self.config, self.run_key, self.prefix = config, run_key, config.redis_prefix
-        self.lsh = lsh_for(config, {"type": "redis", "basename": config.redis_prefix.encode(), "redis": params})
-
-    def seen_exact(self, keys: list[bytes]) -> np.ndarray:
-        runs = self.client.hmget(f"{self.prefix}:exact", keys) if keys else []
-        return np.array([run is not None and run.decode() != self.run_key for run in runs], dtype=bool)
-
-    def near(self, signatures: np.ndarray) -> np.ndarray:
-        return np.array([self._near(signature) for signature in signatures], dtype=bool)
-
-    def _near(self, signature: np.ndarray) -> bool:
-        found = self.lsh.query(sketch(signature, self.config))
-        if not found:
-            return False
-        stored = self.client.hmget(f"{self.prefix}:signatures", found)
-        runs = self.client.hmget(f"{self.prefix}:added_by", found)
-        return any(
-            run is not None and run.decode() != self.run_key and agrees(np.frombuffer(sig, dtype="<u4"), signature, self.config)
-            for sig, run in zip(stored, runs)
-        )
-
-    def add(self, part: IndexPart) -> None:
-        with self.lsh.insertion_session() as session:
-            for doc_id, signature in zip(part.ids, part.signatures):
-                session.insert(doc_id, sketch(signature, self.config), check_duplication=False)
-        pipeline = self.client.pipeline()
-        for doc_id, key, signature in zip(part.ids, part.exact_keys, part.signatures):
-            pipeline.hset(f"{self.prefix}:signatures", doc_id, signature.astype("<u4").tobytes())
-            pipeline.hset(f"{self.prefix}:added_by", doc_id, self.run_key)
-            pipeline.hset(f"{self.prefix}:exact", key, self.run_key)
-        pipeline.execute()

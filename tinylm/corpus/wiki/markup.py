@@ -29,8 +29,23 @@ _VARIANT = re.compile(r"-\{(.*?)\}-", re.S)
 _VARIANT_RULE = re.compile(r"^\s*([a-z]{2,3}(?:-[a-z]+)?)\s*:(.*)$", re.S | re.I)
 _NESTED_TOKEN = re.compile(r"\{\{|\}\}|^[ \t:]*\{\||^[ \t]*\|\}|\[\[|\]\]", re.M)
 _MEDIA_PREFIXES = (
-    "file", "image", "media", "category", "文件", "檔案", "档案", "图像", "圖像", "图片", "圖片", "分类", "分類",
-    "Datei", "Fichier", "Kategorie", "Catégorie",
+    "file",
+    "image",
+    "media",
+    "category",
+    "文件",
+    "檔案",
+    "档案",
+    "图像",
+    "圖像",
+    "图片",
+    "圖片",
+    "分类",
+    "分類",
+    "Datei",
+    "Fichier",
+    "Kategorie",
+    "Catégorie",
 )
 _INTERLANGUAGE = re.compile(r"^:?[a-z]{2,3}(?:-[a-z]{2,8})*:", re.I)
 _LINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]")

@@ -17,12 +17,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
-from tinylm.storage.atomic import atomic_path
-from tinylm.corpus.readers.compression import ChunkReader
+from tinylm.corpus.compression import ChunkReader
 
-_INDEX_SUFFIX = "-index.txt.bz2"
+INDEX_SUFFIX = "-index.txt.bz2"
 _ROOT_START = re.compile(rb"<mediawiki\b[^>]*>")
 _ROOT_END = b"</mediawiki>"
 _READ_SIZE = 1 << 20
@@ -39,7 +37,7 @@ class ByteRange:
 
 
 def is_multistream_index(path: str | Path) -> bool:
-    return Path(path).name.endswith(_INDEX_SUFFIX)
+    return Path(path).name.endswith(INDEX_SUFFIX)
 
 
 def index_for(dump: str | Path) -> Path | None:
@@ -47,13 +45,13 @@ def index_for(dump: str | Path) -> Path | None:
     dump = Path(dump)
     if not dump.name.endswith(".xml.bz2"):
         return None
-    candidate = dump.with_name(dump.name.removesuffix(".xml.bz2") + _INDEX_SUFFIX)
+    candidate = dump.with_name(dump.name.removesuffix(".xml.bz2") + INDEX_SUFFIX)
     return candidate if candidate.exists() else None
 
 
 def dump_for(index: str | Path) -> Path:
     index = Path(index)
-    return index.with_name(index.name.removesuffix(_INDEX_SUFFIX) + ".xml.bz2")
+    return index.with_name(index.name.removesuffix(INDEX_SUFFIX) + ".xml.bz2")
 
 
 def stream_offsets(index: str | Path) -> list[int]:
@@ -145,61 +143,3 @@ class RangeReader(ChunkReader):
             return b""
         self._closed_root = True
         return _ROOT_END
-
-
-_PAGE_ID = re.compile(rb"<id>(\d+)</id>")
-_PAGE_TITLE = re.compile(rb"<title>(.*?)</title>")
-
-
-def write_multistream(source: IO[bytes], dump: str | Path, pages_per_stream: int = 100) -> Path:
-    """Re-pack an XML export as a multistream dump plus its index, as Wikimedia builds them.
-
-    `source` is the decompressed XML. The header (up to the first `<page>`) and the footer
-    (after the last `</page>`) get streams of their own; pages go `pages_per_stream` to a
-    stream. Returns the index path. Both files are written atomically.
-    """
-    dump = Path(dump)
-    index = dump.with_name(dump.name.removesuffix(".xml.bz2") + _INDEX_SUFFIX)
-    with atomic_path(dump) as dump_tmp, atomic_path(index) as index_tmp:
-        with open(dump_tmp, "wb") as out, bz2.open(index_tmp, "wb") as index_out:
-            header: list[bytes] = []
-            page: list[bytes] = []
-            pending: list[bytes] = []
-            between: list[bytes] = []
-            in_header = True
-
-            def flush() -> None:
-                if not pending:
-                    return
-                offset = out.tell()
-                for text in pending:
-                    page_id = _PAGE_ID.search(text).group(1)  # type: ignore[union-attr]
-                    title = _PAGE_TITLE.search(text).group(1)  # type: ignore[union-attr]
-                    index_out.write(b"%d:%s:%s\n" % (offset, page_id, title))
-                out.write(bz2.compress(b"".join(pending)))
-                pending.clear()
-
-            for line in source:
-                starts_page = line.strip() == b"<page>"
-                if in_header and not starts_page:
-                    header.append(line)
-                    continue
-                if in_header:
-                    out.write(bz2.compress(b"".join(header)))
-                    in_header = False
-                if starts_page:
-                    page, between = [*between, line], []
-                elif page:
-                    page.append(line)
-                    if line.strip() == b"</page>":
-                        pending.append(b"".join(page))
-                        page = []
-                        if len(pending) == pages_per_stream:
-                            flush()
-                else:
-                    between.append(line)
-            if in_header:
-                out.write(bz2.compress(b"".join(header)))
-            flush()
-            out.write(bz2.compress(b"".join(between)))
-    return index

@@ -1,0 +1,69 @@
+"""The house rules of ARCHITECTURE.md, checked: imports point one way, and only flows/ imports Prefect."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "tinylm"
+
+# What each folder may import from tinylm (besides itself); third-party imports are free except Prefect.
+ALLOWED = {
+    "model": set(),
+    "storage": {"stats"},
+    "tracking": {"storage"},
+    "corpus": {"storage", "stats", "config", "peak_memory"},
+    "tokens": {"storage", "corpus", "stats", "config", "peak_memory"},
+    "training": {"model", "tokens", "storage", "tracking", "config"},
+    "inference": {"model", "tokens", "storage", "tracking"},
+    "flows": {"model", "storage", "tracking", "corpus", "tokens", "training", "inference", "stats", "config"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_each_folder_imports_only_the_folders_below_it():
+    wrong = []
+    for folder, allowed in ALLOWED.items():
+        for path in sorted((PACKAGE / folder).rglob("*.py")):
+            for name in imported_modules(path):
+                parts = name.split(".")
+                if parts[0] == "tinylm" and len(parts) > 1 and parts[1] not in allowed | {folder}:
+                    wrong.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert not wrong, "imports against ARCHITECTURE.md:\n" + "\n".join(wrong)
+
+
+def test_only_flows_import_prefect():
+    outside = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.parent.name != "flows" and any(name.split(".")[0] == "prefect" for name in imported_modules(path))
+    ]
+    assert outside == []
+
+
+def test_model_imports_torch_and_nothing_of_the_pipeline():
+    for path in sorted((PACKAGE / "model").rglob("*.py")):
+        third_party = {name.split(".")[0] for name in imported_modules(path)} - {"tinylm", "__future__"}
+        assert third_party <= {"torch", "math", "dataclasses", "typing", "collections"}, path
+
+
+def test_folders_stay_small_and_module_names_mean_one_thing():
+    for folder in [PACKAGE, *(path for path in PACKAGE.rglob("*") if path.is_dir() and path.name != "__pycache__")]:
+        assert len(list(folder.glob("*.py"))) <= 16, f"{folder} has grown past about 15 modules: split it"
+    names: dict[str, list[Path]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "__init__.py":
+            names.setdefault(path.stem, []).append(path.relative_to(PACKAGE))
+    # A flow may share its stage's name (flows/shards.py runs tokens/shards.py): one job at two layers;
+    # and config.py is configuration wherever it is (the pipeline's pydantic models, the model's shape).
+    repeated = {
+        name: paths for name, paths in names.items() if name != "config" and len([path for path in paths if path.parts[0] != "flows"]) > 1
+    }
+    assert repeated == {}

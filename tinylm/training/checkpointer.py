@@ -1,0 +1,125 @@
+"""Save and restore everything a run needs to continue exactly, together, as torchtitan's checkpointer does.
+
+A checkpoint holds the model, optimizer, scheduler and RNG states and the data cursor
+(shard, batch, step). The data order is a pure function of (seed, shard index), so a
+run resumed from a checkpoint continues where the checkpoint was taken: a run killed at
+any moment and resumed ends with the weights of one never interrupted. Checkpoints are
+written locally first (atomically), then uploaded to the run in MLflow; resuming takes
+the newest complete local one, else the newest complete one in MLflow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tinylm.model.config import ModelConfig
+from tinylm.storage.checkpoints import load_checkpoint, newest_local_checkpoint, save_checkpoint
+from tinylm.tokens.tokenizer_files import TOKENIZER_FILE
+from tinylm.tracking.checkpoint_artifacts import download_checkpoint
+from tinylm.tracking.retry import retrying
+
+Found = tuple[dict[str, Any], dict[str, Any]]
+
+
+@dataclass
+class Cursor:
+    """Where training stands: the next batch to train is `batch` of shard `shard`."""
+
+    shard: int = 0
+    batch: int = 0
+    step: int = 0
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def find_checkpoint(run_id: str, run_dir: Path) -> Found | None:
+    """Newest complete checkpoint of a run: the local copy if there is one, else from MLflow."""
+    local = newest_local_checkpoint(run_dir)
+    if local is None:
+        local = retrying(lambda: download_checkpoint(run_id, run_dir / "_downloaded"))
+    return load_checkpoint(local) if local is not None else None
+
+
+def check_tokenizer(meta: dict, manifest: dict) -> None:
+    if meta["tokenizer_sha256"] != manifest["tokenizer_sha256"]:
+        raise ValueError(
+            f"the data was built with tokenizer {manifest['tokenizer_sha256'][:12]}, "
+            f"the checkpoint with {meta['tokenizer_sha256'][:12]}: refusing to mix them"
+        )
+
+
+def initial_weights(run_id: str, workspace: Path, manifest: dict) -> tuple[dict, ModelConfig]:
+    """Weights and shape of another run's newest checkpoint, refused if its tokenizer is not the data's."""
+    found = find_checkpoint(run_id, workspace / "checkpoints" / run_id)
+    if found is None:
+        raise FileNotFoundError(f"run {run_id} has no complete checkpoint to start from")
+    state, meta = found
+    check_tokenizer(meta, manifest)
+    return state["model"], ModelConfig(**meta["model_config"])
+
+
+class Checkpointer:
+    """One run's checkpoints: `save` writes the whole training state at a cursor, `restore` puts it back."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        manifest: dict,
+        upload: Callable[[Path, str], None],
+    ) -> None:
+        self.run_dir = run_dir
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.manifest = manifest
+        self.upload = upload
+
+    def save(self, cursor: Cursor, loss: float) -> None:
+        name = f"step-{cursor.step:08d}"
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+        }
+        meta = {
+            "cursor": dataclasses.asdict(cursor),
+            "model_config": dataclasses.asdict(self.model.config),
+            "tokenizer_sha256": self.manifest["tokenizer_sha256"],
+            "eos_id": self.manifest["eos_id"],
+            "loss": loss,
+        }
+        tokenizer = Path(self.manifest["tokenizer_dir"]) / TOKENIZER_FILE
+        self.upload(save_checkpoint(self.run_dir / name, state, meta, {TOKENIZER_FILE: tokenizer}), name)
+
+    def restore(self, found: Found) -> Cursor:
+        """Load a found checkpoint into the model, optimizer, scheduler and RNGs; the cursor to continue from."""
+        state, meta = found
+        check_tokenizer(meta, self.manifest)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        restore_rng_state(state["rng"])
+        return Cursor(**meta["cursor"])
