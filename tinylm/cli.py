@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    _add_data_commands(command)
+    _add_corpus_commands(command)
+    _add_token_commands(command)
     _add_model_commands(command)
     return parser
 
@@ -240,8 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
 Command = Callable[[str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser]
 
 
-def _add_data_commands(command: Command) -> None:
-    """The corpus-to-tokens commands: pipeline, extract, corpus, convert, dedup, tokenizer, shards, chat-data."""
+def _add_corpus_commands(command: Command) -> None:
+    """The whole pipeline, and the corpus commands: extract, corpus, convert, dedup."""
     pipeline = command("pipeline", _pipeline, "Run corpus, tokenizer, shards and train as one pipeline flow.")
     pipeline.add_argument("--config", type=Path, help="PipelineConfig YAML (inputs, workspace, and each stage's settings)")
     pipeline.add_argument("--workspace", help="override the config's workspace directory")
@@ -280,6 +281,9 @@ def _add_data_commands(command: Command) -> None:
     dedup.add_argument("--index", type=Path, help="persistent dedup index directory: dedup against it, then add to it")
     dedup.add_argument("--workspace", help="workspace of the default MLflow store for the stats (default ./workspace)")
 
+
+def _add_token_commands(command: Command) -> None:
+    """The token commands: tokenizer, shards, chat-data."""
     tokenizer = command("tokenizer", _tokenizer, "Train a byte-level BPE tokenizer on a corpus directory.")
     tokenizer.add_argument("--corpus", type=Path, required=True, help="corpus directory (output of `tinylm corpus`)")
     tokenizer.add_argument("--output", type=Path, required=True, help="tokenizer directory to write")
