@@ -112,6 +112,24 @@ def test_a_run_killed_mid_shard_resumes_to_the_weights_of_an_uninterrupted_run(s
     assert all(torch.equal(uninterrupted["model"][k], final["model"][k]) for k in final["model"])
 
 
+def test_restart_abandons_an_interrupted_run_as_killed_and_trains_afresh(shards_dir, workspace):
+    config = TINY_TRAIN.model_copy(update={"max_shards": 2, "max_steps_per_shard": 40, "checkpoint_every": 3, "run_name": "restart"})
+    code = (
+        "from tinylm.training.trainer import train_model; from tinylm.config import TrainConfig; "
+        f"train_model({str(shards_dir)!r}, {str(workspace)!r}, TrainConfig.model_validate_json({config.model_dump_json()!r}))"
+    )
+    kill_when(code, lambda: any((workspace / "checkpoints").glob("*/step-00000003/checkpoint.json")))
+    experiment_id = use_experiment("tinylm", workspace)
+    (killed,) = MlflowClient().search_runs([experiment_id], "attributes.run_name = 'restart'")
+    assert killed.info.status == "RUNNING", "a SIGKILL leaves the run RUNNING until something continues or abandons it"
+
+    fresh = train_model(shards_dir, workspace, config.model_copy(update={"restart": True}))
+
+    assert fresh["run_id"] != killed.info.run_id and fresh["resumed_from_step"] is None
+    assert MlflowClient().get_run(killed.info.run_id).info.status == "KILLED"
+    assert train_model(shards_dir, workspace, config)["run_id"] == fresh["run_id"], "the finished fresh run is the one returned"
+
+
 def test_gradient_accumulation_takes_fewer_optimizer_steps_over_the_same_windows(shards_dir, workspace):
     result = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"grad_accum_steps": 2, "max_steps_per_shard": 3}))
     assert result["steps"] == 9

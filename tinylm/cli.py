@@ -33,6 +33,8 @@ def _pipeline(args: argparse.Namespace) -> None:
     config = load_yaml(args.config, PipelineConfig) if args.config else PipelineConfig()
     if args.workspace:
         config = config.model_copy(update={"workspace": args.workspace})
+    if args.restart:
+        config = config.model_copy(update={"train": config.train.model_copy(update={"restart": True})})
     result = pipeline_flow(config)
     _print_json(result)
     if args.summary:
@@ -141,6 +143,8 @@ def _train(args: argparse.Namespace) -> None:
         config = config.model_copy(update={"resume_run_id": args.resume})
     if args.init:
         config = config.model_copy(update={"init_run_id": args.init})
+    if args.restart:
+        config = config.model_copy(update={"restart": True})
     workspace = args.workspace or "workspace"
     if int(os.environ.get("RANK", "0")) > 0:
         from tinylm.training.trainer import train_model
@@ -241,12 +245,23 @@ def build_parser() -> argparse.ArgumentParser:
 Command = Callable[[str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser]
 
 
+RESTART_HELP = (
+    "train afresh even if an interrupted run of the same training exists "
+    "(by default it is continued from its newest checkpoint; the abandoned run is marked KILLED)"
+)
+
+
 def _add_corpus_commands(command: Command) -> None:
     """The whole pipeline, and the corpus commands: extract, corpus, convert, dedup."""
     pipeline = command("pipeline", _pipeline, "Run corpus, tokenizer, shards and train as one pipeline flow.")
     pipeline.add_argument("--config", type=Path, help="PipelineConfig YAML (inputs, workspace, and each stage's settings)")
     pipeline.add_argument("--workspace", help="override the config's workspace directory")
     pipeline.add_argument("--summary", action="store_true", help="print where the outputs are and how to browse them")
+    pipeline.add_argument(
+        "--restart",
+        action="store_true",
+        help=RESTART_HELP,
+    )
 
     extract = command("extract", _extract, "Extract raw files into Document parquet only, to inspect what a dump yields.")
     extract.add_argument(
@@ -317,6 +332,11 @@ def _add_model_commands(command: Command) -> None:
     train.add_argument("--workspace", help="workspace for checkpoints and the default MLflow store (default ./workspace)")
     train.add_argument("--resume", metavar="RUN_ID", help="continue this MLflow run from its newest checkpoint")
     train.add_argument("--init", metavar="RUN_ID", help="start from this run's newest checkpoint (SFT after pretraining)")
+    train.add_argument(
+        "--restart",
+        action="store_true",
+        help=RESTART_HELP,
+    )
 
     refresh = command("refresh", _refresh, "Train on corpus files new to the inbox, continuing the newest training run.")
     refresh.add_argument("--config", type=Path, help="RefreshConfig YAML (inbox, tokenizer, and the corpus, shards and train settings)")

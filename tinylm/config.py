@@ -191,7 +191,16 @@ class TrainConfig(_Settings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     experiment: str = "tinylm"
     run_name: str | None = None
-    resume_run_id: str | None = Field(None, description="continue this MLflow run from its newest checkpoint")
+    resume_run_id: str | None = Field(
+        None,
+        description="continue this MLflow run from its newest checkpoint (an interrupted run of the same training is continued anyway)",
+    )
+    restart: bool = Field(
+        False, description="start afresh even if an interrupted run with this data and config exists (that run is marked KILLED)"
+    )
+    verify_shards: bool = Field(
+        True, description="check every token shard's sha256 against the manifest before training (one read of the data)"
+    )
     init_run_id: str | None = Field(
         None, description="start a new run from this run's newest checkpoint (its model shape too): SFT after pretraining"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from prefect import flow
 
@@ -14,7 +15,7 @@ from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.shards import shards_flow
 from tinylm.flows.tokenizer import tokenizer_flow
 from tinylm.flows.train import train_flow
-from tinylm.storage.manifest import MANIFEST_NAME
+from tinylm.storage.manifest import MANIFEST_NAME, fingerprint
 from tinylm.storage.mirror import pull, push
 from tinylm.tracking.groups import run_group
 
@@ -40,11 +41,25 @@ def mirrored(config: PipelineConfig, directory: str | None, marker: str = MANIFE
         push(directory, url, marker)
 
 
+def pipeline_key(config: PipelineConfig) -> str:
+    """What makes two pipeline runs the same: the config (how it trains aside) and each input's size and
+    modification time, cheap stand-ins for content that the corpus stage then hashes."""
+    settings = config.model_dump(mode="json", exclude={"train": {"restart", "resume_run_id", "verify_shards"}})
+    stamps = {}
+    for path in config.inputs:
+        info = Path(path).stat() if Path(path).exists() else None
+        stamps[path] = f"{info.st_size}:{info.st_mtime_ns}" if info else "missing"
+    return fingerprint("pipeline", settings, stamps)
+
+
 @flow(name="pipeline")
 def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
     corpus_dir, tokenizer_dir, shards_dir = (str(config.stage_dir(s)) for s in ("corpus", "tokenizers", "shards"))
     seconds: dict[str, float] = {}
-    with run_group("pipeline", config.workspace, config.train.experiment, {"tinylm.name": config.name}):
+    group = run_group(
+        "pipeline", config.workspace, pipeline_key(config), config.train.experiment, {"tinylm.name": config.name}, config.train.restart
+    )
+    with group:
         with stopwatch(seconds, "corpus"), mirrored(config, corpus_dir), mirrored(config, config.index_dir(), INDEX_FILE):
             corpus = corpus_flow(config.inputs, corpus_dir, config.corpus, config.index_dir(), config.workspace)
         with stopwatch(seconds, "tokenizer"), mirrored(config, tokenizer_dir):

@@ -31,7 +31,7 @@ def refresh_flow(config: RefreshConfig = RefreshConfig()) -> dict:
         if not new:
             return {"new_files": 0, "run_id": None}
         batch = batch_id(new)
-        with run_group("refresh", config.workspace, config.train.experiment, {"tinylm.refresh": batch}):
+        with run_group("refresh", config.workspace, batch, config.train.experiment, {"tinylm.refresh": batch}, config.train.restart):
             kept, run_id, lineage = _corpus_shards_and_training(config, ledger.runs, new, batch)
         ledger.runs = lineage
         ledger.record(new, batch)

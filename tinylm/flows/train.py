@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
@@ -27,10 +27,21 @@ def train_flow(
     tags = {"prefect.flow_run_id": str(flow_run.id), "tinylm.shards": shards, STAGE_TAG: "train"} | (tags or {})
     progress = StageProgress("train", "optimizer steps done, in percent")
     result = run_training_task(shards, workspace, config, tags, progress)
+    history = _history(result)
+    get_run_logger().info("train: run %s %s", result["run_id"], history)
     publish_stats(
         "train",
         result,
-        summary=f"**train** finished: final loss {result['final_loss']:.4f} after {result['steps']} steps. "
+        summary=f"**train** finished: final loss {result['final_loss']:.4f} after {result['steps']} steps, {history}. "
         f"MLflow run {run_link(workspace, result['run_id'])}",
     )
     return result
+
+
+def _history(result: dict) -> str:
+    """How the run came about: reused whole, continued after an interruption, or trained from the start."""
+    if result["reused"]:
+        return "reused: the same training had finished before"
+    if result.get("resumed_from_step") is not None:
+        return f"continued from its checkpoint at step {result['resumed_from_step']} after an interruption"
+    return "trained from the start"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tinylm.tracking.store import client, use_experiment
 
+GROUP_KEY_TAG = "tinylm.group_key"
 _GROUP_RUN: ContextVar[str | None] = ContextVar("tinylm_group_run", default=None)
 
 
@@ -19,18 +20,50 @@ def group_tags() -> dict[str, str]:
 
 
 @contextmanager
-def run_group(name: str, workspace: str | Path, experiment: str = "tinylm", tags: dict[str, str] | None = None) -> Iterator[str]:
+def run_group(
+    name: str,
+    workspace: str | Path,
+    key: str,
+    experiment: str = "tinylm",
+    tags: dict[str, str] | None = None,
+    restart: bool = False,
+) -> Iterator[str]:
     """An MLflow run that every stage run started inside the block nests under (the MLflow UI shows
     a pipeline or a refresh as one expandable row). Created through the client, so it is never
-    the fluent "active run" that the stages' own `start_run` calls would collide with."""
+    the fluent "active run" that the stages' own `start_run` calls would collide with.
+
+    `key` says what the group does (a pipeline's config and inputs, a refresh's batch): a group
+    with the same key that a kill or an error interrupted is continued, so a re-run pipeline
+    shows as one run with its stages; with `restart` that run is marked KILLED instead.
+    """
     experiment_id = use_experiment(experiment, workspace)
     tracking = client()
-    run = tracking.create_run(experiment_id, run_name=name, tags={"tinylm.stage": name} | (tags or {}))
-    token = _GROUP_RUN.set(run.info.run_id)
+    interrupted = _interrupted_groups(experiment_id, name, key)
+    for run_id in interrupted if restart else []:
+        tracking.set_terminated(run_id, "KILLED")
+    if interrupted and not restart:
+        run_id = interrupted[0]
+        tracking.update_run(run_id, status="RUNNING")
+        tracking.set_tag(run_id, "tinylm.resumed", "true")
+    else:
+        tags = {"tinylm.stage": name, GROUP_KEY_TAG: key} | (tags or {})
+        run_id = tracking.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    token = _GROUP_RUN.set(run_id)
     status = "FAILED"
     try:
-        yield run.info.run_id
+        yield run_id
         status = "FINISHED"
     finally:
         _GROUP_RUN.reset(token)
-        tracking.set_terminated(run.info.run_id, status)
+        tracking.set_terminated(run_id, status)
+
+
+def _interrupted_groups(experiment_id: str, name: str, key: str) -> list[str]:
+    """Group runs of this name and key left RUNNING (killed) or FAILED, newest first."""
+    runs = client().search_runs(
+        [experiment_id],
+        f"tags.`tinylm.stage` = '{name}' and tags.`{GROUP_KEY_TAG}` = '{key}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=100,
+    )
+    return [run.info.run_id for run in runs if run.info.status in ("RUNNING", "FAILED")]

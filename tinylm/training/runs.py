@@ -1,12 +1,22 @@
-"""A training run's identity in MLflow: its fingerprint, the finished run it may repeat, and how it starts."""
+"""A training run's identity in MLflow: its fingerprint, and which run a training continues, returns or starts.
+
+The same training (same data, same config) is one MLflow run whatever happens to the
+process: run again after it finished, it returns that run; run again after it was
+killed or failed (a re-run command, a Prefect retry, a deployment re-triggered from the
+UI), it continues that run from its newest checkpoint. Only `restart` starts afresh,
+and the run it abandons is marked KILLED rather than left RUNNING.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
+from filelock import FileLock, Timeout
 
 from tinylm.config import TrainConfig
 from tinylm.storage.manifest import fingerprint, manifest_hash
@@ -15,18 +25,27 @@ from tinylm.tracking.store import client, flatten_params, use_experiment
 from tinylm.training.distributed import Ranks, from_main
 
 FINGERPRINT_TAG = "tinylm.fingerprint"
+RESUMED_TAG = "tinylm.resumed_from_step"
+# What a killed process leaves (RUNNING) and what an exception leaves (FAILED): both are continued.
+INTERRUPTED = ("RUNNING", "FAILED")
+# Settings that change how a run is found or checked, never what it computes.
+_NOT_IN_FINGERPRINT = {"resume_run_id", "restart", "verify_shards"}
+log = logging.getLogger(__name__)
 
 
 def train_fingerprint(data_dir: str | Path, config: TrainConfig) -> str:
     """What decides a training run's result: its data (by manifest hash) and its config, resume aside."""
-    return fingerprint("train", config.model_dump(mode="json", exclude={"resume_run_id"}), {"data": manifest_hash(data_dir)})
+    return fingerprint("train", config.model_dump(mode="json", exclude=_NOT_IN_FINGERPRINT), {"data": manifest_hash(data_dir)})
 
 
 def finished_run(experiment: str, workspace: str | Path, expected: str) -> dict | None:
     """The result of a finished run with the same fingerprint: re-running the same training does no work."""
     experiment_id = use_experiment(experiment, workspace)
     runs = client().search_runs(
-        [experiment_id], f"tags.`{FINGERPRINT_TAG}` = '{expected}' and attributes.status = 'FINISHED'", max_results=1
+        [experiment_id],
+        f"tags.`{FINGERPRINT_TAG}` = '{expected}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
     )
     if not runs:
         return None
@@ -37,7 +56,59 @@ def finished_run(experiment: str, workspace: str | Path, expected: str) -> dict 
         "final_loss": run.data.metrics["loss"],
         "parameters": int(run.data.params["parameters"]),
         "reused": True,
+        "resumed_from_step": None,
     }
+
+
+def interrupted_runs(experiment: str, workspace: str | Path, expected: str) -> list[str]:
+    """Runs of this training that a kill or an error interrupted, newest first."""
+    experiment_id = use_experiment(experiment, workspace)
+    runs = client().search_runs(
+        [experiment_id], f"tags.`{FINGERPRINT_TAG}` = '{expected}'", order_by=["attributes.start_time DESC"], max_results=100
+    )
+    return [run.info.run_id for run in runs if run.info.status in INTERRUPTED]
+
+
+def choose_run(config: TrainConfig, workspace: str | Path, expected: str) -> tuple[dict | None, str | None]:
+    """What this training does: return a finished run (first), or continue a run (second), or neither (a new run).
+
+    `resume_run_id` names the run to continue; otherwise an interrupted run of the same
+    training is continued, unless `restart` asks for a new one and abandons it.
+    """
+    if config.resume_run_id:
+        return None, config.resume_run_id
+    if config.restart:
+        for run_id in interrupted_runs(config.experiment, workspace, expected):
+            client().set_tag(run_id, "tinylm.abandoned", "restart")
+            client().set_terminated(run_id, "KILLED")
+            log.warning("run %s abandoned by restart: marked KILLED", run_id)
+        return None, None
+    earlier = finished_run(config.experiment, workspace, expected)
+    if earlier is not None:
+        return earlier, None
+    interrupted = interrupted_runs(config.experiment, workspace, expected)
+    return None, interrupted[0] if interrupted else None
+
+
+@contextlib.contextmanager
+def training_lock(workspace: str | Path, expected: str) -> Iterator[None]:
+    """Only one process trains a given run at a time: a second one waits here, then finds the run finished.
+
+    A file lock in the workspace, which the operating system releases when its holder is
+    killed; processes on other machines sharing only a tracking server are not covered.
+    """
+    path = Path(workspace) / "locks" / f"train-{expected[:16]}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.warning("another process is training this run (it holds %s); waiting for it to finish", path)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def run_tags(tags: dict[str, str] | None, config: TrainConfig, expected: str) -> dict[str, str]:
@@ -46,19 +117,24 @@ def run_tags(tags: dict[str, str] | None, config: TrainConfig, expected: str) ->
     return group_tags() | (tags or {}) | {FINGERPRINT_TAG: expected} | starts_from
 
 
-def start_run(config: TrainConfig, workspace: str | Path, tags: dict[str, str] | None, ranks: Ranks, expected: str) -> tuple[Any, str]:
+def start_run(
+    config: TrainConfig, workspace: str | Path, tags: dict[str, str] | None, ranks: Ranks, expected: str, resume_id: str | None
+) -> tuple[Any, str]:
     """The MLflow run (rank 0), or a stand-in context on the other ranks; and the run id every rank shares."""
     if not ranks.is_main:
         return contextlib.nullcontext(), from_main(ranks, None)
     experiment_id = use_experiment(config.experiment, workspace)
     run = (
-        mlflow.start_run(run_id=config.resume_run_id)
-        if config.resume_run_id
+        mlflow.start_run(run_id=resume_id)
+        if resume_id
         else mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name, tags=run_tags(tags, config, expected))
     )
     return run, from_main(ranks, run.info.run_id)
 
 
 def log_run_params(config: TrainConfig, details: dict[str, Any]) -> None:
-    """The whole config as flat params, and what the run derived from it (size, steps, data)."""
+    """The whole config as flat params, and what the run derived from it (size, steps, data), unless
+    the run has them already (a run continued from before its first checkpoint)."""
+    if "total_steps" in mlflow.get_run(mlflow.active_run().info.run_id).data.params:
+        return
     mlflow.log_params(flatten_params("", config.model_dump(mode="json")) | {key: str(value) for key, value in details.items()})

@@ -10,11 +10,13 @@ continues from its newest checkpoint to the weights of one never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -29,7 +31,7 @@ from tinylm.training.data import Batch, ChatData, PretrainData, open_training_da
 from tinylm.training.distributed import Ranks, from_main
 from tinylm.training.metrics import MetricsLogger, Throughput, model_flops_utilization
 from tinylm.training.optimizer import build_optimizer, build_scheduler
-from tinylm.training.runs import finished_run, log_run_params, start_run, train_fingerprint
+from tinylm.training.runs import RESUMED_TAG, choose_run, log_run_params, start_run, train_fingerprint, training_lock
 from tinylm.training.validator import Validator
 
 
@@ -115,13 +117,14 @@ class Trainer:
         self.scheduler.step()
         return total, grad_norm
 
-    def fit(self, run_id: str, workspace: Path, progress: Callable[[float], None] | None = None) -> dict:
-        """Train from the run's newest checkpoint (if resuming) to the last step; checkpoint and validate after each shard."""
+    def fit(self, run_id: str, workspace: Path, resuming: bool, progress: Callable[[float], None] | None = None) -> dict:
+        """Train from the run's newest checkpoint (when `resuming`) to the last step; checkpoint and validate after each shard."""
         config, ranks = self.config, self.ranks
         logger = MetricsLogger(ranks.is_main)
         run_dir = workspace / "checkpoints" / run_id
         checkpointer = Checkpointer(run_dir, self.model, self.optimizer, self.scheduler, self.data.manifest, logger.checkpoint)
-        cursor = self._start(checkpointer, run_id)
+        cursor = self._start(checkpointer, run_id, resuming)
+        resumed_from = cursor.step if resuming else None
         validator = Validator(self.data.validation, Path(self.data.manifest["tokenizer_dir"]), config, self.device, self.autocast)
         throughput = Throughput(config.batch_size * config.seq_len * config.grad_accum_steps * ranks.world)
         loss = float("nan")
@@ -143,15 +146,25 @@ class Trainer:
                 if (samples := validator.samples(self.model)) is not None:
                     logger.text(samples, f"samples/shard-{shard:05d}.txt")
                 checkpointer.save(cursor, loss)
-        return {"run_id": run_id, "steps": cursor.step, "final_loss": loss, "parameters": self.model.num_parameters(), "reused": False}
+        return {
+            "run_id": run_id,
+            "steps": cursor.step,
+            "final_loss": loss,
+            "parameters": self.model.num_parameters(),
+            "reused": False,
+            "resumed_from_step": resumed_from,
+        }
 
-    def _start(self, checkpointer: Checkpointer, run_id: str) -> Cursor:
-        """The cursor of the checkpoint a resumed run continues from; a new run logs its params and starts at zero."""
-        resuming = self.config.resume_run_id is not None
+    def _start(self, checkpointer: Checkpointer, run_id: str, resuming: bool) -> Cursor:
+        """The cursor of the checkpoint a continued run resumes from (tagged on the run); a run with none
+        logs its params and starts at zero."""
         found = from_main(self.ranks, find_checkpoint(run_id, checkpointer.run_dir) if resuming and self.ranks.is_main else None)
         if found is not None:
-            return checkpointer.restore(found)
-        if not resuming and self.ranks.is_main:
+            cursor = checkpointer.restore(found)
+            if self.ranks.is_main:
+                mlflow.set_tag(RESUMED_TAG, str(cursor.step))
+            return cursor
+        if self.ranks.is_main:
             details = {
                 "parameters": self.model.num_parameters(),
                 "vocab_size": self.model.config.vocab_size,
@@ -210,13 +223,14 @@ def train_model(
     expected = train_fingerprint(data_dir, config)
     if ranks.is_main:
         check_reachable(tracking_uri(workspace))
-    earlier = from_main(ranks, finished_run(config.experiment, workspace, expected) if ranks.is_main and not config.resume_run_id else None)
-    if earlier is not None:
-        distributed.finish(ranks)
-        return earlier
-    trainer = Trainer.build(data, model_config, initial[0] if initial else None, config, device, ranks)
-    run, run_id = start_run(config, workspace, tags, ranks, expected)
-    with run:
-        result = trainer.fit(run_id, Path(workspace), progress)
-        distributed.finish(ranks)
-        return result
+    with training_lock(workspace, expected) if ranks.is_main else contextlib.nullcontext():
+        earlier, resume_id = from_main(ranks, choose_run(config, workspace, expected) if ranks.is_main else None)
+        if earlier is not None:
+            distributed.finish(ranks)
+            return earlier
+        trainer = Trainer.build(data, model_config, initial[0] if initial else None, config, device, ranks)
+        run, run_id = start_run(config, workspace, tags, ranks, expected, resume_id)
+        with run:
+            result = trainer.fit(run_id, Path(workspace), resume_id is not None, progress)
+            distributed.finish(ranks)
+            return result
