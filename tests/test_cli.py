@@ -1,5 +1,7 @@
 import asyncio
+import bz2
 import json
+import os
 import subprocess
 import sys
 
@@ -8,11 +10,14 @@ import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.sorting import ArtifactSort
+from pydantic import ValidationError
 
 from tinylm.cli import build_parser, main, progress_bars
+from tinylm.config import MIN_VOCAB_SIZE, TokenizerConfig
 from tinylm.flows.report import PROGRESS_LISTENERS, StageProgress
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.storage.manifest import content_hashes
+from tinylm.tokens.tokenizer_files import BYTE_ALPHABET_SIZE, SPECIAL_TOKENS
 
 COMMANDS = [
     "pipeline",
@@ -110,3 +115,31 @@ def test_the_command_line_listens_to_progress_while_a_command_runs():
         assert len(PROGRESS_LISTENERS) == 1
         PROGRESS_LISTENERS[0]("train", 0.25)
     assert PROGRESS_LISTENERS == []
+
+
+def cut_bz2(path, lines: int = 100_000):
+    """A real bz2 jsonl file cut in half, as an interrupted download leaves it."""
+    payload = bz2.compress(b"".join(b'{"text": "line %d of a corpus cut short"}\n' % i for i in range(lines)))
+    path.write_bytes(payload[: len(payload) // 2])
+    return path
+
+
+def test_a_failing_command_prints_one_line_naming_the_file_and_debug_shows_the_traceback(prefect_api, tmp_path):
+    source = cut_bz2(tmp_path / "cut.jsonl.bz2")
+    command = [sys.executable, "-m", "tinylm.cli", "extract", "--input", str(source), "--output", str(tmp_path / "out")]
+    environment = os.environ | {"PREFECT_API_URL": prefect_api}
+    plain = subprocess.run(command, capture_output=True, text=True, env=environment)
+    assert plain.returncode == 1
+    last = plain.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"tinylm extract: {source}: the compressed stream breaks off after") and "partial.parquet" in last
+    assert "Traceback" not in plain.stderr + plain.stdout
+    debug = subprocess.run([*command, "--debug"], capture_output=True, text=True, env=environment)
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+
+
+def test_numeric_flags_meet_the_configs_own_bounds_and_zero_is_not_absent(small_corpus, tmp_path, capsys):
+    assert main(["tokenizer", "--corpus", str(small_corpus), "--output", str(tmp_path / "tok"), "--vocab-size", "0"]) == 1
+    assert f"vocab_size: Input should be greater than or equal to {MIN_VOCAB_SIZE}" in capsys.readouterr().err
+    assert MIN_VOCAB_SIZE == BYTE_ALPHABET_SIZE + len(SPECIAL_TOKENS), "the YAML bound is the tokenizer's real minimum"
+    with pytest.raises(ValidationError):
+        TokenizerConfig(vocab_size=MIN_VOCAB_SIZE - 1)

@@ -130,6 +130,31 @@ def test_restart_abandons_an_interrupted_run_as_killed_and_trains_afresh(shards_
     assert train_model(shards_dir, workspace, config)["run_id"] == fresh["run_id"], "the finished fresh run is the one returned"
 
 
+def damaged_copy(shards_dir: Path, destination: Path, damage) -> Path:
+    """A copy of the shard set whose first shard `damage(ids)` edits in place (same size, manifest untouched)."""
+    shutil.copytree(shards_dir, destination)
+    first = destination / read_manifest(destination)["shards"][0]["file"]
+    ids = np.fromfile(first, dtype=np.dtype(read_manifest(destination)["dtype"]))
+    damage(ids)
+    ids.tofile(first)
+    return first
+
+
+def test_a_shard_changed_in_place_is_refused_by_its_sha256_naming_the_file(shards_dir, workspace, tmp_path):
+    damaged = damaged_copy(shards_dir, tmp_path / "shards", lambda ids: ids.__setitem__(100, (ids[100] + 1) % 50))
+    with pytest.raises(ValueError, match=f"shard {damaged} does not match its sha256"):
+        train_model(tmp_path / "shards", workspace, TINY_TRAIN)
+    unchecked = train_model(tmp_path / "shards", workspace, TINY_TRAIN.model_copy(update={"verify_shards": False, "max_shards": 1}))
+    assert unchecked["steps"] > 0, "verification can be switched off for very large sets"
+
+
+def test_token_ids_outside_the_vocabulary_are_refused_naming_the_shard(shards_dir, workspace, tmp_path):
+    vocab_size = read_manifest(shards_dir)["vocab_size"]
+    damaged = damaged_copy(shards_dir, tmp_path / "shards", lambda ids: ids.__setitem__(7, vocab_size + 3))
+    with pytest.raises(ValueError, match=f"shard {damaged} holds token id {vocab_size + 3}, outside the vocabulary"):
+        train_model(tmp_path / "shards", workspace, TINY_TRAIN.model_copy(update={"verify_shards": False}))
+
+
 def test_gradient_accumulation_takes_fewer_optimizer_steps_over_the_same_windows(shards_dir, workspace):
     result = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"grad_accum_steps": 2, "max_steps_per_shard": 3}))
     assert result["steps"] == 9

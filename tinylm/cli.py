@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from tinylm.config import (
     ChatDataConfig,
@@ -22,6 +26,16 @@ from tinylm.config import (
     load_yaml,
 )
 
+Config = TypeVar("Config", bound=BaseModel)
+
+
+def configured(model: type[Config], path: Path | None, **flags: object) -> Config:
+    """The config from YAML (or the defaults) with the flags that were given, validated as a whole: a flag
+    meets the same bounds as the YAML, and only an absent flag counts as absent (`--vocab-size 0` is 0)."""
+    config = load_yaml(path, model) if path else model()
+    given = {name: value for name, value in flags.items() if value is not None}
+    return model.model_validate(config.model_dump() | given) if given else config
+
 
 def _print_json(result: object) -> None:
     print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
@@ -30,11 +44,9 @@ def _print_json(result: object) -> None:
 def _pipeline(args: argparse.Namespace) -> None:
     from tinylm.flows.pipeline import pipeline_flow
 
-    config = load_yaml(args.config, PipelineConfig) if args.config else PipelineConfig()
-    if args.workspace:
-        config = config.model_copy(update={"workspace": args.workspace})
+    config = configured(PipelineConfig, args.config, workspace=args.workspace)
     if args.restart:
-        config = config.model_copy(update={"train": config.train.model_copy(update={"restart": True})})
+        config = configured(PipelineConfig, args.config, workspace=args.workspace, train=config.train.model_dump() | {"restart": True})
     result = pipeline_flow(config)
     _print_json(result)
     if args.summary:
@@ -70,9 +82,7 @@ Sample the model:
 def _extract(args: argparse.Namespace) -> None:
     from tinylm.flows.extract import run_extract
 
-    config = load_yaml(args.config, ExtractConfig) if args.config else ExtractConfig()
-    if args.workers is not None:
-        config = config.model_copy(update={"workers": args.workers})
+    config = configured(ExtractConfig, args.config, workers=args.workers)
     _print_json(run_extract([str(p) for p in args.input], str(args.output), config)["stats"])
 
 
@@ -103,9 +113,7 @@ def _dedup(args: argparse.Namespace) -> None:
 def _tokenizer(args: argparse.Namespace) -> None:
     from tinylm.flows.tokenizer import tokenizer_flow
 
-    config = load_yaml(args.config, TokenizerConfig) if args.config else TokenizerConfig()
-    if args.vocab_size:
-        config = config.model_copy(update={"vocab_size": args.vocab_size})
+    config = configured(TokenizerConfig, args.config, vocab_size=args.vocab_size)
     manifest = tokenizer_flow(str(args.corpus), str(args.output), config, args.workspace or "workspace")
     _print_json({key: manifest[key] for key in ("vocab_size", "sample", "compression", "memory", "reused")})
 
@@ -113,9 +121,7 @@ def _tokenizer(args: argparse.Namespace) -> None:
 def _shards(args: argparse.Namespace) -> None:
     from tinylm.flows.shards import shards_flow
 
-    config = load_yaml(args.config, ShardsConfig) if args.config else ShardsConfig()
-    if args.shard_tokens:
-        config = config.model_copy(update={"shard_tokens": args.shard_tokens})
+    config = configured(ShardsConfig, args.config, shard_tokens=args.shard_tokens)
     manifest = shards_flow(str(args.corpus), str(args.tokenizer), str(args.output), config, args.workspace or "workspace")
     _print_json({key: manifest[key] for key in ("total_tokens", "documents", "dtype", "vocab_size")} | {"shards": len(manifest["shards"])})
 
@@ -123,13 +129,12 @@ def _shards(args: argparse.Namespace) -> None:
 def _chat_data(args: argparse.Namespace) -> None:
     from tinylm.flows.chat_data import chat_data_flow
 
-    config = load_yaml(args.config, ChatDataConfig) if args.config else ChatDataConfig()
-    updates = {key: value for key, value in (("format", args.format), ("max_seq_len", args.max_seq_len)) if value is not None}
+    config = configured(ChatDataConfig, args.config, format=args.format, max_seq_len=args.max_seq_len)
     manifest = chat_data_flow(
         [str(p) for p in args.input],
         str(args.tokenizer),
         str(args.output),
-        config.model_copy(update=updates),
+        config,
         args.workspace or "workspace",
     )
     _print_json({"format": manifest["format"], **manifest["stats"], "reused": manifest["reused"]})
@@ -138,13 +143,7 @@ def _chat_data(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     import os
 
-    config = load_yaml(args.config, TrainConfig) if args.config else TrainConfig()
-    if args.resume:
-        config = config.model_copy(update={"resume_run_id": args.resume})
-    if args.init:
-        config = config.model_copy(update={"init_run_id": args.init})
-    if args.restart:
-        config = config.model_copy(update={"restart": True})
+    config = configured(TrainConfig, args.config, resume_run_id=args.resume, init_run_id=args.init, restart=args.restart or None)
     workspace = args.workspace or "workspace"
     if int(os.environ.get("RANK", "0")) > 0:
         from tinylm.training.trainer import train_model
@@ -159,9 +158,7 @@ def _train(args: argparse.Namespace) -> None:
 def _refresh(args: argparse.Namespace) -> None:
     from tinylm.flows.refresh import refresh_flow
 
-    config = load_yaml(args.config, RefreshConfig) if args.config else RefreshConfig()
-    updates = {key: value for key, value in (("workspace", args.workspace), ("inbox", args.inbox)) if value}
-    _print_json(refresh_flow(config.model_copy(update=updates)))
+    _print_json(refresh_flow(configured(RefreshConfig, args.config, workspace=args.workspace, inbox=args.inbox)))
 
 
 def _sampling(args: argparse.Namespace):
@@ -234,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
+        sub.add_argument("--debug", action="store_true", help="on failure, show the whole traceback instead of one line")
         return sub
 
     _add_corpus_commands(command)
@@ -396,10 +394,58 @@ def progress_bars() -> Iterator[None]:
             PROGRESS_LISTENERS.remove(show)
 
 
+# Commands that run no Prefect flow: they print their own errors and nothing of Prefect's.
+_LOCAL_COMMANDS = {"convert", "generate", "chat", "export"}
+
+
+def one_line(error: BaseException) -> str:
+    """What went wrong, on one line: the error's own message (which names the file), or each invalid setting."""
+    if isinstance(error, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, item['loc'])) or 'config'}: {item['msg']}" for item in error.errors())
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if isinstance(error, (KeyError, AttributeError)) or not message else message
+
+
+class _WithoutTraceback(logging.Formatter):
+    """Formats a record as `inner` does, leaving out its traceback (which other handlers still see)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def quiet_prefect_tracebacks() -> None:
+    """Prefect's console log repeats a failed run's traceback; without --debug the command ends with one line
+    instead. Only the console's formatter drops it: the run's logs in the Prefect UI keep the traceback."""
+    from prefect.logging.configuration import setup_logging
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    setup_logging()
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict))]
+    for handler in {handler for logger in loggers for handler in logger.handlers if isinstance(handler, PrefectConsoleHandler)}:
+        handler.setFormatter(_WithoutTraceback(handler.formatter or logging.Formatter()))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with progress_bars():
-        args.handler(args)
+    if not args.debug and args.command not in _LOCAL_COMMANDS:
+        quiet_prefect_tracebacks()
+    try:
+        with progress_bars():
+            args.handler(args)
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"tinylm {args.command}: {one_line(error)}  (--debug shows the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
 from tinylm.model.config import ModelConfig
 
+# The byte alphabet and the special tokens of tokens/tokenizer_files.py (a test keeps the two in step).
+MIN_VOCAB_SIZE = 260
+
 
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -119,7 +122,9 @@ class CorpusConfig(_Settings):
 class TokenizerConfig(_Settings):
     """Byte-level BPE training."""
 
-    vocab_size: int = Field(6400, ge=300, description="including the byte alphabet (256) and the special tokens")
+    vocab_size: int = Field(
+        6400, ge=MIN_VOCAB_SIZE, description=f"including the byte alphabet (256) and the special tokens; at least {MIN_VOCAB_SIZE}"
+    )
     min_frequency: int = Field(2, ge=1)
     max_text_bytes: int = Field(1_000_000_000, ge=1, description="bytes of UTF-8 text sampled for training: the bound on its memory")
     language_weights: dict[str, NonNegativeFloat] = Field(

@@ -92,8 +92,26 @@ class ShardSet:
         return int(self.manifest["vocab_size"])
 
 
+def _opened_shard(path: Path, shard: dict, dtype: np.dtype, vocab_size: int, verify_checksum: bool) -> np.memmap:
+    """The shard memory-mapped, once its sha256 (if asked) and the range of its ids are checked: a shard
+    edited in place, or written with another tokenizer, is refused here, naming the file, not deep in torch."""
+    if verify_checksum and file_sha256(path) != shard["sha256"]:
+        raise ValueError(
+            f"shard {path} does not match its sha256 in the manifest: it changed after the shards stage wrote it; "
+            "rebuild the shards (`tinylm shards`), or set train.verify_shards: false to train on it anyway"
+        )
+    array = np.memmap(path, dtype=dtype, mode="r")
+    if len(array) and (largest := int(array.max())) >= vocab_size:
+        raise ValueError(
+            f"shard {path} holds token id {largest}, outside the vocabulary of {vocab_size} ids in its manifest: "
+            "it is damaged or was written with another tokenizer; rebuild the shards (`tinylm shards`)"
+        )
+    return array
+
+
 def open_shards(directory: str | Path, split: Literal["train", "validation"] = "train", verify_checksums: bool = False) -> ShardSet:
-    """Memory-map every shard of a split; refuse, naming the file, any whose size disagrees with the manifest."""
+    """Memory-map every shard of a split; refuse, naming the file, any whose size, ids or (when asked) sha256
+    disagree with the manifest."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     if manifest is None:
@@ -106,7 +124,5 @@ def open_shards(directory: str | Path, split: Literal["train", "validation"] = "
         actual = path.stat().st_size if path.exists() else -1
         if actual != expected:
             raise ValueError(f"shard {path} is {actual} bytes but the manifest says {expected}: it is truncated or replaced")
-        if verify_checksums and file_sha256(path) != shard["sha256"]:
-            raise ValueError(f"shard {path} does not match its sha256 in the manifest")
-        arrays.append(np.memmap(path, dtype=dtype, mode="r"))
+        arrays.append(_opened_shard(path, shard, dtype, int(manifest["vocab_size"]), verify_checksums))
     return ShardSet(directory, manifest, arrays)

@@ -19,7 +19,7 @@ from tinylm.storage.atomic import atomic_path, atomic_write_json
 from tinylm.storage.documents import corpus_parts
 from tinylm.storage.manifest import file_sha256, fingerprint, is_complete, manifest_hash, read_manifest, write_manifest
 from tinylm.tokens.sampling import SamplePlan, sample_texts, survey
-from tinylm.tokens.tokenizer_files import BYTE_ALPHABET_SIZE, SPECIAL_TOKENS, TOKENIZER_FILE, hf_tokenizer_files
+from tinylm.tokens.tokenizer_files import SPECIAL_TOKENS, TOKENIZER_FILE, hf_tokenizer_files
 
 
 def new_tokenizer() -> Tokenizer:
@@ -36,9 +36,6 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
     by `max_text_bytes` (what the trainer keeps of it), not by the corpus; the peak is
     measured and reported beside the budget.
     """
-    minimum = BYTE_ALPHABET_SIZE + len(SPECIAL_TOKENS)
-    if config.vocab_size < minimum:
-        raise ValueError(f"vocab_size {config.vocab_size} is too small: the byte alphabet and special tokens alone need {minimum}")
     output_dir = Path(output_dir)
     expected = fingerprint("tokenizer", config, {"corpus": manifest_hash(corpus_dir)})
     if is_complete(output_dir, expected):

@@ -99,4 +99,5 @@ def open_training_data(directory: str | Path, config: TrainConfig) -> PretrainDa
         if manifest["format"] != "sft":
             raise ValueError(f"{directory} holds {manifest['format']} pairs; training reads SFT conversations")
         return ChatData(Path(directory), manifest, config)
-    return PretrainData(Path(directory), open_shards(directory), open_shards(directory, "validation"), config)
+    train, validation = (open_shards(directory, split, config.verify_shards) for split in ("train", "validation"))
+    return PretrainData(Path(directory), train, validation, config)
