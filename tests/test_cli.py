@@ -2,6 +2,7 @@ import asyncio
 import bz2
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -143,3 +144,17 @@ def test_numeric_flags_meet_the_configs_own_bounds_and_zero_is_not_absent(small_
     assert MIN_VOCAB_SIZE == BYTE_ALPHABET_SIZE + len(SPECIAL_TOKENS), "the YAML bound is the tokenizer's real minimum"
     with pytest.raises(ValidationError):
         TokenizerConfig(vocab_size=MIN_VOCAB_SIZE - 1)
+
+
+def test_a_directory_given_as_input_is_read_file_by_file(prefect_api, constitution, table_dump, tmp_path, capsys):
+    folder = tmp_path / "corpus"
+    (folder / "wiki").mkdir(parents=True)
+    shutil.copy(constitution, folder / "constitution.txt")
+    shutil.copy(table_dump, folder / "wiki" / table_dump.name)
+    (folder / "README.md").write_text("not a corpus file")
+    (folder / ".hidden.txt").write_text("an editor's backup")
+    assert main(["extract", "--input", str(folder), "--output", str(tmp_path / "out"), "--workers", "1"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["units"] == 2 and stats["documents"] > 5
+    assert main(["extract", "--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "out2")]) == 1
+    assert f"tinylm extract: {tmp_path / 'nowhere'}: no such file or directory" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 import bz2
+import codecs
 import gzip
 import json
 import threading
@@ -13,7 +14,7 @@ from tinylm.config import ExtractConfig
 from tinylm.corpus import compression
 from tinylm.corpus.extraction import ExtractUnit, extract_unit
 from tinylm.corpus.readers import read_documents
-from tinylm.corpus.readers.base import TruncatedInputError
+from tinylm.corpus.readers.base import SUSPECT_SHARE, TruncatedInputError, suspect_share
 from tinylm.stats import Stats
 from tinylm.storage.manifest import file_sha256
 
@@ -144,6 +145,41 @@ def test_wudao_json_array_becomes_documents_with_datatype_in_meta(zuozhuan, tmp_
     assert stats.group("skipped") == {"invalid_json": 1} and stats.first_bad_records == [3]
     assert documents[0]["title"] == records[0]["title"]
     assert json.loads(documents[0]["meta"]) == {"dataType": "历史", "uniqueKey": "key0", "titleUkey": "title0"}
+
+
+@pytest.mark.parametrize("cut", ["inside-a-record", "before-the-closing-bracket"])
+def test_a_wudao_array_cut_short_is_reported_as_truncated_keeping_the_records_before(cut, zuozhuan, tmp_path):
+    records = _wudao_records(zuozhuan, 5)
+    text = json.dumps(records, ensure_ascii=False)
+    source = tmp_path / "part-cut.json"
+    source.write_text(text[: text.index(records[3]["content"]) + 10] if cut == "inside-a-record" else text[:-1], encoding="utf-8")
+    unit = ExtractUnit(str(source), file_sha256(source))
+    with pytest.raises(TruncatedInputError, match=f"{source}: the file breaks off .*the JSON array") as raised:
+        extract_unit(unit, tmp_path / "out", ExtractConfig())
+    kept = 3 if cut == "inside-a-record" else 5
+    assert f"the {kept} documents before the break are in" in str(raised.value)
+    (partial,) = (tmp_path / "out").glob("*.partial.parquet")
+    assert pq.read_table(partial).column("text").to_pylist() == [record["content"] for record in records[:kept]]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
+@pytest.mark.parametrize("kind", ["txt", "jsonl"])
+def test_files_with_a_byte_order_mark_read_as_their_text(encoding, kind, constitution, tmp_path):
+    lines = [line for line in constitution.read_text(encoding="utf-8").splitlines() if line.strip()][:20]
+    body = "\n".join(json.dumps({"text": line}, ensure_ascii=False) if kind == "jsonl" else line for line in lines) + "\n"
+    source = tmp_path / f"windows.{kind}"
+    source.write_bytes((codecs.BOM_UTF16_BE if encoding == "utf-16-be" else b"") + body.encode(encoding))
+    stats = Stats()
+    documents = list(read_documents(source, ExtractConfig(text_mode="line"), stats))
+    assert [document["text"] for document in documents] == lines
+    assert stats["suspect_characters"] == 0
+
+
+def test_a_file_that_is_not_utf8_is_flagged_not_silently_filtered(constitution, tmp_path):
+    source = tmp_path / "no-mark.txt"
+    source.write_bytes(constitution.read_text(encoding="utf-8")[:2000].encode("utf-16-le"))
+    result = extract_unit(ExtractUnit(str(source), file_sha256(source)), tmp_path / "out", ExtractConfig())
+    assert suspect_share(result) > SUSPECT_SHARE
 
 
 def _peak_reading(path) -> tuple[int, int]:

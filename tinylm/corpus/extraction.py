@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinylm.config import ExtractConfig
-from tinylm.corpus.readers import read_documents
+from tinylm.corpus.readers import input_format, read_documents
 from tinylm.corpus.readers.base import TruncatedInputError, reader_stats
 from tinylm.corpus.wiki.multistream import (
     ByteRange,
@@ -48,6 +48,37 @@ class ExtractUnit:
         key = fingerprint("extract", config.model_dump(exclude={"workers"}), {"content": self.content_hash})[:16]
         span = f".{self.start}-{self.end}" if self.byte_range else ""
         return f"{Path(self.path).name}.{key}{span}.parquet"
+
+
+def input_files(inputs: list[str]) -> list[str]:
+    """The files to extract: files as given, and every corpus file under a given directory, in name order.
+
+    Hidden files and files of no known format are left out of a directory (a README beside
+    the data is no corpus); a path that does not exist is an error naming it.
+    """
+    files: list[str] = []
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            found = [str(item) for item in sorted(path.rglob("*")) if item.is_file() and _is_corpus_file(item, path)]
+            if not found:
+                raise FileNotFoundError(f"{given} is a directory with no corpus files in it (.xml, .json, .jsonl, .txt, .parquet)")
+            files.extend(found)
+        elif path.is_file():
+            files.append(given)
+        else:
+            raise FileNotFoundError(f"{given}: no such file or directory")
+    return files
+
+
+def _is_corpus_file(path: Path, root: Path) -> bool:
+    if any(part.startswith(".") for part in path.relative_to(root).parts):
+        return False
+    try:
+        input_format(path)
+    except ValueError:
+        return is_multistream_index(path)
+    return True
 
 
 def plan_units(inputs: list[str], hashes: dict[str, str], config: ExtractConfig) -> list[ExtractUnit]:

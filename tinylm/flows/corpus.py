@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import flow
 
 from tinylm.config import CorpusConfig
+from tinylm.corpus.extraction import input_files
 from tinylm.flows.dedup import clean_and_deduplicate, corpus_stats
 from tinylm.flows.extract import run_extract
 from tinylm.flows.report import report_stage
@@ -27,6 +28,7 @@ def corpus_flow(
     and the kept ones join the index. Stats go to the manifest, a Prefect table and an
     MLflow run in `workspace`'s store (or MLFLOW_TRACKING_URI).
     """
+    inputs = input_files(inputs)
     hashes = content_hashes(inputs)
     expected = fingerprint("corpus", config.model_dump(mode="json", exclude={"runner"}), hashes)
     if is_complete(output, expected):

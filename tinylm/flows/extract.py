@@ -9,7 +9,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ExtractConfig, RunnerConfig
-from tinylm.corpus.extraction import ExtractUnit, extract_unit, plan_units
+from tinylm.corpus.extraction import ExtractUnit, extract_unit, input_files, plan_units
+from tinylm.corpus.readers.base import SUSPECT_SHARE, suspect_share
 from tinylm.flows.report import StageProgress, publish_stats
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import local_pool_workers, process_pool, task_runner
@@ -21,6 +22,13 @@ from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, re
 def extract_unit_task(unit: ExtractUnit, output_dir: str, config: ExtractConfig, pool: Executor | None = None) -> dict:
     """One unit as a Prefect task run; the work goes to `pool` when the flow has one."""
     result = pool.submit(extract_unit, unit, output_dir, config).result() if pool else extract_unit(unit, output_dir, config)
+    if suspect_share(result) > SUSPECT_SHARE:
+        get_run_logger().warning(
+            "%s: %.0f%% of its text is NULs or undecodable bytes: it is probably not UTF-8 "
+            "(UTF-16 and UTF-32 files need a byte-order mark); convert it, e.g. iconv -f GB18030 -t UTF-8",
+            unit.path,
+            100 * suspect_share(result),
+        )
     if result.get("first_bad_records"):
         get_run_logger().warning("%s: %s skipped; first bad records %s", unit.path, result["skipped"], result["first_bad_records"])
     return result
@@ -34,6 +42,7 @@ def extract_flow(
     runner: RunnerConfig = RunnerConfig(),
 ) -> dict:
     """Plan units (files, or byte ranges of multistream dumps), extract them in parallel, list them in order."""
+    inputs = input_files(inputs)
     hashes = content_hashes(inputs)
     expected = fingerprint("extract", config.model_dump(exclude={"workers"}), hashes)
     if is_complete(output, expected):

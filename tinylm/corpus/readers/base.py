@@ -9,6 +9,7 @@ first few record numbers kept for the log; a stream that ends early raises
 
 from __future__ import annotations
 
+import codecs
 import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from tinylm.config import ExtractConfig
-from tinylm.corpus.compression import STREAM_ERRORS, CountingReader, decompressed, plain_name
+from tinylm.corpus.compression import COMPRESSIONS, STREAM_ERRORS, CountingReader, decompressed, plain_name
 from tinylm.corpus.wiki.multistream import ByteRange, RangeReader
 from tinylm.stats import Stats
 from tinylm.storage.documents import Document
@@ -40,15 +41,48 @@ def source_name(path: Path) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
+_BYTE_ORDER_MARKS = (  # UTF-32 LE first: its mark begins with UTF-16 LE's
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# Above this share of NULs and undecodable bytes, a file is most likely not UTF-8 at all.
+SUSPECT_SHARE = 0.3
+
+
+def utf8_stream(stream: IO[bytes]) -> IO[bytes]:
+    """The stream as UTF-8 bytes: a byte-order mark, as Windows tools write them (UTF-8, UTF-16, UTF-32),
+    is honoured and dropped, so such a file reads as its text rather than as mojibake and NULs."""
+    head = stream.peek(4)[:4]  # type: ignore[attr-defined]
+    for mark, encoding in _BYTE_ORDER_MARKS:
+        if head.startswith(mark):
+            if encoding == "utf-8":
+                stream.read(len(mark))
+                return stream
+            return codecs.EncodedFile(stream, "utf-8", encoding)  # type: ignore[return-value]
+    return stream
+
+
 def decoded_lines(stream: IO[bytes], stats: Stats) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each line; bytes that are not UTF-8 are replaced and the line counted."""
-    for number, raw in enumerate(stream, start=1):
+    """(line number, text) of each line; bytes that are not UTF-8 are replaced and the line counted, and
+    characters that suggest another encoding (replaced bytes, NULs) are counted for `suspect_share`."""
+    for number, raw in enumerate(utf8_stream(stream), start=1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
             line = raw.decode("utf-8", errors="replace")
             stats.update("lines_with_replaced_bytes")
+        if "\ufffd" in line or "\x00" in line:
+            stats.update("suspect_characters", line.count("\ufffd") + line.count("\x00"))
+        stats.update("characters", len(line))
         yield number, line.rstrip("\r\n")
+
+
+def suspect_share(result: dict) -> float:
+    """The share of a file's characters that are NULs or replaced bytes (0 for readers that do not count them)."""
+    return result.get("suspect_characters", 0) / max(result.get("characters", 0), 1)
 
 
 @contextmanager
@@ -62,8 +96,9 @@ def opened(path: Path, stats: Stats, byte_range: ByteRange | None = None, root_t
     except io.UnsupportedOperation:
         raise
     except STREAM_ERRORS as error:
+        what = "compressed stream" if path.suffix.lower() in COMPRESSIONS else "file"
         raise TruncatedInputError(
-            f"{path}: the compressed stream breaks off after {counter.position} bytes ({stats['records']} records read): {error}"
+            f"{path}: the {what} breaks off after {counter.position} bytes ({stats['records']} records read): {error}"
         ) from error
     except SyntaxError as error:
         raise TruncatedInputError(f"{path}: the XML breaks off after {stats['records']} pages: {error}") from error

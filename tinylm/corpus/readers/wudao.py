@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from tinylm.config import ExtractConfig
 from tinylm.corpus.compression import CHUNK
-from tinylm.corpus.readers.base import source_name
+from tinylm.corpus.readers.base import source_name, utf8_stream
 from tinylm.stats import Stats
 from tinylm.storage.documents import Document, make_document
 
@@ -25,7 +25,8 @@ def iter_json_array(stream: IO[bytes], stats: Stats) -> Iterator[tuple[int, Any]
 
     Only the record being decoded is held in memory (plus one read chunk). A record that
     does not decode is counted as `invalid_json` and the reader resynchronises at the
-    next `},{` boundary.
+    next `},{` boundary; an array that ends inside a record, or without its closing `]`,
+    raises EOFError once every record before the break is out (the file was cut short).
 
     Written by hand rather than with `ijson`, which streams too, for two measured reasons
     (`bench/json_array.py`): ijson's C backend reads the same WuDao-shaped array at
@@ -58,24 +59,28 @@ def iter_json_array(stream: IO[bytes], stats: Stats) -> Iterator[tuple[int, Any]
         stats.update("records")
         try:
             value, end = decoder.raw_decode(buffer, position)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as error:
             if not at_end and len(buffer) - position < _MAX_JSON_RECORD and refill():
                 number -= 1
                 stats.update("records", -1)
                 continue
-            stats.skip("invalid_json", number)
             boundary = _NEXT_JSON_OBJECT.search(buffer, position + 1)
+            if boundary is None and not buffer[position:].rstrip().endswith("]"):
+                raise EOFError(f"the JSON array ends inside record {number}, after {number - 1} records") from error
+            stats.skip("invalid_json", number)
             position = boundary.start() + 1 if boundary else len(buffer)
             skip_separators()
             continue
         position = end
         yield number, value
         skip_separators()
+    if number and position >= len(buffer):
+        raise EOFError(f"the JSON array has no closing ']' after its {number} records")
 
 
 def read_wudao(path: Path, stream: IO[bytes], config: ExtractConfig, stats: Stats) -> Iterator[Document]:
     source = source_name(path)
-    for number, record in iter_json_array(stream, stats):
+    for number, record in iter_json_array(utf8_stream(stream), stats):
         content = record.get("content") if isinstance(record, dict) else None
         if not isinstance(content, str):
             stats.skip("no_text_field", number)
