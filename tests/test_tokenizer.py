@@ -4,13 +4,14 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 from transformers import AutoTokenizer
 
 from tinylm.config import TokenizerConfig
 from tinylm.storage.documents import corpus_parts, make_document, write_documents
 from tinylm.storage.manifest import write_manifest
 from tinylm.tokens.tokenizer import train_tokenizer
-from tinylm.tokens.tokenizer_files import SPECIAL_TOKENS, load_tokenizer
+from tinylm.tokens.tokenizer_files import BYTE_ALPHABET_SIZE, SPECIAL_TOKENS, load_tokenizer
 
 MIXED = "美利坚合众国宪法 The Constitution, 1787年！😀 𠀀𪚥 naïve café\n\ttabs  and  spaces"
 
@@ -48,9 +49,9 @@ def test_retraining_with_the_same_corpus_and_config_is_skipped(small_corpus, tok
     assert train_tokenizer(small_corpus, tokenizer_dir, TokenizerConfig(vocab_size=1000))["reused"]
 
 
-def test_vocabulary_smaller_than_the_byte_alphabet_is_refused(small_corpus, tmp_path):
-    with pytest.raises(ValueError, match="too small"):
-        train_tokenizer(small_corpus, tmp_path, TokenizerConfig(vocab_size=300).model_copy(update={"vocab_size": 259}))
+def test_vocabulary_smaller_than_the_byte_alphabet_and_special_tokens_is_refused():
+    with pytest.raises(ValidationError, match=f"greater than or equal to {BYTE_ALPHABET_SIZE + len(SPECIAL_TOKENS)}"):
+        TokenizerConfig(vocab_size=BYTE_ALPHABET_SIZE + len(SPECIAL_TOKENS) - 1)
 
 
 def test_a_corpus_of_one_document_trains(tmp_path):
