@@ -1,6 +1,7 @@
 """Chat data: real text made into conversations, tokenized with the chat template and a loss mask."""
 
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -13,6 +14,7 @@ from tinylm.tokens.tokenizer import train_tokenizer
 from tinylm.tokens.tokenizer_files import IM_END, load_tokenizer
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
+MINIMIND = Path(__file__).parent / "data" / "minimind"
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +108,21 @@ def test_dpo_pairs_keep_chosen_and_rejected_with_their_masks(tokenizer_dir, conv
             assert tokenizer.decode(trained) == pair[side][-1]["content"]
         prompt_length = row["chosen_loss_mask"].index(1)
         assert row["chosen_input_ids"][:prompt_length] == row["rejected_input_ids"][:prompt_length], "same prompt"
+
+
+def test_minimind_dpo_pairs_whose_prompts_differ_are_skipped_and_only_the_final_reply_is_trained(tokenizer_dir, tmp_path):
+    pairs = [json.loads(line) for line in (MINIMIND / "dpo_data.jsonl").read_text(encoding="utf-8").splitlines()]
+    # MiniMind's toy pairs differ before their last reply (a user turn in the first, an assistant turn in the
+    # second): no single prompt is answered two ways. The same second conversation, made into a true pair:
+    fixed = {"chosen": pairs[1]["chosen"], "rejected": pairs[1]["chosen"][:-1] + pairs[1]["rejected"][-1:]}
+    source = write_jsonl(tmp_path / "dpo.jsonl", [*pairs, fixed])
+    manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(format="dpo", max_seq_len=4096))
+    assert manifest["stats"]["skipped"] == {"prompts_differ": 2} and manifest["stats"]["rows"] == 1
+    (row,) = pq.read_table(tmp_path / "out" / "part-00000.parquet").to_pylist()
+    tokenizer = load_tokenizer(tokenizer_dir)
+    for side in ("chosen", "rejected"):
+        trained = [token for token, keep in zip(row[f"{side}_input_ids"], row[f"{side}_loss_mask"]) if keep]
+        assert tokenizer.decode(trained) == fixed[side][-1]["content"], "the earlier assistant turn is prompt, not target"
 
 
 def test_bad_records_are_skipped_and_counted(tokenizer_dir, conversations, tmp_path):

@@ -20,7 +20,7 @@ from tinylm.corpus.readers.jsonl import read_json_lines
 from tinylm.stats import Stats
 from tinylm.storage.atomic import atomic_path
 from tinylm.storage.manifest import content_hashes, fingerprint, read_manifest, write_manifest
-from tinylm.tokens.chat_template import ChatEncoder, ChatTokens, Message, conversation_problem
+from tinylm.tokens.chat_template import ChatEncoder, ChatTokens, Message, conversation_problem, pair_problem
 from tinylm.tokens.tokenizer_files import EOS, PAD, load_tokenizer
 
 _IDS = pa.list_(pa.int32())
@@ -54,6 +54,9 @@ def _conversations(record: Any, fmt: str, stats: Stats) -> list[list[Message]] |
         if (problem := conversation_problem(messages)) is not None:
             stats.skip(problem)
             return None
+    if fmt == "dpo" and (problem := pair_problem(*conversations)) is not None:
+        stats.skip(problem)
+        return None
     return conversations
 
 
@@ -81,7 +84,7 @@ def encode_chat_file(
     output = Path(output_dir) / part_name(index)
     with atomic_path(output) as tmp, pq.ParquetWriter(tmp, SCHEMAS[config.format], compression="zstd") as writer:
         for lines, conversations in _batches(Path(path), config, stats):
-            encoded = encoder.encode(conversations)
+            encoded = encoder.encode(conversations, last_reply_only=config.format == "dpo")
             rows = []
             for position, line in enumerate(lines):
                 whole = encoded[position * width : (position + 1) * width]

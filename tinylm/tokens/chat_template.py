@@ -51,8 +51,11 @@ class ChatEncoder:
     def load(cls, tokenizer_dir: Path, tokenizer_sha256: str) -> ChatEncoder:
         return cls(load_tokenizer(tokenizer_dir))
 
-    def encode(self, conversations: Sequence[Sequence[Message]], generation_prompt: bool = False) -> list[ChatTokens]:
-        """Each conversation's ids and mask; `generation_prompt` appends the opening of an assistant turn."""
+    def encode(
+        self, conversations: Sequence[Sequence[Message]], generation_prompt: bool = False, last_reply_only: bool = False
+    ) -> list[ChatTokens]:
+        """Each conversation's ids and mask; `generation_prompt` appends the opening of an assistant turn, and
+        `last_reply_only` trains only the final message (a DPO side's reply: the turns before it are the prompt)."""
         texts = [piece for messages in conversations for message in messages for piece in _pieces(message)]
         if generation_prompt:
             texts += [f"{TRAINED_ROLE}\n"] * len(conversations)
@@ -61,9 +64,9 @@ class ChatEncoder:
         for messages in conversations:
             ids: list[int] = []
             mask: list[int] = []
-            for message in messages:
+            for index, message in enumerate(messages):
                 header, content, newline = (next(encoded).ids for _ in range(3))
-                trained = int(message["role"] == TRAINED_ROLE)
+                trained = int(message["role"] == TRAINED_ROLE and (not last_reply_only or index == len(messages) - 1))
                 ids += [self.im_start, *header, *content, self.im_end, *newline]
                 mask += [0] * (1 + len(header)) + [trained] * (len(content) + 1) + [0] * len(newline)
             results.append(ChatTokens(ids, mask))
@@ -77,6 +80,16 @@ class ChatEncoder:
 
 def _pieces(message: Message) -> tuple[str, str, str]:
     return f"{message['role']}\n", message["content"], "\n"
+
+
+def pair_problem(chosen: list[Message], rejected: list[Message]) -> str | None:
+    """Why two conversations are not a preference pair (a skip reason), or None: they must share every
+    turn but the last, and each must end in an assistant reply, the one preferred or rejected."""
+    if chosen[-1]["role"] != TRAINED_ROLE or rejected[-1]["role"] != TRAINED_ROLE:
+        return "last_turn_not_assistant"
+    if chosen[:-1] != rejected[:-1]:
+        return "prompts_differ"
+    return None
 
 
 def conversation_problem(messages: Any) -> str | None:
