@@ -10,12 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
+from tests.conftest import TESTS_DATA
 from tinylm.config import ExtractConfig
 from tinylm.corpus import compression
 from tinylm.corpus.extraction import ExtractUnit, extract_unit
 from tinylm.corpus.readers import read_documents
 from tinylm.corpus.readers.base import SUSPECT_SHARE, TruncatedInputError, suspect_share
 from tinylm.stats import Stats
+from tinylm.storage.documents import document_id
 from tinylm.storage.manifest import file_sha256
 
 WIKI_MARKUP = ("[[", "]]", "{{", "}}", "<ref", "{|")
@@ -145,6 +147,21 @@ def test_wudao_json_array_becomes_documents_with_datatype_in_meta(zuozhuan, tmp_
     assert stats.group("skipped") == {"invalid_json": 1} and stats.first_bad_records == [3]
     assert documents[0]["title"] == records[0]["title"]
     assert json.loads(documents[0]["meta"]) == {"dataType": "历史", "uniqueKey": "key0", "titleUkey": "title0"}
+
+
+def test_wudao_records_wrapper_and_an_id_of_zero_as_flagai_writes_them(tmp_path):
+    source = TESTS_DATA / "wudao" / "flagai-records.json"
+    (record,) = json.loads(source.read_text(encoding="utf-8"))["RECORDS"]
+    stats = Stats()
+    (document,) = read_documents(source, ExtractConfig(), stats)
+    assert document["text"] == record["content"] and stats.group("skipped") == {}
+    assert document["id"] == document_id("flagai-records", 0), "id 0 is the record's id, not a missing one"
+    unkeyed = tmp_path / "unkeyed.json"
+    unkeyed.write_text(json.dumps([{"content": "没有编号的记录。"}, {"id": 0, "content": "编号为零的记录。"}], ensure_ascii=False))
+    assert [d["id"] for d in read_documents(unkeyed, ExtractConfig(), Stats())] == [
+        document_id("unkeyed", 1),
+        document_id("unkeyed", 0),
+    ]
 
 
 @pytest.mark.parametrize("cut", ["inside-a-record", "before-the-closing-bracket"])

@@ -18,6 +18,8 @@ from tinylm.storage.documents import Document, make_document
 _MAX_JSON_RECORD = 64 << 20
 _NEXT_JSON_OBJECT = re.compile(r"\}\s*,\s*\{")
 _META_FIELDS = ("dataType", "uniqueKey", "titleUkey")
+# WuDao loaders (FlagAI's among them) also read the array wrapped as {"RECORDS": [...]}.
+_RECORDS_WRAPPER = re.compile(r'\{\s*"RECORDS"\s*:\s*\[')
 
 
 def iter_json_array(stream: IO[bytes], stats: Stats) -> Iterator[tuple[int, Any]]:
@@ -27,6 +29,7 @@ def iter_json_array(stream: IO[bytes], stats: Stats) -> Iterator[tuple[int, Any]
     does not decode is counted as `invalid_json` and the reader resynchronises at the
     next `},{` boundary; an array that ends inside a record, or without its closing `]`,
     raises EOFError once every record before the break is out (the file was cut short).
+    The array may stand alone or be wrapped as `{"RECORDS": [...]}`.
 
     Written by hand rather than with `ijson`, which streams too, for two measured reasons
     (`bench/json_array.py`): ijson's C backend reads the same WuDao-shaped array at
@@ -54,6 +57,9 @@ def iter_json_array(stream: IO[bytes], stats: Stats) -> Iterator[tuple[int, Any]
                 return
 
     skip_separators()
+    if (wrapper := _RECORDS_WRAPPER.match(buffer, position)) is not None:
+        position = wrapper.end()
+        skip_separators()
     while position < len(buffer) and buffer[position] != "]":
         number += 1
         stats.update("records")
@@ -78,6 +84,14 @@ def iter_json_array(stream: IO[bytes], stats: Stats) -> Iterator[tuple[int, Any]
         raise EOFError(f"the JSON array has no closing ']' after its {number} records")
 
 
+def _native_id(record: dict, number: int) -> str | int:
+    """`uniqueKey` when set, else `id` (0 included: it is the first record's), else the record number."""
+    for key in ("uniqueKey", "id"):
+        if record.get(key) not in (None, ""):
+            return record[key]
+    return number
+
+
 def read_wudao(path: Path, stream: IO[bytes], config: ExtractConfig, stats: Stats) -> Iterator[Document]:
     source = source_name(path)
     for number, record in iter_json_array(utf8_stream(stream), stats):
@@ -92,7 +106,7 @@ def read_wudao(path: Path, stream: IO[bytes], config: ExtractConfig, stats: Stat
         meta = {key: record.get(key) for key in _META_FIELDS if key in record}
         yield make_document(
             source,
-            record.get("uniqueKey") or record.get("id") or number,
+            _native_id(record, number),
             content.strip(),
             title=record.get("title") if isinstance(record.get("title"), str) else None,
             url=f"file://{path.name}#{number}",
