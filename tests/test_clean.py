@@ -72,21 +72,29 @@ def test_empty_and_symbol_only_texts_are_counted_not_crashed():
     assert quality_failure("!!! ??? ... ---", "und", config) == "wrong_script"
 
 
-def test_clean_converts_chinese_leaves_english_identical_and_counts_drops(tmp_path):
+def test_clean_converts_every_han_character_and_titles_leaves_other_text_identical_and_counts_drops(tmp_path):
     english = "Café society — “quoted” text with 漢字 inside, kept exactly as it was written."
+    # A zhwiki line whose CJK share is under the detection threshold, and a zhwiki title.
+    mixed = "2007年8月，Yahoo放出YUI Compressor 1.0—一種JavaScript 壓縮器。"
     documents = [
-        make_document("t", 1, "臺灣的歷史與文化，這是一段繁體中文的文字。"),
-        make_document("t", 2, english),
-        make_document("t", 3, "短"),
-        make_document("t", 4, "   \n\t  "),
+        make_document("t", 1, "臺灣的歷史與文化，這是一段繁體中文的文字。", title="等M圓及等N圓"),
+        make_document("t", 2, english, title="Café"),
+        make_document("t", 3, mixed),
+        make_document("t", 4, "短"),
+        make_document("t", 5, "   \n\t  "),
     ]
     source = tmp_path / "in.parquet"
     write_documents(source, documents)
     stats = clean_file(source, tmp_path / "out", ConvertConfig(), FilterConfig(min_chars=10, min_words=5))
     rows = pq.read_table(stats["output"]).to_pylist()
-    assert [row["text"] for row in rows] == ["台湾的历史与文化，这是一段繁体中文的文字。", english]
-    assert [row["lang"] for row in rows] == ["zh", "en"]
-    assert stats["converted"] == 1
+    assert [row["text"] for row in rows] == [
+        "台湾的历史与文化，这是一段繁体中文的文字。",
+        english.replace("漢字", "汉字"),
+        "2007年8月，Yahoo放出YUI Compressor 1.0—一种JavaScript 压缩器。",
+    ]
+    assert [row["title"] for row in rows] == ["等M圆及等N圆", "Café", None]
+    assert [row["lang"] for row in rows] == ["zh", "en", "en"], "the CJK share still decides the language"
+    assert stats["converted"] == 3
     assert stats["dropped"] == {"too_short": 2}
 
 
@@ -98,4 +106,5 @@ def test_batch_detection_handles_empty_and_symbol_only_texts():
 
 def test_a_language_given_by_the_source_is_trusted():
     texts, langs, changed = convert_texts(["臺灣", "臺灣"], ["en", None], make_converter(ConvertConfig()), 0.3)
-    assert texts == ["臺灣", "台湾"] and langs == ["en", "zh"] and changed == 1
+    assert langs == ["en", "zh"], "the given language is kept, the missing one detected"
+    assert texts == ["台湾", "台湾"] and changed == 2, "Han characters are simplified whatever the language"

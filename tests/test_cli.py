@@ -68,13 +68,14 @@ def test_extract_command_writes_documents_and_reports_counts(prefect_api, table_
     assert pq.read_table(tmp_path / "out" / manifest["files"][0]).num_rows == 5
 
 
-def test_convert_command_converts_chinese_lines_only(tmp_path, capsys):
+def test_convert_command_converts_han_characters_only(tmp_path, capsys):
     source = tmp_path / "in.txt"
-    english = "Café “quotes” stay exactly as written, 漢字 and all.\n"
-    source.write_text("臺灣的歷史與文化。\n" + english + "\n", encoding="utf-8")
+    english = "Café “quotes” stay exactly as written.\n"
+    source.write_text("臺灣的歷史與文化。\n" + english + "An English line with 漢字 in it.\n", encoding="utf-8")
     assert main(["convert", "--input", str(source), "--output", str(tmp_path / "out.txt")]) == 0
-    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == "台湾的历史与文化。\n" + english + "\n"
-    assert json.loads(capsys.readouterr().out) == {"lines": 3, "converted": 1}
+    expected = "台湾的历史与文化。\n" + english + "An English line with 汉字 in it.\n"
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == expected
+    assert json.loads(capsys.readouterr().out) == {"lines": 3, "converted": 2}
 
 
 def test_dedup_command_filters_and_deduplicates_documents(prefect_api, zuozhuan, tmp_path, capsys):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from tinylm.config import ConvertConfig, FilterConfig
-from tinylm.corpus.convert import convert_texts, make_converter
+from tinylm.corpus.convert import convert_texts, make_converter, simplified
 from tinylm.corpus.quality import quality_failure
 from tinylm.stats import Stats
 from tinylm.storage.documents import DocumentWriter, stored_stats
@@ -18,7 +18,7 @@ from tinylm.storage.manifest import fingerprint
 
 
 def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfig, filters: FilterConfig) -> dict:
-    """Convert and filter one Document parquet file; returns counts by outcome and drop reason."""
+    """Convert (text and title) and filter one Document parquet file; returns counts by outcome and drop reason."""
     source, output_dir = Path(source), Path(output_dir)
     key = fingerprint("clean", {"convert": convert, "filters": filters}, {"source": source.name})[:16]
     target = output_dir / f"{source.stem}.{key}.parquet"
@@ -40,6 +40,6 @@ def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfi
                 if reason:
                     stats.drop(reason)
                     continue
-                writer.write({**document, "text": text, "lang": lang})
+                writer.write({**document, "text": text, "lang": lang, "title": simplified(document["title"], to_simplified)})
                 stats.update("kept")
     return result | stats.as_dict() | {"reused": False}

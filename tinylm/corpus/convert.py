@@ -1,7 +1,9 @@
-"""Convert stage: traditional to simplified Chinese, for documents detected as Chinese.
+"""Convert stage: traditional to simplified Chinese, wherever a text holds Han characters.
 
-English (and any text under the CJK threshold) passes through byte-identical, so the
-conversion never touches code, names or quotes in other scripts.
+A text with no Han character passes through byte-identical, so the conversion never
+touches code, names or quotes in other scripts. A text with some (an English line that
+names 壓縮器, a title) is converted whatever its language: the CJK share decides which
+filters apply to a document, never whether its traditional characters survive.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import opencc
 import zhconv
 
 from tinylm.config import ConvertConfig
-from tinylm.corpus.language import detect_languages
+from tinylm.corpus.language import CJK_CHARACTERS, detect_languages
 from tinylm.stats import Stats
 from tinylm.storage.atomic import atomic_path
 
@@ -27,10 +29,21 @@ def make_converter(config: ConvertConfig) -> Callable[[str], str]:
     return lambda text: zhconv.convert(text, locale)
 
 
+def has_han(text: str) -> bool:
+    """Whether `text` holds a Han character; ASCII text, most of an English corpus, is ruled out at C speed."""
+    return not text.isascii() and CJK_CHARACTERS.search(text) is not None
+
+
+def simplified(text: str | None, convert: Callable[[str], str]) -> str | None:
+    """A short field (a title) converted when it holds Han characters, else as it is."""
+    return convert(text) if text and has_han(text) else text
+
+
 def convert_texts(
     texts: Sequence[str], langs: Sequence[str | None], convert: Callable[[str], str], cjk_threshold: float
 ) -> tuple[list[str], list[str], int]:
-    """Simplify the Chinese texts of a batch; returns texts, languages, and how many changed.
+    """Simplify the texts of a batch that are Chinese or hold Han characters; returns texts, languages,
+    and how many changed.
 
     A language already set (by the source) is trusted; missing ones are detected.
     """
@@ -39,7 +52,7 @@ def convert_texts(
     resolved = [lang or detected[index] for index, lang in enumerate(langs)]
     converted, changed = [], 0
     for text, lang in zip(texts, resolved):
-        result = convert(text) if lang == "zh" else text
+        result = convert(text) if lang == "zh" or has_han(text) else text
         changed += result != text
         converted.append(result)
     return converted, resolved, changed
