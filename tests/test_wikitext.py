@@ -1,4 +1,7 @@
+from tinylm.config import ExtractConfig
+from tinylm.corpus.readers import read_documents
 from tinylm.corpus.wiki.markup import remove_nested_blocks, resolve_variants, wikitext_to_text
+from tinylm.stats import Stats
 
 
 def test_nested_multiline_templates_are_removed_whole():
@@ -76,3 +79,18 @@ def test_chinese_page_with_variants_templates_tables_and_refs():
 [[en:Taipei]]"""
     expected = "臺北市是中华民国的首都，位於台湾北部。\n\n歷史\n\n清朝時期建城於1884年。"
     assert wikitext_to_text(markup) == expected
+
+
+def test_a_heading_whose_section_held_only_removed_markup_is_dropped():
+    markup = (
+        "Intro text.\n== History ==\n=== Early years ===\nThey met in 1901.\n=== Gallery ===\n<gallery>\nA.jpg\n</gallery>\n"
+        "== References ==\n{{Reflist}}\n== See also ==\n* [[Anarchism]]\n== External links ==\n{{Commons category}}\n"
+    )
+    assert wikitext_to_text(markup) == "Intro text.\n\nHistory\n\nEarly years\n\nThey met in 1901.\n\nSee also\n\nAnarchism"
+
+
+def test_real_articles_no_longer_end_in_a_bare_references_heading(enwiki_dump):
+    endings = [document["text"].splitlines()[-1] for document in read_documents(enwiki_dump, ExtractConfig(), Stats())]
+    # (A definition-list term such as ";Notes" is text, not a heading: it may still end an article.)
+    bare = [line for line in endings if line in ("References", "External links", "Further reading", "Bibliography")]
+    assert bare == [], "17 of the 98 sample articles ended in a heading whose section was only templates"

@@ -52,6 +52,8 @@ _LINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]")
 _EXTERNAL_LINK = re.compile(r"\[(?:https?:|ftp:)?//[^\s\]]+(?:\s+([^\]]*))?\]")
 _BARE_URL_BRACKET = re.compile(r"\[(?:https?:|ftp:)//[^\]]*\]")
 _EMPHASIS = re.compile(r"'{2,}")
+# Marks a heading's line until empty sections are dropped (a control character wikitext does not hold).
+_HEADING_MARK = "\x01"
 _HEADING = re.compile(r"^(={1,6})\s*(.*?)\s*\1\s*$", re.M)
 _MAGIC_WORD = re.compile(r"__[A-Z]+__")
 _TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*\b[^>]*?/?>")
@@ -163,13 +165,45 @@ def wikitext_to_text(markup: str, *, variant: str = "zh-hans", keep_headings: bo
     text = _EXTERNAL_LINK.sub(lambda m: m.group(1) or "", text)
     text = _BARE_URL_BRACKET.sub("", text)
     text = _EMPHASIS.sub("", text)
-    text = _HEADING.sub((lambda m: f"\n{m.group(2)}\n") if keep_headings else "", text)
+    text = _HEADING.sub((lambda m: f"\n{_HEADING_MARK}{len(m.group(1))}{_HEADING_MARK}{m.group(2)}\n") if keep_headings else "", text)
     text = _MAGIC_WORD.sub("", text)
     text = _TAG.sub("", text)
     text = _LIST_MARKER.sub("", text)
     text = _HORIZONTAL_RULE.sub("", text)
     text = html.unescape(text)
     text = _LEFTOVER_BRACKETS.sub("", text)
-    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
-    text = "\n".join(lines)
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    text = "\n".join(_without_empty_sections(lines))
     return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def _heading(line: str) -> tuple[int, str] | None:
+    """(level, title) of a line the heading rule marked, or None for text."""
+    if not line.startswith(_HEADING_MARK):
+        return None
+    level, _, title = line[1:].partition(_HEADING_MARK)
+    return int(level), title.strip()
+
+
+def _without_empty_sections(lines: list[str]) -> list[str]:
+    """Headings as plain lines, less those whose section holds no text: a section that was only a table,
+    a gallery or references, all removed above, would leave its heading standing alone."""
+    kept = []
+    for index, line in enumerate(lines):
+        heading = _heading(line)
+        if heading is None:
+            kept.append(line)
+        elif heading[1] and _section_has_text(lines[index + 1 :], heading[0]):
+            kept.append(heading[1])
+    return kept
+
+
+def _section_has_text(following: list[str], level: int) -> bool:
+    """Whether any text comes before the next heading of the same or a higher level (a subsection's text counts)."""
+    for line in following:
+        heading = _heading(line)
+        if heading is not None and heading[0] <= level:
+            return False
+        if heading is None and line:
+            return True
+    return False
