@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import opencc
 import pyarrow.parquet as pq
 import pytest
 
@@ -55,7 +56,8 @@ def write_jsonl(path, records, raw_lines=()):
 def test_ids_match_transformers_chat_template_and_mask_covers_assistant_turns(tokenizer_dir, conversations, tmp_path):
     transformers = pytest.importorskip("transformers")
     source = write_jsonl(tmp_path / "sft.jsonl", [{"conversations": messages} for messages in conversations])
-    manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(max_seq_len=4096))
+    # The messages as they are (the Zuozhuan has characters t2s would still change): the template is under test.
+    manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(max_seq_len=4096, simplify=False))
     table = pq.read_table(tmp_path / "out" / "part-00000.parquet")
     assert manifest["stats"]["rows"] == table.num_rows == len(conversations)
     hf = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
@@ -82,7 +84,7 @@ def test_long_conversations_are_cut_and_ones_with_no_assistant_token_left_droppe
     encoded = ChatEncoder(load_tokenizer(tokenizer_dir)).encode(conversations)
     first_trained = sorted(tokens.mask.index(1) for tokens in encoded)
     limit = first_trained[len(first_trained) // 2]
-    short = make_chat_data([source], tokenizer_dir, tmp_path / "short", ChatDataConfig(max_seq_len=limit))
+    short = make_chat_data([source], tokenizer_dir, tmp_path / "short", ChatDataConfig(max_seq_len=limit, simplify=False))
     table = pq.read_table(tmp_path / "short" / "part-00000.parquet")
     assert max(map(len, table.column("input_ids").to_pylist())) <= limit
     stats = short["stats"]
@@ -98,7 +100,7 @@ def test_dpo_pairs_keep_chosen_and_rejected_with_their_masks(tokenizer_dir, conv
         for chosen, rejected in zip(conversations, conversations[1:] + conversations[:1])
     ]
     source = write_jsonl(tmp_path / "dpo.jsonl", pairs)
-    manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(format="dpo", max_seq_len=4096))
+    manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(format="dpo", max_seq_len=4096, simplify=False))
     table = pq.read_table(tmp_path / "out" / "part-00000.parquet")
     assert manifest["format"] == "dpo" and table.num_rows == len(pairs)
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -123,6 +125,27 @@ def test_minimind_dpo_pairs_whose_prompts_differ_are_skipped_and_only_the_final_
     for side in ("chosen", "rejected"):
         trained = [token for token, keep in zip(row[f"{side}_input_ids"], row[f"{side}_loss_mask"]) if keep]
         assert tokenizer.decode(trained) == fixed[side][-1]["content"], "the earlier assistant turn is prompt, not target"
+
+
+def test_traditional_chat_data_is_simplified_like_the_corpus_unless_switched_off(tokenizer_dir, constitution, tmp_path):
+    lines = [line for line in constitution.read_text(encoding="utf-8").splitlines() if len(line) > 20][:6]
+    traditional = [opencc.OpenCC("s2t").convert(line) for line in lines]
+    to_simplified = opencc.OpenCC("t2s").convert
+
+    def dialogues(texts: list[str]) -> list[dict]:
+        return [{"conversations": [{"role": "user", "content": text[:10]}, {"role": "assistant", "content": text}]} for text in texts]
+
+    converted = make_chat_data(
+        [write_jsonl(tmp_path / "tw.jsonl", dialogues(traditional))], tokenizer_dir, tmp_path / "a", ChatDataConfig()
+    )
+    simplified = dialogues([to_simplified(text) for text in traditional])
+    reference = make_chat_data([write_jsonl(tmp_path / "cn.jsonl", simplified)], tokenizer_dir, tmp_path / "b", ChatDataConfig())
+    ids = {name: pq.read_table(tmp_path / name / "part-00000.parquet").column("input_ids") for name in ("a", "b")}
+    assert ids["a"].equals(ids["b"]), "the same ids as the text simplified beforehand"
+    assert converted["stats"]["converted_messages"] > len(lines) and reference["stats"]["converted_messages"] == 0
+    kept = make_chat_data([tmp_path / "tw.jsonl"], tokenizer_dir, tmp_path / "c", ChatDataConfig(simplify=False))
+    assert kept["stats"]["converted_messages"] == 0
+    assert not pq.read_table(tmp_path / "c" / "part-00000.parquet").column("input_ids").equals(ids["a"])
 
 
 def test_bad_records_are_skipped_and_counted(tokenizer_dir, conversations, tmp_path):

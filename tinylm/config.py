@@ -164,6 +164,10 @@ class ChatDataConfig(_Settings):
     )
     max_seq_len: int = Field(512, ge=8, description="tokens kept per conversation; longer ones are cut and counted")
     batch_records: int = Field(256, ge=1, description="conversations per encode_batch call")
+    simplify: bool = Field(
+        True, description="convert traditional Chinese in every message to simplified, as the corpus stage does (counted)"
+    )
+    convert: ConvertConfig = Field(default_factory=ConvertConfig, description="the converter that simplify uses")
 
 
 class TrainConfig(_Settings):

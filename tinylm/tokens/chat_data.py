@@ -8,7 +8,7 @@ than `max_seq_len` are cut, and dropped (counted) only if no assistant token sur
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tinylm.config import ChatDataConfig
+from tinylm.corpus.convert import make_converter, simplified
 from tinylm.corpus.readers.jsonl import read_json_lines
 from tinylm.stats import Stats
 from tinylm.storage.atomic import atomic_path
@@ -60,10 +61,21 @@ def _conversations(record: Any, fmt: str, stats: Stats) -> list[list[Message]] |
     return conversations
 
 
+def _simplified(messages: list[Message], convert: Callable[[str], str], stats: Stats) -> list[Message]:
+    """The messages with their Han characters simplified, as the corpus stage simplifies documents (the
+    tokenizer learned simplified text); messages changed are counted as `converted_messages`."""
+    converted = [{**message, "content": simplified(message["content"], convert)} for message in messages]
+    stats.update("converted_messages", sum(new["content"] != old["content"] for new, old in zip(converted, messages)))
+    return converted
+
+
 def _batches(path: Path, config: ChatDataConfig, stats: Stats) -> Iterator[tuple[list[int], list[list[Message]]]]:
     lines, conversations = [], []
+    convert = make_converter(config.convert) if config.simplify else None
     for number, record in read_json_lines(path, stats):
         found = _conversations(record, config.format, stats)
+        if found is not None and convert is not None:
+            found = [_simplified(messages, convert, stats) for messages in found]
         if found is not None:
             lines.append(number)
             conversations.extend(found)
@@ -79,7 +91,8 @@ def encode_chat_file(
 ) -> dict:
     """Tokenize one jsonl file into `part-<index>.parquet`; returns its counts."""
     encoder = ChatEncoder.load(Path(tokenizer_dir), tokenizer_sha256)
-    stats = Stats("records", "rows", "truncated", "tokens", "trained_tokens", "lines_with_replaced_bytes", groups=("skipped",))
+    counters = ("records", "rows", "truncated", "tokens", "trained_tokens", "converted_messages", "lines_with_replaced_bytes")
+    stats = Stats(*counters, groups=("skipped",))
     width = len(FIELDS[config.format])
     output = Path(output_dir) / part_name(index)
     with atomic_path(output) as tmp, pq.ParquetWriter(tmp, SCHEMAS[config.format], compression="zstd") as writer:
