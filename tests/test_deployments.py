@@ -43,7 +43,13 @@ def test_served_deployments_render_their_configs_as_forms():
     train_schema = deployments["train"]._parameter_openapi_schema.model_dump()
     assert set(train_schema["properties"]) == {"shards", "config", "workspace", "tags"}
     chat_schema = deployments["chat-data"]._parameter_openapi_schema.model_dump()
-    assert set(chat_schema["definitions"]["ChatDataConfig"]["properties"]) == {"format", "max_seq_len", "batch_records"}
+    assert set(chat_schema["definitions"]["ChatDataConfig"]["properties"]) == {
+        "format",
+        "max_seq_len",
+        "batch_records",
+        "simplify",
+        "convert",
+    }
 
 
 @pytest.mark.slow
