@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from tinylm.tracking.store import client, use_experiment
+from tinylm.tracking.store import client, interrupted_run_ids, use_experiment
 
 GROUP_KEY_TAG = "tinylm.group_key"
 _GROUP_RUN: ContextVar[str | None] = ContextVar("tinylm_group_run", default=None)
@@ -60,10 +60,4 @@ def run_group(
 
 def _interrupted_groups(experiment_id: str, name: str, key: str) -> list[str]:
     """Group runs of this name and key left RUNNING (killed) or FAILED, newest first."""
-    runs = client().search_runs(
-        [experiment_id],
-        f"tags.`tinylm.stage` = '{name}' and tags.`{GROUP_KEY_TAG}` = '{key}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=100,
-    )
-    return [run.info.run_id for run in runs if run.info.status in ("RUNNING", "FAILED")]
+    return interrupted_run_ids(experiment_id, f"tags.`tinylm.stage` = '{name}' and tags.`{GROUP_KEY_TAG}` = '{key}'")

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 from matplotlib.figure import Figure  # noqa: E402
 
-from tinylm.tracking.store import client, use_experiment  # noqa: E402
+from tinylm.tracking.store import client, newest_runs, use_experiment  # noqa: E402
 
 STAGE_TAG = "tinylm.stage"
 LINEAGE_TAG = "tinylm.lineage"
@@ -18,12 +18,7 @@ LOSS_PLOT = "loss-across-refreshes.png"
 def newest_training_run(experiment: str, workspace: str) -> str | None:
     """The most recent finished training run of the experiment, or None."""
     experiment_id = use_experiment(experiment, workspace)
-    runs = client().search_runs(
-        [experiment_id],
-        f"tags.`{STAGE_TAG}` = 'train' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
+    runs = newest_runs(experiment_id, f"tags.`{STAGE_TAG}` = 'train' and attributes.status = 'FINISHED'", max_results=1)
     return runs[0].info.run_id if runs else None
 
 

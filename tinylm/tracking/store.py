@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 # `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into the environment, so
@@ -58,6 +59,20 @@ def flatten_params(prefix: str, value: Any) -> dict[str, str]:
 
 def client() -> MlflowClient:
     return MlflowClient()
+
+
+# What a killed process leaves (RUNNING) and what an exception leaves (FAILED): both are continued.
+INTERRUPTED = ("RUNNING", "FAILED")
+
+
+def newest_runs(experiment_id: str, filter_string: str, max_results: int = 100) -> list[Run]:
+    """The experiment's runs that match an MLflow filter, newest first."""
+    return client().search_runs([experiment_id], filter_string, order_by=["attributes.start_time DESC"], max_results=max_results)
+
+
+def interrupted_run_ids(experiment_id: str, filter_string: str) -> list[str]:
+    """Runs matching the filter that a kill or an error interrupted, newest first."""
+    return [run.info.run_id for run in newest_runs(experiment_id, filter_string) if run.info.status in INTERRUPTED]
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:

@@ -21,13 +21,11 @@ from filelock import FileLock, Timeout
 from tinylm.config import TrainConfig
 from tinylm.storage.manifest import fingerprint, manifest_hash
 from tinylm.tracking.groups import group_tags
-from tinylm.tracking.store import client, flatten_params, use_experiment
+from tinylm.tracking.store import client, flatten_params, interrupted_run_ids, newest_runs, use_experiment
 from tinylm.training.distributed import Ranks, from_main
 
 FINGERPRINT_TAG = "tinylm.fingerprint"
 RESUMED_TAG = "tinylm.resumed_from_step"
-# What a killed process leaves (RUNNING) and what an exception leaves (FAILED): both are continued.
-INTERRUPTED = ("RUNNING", "FAILED")
 # Settings that change how a run is found or checked, never what it computes.
 _NOT_IN_FINGERPRINT = {"resume_run_id", "restart", "verify_shards"}
 log = logging.getLogger(__name__)
@@ -41,12 +39,7 @@ def train_fingerprint(data_dir: str | Path, config: TrainConfig) -> str:
 def finished_run(experiment: str, workspace: str | Path, expected: str) -> dict | None:
     """The result of a finished run with the same fingerprint: re-running the same training does no work."""
     experiment_id = use_experiment(experiment, workspace)
-    runs = client().search_runs(
-        [experiment_id],
-        f"tags.`{FINGERPRINT_TAG}` = '{expected}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
+    runs = newest_runs(experiment_id, f"tags.`{FINGERPRINT_TAG}` = '{expected}' and attributes.status = 'FINISHED'", max_results=1)
     if not runs:
         return None
     run = runs[0]
@@ -63,10 +56,7 @@ def finished_run(experiment: str, workspace: str | Path, expected: str) -> dict 
 def interrupted_runs(experiment: str, workspace: str | Path, expected: str) -> list[str]:
     """Runs of this training that a kill or an error interrupted, newest first."""
     experiment_id = use_experiment(experiment, workspace)
-    runs = client().search_runs(
-        [experiment_id], f"tags.`{FINGERPRINT_TAG}` = '{expected}'", order_by=["attributes.start_time DESC"], max_results=100
-    )
-    return [run.info.run_id for run in runs if run.info.status in INTERRUPTED]
+    return interrupted_run_ids(experiment_id, f"tags.`{FINGERPRINT_TAG}` = '{expected}'")
 
 
 def choose_run(config: TrainConfig, workspace: str | Path, expected: str) -> tuple[dict | None, str | None]:

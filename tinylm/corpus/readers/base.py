@@ -68,16 +68,20 @@ def utf8_stream(stream: IO[bytes]) -> IO[bytes]:
 def decoded_lines(stream: IO[bytes], stats: Stats) -> Iterator[tuple[int, str]]:
     """(line number, text) of each line; bytes that are not UTF-8 are replaced and the line counted, and
     characters that suggest another encoding (replaced bytes, NULs) are counted for `suspect_share`."""
-    for number, raw in enumerate(utf8_stream(stream), start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            line = raw.decode("utf-8", errors="replace")
-            stats.update("lines_with_replaced_bytes")
-        if "\ufffd" in line or "\x00" in line:
-            stats.update("suspect_characters", line.count("\ufffd") + line.count("\x00"))
-        stats.update("characters", len(line))
-        yield number, line.rstrip("\r\n")
+    characters = 0  # summed here and counted once: a counter update per line would cost every reader
+    try:
+        for number, raw in enumerate(utf8_stream(stream), start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                line = raw.decode("utf-8", errors="replace")
+                stats.update("lines_with_replaced_bytes")
+            if "\ufffd" in line or "\x00" in line:
+                stats.update("suspect_characters", line.count("\ufffd") + line.count("\x00"))
+            characters += len(line)
+            yield number, line.rstrip("\r\n")
+    finally:
+        stats.update("characters", characters)
 
 
 def suspect_share(result: dict) -> float:
