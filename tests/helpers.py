@@ -1,5 +1,7 @@
 """Small builders shared by tests."""
 
+import bz2
+import html
 import json
 import os
 import signal
@@ -102,3 +104,14 @@ def write_lines(path: Path, lines: list[str]) -> None:
     """A jsonl corpus file, one {"text": line} per line."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({"text": line}, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+
+
+def write_wiki_dump(path: Path, pages: dict[str, str]) -> Path:
+    """A bz2 pages-articles dump of articles (title to wikitext), ids from 1; the site comes from the file name."""
+    body = "".join(
+        f"  <page>\n    <title>{html.escape(title)}</title>\n    <ns>0</ns>\n    <id>{page_id}</id>\n    <revision>\n"
+        f'      <id>{page_id}</id>\n      <text xml:space="preserve">{html.escape(text)}</text>\n    </revision>\n  </page>\n'
+        for page_id, (title, text) in enumerate(pages.items(), 1)
+    )
+    path.write_bytes(bz2.compress(f'<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/">\n{body}</mediawiki>\n'.encode()))
+    return path

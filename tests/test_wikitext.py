@@ -1,3 +1,9 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from tests.helpers import write_wiki_dump
 from tinylm.config import ExtractConfig
 from tinylm.corpus.readers import read_documents
 from tinylm.corpus.wiki.markup import remove_nested_blocks, resolve_variants, wikitext_to_text
@@ -94,3 +100,57 @@ def test_real_articles_no_longer_end_in_a_bare_references_heading(enwiki_dump):
     # (A definition-list term such as ";Notes" is text, not a heading: it may still end an article.)
     bare = [line for line in endings if line in ("References", "External links", "Further reading", "Bibliography")]
     assert bare == [], "17 of the 98 sample articles ended in a heading whose section was only templates"
+
+
+ZHWIKI_PAGES = Path(__file__).parent / "data" / "zhwiki" / "zhwiki-template-pages.xml.bz2"
+MARKUP = ("{{", "}}", "[[", "]]", "{|", "|}", "-{", "}-", "'''", "<ref", "</")
+
+
+def test_real_zhwiki_pages_keep_the_prose_inside_link_language_and_date_templates():
+    texts = {document["title"]: document["text"] for document in read_documents(ZHWIKI_PAGES, ExtractConfig(), Stats())}
+    quic, yui, circles = texts["快速UDP网络连接"], texts["雅虎UI库"], texts["等M圓及等N圓"]
+    assert "QUIC的网络草案被正式提交" in quic  # {{link-en|网络草案|Internet Draft}}
+    assert "（Quick UDP Internet Connections，缩写：QUIC）" in quic  # {{lang-en|'''Q'''uick ...}}
+    assert "大大减少开销。" in quic and "HTTP (HTTP over QUIC) 重命名" in quic  # {{Link-en|...}}, {{Lang-en|...}}
+    assert "數據傳輸層加密" in quic  # {{tsl|en|Datagram Transport Layer Security|數據傳輸層加密}}
+    assert "（Yahoo! UI Library，YUI）" in yui and "於2014-08-29，" in yui  # {{lang-en|...}}, {{date|...|iso}}
+    assert "軌跡為阿波羅尼斯圓，" in circles
+    assert not [marker for text in texts.values() for marker in MARKUP if marker in text]
+    assert "Daniel Stenberg: HTTP/3 explained" in quic and "2013-12-20" not in yui  # kept in a list; dropped with the infobox
+
+
+def test_templates_show_their_arguments_by_the_table():
+    markup = (
+        "{{convert|50|ft|m}}, {{convert|1|to|2|km|abbr=on}}; born {{birth date|df=y|1818|5|5}} in {{nihongo|Tokyo|東京|Tōkyō}};"
+        " {{ill|Karl|de|Karl F.|lt=K.}} {{Interlanguage link|Karl|de|Karl F.}}; H{{sub|2}}O {{quote|text=To be}} {{lang|de|Karl}}"
+    )
+    expected = "50 ft, 1 to 2 km; born 1818-5-5 in Tokyo (東京, Tōkyō); K. Karl; H2O To be Karl"
+    assert wikitext_to_text(markup) == expected
+
+
+def test_templates_inside_kept_templates_follow_the_same_rules():
+    markup = (
+        "{{link-en|{{convert|198|cuin|L|abbr=on}} ''Slant-6''{{efn|note}}|Chrysler Slant 6 engine#198}} and {{lang-en|[[Paris|the city]]}}"
+    )
+    assert wikitext_to_text(markup) == "198 cuin Slant-6 and the city"
+
+
+def test_a_kept_template_without_the_arguments_it_shows_is_dropped():
+    assert wikitext_to_text("A{{lang-en}}{{lang-en|}}{{lang|de}}{{zh}}B {{cite web|title={{lang-en|x}}}}C") == "AB C"
+
+
+def test_a_run_adds_templates_and_aliases_to_the_table(tmp_path):
+    markup = "{{Infobox|x=1}}作者{{僅限中文|名|Name}}生于{{出生日期|1900|1|2}}。"
+    assert wikitext_to_text(markup) == "作者生于。"
+    config = ExtractConfig(
+        templates={"僅限中文": "{1}（{2}）", "convert": [{"show": "{1}", "when": {"2": ["km"]}}]},
+        template_aliases={"出生日期": "birth date"},
+    )
+    dump = write_wiki_dump(tmp_path / "zhwiki-test-pages-articles.xml.bz2", {"例子": markup + "{{convert|5|km}}{{convert|5|mi}}"})
+    [document] = read_documents(dump, config, Stats())
+    assert document["text"] == "作者名（Name）生于1900-1-2。5"
+
+
+def test_a_wrong_template_rule_is_a_config_error():
+    with pytest.raises(ValidationError, match="templates"):
+        ExtractConfig(templates={"lang": 3})

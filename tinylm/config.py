@@ -25,6 +25,17 @@ class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TemplateAlternative(_Settings):
+    """One way a wiki template shows its text: `show` formats its arguments ("{1} {unit}"), when its arguments hold those words."""
+
+    show: str
+    when: dict[str, list[str]] = {}
+
+
+# What a kept template shows: one format, or alternatives tried in order (see corpus/wiki/prose_templates.toml).
+TemplateRule = str | list[str | TemplateAlternative]
+
+
 class ExtractConfig(_Settings):
     """How raw files become documents."""
 
@@ -37,6 +48,10 @@ class ExtractConfig(_Settings):
     skip_disambiguation: bool = Field(True, description="Wikipedia: skip disambiguation pages")
     keep_headings: bool = Field(True, description="Wikipedia: keep section headings as their own lines")
     variant: str = Field("zh-hans", description="Wikipedia: which -{zh-hans:...;zh-hant:...}- variant to keep")
+    templates: dict[str, TemplateRule] = Field(
+        {}, description="Wikipedia: templates whose text is kept, added to or overriding the built-in table (README: kept templates)"
+    )
+    template_aliases: dict[str, str] = Field({}, description="Wikipedia: other names of kept templates ({'語言': 'lang'})")
     workers: int = Field(0, ge=0, description="parallel extraction processes; 0 = one per CPU, 1 = in the flow's process")
     range_bytes: int = Field(64 << 20, ge=1, description="multistream dumps: compressed bytes per parallel task (whole bz2 streams)")
 

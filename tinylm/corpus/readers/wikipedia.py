@@ -12,6 +12,7 @@ from tinylm.config import ExtractConfig
 from tinylm.corpus.compression import CountingReader, decompressed, plain_name
 from tinylm.corpus.wiki.dump import iter_pages, site_dbname
 from tinylm.corpus.wiki.markup import wikitext_to_text
+from tinylm.corpus.wiki.templates import template_table
 from tinylm.stats import Stats
 from tinylm.storage.documents import Document, make_document
 
@@ -35,6 +36,7 @@ def site_of(path: Path) -> str:
 def read_wiki(path: Path, stream: IO[bytes], config: ExtractConfig, stats: Stats) -> Iterator[Document]:
     source = site_of(path)
     language = source.removesuffix("wiki").replace("_", "-")
+    templates = template_table(config.templates, config.template_aliases)
     for page in iter_pages(stream):
         stats.update("records")
         if page.namespace not in config.namespaces:
@@ -46,7 +48,7 @@ def read_wiki(path: Path, stream: IO[bytes], config: ExtractConfig, stats: Stats
         if config.skip_disambiguation and is_disambiguation(page.title, page.text):
             stats.skip("disambiguation")
             continue
-        text = wikitext_to_text(page.text, variant=config.variant, keep_headings=config.keep_headings)
+        text = wikitext_to_text(page.text, variant=config.variant, keep_headings=config.keep_headings, templates=templates)
         if not text:
             stats.skip("empty")
             continue

@@ -1,8 +1,9 @@
 """Wikitext to plain text.
 
 MediaWiki markup is not a regular language, so nested constructs (templates, tables,
-file links with captions that hold links) are removed by a bracket-matching scanner;
-the flat ones that remain (links, emphasis, headings, tags) by regular expressions.
+file links with captions that hold links) are removed by a bracket-matching scanner, which
+keeps the visible text of the templates `templates.py` lists as prose; the flat ones that
+remain (links, emphasis, headings, tags) go by regular expressions.
 The order matters: comments and refs first (they may hide braces), then variant markup,
 then nested blocks, then links, then inline markup.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import html
 import re
+
+from tinylm.corpus.wiki.templates import TemplateTable, template_table
 
 VARIANT_FALLBACK = {
     "zh-hans": ("zh-hans", "zh-cn", "zh-sg", "zh-my", "zh"),
@@ -104,13 +107,16 @@ def _is_media_or_meta_link(inner: str) -> bool:
     return bool(_INTERLANGUAGE.match(inner)) and not inner.startswith(":")
 
 
-def remove_nested_blocks(text: str) -> str:
+def remove_nested_blocks(text: str, templates: TemplateTable | None = None) -> str:
     """Remove templates `{{...}}`, tables `{|...|}` and file/category links, however nested.
 
+    A template the table lists as prose is replaced by the text it shows (its arguments
+    cleaned the same way, so templates inside it are kept or dropped by the same rules).
     Plain `[[links]]` are left for the flat link pass; a file link's caption (which may
     itself hold links) is dropped with the file. An opener that is never closed loses
     only the rest of its line, so a single malformed template cannot swallow an article.
     """
+    templates = templates or template_table()
     out: list[str] = []
     stack: list[tuple[str, int]] = []
     kept_until = 0
@@ -134,8 +140,11 @@ def remove_nested_blocks(text: str) -> str:
                 depth -= 1
             if depth < 0:
                 continue
+            opener, opened_at = stack[depth]
             del stack[depth:]
             if not stack:
+                if opener == "{{":
+                    out.append(templates.render(text[opened_at:end], lambda argument: remove_nested_blocks(argument, templates)))
                 kept_until = end
     if stack:
         _, start = stack[0]
@@ -153,14 +162,14 @@ def _link_text(match: re.Match[str]) -> str:
     return target.split("#", 1)[0] if not target.startswith("#") else target[1:]
 
 
-def wikitext_to_text(markup: str, *, variant: str = "zh-hans", keep_headings: bool = True) -> str:
-    """Plain visible text of a page's wikitext, paragraphs separated by one blank line."""
+def wikitext_to_text(markup: str, *, variant: str = "zh-hans", keep_headings: bool = True, templates: TemplateTable | None = None) -> str:
+    """Plain visible text of a page's wikitext, paragraphs separated by one blank line (`templates`: the built-in table if None)."""
     text = _COMMENT.sub("", markup)
     text = _SELF_CLOSING.sub("", text)
     text = _PAIRED.sub("", text)
     text = _UNCLOSED_REF.sub("", text)
     text = resolve_variants(text, variant)
-    text = remove_nested_blocks(text)
+    text = remove_nested_blocks(text, templates)
     text = _LINK.sub(_link_text, text)
     text = _EXTERNAL_LINK.sub(lambda m: m.group(1) or "", text)
     text = _BARE_URL_BRACKET.sub("", text)
