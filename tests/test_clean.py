@@ -1,7 +1,10 @@
 import opencc
 import pyarrow.parquet as pq
+import pytest
 
+from tests.conftest import TESTS_DATA
 from tinylm.config import ConvertConfig, ExtractConfig, FilterConfig
+from tinylm.corpus.chat_markers import without_chat_markers
 from tinylm.corpus.clean import clean_file
 from tinylm.corpus.convert import convert_texts, make_converter
 from tinylm.corpus.language import detect_languages
@@ -9,6 +12,7 @@ from tinylm.corpus.quality import quality_failure
 from tinylm.corpus.readers import read_documents
 from tinylm.stats import Stats
 from tinylm.storage.documents import make_document, write_documents
+from tinylm.tokens.tokenizer_files import SPECIAL_TOKENS
 
 
 def test_language_detection():
@@ -108,3 +112,43 @@ def test_a_language_given_by_the_source_is_trusted():
     texts, langs, changed = convert_texts(["臺灣", "臺灣"], ["en", None], make_converter(ConvertConfig()), 0.3)
     assert langs == ["en", "zh"], "the given language is kept, the missing one detected"
     assert texts == ["台湾", "台湾"] and changed == 2, "Han characters are simplified whatever the language"
+
+
+MINIMIND_PRETRAIN = TESTS_DATA / "minimind" / "pretrain_hq.jsonl"
+
+
+@pytest.mark.parametrize("markers", ["keep", "strip"])
+def test_minimind_pretrain_lines_are_judged_without_their_chat_markers(markers, tmp_path):
+    source = tmp_path / "pretrain_hq.parquet"
+    originals = list(read_documents(MINIMIND_PRETRAIN, ExtractConfig(), Stats()))
+    write_documents(source, originals)
+    stats = clean_file(source, tmp_path / "out", ConvertConfig(), FilterConfig(chat_markers=markers))
+    rows = pq.read_table(stats["output"]).to_pylist()
+    assert stats["kept"] == 2 and stats["chat_marked"] == 2, "every real line was dropped as too_many_symbols"
+    assert [row["lang"] for row in rows] == ["zh", "zh"]
+    if markers == "keep":
+        assert [row["text"] for row in rows] == [document["text"] for document in originals]
+    else:
+        first = rows[0]["text"].splitlines()
+        assert first[:2] == [
+            "鉴别一组中文文章的风格和特点，例如官方、口语、文言等。需要提供样例文章才能准确鉴别不同的风格和特点。",
+            "好的，现在帮我查一下今天的天气怎么样?今天的天气依据地区而异。请问你需要我帮你查询哪个地区的天气呢？",
+        ]
+        assert not any("<|" in row["text"] for row in rows)
+
+
+def test_markers_do_not_rescue_a_text_that_fails_on_its_own():
+    judged = without_chat_markers("<|im_start|>| # | # | # 表 | # |<|im_end|>")
+    assert judged == "| # | # | # 表 | # |"
+    assert quality_failure(judged, "zh", FilterConfig(min_chars=5)) == "too_many_symbols"
+
+
+def test_the_known_formats_and_tinylms_own_special_tokens_are_markers():
+    texts = [f"{token}正文{token}" for token in SPECIAL_TOKENS]
+    texts += [
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>正文<|eot_id|>",
+        "<s>[INST] 正文 [/INST]</s>",
+        "<｜begin▁of▁sentence｜>正文",
+    ]
+    assert {without_chat_markers(text).replace("user\n", "") for text in texts} == {"正文"}
+    assert without_chat_markers("a < b | c > d, [[link]] <br>") == "a < b | c > d, [[link]] <br>"

@@ -164,3 +164,10 @@ def test_a_50_mb_document_is_counted_not_crashed(zuozhuan, tmp_path):
     source = write(tmp_path / "huge.parquet", [make_document("h", 0, huge, lang="zh"), make_document("h", 1, text[:5000], lang="zh")])
     stats = deduplicate_files([source], tmp_path / "out", DedupConfig())
     assert stats["documents"] == 2 and stats["kept"] == 2
+
+
+def test_dedup_compares_texts_without_their_chat_markers(paragraphs, tmp_path):
+    text = paragraphs[0]
+    documents = [make_document("t", 1, f"<|im_start|>{text}<|im_end|>", lang="zh"), make_document("t", 2, text, lang="zh")]
+    stats = deduplicate_files([write(tmp_path / "t.parquet", documents)], tmp_path / "out", DedupConfig())
+    assert stats["exact_duplicates"] == 1 and kept_ids(tmp_path / "out") == [documents[0]["id"]]

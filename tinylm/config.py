@@ -90,6 +90,11 @@ class FilterConfig(_Settings):
     min_punctuated_line_share: float = Field(
         0.12, ge=0, le=1, description="unpunctuated_lines: share of lines ending in punctuation, for documents of 3+ lines"
     )
+    chat_markers: Literal["keep", "strip"] = Field(
+        "keep",
+        description="text wrapped in chat special tokens (<|im_start|>…<|im_end|>, as in MiniMind's pretrain_hq.jsonl): "
+        "the filters and dedup always judge it without them; keep them in the stored text (MiniMind trains on them) or strip them",
+    )
 
 
 class DedupConfig(_Settings):

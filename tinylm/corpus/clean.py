@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from tinylm.config import ConvertConfig, FilterConfig
+from tinylm.corpus.chat_markers import without_chat_markers
 from tinylm.corpus.convert import convert_texts, make_converter, simplified
 from tinylm.corpus.quality import quality_failure
 from tinylm.stats import Stats
@@ -25,21 +26,26 @@ def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfi
     result = {"input": str(source), "output": str(target)}
     if target.exists():
         return result | stored_stats(target) | {"reused": True}
-    stats = Stats("documents", "converted", "kept", groups=("dropped",))
+    stats = Stats("documents", "converted", "chat_marked", "kept", groups=("dropped",))
     to_simplified = make_converter(convert)
     with DocumentWriter(target, stats) as writer:
         for batch in pq.ParquetFile(source).iter_batches(batch_size=1024):
             documents = batch.to_pylist()
+            originals = [d["text"] for d in documents]
             texts, langs, changed = convert_texts(
-                [d["text"] for d in documents], [d["lang"] for d in documents], to_simplified, convert.cjk_threshold
+                originals, [d["lang"] for d in documents], to_simplified, convert.cjk_threshold, list(map(without_chat_markers, originals))
             )
             stats.update("documents", len(documents))
             stats.update("converted", changed)
             for document, text, lang in zip(documents, texts, langs):
-                reason = quality_failure(text, lang, filters)
+                # Conversion leaves the ASCII markers as they were, so stripping after it equals converting the stripped text.
+                judged = without_chat_markers(text)
+                stats.update("chat_marked", judged is not text)
+                reason = quality_failure(judged, lang, filters)
                 if reason:
                     stats.drop(reason)
                     continue
-                writer.write({**document, "text": text, "lang": lang, "title": simplified(document["title"], to_simplified)})
+                stored = judged if filters.chat_markers == "strip" else text
+                writer.write({**document, "text": stored, "lang": lang, "title": simplified(document["title"], to_simplified)})
                 stats.update("kept")
     return result | stats.as_dict() | {"reused": False}

@@ -40,15 +40,21 @@ def simplified(text: str | None, convert: Callable[[str], str]) -> str | None:
 
 
 def convert_texts(
-    texts: Sequence[str], langs: Sequence[str | None], convert: Callable[[str], str], cjk_threshold: float
+    texts: Sequence[str],
+    langs: Sequence[str | None],
+    convert: Callable[[str], str],
+    cjk_threshold: float,
+    detect_on: Sequence[str] | None = None,
 ) -> tuple[list[str], list[str], int]:
     """Simplify the texts of a batch that are Chinese or hold Han characters; returns texts, languages,
     and how many changed.
 
-    A language already set (by the source) is trusted; missing ones are detected.
+    A language already set (by the source) is trusted; missing ones are detected, on `detect_on`
+    where given (the texts without their chat markers, whose Latin letters would tip the balance).
     """
+    detect_on = texts if detect_on is None else detect_on
     unknown = [index for index, lang in enumerate(langs) if not lang]
-    detected = dict(zip(unknown, detect_languages([texts[i] for i in unknown], cjk_threshold)))
+    detected = dict(zip(unknown, detect_languages([detect_on[i] for i in unknown], cjk_threshold)))
     resolved = [lang or detected[index] for index, lang in enumerate(langs)]
     converted, changed = [], 0
     for text, lang in zip(texts, resolved):

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tinylm.config import DedupConfig
+from tinylm.corpus.chat_markers import without_chat_markers
 from tinylm.corpus.dedup.index import (
     DedupIndex,
     IndexPart,
@@ -81,22 +82,23 @@ class _Candidates:
     def add_batch(self, source: int, first_row: int, documents: list[dict], known: KnownDocuments, stats: Stats) -> None:
         config = self.config
         stats.update("documents", len(documents))
-        keys = [exact_key(document["text"]) for document in documents]
+        texts = [without_chat_markers(document["text"]) for document in documents]
+        keys = [exact_key(text) for text in texts]
         in_index = known.seen_exact(keys) if config.exact else np.zeros(len(keys), dtype=bool)
         fresh = []
-        for offset, (document, key) in enumerate(zip(documents, keys)):
+        for offset, (document, text, key) in enumerate(zip(documents, texts, keys)):
             if config.exact and (key in self.seen_exact or in_index[offset]):
                 stats.update("exact_duplicates")
                 continue
             self.seen_exact.add(key)
-            fresh.append((first_row + offset, document, key))
+            fresh.append((first_row + offset, document, text, key))
         if not config.near:
-            self.items.extend((source, row, document["id"], len(document["text"]), key) for row, document, key in fresh)
+            self.items.extend((source, row, document["id"], len(document["text"]), key) for row, document, _, key in fresh)
             return
         signatures = self.hasher.signatures(
-            [document["text"] for _, document, _ in fresh], [document["lang"] for _, document, _ in fresh], config.zh_ngram, config.en_ngram
+            [text for _, _, text, _ in fresh], [document["lang"] for _, document, _, _ in fresh], config.zh_ngram, config.en_ngram
         )
-        for (row, document, key), signature, of_index in zip(fresh, signatures, known.near(signatures)):
+        for (row, document, _, key), signature, of_index in zip(fresh, signatures, known.near(signatures)):
             if of_index:
                 stats.update("near_duplicates_of_index")
                 continue
