@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 WORKSPACE ?= workspace
 SERVERS := $(WORKSPACE)/servers
 PREFECT_PORT ?= 4200
@@ -13,20 +14,39 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-# On a machine without CUDA, the CPU build of torch goes in first: a plain `torch`
-# requirement would otherwise pull several GB of CUDA packages.
-$(STAMP): pyproject.toml
+# On a machine without CUDA the environment must end with torch's CPU build: a plain
+# `torch` requirement pulls several GB of CUDA packages. Every install here runs under a
+# constraint pinning torch==2.13.0, so no later install can swap the build, and takes the
+# CPU wheel from PyTorch's CPU index when that index is reachable (pip prefers 2.13.0+cpu
+# to 2.13.0 wherever both are offered). scripts/check_torch.py fails the install loudly otherwise.
+TORCH_CPU := 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
+CONSTRAINTS := $(VENV)/torch-constraints.txt
+PIP_INSTALL = $(BIN)/python -m pip install --quiet $(if $(HAS_CUDA),,-c $(CONSTRAINTS) $(shell curl -s --max-time 5 -o /dev/null -w '%{http_code}' $(TORCH_CPU_INDEX)/torch/ | grep -q 200 && echo --extra-index-url $(TORCH_CPU_INDEX)))
+
+$(BIN)/python:
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/python -m pip install --quiet torch==2.13.0; fi
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+	echo "torch==$(TORCH_CPU)" > $(CONSTRAINTS)
+
+# What the demo and the flows need: the runtime dependencies only.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) $(if $(HAS_CUDA),,torch==$(TORCH_CPU)) -e .
+	$(BIN)/python scripts/check_torch.py $(if $(HAS_CUDA),,--cpu)
+	touch $@
+
+# What the tests need besides: pytest, ruff, transformers (the export test), Dask, Ray, moto.
+$(DEV_STAMP): pyproject.toml $(STAMP)
+	$(PIP_INSTALL) -e ".[dev]"
+	$(BIN)/python scripts/check_torch.py $(if $(HAS_CUDA),,--cpu)
+	touch $@
 
 demo: setup
 	$(BIN)/tinylm pipeline --config configs/demo.yaml --workspace $(WORKSPACE) --summary
 
 # Style is checked, not policed: ruff's lint rules and formatting, as configured in pyproject.toml.
-lint: setup
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
@@ -37,8 +57,8 @@ test-fast: lint
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Benchmarks print ratios against the reference tools (wikiextractor, ...) on the same data.
-bench: setup
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+bench: $(DEV_STAMP)
+	$(PIP_INSTALL) -e ".[dev,bench]"
 	for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 # Prefect and MLflow servers on 127.0.0.1 in the background, each in its own process
@@ -47,20 +67,22 @@ servers: setup
 	mkdir -p $(SERVERS)
 	if [ -f $(SERVERS)/prefect.pid ] && kill -0 $$(cat $(SERVERS)/prefect.pid) 2>/dev/null; then \
 	  echo "prefect server already running"; else \
+	  PREFECT_SERVER_UI_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=true \
 	  setsid nohup $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) >$(SERVERS)/prefect.log 2>&1 & echo $$! >$(SERVERS)/prefect.pid; fi
 	if [ -f $(SERVERS)/mlflow.pid ] && kill -0 $$(cat $(SERVERS)/mlflow.pid) 2>/dev/null; then \
 	  echo "mlflow server already running"; else \
-	  setsid nohup $(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
+	  MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true setsid nohup $(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
 	    --backend-store-uri sqlite:///$(abspath $(WORKSPACE))/mlflow.db \
 	    --default-artifact-root $(abspath $(WORKSPACE))/mlartifacts >$(SERVERS)/mlflow.log 2>&1 & echo $$! >$(SERVERS)/mlflow.pid; fi
+	printf '{"prefect_api_url": "http://127.0.0.1:%s/api", "mlflow_tracking_uri": "http://127.0.0.1:%s"}\n' $(PREFECT_PORT) $(MLFLOW_PORT) >$(SERVERS)/urls.json
 	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)"
-	@echo "To run flows against them:"
-	@echo "  export PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT)"
+	@echo "tinylm commands with --workspace $(WORKSPACE) use these servers while they answer (see $(SERVERS)/urls.json)."
 
 stop:
 	for name in prefect mlflow; do \
 	  if [ -f $(SERVERS)/$$name.pid ]; then kill -- -$$(cat $(SERVERS)/$$name.pid) 2>/dev/null || true; rm -f $(SERVERS)/$$name.pid; fi; \
 	done
+	rm -f $(SERVERS)/urls.json
 
 clean: stop
 	rm -rf $(WORKSPACE)

@@ -8,16 +8,16 @@ and the test reads what a user would see; screenshots are kept in `test-artifact
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-from tests.helpers import free_port, start_mlflow_server, wait_for_http
+from tests.helpers import free_port
 from tests.test_pipeline import small_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,62 +40,111 @@ def render(url: str, screenshot: Path) -> str:
     return subprocess.run([*flags, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120).stdout
 
 
+def wait_until_up(url: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not come up"
+        time.sleep(1)
+
+
 @pytest.fixture
 def servers(tmp_path):
+    """The servers as a user starts them: `make servers` on ports other than the defaults, `make stop` after."""
+    workspace = tmp_path / "workspace"
     prefect_port, mlflow_port = free_port(), free_port()
-    api = f"http://127.0.0.1:{prefect_port}/api"
-    environment = os.environ | {
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_API_URL": api,  # the page's scripts call the API here, not at the default :4200
-        "PREFECT_API_URL": api,
-    }
-    prefect = subprocess.Popen(
-        [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    mlflow = None
+    make = [
+        "make",
+        "--no-print-directory",
+        "-C",
+        str(ROOT),
+        f"WORKSPACE={workspace}",
+        f"PREFECT_PORT={prefect_port}",
+        f"MLFLOW_PORT={mlflow_port}",
+    ]
+    environment = os.environ | {"PREFECT_HOME": str(tmp_path / "prefect-home")}
+    subprocess.run([*make, "servers"], check=True, env=environment, capture_output=True, timeout=600)
     try:
-        wait_for_http(f"http://127.0.0.1:{prefect_port}/api/health", prefect)
-        mlflow = start_mlflow_server(mlflow_port, tmp_path / "mlflow")
-        yield f"http://127.0.0.1:{prefect_port}", f"http://127.0.0.1:{mlflow_port}"
+        wait_until_up(f"http://127.0.0.1:{prefect_port}/api/health")
+        wait_until_up(f"http://127.0.0.1:{mlflow_port}/health")
+        yield workspace, f"http://127.0.0.1:{prefect_port}", f"http://127.0.0.1:{mlflow_port}"
     finally:
-        for process in (prefect, mlflow):
-            if process is not None:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=30)
+        subprocess.run([*make, "stop"], env=environment, capture_output=True, timeout=120)
+
+
+def run_pipeline(config: Path, workspace: Path) -> tuple[dict, str]:
+    """`tinylm pipeline --summary` as a user runs it with the servers up (no PREFECT_API_URL exported): result and summary."""
+    environment = {key: value for key, value in os.environ.items() if key not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")}
+    command = [str(Path(sys.executable).parent / "tinylm"), "pipeline", "--config", str(config), "--workspace", str(workspace), "--summary"]
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, check=True, timeout=600)
+    start = finished.stdout.index("{\n")  # Prefect's log lines come first
+    end = finished.stdout.index("\n}\n", start) + 2
+    return json.loads(finished.stdout[start:end]), finished.stdout[end:]
 
 
 def test_the_uis_show_a_finished_pipeline_run_with_its_artifacts_and_metrics(servers, enwiki_dump, zuozhuan, tmp_path):
-    prefect_url, mlflow_url = servers
+    workspace, prefect_url, mlflow_url = servers
     shots = Path(os.environ.get("TINYLM_TEST_ARTIFACTS", ROOT / "test-artifacts"))
     shots.mkdir(parents=True, exist_ok=True)
+    assert httpx.get(f"{prefect_url}/ui-settings").json()["api_url"] == f"{prefect_url}/api", "the UI would call another port's API"
     config = tmp_path / "pipeline.yaml"
-    config.write_text(yaml.safe_dump(small_pipeline(tmp_path / "workspace", [enwiki_dump, zuozhuan]).model_dump(mode="json")))
-    environment = os.environ | {"PREFECT_API_URL": f"{prefect_url}/api", "MLFLOW_TRACKING_URI": mlflow_url}
-    finished = subprocess.run(
-        [str(Path(sys.executable).parent / "tinylm"), "pipeline", "--config", str(config)],
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
-    result = json.loads(finished.stdout[finished.stdout.index("{\n") :])  # Prefect's log lines come first
+    config.write_text(yaml.safe_dump(small_pipeline(workspace, [enwiki_dump, zuozhuan]).model_dump(mode="json")))
+    result, summary = run_pipeline(config, workspace)
+    run = httpx.get(f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": result["run_id"]}).json()["run"]
+    run_url = f"{mlflow_url}/#/experiments/{run['info']['experiment_id']}/runs/{result['run_id']}"
+    assert f"{prefect_url}/runs" in summary and run_url in summary and "--backend-store-uri http" not in summary
 
     (flow_run,) = httpx.post(f"{prefect_url}/api/flow_runs/filter", json={"flows": {"name": {"any_": ["pipeline"]}}}).json()
     page = render(f"{prefect_url}/runs/flow-run/{flow_run['id']}", shots / "prefect-pipeline-run.png")
     assert flow_run["name"] in page and "Completed" in page
     artifacts = render(f"{prefect_url}/artifacts", shots / "prefect-artifacts.png")
     assert all(key in artifacts for key in ("corpus-summary", "shards-stats", "train-summary", "train-progress"))
+    summaries = httpx.post(f"{prefect_url}/api/artifacts/filter", json={"artifacts": {"key": {"any_": ["train-summary"]}}}).json()
+    assert run_url in summaries[0]["data"], "the Prefect summary links the MLflow run"
 
-    run = httpx.get(f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": result["run_id"]}).json()["run"]
-    run_url = f"{mlflow_url}/#/experiments/{run['info']['experiment_id']}/runs/{result['run_id']}"
+    # MLflow: names, durations, links back to Prefect, and the pipeline run's own numbers.
+    assert run["info"]["run_name"] == "train"
+    tags = {tag["key"]: tag["value"] for tag in run["data"]["tags"]}
+    assert tags["tinylm.prefect_flow_run"].startswith(f"{prefect_url}/runs/flow-run/")
+    params = {param["key"]: param["value"] for param in run["data"]["params"]}
+    assert params["model.vocab_size"] == str(result["vocab_size"])
+    experiment_id = run["info"]["experiment_id"]
+    experiment = httpx.get(f"{mlflow_url}/api/2.0/mlflow/experiments/get", params={"experiment_id": experiment_id}).json()["experiment"]
+    assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in experiment["tags"]
+    runs = httpx.post(f"{mlflow_url}/api/2.0/mlflow/runs/search", json={"experiment_ids": [experiment_id]}).json()["runs"]
+    by_name = {item["info"]["run_name"]: item for item in runs}
+    for stage in ("corpus", "tokenizer", "shards"):
+        info = by_name[stage]["info"]
+        assert (int(info["end_time"]) - int(info["start_time"])) / 1000 >= result["seconds"][stage] - 3, f"{stage} duration"
+    pipeline = by_name["pipeline"]
+    metrics = {metric["key"]: metric["value"] for metric in pipeline["data"]["metrics"]}
+    assert metrics["final_loss"] == pytest.approx(result["final_loss"]) and metrics["documents"] == result["documents"]
+    assert len(pipeline["data"]["params"]) > 40, "the pipeline run holds its whole config"
+
     page = render(run_url, shots / "mlflow-train-run.png")
-    assert run["info"]["run_name"] in page and "val_loss" in page
+    assert "train" in page and "val_loss" in page and "Prefect flow run" in page
     artifacts = render(f"{run_url}/artifacts", shots / "mlflow-train-artifacts.png")
     assert "checkpoints" in artifacts and "samples" in artifacts
+    pipeline_url = f"{mlflow_url}/#/experiments/{experiment_id}/runs/{pipeline['info']['run_id']}"
+    page = render(pipeline_url, shots / "mlflow-pipeline-run.png")
+    assert "final_loss" in page and "seconds.train" in page
     assert all((shots / name).stat().st_size > 10_000 for name in ("prefect-pipeline-run.png", "mlflow-train-run.png"))
+
+    # The same pipeline again: every stage reused, said so, and no progress left at 0%.
+    again, summary = run_pipeline(config, workspace)
+    assert again["run_id"] == result["run_id"] and again["reused"]
+    runs = httpx.post(
+        f"{mlflow_url}/api/2.0/mlflow/runs/search",
+        json={"experiment_ids": [experiment_id], "filter": "tags.`tinylm.stage` = 'pipeline'", "order_by": ["attributes.start_time DESC"]},
+    ).json()["runs"]
+    reused = {tag["key"]: tag["value"] for tag in runs[0]["data"]["tags"]}["tinylm.reused"]
+    assert all(f"{stage} (" in reused for stage in ("corpus", "tokenizer", "shards", "train")), reused
+    assert by_name["corpus"]["info"]["run_id"] in reused
+    progress = httpx.post(f"{prefect_url}/api/artifacts/filter", json={"artifacts": {"type": {"any_": ["progress"]}}}).json()
+    assert progress and all(artifact["data"] == 100 for artifact in progress)
+    notes = httpx.post(f"{prefect_url}/api/artifacts/filter", json={"artifacts": {"key": {"any_": ["corpus-summary"]}}}).json()
+    assert any("reused" in note["data"] for note in notes)

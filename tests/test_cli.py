@@ -159,3 +159,33 @@ def test_a_directory_given_as_input_is_read_file_by_file(prefect_api, constituti
     assert stats["units"] == 2 and stats["documents"] > 5
     assert main(["extract", "--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "out2")]) == 1
     assert f"tinylm extract: {tmp_path / 'nowhere'}: no such file or directory" in capsys.readouterr().err
+
+
+def _without_prefect_api() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
+
+
+def test_a_temporary_prefect_server_that_does_not_start_is_tried_twice_then_one_readable_line(constitution, tmp_path):
+    command = [sys.executable, "-m", "tinylm.cli", "extract", "--input", str(constitution), "--output", str(tmp_path / "out")]
+    environment = _without_prefect_api() | {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0", "PREFECT_HOME": str(tmp_path / "home")}
+    failed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert failed.returncode == 1
+    assert "trying once more" in failed.stderr
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("tinylm extract: Prefect's temporary API server did not start within 0 s, twice") and "make servers" in last
+    assert "Traceback" not in failed.stderr
+
+
+def test_a_command_on_a_temporary_server_prints_no_errors_and_uses_running_servers_when_there_are(prefect_api, constitution, tmp_path):
+    workspace = tmp_path / "workspace"  # the default workspace, in the directory the command runs in
+    command = [sys.executable, "-m", "tinylm.cli", "extract", "--input", str(constitution), "--output", str(tmp_path / "out")]
+    alone = subprocess.run(command, capture_output=True, text=True, env=_without_prefect_api() | {"PREFECT_HOME": str(tmp_path / "home")})
+    assert alone.returncode == 0, alone.stderr
+    noise = [line for line in alone.stderr.splitlines() if any(word in line for word in ("Traceback", "Error", "telemetry", "locked"))]
+    assert noise == []
+    (workspace / "servers").mkdir(parents=True)
+    urls = {"prefect_api_url": prefect_api, "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    (workspace / "servers" / "urls.json").write_text(json.dumps(urls))
+    served = subprocess.run([*command[:-1], str(tmp_path / "out2")], capture_output=True, text=True, env=_without_prefect_api())
+    assert served.returncode == 0, served.stderr
+    assert "Starting temporary server" not in served.stderr and "Starting temporary server" in alone.stderr

@@ -71,9 +71,12 @@ def test_a_served_deployment_runs_a_flow_run_created_like_the_ui_does(prefect_ap
         )
         assert state.is_completed(), state
         assert read_manifest(output)["stats"]["kept"] > 50
+        server.send_signal(signal.SIGTERM)  # what `kill`, systemd and docker stop send: the server alone
+        assert server.wait(timeout=30) == 0, "serve.py did not stop on SIGTERM"
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
 
 
 async def _run_deployment(name: str, parameters: dict):

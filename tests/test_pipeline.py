@@ -20,6 +20,7 @@ from tinylm.flows.pipeline import pipeline_flow
 from tinylm.storage.documents import corpus_parts
 from tinylm.tokens.shard_files import open_shards
 from tinylm.tokens.tokenizer_files import load_tokenizer
+from tinylm.tracking.store import use_experiment
 
 pytestmark = pytest.mark.slow
 
@@ -88,6 +89,15 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
     children = [corpus_run, tokenizer_run, shards_run, client.get_run(result["run_id"])]
     assert all(run.data.tags["mlflow.parentRunId"] == pipeline_run.info.run_id for run in children), "nested under the pipeline"
     assert pipeline_run.info.status == "FINISHED"
+    for stage, run in (("corpus", corpus_run), ("tokenizer", tokenizer_run), ("shards", shards_run)):
+        duration = (run.info.end_time - run.info.start_time) / 1000
+        # The stage's own time, less what creating its Prefect subflow run took (a second or two).
+        assert duration >= result["seconds"][stage] - 3, f"the {stage} run's MLflow duration is not the stage's"
+    assert pipeline_run.data.metrics["final_loss"] == pytest.approx(result["final_loss"])
+    assert (
+        pipeline_run.data.metrics["seconds.train"] == result["seconds"]["train"] and pipeline_run.data.metrics["tokens"] == result["tokens"]
+    )
+    assert pipeline_run.data.params["tokenizer.vocab_size"] == "2000" and pipeline_run.data.tags["tinylm.reused"] == "none"
     assert shards_run.data.metrics["total_tokens"] == result["tokens"]
     artifacts = asyncio.run(_artifacts())
     assert corpus_run.info.run_id in artifacts["corpus-summary"].data and shards_run.info.run_id in artifacts["shards-summary"].data
@@ -110,6 +120,9 @@ def test_rerunning_a_finished_corpus_does_no_work(prefect_api, workspace, consti
     first = corpus_flow([str(constitution)], output, CorpusConfig(), workspace=str(workspace))
     stamp = [(p.name, p.stat().st_mtime_ns) for p in corpus_parts(output)]
     second = corpus_flow([str(constitution)], output, CorpusConfig(), workspace=str(workspace))
+    assert not first.pop("reused") and second.pop("reused")
+    (made_by,) = MlflowClient().search_runs([use_experiment("tinylm", workspace)], "tags.`tinylm.stage` = 'corpus'")
+    assert second.pop("reused_run") == made_by.info.run_id, "the reused output names the run that made it"
     assert second == first
     assert [(p.name, p.stat().st_mtime_ns) for p in corpus_parts(output)] == stamp
 

@@ -1,4 +1,5 @@
 import json
+import logging
 import math
 import os
 import shutil
@@ -40,12 +41,18 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert learning_rate(100, 100, config) == pytest.approx(0.1)
 
 
-def test_training_logs_params_metrics_validation_samples_and_a_checkpoint_per_shard(shards_dir, workspace):
-    result = train_model(shards_dir, workspace, TINY_TRAIN)
+def test_training_logs_params_metrics_validation_samples_and_a_checkpoint_per_shard(shards_dir, workspace, caplog):
+    with caplog.at_level(logging.INFO, logger="tinylm.training"):
+        result = train_model(shards_dir, workspace, TINY_TRAIN)
     assert result["steps"] == 18
+    progress = [record.getMessage() for record in caplog.records if record.name == "tinylm.training.trainer"]
+    assert len(progress) == 18 and progress[-1].startswith("step 18/18  loss ") and "tokens/s  ETA 0m00s" in progress[-1]
     client = MlflowClient()
     run = client.get_run(result["run_id"])
+    assert run.info.run_name == "train" and run.data.params["model.vocab_size"].isdigit(), "the vocabulary size used, not None"
     assert run.data.params["model.dim"] == "32" and run.data.params["seq_len"] == "32"
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "MLflow would open it in its GenAI view"
     losses = client.get_metric_history(result["run_id"], "loss")
     assert [m.step for m in losses] == list(range(1, 19))
     assert losses[-1].value < losses[0].value
@@ -222,9 +229,13 @@ def test_export_loads_into_transformers_llama_with_the_same_logits_and_registers
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(exported))
     assert hf_tokenizer.decode(hf_tokenizer("美利坚合众国")["input_ids"]) == "美利坚合众国"
 
+    ended = MlflowClient().get_run(result["run_id"]).info.end_time
     assert register_model(result["run_id"], exported, "tinylm-test") == 1
     (version,) = MlflowClient().search_model_versions("name = 'tinylm-test'")
     assert version.run_id == result["run_id"] and version.source.endswith("hf-model")
+    assert result["run_id"] in version.description and "val_loss" in version.description and "metric.val_loss" in version.tags
+    run = MlflowClient().get_run(result["run_id"])
+    assert run.info.end_time == ended and run.info.status == "FINISHED", "registering reopened the training run"
 
 
 def test_sft_starts_from_a_pretrain_run_and_learns_only_assistant_tokens(prefect_api, shards_dir, workspace, zuozhuan, tmp_path):

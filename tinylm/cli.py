@@ -53,10 +53,9 @@ def _pipeline(args: argparse.Namespace) -> None:
 
 
 def where_to_look(config: PipelineConfig, result: dict) -> str:
-    from tinylm.tracking.store import tracking_uri
+    from tinylm.tracking.store import run_url, tracking_uri
 
     workspace = Path(config.workspace).resolve()
-    uri = tracking_uri(config.workspace)
     total = sum(result["seconds"].values())
     shares = "  ".join(f"{stage} {s:.0f}s ({s / total:.0%})" for stage, s in result["seconds"].items())
     return f"""
@@ -69,13 +68,29 @@ Where to look:
   MLflow run    {result["run_id"]}  (final loss {result["final_loss"]:.3f})
 
 Browse the runs:
-  mlflow ui --backend-store-uri {uri} --port 5000      then open http://127.0.0.1:5000
-  prefect server start                                   then open http://127.0.0.1:4200
-  (or `make servers` to start both in the background, `make stop` to stop them)
+{_prefect_line()}
+  MLflow        {run_url(config.workspace, result["run_id"]) or _mlflow_ui_command(tracking_uri(config.workspace))}
 
 Sample the model:
   tinylm generate --checkpoint {result["run_id"]} --workspace {config.workspace} --prompt "Anarchism is"
 """
+
+
+def _prefect_line() -> str:
+    """Where this command's flow runs are: the API it used, or the temporary server that ended with it."""
+    import os
+
+    api = os.environ.get("PREFECT_API_URL")
+    if api:
+        return f"  Prefect       {api.removesuffix('/').removesuffix('/api')}/runs  (the API this run used)"
+    return (
+        "  Prefect       this run used a temporary API server that ended with the command; run `make servers`\n"
+        "                (Prefect UI on http://127.0.0.1:4200) and later commands record their runs there"
+    )
+
+
+def _mlflow_ui_command(uri: str) -> str:
+    return f"mlflow ui --backend-store-uri {uri} --port 5000   then open http://127.0.0.1:5000"
 
 
 def _extract(args: argparse.Namespace) -> None:
@@ -405,15 +420,40 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}" if isinstance(error, (KeyError, AttributeError)) or not message else message
 
 
+def run_starting_prefect(handler: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> None:
+    """Run a command's flow; when Prefect's temporary API server does not start in time (a busy machine), once more."""
+    from tinylm.flows.environment import EPHEMERAL_TIMEOUT, startup_timeout, stop_temporary_server
+
+    for attempt in (1, 2):
+        try:
+            return handler(args)
+        except RuntimeError as error:
+            if EPHEMERAL_TIMEOUT not in str(error):
+                raise
+            stop_temporary_server()
+            if attempt == 2:
+                raise RuntimeError(
+                    f"Prefect's temporary API server did not start within {startup_timeout()} s, twice: on a busy machine "
+                    "start the servers once with `make servers` (commands then use them), "
+                    "or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+                ) from error
+            print(f"tinylm {args.command}: Prefect's temporary API server did not start in time; trying once more", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from tinylm.flows.environment import apply_defaults, use_running_servers
+
+    apply_defaults()
     args = build_parser().parse_args(argv)
+    if args.command not in _LOCAL_COMMANDS:
+        use_running_servers(getattr(args, "workspace", None) or "workspace")
     if not args.debug and args.command not in _LOCAL_COMMANDS:
         from tinylm.flows.console import quiet_prefect_tracebacks
 
         quiet_prefect_tracebacks()
     try:
         with progress_bars():
-            args.handler(args)
+            run_starting_prefect(args.handler, args)
     except Exception as error:
         if args.debug:
             raise

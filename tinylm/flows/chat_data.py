@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ChatDataConfig
-from tinylm.flows.report import report_stage
+from tinylm.flows.report import report_reused, report_stage
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.storage.manifest import is_complete, read_manifest
 from tinylm.tokens.chat_data import chat_data_inputs, encode_chat_file, finish_chat_data
@@ -23,9 +25,10 @@ def chat_data_flow(
     workspace: str = "workspace",
 ) -> dict:
     """Tokenize chat jsonl with the tokenizer's chat template; an identical earlier run is reused."""
+    started = time.time()
     expected, tokenizer_sha256 = chat_data_inputs(inputs, tokenizer, config)
     if is_complete(output, expected):
-        return read_manifest(output) | {"reused": True}
+        return read_manifest(output) | report_reused("chat-data", output, workspace)
     futures = [encode_chat_file_task.submit(path, index, tokenizer, tokenizer_sha256, output, config) for index, path in enumerate(inputs)]
     manifest = finish_chat_data(output, expected, tokenizer, tokenizer_sha256, config, [future.result() for future in futures])
     report_stage(
@@ -33,5 +36,6 @@ def chat_data_flow(
         manifest["stats"],
         {"inputs": inputs, "tokenizer": tokenizer, "output": output, **config.model_dump(mode="json")},
         workspace,
+        started,
     )
     return manifest | {"reused": False}

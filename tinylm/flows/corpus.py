@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from prefect import flow
@@ -10,7 +11,7 @@ from tinylm.config import CorpusConfig
 from tinylm.corpus.extraction import input_files
 from tinylm.flows.dedup import clean_and_deduplicate, corpus_stats
 from tinylm.flows.extract import run_extract
-from tinylm.flows.report import report_stage
+from tinylm.flows.report import report_reused, report_stage
 from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
 
 
@@ -28,11 +29,12 @@ def corpus_flow(
     and the kept ones join the index. Stats go to the manifest, a Prefect table and an
     MLflow run in `workspace`'s store (or MLFLOW_TRACKING_URI).
     """
+    started = time.time()
     inputs = input_files(inputs)
     hashes = content_hashes(inputs)
     expected = fingerprint("corpus", config.model_dump(mode="json", exclude={"runner"}), hashes)
     if is_complete(output, expected):
-        return read_manifest(output)
+        return read_manifest(output) | report_reused("corpus", output, workspace)
     extract_dir = Path(output) / "_work" / "extract"
     extracted = run_extract(inputs, str(extract_dir), config.extract, config.runner)
     files = [str(extract_dir / name) for name in extracted["files"]]
@@ -47,5 +49,5 @@ def corpus_flow(
         "config": config.model_dump(mode="json"),
     }
     write_manifest(output, manifest)
-    report_stage("corpus", stats, {"inputs": inputs, "output": output, **config.model_dump(mode="json")}, workspace)
-    return manifest
+    report_stage("corpus", stats, {"inputs": inputs, "output": output, **config.model_dump(mode="json")}, workspace, started)
+    return manifest | {"reused": False}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from prefect import flow, task
@@ -10,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from tinylm.config import ConvertConfig, CorpusConfig, FilterConfig
 from tinylm.corpus.clean import clean_file
 from tinylm.corpus.dedup.deduplicate import deduplicate_files
-from tinylm.flows.report import report_stage
+from tinylm.flows.report import report_reused, report_stage
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import task_runner
 from tinylm.stats import Stats
@@ -70,14 +71,15 @@ def dedup_flow(
     input: str, output: str, config: CorpusConfig = CorpusConfig(), index: str | None = None, workspace: str = "workspace"
 ) -> dict:
     """Filters and dedup on Document parquet; with `index`, also against every corpus indexed before."""
+    started = time.time()
     files = document_files(input)
     hashes = content_hashes(files)
     expected = fingerprint("dedup", config.model_dump(exclude={"extract", "runner"}), hashes)
     if is_complete(output, expected):
-        return read_manifest(output)
+        return read_manifest(output) | report_reused("dedup", output, workspace)
     cleaned, deduped = clean_and_deduplicate(files, output, config, index, expected)
     stats = corpus_stats({}, cleaned, deduped)
     manifest = {"stage": "dedup", "fingerprint": expected, "inputs": hashes, "parts": deduped["parts"], "stats": stats}
     write_manifest(output, manifest)
-    report_stage("dedup", stats, {"input": input, "output": output, **config.model_dump(mode="json")}, workspace)
-    return manifest
+    report_stage("dedup", stats, {"input": input, "output": output, **config.model_dump(mode="json")}, workspace, started)
+    return manifest | {"reused": False}

@@ -43,7 +43,9 @@ def build_deployments() -> list[RunnerDeployment]:
 
 
 def main() -> None:
-    serve(*build_deployments(), limit=1)
+    """Serve until stopped. Schedules stay active on exit (a restarted server picks up the runs it missed);
+    Prefect's pausing them on shutdown also hung on SIGTERM, the signal service managers stop a process with."""
+    serve(*build_deployments(), limit=1, pause_on_shutdown=False)
 
 
 if __name__ == "__main__":

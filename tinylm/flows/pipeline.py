@@ -12,12 +12,13 @@ from prefect import flow
 from tinylm.config import PipelineConfig
 from tinylm.corpus.dedup.index import INDEX_FILE
 from tinylm.flows.corpus import corpus_flow
+from tinylm.flows.report import prefect_link_tags
 from tinylm.flows.shards import shards_flow
 from tinylm.flows.tokenizer import tokenizer_flow
 from tinylm.flows.train import train_flow
 from tinylm.storage.manifest import MANIFEST_NAME, fingerprint
 from tinylm.storage.mirror import pull, push
-from tinylm.tracking.groups import run_group
+from tinylm.tracking.groups import log_run_summary, run_group
 
 
 @contextmanager
@@ -41,10 +42,15 @@ def mirrored(config: PipelineConfig, directory: str | None, marker: str = MANIFE
         push(directory, url, marker)
 
 
+def pipeline_settings(config: PipelineConfig) -> dict:
+    """The config less how a run trains (restart, resume, verify): what a pipeline run is."""
+    return config.model_dump(mode="json", exclude={"train": {"restart", "resume_run_id", "verify_shards"}})
+
+
 def pipeline_key(config: PipelineConfig) -> str:
     """What makes two pipeline runs the same: the config (how it trains aside) and each input's size and
     modification time, cheap stand-ins for content that the corpus stage then hashes."""
-    settings = config.model_dump(mode="json", exclude={"train": {"restart", "resume_run_id", "verify_shards"}})
+    settings = pipeline_settings(config)
     stamps = {}
     for path in config.inputs:
         info = Path(path).stat() if Path(path).exists() else None
@@ -56,10 +62,9 @@ def pipeline_key(config: PipelineConfig) -> str:
 def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
     corpus_dir, tokenizer_dir, shards_dir = (str(config.stage_dir(s)) for s in ("corpus", "tokenizers", "shards"))
     seconds: dict[str, float] = {}
-    group = run_group(
-        "pipeline", config.workspace, pipeline_key(config), config.train.experiment, {"tinylm.name": config.name}, config.train.restart
-    )
-    with group:
+    tags = {"tinylm.name": config.name} | prefect_link_tags()
+    group = run_group("pipeline", config.workspace, pipeline_key(config), config.train.experiment, tags, config.train.restart)
+    with group as group_run:
         with stopwatch(seconds, "corpus"), mirrored(config, corpus_dir), mirrored(config, config.index_dir(), INDEX_FILE):
             corpus = corpus_flow(config.inputs, corpus_dir, config.corpus, config.index_dir(), config.workspace)
         with stopwatch(seconds, "tokenizer"), mirrored(config, tokenizer_dir):
@@ -68,13 +73,26 @@ def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
             shards = shards_flow(corpus_dir, tokenizer_dir, shards_dir, config.shards, config.workspace)
         with stopwatch(seconds, "train"):
             trained = train_flow(shards_dir, config.train, config.workspace)
-    return {
-        "seconds": seconds,
-        "corpus": corpus_dir,
-        "documents": corpus["stats"]["kept"],
-        "tokenizer": tokenizer_dir,
-        "vocab_size": tokenizer["vocab_size"],
-        "shards": shards_dir,
-        "tokens": shards["total_tokens"],
-        **trained,
-    }
+        result = {
+            "seconds": seconds,
+            "corpus": corpus_dir,
+            "documents": corpus["stats"]["kept"],
+            "tokenizer": tokenizer_dir,
+            "vocab_size": tokenizer["vocab_size"],
+            "shards": shards_dir,
+            "tokens": shards["total_tokens"],
+            **trained,
+        }
+        record_pipeline_run(group_run, config, result, {"corpus": corpus, "tokenizer": tokenizer, "shards": shards, "train": trained})
+    return result
+
+
+def record_pipeline_run(run_id: str, config: PipelineConfig, result: dict, stages: dict[str, dict]) -> None:
+    """The pipeline's MLflow run: the whole config as params; each stage's seconds, the documents, tokens and
+    final loss as metrics; and which stages reused an earlier run's output (`tinylm.reused`)."""
+    reused = [
+        f"{stage} ({done.get('reused_run') or done.get('run_id') or 'from before'})" for stage, done in stages.items() if done.get("reused")
+    ]
+    metrics = {f"seconds.{stage}": value for stage, value in result["seconds"].items()}
+    metrics |= {key: result[key] for key in ("documents", "vocab_size", "tokens", "final_loss")}
+    log_run_summary(run_id, pipeline_settings(config), metrics, {"tinylm.reused": ", ".join(reused) or "none"})

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.runtime import flow_run
 
 from tinylm.tracking.retry import retrying
-from tinylm.tracking.stage_runs import log_stage_run
+from tinylm.tracking.stage_runs import log_stage_run, stage_run_of
 from tinylm.tracking.store import run_link
 
 
@@ -30,11 +33,33 @@ def publish_stats(stage: str, stats: dict[str, Any], summary: str = "") -> None:
         create_markdown_artifact(key=f"{stage}-summary", markdown=summary, description=f"{stage} summary")
 
 
-def report_stage(stage: str, stats: dict[str, Any], params: dict[str, Any], workspace: str, artifacts: str | Path | None = None) -> str:
-    """Log a data stage's run to MLflow, then publish its table and a summary that links to the run."""
-    run_id = retrying(lambda: log_stage_run(stage, stats, params, workspace, artifacts))
-    publish_stats(stage, stats, summary=f"**{stage}** finished. MLflow run {run_link(workspace, run_id)}")
+def prefect_link_tags() -> dict[str, str]:
+    """The flow run's page in the Prefect UI, as tags for an MLflow run (the note shows as its description)."""
+    url = flow_run.ui_url
+    if not url:
+        return {}
+    return {"tinylm.prefect_flow_run": url, "mlflow.note.content": f"Prefect flow run [{flow_run.name}]({url})"}
+
+
+def report_stage(
+    stage: str, stats: dict[str, Any], params: dict[str, Any], workspace: str, started: float, artifacts: str | Path | None = None
+) -> str:
+    """Log a data stage's run to MLflow (dated from `started`, when the stage began), then publish its table
+    and a summary that links to the run."""
+    run_id = retrying(lambda: log_stage_run(stage, stats, params, workspace, started, prefect_link_tags(), artifacts))
+    publish_stats(stage, stats, summary=f"**{stage}** finished in {time.time() - started:.1f} s. MLflow run {run_link(workspace, run_id)}")
     return run_id
+
+
+def report_reused(stage: str, output: str, workspace: str) -> dict[str, Any]:
+    """Say that a stage's output was reused (same inputs and config) and which MLflow run made it; returns
+    what the caller adds to its result, so a pipeline run can be tagged with the runs it reused."""
+    run_id = retrying(lambda: stage_run_of(stage, output, workspace))
+    made_by = f"MLflow run {run_link(workspace, run_id)}" if run_id else "an earlier run"
+    message = f"**{stage}** reused {made_by}: `{output}` already holds this stage's output for the same inputs and config."
+    get_run_logger().info("%s: reused run %s (%s)", stage, run_id or "from before", output)
+    create_markdown_artifact(key=f"{stage}-summary", markdown=message, description=f"{stage} summary")
+    return {"reused": True, "reused_run": run_id}
 
 
 # Callables told (stage, share done) whenever a stage reports progress in this process:

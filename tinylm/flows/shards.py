@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ShardsConfig
-from tinylm.flows.report import StageProgress, report_stage
+from tinylm.flows.report import StageProgress, report_reused, report_stage
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.tokens.shards import encode_job_part, mix_shards, plan_shards
 
@@ -24,9 +26,10 @@ def shards_flow(
 ) -> dict:
     """Training and validation shards of `corpus` encoded with `tokenizer`; an identical earlier run is reused.
     The stats go to an MLflow run in `workspace`'s store (or MLFLOW_TRACKING_URI)."""
+    started = time.time()
     job = plan_shards(corpus, tokenizer, output, config)
     if (manifest := job.finished()) is not None:
-        return manifest | {"reused": True}
+        return manifest | report_reused("shards", output, workspace)
     progress = StageProgress("shards", "corpus parts encoded, in percent")
     futures = [encode_part_task.submit(job, part) for part in job.parts]
     encoded = []
@@ -39,6 +42,7 @@ def shards_flow(
         shard_stats(manifest),
         {"corpus": corpus, "tokenizer": tokenizer, "output": output, **config.model_dump(mode="json")},
         workspace,
+        started,
     )
     return manifest | {"reused": False}
 

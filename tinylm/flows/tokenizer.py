@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import TokenizerConfig
-from tinylm.flows.report import publish_stats, report_stage
+from tinylm.flows.report import publish_stats, report_reused, report_stage
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.tokens.tokenizer import train_tokenizer
 
@@ -21,11 +23,12 @@ def tokenizer_flow(
     workspace: str = "workspace",
 ) -> dict:
     """Train (or reuse) the tokenizer; its files, sample sizes and held-out compression go to MLflow."""
+    started = time.time()
     manifest = train_tokenizer_task(corpus, output, config)
     stats = {key: manifest[key] for key in ("vocab_size", "sample", "compression", "memory", "train_seconds")}
     if manifest["reused"]:
         publish_stats("tokenizer", stats)
-    else:
-        params = {"corpus": corpus, "output": output, **config.model_dump(mode="json")}
-        report_stage("tokenizer", stats, params, workspace, artifacts=output)
+        return manifest | report_reused("tokenizer", output, workspace)
+    params = {"corpus": corpus, "output": output, **config.model_dump(mode="json")}
+    report_stage("tokenizer", stats, params, workspace, started, artifacts=output)
     return manifest

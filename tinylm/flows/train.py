@@ -7,7 +7,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tinylm.config import TrainConfig
-from tinylm.flows.report import StageProgress, publish_stats
+from tinylm.flows.report import StageProgress, prefect_link_tags, publish_stats
 from tinylm.tracking.lineage import STAGE_TAG
 from tinylm.tracking.store import run_link
 from tinylm.training.launch import run_training
@@ -24,9 +24,10 @@ def train_flow(
 ) -> dict:
     """Pretrain on shards (or fine-tune on chat data); `tags` go on the MLflow run beside the flow run's id.
     With `config.processes` > 1 the task launches torchrun and trains data-parallel."""
-    tags = {"prefect.flow_run_id": str(flow_run.id), "tinylm.shards": shards, STAGE_TAG: "train"} | (tags or {})
+    tags = {"prefect.flow_run_id": str(flow_run.id), "tinylm.shards": shards, STAGE_TAG: "train"} | prefect_link_tags() | (tags or {})
     progress = StageProgress("train", "optimizer steps done, in percent")
     result = run_training_task(shards, workspace, config, tags, progress)
+    progress(1.0)  # a reused run trains no step, and its progress must not stay at 0%
     history = _history(result)
     get_run_logger().info("train: run %s %s", result["run_id"], history)
     publish_stats(

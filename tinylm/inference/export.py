@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import mlflow
 import torch
 from safetensors.torch import save_file
 
@@ -44,11 +43,19 @@ def export_hf(checkpoint_dir: str | Path, output_dir: str | Path) -> Path:
 
 
 def register_model(run_id: str, export_dir: str | Path, name: str) -> int:
-    """Log the exported folder to the run and make it a new version of registered model `name`; returns the version."""
-    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-        mlflow.log_artifacts(str(export_dir), HF_ARTIFACT_PATH)
-        source = mlflow.get_artifact_uri(HF_ARTIFACT_PATH)
+    """Log the exported folder to the run and make it a new version of registered model `name`; returns the version.
+
+    Through the client, not `start_run`: reopening the finished training run would move its end time.
+    The version says where it came from: its source run, a description, and the run's final metrics as tags.
+    """
     registry = client()
+    registry.log_artifacts(run_id, str(export_dir), HF_ARTIFACT_PATH)
+    run = registry.get_run(run_id)
+    source = f"{run.info.artifact_uri.rstrip('/')}/{HF_ARTIFACT_PATH}"
     if not registry.search_registered_models(f"name = '{name}'"):
         registry.create_registered_model(name, description="tinylm models, exported as Hugging Face Llama folders")
-    return int(registry.create_model_version(name, source, run_id=run_id).version)
+    metrics = {key: value for key, value in run.data.metrics.items() if key in ("loss", "val_loss", "val_perplexity")}
+    shown = ", ".join(f"{key} {value:.4f}" for key, value in sorted(metrics.items()))
+    description = f"Exported from training run {run.info.run_name or run_id} ({run_id}){': ' + shown if shown else ''}."
+    tags = {f"metric.{key}": f"{value:.6g}" for key, value in metrics.items()} | {"params": run.data.params.get("parameters", "")}
+    return int(registry.create_model_version(name, source, run_id=run_id, description=description, tags=tags).version)

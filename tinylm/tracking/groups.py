@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
-from tinylm.tracking.store import client, interrupted_run_ids, use_experiment
+from mlflow.entities import Metric, Param, RunTag
+
+from tinylm.tracking.store import client, flatten_params, interrupted_run_ids, use_experiment
 
 GROUP_KEY_TAG = "tinylm.group_key"
 _GROUP_RUN: ContextVar[str | None] = ContextVar("tinylm_group_run", default=None)
@@ -61,3 +65,18 @@ def run_group(
 def _interrupted_groups(experiment_id: str, name: str, key: str) -> list[str]:
     """Group runs of this name and key left RUNNING (killed) or FAILED, newest first."""
     return interrupted_run_ids(experiment_id, f"tags.`tinylm.stage` = '{name}' and tags.`{GROUP_KEY_TAG}` = '{key}'")
+
+
+def log_run_summary(run_id: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> None:
+    """What a group run did, on the group run itself: its whole config as params, and its totals as metrics.
+
+    Through the client in one batch, so the group run (never the fluent active run) stays open until its block ends.
+    A continued run logs the same params again, which MLflow accepts.
+    """
+    now = int(time.time() * 1000)
+    client().log_batch(
+        run_id,
+        metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+        params=[Param(key, value) for key, value in flatten_params("", params).items()],
+        tags=[RunTag(key, value) for key, value in tags.items()],
+    )

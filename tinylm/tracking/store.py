@@ -21,6 +21,11 @@ def embedded_uri(workspace: str | Path) -> str:
     return f"sqlite:///{(Path(workspace) / 'mlflow.db').resolve()}"
 
 
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, judges); this is model training.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+
+
 def tracking_uri(workspace: str | Path) -> str:
     """MLFLOW_TRACKING_URI when the user set it, else a SQLite store inside the workspace."""
     configured = os.environ.get("MLFLOW_TRACKING_URI")
@@ -42,9 +47,11 @@ def use_experiment(name: str, workspace: str | Path) -> str:
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
+            client().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         return experiment.experiment_id
     artifacts = (Path(workspace) / "mlartifacts").resolve().as_uri() if embedded else None
-    return mlflow.create_experiment(name, artifact_location=artifacts)
+    return mlflow.create_experiment(name, artifact_location=artifacts, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
 
 
 def flatten_params(prefix: str, value: Any) -> dict[str, str]:
@@ -88,10 +95,19 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         ) from error
 
 
+def run_url(workspace: str | Path, run_id: str) -> str | None:
+    """The run's page on the tracking server in use, or None with a local store (no server to link to)."""
+    uri = tracking_uri(workspace)
+    if not uri.startswith(("http://", "https://")):
+        return None
+    experiment_id = client().get_run(run_id).info.experiment_id
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
 def run_link(workspace: str | Path, run_id: str) -> str:
     """Markdown pointing at a run: a link on a tracking server, else how to open the embedded store."""
+    url = run_url(workspace, run_id)
+    if url:
+        return f"[{run_id}]({url})"
     uri = tracking_uri(workspace)
-    if uri.startswith(("http://", "https://")):
-        experiment_id = client().get_run(run_id).info.experiment_id
-        return f"[{run_id}]({uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id})"
     return f"`{run_id}` in `{uri}` (open it with `mlflow ui --backend-store-uri {uri}`)"

@@ -51,4 +51,7 @@ class Throughput:
         self.started = time.perf_counter()
 
     def tokens_per_s(self, batch: int) -> float:
-        return self.tokens_per_step * (batch - self.first_batch + 1) / max(time.perf_counter() - self.started, 1e-9)
+        return self.tokens_per_step / self.seconds_per_step(batch)
+
+    def seconds_per_step(self, batch: int) -> float:
+        return max(time.perf_counter() - self.started, 1e-9) / (batch - self.first_batch + 1)

@@ -117,7 +117,7 @@ def start_run(
     run = (
         mlflow.start_run(run_id=resume_id)
         if resume_id
-        else mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name, tags=run_tags(tags, config, expected))
+        else mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name or "train", tags=run_tags(tags, config, expected))
     )
     return run, from_main(ranks, run.info.run_id)
 
@@ -127,4 +127,6 @@ def log_run_params(config: TrainConfig, details: dict[str, Any]) -> None:
     the run has them already (a run continued from before its first checkpoint)."""
     if "total_steps" in mlflow.get_run(mlflow.active_run().info.run_id).data.params:
         return
-    mlflow.log_params(flatten_params("", config.model_dump(mode="json")) | {key: str(value) for key, value in details.items()})
+    settings = config.model_dump(mode="json")
+    settings["model"]["vocab_size"] = details["vocab_size"]  # the tokenizer's, where the config leaves it unset
+    mlflow.log_params(flatten_params("", settings) | {key: str(value) for key, value in details.items() if key != "vocab_size"})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from tinylm.training.metrics import MetricsLogger, Throughput, model_flops_utili
 from tinylm.training.optimizer import build_optimizer, build_scheduler
 from tinylm.training.runs import RESUMED_TAG, choose_run, log_run_params, start_run, train_fingerprint, training_lock
 from tinylm.training.validator import Validator
+
+_LOG = logging.getLogger(__name__)
 
 
 def pick_device(setting: str) -> torch.device:
@@ -136,7 +139,7 @@ class Trainer:
                 loss, grad_norm = self.train_step(self.micro_batches(shard, order, batch))
                 cursor.step += 1
                 if (cursor.step - 1) % config.log_every == 0 or cursor.step == self.total_steps:
-                    self._log_step(logger, cursor.step, loss, grad_norm, throughput.tokens_per_s(batch), progress)
+                    self._log_step(logger, cursor.step, loss, grad_norm, throughput, batch, progress)
                 inside = batch + 1 < self.steps_per_shard[shard]
                 if config.checkpoint_every and cursor.step % config.checkpoint_every == 0 and inside and ranks.is_main:
                     checkpointer.save(Cursor(shard, batch + 1, cursor.step), loss)
@@ -179,10 +182,13 @@ class Trainer:
         step: int,
         loss: float,
         grad_norm: torch.Tensor,
-        tokens_per_s: float,
+        throughput: Throughput,
+        batch: int,
         progress: Callable[[float], None] | None,
     ) -> None:
-        """Loss (averaged over ranks: every rank calls this), learning rate, gradient norm, throughput and, on GPU, MFU."""
+        """Loss (averaged over ranks: every rank calls this), learning rate, gradient norm, throughput and, on GPU, MFU;
+        and a progress line for the console and the Prefect run's logs, so a run writing to a file is not silent for hours."""
+        tokens_per_s = throughput.tokens_per_s(batch)
         metrics = {
             "loss": distributed.mean(self.ranks, loss, self.device),
             "lr": self.scheduler.get_last_lr()[0],
@@ -192,8 +198,18 @@ class Trainer:
         if self.device.type == "cuda":
             metrics["mfu"] = model_flops_utilization(self.model, self.config, tokens_per_s / self.ranks.world)
         logger.metrics(metrics, step)
-        if progress is not None and self.ranks.is_main:
-            progress(step / self.total_steps)
+        if self.ranks.is_main:
+            seconds_left = (self.total_steps - step) * throughput.seconds_per_step(batch)
+            eta = _duration(seconds_left)
+            _LOG.info("step %d/%d  loss %.4f  %.0f tokens/s  ETA %s", step, self.total_steps, metrics["loss"], tokens_per_s, eta)
+            if progress is not None:
+                progress(step / self.total_steps)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
 def train_model(

@@ -1,0 +1,66 @@
+"""The Prefect and MLflow settings a tinylm command runs with, unless the user set them.
+
+Set before Prefect is first imported: Prefect reads its settings from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+DEFAULTS = {
+    # Prefect gives its temporary API server 20 s to start; on a busy 2-core machine that
+    # failed about one command in seven.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    # No analytics or telemetry: nothing the product needs, and on a busy machine their
+    # failures filled the console (`database is locked`, `Failed to send telemetry`).
+    # DO_NOT_TRACK is read by Prefect's client and by MLflow's telemetry alike.
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    # tinylm's own log lines (training progress) go to the Prefect run's logs and the console.
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "tinylm",
+}
+EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+SERVERS_FILE = Path("servers") / "urls.json"
+
+
+def apply_defaults() -> None:
+    for name, value in DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def use_running_servers(workspace: str | Path) -> bool:
+    """Point this process at the servers `make servers` started for `workspace`, when they answer.
+
+    Saves each command the start of Prefect's temporary server (most of a small command's
+    time). Settings the user exported win; returns whether the servers are used.
+    """
+    path = Path(workspace) / SERVERS_FILE
+    if "PREFECT_API_URL" in os.environ or not path.is_file():
+        return False
+    urls = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        with urllib.request.urlopen(f"{urls['prefect_api_url']}/health", timeout=2) as response:
+            if response.status != 200:
+                return False
+    except (urllib.error.URLError, OSError):
+        return False
+    os.environ["PREFECT_API_URL"] = urls["prefect_api_url"]
+    os.environ.setdefault("MLFLOW_TRACKING_URI", urls["mlflow_tracking_uri"])
+    return True
+
+
+def startup_timeout() -> str:
+    return os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", DEFAULTS["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+
+
+def stop_temporary_server() -> None:
+    """End the temporary API server a failed start left running. Prefect keeps the process of a start that
+    timed out, and the next start replaces it with another: the first would outlive the command."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    SubprocessASGIServer().stop()  # the instance get_client started: one per port, None for "any free port"
