@@ -23,7 +23,7 @@ TORCH_CPU := 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 CONSTRAINTS := $(VENV)/torch-constraints.txt
-PIP_INSTALL = $(BIN)/python -m pip install --quiet $(if $(HAS_CUDA),,-c $(CONSTRAINTS) $(shell curl -s --max-time 5 -o /dev/null -w '%{http_code}' $(TORCH_CPU_INDEX)/torch/ | grep -q 200 && echo --extra-index-url $(TORCH_CPU_INDEX)))
+PIP_INSTALL = $(BIN)/python -m pip install --quiet --no-compile $(if $(HAS_CUDA),,-c $(CONSTRAINTS) $(shell curl -s --max-time 5 -o /dev/null -w '%{http_code}' $(TORCH_CPU_INDEX)/torch/ | grep -q 200 && echo --extra-index-url $(TORCH_CPU_INDEX)))
 
 $(BIN)/python:
 	python3 -m venv $(VENV)
@@ -75,7 +75,7 @@ servers: setup
 	    --backend-store-uri sqlite:///$(abspath $(WORKSPACE))/mlflow.db \
 	    --default-artifact-root $(abspath $(WORKSPACE))/mlartifacts >$(SERVERS)/mlflow.log 2>&1 & echo $$! >$(SERVERS)/mlflow.pid; fi
 	printf '{"prefect_api_url": "http://127.0.0.1:%s/api", "mlflow_tracking_uri": "http://127.0.0.1:%s"}\n' $(PREFECT_PORT) $(MLFLOW_PORT) >$(SERVERS)/urls.json
-	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)"
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)/#/experiments?workflowType=machine_learning"
 	@echo "tinylm commands with --workspace $(WORKSPACE) use these servers while they answer (see $(SERVERS)/urls.json)."
 
 stop:

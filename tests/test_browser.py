@@ -95,7 +95,7 @@ def test_the_uis_show_a_finished_pipeline_run_with_its_artifacts_and_metrics(ser
     config.write_text(yaml.safe_dump(small_pipeline(workspace, [enwiki_dump, zuozhuan]).model_dump(mode="json")))
     result, summary = run_pipeline(config, workspace)
     run = httpx.get(f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": result["run_id"]}).json()["run"]
-    run_url = f"{mlflow_url}/#/experiments/{run['info']['experiment_id']}/runs/{result['run_id']}"
+    run_url = f"{mlflow_url}/#/experiments/{run['info']['experiment_id']}/runs/{result['run_id']}?workflowType=machine_learning"
     assert f"{prefect_url}/runs" in summary and run_url in summary and "--backend-store-uri http" not in summary
 
     (flow_run,) = httpx.post(f"{prefect_url}/api/flow_runs/filter", json={"flows": {"name": {"any_": ["pipeline"]}}}).json()
@@ -127,9 +127,10 @@ def test_the_uis_show_a_finished_pipeline_run_with_its_artifacts_and_metrics(ser
 
     page = render(run_url, shots / "mlflow-train-run.png")
     assert "train" in page and "val_loss" in page and "Prefect flow run" in page
-    artifacts = render(f"{run_url}/artifacts", shots / "mlflow-train-artifacts.png")
+    assert "Evaluation runs" not in page and "Model registry" in page, "MLflow opened its GenAI view"
+    artifacts = render(run_url.replace("?", "/artifacts?"), shots / "mlflow-train-artifacts.png")
     assert "checkpoints" in artifacts and "samples" in artifacts
-    pipeline_url = f"{mlflow_url}/#/experiments/{experiment_id}/runs/{pipeline['info']['run_id']}"
+    pipeline_url = f"{mlflow_url}/#/experiments/{experiment_id}/runs/{pipeline['info']['run_id']}?workflowType=machine_learning"
     page = render(pipeline_url, shots / "mlflow-pipeline-run.png")
     assert "final_loss" in page and "seconds.train" in page
     assert all((shots / name).stat().st_size > 10_000 for name in ("prefect-pipeline-run.png", "mlflow-train-run.png"))

@@ -342,3 +342,24 @@ def test_the_train_flow_launches_torchrun_when_asked_for_several_processes(prefe
     run = MlflowClient().get_run(result["run_id"])
     assert run.data.params["processes"] == "2" and result["steps"] == 6 and not result["reused"]
     assert (workspace / "checkpoints" / result["run_id"] / "step-00000006" / "checkpoint.json").exists()
+
+
+def test_the_train_command_prints_a_progress_line_per_log_every_when_output_goes_to_a_file(prefect_api, shards_dir, workspace, tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text(json.dumps(TINY_TRAIN.model_copy(update={"max_shards": 1, "log_every": 2}).model_dump(mode="json")))
+    command = [
+        sys.executable,
+        "-m",
+        "tinylm.cli",
+        "train",
+        "--shards",
+        str(shards_dir),
+        "--workspace",
+        str(workspace),
+        "--config",
+        str(config),
+    ]
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=stderr, env=os.environ | {"PREFECT_API_URL": prefect_api})
+    lines = [line for line in (tmp_path / "stderr.txt").read_text().splitlines() if "tokens/s  ETA" in line]
+    assert [line.split(" step ")[1].split()[0] for line in lines] == ["1/6", "3/6", "5/6", "6/6"]

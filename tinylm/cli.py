@@ -90,7 +90,7 @@ def _prefect_line() -> str:
 
 
 def _mlflow_ui_command(uri: str) -> str:
-    return f"mlflow ui --backend-store-uri {uri} --port 5000   then open http://127.0.0.1:5000"
+    return f"mlflow ui --backend-store-uri {uri} --port 5000   then open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 
 
 def _extract(args: argparse.Namespace) -> None:

@@ -238,12 +238,20 @@ class TrainConfig(_Settings):
 class PipelineConfig(_Settings):
     """Everything from raw files to a trained model, under one workspace."""
 
-    workspace: str = "workspace"
+    workspace: str = Field(
+        "workspace",
+        description="stages, checkpoints and the MLflow store go here; a relative path is taken from the directory the "
+        "command or the serving process (deployments/serve.py) started in, so give an absolute one in the Prefect UI",
+    )
     name: str = Field("default", description="names this corpus, tokenizer and shard set in the workspace")
     dedup_index: str | None = Field(
         "dedup-index", description="persistent dedup index, relative to the workspace; None = deduplicate this corpus alone"
     )
-    inputs: list[str] = Field(default_factory=list, description="raw corpus files: Wikipedia .xml(.bz2), jsonl, txt")
+    inputs: list[str] = Field(
+        default_factory=list,
+        description="raw corpus files or directories: Wikipedia .xml(.bz2), WuDao .json, jsonl, txt, parquet; "
+        "relative paths are taken from the directory the command or the serving process started in",
+    )
     mirror: str | None = Field(
         None, description="fsspec URL (s3://bucket/workspace) that keeps a copy of every finished stage; a new machine pulls from it"
     )

@@ -6,6 +6,7 @@ Set before Prefect is first imported: Prefect reads its settings from the enviro
 from __future__ import annotations
 
 import json
+import logging
 import os
 import urllib.error
 import urllib.request
@@ -31,6 +32,8 @@ SERVERS_FILE = Path("servers") / "urls.json"
 def apply_defaults() -> None:
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
+    # Prefect hands its handlers to the extra loggers but not a level, and the root logger's is WARNING.
+    logging.getLogger("tinylm").setLevel(logging.INFO)
 
 
 def use_running_servers(workspace: str | Path) -> bool:

@@ -48,7 +48,7 @@ def extract_flow(
     if is_complete(output, expected):
         return read_manifest(output)
     units = plan_units(inputs, hashes, config)
-    with process_pool(local_pool_workers(runner, config.workers)) as pool:
+    with process_pool(local_pool_workers(runner, config.workers), len(units)) as pool:
         progress = StageProgress("extract", "units extracted, in percent")
         futures = [extract_unit_task.submit(unit, output, config, pool) for unit in units]
         results = []

@@ -1,4 +1,8 @@
-"""What a stage shows in the Prefect UI: a table of its numbers, a summary linking its MLflow run, and progress."""
+"""What a stage shows in the Prefect UI: a table of its numbers, a summary linking its MLflow run, and progress.
+
+MLflow is imported where a run is logged, not here: `tinylm extract` shows progress and a table
+and logs no run, and importing MLflow would cost it seconds.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,9 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_UI_URL
 
 from tinylm.tracking.retry import retrying
-from tinylm.tracking.stage_runs import log_stage_run, stage_run_of
-from tinylm.tracking.store import run_link
 
 
 def _rows(stats: dict[str, Any], prefix: str = "") -> list[dict[str, str]]:
@@ -34,10 +37,15 @@ def publish_stats(stage: str, stats: dict[str, Any], summary: str = "") -> None:
 
 
 def prefect_link_tags() -> dict[str, str]:
-    """The flow run's page in the Prefect UI, as tags for an MLflow run (the note shows as its description)."""
-    url = flow_run.ui_url
-    if not url:
+    """The flow run's page in the Prefect UI, as tags for an MLflow run (the note shows as its description).
+
+    Built as the engine's own "View at" log line builds it: `prefect.runtime.flow_run.ui_url`
+    points at /flow-runs/flow-run/, a page the Prefect 3 UI does not have.
+    """
+    ui = PREFECT_UI_URL.value()
+    if not ui or flow_run.id is None:
         return {}
+    url = f"{ui}/runs/flow-run/{flow_run.id}"
     return {"tinylm.prefect_flow_run": url, "mlflow.note.content": f"Prefect flow run [{flow_run.name}]({url})"}
 
 
@@ -46,6 +54,9 @@ def report_stage(
 ) -> str:
     """Log a data stage's run to MLflow (dated from `started`, when the stage began), then publish its table
     and a summary that links to the run."""
+    from tinylm.tracking.stage_runs import log_stage_run  # MLflow, imported by the stages that log to it
+    from tinylm.tracking.store import run_link
+
     run_id = retrying(lambda: log_stage_run(stage, stats, params, workspace, started, prefect_link_tags(), artifacts))
     publish_stats(stage, stats, summary=f"**{stage}** finished in {time.time() - started:.1f} s. MLflow run {run_link(workspace, run_id)}")
     return run_id
@@ -54,6 +65,9 @@ def report_stage(
 def report_reused(stage: str, output: str, workspace: str) -> dict[str, Any]:
     """Say that a stage's output was reused (same inputs and config) and which MLflow run made it; returns
     what the caller adds to its result, so a pipeline run can be tagged with the runs it reused."""
+    from tinylm.tracking.stage_runs import stage_run_of
+    from tinylm.tracking.store import run_link
+
     run_id = retrying(lambda: stage_run_of(stage, output, workspace))
     made_by = f"MLflow run {run_link(workspace, run_id)}" if run_id else "an earlier run"
     message = f"**{stage}** reused {made_by}: `{output}` already holds this stage's output for the same inputs and config."

@@ -31,10 +31,13 @@ def thread_runner(workers: int) -> ThreadPoolTaskRunner:
 
 
 @contextmanager
-def process_pool(workers: int) -> Iterator[Executor | None]:
-    """A spawn-based process pool for `workers` > 1; None means: work in the task's own thread."""
-    count = worker_count(workers)
-    if count == 1:
+def process_pool(workers: int, tasks: int) -> Iterator[Executor | None]:
+    """A spawn-based process pool of `workers`, never more than `tasks`; None means: work in the task's own thread.
+
+    One task (a small file) skips the pool: spawning a process that imports the stage costs seconds.
+    """
+    count = min(worker_count(workers), tasks)
+    if count <= 1:
         yield None
         return
     with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -7,11 +7,11 @@ delay the message the user needs.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
 import requests
-from mlflow.exceptions import MlflowException
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 T = TypeVar("T")
@@ -25,8 +25,13 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def is_transient(error: BaseException | None) -> bool:
-    """A service that did not answer (worth another try), as opposed to a request it refused or bad input."""
-    if isinstance(error, MlflowException):
+    """A service that did not answer (worth another try), as opposed to a request it refused or bad input.
+
+    MLflow is looked up, not imported: importing it takes seconds that a data command need not
+    pay, and an MlflowException exists only once something has imported MLflow.
+    """
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")
+    if mlflow_exceptions is not None and isinstance(error, mlflow_exceptions.MlflowException):
         return error.get_http_status_code() >= 500
     return isinstance(error, TRANSIENT_ERRORS)
 

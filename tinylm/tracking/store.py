@@ -21,9 +21,12 @@ def embedded_uri(workspace: str | Path) -> str:
     return f"sqlite:///{(Path(workspace) / 'mlflow.db').resolve()}"
 
 
-# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, judges); this is model training.
+# MLflow 3's UI opens in its GenAI view (traces, judges, evaluation runs) unless told otherwise: the
+# experiment's kind says model training, and the links we print ask for that view (the browser
+# otherwise keeps the last view it showed).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def tracking_uri(workspace: str | Path) -> str:
@@ -101,7 +104,7 @@ def run_url(workspace: str | Path, run_id: str) -> str | None:
     if not uri.startswith(("http://", "https://")):
         return None
     experiment_id = client().get_run(run_id).info.experiment_id
-    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
 
 
 def run_link(workspace: str | Path, run_id: str) -> str:
