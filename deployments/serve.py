@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinylm.flows.environment import apply_defaults  # noqa: E402  (after putting the checkout on the path)
+from tinylm.flows.session.environment import apply_defaults  # noqa: E402  (after putting the checkout on the path)
 
 apply_defaults()  # before Prefect is imported: it reads its settings from the environment
 

@@ -43,7 +43,7 @@ def test_only_flows_import_prefect():
     outside = [
         str(path.relative_to(PACKAGE))
         for path in sorted(PACKAGE.rglob("*.py"))
-        if path.parent.name != "flows" and any(name.split(".")[0] == "prefect" for name in imported_modules(path))
+        if path.relative_to(PACKAGE).parts[0] != "flows" and any(name.split(".")[0] == "prefect" for name in imported_modules(path))
     ]
     assert outside == []
 

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 from prefect import flow
@@ -177,15 +178,19 @@ def test_a_temporary_prefect_server_that_does_not_start_is_tried_twice_then_one_
 
 
 def test_a_command_on_a_temporary_server_prints_no_errors_and_uses_running_servers_when_there_are(prefect_api, constitution, tmp_path):
+    def extract_runs() -> int:
+        return len(httpx.post(f"{prefect_api}/flow_runs/filter", json={"flows": {"name": {"any_": ["extract"]}}}).json())
+
     workspace = tmp_path / "workspace"  # the default workspace, in the directory the command runs in
     command = [sys.executable, "-m", "tinylm.cli", "extract", "--input", str(constitution), "--output", str(tmp_path / "out")]
+    before = extract_runs()
     alone = subprocess.run(command, capture_output=True, text=True, env=_without_prefect_api() | {"PREFECT_HOME": str(tmp_path / "home")})
     assert alone.returncode == 0, alone.stderr
     noise = [line for line in alone.stderr.splitlines() if any(word in line for word in ("Traceback", "Error", "telemetry", "locked"))]
-    assert noise == []
+    assert noise == [] and extract_runs() == before, "a temporary server of its own, and no error on the console"
     (workspace / "servers").mkdir(parents=True)
     urls = {"prefect_api_url": prefect_api, "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     (workspace / "servers" / "urls.json").write_text(json.dumps(urls))
     served = subprocess.run([*command[:-1], str(tmp_path / "out2")], capture_output=True, text=True, env=_without_prefect_api())
     assert served.returncode == 0, served.stderr
-    assert "Starting temporary server" not in served.stderr and "Starting temporary server" in alone.stderr
+    assert extract_runs() == before + 1, "the command used the running server of urls.json"

@@ -80,8 +80,10 @@ def _prefect_line() -> str:
     """Where this command's flow runs are: the API it used, or the temporary server that ended with it."""
     import os
 
+    from tinylm.flows.session.temporary_server import TEMPORARY_MARK
+
     api = os.environ.get("PREFECT_API_URL")
-    if api:
+    if api and TEMPORARY_MARK not in os.environ:
         return f"  Prefect       {api.removesuffix('/').removesuffix('/api')}/runs  (the API this run used)"
     return (
         "  Prefect       this run used a temporary API server that ended with the command; run `make servers`\n"
@@ -420,40 +422,24 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}" if isinstance(error, (KeyError, AttributeError)) or not message else message
 
 
-def run_starting_prefect(handler: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> None:
-    """Run a command's flow; when Prefect's temporary API server does not start in time (a busy machine), once more."""
-    from tinylm.flows.environment import EPHEMERAL_TIMEOUT, startup_timeout, stop_temporary_server
-
-    for attempt in (1, 2):
-        try:
-            return handler(args)
-        except RuntimeError as error:
-            if EPHEMERAL_TIMEOUT not in str(error):
-                raise
-            stop_temporary_server()
-            if attempt == 2:
-                raise RuntimeError(
-                    f"Prefect's temporary API server did not start within {startup_timeout()} s, twice: on a busy machine "
-                    "start the servers once with `make servers` (commands then use them), "
-                    "or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
-                ) from error
-            print(f"tinylm {args.command}: Prefect's temporary API server did not start in time; trying once more", file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
-    from tinylm.flows.environment import apply_defaults, use_running_servers
+    from tinylm.flows.session.environment import apply_defaults, startup_timeout, use_running_servers
+    from tinylm.flows.session.temporary_server import ensure_prefect_api
 
     apply_defaults()
     args = build_parser().parse_args(argv)
-    if args.command not in _LOCAL_COMMANDS:
+    runs_flows = args.command not in _LOCAL_COMMANDS
+    if runs_flows:
         use_running_servers(getattr(args, "workspace", None) or "workspace")
-    if not args.debug and args.command not in _LOCAL_COMMANDS:
-        from tinylm.flows.console import quiet_prefect_tracebacks
-
-        quiet_prefect_tracebacks()
     try:
+        if runs_flows:
+            ensure_prefect_api(args.command, startup_timeout())
+            if not args.debug:
+                from tinylm.flows.session.console import quiet_prefect_tracebacks
+
+                quiet_prefect_tracebacks()
         with progress_bars():
-            run_starting_prefect(args.handler, args)
+            args.handler(args)
     except Exception as error:
         if args.debug:
             raise

@@ -24,7 +24,15 @@ def chat_data_flow(
     config: ChatDataConfig = ChatDataConfig(),
     workspace: str = "workspace",
 ) -> dict:
-    """Tokenize chat jsonl with the tokenizer's chat template; an identical earlier run is reused."""
+    """Tokenize chat jsonl with the tokenizer's chat template; an identical earlier run is reused.
+
+    Args:
+        inputs: SFT or DPO jsonl files (relative: to where the serving process started)
+        tokenizer: directory of the tokenizer whose chat template encodes them
+        output: directory of the token parquet and its manifest
+        config: format, sequence length and conversion
+        workspace: home of the MLflow store (relative: to where the serving process started)
+    """
     started = time.time()
     expected, tokenizer_sha256 = chat_data_inputs(inputs, tokenizer, config)
     if is_complete(output, expected):

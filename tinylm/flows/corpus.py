@@ -28,6 +28,13 @@ def corpus_flow(
     With `index`, documents are also deduplicated against every corpus indexed before,
     and the kept ones join the index. Stats go to the manifest, a Prefect table and an
     MLflow run in `workspace`'s store (or MLFLOW_TRACKING_URI).
+
+    Args:
+        inputs: raw corpus files or directories (relative: to where the serving process started)
+        output: directory of the corpus parquet parts
+        config: how files become documents and which documents are kept
+        index: directory of the persistent dedup index; empty to deduplicate this corpus alone
+        workspace: home of the MLflow store and checkpoints (relative: to where the serving process started)
     """
     started = time.time()
     inputs = input_files(inputs)

@@ -6,6 +6,7 @@ and logs no run, and importing MLflow would cost it seconds.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
 
+from tinylm.flows.session.temporary_server import TEMPORARY_MARK
 from tinylm.tracking.retry import retrying
 
 
@@ -43,7 +45,7 @@ def prefect_link_tags() -> dict[str, str]:
     points at /flow-runs/flow-run/, a page the Prefect 3 UI does not have.
     """
     ui = PREFECT_UI_URL.value()
-    if not ui or flow_run.id is None:
+    if not ui or flow_run.id is None or TEMPORARY_MARK in os.environ:  # a temporary server's pages end with the command
         return {}
     url = f"{ui}/runs/flow-run/{flow_run.id}"
     return {"tinylm.prefect_flow_run": url, "mlflow.note.content": f"Prefect flow run [{flow_run.name}]({url})"}

@@ -25,7 +25,15 @@ def shards_flow(
     workspace: str = "workspace",
 ) -> dict:
     """Training and validation shards of `corpus` encoded with `tokenizer`; an identical earlier run is reused.
-    The stats go to an MLflow run in `workspace`'s store (or MLFLOW_TRACKING_URI)."""
+    The stats go to an MLflow run in `workspace`'s store (or MLFLOW_TRACKING_URI).
+
+    Args:
+        corpus: directory of a corpus (relative: to where the serving process started)
+        tokenizer: directory of a tokenizer
+        output: directory of the shards and their manifest
+        config: shard size, mixing and validation split
+        workspace: home of the MLflow store (relative: to where the serving process started)
+    """
     started = time.time()
     job = plan_shards(corpus, tokenizer, output, config)
     if (manifest := job.finished()) is not None:

@@ -22,7 +22,14 @@ def tokenizer_flow(
     config: TokenizerConfig = TokenizerConfig(),
     workspace: str = "workspace",
 ) -> dict:
-    """Train (or reuse) the tokenizer; its files, sample sizes and held-out compression go to MLflow."""
+    """Train (or reuse) the tokenizer; its files, sample sizes and held-out compression go to MLflow.
+
+    Args:
+        corpus: directory of a corpus (the corpus flow's output) (relative: to where the serving process started)
+        output: directory of the tokenizer files
+        config: vocabulary size and sample
+        workspace: home of the MLflow store (relative: to where the serving process started)
+    """
     started = time.time()
     manifest = train_tokenizer_task(corpus, output, config)
     stats = {key: manifest[key] for key in ("vocab_size", "sample", "compression", "memory", "train_seconds")}

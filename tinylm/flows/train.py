@@ -23,7 +23,14 @@ def train_flow(
     tags: dict[str, str] | None = None,
 ) -> dict:
     """Pretrain on shards (or fine-tune on chat data); `tags` go on the MLflow run beside the flow run's id.
-    With `config.processes` > 1 the task launches torchrun and trains data-parallel."""
+    With `config.processes` > 1 the task launches torchrun and trains data-parallel.
+
+    Args:
+        shards: directory of token shards, or of chat data (relative: to where the serving process started)
+        config: model, optimizer and schedule
+        workspace: home of the checkpoints and the MLflow store (relative: to where the serving process started)
+        tags: extra tags for the MLflow run
+    """
     tags = {"prefect.flow_run_id": str(flow_run.id), "tinylm.shards": shards, STAGE_TAG: "train"} | prefect_link_tags() | (tags or {})
     progress = StageProgress("train", "optimizer steps done, in percent")
     result = run_training_task(shards, workspace, config, tags, progress)

@@ -25,7 +25,6 @@ DEFAULTS = {
     # tinylm's own log lines (training progress) go to the Prefect run's logs and the console.
     "PREFECT_LOGGING_EXTRA_LOGGERS": "tinylm",
 }
-EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
 SERVERS_FILE = Path("servers") / "urls.json"
 
 
@@ -57,13 +56,7 @@ def use_running_servers(workspace: str | Path) -> bool:
     return True
 
 
-def startup_timeout() -> str:
-    return os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", DEFAULTS["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
-
-
-def stop_temporary_server() -> None:
-    """End the temporary API server a failed start left running. Prefect keeps the process of a start that
-    timed out, and the next start replaces it with another: the first would outlive the command."""
-    from prefect.server.api.server import SubprocessASGIServer
-
-    SubprocessASGIServer().stop()  # the instance get_client started: one per port, None for "any free port"
+def startup_timeout() -> float:
+    """Seconds a temporary API server may take to start: Prefect's own setting, which tinylm raises."""
+    name = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+    return float(os.environ.get(name, DEFAULTS[name]))
