@@ -5,6 +5,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
@@ -194,3 +196,28 @@ def test_a_command_on_a_temporary_server_prints_no_errors_and_uses_running_serve
     served = subprocess.run([*command[:-1], str(tmp_path / "out2")], capture_output=True, text=True, env=_without_prefect_api())
     assert served.returncode == 0, served.stderr
     assert extract_runs() == before + 1, "the command used the running server of urls.json"
+
+
+def _alive(pid: int) -> bool:
+    """Running, not gone and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_command_killed_with_sigkill_leaves_no_temporary_api_server_behind(constitution, tmp_path):
+    command = [sys.executable, "-m", "tinylm.cli", "extract", "--input", str(constitution), "--output", str(tmp_path / "out")]
+    process = subprocess.Popen(command, env=_without_prefect_api() | {"PREFECT_HOME": str(tmp_path / "home")}, stdout=subprocess.DEVNULL)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + 60
+    while not (servers := [int(pid) for pid in children.read_text().split() if "uvicorn" in Path(f"/proc/{pid}/cmdline").read_text()]):
+        assert time.monotonic() < deadline, "no temporary API server was started"
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 30
+    while _alive(servers[0]):
+        assert time.monotonic() < deadline, "the temporary API server outlived its killed command"
+        time.sleep(0.2)

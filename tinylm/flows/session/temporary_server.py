@@ -11,7 +11,9 @@ and the server ends with the command.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +23,14 @@ import urllib.request
 
 # Set while a command runs on its own temporary server: its URLs die with the command.
 TEMPORARY_MARK = "TINYLM_TEMPORARY_PREFECT_API"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the server's process before it starts: on Linux, be sent SIGTERM when the command dies, even by
+    SIGKILL, which runs no exit handler; a killed command must not leave a server behind."""
+    if sys.platform == "linux":
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _free_port() -> int:
@@ -39,7 +49,9 @@ class TemporaryApiServer:
         command += ["--host", "127.0.0.1", "--port", port, "--log-level", "error"]
         environment = os.environ | {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
         environment.pop("PREFECT_API_URL", None)
-        self.process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
         # Stopped at exit, after Prefect's own exit handlers (registered later, run earlier) have sent
         # the run's last logs and events to it.
         atexit.register(self.stop)
