@@ -154,3 +154,8 @@ def test_a_run_adds_templates_and_aliases_to_the_table(tmp_path):
 def test_a_wrong_template_rule_is_a_config_error():
     with pytest.raises(ValidationError, match="templates"):
         ExtractConfig(templates={"lang": 3})
+
+
+def test_kept_templates_nested_past_any_real_page_are_dropped_not_a_crash():
+    deep = "{{nowrap|" + "{{small|" * 300 + "x" + "}}" * 300 + "}}"
+    assert wikitext_to_text(f"Before {deep} after {{{{small|{{{{nowrap|kept}}}}}}}}.") == "Before after kept."

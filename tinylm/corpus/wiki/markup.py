@@ -57,6 +57,8 @@ _BARE_URL_BRACKET = re.compile(r"\[(?:https?:|ftp:)//[^\]]*\]")
 _EMPHASIS = re.compile(r"'{2,}")
 # Marks a heading's line until empty sections are dropped (a control character wikitext does not hold).
 _HEADING_MARK = "\x01"
+# Kept templates inside kept templates: real pages nest a few ({{link-en|{{convert|...}}|...}}).
+_MAX_KEPT_DEPTH = 16
 _HEADING = re.compile(r"^(={1,6})\s*(.*?)\s*\1\s*$", re.M)
 _MAGIC_WORD = re.compile(r"__[A-Z]+__")
 _TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*\b[^>]*?/?>")
@@ -107,11 +109,13 @@ def _is_media_or_meta_link(inner: str) -> bool:
     return bool(_INTERLANGUAGE.match(inner)) and not inner.startswith(":")
 
 
-def remove_nested_blocks(text: str, templates: TemplateTable | None = None) -> str:
+def remove_nested_blocks(text: str, templates: TemplateTable | None = None, nesting: int = 0) -> str:
     """Remove templates `{{...}}`, tables `{|...|}` and file/category links, however nested.
 
     A template the table lists as prose is replaced by the text it shows (its arguments
-    cleaned the same way, so templates inside it are kept or dropped by the same rules).
+    cleaned the same way, so templates inside it are kept or dropped by the same rules);
+    past `_MAX_KEPT_DEPTH` kept templates inside one another, the innermost are dropped, so
+    a vandalised page cannot exhaust the stack.
     Plain `[[links]]` are left for the flat link pass; a file link's caption (which may
     itself hold links) is dropped with the file. An opener that is never closed loses
     only the rest of its line, so a single malformed template cannot swallow an article.
@@ -144,7 +148,9 @@ def remove_nested_blocks(text: str, templates: TemplateTable | None = None) -> s
             del stack[depth:]
             if not stack:
                 if opener == "{{":
-                    out.append(templates.render(text[opened_at:end], lambda argument: remove_nested_blocks(argument, templates)))
+                    if nesting < _MAX_KEPT_DEPTH:
+                        call = text[opened_at:end]
+                        out.append(templates.render(call, lambda argument: remove_nested_blocks(argument, templates, nesting + 1)))
                 kept_until = end
     if stack:
         _, start = stack[0]
