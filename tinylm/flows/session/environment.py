@@ -45,15 +45,20 @@ def use_running_servers(workspace: str | Path) -> bool:
     if "PREFECT_API_URL" in os.environ or not path.is_file():
         return False
     urls = json.loads(path.read_text(encoding="utf-8"))
-    try:
-        with urllib.request.urlopen(f"{urls['prefect_api_url']}/health", timeout=2) as response:
-            if response.status != 200:
-                return False
-    except (urllib.error.URLError, OSError):
+    if not api_answers(urls["prefect_api_url"]):
         return False
     os.environ["PREFECT_API_URL"] = urls["prefect_api_url"]
     os.environ.setdefault("MLFLOW_TRACKING_URI", urls["mlflow_tracking_uri"])
     return True
+
+
+def api_answers(api_url: str) -> bool:
+    """Whether a Prefect API answers its health check now."""
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def startup_timeout() -> float:

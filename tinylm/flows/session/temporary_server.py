@@ -18,8 +18,8 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+
+from tinylm.flows.session.environment import api_answers
 
 # Set while a command runs on its own temporary server: its URLs die with the command.
 TEMPORARY_MARK = "TINYLM_TEMPORARY_PREFECT_API"
@@ -40,13 +40,13 @@ def _free_port() -> int:
 
 
 class TemporaryApiServer:
-    """One temporary Prefect API server process on 127.0.0.1: at `api_url`, or on a free port."""
+    """One temporary Prefect API server process on 127.0.0.1: on `port`, or on a free one."""
 
-    def __init__(self, api_url: str | None = None) -> None:
-        self.api_url = api_url or f"http://127.0.0.1:{_free_port()}/api"
-        port = self.api_url.rsplit(":", 1)[1].removesuffix("/api")
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or _free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
         command = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app"]
-        command += ["--host", "127.0.0.1", "--port", port, "--log-level", "error"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error"]
         environment = os.environ | {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
         environment.pop("PREFECT_API_URL", None)
         self.process = subprocess.Popen(
@@ -59,12 +59,8 @@ class TemporaryApiServer:
     def wait_until_up(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while self.process.poll() is None:
-            try:
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return True
-            except (urllib.error.URLError, OSError):
-                pass
+            if api_answers(self.api_url):
+                return True
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.1)
@@ -98,7 +94,7 @@ def ensure_prefect_api(command: str, timeout: float) -> None:
         return
     server.stop()
     print(f"tinylm {command}: Prefect's temporary API server did not start in time; trying once more", file=sys.stderr)
-    server = TemporaryApiServer(server.api_url)
+    server = TemporaryApiServer(server.port)
     if not server.wait_until_up(timeout):
         server.stop()
         raise RuntimeError(
