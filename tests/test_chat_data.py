@@ -3,13 +3,15 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import opencc
-import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers import make_chat_data
 from tinylm.config import ChatDataConfig, TokenizerConfig
 from tinylm.flows.chat_data import chat_data_flow
+from tinylm.storage.manifest import read_manifest
+from tinylm.tokens.chat_arrays import ChatPart
 from tinylm.tokens.chat_template import ChatEncoder
 from tinylm.tokens.tokenizer import train_tokenizer
 from tinylm.tokens.tokenizer_files import IM_END, load_tokenizer
@@ -44,6 +46,17 @@ def conversations(zuozhuan):
     return dialogues
 
 
+def read_units(directory: Path, part: str = "part-00000") -> list[list[tuple[list[int], list[int]]]]:
+    """Every unit of a part as its sequences' (ids, mask) lists: one for a conversation, chosen and rejected for a pair."""
+    manifest = read_manifest(directory)
+    opened = ChatPart.open(directory / part, np.dtype(manifest["dtype"]), manifest["sequences_per_unit"])
+    return [[(ids.tolist(), mask.tolist()) for ids, mask in opened.unit(row)] for row in range(opened.units)]
+
+
+def sequences(directory: Path, part: str = "part-00000") -> list[tuple[list[int], list[int]]]:
+    return [sequence for unit in read_units(directory, part) for sequence in unit]
+
+
 def write_jsonl(path, records, raw_lines=()):
     with open(path, "wb") as handle:
         for record in records:
@@ -58,16 +71,16 @@ def test_ids_match_transformers_chat_template_and_mask_covers_assistant_turns(to
     source = write_jsonl(tmp_path / "sft.jsonl", [{"conversations": messages} for messages in conversations])
     # The messages as they are (the Zuozhuan has characters t2s would still change): the template is under test.
     manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(max_seq_len=4096, simplify=False))
-    table = pq.read_table(tmp_path / "out" / "part-00000.parquet")
-    assert manifest["stats"]["rows"] == table.num_rows == len(conversations)
+    rows = sequences(tmp_path / "out")
+    assert manifest["stats"]["rows"] == len(rows) == len(conversations)
     hf = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
     tokenizer = load_tokenizer(tokenizer_dir)
-    for messages, ids, mask in zip(conversations, table.column("input_ids").to_pylist(), table.column("loss_mask").to_pylist()):
+    for messages, (ids, mask) in zip(conversations, rows):
         assert ids == hf.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
         trained = [token for token, keep in zip(ids, mask) if keep]
         expected = "".join(m["content"] + IM_END for m in messages if m["role"] == "assistant")
         assert tokenizer.decode(trained, skip_special_tokens=False) == expected
-    assert manifest["stats"]["trained_tokens"] == sum(map(sum, table.column("loss_mask").to_pylist()))
+    assert manifest["stats"]["trained_tokens"] == sum(sum(mask) for _, mask in rows)
 
 
 def test_special_token_text_inside_a_message_stays_text(tokenizer_dir):
@@ -85,13 +98,13 @@ def test_long_conversations_are_cut_and_ones_with_no_assistant_token_left_droppe
     first_trained = sorted(tokens.mask.index(1) for tokens in encoded)
     limit = first_trained[len(first_trained) // 2]
     short = make_chat_data([source], tokenizer_dir, tmp_path / "short", ChatDataConfig(max_seq_len=limit, simplify=False))
-    table = pq.read_table(tmp_path / "short" / "part-00000.parquet")
-    assert max(map(len, table.column("input_ids").to_pylist())) <= limit
+    rows = sequences(tmp_path / "short")
+    assert max(len(ids) for ids, _ in rows) <= limit
     stats = short["stats"]
     assert stats["truncated"] == sum(1 for tokens in encoded if len(tokens.ids) > limit) > 0
     assert stats["rows"] == sum(1 for position in first_trained if position < limit) > 0
     assert stats["skipped"]["no_assistant_token_within_max_seq_len"] == len(conversations) - stats["rows"] > 0
-    assert stats["rows"] == table.num_rows and all(sum(mask) > 0 for mask in table.column("loss_mask").to_pylist())
+    assert stats["rows"] == len(rows) and all(sum(mask) > 0 for _, mask in rows)
 
 
 def test_dpo_pairs_keep_chosen_and_rejected_with_their_masks(tokenizer_dir, conversations, tmp_path):
@@ -101,15 +114,16 @@ def test_dpo_pairs_keep_chosen_and_rejected_with_their_masks(tokenizer_dir, conv
     ]
     source = write_jsonl(tmp_path / "dpo.jsonl", pairs)
     manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(format="dpo", max_seq_len=4096, simplify=False))
-    table = pq.read_table(tmp_path / "out" / "part-00000.parquet")
-    assert manifest["format"] == "dpo" and table.num_rows == len(pairs)
+    units = read_units(tmp_path / "out")
+    assert manifest["format"] == "dpo" and len(units) == len(pairs)
     tokenizer = load_tokenizer(tokenizer_dir)
-    for pair, row in zip(pairs, table.to_pylist()):
-        for side in ("chosen", "rejected"):
-            trained = [token for token, keep in zip(row[f"{side}_input_ids"], row[f"{side}_loss_mask"]) if keep]
+    for pair, unit in zip(pairs, units):
+        for side, (ids, mask) in zip(("chosen", "rejected"), unit):
+            trained = [token for token, keep in zip(ids, mask) if keep]
             assert tokenizer.decode(trained) == pair[side][-1]["content"]
-        prompt_length = row["chosen_loss_mask"].index(1)
-        assert row["chosen_input_ids"][:prompt_length] == row["rejected_input_ids"][:prompt_length], "same prompt"
+        (chosen_ids, chosen_mask), (rejected_ids, _) = unit
+        prompt_length = chosen_mask.index(1)
+        assert chosen_ids[:prompt_length] == rejected_ids[:prompt_length], "same prompt"
 
 
 def test_minimind_dpo_pairs_whose_prompts_differ_are_skipped_and_only_the_final_reply_is_trained(tokenizer_dir, tmp_path):
@@ -120,10 +134,10 @@ def test_minimind_dpo_pairs_whose_prompts_differ_are_skipped_and_only_the_final_
     source = write_jsonl(tmp_path / "dpo.jsonl", [*pairs, fixed])
     manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(format="dpo", max_seq_len=4096))
     assert manifest["stats"]["skipped"] == {"prompts_differ": 2} and manifest["stats"]["rows"] == 1
-    (row,) = pq.read_table(tmp_path / "out" / "part-00000.parquet").to_pylist()
+    (unit,) = read_units(tmp_path / "out")
     tokenizer = load_tokenizer(tokenizer_dir)
-    for side in ("chosen", "rejected"):
-        trained = [token for token, keep in zip(row[f"{side}_input_ids"], row[f"{side}_loss_mask"]) if keep]
+    for side, (ids, mask) in zip(("chosen", "rejected"), unit):
+        trained = [token for token, keep in zip(ids, mask) if keep]
         assert tokenizer.decode(trained) == fixed[side][-1]["content"], "the earlier assistant turn is prompt, not target"
 
 
@@ -140,12 +154,12 @@ def test_traditional_chat_data_is_simplified_like_the_corpus_unless_switched_off
     )
     simplified = dialogues([to_simplified(text) for text in traditional])
     reference = make_chat_data([write_jsonl(tmp_path / "cn.jsonl", simplified)], tokenizer_dir, tmp_path / "b", ChatDataConfig())
-    ids = {name: pq.read_table(tmp_path / name / "part-00000.parquet").column("input_ids") for name in ("a", "b")}
-    assert ids["a"].equals(ids["b"]), "the same ids as the text simplified beforehand"
+    ids = {name: [ids for ids, _ in sequences(tmp_path / name)] for name in ("a", "b")}
+    assert ids["a"] == ids["b"], "the same ids as the text simplified beforehand"
     assert converted["stats"]["converted_messages"] > len(lines) and reference["stats"]["converted_messages"] == 0
     kept = make_chat_data([tmp_path / "tw.jsonl"], tokenizer_dir, tmp_path / "c", ChatDataConfig(simplify=False))
     assert kept["stats"]["converted_messages"] == 0
-    assert not pq.read_table(tmp_path / "c" / "part-00000.parquet").column("input_ids").equals(ids["a"])
+    assert [ids for ids, _ in sequences(tmp_path / "c")] != ids["a"]
 
 
 def test_bad_records_are_skipped_and_counted(tokenizer_dir, conversations, tmp_path):
@@ -186,5 +200,5 @@ def test_flow_tokenizes_files_in_parallel_and_reuses_a_finished_run(prefect_api,
     together = write_jsonl(tmp_path / "all.jsonl", [{"conversations": messages} for i in range(2) for messages in conversations[i::2]])
     whole = make_chat_data([together], tokenizer_dir, tmp_path / "together", ChatDataConfig())
     assert whole["stats"]["tokens"] == first["stats"]["tokens"]
-    in_parts = [ids for part in first["parts"] for ids in pq.read_table(tmp_path / "out" / part["file"]).column("input_ids").to_pylist()]
-    assert pq.read_table(tmp_path / "together" / "part-00000.parquet").column("input_ids").to_pylist() == in_parts
+    in_parts = [ids for part in first["parts"] for ids, _ in sequences(tmp_path / "out", part["file"])]
+    assert [ids for ids, _ in sequences(tmp_path / "together")] == in_parts

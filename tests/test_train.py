@@ -248,7 +248,8 @@ def test_sft_starts_from_a_pretrain_run_and_learns_only_assistant_tokens(prefect
     make_chat_data([str(source)], tokenizer_dir, tmp_path / "sft", ChatDataConfig(max_seq_len=32))
 
     data = open_training_data(tmp_path / "sft", TINY_TRAIN)
-    inputs, targets, mask = data.batch(0, np.arange(data.units(0)), 0)
+    batch = data.batch(0, np.arange(data.units(0)), 0)
+    inputs, targets, mask = batch.inputs, batch.targets, batch.weights
     pad = data.manifest["pad_id"]
     assert inputs.shape == targets.shape == mask.shape == (4, 32)
     assert not mask[targets == pad].any(), "padding never counts"

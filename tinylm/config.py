@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 from tinylm.model.config import ModelConfig
 
 # The byte alphabet and the special tokens of tokens/tokenizer_files.py (a test keeps the two in step).
-MIN_VOCAB_SIZE = 260
+MIN_VOCAB_SIZE = 264
 
 
 class _Settings(BaseModel):
@@ -188,6 +188,31 @@ class ChatDataConfig(_Settings):
         True, description="convert traditional Chinese in every message to simplified, as the corpus stage does (counted)"
     )
     convert: ConvertConfig = Field(default_factory=ConvertConfig, description="the converter that simplify uses")
+    source_weights: dict[str, NonNegativeFloat] = Field(
+        default_factory=dict,
+        description="copies of each input file (by file name) in the one shuffled training stream: 2 = twice, 0.5 = a seeded half; "
+        "files not named count once",
+    )
+    validation_fraction: float = Field(
+        0.01, ge=0, lt=1, description="share of records, chosen by a hash of file name, line and seed, held out for validation loss"
+    )
+    shard_units: int = Field(
+        16384, ge=1, description="conversations (or pairs) per training shard: a checkpoint and a validation after each"
+    )
+    seed: int = Field(0, description="fixes the validation split, the fractional copies and the shuffle")
+
+
+class LoraConfig(_Settings):
+    """Low-rank adapters (PEFT's LoRA) on the model's linear layers: only they train, and only they are checkpointed."""
+
+    rank: int = Field(8, ge=1, description="rank of each adapter's update")
+    alpha: float = Field(16.0, gt=0, description="the update is scaled by alpha / rank")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapters' input")
+    target_modules: list[str] = Field(
+        ["wqkv", "wo", "w13", "w2"],
+        min_length=1,
+        description="linear layers that get adapters: wqkv and wo (attention), w13 and w2 (feed-forward)",
+    )
 
 
 class TrainConfig(_Settings):
@@ -233,6 +258,36 @@ class TrainConfig(_Settings):
     init_run_id: str | None = Field(
         None, description="start a new run from this run's newest checkpoint (its model shape too): SFT after pretraining"
     )
+    lora: LoraConfig | None = Field(None, description="train low-rank adapters on init_run_id's weights instead of every weight")
+    think_token_weight: float = Field(
+        1.0, ge=0, description="chat data: loss weight of <think> and </think> where trained (MiniMind's reasoning stage weighs them up)"
+    )
+
+
+class DpoConfig(TrainConfig):
+    """Direct preference optimisation on chat-data DPO pairs, starting from an SFT run (`init_run_id`)."""
+
+    learning_rate: float = 5e-6
+    min_learning_rate: float = 5e-7
+    warmup_steps: int = 10
+    sample_prompts: list[str] = []
+    beta: float = Field(0.1, gt=0, description="how far the policy may move from the reference: the sigmoid loss's temperature")
+    reference_run_id: str | None = Field(
+        None, description="the frozen reference model's run (its newest checkpoint); None = init_run_id, where the policy starts"
+    )
+    precompute_reference: bool = Field(
+        True,
+        description="compute the reference's log-probabilities once per pair, shard by shard, and keep them beside the data: "
+        "no reference model in memory while training",
+    )
+
+
+class DistillConfig(TrainConfig):
+    """White-box distillation: a student learns a teacher's token distributions, mixed with the data's own loss."""
+
+    teacher_run_id: str = Field(..., description="the teacher's run (its newest checkpoint); same tokenizer as the data")
+    temperature: float = Field(1.0, gt=0, description="softens both distributions before the KL divergence (scaled back by T^2)")
+    kl_weight: float = Field(0.5, ge=0, le=1, description="share of the loss that is the KL to the teacher; the rest is cross entropy")
 
 
 class PipelineConfig(_Settings):

@@ -1,9 +1,10 @@
-"""Chat data stage: SFT conversations or DPO pairs in jsonl to token parquet for fine-tuning.
+"""Chat data stage: SFT conversations or DPO pairs in jsonl to memory-mappable token arrays for fine-tuning.
 
-One parquet part per input file, streamed in row groups: `input_ids` and `loss_mask`
-per conversation (for DPO, `chosen_*` and `rejected_*`), plus the input line it came
-from. Records that are not conversations are skipped and counted by reason; ones longer
-than `max_seq_len` are cut, and dropped (counted) only if no assistant token survives.
+One part per input file, streamed (see `chat_arrays` for the layout): each unit's token
+ids and loss mask, the input line it came from, and its split. Records that are not
+conversations are skipped and counted by reason; ones longer than `max_seq_len` are cut,
+and dropped (counted) only if no assistant token survives. When every part is written,
+the training units of all files are mixed by `source_weights` into one shuffled order.
 """
 
 from __future__ import annotations
@@ -12,37 +13,31 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+import numpy as np
 
 from tinylm.config import ChatDataConfig
 from tinylm.corpus.convert import make_converter, simplified
 from tinylm.corpus.readers.jsonl import read_json_lines
 from tinylm.stats import Stats
-from tinylm.storage.atomic import atomic_path
+from tinylm.storage.atomic import atomic_path, discard
 from tinylm.storage.manifest import content_hashes, fingerprint, read_manifest, write_manifest
-from tinylm.tokens.chat_template import ChatEncoder, ChatTokens, Message, conversation_problem, pair_problem
+from tinylm.tokens.chat_arrays import (
+    ORDER_FILE,
+    SEQUENCES_PER_UNIT,
+    SPLIT,
+    VALIDATION_FILE,
+    ChatPartWriter,
+    is_validation,
+    mixed_order,
+    part_dir,
+    validation_units,
+    write_array,
+)
+from tinylm.tokens.chat_template import ChatEncoder, Message, conversation_problem, pair_problem
+from tinylm.tokens.shard_files import token_dtype
 from tinylm.tokens.tokenizer_files import EOS, PAD, load_tokenizer
 
-_IDS = pa.list_(pa.int32())
-_MASK = pa.list_(pa.int8())
-SCHEMAS = {
-    "sft": pa.schema([("input_ids", _IDS), ("loss_mask", _MASK), ("line", pa.int64())]),
-    "dpo": pa.schema(
-        [
-            ("chosen_input_ids", _IDS),
-            ("chosen_loss_mask", _MASK),
-            ("rejected_input_ids", _IDS),
-            ("rejected_loss_mask", _MASK),
-            ("line", pa.int64()),
-        ]
-    ),
-}
 FIELDS = {"sft": ("conversations",), "dpo": ("chosen", "rejected")}
-
-
-def part_name(index: int) -> str:
-    return f"part-{index:05d}.parquet"
 
 
 def _conversations(record: Any, fmt: str, stats: Stats) -> list[list[Message]] | None:
@@ -64,8 +59,11 @@ def _conversations(record: Any, fmt: str, stats: Stats) -> list[list[Message]] |
 def _simplified(messages: list[Message], convert: Callable[[str], str], stats: Stats) -> list[Message]:
     """The messages with their Han characters simplified, as the corpus stage simplifies documents (the
     tokenizer learned simplified text); messages changed are counted as `converted_messages`."""
-    converted = [{**message, "content": simplified(message["content"], convert)} for message in messages]
-    stats.update("converted_messages", sum(new["content"] != old["content"] for new, old in zip(converted, messages)))
+    converted = [
+        message | {field: simplified(message[field], convert) for field in ("content", "reasoning_content") if message.get(field)}
+        for message in messages
+    ]
+    stats.update("converted_messages", sum(new != old for new, old in zip(converted, messages)))
     return converted
 
 
@@ -89,16 +87,16 @@ def _batches(path: Path, config: ChatDataConfig, stats: Stats) -> Iterator[tuple
 def encode_chat_file(
     path: str | Path, index: int, tokenizer_dir: str | Path, tokenizer_sha256: str, output_dir: str | Path, config: ChatDataConfig
 ) -> dict:
-    """Tokenize one jsonl file into `part-<index>.parquet`; returns its counts."""
+    """Tokenize one jsonl file into part `index` (a directory, written whole or not at all); returns its counts."""
     encoder = ChatEncoder.load(Path(tokenizer_dir), tokenizer_sha256)
-    counters = ("records", "rows", "truncated", "tokens", "trained_tokens", "converted_messages", "lines_with_replaced_bytes")
-    stats = Stats(*counters, groups=("skipped",))
+    counters = ("records", "rows", "validation_rows", "truncated", "tokens", "trained_tokens", "converted_messages")
+    stats = Stats(*counters, "lines_with_replaced_bytes", groups=("skipped",))
     width = len(FIELDS[config.format])
-    output = Path(output_dir) / part_name(index)
-    with atomic_path(output) as tmp, pq.ParquetWriter(tmp, SCHEMAS[config.format], compression="zstd") as writer:
+    output = Path(output_dir) / part_dir(index)
+    dtype = token_dtype(encoder.text_tokenizer.get_vocab_size())
+    with atomic_path(output) as tmp, ChatPartWriter(tmp, dtype) as writer:
         for lines, conversations in _batches(Path(path), config, stats):
             encoded = encoder.encode(conversations, last_reply_only=config.format == "dpo")
-            rows = []
             for position, line in enumerate(lines):
                 whole = encoded[position * width : (position + 1) * width]
                 stats.update("truncated", int(any(len(tokens.ids) > config.max_seq_len for tokens in whole)))
@@ -106,27 +104,13 @@ def encode_chat_file(
                 if any(tokens.trained == 0 for tokens in group):
                     stats.skip("no_assistant_token_within_max_seq_len", line)
                     continue
-                rows.append(_row(group, line, config.format))
+                validation = is_validation(Path(path).name, line, config.seed, config.validation_fraction)
+                writer.add([(tokens.ids, tokens.mask) for tokens in group], line, validation)
+                stats.update("rows", 1)
+                stats.update("validation_rows", int(validation))
                 stats.update("tokens", sum(len(tokens.ids) for tokens in group))
                 stats.update("trained_tokens", sum(tokens.trained for tokens in group))
-            if rows:
-                writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS[config.format]))
-                stats.update("rows", len(rows))
     return {"input": str(path), "file": output.name, **stats.as_dict()}
-
-
-def _row(group: list[ChatTokens], line: int, fmt: str) -> dict:
-    if fmt == "sft":
-        (tokens,) = group
-        return {"input_ids": tokens.ids, "loss_mask": tokens.mask, "line": line}
-    chosen, rejected = group
-    return {
-        "chosen_input_ids": chosen.ids,
-        "chosen_loss_mask": chosen.mask,
-        "rejected_input_ids": rejected.ids,
-        "rejected_loss_mask": rejected.mask,
-        "line": line,
-    }
 
 
 def chat_data_inputs(inputs: list[str], tokenizer_dir: str | Path, config: ChatDataConfig) -> tuple[str, str]:
@@ -144,9 +128,16 @@ def finish_chat_data(
     if not total["rows"]:
         raise ValueError(f"no usable {config.format} records in {[r['input'] for r in results]}: skipped {total.group('skipped')}")
     made = {result["file"] for result in results}
-    for stale in output_dir.glob("part-*.parquet"):
+    for stale in output_dir.glob("part-*"):
         if stale.name not in made:
-            stale.unlink()
+            discard(stale)
+    splits = [np.fromfile(output_dir / result["file"] / SPLIT, dtype="u1") for result in results]
+    names = [Path(result["input"]).name for result in results]
+    order = mixed_order(splits, names, config.source_weights, config.seed)
+    if not len(order):
+        raise ValueError(f"every usable record of {names} went to validation or has weight 0: lower validation_fraction")
+    write_array(output_dir / ORDER_FILE, order)
+    write_array(output_dir / VALIDATION_FILE, validation_units(splits))
     tokenizer = load_tokenizer(tokenizer_dir)
     manifest = {
         "stage": "chat_data",
@@ -155,6 +146,9 @@ def finish_chat_data(
         "tokenizer_sha256": tokenizer_sha256,
         "tokenizer_dir": str(Path(tokenizer_dir).resolve()),
         "vocab_size": tokenizer.get_vocab_size(),
+        "dtype": token_dtype(tokenizer.get_vocab_size()).str,
+        "sequences_per_unit": SEQUENCES_PER_UNIT[config.format],
+        "train_units": len(order),
         "eos_id": tokenizer.token_to_id(EOS),
         "pad_id": tokenizer.token_to_id(PAD),
         "parts": results,

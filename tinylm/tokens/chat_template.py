@@ -10,6 +10,7 @@ literal "<|im_end|>" inside a message stays text and cannot forge a turn.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,13 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from tinylm.tokens.tokenizer_files import IM_END, IM_START, load_tokenizer
+from tinylm.tokens.tokenizer_files import IM_END, IM_START, THINK_END, THINK_START, THINK_TOKENS, load_tokenizer
 
 ROLES = ("system", "user", "assistant")
 TRAINED_ROLE = "assistant"
 Message = dict[str, str]
+# A piece of a conversation as planned for encoding: text to tokenize, or a special token's id; and its mask bit.
+Segment = tuple[str | int, int]
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class ChatEncoder:
         self.text_tokenizer.encode_special_tokens = True
         self.im_start = tokenizer.token_to_id(IM_START)
         self.im_end = tokenizer.token_to_id(IM_END)
+        self.markers = {token: tokenizer.token_to_id(token) for token in THINK_TOKENS if tokenizer.token_to_id(token) is not None}
 
     @classmethod
     @functools.lru_cache(maxsize=2)
@@ -56,30 +60,39 @@ class ChatEncoder:
     ) -> list[ChatTokens]:
         """Each conversation's ids and mask; `generation_prompt` appends the opening of an assistant turn, and
         `last_reply_only` trains only the final message (a DPO side's reply: the turns before it are the prompt)."""
-        texts = [piece for messages in conversations for message in messages for piece in _pieces(message)]
-        if generation_prompt:
-            texts += [f"{TRAINED_ROLE}\n"] * len(conversations)
+        plans = []
+        for messages in conversations:
+            plan: list[Segment] = []
+            for index, message in enumerate(messages):
+                trained = int(message["role"] == TRAINED_ROLE and (not last_reply_only or index == len(messages) - 1))
+                plan += [(self.im_start, 0), (f"{message['role']}\n", 0)]
+                plan += [(piece, trained) for piece in self._body(message)] + [(self.im_end, trained), ("\n", 0)]
+            if generation_prompt:
+                plan += [(self.im_start, 0), (f"{TRAINED_ROLE}\n", 0)]
+            plans.append(plan)
+        texts = [piece for plan in plans for piece, _ in plan if isinstance(piece, str)]
         encoded = iter(self.text_tokenizer.encode_batch_fast(texts, add_special_tokens=False))
         results = []
-        for messages in conversations:
+        for plan in plans:
             ids: list[int] = []
             mask: list[int] = []
-            for index, message in enumerate(messages):
-                header, content, newline = (next(encoded).ids for _ in range(3))
-                trained = int(message["role"] == TRAINED_ROLE and (not last_reply_only or index == len(messages) - 1))
-                ids += [self.im_start, *header, *content, self.im_end, *newline]
-                mask += [0] * (1 + len(header)) + [trained] * (len(content) + 1) + [0] * len(newline)
+            for piece, trained in plan:
+                piece_ids = next(encoded).ids if isinstance(piece, str) else [piece]
+                ids += piece_ids
+                mask += [trained] * len(piece_ids)
             results.append(ChatTokens(ids, mask))
-        if generation_prompt:
-            for result in results:
-                opening = next(encoded).ids
-                result.ids.extend([self.im_start, *opening])
-                result.mask.extend([0] * (1 + len(opening)))
         return results
 
-
-def _pieces(message: Message) -> tuple[str, str, str]:
-    return f"{message['role']}\n", message["content"], "\n"
+    def _body(self, message: Message) -> list[str | int]:
+        """A message's content as text pieces; in an assistant's, `<think>` and `</think>` are their own tokens
+        (its `reasoning_content`, when given, goes between them, as Qwen3's template puts it). Anywhere
+        else they stay text, like every other special token inside a message."""
+        if message["role"] != TRAINED_ROLE or not self.markers:
+            return [message["content"]]
+        reasoning = message.get("reasoning_content")
+        text = f"{THINK_START}\n{reasoning}\n{THINK_END}\n\n{message['content']}" if reasoning else message["content"]
+        pieces = re.split(f"({'|'.join(map(re.escape, self.markers))})", text)
+        return [self.markers.get(piece, piece) for piece in pieces if piece]
 
 
 def pair_problem(chosen: list[Message], rejected: list[Message]) -> str | None:
@@ -99,6 +112,8 @@ def conversation_problem(messages: Any) -> str | None:
     for message in messages:
         if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(message.get("content"), str):
             return "bad_message"
+        if not isinstance(message.get("reasoning_content", ""), str | None):
+            return "bad_reasoning_content"
     if not any(message["role"] == TRAINED_ROLE for message in messages):
         return "no_assistant_turn"
     return None

@@ -25,8 +25,7 @@ from tinylm.storage.checkpoints import load_checkpoint, newest_local_checkpoint,
 from tinylm.tokens.tokenizer_files import TOKENIZER_FILE
 from tinylm.tracking.checkpoint_artifacts import download_checkpoint
 from tinylm.tracking.retry import retrying
-
-Found = tuple[dict[str, Any], dict[str, Any]]
+from tinylm.training.weights import Found, checkpoint_name, full_weights
 
 
 @dataclass
@@ -69,18 +68,35 @@ def check_tokenizer(meta: dict, manifest: dict) -> None:
         )
 
 
-def initial_weights(run_id: str, workspace: Path, manifest: dict) -> tuple[dict, ModelConfig]:
+@dataclass
+class Initial:
+    """Where a run starts: another run's weights (adapters folded in), its shape, and which checkpoint they came from."""
+
+    weights: dict[str, torch.Tensor]
+    model_config: ModelConfig
+    run_id: str
+    checkpoint: str
+    tokenizer_sha256: str
+
+
+def initial_weights(run_id: str, workspace: Path, manifest: dict | None) -> Initial:
     """Weights and shape of another run's newest checkpoint, refused if its tokenizer is not the data's."""
     found = find_checkpoint(run_id, workspace / "checkpoints" / run_id)
     if found is None:
         raise FileNotFoundError(f"run {run_id} has no complete checkpoint to start from")
-    state, meta = found
-    check_tokenizer(meta, manifest)
-    return state["model"], ModelConfig(**meta["model_config"])
+    _, meta = found
+    if manifest is not None:
+        check_tokenizer(meta, manifest)
+    weights, config = full_weights(found, workspace)
+    return Initial(weights, config, run_id, checkpoint_name(meta["cursor"]["step"]), meta["tokenizer_sha256"])
 
 
 class Checkpointer:
-    """One run's checkpoints: `save` writes the whole training state at a cursor, `restore` puts it back."""
+    """One run's checkpoints: `save` writes the whole training state at a cursor, `restore` puts it back.
+
+    A LoRA run (`base` set: the checkpoint its frozen weights came from) saves its adapters
+    and their optimizer state only, and names the base in the checkpoint's metadata.
+    """
 
     def __init__(
         self,
@@ -90,26 +106,38 @@ class Checkpointer:
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         manifest: dict,
         upload: Callable[[Path, str], None],
+        model_config: ModelConfig,
+        lora: dict | None = None,
+        base: dict | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.manifest = manifest
         self.upload = upload
+        self.model_config = model_config
+        self.adapters = {"lora": lora, "base": base} if lora is not None else {}
 
     def save(self, cursor: Cursor, loss: float) -> None:
-        name = f"step-{cursor.step:08d}"
+        name = checkpoint_name(cursor.step)
+        if self.adapters:
+            from tinylm.training.adapters import adapter_state
+
+            weights = adapter_state(self.model)
+        else:
+            weights = self.model.state_dict()
         state = {
-            "model": self.model.state_dict(),
+            "model": weights,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(),
         }
         meta = {
             "cursor": dataclasses.asdict(cursor),
-            "model_config": dataclasses.asdict(self.model.config),
+            "model_config": dataclasses.asdict(self.model_config),
             "tokenizer_sha256": self.manifest["tokenizer_sha256"],
             "eos_id": self.manifest["eos_id"],
             "loss": loss,
+            **self.adapters,
         }
         tokenizer = Path(self.manifest["tokenizer_dir"]) / TOKENIZER_FILE
         self.upload(save_checkpoint(self.run_dir / name, state, meta, {TOKENIZER_FILE: tokenizer}), name)
@@ -118,7 +146,12 @@ class Checkpointer:
         """Load a found checkpoint into the model, optimizer, scheduler and RNGs; the cursor to continue from."""
         state, meta = found
         check_tokenizer(meta, self.manifest)
-        self.model.load_state_dict(state["model"])
+        if self.adapters:
+            from tinylm.training.adapters import load_adapter_state
+
+            load_adapter_state(self.model, state["model"])
+        else:
+            self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"])

@@ -1,36 +1,59 @@
-"""What the training loop reads: token shards for pretraining, chat parquet for SFT, behind one interface.
+"""What the training loop reads: token shards for pretraining, chat data for SFT and DPO, behind one interface.
 
-Both are a list of "shards" (token shard files, or chat-data parquet parts), each cut
-into units (windows of `seq_len + 1` tokens, or conversations) visited in an order fixed
-by the seed and the shard's index; a batch is inputs, targets and, for SFT, the mask of
-target positions that count in the loss.
+Both are a list of "shards" (token shard files, or slices of the chat data's mixed
+order), each cut into units (windows of `seq_len + 1` tokens, conversations, or
+preference pairs) visited in an order fixed by the seed and the shard's index. A batch
+is inputs, targets and, for chat data, the loss weight of each target position; a DPO
+batch holds its pairs' chosen sides first, then their rejected sides, in the same order.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from tinylm.config import TrainConfig
 from tinylm.storage.manifest import read_manifest
+from tinylm.tokens.chat_arrays import ORDER_FILE, VALIDATION_FILE, ChatPart, read_units
 from tinylm.tokens.shard_files import ShardSet, open_shards
+from tinylm.tokens.tokenizer_files import THINK_TOKENS, load_tokenizer
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    weights: torch.Tensor | None = None
+    units: np.ndarray | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        weights = None if self.weights is None else self.weights.to(device, non_blocking=True)
+        return Batch(self.inputs.to(device, non_blocking=True), self.targets.to(device, non_blocking=True), weights, self.units)
 
 
 def unit_order(units: int, config: TrainConfig, shard_index: int) -> np.ndarray:
     return np.random.default_rng([config.seed, shard_index]).permutation(units)
 
 
-def windows_batch(array: np.ndarray, order: np.ndarray, batch: int, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def windows_batch(array: np.ndarray, order: np.ndarray, batch: int, config: TrainConfig) -> Batch:
     """Micro-batch number `batch` of windows: inputs and the same windows shifted by one."""
     starts = order[batch * config.batch_size : (batch + 1) * config.batch_size] * config.seq_len
-    windows = np.stack([array[start : start + config.seq_len + 1] for start in starts]).astype(np.int64)
-    return torch.from_numpy(windows[:, :-1]), torch.from_numpy(windows[:, 1:])
+    windows = torch.from_numpy(np.stack([array[start : start + config.seq_len + 1] for start in starts]).astype(np.int64))
+    return Batch(windows[:, :-1], windows[:, 1:])
+
+
+def _prefix(arrays: list[np.ndarray], tokens: int) -> np.ndarray:
+    """The first `tokens` ids across memory-mapped shards: validation reads what it evaluates, not the whole split."""
+    pieces, remaining = [], tokens
+    for array in arrays:
+        if remaining <= 0:
+            break
+        pieces.append(np.asarray(array[:remaining]))
+        remaining -= len(pieces[-1])
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
 
 
 @dataclass
@@ -39,6 +62,7 @@ class PretrainData:
     shards: ShardSet
     validation: ShardSet
     config: TrainConfig
+    format: str = "pretrain"
 
     @property
     def manifest(self) -> dict:
@@ -51,53 +75,94 @@ class PretrainData:
         return (len(self.shards.arrays[shard]) - 1) // self.config.seq_len
 
     def batch(self, shard: int, order: np.ndarray, index: int) -> Batch:
-        return (*windows_batch(self.shards.arrays[shard], order, index, self.config), None)
+        return windows_batch(self.shards.arrays[shard], order, index, self.config)
+
+    def validation_batches(self) -> list[Batch]:
+        """The first `eval_batches` windows of the validation shards: the same ones after every shard."""
+        config = self.config
+        stream = _prefix(self.validation.arrays, config.eval_batches * config.batch_size * config.seq_len + 1)
+        order = np.arange(max(len(stream) - 1, 0) // config.seq_len)
+        return [windows_batch(stream, order, batch, config) for batch in range(min(config.eval_batches, len(order) // config.batch_size))]
 
 
 @dataclass
 class ChatData:
-    """SFT conversations, padded or cut to `seq_len + 1` tokens; padding never counts in the loss."""
+    """Conversations or preference pairs, padded or cut to `seq_len + 1` tokens; padding never counts in the loss.
+
+    Memory-mapped (see `tokens/chat_arrays.py`): a batch reads its rows and nothing else.
+    The mixed order is cut into shards of the data's `shard_units`.
+    """
 
     directory: Path
     manifest: dict
     config: TrainConfig
-    validation: None = None
-    _loaded: dict[int, tuple[list, list]] = field(default_factory=dict)
+    parts: list[ChatPart]
+    order: np.ndarray
+    validation: np.ndarray
+    weighted_ids: np.ndarray
+
+    @classmethod
+    def open(cls, directory: Path, manifest: dict, config: TrainConfig) -> ChatData:
+        dtype = np.dtype(manifest["dtype"])
+        parts = [ChatPart.open(directory / part["file"], dtype, manifest["sequences_per_unit"]) for part in manifest["parts"]]
+        tokenizer = load_tokenizer(manifest["tokenizer_dir"])
+        weighted = [tokenizer.token_to_id(token) for token in THINK_TOKENS] if config.think_token_weight != 1 else []
+        weighted_ids = np.asarray([token for token in weighted if token is not None], dtype=np.int64)
+        return cls(
+            directory, manifest, config, parts, read_units(directory / ORDER_FILE), read_units(directory / VALIDATION_FILE), weighted_ids
+        )
+
+    @property
+    def format(self) -> str:
+        return self.manifest["format"]
+
+    @property
+    def shard_units(self) -> int:
+        return self.manifest["config"]["shard_units"]
 
     def shard_count(self) -> int:
-        return len(self.manifest["parts"])
+        return -(-len(self.order) // self.shard_units)
 
     def units(self, shard: int) -> int:
-        return self.manifest["parts"][shard]["rows"]
-
-    def _part(self, shard: int) -> tuple[list, list]:
-        if shard not in self._loaded:
-            table = pq.read_table(self.directory / self.manifest["parts"][shard]["file"], columns=["input_ids", "loss_mask"])
-            self._loaded = {shard: (table.column("input_ids").to_pylist(), table.column("loss_mask").to_pylist())}
-        return self._loaded[shard]
+        return len(self.order[shard * self.shard_units : (shard + 1) * self.shard_units])
 
     def batch(self, shard: int, order: np.ndarray, index: int) -> Batch:
-        ids, masks = self._part(shard)
         rows = order[index * self.config.batch_size : (index + 1) * self.config.batch_size]
+        return self.units_batch(np.asarray(self.order[shard * self.shard_units + rows]))
+
+    def units_batch(self, units: np.ndarray) -> Batch:
+        """The sequences of these units (numbered across parts); a pair's sides go to the two halves of the batch."""
+        starts = np.cumsum([0] + [part.units for part in self.parts])
+        located = [(int(part), int(unit - starts[part])) for unit, part in zip(units, np.searchsorted(starts, units, side="right") - 1)]
+        sides = [self.parts[part].unit(row) for part, row in located]
+        sequences = [side[index] for index in range(self.manifest["sequences_per_unit"]) for side in sides]
         width = self.config.seq_len + 1
-        tokens = np.full((len(rows), width), self.manifest["pad_id"], dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.float32)
-        for line, row in enumerate(rows):
-            length = min(len(ids[row]), width)
-            tokens[line, :length] = ids[row][:length]
-            mask[line, :length] = masks[row][:length]
+        tokens = np.full((len(sequences), width), self.manifest["pad_id"], dtype=np.int64)
+        mask = np.zeros((len(sequences), width), dtype=np.float32)
+        for line, (ids, trained) in enumerate(sequences):
+            length = min(len(ids), width)
+            tokens[line, :length] = ids[:length]
+            mask[line, :length] = trained[:length]
+        if len(self.weighted_ids):
+            mask[np.isin(tokens, self.weighted_ids) & (mask > 0)] = self.config.think_token_weight
         tokens_t, mask_t = torch.from_numpy(tokens), torch.from_numpy(mask)
-        return tokens_t[:, :-1], tokens_t[:, 1:], mask_t[:, 1:]
+        return Batch(tokens_t[:, :-1], tokens_t[:, 1:], mask_t[:, 1:], np.asarray(units))
+
+    def validation_batches(self) -> list[Batch]:
+        """The first `eval_batches` batches of validation units: the same ones after every shard."""
+        size = self.config.batch_size
+        batches = min(self.config.eval_batches, len(self.validation) // size)
+        return [self.units_batch(np.asarray(self.validation[batch * size : (batch + 1) * size])) for batch in range(batches)]
 
 
 def open_training_data(directory: str | Path, config: TrainConfig) -> PretrainData | ChatData:
-    """Token shards (the shards stage's output) or SFT parquet (the chat-data stage's), by their manifest."""
+    """Token shards (the shards stage's output) or chat data (the chat-data stage's), by their manifest."""
     manifest = read_manifest(directory)
     if manifest is None:
         raise FileNotFoundError(f"{directory} has no manifest.json: neither finished shards nor chat data")
     if manifest["stage"] == "chat_data":
-        if manifest["format"] != "sft":
-            raise ValueError(f"{directory} holds {manifest['format']} pairs; training reads SFT conversations")
-        return ChatData(Path(directory), manifest, config)
+        if "sequences_per_unit" not in manifest:
+            raise ValueError(f"{directory} holds chat data in the parquet layout of an older tinylm: run chat-data again")
+        return ChatData.open(Path(directory), manifest, config)
     train, validation = (open_shards(directory, split, config.verify_shards) for split in ("train", "validation"))
     return PretrainData(Path(directory), train, validation, config)

@@ -27,9 +27,10 @@ from tinylm.model.config import ModelConfig
 from tinylm.model.transformer import Transformer
 from tinylm.tracking.store import check_reachable, tracking_uri
 from tinylm.training import distributed
-from tinylm.training.checkpointer import Checkpointer, Cursor, find_checkpoint, initial_weights
+from tinylm.training.checkpointer import Checkpointer, Cursor, Initial, find_checkpoint, initial_weights
 from tinylm.training.data import Batch, ChatData, PretrainData, open_training_data, unit_order
 from tinylm.training.distributed import Ranks, from_main
+from tinylm.training.methods import Objective, build_objective, check_data
 from tinylm.training.metrics import MetricsLogger, Throughput, model_flops_utilization
 from tinylm.training.optimizer import build_optimizer, build_scheduler
 from tinylm.training.runs import RESUMED_TAG, choose_run, log_run_params, start_run, train_fingerprint, training_lock
@@ -56,29 +57,39 @@ def batches_in_shard(units: int, config: TrainConfig) -> int:
 class Trainer:
     config: TrainConfig
     data: PretrainData | ChatData
-    model: Transformer
+    network: Transformer
+    model: torch.nn.Module
     trained: torch.nn.Module
+    objective: Objective
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     steps_per_shard: list[int]
     device: torch.device
     ranks: Ranks
+    initial: Initial | None
 
     @classmethod
     def build(
         cls,
         data: PretrainData | ChatData,
         model_config: ModelConfig,
-        initial: dict | None,
+        initial: Initial | None,
         config: TrainConfig,
         device: torch.device,
         ranks: Ranks,
+        workspace: Path,
     ) -> Trainer:
-        """The model (seeded, or from `initial` weights), wrapped for DDP and compiled as asked, its optimizer and schedule."""
+        """The model (seeded, or from `initial` weights; with adapters for LoRA), wrapped for DDP and compiled
+        as asked, the objective, the optimizer over what trains, and the schedule."""
         torch.manual_seed(config.seed)
-        model = Transformer(model_config)
+        network = Transformer(model_config)
         if initial:
-            model.load_state_dict(initial)
+            network.load_state_dict(initial.weights)
+        model = network
+        if config.lora is not None:
+            from tinylm.training.adapters import with_adapters
+
+            model = with_adapters(network, config.lora)
         model = model.to(device)
         wrapped = (
             DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.distributed else model
@@ -90,7 +101,9 @@ class Trainer:
             raise ValueError(f"{data.directory} holds too little for one batch of {config.batch_size}x{config.seq_len}")
         scheduler = build_scheduler(optimizer, sum(steps_per_shard), config)
         trained = torch.compile(wrapped) if config.compile else wrapped
-        return cls(config, data, model, trained, optimizer, scheduler, steps_per_shard, device, ranks)
+        autocast = _autocast(device)
+        objective = build_objective(config, data, initial, workspace, device, autocast)
+        return cls(config, data, network, model, trained, objective, optimizer, scheduler, steps_per_shard, device, ranks, initial)
 
     @property
     def total_steps(self) -> int:
@@ -98,48 +111,59 @@ class Trainer:
 
     @property
     def autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        return _autocast(self.device)
 
     def micro_batches(self, shard: int, order: np.ndarray, batch: int) -> Iterator[Batch]:
         """This process's slices of optimizer step `batch`: one per gradient-accumulation step."""
         for micro in range(self.config.grad_accum_steps):
             yield self.data.batch(shard, order, (batch * self.config.grad_accum_steps + micro) * self.ranks.world + self.ranks.rank)
 
-    def train_step(self, micro_batches: Iterator[Batch]) -> tuple[float, torch.Tensor]:
-        """One optimizer step: accumulate the micro-batches' gradients, clip, step; the summed loss and the gradient norm."""
+    def train_step(self, micro_batches: Iterator[Batch]) -> tuple[float, dict[str, float], torch.Tensor]:
+        """One optimizer step: accumulate the micro-batches' gradients, clip, step; the loss, the objective's
+        metrics (each averaged over the micro-batches) and the gradient norm. One device sync per step."""
         self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for inputs, targets, mask in micro_batches:
+        share = 1 / self.config.grad_accum_steps
+        total = torch.zeros((), device=self.device)
+        sums: dict[str, torch.Tensor] = {}
+        for batch in micro_batches:
             with self.autocast:
-                loss = self.trained(inputs.to(self.device), targets.to(self.device), None if mask is None else mask.to(self.device)).loss
-            loss = loss / self.config.grad_accum_steps
-            loss.backward()
-            total += loss.item()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+                loss, metrics = self.objective(self.trained, batch.to(self.device))
+            (loss * share).backward()
+            total += loss.detach() * share
+            for name, value in metrics.items():
+                sums[name] = sums.get(name, 0) + value * share
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        return total, grad_norm
+        return float(total), {name: float(value) for name, value in sums.items()}, grad_norm
+
+    @property
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [parameter for parameter in self.model.parameters() if parameter.requires_grad]
 
     def fit(self, run_id: str, workspace: Path, resuming: bool, progress: Callable[[float], None] | None = None) -> dict:
         """Train from the run's newest checkpoint (when `resuming`) to the last step; checkpoint and validate after each shard."""
         config, ranks = self.config, self.ranks
         logger = MetricsLogger(ranks.is_main)
         run_dir = workspace / "checkpoints" / run_id
-        checkpointer = Checkpointer(run_dir, self.model, self.optimizer, self.scheduler, self.data.manifest, logger.checkpoint)
+        checkpointer = self._checkpointer(run_dir, logger)
         cursor = self._start(checkpointer, run_id, resuming)
         resumed_from = cursor.step if resuming else None
-        validator = Validator(self.data.validation, Path(self.data.manifest["tokenizer_dir"]), config, self.device, self.autocast)
+        validator = Validator(
+            self.data.validation_batches(), self.objective, Path(self.data.manifest["tokenizer_dir"]), config, self.device
+        )
         throughput = Throughput(config.batch_size * config.seq_len * config.grad_accum_steps * ranks.world)
         loss = float("nan")
         self.trained.train()
         for shard in range(cursor.shard, len(self.steps_per_shard)):
             order = unit_order(self.data.units(shard), config, shard)
+            self.objective.start_shard(shard)
             throughput.restart(cursor.batch)
             for batch in range(cursor.batch, self.steps_per_shard[shard]):
-                loss, grad_norm = self.train_step(self.micro_batches(shard, order, batch))
+                loss, metrics, grad_norm = self.train_step(self.micro_batches(shard, order, batch))
                 cursor.step += 1
                 if (cursor.step - 1) % config.log_every == 0 or cursor.step == self.total_steps:
-                    self._log_step(logger, cursor.step, loss, grad_norm, throughput, batch, progress)
+                    self._log_step(logger, cursor.step, loss, metrics, grad_norm, throughput, batch, progress)
                 inside = batch + 1 < self.steps_per_shard[shard]
                 if config.checkpoint_every and cursor.step % config.checkpoint_every == 0 and inside and ranks.is_main:
                     checkpointer.save(Cursor(shard, batch + 1, cursor.step), loss)
@@ -153,10 +177,18 @@ class Trainer:
             "run_id": run_id,
             "steps": cursor.step,
             "final_loss": loss,
-            "parameters": self.model.num_parameters(),
+            "parameters": self.network.num_parameters(),
             "reused": False,
             "resumed_from_step": resumed_from,
         }
+
+    def _checkpointer(self, run_dir: Path, logger: MetricsLogger) -> Checkpointer:
+        """Whole-model checkpoints, or for LoRA the adapters alone with the checkpoint they adapt named."""
+        lora = self.config.lora.model_dump(mode="json") if self.config.lora is not None else None
+        base = {"run_id": self.initial.run_id, "checkpoint": self.initial.checkpoint} if lora and self.initial else None
+        return Checkpointer(
+            run_dir, self.model, self.optimizer, self.scheduler, self.data.manifest, logger.checkpoint, self.network.config, lora, base
+        )
 
     def _start(self, checkpointer: Checkpointer, run_id: str, resuming: bool) -> Cursor:
         """The cursor of the checkpoint a continued run resumes from (tagged on the run); a run with none
@@ -169,8 +201,9 @@ class Trainer:
             return cursor
         if self.ranks.is_main:
             details = {
-                "parameters": self.model.num_parameters(),
-                "vocab_size": self.model.config.vocab_size,
+                "parameters": self.network.num_parameters(),
+                "trainable_parameters": sum(parameter.numel() for parameter in self.trainable),
+                "vocab_size": self.network.config.vocab_size,
                 "total_steps": self.total_steps,
             }
             log_run_params(self.config, details | {"data_dir": self.data.directory, "processes": self.ranks.world})
@@ -181,6 +214,7 @@ class Trainer:
         logger: MetricsLogger,
         step: int,
         loss: float,
+        objective_metrics: dict[str, float],
         grad_norm: torch.Tensor,
         throughput: Throughput,
         batch: int,
@@ -194,9 +228,9 @@ class Trainer:
             "lr": self.scheduler.get_last_lr()[0],
             "grad_norm": float(grad_norm),
             "tokens_per_s": tokens_per_s,
-        }
+        } | {name: distributed.mean(self.ranks, value, self.device) for name, value in objective_metrics.items()}
         if self.device.type == "cuda":
-            metrics["mfu"] = model_flops_utilization(self.model, self.config, tokens_per_s / self.ranks.world)
+            metrics["mfu"] = model_flops_utilization(self.network, self.config, tokens_per_s / self.ranks.world)
         logger.metrics(metrics, step)
         if self.ranks.is_main:
             seconds_left = (self.total_steps - step) * throughput.seconds_per_step(batch)
@@ -204,6 +238,10 @@ class Trainer:
             _LOG.info("step %d/%d  loss %.4f  %.0f tokens/s  ETA %s", step, self.total_steps, metrics["loss"], tokens_per_s, eta)
             if progress is not None:
                 progress(step / self.total_steps)
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def _duration(seconds: float) -> str:
@@ -221,16 +259,19 @@ def train_model(
 ) -> dict:
     """Train over the data's shards in manifest order and return the run id and final loss.
 
-    `data_dir` holds token shards (pretraining) or chat-data SFT parquet (loss on the
-    assistant's tokens only); `config.init_run_id` starts from another run's newest
-    checkpoint, its model shape included, with a fresh optimizer and schedule. Under
+    `data_dir` holds token shards (pretraining) or chat data: SFT conversations (loss on
+    the assistant's tokens only) or, for a `DpoConfig`, preference pairs. The config's
+    class picks the objective (see `methods.py`); `config.init_run_id` starts from another
+    run's newest checkpoint, its model shape included, with a fresh optimizer and schedule,
+    and `config.lora` trains adapters on it instead of its weights. Under
     `torchrun`, each process trains its slice of every batch (so `batch_size` is per
     process) and rank 0 alone logs and checkpoints. `progress` hears the share of steps
     done whenever metrics are logged (the flow turns it into a Prefect progress artifact).
     """
     data = open_training_data(data_dir, config)
+    check_data(config, data)
     initial = initial_weights(config.init_run_id, Path(workspace), data.manifest) if config.init_run_id else None
-    model_config = initial[1] if initial else dataclasses.replace(config.model, vocab_size=data.manifest["vocab_size"])
+    model_config = initial.model_config if initial else dataclasses.replace(config.model, vocab_size=data.manifest["vocab_size"])
     if config.seq_len > model_config.max_seq_len:
         raise ValueError(f"seq_len {config.seq_len} exceeds the model's max_seq_len {model_config.max_seq_len}")
     device = pick_device(config.device)
@@ -244,7 +285,7 @@ def train_model(
         if earlier is not None:
             distributed.finish(ranks)
             return earlier
-        trainer = Trainer.build(data, model_config, initial[0] if initial else None, config, device, ranks)
+        trainer = Trainer.build(data, model_config, initial, config, device, ranks, Path(workspace))
         run, run_id = start_run(config, workspace, tags, ranks, expected, resume_id)
         with run:
             result = trainer.fit(run_id, Path(workspace), resume_id is not None, progress)

@@ -1,4 +1,4 @@
-"""What a run reports after each shard: validation loss on fixed windows, and greedy sample continuations.
+"""What a run reports after each shard: the objective on fixed validation batches, and greedy sample continuations.
 
 Neither draws a random number, so validating or sampling can never change the weights a
 run ends with, resumed or not.
@@ -7,70 +7,52 @@ run ends with, resumed or not.
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from tinylm.config import TrainConfig
 from tinylm.model.generation import Sampling, stream_tokens
-from tinylm.model.transformer import Transformer
-from tinylm.tokens.shard_files import ShardSet
 from tinylm.tokens.tokenizer_files import EOS, load_tokenizer
-from tinylm.training.data import windows_batch
+from tinylm.training.data import Batch
+from tinylm.training.objectives import LanguageModeling
 
 _MAX_LOGGED_LOSS = 50.0
 
 
-def _prefix(arrays: list[np.ndarray], tokens: int) -> np.ndarray:
-    """The first `tokens` ids across memory-mapped shards: validation reads what it evaluates, not the whole split."""
-    pieces, remaining = [], tokens
-    for array in arrays:
-        if remaining <= 0:
-            break
-        pieces.append(np.asarray(array[:remaining]))
-        remaining -= len(pieces[-1])
-    return np.concatenate(pieces)
-
-
 @dataclass
 class Validator:
-    validation: ShardSet | None
+    batches: list[Batch]
+    objective: object
     tokenizer_dir: Path
     config: TrainConfig
     device: torch.device
-    autocast: AbstractContextManager
 
     @torch.no_grad()
-    def loss(self, model: torch.nn.Module) -> float | None:
-        """Mean loss over the first `eval_batches` windows of the validation shards (the same ones every time)."""
-        config = self.config
-        if self.validation is None or not self.validation.arrays or config.eval_batches == 0:
-            return None
-        stream = _prefix(self.validation.arrays, config.eval_batches * config.batch_size * config.seq_len + 1)
-        order = np.arange((len(stream) - 1) // config.seq_len)
-        batches = min(config.eval_batches, len(order) // config.batch_size)
-        if batches == 0:
-            return None
+    def measure(self, model: torch.nn.Module) -> dict[str, float]:
+        """The objective's loss and metrics, averaged over the validation batches (the same ones every time)."""
+        if not self.batches:
+            return {}
         model.eval()
-        losses = []
-        for batch in range(batches):
-            inputs, targets = windows_batch(stream, order, batch, config)
-            with self.autocast:
-                losses.append(model(inputs.to(self.device), targets.to(self.device)).loss.item())
+        sums: dict[str, float] = {}
+        for batch in self.batches:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                loss, metrics = self.objective(model, batch.to(self.device))
+            for name, value in {"loss": loss, **metrics}.items():
+                sums[name] = sums.get(name, 0.0) + float(value) / len(self.batches)
         model.train()
-        return float(np.mean(losses))
+        return sums
 
     def metrics(self, model: torch.nn.Module, shard_index: int) -> dict[str, float]:
-        """The shard's number, and its validation loss and perplexity when there is a validation split."""
-        metrics = {"shard": float(shard_index)}
-        if (loss := self.loss(model)) is not None:
-            metrics |= {"val_loss": loss, "val_perplexity": math.exp(min(loss, _MAX_LOGGED_LOSS))}
+        """The shard's number, the validation loss and metrics, and perplexity where the loss is cross entropy."""
+        measured = self.measure(model)
+        metrics = {"shard": float(shard_index)} | {f"val_{name}": value for name, value in measured.items()}
+        if measured and isinstance(self.objective, LanguageModeling):
+            metrics["val_perplexity"] = math.exp(min(measured["loss"], _MAX_LOGGED_LOSS))
         return metrics
 
-    def samples(self, model: Transformer) -> str | None:
+    def samples(self, model: torch.nn.Module) -> str | None:
         """Greedy continuations of the sample prompts, or None when none are configured."""
         config = self.config
         if not (config.sample_prompts and config.sample_tokens):
