@@ -13,7 +13,7 @@ ALLOWED = {
     "corpus": {"storage", "stats", "config", "peak_memory"},
     "tokens": {"storage", "corpus", "stats", "config", "peak_memory"},
     "training": {"model", "tokens", "storage", "tracking", "config"},
-    "inference": {"model", "tokens", "storage", "tracking"},
+    "inference": {"model", "tokens", "storage", "tracking", "training"},
     "flows": {"model", "storage", "tracking", "corpus", "tokens", "training", "inference", "stats", "config"},
 }
 

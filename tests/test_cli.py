@@ -37,6 +37,9 @@ COMMANDS = [
     "generate",
     "chat",
     "export",
+    "dpo",
+    "distill",
+    "merge",
 ]
 
 

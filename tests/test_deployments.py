@@ -26,14 +26,16 @@ def test_prefect_yaml_entrypoints_load_the_flows_they_name():
         flow = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
         names[deployment["name"]] = flow.name
         assert deployment["work_pool"]["name"] == "tinylm"
-    assert names == {n: n for n in ("pipeline", "corpus", "tokenizer", "shards", "train", "chat-data", "refresh")}
+    assert names == {
+        n: n for n in ("pipeline", "corpus", "tokenizer", "shards", "train", "chat-data", "dpo", "distill", "merge", "refresh")
+    }
     (refresh,) = [d for d in spec["deployments"] if d["name"] == "refresh"]
     assert refresh["schedules"] == [{"cron": "0 3 * * *"}]
 
 
 def test_served_deployments_render_their_configs_as_forms():
     deployments = {d.name: d for d in build_deployments()}
-    assert sorted(deployments) == ["chat-data", "corpus", "pipeline", "refresh", "shards", "tokenizer", "train"]
+    assert sorted(deployments) == ["chat-data", "corpus", "distill", "dpo", "merge", "pipeline", "refresh", "shards", "tokenizer", "train"]
     assert deployments["refresh"].schedules[0].schedule.cron == "0 3 * * *"
     pipeline_schema = deployments["pipeline"]._parameter_openapi_schema.model_dump()
     definitions = pipeline_schema["definitions"]
@@ -49,7 +51,17 @@ def test_served_deployments_render_their_configs_as_forms():
         "batch_records",
         "simplify",
         "convert",
+        "source_weights",
+        "validation_fraction",
+        "shard_units",
+        "seed",
     }
+    dpo_schema = deployments["dpo"]._parameter_openapi_schema.model_dump()
+    assert {"beta", "reference_run_id", "precompute_reference", "lora"} <= set(dpo_schema["definitions"]["DpoConfig"]["properties"])
+    assert {"rank", "alpha", "dropout", "target_modules"} == set(dpo_schema["definitions"]["LoraConfig"]["properties"])
+    distill_schema = deployments["distill"]._parameter_openapi_schema.model_dump()
+    assert "config" in distill_schema["required"], "the teacher has no default: the form asks for it"
+    assert deployments["merge"]._parameter_openapi_schema.model_dump()["required"] == ["run_id"]
 
 
 @pytest.mark.slow

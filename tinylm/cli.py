@@ -16,13 +16,17 @@ from tinylm.config import (
     ChatDataConfig,
     ConvertConfig,
     CorpusConfig,
+    DistillConfig,
+    DpoConfig,
     ExtractConfig,
+    LoraConfig,
     PipelineConfig,
     RefreshConfig,
     ShardsConfig,
     TokenizerConfig,
     TrainConfig,
     load_yaml,
+    read_yaml_settings,
 )
 
 Config = TypeVar("Config", bound=BaseModel)
@@ -31,9 +35,9 @@ Config = TypeVar("Config", bound=BaseModel)
 def configured(model: type[Config], path: Path | None, **flags: object) -> Config:
     """The config from YAML (or the defaults) with the flags that were given, validated as a whole: a flag
     meets the same bounds as the YAML, and only an absent flag counts as absent (`--vocab-size 0` is 0)."""
-    config = load_yaml(path, model) if path else model()
+    settings = read_yaml_settings(path) if path else {}
     given = {name: value for name, value in flags.items() if value is not None}
-    return model.model_validate(config.model_dump() | given) if given else config
+    return model.model_validate(settings | given)
 
 
 def _print_json(result: object) -> None:
@@ -157,18 +161,45 @@ def _chat_data(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    lora = LoraConfig(rank=args.lora_rank) if args.lora_rank else None
+    config = configured(TrainConfig, args.config, resume_run_id=args.resume, init_run_id=args.init, restart=args.restart or None, lora=lora)
+    _run_training(args.shards, config, args.workspace, "train_flow")
+
+
+def _dpo(args: argparse.Namespace) -> None:
+    lora = LoraConfig(rank=args.lora_rank) if args.lora_rank else None
+    config = configured(DpoConfig, args.config, init_run_id=args.init, beta=args.beta, resume_run_id=args.resume, lora=lora)
+    _run_training(args.pairs, config, args.workspace, "dpo_flow")
+
+
+def _distill(args: argparse.Namespace) -> None:
+    config = configured(DistillConfig, args.config, teacher_run_id=args.teacher, init_run_id=args.init, resume_run_id=args.resume)
+    _run_training(args.data, config, args.workspace, "distill_flow")
+
+
+def _run_training(data: Path, config: TrainConfig, workspace: str | None, flow_name: str) -> None:
+    """Run a training flow; a torchrun worker past rank 0 trains its share without a flow of its own."""
     import os
 
-    config = configured(TrainConfig, args.config, resume_run_id=args.resume, init_run_id=args.init, restart=args.restart or None)
-    workspace = args.workspace or "workspace"
+    workspace = workspace or "workspace"
     if int(os.environ.get("RANK", "0")) > 0:
         from tinylm.training.trainer import train_model
 
-        train_model(str(args.shards), workspace, config)
+        train_model(str(data), workspace, config)
         return
     from tinylm.flows.train import train_flow
+    from tinylm.flows.tuning import distill_flow, dpo_flow
 
-    _print_json(train_flow(str(args.shards), config, workspace))
+    if flow_name == "distill_flow":
+        _print_json(distill_flow(config, str(data), workspace))
+    else:
+        _print_json({"train_flow": train_flow, "dpo_flow": dpo_flow}[flow_name](str(data), config, workspace))
+
+
+def _merge(args: argparse.Namespace) -> None:
+    from tinylm.flows.tuning import merge_flow
+
+    _print_json(merge_flow(args.run_id, args.workspace or "workspace"))
 
 
 def _refresh(args: argparse.Namespace) -> None:
@@ -198,7 +229,7 @@ def _chat(args: argparse.Namespace) -> None:
     from tinylm.tracking.store import use_experiment
 
     use_experiment("tinylm", args.workspace or "workspace")
-    loaded = load_model(args.checkpoint)
+    loaded = load_model(args.checkpoint, args.workspace or "workspace")
     generator = torch.Generator().manual_seed(args.seed)
     opening = [{"role": "system", "content": args.system}] if args.system else []
     history = list(opening)
@@ -228,7 +259,7 @@ def _export(args: argparse.Namespace) -> None:
 
     use_experiment("tinylm", args.workspace or "workspace")
     with tempfile.TemporaryDirectory() as scratch:
-        exported = export_hf(resolve_checkpoint(args.checkpoint, Path(scratch)), args.output)
+        exported = export_hf(resolve_checkpoint(args.checkpoint, Path(scratch)), args.output, args.workspace or "workspace")
     result = {"output": str(exported)}
     if args.register:
         result["registered"] = {"name": args.register, "version": register_model(args.checkpoint, exported, args.register)}
@@ -253,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_corpus_commands(command)
     _add_token_commands(command)
     _add_model_commands(command)
+    _add_tuning_commands(command)
     return parser
 
 
@@ -351,6 +383,7 @@ def _add_model_commands(command: Command) -> None:
         action="store_true",
         help=RESTART_HELP,
     )
+    train.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank on --init's weights (the config's lora section)")
 
     refresh = command("refresh", _refresh, "Train on corpus files new to the inbox, continuing the newest training run.")
     refresh.add_argument("--config", type=Path, help="RefreshConfig YAML (inbox, tokenizer, and the corpus, shards and train settings)")
@@ -374,6 +407,32 @@ def _add_model_commands(command: Command) -> None:
         "--register", metavar="NAME", help="log the folder to the run and register it as a new version of NAME (needs a run id)"
     )
     export.add_argument("--workspace", help="workspace of the default MLflow store (default ./workspace)")
+
+
+def _add_tuning_commands(command: Command) -> None:
+    """What follows SFT: DPO, distillation, and folding LoRA adapters into their base."""
+    dpo = command("dpo", _dpo, "Preference-optimise an SFT model on chat-data DPO pairs (DPO), checkpointing like pretraining.")
+    dpo.add_argument("--pairs", type=Path, required=True, help="directory of `tinylm chat-data --format dpo` output")
+    dpo.add_argument("--init", metavar="RUN_ID", help="the SFT run the policy starts from (and the reference, unless the config names one)")
+    dpo.add_argument("--beta", type=float, help="DPO beta (default 0.1)")
+    dpo.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank instead of every weight")
+    dpo.add_argument("--config", type=Path, help="DpoConfig YAML")
+    dpo.add_argument("--resume", metavar="RUN_ID", help="continue this MLflow run from its newest checkpoint")
+    dpo.add_argument("--workspace", help="workspace for checkpoints and the default MLflow store (default ./workspace)")
+
+    distill = command(
+        "distill", _distill, "Distil a teacher run into a student: KL to its token distributions, mixed with the data's loss."
+    )
+    distill.add_argument("--data", type=Path, required=True, help="chat data (SFT) or token shards, in the teacher's tokenizer")
+    distill.add_argument("--teacher", metavar="RUN_ID", help="the teacher's MLflow run (its newest checkpoint)")
+    distill.add_argument("--init", metavar="RUN_ID", help="start the student from this run (default: the config's model shape, fresh)")
+    distill.add_argument("--config", type=Path, help="DistillConfig YAML (teacher, temperature, kl_weight, the student's shape)")
+    distill.add_argument("--resume", metavar="RUN_ID", help="continue this MLflow run from its newest checkpoint")
+    distill.add_argument("--workspace", help="workspace for checkpoints and the default MLflow store (default ./workspace)")
+
+    merge = command("merge", _merge, "Fold a LoRA run's adapters into their base weights, as a new run (for DPO, export, serving).")
+    merge.add_argument("--run-id", required=True, help="the MLflow run that trained the adapters")
+    merge.add_argument("--workspace", help="workspace of the checkpoints and the default MLflow store (default ./workspace)")
 
 
 def _add_sampling_options(sub: argparse.ArgumentParser) -> None:

@@ -344,7 +344,10 @@ class RefreshConfig(_Settings):
     train: TrainConfig = TrainConfig()
 
 
+def read_yaml_settings(path: str | Path) -> dict:
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+
+
 def load_yaml(path: str | Path, model: type[BaseModel]) -> BaseModel:
     """Read a YAML file into a config model; unknown keys are an error, not silently ignored."""
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    return model.model_validate(data)
+    return model.model_validate(read_yaml_settings(path))

@@ -22,6 +22,7 @@ from tinylm.flows.refresh import refresh_flow
 from tinylm.flows.shards import shards_flow
 from tinylm.flows.tokenizer import tokenizer_flow
 from tinylm.flows.train import train_flow
+from tinylm.flows.tuning import distill_flow, dpo_flow, merge_flow
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 # When the refresh deployment looks in its inbox; override with TINYLM_REFRESH_CRON.
@@ -38,6 +39,9 @@ def build_deployments() -> list[RunnerDeployment]:
         shards_flow.to_deployment(name="shards", tags=["tinylm"]),
         train_flow.to_deployment(name="train", tags=["tinylm"]),
         chat_data_flow.to_deployment(name="chat-data", tags=["tinylm"]),
+        dpo_flow.to_deployment(name="dpo", tags=["tinylm"]),
+        distill_flow.to_deployment(name="distill", tags=["tinylm"]),
+        merge_flow.to_deployment(name="merge", tags=["tinylm"]),
         refresh_flow.to_deployment(name="refresh", cron=REFRESH_CRON, tags=["tinylm"]),
     ]
 

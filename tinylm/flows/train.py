@@ -1,4 +1,4 @@
-"""train flow: pretrain shard by shard, checkpointing each shard to MLflow."""
+"""train flow: pretrain shard by shard (or fine-tune), checkpointing each shard to MLflow; the body the dpo and distill flows share."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def train_flow(
     workspace: str = "workspace",
     tags: dict[str, str] | None = None,
 ) -> dict:
-    """Pretrain on shards (or fine-tune on chat data); `tags` go on the MLflow run beside the flow run's id.
-    With `config.processes` > 1 the task launches torchrun and trains data-parallel.
+    """Pretrain on shards, or fine-tune on chat data (SFT; with `config.lora`, adapters only); `tags` go on the
+    MLflow run beside the flow run's id. With `config.processes` > 1 the task launches torchrun and trains data-parallel.
 
     Args:
         shards: directory of token shards, or of chat data (relative: to where the serving process started)
@@ -31,16 +31,21 @@ def train_flow(
         workspace: home of the checkpoints and the MLflow store (relative: to where the serving process started)
         tags: extra tags for the MLflow run
     """
-    tags = {"prefect.flow_run_id": str(flow_run.id), "tinylm.shards": shards, STAGE_TAG: "train"} | prefect_link_tags() | (tags or {})
-    progress = StageProgress("train", "optimizer steps done, in percent")
-    result = run_training_task(shards, workspace, config, tags, progress)
+    return train_stage("train", shards, config, workspace, tags)
+
+
+def train_stage(stage: str, data: str, config: TrainConfig, workspace: str, tags: dict[str, str] | None) -> dict:
+    """One training run as a flow's task, whatever its method: progress, logs and the summary artifact."""
+    tags = {"prefect.flow_run_id": str(flow_run.id), "tinylm.shards": data, STAGE_TAG: stage} | prefect_link_tags() | (tags or {})
+    progress = StageProgress(stage, "optimizer steps done, in percent")
+    result = run_training_task(data, workspace, config, tags, progress)
     progress(1.0)  # a reused run trains no step, and its progress must not stay at 0%
     history = _history(result)
-    get_run_logger().info("train: run %s %s", result["run_id"], history)
+    get_run_logger().info("%s: run %s %s", stage, result["run_id"], history)
     publish_stats(
-        "train",
+        stage,
         result,
-        summary=f"**train** finished: final loss {result['final_loss']:.4f} after {result['steps']} steps, {history}. "
+        summary=f"**{stage}** finished: final loss {result['final_loss']:.4f} after {result['steps']} steps, {history}. "
         f"MLflow run {run_link(workspace, result['run_id'])}",
     )
     return result

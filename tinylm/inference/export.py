@@ -13,24 +13,29 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from tinylm.model.config import ModelConfig
 from tinylm.model.hf_mapping import llama_config, llama_state_dict
 from tinylm.storage.atomic import atomic_path
 from tinylm.storage.checkpoints import load_checkpoint
 from tinylm.tokens.tokenizer_files import TOKENIZER_FILE, hf_tokenizer_files
 from tinylm.tracking.store import client
+from tinylm.training.weights import full_weights
 
 WEIGHTS_FILE = "model.safetensors"
 HF_ARTIFACT_PATH = "hf-model"
 
 
-def export_hf(checkpoint_dir: str | Path, output_dir: str | Path) -> Path:
-    """Write the checkpoint's weights, config and tokenizer as a Hugging Face Llama folder (atomically)."""
-    state, meta = load_checkpoint(Path(checkpoint_dir))
-    config = ModelConfig(**meta["model_config"])
+def export_hf(checkpoint_dir: str | Path, output_dir: str | Path, workspace: str | Path | None = None) -> Path:
+    """Write the checkpoint's weights, config and tokenizer as a Hugging Face Llama folder (atomically).
+
+    A LoRA checkpoint is exported merged: its adapters folded into its base (found in
+    `workspace`, else in MLflow), so the folder loads anywhere without PEFT.
+    """
+    found = load_checkpoint(Path(checkpoint_dir))
+    meta = found[1]
+    model, config = full_weights(found, None if workspace is None else Path(workspace))
     if config.moe:
         raise ValueError("a mixture-of-experts checkpoint has no Llama equivalent: export covers dense models")
-    weights = {name: tensor.to(torch.float32).contiguous() for name, tensor in llama_state_dict(state["model"], config).items()}
+    weights = {name: tensor.to(torch.float32).contiguous() for name, tensor in llama_state_dict(model, config).items()}
     output_dir = Path(output_dir)
     with atomic_path(output_dir) as tmp:
         tmp.mkdir(parents=True)

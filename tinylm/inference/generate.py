@@ -11,13 +11,13 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from tinylm.model.config import ModelConfig
 from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import load_checkpoint
 from tinylm.tokens.chat_template import ChatEncoder, Message
 from tinylm.tokens.tokenizer_files import EOS, IM_END, load_tokenizer
 from tinylm.tracking.checkpoint_artifacts import download_checkpoint
+from tinylm.training.weights import full_weights
 
 
 def resolve_checkpoint(checkpoint: str, scratch: Path) -> Path:
@@ -46,13 +46,14 @@ class LoadedModel:
         return {self.tokenizer.token_to_id(EOS), self.tokenizer.token_to_id(IM_END)}
 
 
-def load_model(checkpoint: str) -> LoadedModel:
+def load_model(checkpoint: str, workspace: str | Path | None = None) -> LoadedModel:
+    """A checkpoint's model, ready to generate; an adapter checkpoint's base is looked up in `workspace`, else in MLflow."""
     with tempfile.TemporaryDirectory() as scratch:
         directory = resolve_checkpoint(checkpoint, Path(scratch))
-        state, meta = load_checkpoint(directory)
+        weights, config = full_weights(load_checkpoint(directory), None if workspace is None else Path(workspace))
         tokenizer = load_tokenizer(directory)
-    model = Transformer(ModelConfig(**meta["model_config"]))
-    model.load_state_dict(state["model"])
+    model = Transformer(config)
+    model.load_state_dict(weights)
     return LoadedModel(model.eval(), tokenizer)
 
 

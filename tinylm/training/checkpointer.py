@@ -52,11 +52,15 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def find_checkpoint(run_id: str, run_dir: Path) -> Found | None:
-    """Newest complete checkpoint of a run: the local copy if there is one, else from MLflow."""
+def locate_checkpoint(run_id: str, run_dir: Path) -> Path | None:
+    """Directory of a run's newest complete checkpoint: the local copy if there is one, else downloaded from MLflow."""
     local = newest_local_checkpoint(run_dir)
-    if local is None:
-        local = retrying(lambda: download_checkpoint(run_id, run_dir / "_downloaded"))
+    return local if local is not None else retrying(lambda: download_checkpoint(run_id, run_dir / "_downloaded"))
+
+
+def find_checkpoint(run_id: str, run_dir: Path) -> Found | None:
+    """Newest complete checkpoint of a run, loaded."""
+    local = locate_checkpoint(run_id, run_dir)
     return load_checkpoint(local) if local is not None else None
 
 

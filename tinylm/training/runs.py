@@ -18,7 +18,7 @@ from typing import Any
 import mlflow
 from filelock import FileLock, Timeout
 
-from tinylm.config import TrainConfig
+from tinylm.config import DistillConfig, DpoConfig, TrainConfig
 from tinylm.storage.manifest import fingerprint, manifest_hash
 from tinylm.tracking.groups import group_tags
 from tinylm.tracking.store import client, flatten_params, interrupted_run_ids, newest_runs, use_experiment
@@ -102,13 +102,28 @@ def training_lock(workspace: str | Path, expected: str) -> Iterator[None]:
 
 
 def run_tags(tags: dict[str, str] | None, config: TrainConfig, expected: str) -> dict[str, str]:
-    """The caller's tags, the run's fingerprint, and the run this one starts from (MLflow links SFT to its pretraining)."""
-    starts_from = {"tinylm.init_run_id": config.init_run_id} if config.init_run_id else {}
-    return group_tags() | (tags or {}) | {FINGERPRINT_TAG: expected} | starts_from
+    """The caller's tags, the run's fingerprint, and the runs this one comes from: where it starts (MLflow links
+    SFT to its pretraining), its DPO reference, its teacher."""
+    sources = {"init_run_id": config.init_run_id}
+    sources |= {name: getattr(config, name, None) for name in ("reference_run_id", "teacher_run_id")}
+    lineage = {f"tinylm.{name}": run_id for name, run_id in sources.items() if run_id}
+    return group_tags() | (tags or {}) | {FINGERPRINT_TAG: expected} | lineage
+
+
+def method_name(config: TrainConfig, data_format: str) -> str:
+    """What the run does, its default name in MLflow: train (pretraining), sft, dpo or distill; "+lora" with adapters."""
+    name = {DpoConfig: "dpo", DistillConfig: "distill"}.get(type(config), "sft" if data_format == "sft" else "train")
+    return f"{name}+lora" if config.lora is not None else name
 
 
 def start_run(
-    config: TrainConfig, workspace: str | Path, tags: dict[str, str] | None, ranks: Ranks, expected: str, resume_id: str | None
+    config: TrainConfig,
+    workspace: str | Path,
+    tags: dict[str, str] | None,
+    ranks: Ranks,
+    expected: str,
+    resume_id: str | None,
+    name: str = "train",
 ) -> tuple[Any, str]:
     """The MLflow run (rank 0), or a stand-in context on the other ranks; and the run id every rank shares."""
     if not ranks.is_main:
@@ -117,7 +132,7 @@ def start_run(
     run = (
         mlflow.start_run(run_id=resume_id)
         if resume_id
-        else mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name or "train", tags=run_tags(tags, config, expected))
+        else mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name or name, tags=run_tags(tags, config, expected))
     )
     return run, from_main(ranks, run.info.run_id)
 

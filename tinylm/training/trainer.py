@@ -33,7 +33,7 @@ from tinylm.training.distributed import Ranks, from_main
 from tinylm.training.methods import Objective, build_objective, check_data
 from tinylm.training.metrics import MetricsLogger, Throughput, model_flops_utilization
 from tinylm.training.optimizer import build_optimizer, build_scheduler
-from tinylm.training.runs import RESUMED_TAG, choose_run, log_run_params, start_run, train_fingerprint, training_lock
+from tinylm.training.runs import RESUMED_TAG, choose_run, log_run_params, method_name, start_run, train_fingerprint, training_lock
 from tinylm.training.validator import Validator
 
 _LOG = logging.getLogger(__name__)
@@ -286,7 +286,7 @@ def train_model(
             distributed.finish(ranks)
             return earlier
         trainer = Trainer.build(data, model_config, initial, config, device, ranks, Path(workspace))
-        run, run_id = start_run(config, workspace, tags, ranks, expected, resume_id)
+        run, run_id = start_run(config, workspace, tags, ranks, expected, resume_id, method_name(config, data.format))
         with run:
             result = trainer.fit(run_id, Path(workspace), resume_id is not None, progress)
             distributed.finish(ranks)

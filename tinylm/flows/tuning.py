@@ -1,0 +1,69 @@
+"""The flows after supervised fine-tuning: dpo (preference pairs), distill (a teacher's distributions) and merge
+(LoRA adapters folded into their base). The two training flows share train.py's body."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from tinylm.config import DistillConfig, DpoConfig
+from tinylm.flows.report import prefect_link_tags, publish_stats
+from tinylm.flows.train import train_stage
+from tinylm.tracking.lineage import STAGE_TAG
+from tinylm.tracking.store import run_link
+from tinylm.training.merge import merge_adapters
+
+
+@flow(name="dpo")
+def dpo_flow(
+    pairs: str = "workspace/dpo/default",
+    config: DpoConfig = DpoConfig(),
+    workspace: str = "workspace",
+    tags: dict[str, str] | None = None,
+) -> dict:
+    """Train a policy from `config.init_run_id` (an SFT run) on preference pairs against a frozen reference.
+
+    Args:
+        pairs: directory of `chat-data --format dpo` output (relative: to where the serving process started)
+        config: beta, the reference, LoRA, and the usual optimizer and schedule
+        workspace: home of the checkpoints and the MLflow store (relative: to where the serving process started)
+        tags: extra tags for the MLflow run
+    """
+    return train_stage("dpo", pairs, config, workspace, tags)
+
+
+@flow(name="distill")
+def distill_flow(
+    config: DistillConfig,
+    data: str = "workspace/sft/default",
+    workspace: str = "workspace",
+    tags: dict[str, str] | None = None,
+) -> dict:
+    """Distil `config.teacher_run_id` into a student (the config's model shape, or `init_run_id`'s weights).
+
+    Args:
+        config: the teacher, temperature, KL weight, the student's shape and its training
+        data: chat data (SFT) or token shards, tokenized with the teacher's tokenizer (relative: to where the serving process started)
+        workspace: home of the checkpoints and the MLflow store (relative: to where the serving process started)
+        tags: extra tags for the MLflow run
+    """
+    return train_stage("distill", data, config, workspace, tags)
+
+
+@flow(name="merge")
+def merge_flow(run_id: str, workspace: str = "workspace", experiment: str = "tinylm") -> dict:
+    """Merge the newest adapters of LoRA run `run_id`; merging the same checkpoint again returns the earlier merged run.
+
+    Args:
+        run_id: the MLflow run that trained the adapters
+        workspace: home of the checkpoints and the MLflow store (relative: to where the serving process started)
+        experiment: the MLflow experiment the merged run goes to
+    """
+    tags = {"prefect.flow_run_id": str(flow_run.id), STAGE_TAG: "merge"} | prefect_link_tags()
+    result = merge_adapters(run_id, workspace, experiment, tags)
+    done = "reused the earlier merge of" if result["reused"] else "merged"
+    get_run_logger().info("merge: %s %s into run %s", done, result["merged_from"], result["run_id"])
+    publish_stats(
+        "merge", result, summary=f"**merge** {done} `{result['merged_from']}`: MLflow run {run_link(workspace, result['run_id'])}"
+    )
+    return result
