@@ -6,15 +6,17 @@ from pathlib import Path
 import numpy as np
 import opencc
 import pytest
+import torch
 
-from tests.helpers import make_chat_data
+from tests.helpers import make_chat_data, tiny_train_config
 from tinylm.config import ChatDataConfig, TokenizerConfig
 from tinylm.flows.chat_data import chat_data_flow
 from tinylm.storage.manifest import read_manifest
 from tinylm.tokens.chat_arrays import ChatPart
 from tinylm.tokens.chat_template import ChatEncoder
 from tinylm.tokens.tokenizer import train_tokenizer
-from tinylm.tokens.tokenizer_files import IM_END, load_tokenizer
+from tinylm.tokens.tokenizer_files import IM_END, THINK_TOKENS, load_tokenizer
+from tinylm.training.data import open_training_data
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 MINIMIND = Path(__file__).parent / "data" / "minimind"
@@ -202,3 +204,59 @@ def test_flow_tokenizes_files_in_parallel_and_reuses_a_finished_run(prefect_api,
     assert whole["stats"]["tokens"] == first["stats"]["tokens"]
     in_parts = [ids for part in first["parts"] for ids, _ in sequences(tmp_path / "out", part["file"])]
     assert [ids for ids, _ in sequences(tmp_path / "together")] == in_parts
+
+
+def test_reasoning_becomes_think_tokens_as_transformers_renders_it_and_minimind_r1_replies_keep_theirs(tokenizer_dir, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    tokenizer = load_tokenizer(tokenizer_dir)
+    think = [tokenizer.token_to_id(token) for token in THINK_TOKENS]
+    messages = [
+        {"role": "user", "content": "1+1等于几？"},
+        {"role": "assistant", "content": "等于2。", "reasoning_content": "一加一，两个一合起来。"},
+    ]
+    r1 = [json.loads(line) for line in (MINIMIND / "r1_data.jsonl").read_text(encoding="utf-8").splitlines()]
+    source = write_jsonl(tmp_path / "reasoning.jsonl", [{"conversations": messages}, *r1])
+    manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(max_seq_len=4096, simplify=False))
+    assert manifest["stats"]["rows"] == 3
+    hf = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    for record, (ids, mask) in zip([{"conversations": messages}, *r1], sequences(tmp_path / "out")):
+        assert ids == hf.apply_chat_template(record["conversations"], tokenize=True, return_dict=True)["input_ids"]
+        assert [ids.count(token) for token in think] == [1, 1], "each marker is one special token, not its characters"
+        assert all(mask[ids.index(token)] == 1 for token in think), "the model learns to open and close its thinking"
+    (ids, _), *_ = sequences(tmp_path / "out")
+    assert tokenizer.decode(ids, skip_special_tokens=False).count("<think>\n一加一，两个一合起来。\n</think>\n\n等于2。") == 1
+    user_literal = ChatEncoder(tokenizer).encode([[{"role": "user", "content": "<think>"}, {"role": "assistant", "content": "ok"}]])
+    assert think[0] not in user_literal[0].ids, "outside an assistant's reply the marker stays text"
+
+
+def test_think_token_weight_weighs_the_markers_in_training_batches(tokenizer_dir, tmp_path):
+    source = MINIMIND / "r1_data.jsonl"
+    make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(max_seq_len=1024, validation_fraction=0))
+    tokenizer = load_tokenizer(tokenizer_dir)
+    think = [tokenizer.token_to_id(token) for token in THINK_TOKENS]
+    plain, weighted = (
+        open_training_data(tmp_path / "out", tiny_train_config(seq_len=1023, batch_size=2, think_token_weight=w)).batch(0, np.arange(2), 0)
+        for w in (1.0, 10.0)
+    )
+    markers = torch.isin(weighted.targets, torch.tensor(think))
+    assert markers.sum() == 4 and torch.all(weighted.weights[markers] == 10) and torch.all(plain.weights[markers] == 1)
+    assert torch.equal(weighted.weights[~markers], plain.weights[~markers])
+
+
+def test_files_are_mixed_by_weight_into_one_shuffled_stream_with_a_stable_validation_split(tokenizer_dir, conversations, tmp_path):
+    files = [write_jsonl(tmp_path / f"{name}.jsonl", [{"conversations": m} for m in conversations[i::2]]) for i, name in enumerate("ab")]
+    config = ChatDataConfig(source_weights={"a.jsonl": 2, "b.jsonl": 0.5}, validation_fraction=0.2, seed=3)
+    manifest = make_chat_data(files, tokenizer_dir, tmp_path / "mixed", config)
+    order = np.fromfile(tmp_path / "mixed" / "order.bin", dtype="<i8")
+    validation = np.fromfile(tmp_path / "mixed" / "validation.bin", dtype="<i8")
+    units = [part["rows"] for part in manifest["parts"]]
+    in_a = order < units[0]
+    train = [part["rows"] - part["validation_rows"] for part in manifest["parts"]]
+    assert in_a.sum() == 2 * train[0] and len(set(order[in_a])) == train[0], "file a twice"
+    assert 0 < (~in_a).sum() < train[1] and len(set(order[~in_a])) == (~in_a).sum(), "a seeded half of file b, once"
+    assert 0 < len(validation) == sum(part["validation_rows"] for part in manifest["parts"]) and not set(validation) & set(order)
+    assert 3 < np.flatnonzero(~in_a).mean() < len(order) - 3 and in_a[: len(order) // 2].any() and (~in_a)[: len(order) // 2].any()
+    alone = make_chat_data(files[:1], tokenizer_dir, tmp_path / "alone", config)
+    assert alone["parts"][0]["validation_rows"] == manifest["parts"][0]["validation_rows"], "a record's split is its own"
+    again = make_chat_data(files, tokenizer_dir, tmp_path / "again", config)
+    assert np.array_equal(np.fromfile(tmp_path / "again" / "order.bin", dtype="<i8"), order) and again["train_units"] == len(order)
