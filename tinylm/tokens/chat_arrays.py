@@ -21,6 +21,7 @@ lists, some 30 bytes per token, so MiniMind's 1.2 GB `sft_mini_512.jsonl` needed
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,13 +79,14 @@ class ChatPartWriter:
         if not self._units:
             return
         lengths = np.fromiter((len(ids) for ids in self._ids), dtype="<i8", count=len(self._ids))
-        np.fromiter((token for ids in self._ids for token in ids), dtype=self.dtype, count=int(lengths.sum())).tofile(self._files[IDS])
-        np.fromiter((bit for mask in self._masks for bit in mask), dtype="u1", count=int(lengths.sum())).tofile(self._files[MASK])
+        total = int(lengths.sum())
+        np.fromiter(itertools.chain.from_iterable(self._ids), dtype=self.dtype, count=total).tofile(self._files[IDS])
+        np.fromiter(itertools.chain.from_iterable(self._masks), dtype="u1", count=total).tofile(self._files[MASK])
         (self.tokens + np.cumsum(lengths)).astype("<i8").tofile(self._files[OFFSETS])
         units = np.asarray(self._units, dtype="<i8")
         units[:, 0].tofile(self._files[LINES])
         units[:, 1].astype("u1").tofile(self._files[SPLIT])
-        self.tokens += int(lengths.sum())
+        self.tokens += total
         self._ids, self._masks, self._units, self._pending = [], [], [], 0
 
     def __exit__(self, *exc: object) -> None:
