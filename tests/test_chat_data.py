@@ -8,7 +8,7 @@ import opencc
 import pytest
 import torch
 
-from tests.helpers import make_chat_data, tiny_train_config
+from tests.helpers import kill_when, make_chat_data, tiny_train_config
 from tinylm.config import ChatDataConfig, TokenizerConfig
 from tinylm.flows.chat_data import chat_data_flow
 from tinylm.storage.manifest import read_manifest
@@ -260,3 +260,21 @@ def test_files_are_mixed_by_weight_into_one_shuffled_stream_with_a_stable_valida
     assert alone["parts"][0]["validation_rows"] == manifest["parts"][0]["validation_rows"], "a record's split is its own"
     again = make_chat_data(files, tokenizer_dir, tmp_path / "again", config)
     assert np.array_equal(np.fromfile(tmp_path / "again" / "order.bin", dtype="<i8"), order) and again["train_units"] == len(order)
+
+
+def test_chat_data_killed_mid_write_and_run_again_ends_as_if_never_killed(prefect_api, tokenizer_dir, conversations, tmp_path):
+    records = [{"conversations": messages} for messages in conversations] * 200
+    files = [write_jsonl(tmp_path / f"sft-{index}.jsonl", records[index::2]) for index in range(2)]
+    reference = make_chat_data(files, tokenizer_dir, tmp_path / "reference", ChatDataConfig())
+    output = tmp_path / "killed"
+    code = (
+        "from tinylm.flows.chat_data import chat_data_flow; from tinylm.config import ChatDataConfig; "
+        f"chat_data_flow({files!r}, {str(tokenizer_dir)!r}, {str(output)!r}, ChatDataConfig())"
+    )
+    kill_when(code, lambda: any(output.glob(".part-*.tmp-*/ids.bin")), env={"PREFECT_API_URL": prefect_api})
+    assert read_manifest(output) is None and not list(output.glob("part-*/ids.bin")), "no part under its final name half-written"
+    rerun = make_chat_data(files, tokenizer_dir, output, ChatDataConfig())
+    assert not rerun["reused"] and rerun["stats"] == reference["stats"]
+    for name in ("order.bin", "validation.bin", "part-00000/ids.bin", "part-00001/mask.bin", "part-00001/offsets.bin"):
+        assert (output / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
+    assert sorted(p.name for p in output.iterdir()) == sorted(p.name for p in (tmp_path / "reference").iterdir())

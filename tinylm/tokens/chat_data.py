@@ -122,7 +122,8 @@ def chat_data_inputs(inputs: list[str], tokenizer_dir: str | Path, config: ChatD
 def finish_chat_data(
     output_dir: str | Path, expected: str, tokenizer_dir: str | Path, tokenizer_sha256: str, config: ChatDataConfig, results: list[dict]
 ) -> dict:
-    """Check that something was kept, drop parts of an earlier run that no input made, write the manifest."""
+    """Check that something was kept, drop parts of an earlier run that no input made (and a killed run's
+    half-written ones), mix the files into the training order, write the manifest."""
     output_dir = Path(output_dir)
     total = Stats.total(results)
     if not total["rows"]:
@@ -131,6 +132,8 @@ def finish_chat_data(
     for stale in output_dir.glob("part-*"):
         if stale.name not in made:
             discard(stale)
+    for leftover in output_dir.glob(".part-*.tmp-*"):  # what a killed run was writing when it died
+        discard(leftover)
     splits = [np.fromfile(output_dir / result["file"] / SPLIT, dtype="u1") for result in results]
     names = [Path(result["input"]).name for result in results]
     order = mixed_order(splits, names, config.source_weights, config.seed)
