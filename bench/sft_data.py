@@ -37,6 +37,12 @@ from tinylm.training.data import open_training_data
 from tinylm.training.runs import TrainConfig
 
 
+def resident_kinds() -> dict[str, int]:
+    """RssAnon (what the process allocated) and RssFile (file pages it maps, page cache: shared, reclaimable), bytes."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("Rss"))
+    return {name: int(fields[name].split()[0]) * 1024 for name in ("RssAnon", "RssFile")}
+
+
 def write_sft_files(directory: Path, megabytes: int, seed: int = 0) -> list[Path]:
     """Two jsonl files of conversations built from real text, `megabytes` in all."""
     lines = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if len(line) > 10]
@@ -83,6 +89,7 @@ def main() -> None:
 
         train = TrainConfig(seq_len=511, batch_size=16)
         tracemalloc.start()
+        kinds_before = resident_kinds()
         with peak_resident() as read_memory:
             data = open_training_data(root / "sft", train)
             batches = 0
@@ -93,9 +100,11 @@ def main() -> None:
                     batches += 1
         ours = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
+        growth = {name: (value - kinds_before[name]) / 1e6 for name, value in resident_kinds().items()}
         print(
             f"training reads {batches} batches over {data.shard_count()} shards: peak {ours / 1e6:.1f} MB allocated (tracemalloc), "
-            f"process RSS {read_memory['before'] / 1e6:.0f} -> peak {read_memory['peak'] / 1e6:.0f} MB"
+            f"process RSS {read_memory['before'] / 1e6:.0f} -> peak {read_memory['peak'] / 1e6:.0f} MB: "
+            f"anonymous {growth['RssAnon']:+.0f} MB, file pages (page cache) {growth['RssFile']:+.0f} MB"
         )
 
         tracemalloc.start()
