@@ -101,6 +101,14 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def module_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A workspace (and its embedded MLflow store) shared by one module's tests, for the runs they all start from."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield tmp_path_factory.mktemp("workspace")
+
+
 @pytest.fixture(scope="session")
 def shards_dir(prefect_api: None, small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Token shards (and a validation split) of the small corpus, for the training tests."""

@@ -67,10 +67,11 @@ def preference_pairs(zuozhuan: Path, count: int) -> list[dict]:
     return pairs
 
 
-@pytest.fixture
-def dpo_data(prefect_api, shards_dir, workspace, zuozhuan, tmp_path) -> tuple[Path, str]:
+@pytest.fixture(scope="module")
+def dpo_data(prefect_api, shards_dir, module_workspace, zuozhuan, tmp_path_factory) -> tuple[Path, str]:
     """Pairs from the Zuozhuan and MiniMind's DPO sample, each seen five times (a tiny model learns what it sees
     again, not unseen pairs), and a pretrained run for the policy to start from."""
+    tmp_path = tmp_path_factory.mktemp("dpo")
     source = tmp_path / "dpo.jsonl"
     source.write_text("".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in preference_pairs(zuozhuan, 32)), encoding="utf-8")
     tokenizer_dir = read_manifest(shards_dir)["tokenizer_dir"]
@@ -81,7 +82,7 @@ def dpo_data(prefect_api, shards_dir, workspace, zuozhuan, tmp_path) -> tuple[Pa
         ChatDataConfig(format="dpo", max_seq_len=64, validation_fraction=0.15, shard_units=64, source_weights={"dpo.jsonl": 5}),
     )
     model = ModelConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64)
-    pretrain = train_model(shards_dir, workspace, tiny_train_config(model=model, max_shards=1, sample_tokens=0))
+    pretrain = train_model(shards_dir, module_workspace, tiny_train_config(model=model, max_shards=1, sample_tokens=0))
     return tmp_path / "dpo", pretrain["run_id"]
 
 
@@ -93,14 +94,14 @@ def dpo_config(init_run_id: str, **overrides: object) -> DpoConfig:
     return DpoConfig(**tiny | {"init_run_id": init_run_id, "learning_rate": 3e-3, "min_learning_rate": 3e-4, "beta": 0.5} | overrides)
 
 
-def test_dpo_on_real_pairs_raises_accuracy_and_margin_and_logs_rewards(dpo_data, workspace):
+def test_dpo_on_real_pairs_raises_accuracy_and_margin_and_logs_rewards(dpo_data, module_workspace):
     data_dir, pretrain_id = dpo_data
     data = open_training_data(data_dir, dpo_config(pretrain_id))
     batch = data.batch(0, np.arange(data.units(0)), 0)
     assert batch.inputs.shape == (8, 64), "four pairs: their chosen sides, then their rejected sides"
     assert torch.equal(batch.inputs[:4, :3], batch.inputs[4:, :3]), "a pair's sides share their prompt"
 
-    result = train_model(data_dir, workspace, dpo_config(pretrain_id))
+    result = train_model(data_dir, module_workspace, dpo_config(pretrain_id))
     client = MlflowClient()
     history = {
         name: [m.value for m in client.get_metric_history(result["run_id"], name)]
@@ -118,41 +119,41 @@ def test_dpo_on_real_pairs_raises_accuracy_and_margin_and_logs_rewards(dpo_data,
     assert len(list((data_dir / REFERENCE_DIR).glob("*/shard-*.bin"))) == data.shard_count()
 
 
-def test_precomputed_reference_trains_as_the_reference_model_does(dpo_data, workspace):
+def test_precomputed_reference_trains_as_the_reference_model_does(dpo_data, module_workspace):
     data_dir, pretrain_id = dpo_data
-    precomputed = train_model(data_dir, workspace, dpo_config(pretrain_id, max_shards=1))
-    live = train_model(data_dir, workspace, dpo_config(pretrain_id, max_shards=1, precompute_reference=False))
+    precomputed = train_model(data_dir, module_workspace, dpo_config(pretrain_id, max_shards=1))
+    live = train_model(data_dir, module_workspace, dpo_config(pretrain_id, max_shards=1, precompute_reference=False))
     client = MlflowClient()
     losses = [[m.value for m in client.get_metric_history(run["run_id"], "loss")] for run in (precomputed, live)]
     assert losses[0] == pytest.approx(losses[1], abs=1e-4)
 
 
-def test_dpo_refuses_sft_data_and_a_start_without_a_model(prefect_api, shards_dir, workspace, dpo_data):
+def test_dpo_refuses_sft_data_and_a_start_without_a_model(prefect_api, shards_dir, module_workspace, dpo_data):
     data_dir, pretrain_id = dpo_data
     with pytest.raises(ValueError, match="holds pretrain data"):
-        train_model(shards_dir, workspace, dpo_config(pretrain_id))
+        train_model(shards_dir, module_workspace, dpo_config(pretrain_id))
     with pytest.raises(ValueError, match="set init_run_id"):
-        train_model(data_dir, workspace, dpo_config(None))
+        train_model(data_dir, module_workspace, dpo_config(None))
 
 
 @pytest.mark.parametrize("lora", [None, LoraConfig(rank=4, alpha=8, dropout=0.1)], ids=["full", "lora"])
-def test_dpo_killed_mid_run_and_run_again_ends_with_the_weights_of_one_never_killed(dpo_data, workspace, tmp_path, lora):
+def test_dpo_killed_mid_run_and_run_again_ends_with_the_weights_of_one_never_killed(dpo_data, module_workspace, tmp_path, lora):
     data_dir, pretrain_id = dpo_data
     config = dpo_config(pretrain_id, checkpoint_every=2, lora=lora)
-    reference = train_model(data_dir, workspace, config.model_copy(update={"run_name": "reference"}))
+    reference = train_model(data_dir, module_workspace, config.model_copy(update={"run_name": "reference"}))
     killed = config.model_copy(update={"run_name": "killed"})
-    run_dir = workspace / "checkpoints"
+    run_dir = module_workspace / "checkpoints"
     before = set(run_dir.iterdir())
     code = (
         "from tinylm.training.trainer import train_model; from tinylm.config import DpoConfig; "
-        f"train_model({str(data_dir)!r}, {str(workspace)!r}, DpoConfig.model_validate_json({killed.model_dump_json()!r}))"
+        f"train_model({str(data_dir)!r}, {str(module_workspace)!r}, DpoConfig.model_validate_json({killed.model_dump_json()!r}))"
     )
 
     def second_checkpoint() -> bool:
         return any(len(list(path.glob("step-*/checkpoint.json"))) >= 2 for path in set(run_dir.iterdir()) - before)
 
     kill_when(code, second_checkpoint)
-    resumed = train_model(data_dir, workspace, killed)
+    resumed = train_model(data_dir, module_workspace, killed)
     assert resumed["resumed_from_step"] and resumed["run_id"] != reference["run_id"]
     expected, _ = load_checkpoint(newest_local_checkpoint(run_dir / reference["run_id"]))
     actual, meta = load_checkpoint(newest_local_checkpoint(run_dir / resumed["run_id"]))
