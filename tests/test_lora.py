@@ -50,6 +50,7 @@ def test_lora_trains_and_checkpoints_the_adapters_alone(lora_run, module_workspa
     run = MlflowClient().get_run(sft["run_id"])
     assert run.info.run_name == "sft+lora" and run.data.tags["tinylm.init_run_id"] == pretrain["run_id"]
     assert int(run.data.params["trainable_parameters"]) < int(run.data.params["parameters"]) / 5
+    assert run.data.params["parameters"] == MlflowClient().get_run(pretrain["run_id"]).data.params["parameters"], "adapters not counted"
     losses = [m.value for m in MlflowClient().get_metric_history(sft["run_id"], "loss")]
     assert losses[-1] < losses[0]
 

@@ -28,9 +28,9 @@ def check_data(config: TrainConfig, data: PretrainData | ChatData) -> None:
         wanted = "chat-data --format dpo" if isinstance(config, DpoConfig) else "token shards or chat-data --format sft"
         raise ValueError(f"{data.directory} holds {data.format} data; this training reads {wanted} output")
     if isinstance(config, DpoConfig) and not (config.init_run_id or config.reference_run_id):
-        raise ValueError("DPO starts from a fine-tuned model: set init_run_id to the SFT run (the reference defaults to it)")
+        raise ValueError("DPO starts from a fine-tuned model: set init_run_id (--init) to the SFT run; the reference defaults to it")
     if config.lora is not None and not config.init_run_id:
-        raise ValueError("LoRA trains adapters on existing weights: set init_run_id to the run they adapt")
+        raise ValueError("LoRA trains adapters on existing weights: set init_run_id (--init) to the run they adapt")
 
 
 def frozen_model(initial: Initial, device: torch.device) -> Transformer:

@@ -141,6 +141,12 @@ class Trainer:
     def trainable(self) -> list[torch.nn.Parameter]:
         return [parameter for parameter in self.model.parameters() if parameter.requires_grad]
 
+    @property
+    def model_parameters(self) -> int:
+        """The model's own parameters: PEFT adds its adapters to the network's modules, and they are not the model."""
+        adapters = sum(parameter.numel() for parameter in self.trainable) if self.config.lora is not None else 0
+        return self.network.num_parameters() - adapters
+
     def fit(self, run_id: str, workspace: Path, resuming: bool, progress: Callable[[float], None] | None = None) -> dict:
         """Train from the run's newest checkpoint (when `resuming`) to the last step; checkpoint and validate after each shard."""
         config, ranks = self.config, self.ranks
@@ -177,7 +183,7 @@ class Trainer:
             "run_id": run_id,
             "steps": cursor.step,
             "final_loss": loss,
-            "parameters": self.network.num_parameters(),
+            "parameters": self.model_parameters,
             "reused": False,
             "resumed_from_step": resumed_from,
         }
@@ -201,7 +207,7 @@ class Trainer:
             return cursor
         if self.ranks.is_main:
             details = {
-                "parameters": self.network.num_parameters(),
+                "parameters": self.model_parameters,
                 "trainable_parameters": sum(parameter.numel() for parameter in self.trainable),
                 "vocab_size": self.network.config.vocab_size,
                 "total_steps": self.total_steps,
