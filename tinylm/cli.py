@@ -285,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_token_commands(command)
     _add_model_commands(command)
     _add_tuning_commands(command)
+    _add_serving_commands(command)
     return parser
 
 
@@ -435,6 +436,34 @@ def _add_tuning_commands(command: Command) -> None:
     merge.add_argument("--workspace", help="workspace of the checkpoints and the default MLflow store (default ./workspace)")
 
 
+def _add_serving_commands(command: Command) -> None:
+    serve = command("serve", _serve, "Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions).")
+    serve.add_argument("--model", required=True, help="checkpoint directory, MLflow run id, exported folder, or models:/NAME/VERSION")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only; 0.0.0.0 to expose it)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--name", default="tinylm", help="the model's id in /v1/models and in responses")
+    serve.add_argument("--max-tokens", type=int, default=512, help="most tokens one request may generate")
+    serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body accepted")
+    serve.add_argument("--workspace", help="workspace of the default MLflow store (default ./workspace)")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import os
+
+    import uvicorn
+
+    from tinylm.inference.generate import load_model
+    from tinylm.inference.server import ServerSettings, build_app
+    from tinylm.tracking.store import use_experiment
+
+    workspace = args.workspace or "workspace"
+    use_experiment("tinylm", workspace)
+    settings = ServerSettings(args.name, args.max_tokens, args.max_body_bytes, os.environ.get("TINYLM_API_KEY") or None)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+        print(f"tinylm serve: listening on {args.host} without an API key (set TINYLM_API_KEY to require one)", file=sys.stderr)
+    uvicorn.run(build_app(load_model(args.model, workspace), settings), host=args.host, port=args.port, log_level="warning")
+
+
 def _add_sampling_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--max-new-tokens", type=int, default=128)
     sub.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
@@ -470,7 +499,7 @@ def progress_bars() -> Iterator[None]:
 
 
 # Commands that run no Prefect flow: they print their own errors and nothing of Prefect's.
-_LOCAL_COMMANDS = {"convert", "generate", "chat", "export"}
+_LOCAL_COMMANDS = {"convert", "generate", "chat", "export", "serve"}
 
 
 def one_line(error: BaseException) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from tinylm.inference.generate import HF_CONFIG_FILE, WEIGHTS_FILE
 from tinylm.model.hf_mapping import llama_config, llama_state_dict
 from tinylm.storage.atomic import atomic_path
 from tinylm.storage.checkpoints import load_checkpoint
@@ -20,7 +21,6 @@ from tinylm.tokens.tokenizer_files import TOKENIZER_FILE, hf_tokenizer_files
 from tinylm.tracking.store import client
 from tinylm.training.weights import full_weights
 
-WEIGHTS_FILE = "model.safetensors"
 HF_ARTIFACT_PATH = "hf-model"
 
 
@@ -40,7 +40,7 @@ def export_hf(checkpoint_dir: str | Path, output_dir: str | Path, workspace: str
     with atomic_path(output_dir) as tmp:
         tmp.mkdir(parents=True)
         save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(llama_config(config, meta["eos_id"]), indent=2), encoding="utf-8")
+        (tmp / HF_CONFIG_FILE).write_text(json.dumps(llama_config(config, meta["eos_id"]), indent=2), encoding="utf-8")
         (tmp / TOKENIZER_FILE).write_bytes((Path(checkpoint_dir) / TOKENIZER_FILE).read_bytes())
         for name, content in hf_tokenizer_files(config.max_seq_len).items():
             (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import functools
+import json
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
 from tinylm.model.generation import Sampling, stream_tokens
+from tinylm.model.hf_mapping import model_config_of, tinylm_state_dict
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import load_checkpoint
 from tinylm.tokens.chat_template import ChatEncoder, Message
 from tinylm.tokens.tokenizer_files import EOS, IM_END, load_tokenizer
 from tinylm.tracking.checkpoint_artifacts import download_checkpoint
 from tinylm.training.weights import full_weights
+
+HF_CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
 def resolve_checkpoint(checkpoint: str, scratch: Path) -> Path:
@@ -47,8 +52,16 @@ class LoadedModel:
 
 
 def load_model(checkpoint: str, workspace: str | Path | None = None) -> LoadedModel:
-    """A checkpoint's model, ready to generate; an adapter checkpoint's base is looked up in `workspace`, else in MLflow."""
+    """A model ready to generate, from a checkpoint directory, an MLflow run id (its newest checkpoint), an
+    exported Hugging Face folder, or a registered model (`models:/name/version`). An adapter checkpoint's
+    base is looked up in `workspace`, else in MLflow."""
     with tempfile.TemporaryDirectory() as scratch:
+        if checkpoint.startswith("models:/"):
+            import mlflow
+
+            return _load_exported(Path(mlflow.artifacts.download_artifacts(artifact_uri=checkpoint, dst_path=scratch)))
+        if (Path(checkpoint) / HF_CONFIG_FILE).exists():
+            return _load_exported(Path(checkpoint))
         directory = resolve_checkpoint(checkpoint, Path(scratch))
         weights, config = full_weights(load_checkpoint(directory), None if workspace is None else Path(workspace))
         tokenizer = load_tokenizer(directory)
@@ -57,17 +70,41 @@ def load_model(checkpoint: str, workspace: str | Path | None = None) -> LoadedMo
     return LoadedModel(model.eval(), tokenizer)
 
 
+def _load_exported(folder: Path) -> LoadedModel:
+    """An exported Llama folder (`tinylm export`), its weights back under tinylm's names."""
+    config = model_config_of(json.loads((folder / HF_CONFIG_FILE).read_text(encoding="utf-8")))
+    model = Transformer(config)
+    model.load_state_dict(tinylm_state_dict(load_file(str(folder / WEIGHTS_FILE)), config))
+    return LoadedModel(model.eval(), load_tokenizer(folder))
+
+
+@dataclass
+class Finish:
+    """How a generation ended, filled in as it runs: its new tokens, and `stop` (a stop token) or `length`."""
+
+    tokens: int = 0
+    reason: str = "length"
+
+
 def stream_text(
-    loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int, sampling: Sampling, generator: torch.Generator
+    loaded: LoadedModel,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    sampling: Sampling,
+    generator: torch.Generator,
+    finish: Finish | None = None,
 ) -> Iterator[str]:
     """New text as it is generated. Byte-level tokens can end inside a multi-byte character:
     such a tail is held back until a later token completes it, and flushed as it is at the end."""
+    finish = finish if finish is not None else Finish()
     new: list[int] = []
     shown = text = ""
     for token in stream_tokens(loaded.model, prompt_ids, max_new_tokens, sampling, loaded.stop_ids, generator):
         if token in loaded.stop_ids:
+            finish.reason = "stop"
             break
         new.append(token)
+        finish.tokens = len(new)
         text = loaded.tokenizer.decode(new)
         if not text.endswith("\ufffd"):
             yield text[len(shown) :]

@@ -61,3 +61,30 @@ def llama_config(config: ModelConfig, eos_id: int) -> dict:
         "eos_token_id": eos_id,
         "torch_dtype": "float32",
     }
+
+
+def tinylm_state_dict(llama: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """`llama_state_dict` undone: an exported folder's weights under our names, Llama's projections fused again."""
+    state = {"tok_embeddings.weight": llama["model.embed_tokens.weight"], "norm.weight": llama["model.norm.weight"]}
+    state["output.weight"] = llama.get("lm_head.weight", state["tok_embeddings.weight"])
+    for index in range(config.n_layers):
+        for module, llama_modules in _LAYER_NAMES.items():
+            kind = "weight"
+            pieces = [llama[f"model.layers.{index}.{name}.{kind}"] for name in llama_modules]
+            state[f"layers.{index}.{module}.{kind}"] = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+    return state
+
+
+def model_config_of(llama: dict) -> ModelConfig:
+    """The shape of an exported folder's `config.json` (one `llama_config` wrote, or any dense tied Llama)."""
+    return ModelConfig(
+        vocab_size=llama["vocab_size"],
+        dim=llama["hidden_size"],
+        n_layers=llama["num_hidden_layers"],
+        n_heads=llama["num_attention_heads"],
+        n_kv_heads=llama.get("num_key_value_heads", llama["num_attention_heads"]),
+        hidden_dim=llama["intermediate_size"],
+        max_seq_len=llama["max_position_embeddings"],
+        rope_theta=llama.get("rope_theta", 10_000.0),
+        norm_eps=llama.get("rms_norm_eps", 1e-6),
+    )

@@ -1,0 +1,102 @@
+"""`tinylm serve` as the ecosystem meets it: a real server process, the official `openai` client, many at once."""
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import torch
+
+from tests.helpers import free_port, tiny_train_config, wait_for_http
+from tinylm.inference.generate import chat_reply, generate_text, load_model
+from tinylm.model.generation import Sampling
+from tinylm.training.trainer import train_model
+
+KEY = "test-key"
+GREEDY = Sampling(temperature=0, top_k=0, top_p=1.0, repetition_penalty=1.0)
+
+
+@pytest.fixture(scope="module")
+def served(prefect_api, shards_dir, module_workspace):
+    """A trained tiny model behind `tinylm serve` with an API key; yields (client, base URL, run id)."""
+    run_id = train_model(shards_dir, module_workspace, tiny_train_config(max_shards=2, sample_tokens=0))["run_id"]
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "tinylm"), "serve", "--model", run_id, "--workspace", str(module_workspace)]
+    command += ["--port", str(port), "--max-tokens", "24", "--max-body-bytes", "20000"]
+    server = subprocess.Popen(command, env=os.environ | {"TINYLM_API_KEY": KEY}, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/docs", server)
+        yield openai.OpenAI(base_url=base, api_key=KEY), base, run_id, module_workspace
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_models_and_chat_answer_as_the_model_does_in_process(served):
+    client, _, run_id, workspace = served
+    assert [model.id for model in client.models.list()] == ["tinylm"]
+    messages = [{"role": "user", "content": "合众国宪法"}]
+    reply = client.chat.completions.create(model="tinylm", messages=messages, temperature=0, max_tokens=12)
+    loaded = load_model(run_id, workspace)
+    expected = "".join(chat_reply(loaded, messages, 12, GREEDY, torch.Generator()))
+    assert reply.choices[0].message.content == expected and reply.choices[0].message.role == "assistant"
+    assert reply.choices[0].finish_reason in ("stop", "length") and reply.usage.completion_tokens <= 12
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    stream = client.chat.completions.create(model="tinylm", messages=messages, temperature=0, max_tokens=12, stream=True)
+    chunks = list(stream)
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks) == expected and len(chunks) >= 3
+    assert chunks[-1].choices[0].finish_reason == reply.choices[0].finish_reason
+
+
+def test_completions_stop_strings_and_seeds(served):
+    client, _, run_id, workspace = served
+    text = client.completions.create(model="tinylm", prompt="The Congress", temperature=0, max_tokens=20).choices[0].text
+    assert "The Congress" + text == generate_text(run_id, "The Congress", 20, GREEDY)
+    streamed = client.completions.create(model="tinylm", prompt="The Congress", temperature=0, max_tokens=20, stream=True)
+    assert "".join(chunk.choices[0].text for chunk in streamed) == text
+    stop = text.strip()[3:6]
+    cut = client.completions.create(model="tinylm", prompt="The Congress", temperature=0, max_tokens=20, stop=[stop]).choices[0]
+    assert cut.text == text[: text.index(stop)] and cut.finish_reason == "stop"
+    sampled = [
+        client.completions.create(model="tinylm", prompt="The", temperature=1.0, top_p=0.9, max_tokens=20, seed=seed).choices[0].text
+        for seed in (7, 7, 8)
+    ]
+    assert sampled[0] == sampled[1] != sampled[2], "a seed fixes a sampled answer"
+
+
+def test_requests_outside_the_bounds_get_a_4xx_that_says_why(served):
+    client, base, _, _ = served
+    with pytest.raises(openai.BadRequestError, match="exceeds this server's limit of 24"):
+        client.completions.create(model="tinylm", prompt="The", max_tokens=1000)
+    with pytest.raises(openai.BadRequestError, match="this model's context is 32"):
+        client.chat.completions.create(model="tinylm", messages=[{"role": "user", "content": "合众国宪法" * 40}])
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        client.completions.create(model="tinylm", prompt="The", temperature=5)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=base, api_key="wrong").models.list()
+    assert httpx.get(f"{base}/models").status_code == 401, "no key, no answer"
+    huge = httpx.post(f"{base}/completions", headers={"Authorization": f"Bearer {KEY}"}, json={"prompt": "x" * 30_000})
+    assert huge.status_code == 413 and "20000 bytes" in huge.json()["error"]["message"]
+
+
+def test_concurrent_clients_each_get_their_own_answer(served):
+    client, _, _, _ = served
+    prompts = ["The", "Congress", "合众国", "宪法", "President", "States", "我们", "law"]
+    alone = [client.completions.create(model="tinylm", prompt=p, temperature=0, max_tokens=16).choices[0].text for p in prompts]
+    together: dict[int, str] = {}
+
+    def ask(index: int) -> None:
+        stream = client.completions.create(model="tinylm", prompt=prompts[index], temperature=0, max_tokens=16, stream=True)
+        together[index] = "".join(chunk.choices[0].text for chunk in stream)
+
+    threads = [threading.Thread(target=ask, args=(index,)) for index in range(len(prompts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert [together[index] for index in range(len(prompts))] == alone

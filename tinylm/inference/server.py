@@ -1,0 +1,218 @@
+"""An OpenAI-compatible HTTP API for a tinylm model: chat and text completions, whole or streamed, on FastAPI.
+
+Any OpenAI client (the `openai` package, LangChain, a chat UI) talks to it by base URL.
+Every request generates with its own KV cache and its own random generator (seeded by
+its `seed`), so concurrent requests share nothing but the read-only weights. What a
+request may ask for is bounded: `max_tokens` by the server's limit and the model's
+context, the prompt by the context, the body by `max_body_bytes`; anything outside is a
+4xx with an OpenAI-style error message, never a 500 or an out-of-memory.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from tinylm.inference.generate import Finish, LoadedModel, stream_text
+from tinylm.model.generation import Sampling
+from tinylm.tokens.tokenizer_files import EOS
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    model_name: str = "tinylm"
+    max_tokens: int = 512
+    max_body_bytes: int = 1 << 20
+    api_key: str | None = None
+
+
+class ApiError(Exception):
+    """A request the server refuses, with the HTTP status and the message the client sees."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class SamplingRequest(BaseModel):
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    n: Literal[1] = 1
+
+
+class ChatRequest(SamplingRequest):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+class CompletionRequest(SamplingRequest):
+    prompt: str | list[str]
+
+
+def _stops(stop: str | list[str] | None) -> list[str]:
+    return [stop] if isinstance(stop, str) else [text for text in (stop or []) if text]
+
+
+def cut_at_stops(pieces: Iterator[str], stops: list[str], finish: Finish) -> Iterator[str]:
+    """The text up to the first stop string (which is not sent), holding back any tail that may begin one."""
+    if not stops:
+        yield from pieces
+        return
+    pending = ""
+    for piece in pieces:
+        pending += piece
+        found = [pending.index(stop) for stop in stops if stop in pending]
+        if found:
+            finish.reason = "stop"
+            if pending[: min(found)]:
+                yield pending[: min(found)]
+            return
+        keep = max((size for stop in stops for size in range(1, len(stop)) if pending.endswith(stop[:size])), default=0)
+        if len(pending) > keep:
+            yield pending[: len(pending) - keep]
+            pending = pending[len(pending) - keep :]
+    if pending:
+        yield pending
+
+
+class Generator:
+    """Turns a request into prompt ids, bounds, and text, for one loaded model."""
+
+    def __init__(self, loaded: LoadedModel, settings: ServerSettings) -> None:
+        self.loaded, self.settings = loaded, settings
+        self.context = loaded.model.config.max_seq_len
+
+    def budget(self, prompt_ids: list[int], asked: int | None) -> int:
+        """How many tokens this request may generate, or an error that says what to change."""
+        if len(prompt_ids) >= self.context:
+            raise ApiError(400, f"the prompt is {len(prompt_ids)} tokens; this model's context is {self.context}: shorten it")
+        if asked is not None and asked > self.settings.max_tokens:
+            raise ApiError(400, f"max_tokens {asked} exceeds this server's limit of {self.settings.max_tokens}")
+        room = self.context - len(prompt_ids)
+        if asked is not None and asked > room:
+            raise ApiError(400, f"the prompt ({len(prompt_ids)} tokens) and max_tokens {asked} exceed the context of {self.context}")
+        return min(asked or self.settings.max_tokens, room)
+
+    def text(self, prompt_ids: list[int], request: SamplingRequest, max_tokens: int, finish: Finish) -> Iterator[str]:
+        sampling = Sampling(temperature=request.temperature, top_k=0, top_p=request.top_p, repetition_penalty=1.0)
+        seed = request.seed if request.seed is not None else secrets.randbits(63)
+        pieces = stream_text(self.loaded, prompt_ids, max_tokens, sampling, torch.Generator().manual_seed(seed), finish)
+        return cut_at_stops(pieces, _stops(request.stop), finish)
+
+    def chat_prompt(self, request: ChatRequest) -> list[int]:
+        (prompt,) = self.loaded.chat.encode([[message.model_dump() for message in request.messages]], generation_prompt=True)
+        return prompt.ids
+
+    def completion_prompt(self, request: CompletionRequest) -> list[int]:
+        if isinstance(request.prompt, list) and len(request.prompt) != 1:
+            raise ApiError(400, "this server completes one prompt per request")
+        text = request.prompt if isinstance(request.prompt, str) else request.prompt[0]
+        return self.loaded.tokenizer.encode(text, add_special_tokens=False).ids or [self.loaded.tokenizer.token_to_id(EOS)]
+
+
+def _event(payload: dict) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
+    """The API for one loaded model; `settings.api_key`, when set, is required on every route."""
+    generator = Generator(loaded, settings)
+    app = FastAPI(title="tinylm", description=f"OpenAI-compatible API for {settings.model_name}")
+
+    def authorised(request: Request) -> None:
+        if settings.api_key and request.headers.get("authorization") != f"Bearer {settings.api_key}":
+            raise ApiError(401, "a valid API key is required: Authorization: Bearer <key>", "authentication_error")
+
+    @app.middleware("http")
+    async def bounded_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is not None and int(declared) > settings.max_body_bytes:
+            return _error(ApiError(413, f"the request body is over {settings.max_body_bytes} bytes"))
+        return await call_next(request)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        return _error(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][1:])
+        return _error(ApiError(400, f"{where}: {first['msg']}" if where else first["msg"]))
+
+    @app.get("/v1/models", dependencies=[Depends(authorised)])
+    def models() -> dict:
+        return {"object": "list", "data": [{"id": settings.model_name, "object": "model", "created": 0, "owned_by": "tinylm"}]}
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(authorised)], response_model=None)
+    def chat(request: ChatRequest) -> dict | StreamingResponse:
+        prompt = generator.chat_prompt(request)
+        max_tokens = generator.budget(prompt, request.max_completion_tokens or request.max_tokens)
+        finish = Finish()
+        pieces = generator.text(prompt, request, max_tokens, finish)
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": settings.model_name}
+        if request.stream:
+
+            def events() -> Iterator[str]:
+                chunk = head | {"object": "chat.completion.chunk"}
+                yield _event(chunk | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+                for piece in pieces:
+                    yield _event(chunk | {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+                yield _event(chunk | {"choices": [{"index": 0, "delta": {}, "finish_reason": finish.reason}]})
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+        text = "".join(pieces)
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish.reason}
+        return head | {"object": "chat.completion", "choices": [choice], "usage": _usage(prompt, finish)}
+
+    @app.post("/v1/completions", dependencies=[Depends(authorised)], response_model=None)
+    def complete(request: CompletionRequest) -> dict | StreamingResponse:
+        prompt = generator.completion_prompt(request)
+        max_tokens = generator.budget(prompt, request.max_tokens or 16)
+        finish = Finish()
+        pieces = generator.text(prompt, request, max_tokens, finish)
+        head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()), "model": settings.model_name}
+        if request.stream:
+
+            def events() -> Iterator[str]:
+                for piece in pieces:
+                    yield _event(head | {"choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]})
+                yield _event(head | {"choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": finish.reason}]})
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+        text = "".join(pieces)
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish.reason}
+        return head | {"choices": [choice], "usage": _usage(prompt, finish)}
+
+    return app
+
+
+def _usage(prompt: list[int], finish: Finish) -> dict:
+    return {"prompt_tokens": len(prompt), "completion_tokens": finish.tokens, "total_tokens": len(prompt) + finish.tokens}
+
+
+def _error(error: ApiError) -> JSONResponse:
+    return JSONResponse({"error": {"message": error.message, "type": error.kind, "code": error.status}}, status_code=error.status)
