@@ -1,6 +1,7 @@
 """`tinylm serve` as the ecosystem meets it: a real server process, the official `openai` client, many at once."""
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from tinylm.model.generation import Sampling
 from tinylm.training.trainer import train_model
 
 KEY = "test-key"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 GREEDY = Sampling(temperature=0, top_k=0, top_p=1.0, repetition_penalty=1.0)
 
 
@@ -100,3 +102,36 @@ def test_concurrent_clients_each_get_their_own_answer(served):
     for thread in threads:
         thread.join(timeout=120)
     assert [together[index] for index in range(len(prompts))] == alone
+
+
+def test_the_chat_page_streams_an_answer_in_a_browser(served):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    chromium = next((path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None)
+    if chromium is None:
+        pytest.skip("no Chromium on this machine")
+    client, base, _, _ = served
+    messages = [{"role": "user", "content": "The Congress"}]
+    expected = client.chat.completions.create(model="tinylm", messages=messages, temperature=0, max_tokens=12).choices[0].message.content
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(base.removesuffix("v1"))
+        assert page.text_content("#model") == "enter the API key", "the page asks for the key the API requires"
+        page.fill("#key", KEY)
+        page.dispatch_event("#key", "change")
+        page.wait_for_function("document.getElementById('model').textContent === 'tinylm'")
+        page.fill("#temperature", "0")
+        page.fill("#max-tokens", "12")
+        page.evaluate(
+            "window.states = []; new MutationObserver((records) => records.forEach((r) => window.states.push(r.target.dataset.state)))"
+            ".observe(document.getElementById('messages'), {subtree: true, attributeFilter: ['data-state']})"
+        )
+        page.fill("#input", "The Congress")
+        page.press("#input", "Enter")
+        page.wait_for_selector(".assistant[data-state=done]", timeout=60_000)
+        assert page.text_content(".user") == "The Congress"
+        assert page.text_content(".assistant") == expected
+        assert page.evaluate("window.states") == ["streaming", "done"], "the reply was read from the event stream as it came"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "chat-page.png"))
+        browser.close()

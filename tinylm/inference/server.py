@@ -1,6 +1,7 @@
 """An OpenAI-compatible HTTP API for a tinylm model: chat and text completions, whole or streamed, on FastAPI.
 
-Any OpenAI client (the `openai` package, LangChain, a chat UI) talks to it by base URL.
+Any OpenAI client (the `openai` package, LangChain, a chat UI) talks to it by base URL, and
+`/` serves a web chat page that streams from the same API (plain HTML and JavaScript).
 Every request generates with its own KV cache and its own random generator (seeded by
 its `seed`), so concurrent requests share nothing but the read-only weights. What a
 request may ask for is bounded: `max_tokens` by the server's limit and the model's
@@ -16,17 +17,20 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from tinylm.inference.generate import Finish, LoadedModel, stream_text
 from tinylm.model.generation import Sampling
 from tinylm.tokens.tokenizer_files import EOS
+
+CHAT_PAGE = Path(__file__).with_name("chat_page.html")
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,12 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"][1:])
         return _error(ApiError(400, f"{where}: {first['msg']}" if where else first["msg"]))
+
+    @app.get("/", response_class=HTMLResponse)
+    def chat_page() -> str:
+        """The web chat: a static page, public because a browser cannot send the key to open it; it holds no data,
+        and asks for the key that the API routes it calls require."""
+        return CHAT_PAGE.read_text(encoding="utf-8")
 
     @app.get("/v1/models", dependencies=[Depends(authorised)])
     def models() -> dict:
