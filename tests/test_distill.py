@@ -9,9 +9,11 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import make_shards, tiny_train_config
 from tinylm.config import DistillConfig, ShardsConfig, TokenizerConfig
+from tinylm.flows.tuning import distill_flow
 from tinylm.model.config import ModelConfig
 from tinylm.model.transformer import Transformer
 from tinylm.tokens.tokenizer import train_tokenizer
+from tinylm.tracking.lineage import STAGE_TAG
 from tinylm.training.data import Batch
 from tinylm.training.objectives import Distillation
 from tinylm.training.trainer import train_model
@@ -43,12 +45,13 @@ def test_a_smaller_student_moves_toward_its_teacher(prefect_api, shards_dir, wor
     config = DistillConfig(
         **tiny_train_config(model=STUDENT, sample_tokens=0).model_dump() | {"teacher_run_id": teacher["run_id"], "kl_weight": 1.0}
     )
-    student = train_model(shards_dir, workspace, config)
+    student = distill_flow(config, str(shards_dir), str(workspace))
     client = MlflowClient()
     kl = [m.value for m in client.get_metric_history(student["run_id"], "kl")]
     assert np.mean(kl[-3:]) < 0.8 * np.mean(kl[:3])
     run = client.get_run(student["run_id"])
     assert run.info.run_name == "distill" and run.data.tags["tinylm.teacher_run_id"] == teacher["run_id"]
+    assert run.data.tags[STAGE_TAG] == "distill" and "prefect.flow_run_id" in run.data.tags
     assert run.data.params["model.dim"] == "16" and "val_kl" in run.data.metrics
     plain = train_model(shards_dir, workspace, tiny_train_config(model=STUDENT, sample_tokens=0))
     only_data = train_model(shards_dir, workspace, config.model_copy(update={"kl_weight": 0.0}))
