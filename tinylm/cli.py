@@ -163,37 +163,39 @@ def _chat_data(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     lora = LoraConfig(rank=args.lora_rank) if args.lora_rank else None
     config = configured(TrainConfig, args.config, resume_run_id=args.resume, init_run_id=args.init, restart=args.restart or None, lora=lora)
-    _run_training(args.shards, config, args.workspace, "train_flow")
+    if not _trained_as_worker(args.shards, config, args.workspace):
+        from tinylm.flows.train import train_flow
+
+        _print_json(train_flow(str(args.shards), config, args.workspace or "workspace"))
 
 
 def _dpo(args: argparse.Namespace) -> None:
     lora = LoraConfig(rank=args.lora_rank) if args.lora_rank else None
     config = configured(DpoConfig, args.config, init_run_id=args.init, beta=args.beta, resume_run_id=args.resume, lora=lora)
-    _run_training(args.pairs, config, args.workspace, "dpo_flow")
+    if not _trained_as_worker(args.pairs, config, args.workspace):
+        from tinylm.flows.tuning import dpo_flow
+
+        _print_json(dpo_flow(str(args.pairs), config, args.workspace or "workspace"))
 
 
 def _distill(args: argparse.Namespace) -> None:
     config = configured(DistillConfig, args.config, teacher_run_id=args.teacher, init_run_id=args.init, resume_run_id=args.resume)
-    _run_training(args.data, config, args.workspace, "distill_flow")
+    if not _trained_as_worker(args.data, config, args.workspace):
+        from tinylm.flows.tuning import distill_flow
+
+        _print_json(distill_flow(config, str(args.data), args.workspace or "workspace"))
 
 
-def _run_training(data: Path, config: TrainConfig, workspace: str | None, flow_name: str) -> None:
-    """Run a training flow; a torchrun worker past rank 0 trains its share without a flow of its own."""
+def _trained_as_worker(data: Path, config: TrainConfig, workspace: str | None) -> bool:
+    """Under torchrun, a process past rank 0 trains its share without a flow of its own (rank 0 runs the flow)."""
     import os
 
-    workspace = workspace or "workspace"
-    if int(os.environ.get("RANK", "0")) > 0:
-        from tinylm.training.trainer import train_model
+    if int(os.environ.get("RANK", "0")) == 0:
+        return False
+    from tinylm.training.trainer import train_model
 
-        train_model(str(data), workspace, config)
-        return
-    from tinylm.flows.train import train_flow
-    from tinylm.flows.tuning import distill_flow, dpo_flow
-
-    if flow_name == "distill_flow":
-        _print_json(distill_flow(config, str(data), workspace))
-    else:
-        _print_json({"train_flow": train_flow, "dpo_flow": dpo_flow}[flow_name](str(data), config, workspace))
+    train_model(str(data), workspace or "workspace", config)
+    return True
 
 
 def _merge(args: argparse.Namespace) -> None:

@@ -94,6 +94,7 @@ def encode_chat_file(
     width = len(FIELDS[config.format])
     output = Path(output_dir) / part_dir(index)
     dtype = token_dtype(encoder.text_tokenizer.get_vocab_size())
+    name = Path(path).name
     with atomic_path(output) as tmp, ChatPartWriter(tmp, dtype) as writer:
         for lines, conversations in _batches(Path(path), config, stats):
             encoded = encoder.encode(conversations, last_reply_only=config.format == "dpo")
@@ -104,7 +105,7 @@ def encode_chat_file(
                 if any(tokens.trained == 0 for tokens in group):
                     stats.skip("no_assistant_token_within_max_seq_len", line)
                     continue
-                validation = is_validation(Path(path).name, line, config.seed, config.validation_fraction)
+                validation = is_validation(name, line, config.seed, config.validation_fraction)
                 writer.add([(tokens.ids, tokens.mask) for tokens in group], line, validation)
                 stats.update("rows", 1)
                 stats.update("validation_rows", int(validation))

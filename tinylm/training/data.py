@@ -100,6 +100,7 @@ class ChatData:
     order: np.ndarray
     validation: np.ndarray
     weighted_ids: np.ndarray
+    part_starts: np.ndarray
 
     @classmethod
     def open(cls, directory: Path, manifest: dict, config: TrainConfig) -> ChatData:
@@ -108,9 +109,9 @@ class ChatData:
         tokenizer = load_tokenizer(manifest["tokenizer_dir"])
         weighted = [tokenizer.token_to_id(token) for token in THINK_TOKENS] if config.think_token_weight != 1 else []
         weighted_ids = np.asarray([token for token in weighted if token is not None], dtype=np.int64)
-        return cls(
-            directory, manifest, config, parts, read_units(directory / ORDER_FILE), read_units(directory / VALIDATION_FILE), weighted_ids
-        )
+        order, validation = read_units(directory / ORDER_FILE), read_units(directory / VALIDATION_FILE)
+        part_starts = np.cumsum([0] + [part.units for part in parts])
+        return cls(directory, manifest, config, parts, order, validation, weighted_ids, part_starts)
 
     @property
     def format(self) -> str:
@@ -132,10 +133,10 @@ class ChatData:
 
     def units_batch(self, units: np.ndarray) -> Batch:
         """The sequences of these units (numbered across parts); a pair's sides go to the two halves of the batch."""
-        starts = np.cumsum([0] + [part.units for part in self.parts])
+        starts = self.part_starts
         located = [(int(part), int(unit - starts[part])) for unit, part in zip(units, np.searchsorted(starts, units, side="right") - 1)]
-        sides = [self.parts[part].unit(row) for part, row in located]
-        sequences = [side[index] for index in range(self.manifest["sequences_per_unit"]) for side in sides]
+        per_unit = [self.parts[part].unit(row) for part, row in located]
+        sequences = [unit[side] for side in range(self.manifest["sequences_per_unit"]) for unit in per_unit]
         width = self.config.seq_len + 1
         tokens = np.full((len(sequences), width), self.manifest["pad_id"], dtype=np.int64)
         mask = np.zeros((len(sequences), width), dtype=np.float32)

@@ -155,9 +155,8 @@ class Trainer:
         checkpointer = self._checkpointer(run_dir, logger)
         cursor = self._start(checkpointer, run_id, resuming)
         resumed_from = cursor.step if resuming else None
-        validator = Validator(
-            self.data.validation_batches(), self.objective, Path(self.data.manifest["tokenizer_dir"]), config, self.device
-        )
+        tokenizer_dir = Path(self.data.manifest["tokenizer_dir"])
+        validator = Validator(self.data.validation_batches(), self.objective, tokenizer_dir, config, self.device, self.autocast)
         throughput = Throughput(config.batch_size * config.seq_len * config.grad_accum_steps * ranks.world)
         loss = float("nan")
         self.trained.train()

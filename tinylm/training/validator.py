@@ -7,6 +7,7 @@ run ends with, resumed or not.
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class Validator:
     tokenizer_dir: Path
     config: TrainConfig
     device: torch.device
+    autocast: AbstractContextManager
 
     @torch.no_grad()
     def measure(self, model: torch.nn.Module) -> dict[str, float]:
@@ -37,7 +39,7 @@ class Validator:
         model.eval()
         sums: dict[str, float] = {}
         for batch in self.batches:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            with self.autocast:
                 loss, metrics = self.objective(model, batch.to(self.device))
             for name, value in {"loss": loss, **metrics}.items():
                 sums[name] = sums.get(name, 0.0) + float(value) / len(self.batches)
