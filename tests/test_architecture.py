@@ -14,7 +14,8 @@ ALLOWED = {
     "tokens": {"storage", "corpus", "stats", "config", "peak_memory"},
     "training": {"model", "tokens", "storage", "tracking", "config"},
     "inference": {"model", "tokens", "storage", "tracking", "training"},
-    "flows": {"model", "storage", "tracking", "corpus", "tokens", "training", "inference", "stats", "config"},
+    "evaluation": {"model", "corpus", "tokens", "storage", "tracking", "training", "inference", "stats", "config"},
+    "flows": {"model", "storage", "tracking", "corpus", "tokens", "training", "inference", "evaluation", "stats", "config"},
 }
 
 

@@ -290,6 +290,29 @@ class DistillConfig(TrainConfig):
     kl_weight: float = Field(0.5, ge=0, le=1, description="share of the loss that is the KL to the teacher; the rest is cross entropy")
 
 
+class EvalConfig(_Settings):
+    """What `tinylm eval` measures: perplexity on held-out text, and benchmarks through lm-evaluation-harness."""
+
+    perplexity_data: list[str] = Field(
+        default_factory=list,
+        description="corpus directories (scored per source and language), shard directories (their validation split) or raw "
+        "files any corpus reader takes; in the pipeline, empty = the pipeline's own shards",
+    )
+    max_tokens: int = Field(200_000, ge=1, description="tokens scored per group at most (groups: source/language, or a shard set)")
+    seq_len: int | None = Field(None, ge=8, description="tokens per scored window (None = the model's max_seq_len)")
+    batch_size: int = Field(8, ge=1, description="windows (perplexity) or requests (benchmarks) per forward pass")
+    benchmarks: list[str] = Field(
+        default_factory=list,
+        description="folders of C-Eval/CMMLU-style multiple choice (csv or jsonl: question, A-D, answer; dev/ for few-shot), "
+        "or lm-evaluation-harness task names (these download their data)",
+    )
+    num_fewshot: int = Field(0, ge=0, description="worked examples before each question, from the task's dev split")
+    limit: int | None = Field(None, ge=1, description="score at most this many items per benchmark task (None = all)")
+    answer_prompt: str = Field("答案：", description="what follows the choices in a local task's prompt (C-Eval and CMMLU use 答案：)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    experiment: str = "tinylm"
+
+
 class PipelineConfig(_Settings):
     """Everything from raw files to a trained model, under one workspace."""
 
@@ -314,6 +337,7 @@ class PipelineConfig(_Settings):
     tokenizer: TokenizerConfig = TokenizerConfig()
     shards: ShardsConfig = ShardsConfig()
     train: TrainConfig = TrainConfig()
+    eval: EvalConfig | None = Field(None, description="evaluate the trained model after training (None = no eval stage)")
 
     def stage_dir(self, stage: Literal["corpus", "tokenizers", "shards"]) -> Path:
         return Path(self.workspace) / stage / self.name

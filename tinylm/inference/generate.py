@@ -17,8 +17,9 @@ from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.model.hf_mapping import model_config_of, tinylm_state_dict
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import load_checkpoint
+from tinylm.storage.manifest import file_sha256
 from tinylm.tokens.chat_template import ChatEncoder, Message
-from tinylm.tokens.tokenizer_files import EOS, IM_END, load_tokenizer
+from tinylm.tokens.tokenizer_files import EOS, IM_END, TOKENIZER_FILE, load_tokenizer
 from tinylm.tracking.checkpoint_artifacts import download_checkpoint
 from tinylm.training.weights import full_weights
 
@@ -40,6 +41,7 @@ def resolve_checkpoint(checkpoint: str, scratch: Path) -> Path:
 class LoadedModel:
     model: Transformer
     tokenizer: Tokenizer
+    tokenizer_sha256: str  # of its tokenizer.json, as the data stages' manifests record theirs
 
     @functools.cached_property
     def chat(self) -> ChatEncoder:
@@ -64,10 +66,10 @@ def load_model(checkpoint: str, workspace: str | Path | None = None) -> LoadedMo
             return _load_exported(Path(checkpoint))
         directory = resolve_checkpoint(checkpoint, Path(scratch))
         weights, config = full_weights(load_checkpoint(directory), None if workspace is None else Path(workspace))
-        tokenizer = load_tokenizer(directory)
+        tokenizer, tokenizer_sha256 = load_tokenizer(directory), file_sha256(directory / TOKENIZER_FILE)
     model = Transformer(config)
     model.load_state_dict(weights)
-    return LoadedModel(model.eval(), tokenizer)
+    return LoadedModel(model.eval(), tokenizer, tokenizer_sha256)
 
 
 def _load_exported(folder: Path) -> LoadedModel:
@@ -75,7 +77,7 @@ def _load_exported(folder: Path) -> LoadedModel:
     config = model_config_of(json.loads((folder / HF_CONFIG_FILE).read_text(encoding="utf-8")))
     model = Transformer(config)
     model.load_state_dict(tinylm_state_dict(load_file(str(folder / WEIGHTS_FILE)), config))
-    return LoadedModel(model.eval(), load_tokenizer(folder))
+    return LoadedModel(model.eval(), load_tokenizer(folder), file_sha256(folder / TOKENIZER_FILE))
 
 
 @dataclass

@@ -101,7 +101,7 @@ class Trainer:
             raise ValueError(f"{data.directory} holds too little for one batch of {config.batch_size}x{config.seq_len}")
         scheduler = build_scheduler(optimizer, sum(steps_per_shard), config)
         trained = torch.compile(wrapped) if config.compile else wrapped
-        autocast = _autocast(device)
+        autocast = autocast_for(device)
         objective = build_objective(config, data, initial, workspace, device, autocast)
         return cls(config, data, network, model, trained, objective, optimizer, scheduler, steps_per_shard, device, ranks, initial)
 
@@ -111,7 +111,7 @@ class Trainer:
 
     @property
     def autocast(self) -> torch.autocast:
-        return _autocast(self.device)
+        return autocast_for(self.device)
 
     def micro_batches(self, shard: int, order: np.ndarray, batch: int) -> Iterator[Batch]:
         """This process's slices of optimizer step `batch`: one per gradient-accumulation step."""
@@ -245,7 +245,8 @@ class Trainer:
                 progress(step / self.total_steps)
 
 
-def _autocast(device: torch.device) -> torch.autocast:
+def autocast_for(device: torch.device) -> torch.autocast:
+    """bf16 on a GPU, fp32 elsewhere: the one precision policy of training, validation and evaluation."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 

@@ -1,0 +1,192 @@
+"""`tinylm eval`: perplexity checked against a plain loop over the model, local benchmarks through lm-evaluation-harness
+checked against the model's own choice scores, and both recorded in MLflow and Prefect."""
+
+import asyncio
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.nn.functional as F
+from mlflow.tracking import MlflowClient
+from prefect import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+from tinylm.config import EvalConfig, ExtractConfig
+from tinylm.corpus.readers import read_documents
+from tinylm.evaluation.benchmarks import local_tasks, task_config
+from tinylm.evaluation.perplexity import perplexity
+from tinylm.flows.evaluate import eval_flow
+from tinylm.inference.generate import load_model
+from tinylm.stats import Stats
+from tinylm.storage.documents import corpus_parts
+from tinylm.storage.manifest import read_manifest
+from tinylm.tokens.tokenizer_files import EOS
+from tinylm.training.trainer import train_model
+
+from .helpers import tiny_train_config
+
+CMMLU = Path(__file__).parent / "data" / "cmmlu"
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def trained(prefect_api, shards_dir, module_workspace) -> str:
+    return train_model(shards_dir, module_workspace, tiny_train_config(max_shards=2, sample_tokens=0))["run_id"]
+
+
+@pytest.fixture(scope="module")
+def loaded(trained, module_workspace):
+    return load_model(trained, module_workspace)
+
+
+def test_every_token_after_the_first_is_scored_once_with_the_models_own_loss(loaded, constitution, tmp_path):
+    text = tmp_path / "held-out.txt"
+    paragraphs = [line for line in constitution.read_text(encoding="utf-8").splitlines() if line.strip()][:12]
+    text.write_text("\n\n".join(paragraphs), encoding="utf-8")
+    # Windows of 16 tokens in batches of 3: full batches, a short last batch and a shorter tail window.
+    scores = perplexity(loaded, text, EvalConfig(seq_len=16, batch_size=3), CPU)
+
+    documents = [document["text"] for document in read_documents(text, ExtractConfig(), Stats())]
+    eos = loaded.tokenizer.token_to_id(EOS)
+    stream = [token for document in documents for token in [eos, *loaded.tokenizer.encode(document, add_special_tokens=False).ids]]
+    expected_nll = 0.0
+    with torch.no_grad():
+        for start in range(0, len(stream) - 1, 16):
+            window = torch.tensor(stream[start : start + 17])[None]
+            expected_nll += float(F.cross_entropy(loaded.model(window[:, :-1]).logits[0], window[0, 1:], reduction="sum"))
+    (group,) = set(scores) - {"all"}
+    assert group == "held-out/zh"
+    assert scores[group]["tokens"] == len(stream) - 1
+    assert scores[group]["bytes"] == sum(len(document.encode("utf-8")) for document in documents), "bytes per token are exact"
+    assert scores[group]["loss"] == pytest.approx(expected_nll / (len(stream) - 1), rel=1e-5)
+    assert scores[group]["bits_per_byte"] == pytest.approx(expected_nll / np.log(2) / scores[group]["bytes"], rel=1e-5)
+    assert scores["all"] == scores[group]
+
+
+def test_a_corpus_is_scored_per_source_and_language_within_the_budget(loaded, small_corpus):
+    scores = perplexity(loaded, small_corpus, EvalConfig(max_tokens=3000, batch_size=16), CPU)
+    rows = pq.read_table(corpus_parts(small_corpus), columns=["source", "lang"]).to_pylist()
+    assert set(scores) - {"all"} == {f"{row['source']}/{row['lang']}" for row in rows}
+    assert all(0 < score["tokens"] <= 3000 for score in scores.values() if score is not scores["all"])
+    assert scores["all"]["tokens"] == sum(score["tokens"] for group, score in scores.items() if group != "all")
+
+
+def test_shards_are_scored_on_their_validation_split_and_only_with_their_tokenizer(loaded, shards_dir, tmp_path):
+    validation_tokens = sum(shard["tokens"] for shard in read_manifest(shards_dir)["validation"]["shards"])
+    scores = perplexity(loaded, shards_dir, EvalConfig(max_tokens=10**9), CPU)
+    assert scores["validation"]["tokens"] == validation_tokens - 1
+
+    foreign = shutil.copytree(shards_dir, tmp_path / "foreign")
+    manifest = json.loads((foreign / "manifest.json").read_text())
+    (foreign / "manifest.json").write_text(json.dumps(manifest | {"tokenizer_sha256": "0" * 64}))
+    with pytest.raises(ValueError, match="tokenized with another tokenizer"):
+        perplexity(loaded, foreign, EvalConfig(), CPU)
+    with pytest.raises(ValueError, match=f"{tmp_path} is neither a finished corpus nor a shard directory"):
+        perplexity(loaded, tmp_path, EvalConfig(), CPU)
+
+
+def test_benchmark_folders_in_cmmlu_c_eval_and_flat_jsonl_layouts(tmp_path):
+    cmmlu = local_tasks(CMMLU)
+    assert [(task.name, task.fewshot.name, task.question, task.answer) for task in cmmlu] == [
+        ("cmmlu/chinese_history", "chinese_history.csv", "Question", "Answer"),
+        ("cmmlu/elementary_commonsense", "elementary_commonsense.csv", "Question", "Answer"),
+    ]
+    # The same real items in C-Eval's layout and columns: val/ is scored, dev/<subject>_dev.csv gives the shots.
+    ceval = tmp_path / "ceval"
+    for split, source in (("val", "test"), ("dev", "dev")):
+        (ceval / split).mkdir(parents=True)
+        with (CMMLU / source / "chinese_history.csv").open(encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        with (ceval / split / f"chinese_history_{split}.csv").open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "question", "A", "B", "C", "D", "answer", "explanation"])
+            writer.writerows([row[""], row["Question"], row["A"], row["B"], row["C"], row["D"], row["Answer"], ""] for row in rows)
+    (task,) = local_tasks(ceval)
+    assert (task.name, task.scored.parent.name, task.fewshot.name) == ("ceval/chinese_history", "val", "chinese_history_dev.csv")
+    config = task_config(task, "答案：")
+    assert config["dataset_kwargs"]["data_files"] == {"test": str(task.scored), "dev": str(task.fewshot)}
+    assert config["doc_to_text"].startswith("{{question.strip()}}\nA. {{A}}")
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    items = [
+        {"question": "1+1=", "A": "1", "B": "2", "C": "3", "answer": "B"},
+        {"question": "2+2=", "A": "4", "B": "5", "C": "6", "answer": "a"},
+    ]
+    (flat / "arithmetic.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
+    (task,) = local_tasks(flat)
+    assert (task.fewshot, task.choices, task_config(task, "Answer:")["doc_to_choice"]) == (None, ("A", "B", "C"), ["A", "B", "C"])
+
+    (flat / "arithmetic.jsonl").write_text(json.dumps(items[0] | {"answer": "E"}) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"arithmetic.jsonl: row 1 has answer 'E', not one of A, B, C"):
+        local_tasks(flat)
+    (flat / "arithmetic.jsonl").write_text(json.dumps({"prompt": "1+1="}) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"arithmetic.jsonl: expected columns question, A, B, ... and answer"):
+        local_tasks(flat)
+
+
+def choice_accuracy(loaded, task_file: Path, limit: int) -> float:
+    """The share of items whose answer letter the model scores highest after the C-Eval/CMMLU prompt, computed the
+    way the harness builds its requests (context, then " X"; the last max_seq_len + 1 tokens), on tinylm's model."""
+    with task_file.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))[:limit]
+    window = loaded.model.config.max_seq_len + 1
+    right = 0
+    for row in rows:
+        context = f"{row['Question'].strip()}\nA. {row['A']}\nB. {row['B']}\nC. {row['C']}\nD. {row['D']}\n答案："
+        context_ids = loaded.tokenizer.encode(context, add_special_tokens=False).ids
+        scores = []
+        for letter in "ABCD":
+            whole = loaded.tokenizer.encode(context + " " + letter, add_special_tokens=False).ids
+            continuation = whole[len(context_ids) :]
+            tokens = torch.tensor(whole[-window:])
+            with torch.no_grad():
+                logprobs = F.log_softmax(loaded.model(tokens[None, :-1]).logits[0], dim=-1)
+            targets = tokens[-len(continuation) :]
+            scores.append(float(logprobs[-len(continuation) :].gather(1, targets[:, None]).sum()))
+        right += "ABCD"[int(np.argmax(scores))] == row["Answer"]
+    return right / len(rows)
+
+
+async def _artifact_keys(flow_run_id: str) -> dict[str, object]:
+    async with get_client() as client:
+        found = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {artifact.key: artifact for artifact in found}
+
+
+@pytest.mark.slow
+def test_eval_flow_records_perplexity_and_harness_benchmarks_beside_the_training_run(trained, loaded, shards_dir, module_workspace):
+    config = EvalConfig(perplexity_data=[str(shards_dir)], benchmarks=[str(CMMLU)], limit=8)
+    result = eval_flow(trained, config, str(module_workspace))
+
+    rows = {row["task"]: row for row in result["benchmarks"]}
+    assert set(rows) == {"cmmlu/chinese_history", "cmmlu/elementary_commonsense", "cmmlu"}
+    for subject in ("chinese_history", "elementary_commonsense"):
+        assert rows[f"cmmlu/{subject}"]["items"] == 8
+        assert rows[f"cmmlu/{subject}"]["acc"] == pytest.approx(choice_accuracy(loaded, CMMLU / "test" / f"{subject}.csv", 8))
+    assert rows["cmmlu"]["items"] == 16
+    assert rows["cmmlu"]["acc"] == pytest.approx((rows["cmmlu/chinese_history"]["acc"] + rows["cmmlu/elementary_commonsense"]["acc"]) / 2)
+    (shards,) = [row for row in result["perplexity"] if row["group"] == "validation"]
+    assert shards["perplexity"] == pytest.approx(perplexity(loaded, shards_dir, config, CPU)["validation"]["perplexity"])
+
+    client = MlflowClient()
+    eval_run = client.get_run(result["run_id"])
+    assert eval_run.info.status == "FINISHED" and eval_run.data.tags["mlflow.parentRunId"] == trained
+    assert eval_run.data.tags[f"tinylm.data.{shards_dir.name}"] == shards["fingerprint"]
+    name = f"eval/{shards_dir.name}/validation/perplexity"
+    for run_id in (result["run_id"], trained):
+        metrics = client.get_run(run_id).data.metrics
+        assert metrics["eval/cmmlu/acc"] == pytest.approx(rows["cmmlu"]["acc"]) and metrics[name] == pytest.approx(shards["perplexity"])
+    assert {item.path for item in client.list_artifacts(result["run_id"], "eval")} >= {"eval/benchmarks.json", "eval/perplexity.json"}
+
+    artifacts = asyncio.run(_artifact_keys(eval_run.data.tags["prefect.flow_run_id"]))
+    assert artifacts["eval-benchmarks"].type == "table" and "cmmlu/chinese_history" in artifacts["eval-benchmarks"].data
+    assert result["run_id"] in artifacts["eval-summary"].data
+
+    again = eval_flow(trained, config, str(module_workspace))
+    assert again["reused"] and again["run_id"] == result["run_id"] and again["benchmarks"] == result["benchmarks"]

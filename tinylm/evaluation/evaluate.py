@@ -1,0 +1,131 @@
+"""`tinylm eval`: perplexity and benchmarks of one model, recorded in MLflow beside the run that trained it.
+
+An evaluation is keyed by what decides its numbers: the model's weights (hashed, so a
+checkpoint, its run id and its exported folder are the same model), the scored data's
+fingerprints and the settings. The same evaluation again returns the finished run; one a
+kill interrupted is taken up again from the start (it is minutes, not hours).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+from mlflow.exceptions import MlflowException
+
+from tinylm.config import EvalConfig
+from tinylm.evaluation.benchmarks import local_tasks, run_benchmarks
+from tinylm.evaluation.perplexity import data_fingerprint, perplexity
+from tinylm.evaluation.records import eval_results, finish_eval_run, finished_eval, log_results, metric_name, open_eval_run
+from tinylm.inference.export import export_hf
+from tinylm.inference.generate import HF_CONFIG_FILE, LoadedModel, load_model, resolve_checkpoint
+from tinylm.storage.manifest import content_hashes, fingerprint
+from tinylm.tracking.checkpoint_artifacts import newest_remote_checkpoint
+from tinylm.tracking.store import client, use_experiment
+from tinylm.training.trainer import pick_device
+
+STAGE = "eval"
+_STEP = re.compile(r"step-(\d+)")
+
+
+def weights_sha256(loaded: LoadedModel) -> str:
+    """The model's identity: its weights, whichever form they were loaded from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(loaded.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def evaluate_model(model: str, config: EvalConfig, workspace: str, tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """Perplexity on each of `config.perplexity_data` and the benchmarks of `config.benchmarks`, logged to an
+    `eval` run nested under the model's run (and its headline numbers to that run); returns the results."""
+    if not config.perplexity_data and not config.benchmarks:
+        raise ValueError("nothing to evaluate: give perplexity data (--data) or benchmarks (--benchmark)")
+    started = time.time()
+    experiment_id = use_experiment(config.experiment, workspace)
+    loaded = load_model(model, workspace)
+    model_run_id, step = model_run(model)
+    data = {path: data_fingerprint(path) for path in config.perplexity_data}
+    benchmarks = {entry: _benchmark_fingerprint(entry) for entry in config.benchmarks}
+    settings = config.model_dump(mode="json", exclude={"device", "experiment", "batch_size", "perplexity_data", "benchmarks"})
+    key = fingerprint(STAGE, settings, {"weights": weights_sha256(loaded)} | data | benchmarks)
+    if (done := finished_eval(experiment_id, key)) is not None:
+        return eval_results(done) | {"run_id": done, "reused": True}
+    data_tags = {f"tinylm.data.{Path(path).name}": value[:16] for path, value in data.items()}
+    run_tags = {"tinylm.stage": STAGE, "tinylm.model": model} | data_tags
+    nesting = {"mlflow.parentRunId": model_run_id} if model_run_id else {}
+    run_id = open_eval_run(experiment_id, key, run_tags | nesting | (tags or {}))
+    device = pick_device(config.device)
+    ppl_rows = [
+        {"data": Path(path).name, "group": group, **scores, "fingerprint": data[path][:16]}
+        for path in config.perplexity_data
+        for group, scores in perplexity(loaded, path, config, device).items()
+    ]
+    bench_rows = _benchmark_rows(model, config, workspace, device.type) if config.benchmarks else []
+    log_results(run_id, model_run_id, step, headline_metrics(ppl_rows, bench_rows), {"perplexity": ppl_rows, "benchmarks": bench_rows})
+    summary = {"model": model, "model_run_id": model_run_id, "perplexity": ppl_rows, "benchmarks": bench_rows}
+    finish_eval_run(run_id, summary | {"seconds": round(time.time() - started, 1)})
+    return summary | {"run_id": run_id, "reused": False}
+
+
+def headline_metrics(ppl_rows: list[dict[str, Any]], bench_rows: list[dict[str, Any]]) -> dict[str, float]:
+    """`eval/<data>/<group>/perplexity|bits_per_byte` and `eval/<task>/acc|acc_norm`."""
+    metrics = {metric_name("eval", row["data"], row["group"], key): row[key] for row in ppl_rows for key in ("perplexity", "bits_per_byte")}
+    return metrics | {metric_name("eval", row["task"], key): row[key] for row in bench_rows for key in ("acc", "acc_norm")}
+
+
+def model_run(model: str) -> tuple[str | None, int]:
+    """The MLflow run that trained the model and the step of its checkpoint, where the model names one: a run id,
+    a checkpoint directory under `checkpoints/<run id>/`, or a registered model version (its source run)."""
+    path = Path(model)
+    if model.startswith("models:/"):
+        name, _, version = model.removeprefix("models:/").partition("/")
+        run_id = client().get_model_version(name, version).run_id if version.isdigit() else None
+        return run_id, 0
+    if path.exists():
+        candidate = path.parent.name
+        return (candidate, _step_of(path.name)) if _is_run(candidate) else (None, _step_of(path.name))
+    newest = newest_remote_checkpoint(model)
+    return model, _step_of(newest or "")
+
+
+def _is_run(run_id: str) -> bool:
+    if not re.fullmatch(r"[0-9a-f]{32}", run_id):
+        return False
+    try:
+        client().get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
+def _step_of(name: str) -> int:
+    found = _STEP.search(name)
+    return int(found.group(1)) if found else 0
+
+
+def _benchmark_fingerprint(entry: str) -> str:
+    path = Path(entry)
+    if not path.is_dir():
+        return entry  # a harness task: its name (and the harness's version, in the results) say what it is
+    files = [str(file) for task in local_tasks(path) for file in (task.scored, task.fewshot) if file]
+    return fingerprint("benchmark", {}, content_hashes(files))
+
+
+def _benchmark_rows(model: str, config: EvalConfig, workspace: str, device: str) -> list[dict[str, Any]]:
+    """lm-evaluation-harness on the model as a Hugging Face folder: the folder given, or the checkpoint exported."""
+    if (Path(model) / HF_CONFIG_FILE).exists():
+        return run_benchmarks(Path(model), config, device)
+    with tempfile.TemporaryDirectory() as scratch:
+        if model.startswith("models:/"):
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=model, dst_path=scratch))
+        else:
+            folder = export_hf(resolve_checkpoint(model, Path(scratch) / "checkpoint"), Path(scratch) / "hf", workspace)
+        return run_benchmarks(folder, config, device)
