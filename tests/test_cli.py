@@ -40,6 +40,7 @@ COMMANDS = [
     "dpo",
     "distill",
     "merge",
+    "eval",
     "serve",
 ]
 

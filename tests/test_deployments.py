@@ -27,7 +27,7 @@ def test_prefect_yaml_entrypoints_load_the_flows_they_name():
         names[deployment["name"]] = flow.name
         assert deployment["work_pool"]["name"] == "tinylm"
     assert names == {
-        n: n for n in ("pipeline", "corpus", "tokenizer", "shards", "train", "chat-data", "dpo", "distill", "merge", "refresh")
+        n: n for n in ("pipeline", "corpus", "tokenizer", "shards", "train", "chat-data", "dpo", "distill", "merge", "eval", "refresh")
     }
     (refresh,) = [d for d in spec["deployments"] if d["name"] == "refresh"]
     assert refresh["schedules"] == [{"cron": "0 3 * * *"}]
@@ -35,7 +35,9 @@ def test_prefect_yaml_entrypoints_load_the_flows_they_name():
 
 def test_served_deployments_render_their_configs_as_forms():
     deployments = {d.name: d for d in build_deployments()}
-    assert sorted(deployments) == ["chat-data", "corpus", "distill", "dpo", "merge", "pipeline", "refresh", "shards", "tokenizer", "train"]
+    assert sorted(deployments) == [
+        *("chat-data", "corpus", "distill", "dpo", "eval", "merge", "pipeline", "refresh", "shards", "tokenizer", "train")
+    ]
     assert deployments["refresh"].schedules[0].schedule.cron == "0 3 * * *"
     pipeline_schema = deployments["pipeline"]._parameter_openapi_schema.model_dump()
     definitions = pipeline_schema["definitions"]

@@ -14,7 +14,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlo
 from prefect.client.schemas.sorting import ArtifactSort
 
 from tests.helpers import tiny_train_config
-from tinylm.config import CorpusConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig
+from tinylm.config import CorpusConfig, EvalConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig
 from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.pipeline import pipeline_flow
 from tinylm.storage.documents import corpus_parts
@@ -34,6 +34,7 @@ def small_pipeline(workspace, inputs) -> PipelineConfig:
         tokenizer=TokenizerConfig(vocab_size=2000),
         shards=ShardsConfig(shard_tokens=1 << 17),
         train=tiny_train_config(max_shards=2, max_steps_per_shard=15),
+        eval=EvalConfig(max_tokens=5000),
     )
 
 
@@ -60,7 +61,7 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
     state = pipeline_flow(config, return_state=True)
     assert state.is_completed()
     result = state.result()
-    assert asyncio.run(_subflow_names(state.state_details.flow_run_id)) == ["corpus", "shards", "tokenizer", "train"]
+    assert asyncio.run(_subflow_names(state.state_details.flow_run_id)) == ["corpus", "eval", "shards", "tokenizer", "train"]
 
     rows = pq.read_table(corpus_parts(result["corpus"])).to_pylist()
     index = json.loads((workspace / "dedup-index" / "index.json").read_text())
@@ -113,6 +114,10 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
     assert losses[-1].value < losses[0].value
     checkpoints = client.list_artifacts(result["run_id"], "checkpoints")
     assert len(checkpoints) >= 2
+    (scored,) = [row for row in result["eval"]["perplexity"] if row["group"] == "validation"]
+    assert 0 < scored["tokens"] <= 5000 and scored["bits_per_byte"] > 0, "the eval stage scores the pipeline's own held-out shards"
+    assert client.get_run(result["eval"]["run_id"]).data.tags["mlflow.parentRunId"] == result["run_id"]
+    assert run.data.metrics["eval/e2e/validation/perplexity"] == pytest.approx(scored["perplexity"])
 
 
 def test_rerunning_a_finished_corpus_does_no_work(prefect_api, workspace, constitution):

@@ -18,6 +18,7 @@ from tinylm.config import (
     CorpusConfig,
     DistillConfig,
     DpoConfig,
+    EvalConfig,
     ExtractConfig,
     LoraConfig,
     PipelineConfig,
@@ -69,7 +70,7 @@ Where to look:
   tokenizer     {result["tokenizer"]}  (vocabulary {result["vocab_size"]})
   shards        {result["shards"]}  ({result["tokens"]} tokens)
   checkpoints   {workspace / "checkpoints" / result["run_id"]}
-  MLflow run    {result["run_id"]}  (final loss {result["final_loss"]:.3f})
+  MLflow run    {result["run_id"]}  (final loss {result["final_loss"]:.3f}){_eval_lines(result)}
 
 Browse the runs:
 {_prefect_line()}
@@ -78,6 +79,16 @@ Browse the runs:
 Sample the model:
   tinylm generate --checkpoint {result["run_id"]} --workspace {config.workspace} --prompt "Anarchism is"
 """
+
+
+def _eval_lines(result: dict) -> str:
+    """The eval stage's headline numbers, when the pipeline had one."""
+    if "eval" not in result:
+        return ""
+    found = result["eval"]
+    numbers = [f"{row['data']} perplexity {row['perplexity']:.1f}" for row in found["perplexity"] if row["group"] == "all"]
+    numbers += [f"{row['task']} acc {row['acc']:.3f}" for row in found["benchmarks"] if "/" not in row["task"]]
+    return f"\n  eval run      {found['run_id']}  ({', '.join(numbers)})"
 
 
 def _prefect_line() -> str:
@@ -439,6 +450,20 @@ def _add_tuning_commands(command: Command) -> None:
 
 
 def _add_serving_commands(command: Command) -> None:
+    """Using a trained model: measuring it, and serving it."""
+    evaluate = command("eval", _eval, "Measure a model: perplexity per source and language, benchmarks through lm-evaluation-harness.")
+    evaluate.add_argument("--model", required=True, help="MLflow run id, checkpoint directory, exported folder, or models:/NAME/VERSION")
+    evaluate.add_argument(
+        "--data", action="append", help="corpus directory, shard directory (its validation split) or text file to score (repeatable)"
+    )
+    evaluate.add_argument(
+        "--benchmark", action="append", help="folder of C-Eval/CMMLU-style csv or jsonl, or an lm-evaluation-harness task (repeatable)"
+    )
+    evaluate.add_argument("--num-fewshot", type=int, help="worked examples before each question (default 0)")
+    evaluate.add_argument("--limit", type=int, help="score at most this many items per benchmark task")
+    evaluate.add_argument("--config", type=Path, help="EvalConfig YAML")
+    evaluate.add_argument("--workspace", help="workspace of the checkpoints and the default MLflow store (default ./workspace)")
+
     serve = command("serve", _serve, "Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions).")
     serve.add_argument("--model", required=True, help="checkpoint directory, MLflow run id, exported folder, or models:/NAME/VERSION")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only; 0.0.0.0 to expose it)")
@@ -447,6 +472,15 @@ def _add_serving_commands(command: Command) -> None:
     serve.add_argument("--max-tokens", type=int, default=512, help="most tokens one request may generate")
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body accepted")
     serve.add_argument("--workspace", help="workspace of the default MLflow store (default ./workspace)")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from tinylm.flows.evaluate import eval_flow
+
+    config = configured(
+        EvalConfig, args.config, perplexity_data=args.data, benchmarks=args.benchmark, num_fewshot=args.num_fewshot, limit=args.limit
+    )
+    _print_json(eval_flow(args.model, config, args.workspace or "workspace"))
 
 
 def _serve(args: argparse.Namespace) -> None:

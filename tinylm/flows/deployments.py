@@ -17,6 +17,7 @@ from prefect.deployments.runner import RunnerDeployment
 from tinylm.config import PipelineConfig, load_yaml
 from tinylm.flows.chat_data import chat_data_flow
 from tinylm.flows.corpus import corpus_flow
+from tinylm.flows.evaluate import eval_flow
 from tinylm.flows.pipeline import pipeline_flow
 from tinylm.flows.refresh import refresh_flow
 from tinylm.flows.shards import shards_flow
@@ -42,6 +43,7 @@ def build_deployments() -> list[RunnerDeployment]:
         dpo_flow.to_deployment(name="dpo", tags=["tinylm"]),
         distill_flow.to_deployment(name="distill", tags=["tinylm"]),
         merge_flow.to_deployment(name="merge", tags=["tinylm"]),
+        eval_flow.to_deployment(name="eval", tags=["tinylm"]),
         refresh_flow.to_deployment(name="refresh", cron=REFRESH_CRON, tags=["tinylm"]),
     ]
 

@@ -1,4 +1,4 @@
-"""pipeline flow: corpus, tokenizer, shards and train as subflows under one workspace."""
+"""pipeline flow: corpus, tokenizer, shards, train and (optionally) eval as subflows under one workspace."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 
 from prefect import flow
 
-from tinylm.config import PipelineConfig
+from tinylm.config import EvalConfig, PipelineConfig
 from tinylm.corpus.dedup.index import INDEX_FILE
 from tinylm.flows.corpus import corpus_flow
+from tinylm.flows.evaluate import eval_flow
 from tinylm.flows.report import prefect_link_tags
 from tinylm.flows.shards import shards_flow
 from tinylm.flows.tokenizer import tokenizer_flow
@@ -73,6 +74,10 @@ def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
             shards = shards_flow(corpus_dir, tokenizer_dir, shards_dir, config.shards, config.workspace)
         with stopwatch(seconds, "train"):
             trained = train_flow(shards_dir, config.train, config.workspace)
+        evaluated = None
+        if config.eval is not None:
+            with stopwatch(seconds, "eval"):
+                evaluated = eval_flow(trained["run_id"], pipeline_eval(config), config.workspace)
         result = {
             "seconds": seconds,
             "corpus": corpus_dir,
@@ -83,8 +88,20 @@ def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
             "tokens": shards["total_tokens"],
             **trained,
         }
-        record_pipeline_run(group_run, config, result, {"corpus": corpus, "tokenizer": tokenizer, "shards": shards, "train": trained})
+        stages = {"corpus": corpus, "tokenizer": tokenizer, "shards": shards, "train": trained}
+        if evaluated is not None:
+            result["eval"] = {"run_id": evaluated["run_id"], "perplexity": evaluated["perplexity"], "benchmarks": evaluated["benchmarks"]}
+            stages["eval"] = evaluated
+        record_pipeline_run(group_run, config, result, stages)
     return result
+
+
+def pipeline_eval(config: PipelineConfig) -> EvalConfig:
+    """The eval stage's settings: perplexity on the validation split of the pipeline's own shards first (the
+    number every run of this pipeline shares), then on the data the eval section names."""
+    shards = str(config.stage_dir("shards"))
+    data = [shards, *(path for path in config.eval.perplexity_data if path != shards)]
+    return config.eval.model_copy(update={"perplexity_data": data, "experiment": config.train.experiment})
 
 
 def record_pipeline_run(run_id: str, config: PipelineConfig, result: dict, stages: dict[str, dict]) -> None:
