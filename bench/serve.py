@@ -2,18 +2,17 @@
 
     .venv/bin/python bench/serve.py [--requests 8] [--max-tokens 64]
 
-MiniMind2-Small shape (dim 512, 8 layers, vocab 6400) with seeded random weights (speed
-depends on the shape, not on what was learned) and a tokenizer trained on the bundled
-samples. The server runs as `tinylm serve` in its own process; clients are the official
-`openai` package. Every request asks for `--max-tokens` tokens from the same prompt length
-with a seed, so the work per request is fixed; the reference generates the same requests
-in this process with no HTTP in between.
+MiniMind2-Small shape (dim 512, 8 layers, vocab 6400) with seeded random weights
+(`_checkpoint.py`) and a tokenizer trained on the bundled samples. The server runs as
+`tinylm serve` in its own process; clients are the official `openai` package. Every
+request asks for `--max-tokens` tokens from the same prompt length with a seed, so the
+work per request is fixed; the reference generates the same requests in this process with
+no HTTP in between.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import subprocess
 import sys
@@ -24,34 +23,12 @@ from pathlib import Path
 
 import openai
 import torch
-from _corpus import write_bilingual_corpus
+from _checkpoint import write_checkpoint
 
-from tinylm.config import TokenizerConfig
 from tinylm.inference.generate import Finish, load_model, stream_text
-from tinylm.model.config import ModelConfig
 from tinylm.model.generation import Sampling
-from tinylm.model.transformer import Transformer
-from tinylm.storage.checkpoints import save_checkpoint
-from tinylm.tokens.tokenizer import train_tokenizer
-from tinylm.tokens.tokenizer_files import EOS, TOKENIZER_FILE, load_tokenizer
 
-SHAPE = ModelConfig(vocab_size=6400, dim=512, n_layers=8, n_heads=8, n_kv_heads=2, max_seq_len=1024)
 PROMPT = "The Congress shall have power to lay and collect taxes"
-
-
-def write_checkpoint(root: Path) -> Path:
-    write_bilingual_corpus(root / "corpus", copies=1)
-    train_tokenizer(root / "corpus", root / "tokenizer", TokenizerConfig(vocab_size=SHAPE.vocab_size, max_text_bytes=4_000_000))
-    torch.manual_seed(0)
-    model = Transformer(SHAPE)
-    meta = {
-        "cursor": {"shard": 0, "batch": 0, "step": 0},
-        "model_config": dataclasses.asdict(SHAPE),
-        "tokenizer_sha256": "bench",
-        "eos_id": load_tokenizer(root / "tokenizer").token_to_id(EOS),
-        "loss": 0.0,
-    }
-    return save_checkpoint(root / "checkpoint", {"model": model.state_dict()}, meta, {TOKENIZER_FILE: root / "tokenizer" / TOKENIZER_FILE})
 
 
 def served_tokens_per_s(client: openai.OpenAI, clients: int, requests: int, max_tokens: int) -> float:
