@@ -5,6 +5,7 @@ import asyncio
 import csv
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from tinylm.config import EvalConfig, ExtractConfig
 from tinylm.corpus.readers import read_documents
 from tinylm.evaluation.benchmarks import local_tasks, task_config
+from tinylm.evaluation.evaluate import evaluate_model
 from tinylm.evaluation.perplexity import perplexity
 from tinylm.flows.evaluate import eval_flow
 from tinylm.inference.generate import load_model
@@ -28,7 +30,7 @@ from tinylm.storage.manifest import read_manifest
 from tinylm.tokens.tokenizer_files import EOS
 from tinylm.training.trainer import train_model
 
-from .helpers import tiny_train_config
+from .helpers import kill_when, tiny_train_config
 
 CMMLU = Path(__file__).parent / "data" / "cmmlu"
 CPU = torch.device("cpu")
@@ -190,3 +192,27 @@ def test_eval_flow_records_perplexity_and_harness_benchmarks_beside_the_training
 
     again = eval_flow(trained, config, str(module_workspace))
     assert again["reused"] and again["run_id"] == result["run_id"] and again["benchmarks"] == result["benchmarks"]
+
+
+@pytest.mark.slow
+def test_an_eval_killed_midway_is_taken_up_again_by_the_same_command(trained, bilingual_corpus, module_workspace):
+    config = EvalConfig(perplexity_data=[str(bilingual_corpus)], max_tokens=400_000, batch_size=64)
+    client = MlflowClient()
+    experiments = [client.get_run(trained).info.experiment_id]
+
+    def started() -> bool:
+        time.sleep(0.2)
+        return bool(client.search_runs(experiments, "tags.`tinylm.stage` = 'eval' and attributes.status = 'RUNNING'"))
+
+    code = (
+        "from tinylm.config import EvalConfig; from tinylm.evaluation.evaluate import evaluate_model; "
+        f"evaluate_model({trained!r}, EvalConfig.model_validate({config.model_dump(mode='json')!r}), {str(module_workspace)!r})"
+    )
+    kill_when(code, started)
+    (killed,) = client.search_runs(experiments, "attributes.status = 'RUNNING'")
+    result = evaluate_model(trained, config, str(module_workspace))
+    assert result["run_id"] == killed.info.run_id and not result["reused"]
+    finished = client.get_run(result["run_id"])
+    assert finished.info.status == "FINISHED" and finished.data.tags["mlflow.parentRunId"] == trained
+    assert {row["group"] for row in result["perplexity"]} == {"zuozhuan/zh", "enwiki/en", "all"}
+    assert finished.data.metrics[f"eval/{bilingual_corpus.name}/all/perplexity"] == pytest.approx(result["perplexity"][-1]["perplexity"])

@@ -84,11 +84,11 @@ def _columns(path: Path) -> tuple[str, tuple[str, ...], str]:
     question, answer = by_lower["question"], by_lower["answer"]
     letters = [name.upper() for name in choices]
     for number, row in enumerate(rows, start=1):
-        if str(row.get(answer, "")).strip().upper() not in letters:
-            raise ValueError(
-                f"{path}: row {number} has answer {row.get(answer)!r}, not one of {', '.join(letters)} "
-                "(C-Eval's test split has no answers: score its val/ split)"
-            )
+        given = str(row.get(answer) or "").strip().upper()
+        if not given:
+            raise ValueError(f"{path}: row {number} has no answer (C-Eval's test split has none: score its val/ split)")
+        if given not in letters:
+            raise ValueError(f"{path}: row {number} has answer {row.get(answer)!r}, not one of {', '.join(letters)}")
     return question, choices, answer
 
 

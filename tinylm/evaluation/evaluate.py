@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from tinylm.config import EvalConfig
 from tinylm.evaluation.benchmarks import local_tasks, run_benchmarks
 from tinylm.evaluation.perplexity import data_fingerprint, perplexity
-from tinylm.evaluation.records import eval_results, finish_eval_run, finished_eval, log_results, metric_name, open_eval_run
+from tinylm.evaluation.records import eval_results, eval_run, finished_eval, log_results, log_summary, metric_name
 from tinylm.inference.export import export_hf
 from tinylm.inference.generate import HF_CONFIG_FILE, LoadedModel, load_model, resolve_checkpoint
 from tinylm.storage.manifest import content_hashes, fingerprint
@@ -61,17 +61,18 @@ def evaluate_model(model: str, config: EvalConfig, workspace: str, tags: dict[st
     data_tags = {f"tinylm.data.{Path(path).name}": value[:16] for path, value in data.items()}
     run_tags = {"tinylm.stage": STAGE, "tinylm.model": model} | data_tags
     nesting = {"mlflow.parentRunId": model_run_id} if model_run_id else {}
-    run_id = open_eval_run(experiment_id, key, run_tags | nesting | (tags or {}))
     device = pick_device(config.device)
-    ppl_rows = [
-        {"data": Path(path).name, "group": group, **scores, "fingerprint": data[path][:16]}
-        for path in config.perplexity_data
-        for group, scores in perplexity(loaded, path, config, device).items()
-    ]
-    bench_rows = _benchmark_rows(model, config, workspace, device.type) if config.benchmarks else []
-    log_results(run_id, model_run_id, step, headline_metrics(ppl_rows, bench_rows), {"perplexity": ppl_rows, "benchmarks": bench_rows})
-    summary = {"model": model, "model_run_id": model_run_id, "perplexity": ppl_rows, "benchmarks": bench_rows}
-    finish_eval_run(run_id, summary | {"seconds": round(time.time() - started, 1)})
+    with eval_run(experiment_id, key, run_tags | nesting | (tags or {})) as run_id:
+        ppl_rows = [
+            {"data": Path(path).name, "group": group, **scores, "fingerprint": data[path][:16]}
+            for path in config.perplexity_data
+            for group, scores in perplexity(loaded, path, config, device).items()
+        ]
+        bench_rows = _benchmark_rows(model, config, workspace, device.type) if config.benchmarks else []
+        tables = {"perplexity": ppl_rows, "benchmarks": bench_rows}
+        log_results(run_id, model_run_id, step, headline_metrics(ppl_rows, bench_rows), tables)
+        summary = {"model": model, "model_run_id": model_run_id, **tables}
+        log_summary(run_id, summary | {"seconds": round(time.time() - started, 1)})
     return summary | {"run_id": run_id, "reused": False}
 
 

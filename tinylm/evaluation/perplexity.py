@@ -66,10 +66,16 @@ class GroupScore:
         }
 
 
+def not_data(path: Path) -> ValueError:
+    return ValueError(f"{path} is neither a finished corpus nor a shard directory: run `tinylm corpus` on it, or give its files")
+
+
 def data_fingerprint(data: str | Path) -> str:
     """What identifies the scored bytes: a finished stage's manifest hash, or the file's sha256."""
     path = Path(data)
     if path.is_dir():
+        if read_manifest(path) is None:
+            raise not_data(path)
         return manifest_hash(path)
     return fingerprint("eval-data", {}, content_hashes([str(path)]))
 
@@ -181,7 +187,7 @@ def _document_batches(path: Path, config: EvalConfig) -> Iterator[tuple[list[str
     """(`source/lang` groups, texts) of a corpus directory's documents, or of a raw file's."""
     if path.is_dir():
         if read_manifest(path) is None or not corpus_parts(path):
-            raise ValueError(f"{path} is neither a finished corpus nor a shard directory: run `tinylm corpus` on it, or give its files")
+            raise not_data(path)
         for batch in iter_document_batches(corpus_parts(path), ["source", "lang", "text"], DOCUMENTS_PER_BATCH):
             sources, langs, texts = (batch.column(name).to_pylist() for name in ("source", "lang", "text"))
             yield [f"{source}/{lang or 'und'}" for source, lang in zip(sources, langs)], texts

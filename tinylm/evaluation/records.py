@@ -12,6 +12,8 @@ import json
 import re
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +35,23 @@ def finished_eval(experiment_id: str, key: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def open_eval_run(experiment_id: str, key: str, tags: dict[str, str]) -> str:
-    """The run of this evaluation: one a kill or an error left behind is taken up again (it logs at the end, so it holds no half result)."""
+@contextmanager
+def eval_run(experiment_id: str, key: str, tags: dict[str, str]) -> Iterator[str]:
+    """The run of this evaluation, FINISHED when the block ends and FAILED if it raises. One an error or a kill left
+    behind (FAILED, or still RUNNING) is taken up again: results are logged at the end, so it holds no half result."""
     tracking = client()
     interrupted = interrupted_run_ids(experiment_id, f"tags.`{EVAL_KEY_TAG}` = '{key}'")
     if interrupted:
-        tracking.update_run(interrupted[0], status="RUNNING")
-        return interrupted[0]
-    return tracking.create_run(experiment_id, run_name="eval", tags={EVAL_KEY_TAG: key} | tags).info.run_id
+        run_id = interrupted[0]
+        tracking.update_run(run_id, status="RUNNING")
+    else:
+        run_id = tracking.create_run(experiment_id, run_name="eval", tags={EVAL_KEY_TAG: key} | tags).info.run_id
+    status = "FAILED"
+    try:
+        yield run_id
+        status = "FINISHED"
+    finally:
+        tracking.set_terminated(run_id, status)
 
 
 def log_results(run_id: str, model_run_id: str | None, step: int, metrics: dict[str, float], tables: dict[str, list[dict]]) -> None:
@@ -56,10 +67,8 @@ def log_results(run_id: str, model_run_id: str | None, step: int, metrics: dict[
             tracking.log_table(run_id, {column: [row.get(column) for row in rows] for column in rows[0]}, f"eval/{name}.json")
 
 
-def finish_eval_run(run_id: str, summary: dict[str, Any]) -> None:
-    tracking = client()
-    tracking.log_dict(run_id, summary, "eval/results.json")
-    tracking.set_terminated(run_id, "FINISHED")
+def log_summary(run_id: str, summary: dict[str, Any]) -> None:
+    client().log_dict(run_id, summary, "eval/results.json")
 
 
 def eval_results(run_id: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from mlflow.exceptions import MlflowException
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
@@ -31,9 +32,15 @@ def resolve_checkpoint(checkpoint: str, scratch: Path) -> Path:
     path = Path(checkpoint)
     if path.exists():
         return path
-    downloaded = download_checkpoint(checkpoint, scratch)
+    try:
+        downloaded = download_checkpoint(checkpoint, scratch)
+    except MlflowException:
+        downloaded = None
     if downloaded is None:
-        raise FileNotFoundError(f"{checkpoint} is neither a checkpoint directory nor an MLflow run with a checkpoint")
+        raise FileNotFoundError(
+            f"{checkpoint} is neither a checkpoint directory, an exported folder nor an MLflow run with a checkpoint "
+            "(a run id is looked up in the tracking store in use: check --workspace or MLFLOW_TRACKING_URI)"
+        )
     return downloaded
 
 
