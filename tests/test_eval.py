@@ -179,8 +179,8 @@ def test_eval_flow_records_perplexity_and_harness_benchmarks_beside_the_training
     client = MlflowClient()
     eval_run = client.get_run(result["run_id"])
     assert eval_run.info.status == "FINISHED" and eval_run.data.tags["mlflow.parentRunId"] == trained
-    assert eval_run.data.tags[f"tinylm.data.{shards_dir.name}"] == shards["fingerprint"]
-    name = f"eval/{shards_dir.name}/validation/perplexity"
+    assert eval_run.data.tags[f"tinylm.data.shards/{shards_dir.name}"] == shards["fingerprint"]
+    name = f"eval/shards/{shards_dir.name}/validation/perplexity"
     for run_id in (result["run_id"], trained):
         metrics = client.get_run(run_id).data.metrics
         assert metrics["eval/cmmlu/acc"] == pytest.approx(rows["cmmlu"]["acc"]) and metrics[name] == pytest.approx(shards["perplexity"])
@@ -215,4 +215,5 @@ def test_an_eval_killed_midway_is_taken_up_again_by_the_same_command(trained, bi
     finished = client.get_run(result["run_id"])
     assert finished.info.status == "FINISHED" and finished.data.tags["mlflow.parentRunId"] == trained
     assert {row["group"] for row in result["perplexity"]} == {"zuozhuan/zh", "enwiki/en", "all"}
-    assert finished.data.metrics[f"eval/{bilingual_corpus.name}/all/perplexity"] == pytest.approx(result["perplexity"][-1]["perplexity"])
+    overall = result["perplexity"][-1]["perplexity"]
+    assert finished.data.metrics[f"eval/corpus/{bilingual_corpus.name}/all/perplexity"] == pytest.approx(overall)

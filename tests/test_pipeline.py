@@ -117,7 +117,7 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
     (scored,) = [row for row in result["eval"]["perplexity"] if row["group"] == "validation"]
     assert 0 < scored["tokens"] <= 5000 and scored["bits_per_byte"] > 0, "the eval stage scores the pipeline's own held-out shards"
     assert client.get_run(result["eval"]["run_id"]).data.tags["mlflow.parentRunId"] == result["run_id"]
-    assert run.data.metrics["eval/e2e/validation/perplexity"] == pytest.approx(scored["perplexity"])
+    assert run.data.metrics["eval/shards/e2e/validation/perplexity"] == pytest.approx(scored["perplexity"])
 
 
 def test_rerunning_a_finished_corpus_does_no_work(prefect_api, workspace, constitution):

@@ -25,7 +25,7 @@ from tinylm.evaluation.perplexity import data_fingerprint, perplexity
 from tinylm.evaluation.records import eval_results, eval_run, finished_eval, log_results, log_summary, metric_name
 from tinylm.inference.export import export_hf
 from tinylm.inference.generate import HF_CONFIG_FILE, LoadedModel, load_model, resolve_checkpoint
-from tinylm.storage.manifest import content_hashes, fingerprint
+from tinylm.storage.manifest import content_hashes, fingerprint, read_manifest
 from tinylm.tracking.checkpoint_artifacts import newest_remote_checkpoint
 from tinylm.tracking.store import client, use_experiment
 from tinylm.training.trainer import pick_device
@@ -58,13 +58,13 @@ def evaluate_model(model: str, config: EvalConfig, workspace: str, tags: dict[st
     key = fingerprint(STAGE, settings, {"weights": weights_sha256(loaded)} | data | benchmarks)
     if (done := finished_eval(experiment_id, key)) is not None:
         return eval_results(done) | {"run_id": done, "reused": True}
-    data_tags = {f"tinylm.data.{Path(path).name}": value[:16] for path, value in data.items()}
+    data_tags = {f"tinylm.data.{data_label(path)}": value[:16] for path, value in data.items()}
     run_tags = {"tinylm.stage": STAGE, "tinylm.model": model} | data_tags
     nesting = {"mlflow.parentRunId": model_run_id} if model_run_id else {}
     device = pick_device(config.device)
-    with eval_run(experiment_id, key, run_tags | nesting | (tags or {})) as run_id:
+    with eval_run(experiment_id, key, config.model_dump(mode="json"), run_tags | nesting | (tags or {})) as run_id:
         ppl_rows = [
-            {"data": Path(path).name, "group": group, **scores, "fingerprint": data[path][:16]}
+            {"data": data_label(path), "group": group, **scores, "fingerprint": data[path][:16]}
             for path in config.perplexity_data
             for group, scores in perplexity(loaded, path, config, device).items()
         ]
@@ -74,6 +74,13 @@ def evaluate_model(model: str, config: EvalConfig, workspace: str, tags: dict[st
         summary = {"model": model, "model_run_id": model_run_id, **tables}
         log_summary(run_id, summary | {"seconds": round(time.time() - started, 1)})
     return summary | {"run_id": run_id, "reused": False}
+
+
+def data_label(path: str) -> str:
+    """How results name a data set: `corpus/<name>` or `shards/<name>` for a stage's directory (a pipeline's corpus
+    and shards share their name), the file name for a file."""
+    manifest = read_manifest(path) if Path(path).is_dir() else None
+    return f"{manifest.get('stage', 'data')}/{Path(path).name}" if manifest else Path(path).name
 
 
 def headline_metrics(ppl_rows: list[dict[str, Any]], bench_rows: list[dict[str, Any]]) -> dict[str, float]:

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Param
 
-from tinylm.tracking.store import client, interrupted_run_ids, newest_runs
+from tinylm.tracking.store import client, flatten_params, interrupted_run_ids, newest_runs
 
 EVAL_KEY_TAG = "tinylm.eval_key"
 _METRIC_UNSAFE = re.compile(r"[^\w\-. :/]")
@@ -36,9 +36,10 @@ def finished_eval(experiment_id: str, key: str) -> str | None:
 
 
 @contextmanager
-def eval_run(experiment_id: str, key: str, tags: dict[str, str]) -> Iterator[str]:
-    """The run of this evaluation, FINISHED when the block ends and FAILED if it raises. One an error or a kill left
-    behind (FAILED, or still RUNNING) is taken up again: results are logged at the end, so it holds no half result."""
+def eval_run(experiment_id: str, key: str, params: dict[str, Any], tags: dict[str, str]) -> Iterator[str]:
+    """The run of this evaluation (its settings as params), FINISHED when the block ends and FAILED if it raises. One
+    an error or a kill left behind (FAILED, or still RUNNING) is taken up again: results are logged at the end, so it
+    holds no half result."""
     tracking = client()
     interrupted = interrupted_run_ids(experiment_id, f"tags.`{EVAL_KEY_TAG}` = '{key}'")
     if interrupted:
@@ -46,6 +47,7 @@ def eval_run(experiment_id: str, key: str, tags: dict[str, str]) -> Iterator[str
         tracking.update_run(run_id, status="RUNNING")
     else:
         run_id = tracking.create_run(experiment_id, run_name="eval", tags={EVAL_KEY_TAG: key} | tags).info.run_id
+        tracking.log_batch(run_id, params=[Param(name, value[:6000]) for name, value in flatten_params("", params).items()])
     status = "FAILED"
     try:
         yield run_id

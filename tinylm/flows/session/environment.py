@@ -22,6 +22,9 @@ DEFAULTS = {
     "DO_NOT_TRACK": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    # Commands print their result as JSON on stdout; MLflow would print "View run ... at" lines
+    # there when a run ends on a tracking server (the summary artifacts link the run instead).
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     # tinylm's own log lines (training progress) go to the Prefect run's logs and the console.
     "PREFECT_LOGGING_EXTRA_LOGGERS": "tinylm",
 }
