@@ -4,6 +4,7 @@ import bz2
 import html
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,9 @@ from tinylm.config import ChatDataConfig, ShardsConfig, TrainConfig
 from tinylm.flows.chat_data import chat_data_flow
 from tinylm.flows.shards import shards_flow
 from tinylm.model.config import ModelConfig
+
+# The system's Chromium, which the browser tests drive (Debian's package; .ci/run installs it).
+CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None)
 
 
 def tiny_train_config(**overrides: object) -> TrainConfig:

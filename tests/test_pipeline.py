@@ -34,7 +34,6 @@ def small_pipeline(workspace, inputs) -> PipelineConfig:
         tokenizer=TokenizerConfig(vocab_size=2000),
         shards=ShardsConfig(shard_tokens=1 << 17),
         train=tiny_train_config(max_shards=2, max_steps_per_shard=15),
-        eval=EvalConfig(max_tokens=5000),
     )
 
 
@@ -57,7 +56,7 @@ async def _subflow_names(parent_id) -> list[str]:
 
 
 def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_dump, zuozhuan):
-    config = small_pipeline(workspace, [enwiki_dump, zuozhuan])
+    config = small_pipeline(workspace, [enwiki_dump, zuozhuan]).model_copy(update={"eval": EvalConfig(max_tokens=5000)})
     state = pipeline_flow(config, return_state=True)
     assert state.is_completed()
     result = state.result()

@@ -1,7 +1,6 @@
 """`tinylm serve` as the ecosystem meets it: a real server process, the official `openai` client, many at once."""
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -12,7 +11,7 @@ import openai
 import pytest
 import torch
 
-from tests.helpers import free_port, tiny_train_config, wait_for_http
+from tests.helpers import CHROMIUM, free_port, tiny_train_config, wait_for_http
 from tinylm.inference.generate import chat_reply, generate_text, load_model
 from tinylm.model.generation import Sampling
 from tinylm.training.trainer import train_model
@@ -106,14 +105,13 @@ def test_concurrent_clients_each_get_their_own_answer(served):
 
 def test_the_chat_page_streams_an_answer_in_a_browser(served):
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    chromium = next((path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None)
-    if chromium is None:
+    if CHROMIUM is None:
         pytest.skip("no Chromium on this machine")
     client, base, _, _ = served
     messages = [{"role": "user", "content": "The Congress"}]
     expected = client.chat.completions.create(model="tinylm", messages=messages, temperature=0, max_tokens=12).choices[0].message.content
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page()
         page.goto(base.removesuffix("v1"))
         assert page.text_content("#model") == "enter the API key", "the page asks for the key the API requires"
