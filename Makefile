@@ -9,6 +9,8 @@ SERVERS := $(WORKSPACE)/servers
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
+# Two test processes (pytest-xdist): most slow tests wait on servers and subprocesses, so two share two cores well.
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup demo lint test test-fast bench servers stop clean
 
@@ -36,7 +38,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python scripts/check_torch.py $(if $(HAS_CUDA),,--cpu)
 	touch $@
 
-# What the tests need besides: pytest, ruff, transformers (the export test), Dask, Ray, moto.
+# What the tests need besides: pytest (and pytest-xdist), ruff, the openai client, Playwright, Dask, Ray, moto.
 $(DEV_STAMP): pyproject.toml $(STAMP)
 	$(PIP_INSTALL) -e ".[dev]"
 	$(BIN)/python scripts/check_torch.py $(if $(HAS_CUDA),,--cpu)
@@ -51,10 +53,10 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: lint
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 # Benchmarks print ratios against the reference tools (wikiextractor, ...) on the same data.
 bench: $(DEV_STAMP)
