@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from tinylm.storage.manifest import read_manifest
 from tinylm.tokens.chat_template import ChatEncoder
 from tinylm.tokens.tokenizer import train_tokenizer
 from tinylm.tracking.store import use_experiment
-from tinylm.training.data import open_training_data
+from tinylm.training.data import Batch, open_training_data, prefetch
 from tinylm.training.optimizer import learning_rate
 from tinylm.training.trainer import train_model
 
@@ -160,6 +161,41 @@ def test_token_ids_outside_the_vocabulary_are_refused_naming_the_shard(shards_di
     damaged = damaged_copy(shards_dir, tmp_path / "shards", lambda ids: ids.__setitem__(7, vocab_size + 3))
     with pytest.raises(ValueError, match=f"shard {damaged} holds token id {vocab_size + 3}, outside the vocabulary"):
         train_model(tmp_path / "shards", workspace, TINY_TRAIN.model_copy(update={"verify_shards": False}))
+
+
+def test_batches_are_cut_ahead_on_a_worker_thread_in_the_loops_order_and_errors_surface_at_their_step():
+    threads = []
+
+    def produce(step: int) -> list[Batch]:
+        threads.append(threading.current_thread().name)
+        if step == 5:
+            raise ValueError("shard 0 ends early")
+        return [Batch(torch.tensor([step]), torch.tensor([step + 1]))]
+
+    ahead = prefetch(produce, range(3, 8), pin=False, depth=2)
+    assert [int(next(ahead)[0].inputs) for _ in range(2)] == [3, 4]
+    with pytest.raises(ValueError, match="shard 0 ends early"):
+        next(ahead)
+    assert set(threads) == {"tinylm-prefetch"}
+
+    endless = prefetch(lambda step: [Batch(torch.tensor([step]), torch.tensor([step]))], range(10**9), pin=False)
+    assert int(next(endless)[0].inputs) == 0
+    endless.close()
+    assert not [thread for thread in threading.enumerate() if thread.name == "tinylm-prefetch"], "closing stops the worker"
+
+
+@pytest.mark.slow
+def test_a_compiled_model_trains_to_the_losses_of_the_eager_one(shards_dir, workspace):
+    config = tiny_train_config(max_shards=1, max_steps_per_shard=4, eval_batches=1, sample_tokens=0)
+    eager = train_model(shards_dir, workspace, config)
+    compiled = train_model(shards_dir, workspace, config.model_copy(update={"compile": True}))
+    assert compiled["run_id"] != eager["run_id"] and compiled["steps"] == eager["steps"] == 4
+    client = MlflowClient()
+    losses = [[metric.value for metric in client.get_metric_history(result["run_id"], "loss")] for result in (eager, compiled)]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    assert client.get_run(compiled["run_id"]).data.metrics["val_loss"] == pytest.approx(
+        client.get_run(eager["run_id"]).data.metrics["val_loss"], rel=1e-4
+    )
 
 
 def test_gradient_accumulation_takes_fewer_optimizer_steps_over_the_same_windows(shards_dir, workspace):

@@ -9,6 +9,9 @@ batch holds its pairs' chosen sides first, then their rejected sides, in the sam
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,54 @@ class Batch:
     def to(self, device: torch.device) -> Batch:
         weights = None if self.weights is None else self.weights.to(device, non_blocking=True)
         return Batch(self.inputs.to(device, non_blocking=True), self.targets.to(device, non_blocking=True), weights, self.units)
+
+    def pinned(self) -> Batch:
+        """In page-locked memory, so that `to(cuda)` copies asynchronously while the GPU computes."""
+        weights = None if self.weights is None else self.weights.pin_memory()
+        return Batch(self.inputs.pin_memory(), self.targets.pin_memory(), weights, self.units)
+
+
+_DONE = object()
+
+
+def prefetch(produce: Callable[[int], list[Batch]], steps: Iterable[int], pin: bool, depth: int = 2) -> Iterator[list[Batch]]:
+    """`produce(step)` for each step in order, computed up to `depth` steps ahead on a background thread (and pinned
+    for a GPU): cutting batches from the memory maps overlaps the device's work instead of idling it between steps.
+    The steps and their order are the caller's, so a resumed run reads exactly what an uninterrupted one would;
+    an error in `produce` is raised here, at the step it belongs to."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for step in steps:
+                batches = produce(step)
+                if not hand_over([batch.pinned() for batch in batches] if pin else batches):
+                    return
+        except BaseException as error:  # handed to the consumer, which raises it
+            hand_over(error)
+            return
+        hand_over(_DONE)
+
+    worker = threading.Thread(target=work, name="tinylm-prefetch", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def unit_order(units: int, config: TrainConfig, shard_index: int) -> np.ndarray:

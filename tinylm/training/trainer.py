@@ -3,7 +3,9 @@
 Built as torchtitan builds its trainer: `Trainer.build` sets up the parts (data, model,
 optimizer and schedule), `train_step` makes one optimizer step over its micro-batches,
 and `fit` is a short loop over shards and batches from a cursor that calls a
-`Checkpointer`, a `Validator` and a `MetricsLogger`. `train_model` adds what makes a run
+`Checkpointer`, a `Validator` and a `MetricsLogger`. The next steps' batches are cut on a
+background thread (pinned, for a GPU) and the loss stays on the device until it is
+logged, so a GPU is not left waiting on the host between steps. `train_model` adds what makes a run
 a product: the same training twice returns the finished run, and a resumed run
 continues from its newest checkpoint to the weights of one never interrupted.
 """
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from tinylm.model.transformer import Transformer
 from tinylm.tracking.store import check_reachable, tracking_uri
 from tinylm.training import distributed
 from tinylm.training.checkpointer import Checkpointer, Cursor, Initial, find_checkpoint, initial_weights
-from tinylm.training.data import Batch, ChatData, PretrainData, open_training_data, unit_order
+from tinylm.training.data import Batch, ChatData, PretrainData, open_training_data, prefetch, unit_order
 from tinylm.training.distributed import Ranks, from_main
 from tinylm.training.methods import Objective, build_objective, check_data
 from tinylm.training.metrics import MetricsLogger, Throughput, model_flops_utilization
@@ -113,14 +116,15 @@ class Trainer:
     def autocast(self) -> torch.autocast:
         return autocast_for(self.device)
 
-    def micro_batches(self, shard: int, order: np.ndarray, batch: int) -> Iterator[Batch]:
+    def micro_batches(self, shard: int, order: np.ndarray, batch: int) -> list[Batch]:
         """This process's slices of optimizer step `batch`: one per gradient-accumulation step."""
-        for micro in range(self.config.grad_accum_steps):
-            yield self.data.batch(shard, order, (batch * self.config.grad_accum_steps + micro) * self.ranks.world + self.ranks.rank)
+        accumulate, world = self.config.grad_accum_steps, self.ranks.world
+        return [self.data.batch(shard, order, (batch * accumulate + micro) * world + self.ranks.rank) for micro in range(accumulate)]
 
-    def train_step(self, micro_batches: Iterator[Batch]) -> tuple[float, dict[str, float], torch.Tensor]:
+    def train_step(self, micro_batches: list[Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """One optimizer step: accumulate the micro-batches' gradients, clip, step; the loss, the objective's
-        metrics (each averaged over the micro-batches) and the gradient norm. One device sync per step."""
+        metrics (each averaged over the micro-batches) and the gradient norm, left on the device: reading them
+        waits for the device, so the loop reads them only when it logs or checkpoints."""
         self.optimizer.zero_grad(set_to_none=True)
         share = 1 / self.config.grad_accum_steps
         total = torch.zeros((), device=self.device)
@@ -135,7 +139,7 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        return float(total), {name: float(value) for name, value in sums.items()}, grad_norm
+        return total, sums, grad_norm
 
     @property
     def trainable(self) -> list[torch.nn.Parameter]:
@@ -158,30 +162,33 @@ class Trainer:
         tokenizer_dir = Path(self.data.manifest["tokenizer_dir"])
         validator = Validator(self.data.validation_batches(), self.objective, tokenizer_dir, config, self.device, self.autocast)
         throughput = Throughput(config.batch_size * config.seq_len * config.grad_accum_steps * ranks.world)
-        loss = float("nan")
+        loss = torch.tensor(float("nan"))
         self.trained.train()
         for shard in range(cursor.shard, len(self.steps_per_shard)):
             order = unit_order(self.data.units(shard), config, shard)
             self.objective.start_shard(shard)
             throughput.restart(cursor.batch)
-            for batch in range(cursor.batch, self.steps_per_shard[shard]):
-                loss, metrics, grad_norm = self.train_step(self.micro_batches(shard, order, batch))
-                cursor.step += 1
-                if (cursor.step - 1) % config.log_every == 0 or cursor.step == self.total_steps:
-                    self._log_step(logger, cursor.step, loss, metrics, grad_norm, throughput, batch, progress)
-                inside = batch + 1 < self.steps_per_shard[shard]
-                if config.checkpoint_every and cursor.step % config.checkpoint_every == 0 and inside and ranks.is_main:
-                    checkpointer.save(Cursor(shard, batch + 1, cursor.step), loss)
+            steps = range(cursor.batch, self.steps_per_shard[shard])
+            ahead = prefetch(functools.partial(self.micro_batches, shard, order), steps, pin=self.device.type == "cuda")
+            with contextlib.closing(ahead):
+                for batch, micro_batches in zip(steps, ahead):
+                    loss, metrics, grad_norm = self.train_step(micro_batches)
+                    cursor.step += 1
+                    if (cursor.step - 1) % config.log_every == 0 or cursor.step == self.total_steps:
+                        self._log_step(logger, cursor.step, loss, metrics, grad_norm, throughput, batch, progress)
+                    inside = batch + 1 < self.steps_per_shard[shard]
+                    if config.checkpoint_every and cursor.step % config.checkpoint_every == 0 and inside and ranks.is_main:
+                        checkpointer.save(Cursor(shard, batch + 1, cursor.step), float(loss))
             cursor = Cursor(shard=shard + 1, batch=0, step=cursor.step)
             if ranks.is_main:
                 logger.metrics(validator.metrics(self.model, shard), cursor.step)
                 if (samples := validator.samples(self.model)) is not None:
                     logger.text(samples, f"samples/shard-{shard:05d}.txt")
-                checkpointer.save(cursor, loss)
+                checkpointer.save(cursor, float(loss))
         return {
             "run_id": run_id,
             "steps": cursor.step,
-            "final_loss": loss,
+            "final_loss": float(loss),
             "parameters": self.model_parameters,
             "reused": False,
             "resumed_from_step": resumed_from,
@@ -218,8 +225,8 @@ class Trainer:
         self,
         logger: MetricsLogger,
         step: int,
-        loss: float,
-        objective_metrics: dict[str, float],
+        loss: torch.Tensor,
+        objective_metrics: dict[str, torch.Tensor],
         grad_norm: torch.Tensor,
         throughput: Throughput,
         batch: int,
@@ -229,11 +236,11 @@ class Trainer:
         and a progress line for the console and the Prefect run's logs, so a run writing to a file is not silent for hours."""
         tokens_per_s = throughput.tokens_per_s(batch)
         metrics = {
-            "loss": distributed.mean(self.ranks, loss, self.device),
+            "loss": distributed.mean(self.ranks, float(loss), self.device),
             "lr": self.scheduler.get_last_lr()[0],
             "grad_norm": float(grad_norm),
             "tokens_per_s": tokens_per_s,
-        } | {name: distributed.mean(self.ranks, value, self.device) for name, value in objective_metrics.items()}
+        } | {name: distributed.mean(self.ranks, float(value), self.device) for name, value in objective_metrics.items()}
         if self.device.type == "cuda":
             metrics["mfu"] = model_flops_utilization(self.network, self.config, tokens_per_s / self.ranks.world)
         logger.metrics(metrics, step)
