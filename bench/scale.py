@@ -1,0 +1,197 @@
+"""The data half at scale: corpus, tokenizer and shards on 1, 4 and 16 times 100 MB of real text, from the command line.
+
+    .venv/bin/python bench/scale.py [--mb 100] [--factors 1 4 16] [--quick] [--keep DIR]
+
+Each size is a new corpus of real sample text: Zuozhuan lines (zh) and enwiki paragraphs
+(en) recombined with the size's own seed into documents of a few KB, so no two documents
+repeat and no size repeats another's; written as jsonl files of 50 MB. Each size runs the
+three commands a user runs, `tinylm corpus` (extract, convert, filter, exact and MinHash
+dedup against one persistent index that already holds the earlier sizes' corpora),
+`tinylm tokenizer` (6400 tokens, 8 MB sample budget) and `tinylm shards`, each in its own
+process, with `make servers` up for the workspace as a user processing gigabytes runs it
+(so no command starts a temporary Prefect server). Per stage: wall time, MB/s of the raw
+text, peak resident memory of the command's whole process tree (its workers included,
+sampled every 0.1 s), and time and memory against the first size. Targets: time linear
+(16x the data within 18x the time), memory flat (within 1.5x). `--quick` runs 2 and 8 MB,
+for CI-sized checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+from _corpus import DATA
+
+from tinylm.config import ExtractConfig
+from tinylm.corpus.readers import read_documents
+from tinylm.stats import Stats
+
+FILE_MB = 50
+REPOSITORY = Path(__file__).resolve().parents[1]
+STAGES = ("corpus", "tokenizer", "shards")
+
+
+def source_pieces() -> tuple[list[str], list[str]]:
+    lines = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if len(line) > 10]
+    articles = read_documents(DATA / "enwiki-sample-pages-articles.xml.bz2", ExtractConfig(), Stats())
+    paragraphs = [paragraph for article in articles for paragraph in article["text"].split("\n") if len(paragraph) > 200]
+    return lines, paragraphs
+
+
+def write_corpus(directory: Path, megabytes: float, seed: int, pieces: tuple[list[str], list[str]]) -> list[Path]:
+    """jsonl files of recombined documents, `megabytes` of UTF-8 text in all."""
+    rng = random.Random(seed)
+    lines, paragraphs = pieces
+    directory.mkdir(parents=True)
+    files, written, budget = [], 0, int(megabytes * 1e6)
+    while written < budget:
+        path = directory / f"part-{len(files):03d}.jsonl"
+        files.append(path)
+        with path.open("w", encoding="utf-8") as handle:
+            in_file = 0
+            while in_file < min(FILE_MB * 1e6, budget - written):
+                text = "\n".join(rng.sample(lines, 12)) if rng.random() < 0.5 else "\n".join(rng.sample(paragraphs, 4))
+                handle.write(json.dumps({"id": f"{seed}-{written + in_file}", "text": text}, ensure_ascii=False) + "\n")
+                in_file += len(text.encode("utf-8"))
+        written += in_file
+    return files
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and every descendant, from /proc."""
+    children: dict[int, list[int]] = {}
+    resident: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(stat[1]), []).append(int(entry))
+            resident[int(entry)] = int(stat[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        total += resident.get(current, 0)
+        pending.extend(children.get(current, []))
+    return total
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def servers(root: Path, workspace: Path) -> Iterator[None]:
+    """`make servers` for the workspace (its own Prefect home), stopped at the end; commands find them by the workspace."""
+    make = ["make", "--no-print-directory", "-C", str(REPOSITORY), f"WORKSPACE={workspace}"]
+    make += [f"PREFECT_PORT={free_port()}", f"MLFLOW_PORT={free_port()}"]
+    environment = os.environ | {"PREFECT_HOME": str(root / "prefect-home")}
+    subprocess.run([*make, "servers"], check=True, env=environment, capture_output=True)
+    try:
+        urls = json.loads((workspace / "servers" / "urls.json").read_text())
+        for url in (f"{urls['prefect_api_url']}/health", f"{urls['mlflow_tracking_uri']}/health"):
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    with urllib.request.urlopen(url, timeout=5):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(1)
+        yield
+    finally:
+        subprocess.run([*make, "stop"], env=environment, capture_output=True)
+
+
+def run_command(arguments: list[str], workspace: Path) -> tuple[float, int]:
+    """Wall seconds and peak resident bytes (the whole process tree) of one tinylm command."""
+    command = [str(Path(sys.executable).parent / "tinylm"), *arguments, "--workspace", str(workspace)]
+    environment = {key: value for key, value in os.environ.items() if key not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")}
+    started, peak = time.perf_counter(), 0
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, env=environment)
+        while process.poll() is None:
+            peak = max(peak, tree_rss(process.pid))
+            time.sleep(0.1)
+        if process.returncode:
+            log.seek(0)
+            raise RuntimeError(f"{' '.join(arguments[:1])} failed:\n{log.read().decode(errors='replace')[-3000:]}")
+    return time.perf_counter() - started, peak
+
+
+def run_size(root: Path, workspace: Path, factor: int, megabytes: float, pieces: tuple, tokenizer_config: Path) -> list[dict]:
+    """One size through corpus (deduplicated against the shared index), tokenizer and shards: a row per stage."""
+    size = f"x{factor}"
+    raw = write_corpus(root / "raw" / size, megabytes, seed=factor, pieces=pieces)
+    megabytes = sum(path.stat().st_size for path in raw) / 1e6
+    corpus, tokenizer, shards = (root / stage / size for stage in ("corpus", "tokenizer", "shards"))
+    commands = {
+        "corpus": ["corpus", "--input", *map(str, raw), "--output", str(corpus), "--index", str(root / "dedup-index")],
+        "tokenizer": ["tokenizer", "--corpus", str(corpus), "--output", str(tokenizer), "--config", str(tokenizer_config)],
+        "shards": ["shards", "--corpus", str(corpus), "--tokenizer", str(tokenizer), "--output", str(shards)],
+    }
+    rows = []
+    for stage in STAGES:
+        seconds, peak = run_command(commands[stage], workspace)
+        rows.append({"factor": factor, "stage": stage, "mb": megabytes, "seconds": seconds, "peak": peak})
+        line = f"x{factor:<3d} {stage:9s} {megabytes:8.0f} MB {seconds:7.1f} s {megabytes / seconds:6.2f} MB/s"
+        print(f"{line} peak {peak / 2**20:6.0f} MiB", flush=True)
+    shutil.rmtree(root / "raw" / size)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=float, default=100, help="megabytes of text at factor 1")
+    parser.add_argument("--factors", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--quick", action="store_true", help="2 MB at factors 1 and 4")
+    parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary directory)")
+    args = parser.parse_args()
+    if args.quick:
+        args.mb, args.factors = 2, [1, 4]
+    root = args.keep or Path(tempfile.mkdtemp(prefix="tinylm-scale-"))
+    workspace = root / "workspace"
+    workspace.mkdir(parents=True, exist_ok=True)
+    tokenizer_config = root / "tokenizer.yaml"
+    tokenizer_config.write_text(yaml.safe_dump({"vocab_size": 6400, "max_text_bytes": 8_000_000}))
+    pieces = source_pieces()
+    rows = []
+    try:
+        with servers(root, workspace):
+            for factor in args.factors:
+                rows += run_size(root, workspace, factor, args.mb * factor, pieces, tokenizer_config)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+    first = {row["stage"]: row for row in rows if row["factor"] == args.factors[0]}
+    print(f"\n{'size':6s} {'stage':9s} {'MB':>8s} {'s':>8s} {'MB/s':>7s} {'peak MiB':>9s} {'time/1x':>8s} {'data/1x':>8s} {'peak/1x':>8s}")
+    for row in rows:
+        base = first[row["stage"]]
+        ratios = (row["seconds"] / base["seconds"], row["mb"] / base["mb"], row["peak"] / base["peak"])
+        print(
+            f"x{row['factor']:<5d} {row['stage']:9s} {row['mb']:8.0f} {row['seconds']:8.1f} {row['mb'] / row['seconds']:7.2f} "
+            f"{row['peak'] / 2**20:9.0f} " + " ".join(f"{ratio:8.2f}" for ratio in ratios)
+        )
+
+
+if __name__ == "__main__":
+    main()
