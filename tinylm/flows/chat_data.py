@@ -1,4 +1,4 @@
-"""chat_data flow: SFT conversations or DPO pairs in jsonl to token parquet, one task run per file."""
+"""chat_data flow: SFT conversations or DPO pairs in jsonl to token arrays, one task run per file, as many at once as CPUs."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from prefect.cache_policies import NO_CACHE
 from tinylm.config import ChatDataConfig
 from tinylm.flows.report import report_reused, report_stage
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
+from tinylm.flows.runners import thread_runner
 from tinylm.storage.manifest import is_complete, read_manifest
 from tinylm.tokens.chat_data import chat_data_inputs, encode_chat_file, finish_chat_data
 
 encode_chat_file_task = task(encode_chat_file, name="encode-chat-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 
 
-@flow(name="chat-data")
+@flow(name="chat-data", task_runner=thread_runner(0))
 def chat_data_flow(
     inputs: list[str],
     tokenizer: str = "workspace/tokenizers/default",
