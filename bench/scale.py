@@ -11,7 +11,8 @@ dedup against one persistent index that already holds the earlier sizes' corpora
 process, with `make servers` up for the workspace as a user processing gigabytes runs it
 (so no command starts a temporary Prefect server). Per stage: wall time, MB/s of the raw
 text, peak resident memory of the command's whole process tree (its workers included,
-sampled every 0.1 s), and time and memory against the first size. Targets: time linear
+sampled every 0.1 s), of it the anonymous memory the work holds (the rest is memory-mapped
+file pages, which the kernel reclaims), and time and memory against the first size. Targets: time linear
 (16x the data within 18x the time), memory flat (within 1.5x). `--quick` runs 2 and 8 MB,
 for CI-sized checks.
 """
@@ -71,25 +72,29 @@ def write_corpus(directory: Path, megabytes: float, seed: int, pieces: tuple[lis
     return files
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and every descendant, from /proc."""
+def tree_rss(pid: int) -> tuple[int, int]:
+    """Resident and anonymous resident bytes of a process and every descendant, from /proc. Anonymous memory is what
+    the work holds; the rest is file pages mapped in (memory-mapped ids and index tables), which the kernel reclaims."""
     children: dict[int, list[int]] = {}
-    resident: dict[int, int] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(stat[1]), []).append(int(entry))
-            resident[int(entry)] = int(stat[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
-    total, pending = 0, [pid]
+        if entry.isdigit():
+            try:
+                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    resident = anonymous = 0
+    pending = [pid]
     while pending:
         current = pending.pop()
-        total += resident.get(current, 0)
+        try:
+            status = dict(line.split(":", 1) for line in Path(f"/proc/{current}/status").read_text().splitlines() if ":" in line)
+            resident += int(status["VmRSS"].split()[0]) * 1024
+            anonymous += int(status["RssAnon"].split()[0]) * 1024
+        except (OSError, KeyError, ValueError):
+            pass
         pending.extend(children.get(current, []))
-    return total
+    return resident, anonymous
 
 
 def free_port() -> int:
@@ -122,20 +127,21 @@ def servers(root: Path, workspace: Path) -> Iterator[None]:
         subprocess.run([*make, "stop"], env=environment, capture_output=True)
 
 
-def run_command(arguments: list[str], workspace: Path) -> tuple[float, int]:
-    """Wall seconds and peak resident bytes (the whole process tree) of one tinylm command."""
+def run_command(arguments: list[str], workspace: Path) -> tuple[float, int, int]:
+    """Wall seconds, peak resident and peak anonymous bytes (the whole process tree) of one tinylm command."""
     command = [str(Path(sys.executable).parent / "tinylm"), *arguments, "--workspace", str(workspace)]
     environment = {key: value for key, value in os.environ.items() if key not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")}
-    started, peak = time.perf_counter(), 0
+    started, peak, anonymous = time.perf_counter(), 0, 0
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, stdout=log, stderr=log, env=environment)
         while process.poll() is None:
-            peak = max(peak, tree_rss(process.pid))
+            resident, held = tree_rss(process.pid)
+            peak, anonymous = max(peak, resident), max(anonymous, held)
             time.sleep(0.1)
         if process.returncode:
             log.seek(0)
             raise RuntimeError(f"{' '.join(arguments[:1])} failed:\n{log.read().decode(errors='replace')[-3000:]}")
-    return time.perf_counter() - started, peak
+    return time.perf_counter() - started, peak, anonymous
 
 
 def run_size(root: Path, workspace: Path, factor: int, megabytes: float, pieces: tuple, tokenizer_config: Path) -> list[dict]:
@@ -151,10 +157,10 @@ def run_size(root: Path, workspace: Path, factor: int, megabytes: float, pieces:
     }
     rows = []
     for stage in STAGES:
-        seconds, peak = run_command(commands[stage], workspace)
-        rows.append({"factor": factor, "stage": stage, "mb": megabytes, "seconds": seconds, "peak": peak})
+        seconds, peak, anonymous = run_command(commands[stage], workspace)
+        rows.append({"factor": factor, "stage": stage, "mb": megabytes, "seconds": seconds, "peak": peak, "anonymous": anonymous})
         line = f"x{factor:<3d} {stage:9s} {megabytes:8.0f} MB {seconds:7.1f} s {megabytes / seconds:6.2f} MB/s"
-        print(f"{line} peak {peak / 2**20:6.0f} MiB", flush=True)
+        print(f"{line} peak {peak / 2**20:6.0f} MiB, anonymous {anonymous / 2**20:6.0f} MiB", flush=True)
     shutil.rmtree(root / "raw" / size)
     return rows
 
@@ -183,13 +189,14 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
     first = {row["stage"]: row for row in rows if row["factor"] == args.factors[0]}
-    print(f"\n{'size':6s} {'stage':9s} {'MB':>8s} {'s':>8s} {'MB/s':>7s} {'peak MiB':>9s} {'time/1x':>8s} {'data/1x':>8s} {'peak/1x':>8s}")
+    header = f"{'size':6s} {'stage':9s} {'MB':>8s} {'s':>8s} {'MB/s':>7s} {'RSS MiB':>8s} {'anon MiB':>9s}"
+    print(f"\n{header} {'time/1x':>8s} {'data/1x':>8s} {'RSS/1x':>8s} {'anon/1x':>8s}")
     for row in rows:
         base = first[row["stage"]]
-        ratios = (row["seconds"] / base["seconds"], row["mb"] / base["mb"], row["peak"] / base["peak"])
+        ratios = [row[key] / base[key] for key in ("seconds", "mb", "peak", "anonymous")]
         print(
             f"x{row['factor']:<5d} {row['stage']:9s} {row['mb']:8.0f} {row['seconds']:8.1f} {row['mb'] / row['seconds']:7.2f} "
-            f"{row['peak'] / 2**20:9.0f} " + " ".join(f"{ratio:8.2f}" for ratio in ratios)
+            f"{row['peak'] / 2**20:8.0f} {row['anonymous'] / 2**20:9.0f} " + " ".join(f"{ratio:8.2f}" for ratio in ratios)
         )
 
 
