@@ -85,10 +85,9 @@ def _eval_lines(result: dict) -> str:
     """The eval stage's headline numbers, when the pipeline had one."""
     if "eval" not in result:
         return ""
-    found = result["eval"]
-    numbers = [f"{row['data']} perplexity {row['perplexity']:.1f}" for row in found["perplexity"] if row["group"] == "all"]
-    numbers += [f"{row['task']} acc {row['acc']:.3f}" for row in found["benchmarks"] if "/" not in row["task"]]
-    return f"\n  eval run      {found['run_id']}  ({', '.join(numbers)})"
+    from tinylm.evaluation.evaluate import headline
+
+    return f"\n  eval run      {result['eval']['run_id']}  ({', '.join(headline(result['eval']))})"
 
 
 def _prefect_line() -> str:

@@ -296,7 +296,7 @@ class EvalConfig(_Settings):
     perplexity_data: list[str] = Field(
         default_factory=list,
         description="corpus directories (scored per source and language), shard directories (their validation split) or raw "
-        "files any corpus reader takes; in the pipeline, empty = the pipeline's own shards",
+        "files any corpus reader takes; the pipeline scores its own shards first, then these",
     )
     max_tokens: int = Field(200_000, ge=1, description="tokens scored per group at most (groups: source/language, or a shard set)")
     seq_len: int | None = Field(None, ge=8, description="tokens per scored window (None = the model's max_seq_len)")

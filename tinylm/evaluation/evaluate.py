@@ -76,6 +76,12 @@ def evaluate_model(model: str, config: EvalConfig, workspace: str, tags: dict[st
     return summary | {"run_id": run_id, "reused": False}
 
 
+def headline(result: dict[str, Any]) -> list[str]:
+    """The numbers worth a line: each data set's overall perplexity and each benchmark's pooled accuracy."""
+    lines = [f"{row['data']} perplexity {row['perplexity']:.2f}" for row in result["perplexity"] if row["group"] == "all"]
+    return lines + [f"{row['task']} acc {row['acc']:.3f} ({row['items']} items)" for row in result["benchmarks"] if "/" not in row["task"]]
+
+
 def data_label(path: str) -> str:
     """How results name a data set: `corpus/<name>` or `shards/<name>` for a stage's directory (a pipeline's corpus
     and shards share their name), the file name for a file."""

@@ -8,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tinylm.config import EvalConfig
-from tinylm.evaluation.evaluate import evaluate_model
+from tinylm.evaluation.evaluate import evaluate_model, headline
 from tinylm.flows.report import prefect_link_tags
 from tinylm.tracking.store import run_link
 
@@ -32,16 +32,15 @@ def eval_flow(model: str, config: EvalConfig = EvalConfig(), workspace: str = "w
 
 def publish_eval(result: dict, workspace: str) -> None:
     """The results as Prefect tables, and a summary that links the eval run."""
-    numbers = ("loss", "perplexity", "bits_per_byte", "acc", "acc_norm", "acc_stderr")
+    scores = ("loss", "perplexity", "bits_per_byte", "acc", "acc_norm", "acc_stderr")
     for name in ("perplexity", "benchmarks"):
-        rows = [{key: _shown(value) if key in numbers else value for key, value in row.items()} for row in result[name]]
+        rows = [{key: _shown(value) if key in scores else value for key, value in row.items()} for row in result[name]]
         if rows:
             create_table_artifact(key=f"eval-{name}", table=rows, description=f"eval: {name}")
-    headline = [f"{row['data']}: perplexity {row['perplexity']:.2f}" for row in result["perplexity"] if row["group"] == "all"]
-    headline += [f"{row['task']}: acc {row['acc']:.3f} ({row['items']} items)" for row in result["benchmarks"] if "/" not in row["task"]]
+    numbers = "; ".join(headline(result))
     done = "reused the earlier evaluation" if result["reused"] else "evaluated"
-    summary = f"**eval** {done} of `{result['model']}`: {'; '.join(headline)}. MLflow run {run_link(workspace, result['run_id'])}"
-    get_run_logger().info("eval: %s, run %s: %s", done, result["run_id"], "; ".join(headline))
+    summary = f"**eval** {done} of `{result['model']}`: {numbers}. MLflow run {run_link(workspace, result['run_id'])}"
+    get_run_logger().info("eval: %s, run %s: %s", done, result["run_id"], numbers)
     create_markdown_artifact(key="eval-summary", markdown=summary, description="eval summary")
 
 
