@@ -33,12 +33,29 @@ from datasketch import MinHash
 
 from tinylm.config import DedupConfig, ExtractConfig
 from tinylm.corpus.dedup.deduplicate import exact_key
-from tinylm.corpus.dedup.index import DedupIndex, IndexPart, LocalKnownDocuments, SignatureMatcher
+from tinylm.corpus.dedup.index import DedupIndex, IndexPart, LocalKnownDocuments, PartWriter, agrees, lsh_for, sketch
 from tinylm.corpus.dedup.minhash import MinHasher, shingles
 from tinylm.corpus.readers import read_documents
 from tinylm.stats import Stats
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+class SignatureMatcher:
+    """datasketch's in-memory LSH keyed by row number, with the dedup's verification: it
+    returns the candidates the dedup's band tables return (tests/test_lookup_tables.py)."""
+
+    def __init__(self, config: DedupConfig) -> None:
+        self.config = config
+        self.lsh = lsh_for(config)
+        self.rows: list[np.ndarray] = []
+
+    def add(self, signature: np.ndarray) -> None:
+        self.lsh.insert(len(self.rows), sketch(signature, self.config), check_duplication=False)
+        self.rows.append(signature)
+
+    def matches(self, signature: np.ndarray) -> list[int]:
+        return [key for key in self.lsh.query(sketch(signature, self.config)) if agrees(self.rows[key], signature, self.config)]
 
 
 def datasketch_loop(shingle_sets: list[list[bytes]]) -> None:
@@ -120,7 +137,10 @@ def index_growth() -> None:
         index, size = DedupIndex(directory, config), 0
         for part, rows in enumerate((10_000, 90_000, 400_000)):
             signatures = rng.integers(0, 2**32, size=(rows, config.num_perm), dtype=np.uint32)
-            index.add(IndexPart([f"{part}-{row}" for row in range(rows)], [rng.bytes(16) for _ in range(rows)], signatures), f"run-{part}")
+            part_file = Path(directory) / f"new-{part}.parquet"
+            with PartWriter(part_file, config.num_perm) as writer:
+                writer.write(IndexPart([f"{part}-{row}" for row in range(rows)], [rng.bytes(16) for _ in range(rows)], signatures))
+            index.add(part_file, f"run-{part}")
             size += rows
             started = time.perf_counter()
             known = LocalKnownDocuments(DedupIndex(directory, config), config, "new-run")

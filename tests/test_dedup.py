@@ -3,11 +3,12 @@ import random
 
 import pyarrow.parquet as pq
 import pytest
+from datasketch import LeanMinHash, MinHashLSH
 
 from tinylm.config import DedupConfig
-from tinylm.corpus.dedup.deduplicate import deduplicate_files, exact_key
+from tinylm.corpus.dedup.deduplicate import SCRATCH, deduplicate_files, exact_key
 from tinylm.corpus.dedup.index import CorruptIndexError, DedupIndex
-from tinylm.corpus.dedup.minhash import shingles
+from tinylm.corpus.dedup.minhash import MinHasher, shingles
 from tinylm.storage.documents import make_document, write_documents
 
 
@@ -171,3 +172,53 @@ def test_dedup_compares_texts_without_their_chat_markers(paragraphs, tmp_path):
     documents = [make_document("t", 1, f"<|im_start|>{text}<|im_end|>", lang="zh"), make_document("t", 2, text, lang="zh")]
     stats = deduplicate_files([write(tmp_path / "t.parquet", documents)], tmp_path / "out", DedupConfig())
     assert stats["exact_duplicates"] == 1 and kept_ids(tmp_path / "out") == [documents[0]["id"]]
+
+
+def reference_kept(documents: list[dict], config: DedupConfig) -> list[str]:
+    """The dedup rules done the plain way: a set of exact keys, datasketch's in-memory LSH, a dict union-find."""
+    hasher = MinHasher(config.num_perm, config.seed)
+    lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm, weights=(1 - config.recall_weight, config.recall_weight))
+    seen, candidates, parent = set(), [], {}
+
+    def root(item: int) -> int:
+        while parent[item] != item:
+            item = parent[item]
+        return item
+
+    for document in documents:
+        key = exact_key(document["text"])
+        if key in seen:
+            continue
+        seen.add(key)
+        (signature,) = hasher.signatures([document["text"]], [document["lang"]], config.zh_ngram, config.en_ngram)
+        number = parent[len(candidates)] = len(candidates)
+        sketch = LeanMinHash(seed=config.seed, hashvalues=signature, scheme="affine32")
+        for match in lsh.query(sketch):
+            if (candidates[match][1] == signature).mean() >= config.threshold:
+                parent[root(number)] = root(match)
+        lsh.insert(number, sketch)
+        candidates.append((document, signature))
+    best = {}
+    for number, (document, _) in enumerate(candidates):
+        current = best.get(root(number))
+        rank = (-len(document["text"]), document["id"])
+        if current is None or rank < (-len(current["text"]), current["id"]):
+            best[root(number)] = document
+    kept = {document["id"] for document in best.values()}
+    return [document["id"] for document in documents if document["id"] in kept]
+
+
+def test_thousands_of_documents_across_batches_dedup_as_the_plain_way_does(zuozhuan, tmp_path):
+    lines = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line) > 60][:1500]
+    rng = random.Random(3)
+    documents = [make_document("zz", f"line-{i}", line, lang="zh") for i, line in enumerate(lines)]
+    for copy in range(900):
+        source = rng.randrange(len(lines))
+        text = lines[source] if copy % 3 == 0 else edited(lines[source], rng.choice([0.01, 0.03, 0.2]), seed=copy)
+        documents.insert(rng.randrange(len(documents) + 1), make_document("zz", f"copy-{copy:04d}", text, lang="zh"))
+    files = [write(tmp_path / f"{i}.parquet", documents[start : start + 1200]) for i, start in enumerate(range(0, len(documents), 1200))]
+    stats = deduplicate_files(files, tmp_path / "out", DedupConfig())
+    expected = reference_kept(documents, DedupConfig())
+    assert kept_ids(tmp_path / "out") == expected
+    assert stats["exact_duplicates"] > 300 and stats["near_duplicates"] > 100 and stats["kept"] == len(expected)
+    assert not (tmp_path / "out" / SCRATCH).exists()

@@ -9,34 +9,39 @@ Rules, in this order:
     cluster keeps its longest document, ties going to the smallest id.
 The kept documents' keys and signatures then join the index, so next month's corpus is
 deduplicated against this one.
+
+Two passes over the sources: the first decides, the second writes. No text is held, and
+what the decisions need per document (keys, signatures, lengths, ids) goes to a scratch
+directory (`spill.py`), so memory stays flat whatever the corpus's size; only the
+clusters' union-find holds 8 bytes per candidate document.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tinylm.config import DedupConfig
 from tinylm.corpus.chat_markers import without_chat_markers
-from tinylm.corpus.dedup.index import (
-    DedupIndex,
-    IndexPart,
-    LocalKnownDocuments,
-    SignatureMatcher,
-)
+from tinylm.corpus.dedup.index import DedupIndex, IndexPart, LocalKnownDocuments, PartWriter, banding
+from tinylm.corpus.dedup.lookup_tables import band_keys, matching_pairs, sorted_columns
 from tinylm.corpus.dedup.minhash import MinHasher
 from tinylm.corpus.dedup.redis_index import RedisKnownDocuments
+from tinylm.corpus.dedup.spill import AppendedRows, AppendedStrings, SortedKeyRuns
 from tinylm.stats import Stats
 from tinylm.storage.documents import DocumentWriter
 
 KnownDocuments = LocalKnownDocuments | RedisKnownDocuments
 _WHITESPACE = re.compile(r"\s+")
 _BATCH = 1024
+SCRATCH = ".dedup-scratch"
 
 
 def exact_key(text: str) -> bytes:
@@ -46,140 +51,200 @@ def exact_key(text: str) -> bytes:
 
 
 class _Clusters:
-    """Union-find over candidate positions."""
+    """Union-find over candidate numbers, in a numpy array that grows with them."""
 
     def __init__(self) -> None:
-        self.parent: list[int] = []
+        self.parent = np.zeros(_BATCH, dtype=np.int64)
+        self.size = 0
 
-    def add(self) -> int:
-        self.parent.append(len(self.parent))
-        return len(self.parent) - 1
+    def extend(self, count: int) -> None:
+        if self.size + count > len(self.parent):
+            self.parent = np.resize(self.parent, max(2 * len(self.parent), self.size + count))
+        self.parent[self.size : self.size + count] = np.arange(self.size, self.size + count)
+        self.size += count
 
     def find(self, item: int) -> int:
-        while self.parent[item] != item:
-            self.parent[item] = self.parent[self.parent[item]]
-            item = self.parent[item]
+        parent = self.parent
+        while parent[item] != item:
+            parent[item] = parent[parent[item]]
+            item = int(parent[item])
         return item
 
     def union(self, first: int, second: int) -> None:
         self.parent[self.find(first)] = self.find(second)
 
+    def roots(self) -> np.ndarray:
+        """Every candidate's cluster root, by pointer jumping until nothing moves."""
+        roots = self.parent[: self.size].copy()
+        while not np.array_equal(jumped := roots[roots], roots):
+            roots = jumped
+        return roots
+
 
 class _Candidates:
-    """Documents that survive the exact and index checks, clustered by their LSH matches among themselves.
+    """What the first pass learns: which documents are exact copies or match the index, and
+    how the rest cluster by their LSH matches among themselves."""
 
-    Only 16-byte keys, lengths and signatures are held, never the texts.
-    """
-
-    def __init__(self, config: DedupConfig) -> None:
+    def __init__(self, config: DedupConfig, scratch: Path) -> None:
         self.config = config
         self.hasher = MinHasher(config.num_perm, config.seed)
-        self.seen_exact: set[bytes] = set()
-        self.items: list[tuple[int, int, str, int, bytes]] = []  # (source, row, id, length, exact key)
+        self.bands = banding(config)
+        self.unique_keys = AppendedRows(scratch / "unique-keys", "S16")
+        self.unique_key_runs = SortedKeyRuns(scratch, "unique-keys")
+        self.documents = AppendedRows(scratch / "documents", np.int64)  # each candidate's position in the corpus
+        self.lengths = AppendedRows(scratch / "lengths", np.int64)
+        self.exact_keys = AppendedRows(scratch / "exact-keys", "S16")
+        self.ids = AppendedStrings(scratch / "ids")
+        self.signatures = AppendedRows(scratch / "signatures", "<u4", config.num_perm)
+        self.band_runs = SortedKeyRuns(scratch, "bands")
         self.clusters = _Clusters()
-        self.among_new = SignatureMatcher(config)
 
-    def add_batch(self, source: int, first_row: int, documents: list[dict], known: KnownDocuments, stats: Stats) -> None:
+    @property
+    def count(self) -> int:
+        return self.documents.rows
+
+    def add_batch(self, first_document: int, documents: list[dict], known: KnownDocuments, stats: Stats) -> None:
         config = self.config
         stats.update("documents", len(documents))
         texts = [without_chat_markers(document["text"]) for document in documents]
-        keys = [exact_key(text) for text in texts]
-        in_index = known.seen_exact(keys) if config.exact else np.zeros(len(keys), dtype=bool)
-        fresh = []
-        for offset, (document, text, key) in enumerate(zip(documents, texts, keys)):
-            if config.exact and (key in self.seen_exact or in_index[offset]):
-                stats.update("exact_duplicates")
-                continue
-            self.seen_exact.add(key)
-            fresh.append((first_row + offset, document, text, key))
+        key_list = [exact_key(text) for text in texts]
+        keys = np.array(key_list, dtype="S16")
+        fresh = np.ones(len(documents), dtype=bool)
+        if config.exact:
+            fresh = ~(known.seen_exact(key_list) | self._seen_in_run(keys))
+            stats.update("exact_duplicates", int((~fresh).sum()))
+        fresh_rows = np.flatnonzero(fresh)
         if not config.near:
-            self.items.extend((source, row, document["id"], len(document["text"]), key) for row, document, _, key in fresh)
+            self._add(first_document, fresh_rows, documents, keys, None)
             return
         signatures = self.hasher.signatures(
-            [text for _, _, text, _ in fresh], [document["lang"] for _, document, _, _ in fresh], config.zh_ngram, config.en_ngram
+            [texts[row] for row in fresh_rows], [documents[row]["lang"] for row in fresh_rows], config.zh_ngram, config.en_ngram
         )
-        for (row, document, _, key), signature, of_index in zip(fresh, signatures, known.near(signatures)):
-            if of_index:
-                stats.update("near_duplicates_of_index")
-                continue
-            candidate = self.clusters.add()
-            for match in self.among_new.matches(signature):
-                self.clusters.union(candidate, match)
-            self.among_new.add(signature)
-            self.items.append((source, row, document["id"], len(document["text"]), key))
+        of_index = known.near(signatures)
+        stats.update("near_duplicates_of_index", int(of_index.sum()))
+        self._add(first_document, fresh_rows[~of_index], documents, keys, signatures[~of_index])
 
-    def keepers(self) -> list[int]:
-        """Each cluster's longest document, ties to the smallest id; without near dedup, every candidate."""
-        best: dict[int, int] = {}
-        for candidate, (_, _, doc_id, length, _) in enumerate(self.items):
-            root = self.clusters.find(candidate) if self.config.near else candidate
-            current = best.get(root)
-            if current is None or _preferred(length, doc_id, self.items[current][3], self.items[current][2]):
-                best[root] = candidate
-        return sorted(best.values())
+    def _seen_in_run(self, keys: np.ndarray) -> np.ndarray:
+        """Whether each key occurred earlier in this run (earlier batches, or earlier in this one); records the new ones."""
+        prefixes = keys.view(np.uint8).reshape(len(keys), 16)[:, :8].copy().view("<u8").T
+        query, row = self.unique_key_runs.pairs(prefixes)
+        seen = np.zeros(len(keys), dtype=bool)
+        seen[query[self.unique_keys.view()[row] == keys[query]]] = True
+        first_in_batch = np.zeros(len(keys), dtype=bool)
+        first_in_batch[np.unique(keys, return_index=True)[1]] = True
+        seen |= ~first_in_batch
+        new = np.flatnonzero(~seen)
+        self.unique_key_runs.add(prefixes[:, new], self.unique_keys.rows)
+        self.unique_keys.append(keys[new])
+        return seen
 
-    def cluster_sizes(self) -> Counter[int]:
-        """How many near-duplicate clusters there are of each size."""
-        if not self.config.near:
-            return Counter()
-        return Counter(Counter(self.clusters.find(candidate) for candidate in range(len(self.items))).values())
+    def _add(self, first_document: int, rows: np.ndarray, documents: list[dict], keys: np.ndarray, signatures: np.ndarray | None) -> None:
+        first = self.count
+        self.clusters.extend(len(rows))
+        if signatures is not None:
+            self._cluster(first, signatures)
+        self.documents.append(first_document + rows)
+        self.lengths.append(np.array([len(documents[row]["text"]) for row in rows], dtype=np.int64))
+        self.exact_keys.append(keys[rows])
+        self.ids.append([documents[row]["id"] for row in rows])
 
-    def index_part(self, kept: list[int]) -> IndexPart:
-        signatures = np.array([self.among_new.rows[c] for c in kept], dtype=np.uint32).reshape(len(kept), self.config.num_perm)
-        return IndexPart([self.items[c][2] for c in kept], [self.items[c][4] for c in kept], signatures)
+    def _cluster(self, first: int, signatures: np.ndarray) -> None:
+        """Join each new candidate with the earlier ones (this batch's included) its signature matches."""
+        keys = band_keys(signatures, *self.bands)
+        query, earlier = self.band_runs.pairs(keys)
+        within_query, within_earlier = matching_pairs(sorted_columns(keys), keys)
+        before = within_earlier < within_query
+        matched = (
+            (query, earlier, self.signatures.view(), 0),
+            (within_query[before], within_earlier[before], signatures, first),
+        )
+        for new_rows, old_rows, old_signatures, old_first in matched:
+            new_rows, old_rows = _unique_pairs(new_rows, old_rows)
+            if self.config.verify:
+                agree = (old_signatures[old_rows] == signatures[new_rows]).mean(axis=1) >= self.config.threshold
+                new_rows, old_rows = new_rows[agree], old_rows[agree]
+            for new, old in zip((first + new_rows).tolist(), (old_first + old_rows).tolist()):
+                self.clusters.union(new, old)
+        self.band_runs.add(keys, first)
+        self.signatures.append(signatures)
+
+    def removed(self, stats: Stats) -> np.ndarray:
+        """The candidates that lose to another in their cluster (sorted): each cluster keeps its
+        longest document, ties going to the smallest id."""
+        if not self.config.near or self.count == 0:
+            return np.zeros(0, dtype=np.int64)
+        roots = self.clusters.roots()
+        sizes = np.bincount(roots, minlength=self.count)
+        for size, count in sorted(Counter(sizes[sizes > 1].tolist()).items()):
+            stats.update(f"near_duplicate_clusters.{size}", count)
+        members = np.flatnonzero(sizes[roots] > 1)
+        lengths, ids = self.lengths.view()[members], self.ids.get(members)
+        ranked = sorted(range(len(members)), key=lambda i: (roots[members[i]], -lengths[i], ids[i]))
+        keepers: dict[int, int] = {}
+        for i in ranked:
+            keepers.setdefault(roots[members[i]], members[i])
+        return np.setdiff1d(members, np.array(list(keepers.values()), dtype=np.int64))
+
+
+def _unique_pairs(query: np.ndarray, earlier: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each (query, earlier) pair once (a pair matching in several bands comes once per band)."""
+    pairs = np.unique(np.stack([query, earlier], axis=1), axis=0) if len(query) else np.zeros((0, 2), dtype=np.int64)
+    return pairs[:, 0], pairs[:, 1]
 
 
 def deduplicate_files(
     sources: list[str | Path], output_dir: str | Path, config: DedupConfig, index_dir: str | Path | None = None, run_key: str = ""
 ) -> dict:
-    """Write `part-NNNNN.parquet` per source with duplicates removed; grow the index if one is given.
-
-    Two passes over the sources: the first decides, the second writes, so no document
-    text is held in memory, only 16-byte keys and signatures of the candidates.
-    """
+    """Write `part-NNNNN.parquet` per source with duplicates removed; grow the index if one is given."""
     if (index_dir or config.lsh_storage == "redis") and not config.near:
         raise ValueError("a persistent dedup index stores signatures: it needs near-duplicate detection (near: true)")
     index = DedupIndex(index_dir, config) if index_dir else None
     known = RedisKnownDocuments(config, run_key) if config.lsh_storage == "redis" else LocalKnownDocuments(index, config, run_key)
     stats = Stats("documents", "exact_duplicates", "near_duplicates_of_index", "near_duplicates", "kept")
-    candidates = _Candidates(config)
-    for source_index, source in enumerate(sources):
-        row = 0
-        for batch in pq.ParquetFile(source).iter_batches(batch_size=_BATCH, columns=["id", "text", "lang"]):
-            documents = batch.to_pylist()
-            candidates.add_batch(source_index, row, documents, known, stats)
-            row += len(documents)
-    kept = candidates.keepers()
-    stats.update("near_duplicates", len(candidates.items) - len(kept))
-    stats.update("kept", len(kept))
-    for size, count in sorted(candidates.cluster_sizes().items()):
-        if size > 1:
-            stats.update(f"near_duplicate_clusters.{size}", count)
-    result = stats.as_dict() | {"parts": _write_kept(sources, Path(output_dir), {candidates.items[c][:2] for c in kept})}
-    if config.near:
-        part = candidates.index_part(kept)
-        if index is not None:
-            index.add(part, added_by=run_key)
-            result["index_documents"] = len(index)
-        known.add(part)
+    scratch = Path(output_dir) / SCRATCH
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    try:
+        candidates = _Candidates(config, scratch)
+        first_document = 0
+        for source in sources:
+            for batch in pq.ParquetFile(source).iter_batches(batch_size=_BATCH, columns=["id", "text", "lang"]):
+                candidates.add_batch(first_document, batch.to_pylist(), known, stats)
+                first_document += batch.num_rows
+        removed = candidates.removed(stats)
+        stats.update("near_duplicates", len(removed))
+        stats.update("kept", candidates.count - len(removed))
+        part_file = scratch / "index-part.parquet"
+        with PartWriter(part_file, config.num_perm) as index_part:
+            result = stats.as_dict() | {"parts": _write_kept(sources, Path(output_dir), candidates, removed, index_part)}
+        if config.near:
+            if index is not None:
+                index.add(part_file, added_by=run_key)
+                result["index_documents"] = len(index)
+            known.add(part_file)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return result
 
 
-def _preferred(length: int, doc_id: str, best_length: int, best_id: str) -> bool:
-    """The cluster rule: the longest document, ties going to the smallest id."""
-    return length > best_length or (length == best_length and doc_id < best_id)
-
-
-def _write_kept(sources: list[str | Path], output_dir: Path, kept: set[tuple[int, int]]) -> list[dict]:
-    parts = []
+def _write_kept(
+    sources: list[str | Path], output_dir: Path, candidates: _Candidates, removed: np.ndarray, index_part: PartWriter
+) -> list[dict]:
+    """The second pass: each source's kept documents to its part, and their keys and signatures to the index part."""
+    positions, exact_keys = candidates.documents.view(), candidates.exact_keys.view()
+    signatures = candidates.signatures.view() if candidates.config.near else None
+    parts, first_document = [], 0
     for source_index, source in enumerate(sources):
         part = output_dir / f"part-{source_index:05d}.parquet"
-        row = 0
         with DocumentWriter(part) as writer:
             for batch in pq.ParquetFile(source).iter_batches(batch_size=_BATCH):
-                for document in batch.to_pylist():
-                    if (source_index, row) in kept:
-                        writer.write(document)
-                    row += 1
+                start, stop = np.searchsorted(positions, [first_document, first_document + batch.num_rows])
+                kept = np.setdiff1d(np.arange(start, stop), removed, assume_unique=True)
+                chosen = batch.take(pa.array(positions[kept] - first_document))
+                for document in chosen.to_pylist():
+                    writer.write(document)
+                if signatures is not None:
+                    index_part.write(IndexPart(chosen.column("id").to_pylist(), list(exact_keys[kept]), signatures[kept]))
+                first_document += batch.num_rows
         parts.append({"path": part.name, "documents": writer.rows})
     return parts

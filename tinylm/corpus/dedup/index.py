@@ -17,6 +17,7 @@ threshold changed) is rebuilt from the sha256-checked parquet.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasketch import LeanMinHash, MinHashLSH
+from numpy.lib.format import open_memmap
 
 from tinylm.config import DedupConfig
 from tinylm.corpus.dedup import lookup_tables
@@ -96,19 +98,22 @@ class DedupIndex:
                 yield self._read_part(entry)
 
     def _read_part(self, entry: dict) -> IndexPart:
+        batches = list(self._part_batches(entry))
+        return IndexPart(
+            [doc_id for batch in batches for doc_id in batch.ids],
+            [key for batch in batches for key in batch.exact_keys],
+            np.concatenate([batch.signatures for batch in batches]) if batches else np.zeros((0, self.config.num_perm), np.uint32),
+        )
+
+    def _part_batches(self, entry: dict) -> Iterator[IndexPart]:
+        """A part's rows in batches, after checking its sha256."""
         path = self.directory / entry["file"]
         if not path.exists() or file_sha256(path) != entry["sha256"]:
             raise CorruptIndexError(f"dedup index part {path} is missing or does not match its sha256 in {INDEX_FILE}")
         try:
-            table = pq.read_table(path)
+            yield from read_part(path, self.config.num_perm)
         except (pa.ArrowInvalid, OSError) as error:
             raise CorruptIndexError(f"dedup index part {path} is unreadable: {error}") from error
-        signatures = np.frombuffer(b"".join(table.column("signature").to_pylist()), dtype="<u4")
-        return IndexPart(
-            table.column("id").to_pylist(),
-            table.column("exact").to_pylist(),
-            signatures.reshape(table.num_rows, self.config.num_perm),
-        )
 
     def tables(self, skip_added_by: str | None = None) -> list[PartTables]:
         """The lookup tables of every non-empty part not added by `skip_added_by`, rebuilt where unusable."""
@@ -118,7 +123,7 @@ class DedupIndex:
                 continue
             tables = self._open_tables(entry)
             if tables is None:
-                self._write_tables(entry["file"], self._read_part(entry))
+                self._write_tables(entry, self._part_batches(entry))
                 tables = self._open_tables(entry)
             found.append(tables)
         return found
@@ -142,29 +147,81 @@ class DedupIndex:
         )
         return None if any(table is None for table in opened) else PartTables(*opened)
 
-    def _write_tables(self, part_file: str, part: IndexPart) -> None:
-        signatures, exact, bands = self._table_paths(part_file)
-        lookup_tables.save(signatures, part.signatures.astype("<u4"))
-        lookup_tables.save(exact, lookup_tables.sorted_bytes(part.exact_keys, 16))
-        lookup_tables.save(bands, lookup_tables.sorted_columns(lookup_tables.band_keys(part.signatures, *banding(self.config))))
+    def _write_tables(self, entry: dict, batches: Iterator[IndexPart]) -> None:
+        """A part's tables, built a batch and then a band at a time: memory grows with its exact keys only."""
+        signatures_path, exact_path, bands_path = self._table_paths(entry["file"])
+        rows, (bands, band_rows) = entry["rows"], banding(self.config)
+        if rows == 0:
+            return
+        with atomic_path(signatures_path) as tmp:
+            signatures = open_memmap(tmp, mode="w+", dtype="<u4", shape=(rows, self.config.num_perm))
+            exact, written = [], 0
+            for batch in batches:
+                signatures[written : written + len(batch.ids)] = batch.signatures
+                exact.append(np.array(batch.exact_keys, dtype="S16"))
+                written += len(batch.ids)
+            signatures.flush()
+        lookup_tables.save(exact_path, np.sort(np.concatenate(exact)))
+        signatures = np.load(signatures_path, mmap_mode="r")
+        with atomic_path(bands_path) as tmp:
+            table = open_memmap(tmp, mode="w+", dtype="<u8", shape=(2, bands, rows))
+            for band in range(bands):
+                keys = lookup_tables.band_keys(signatures[:, band * band_rows : (band + 1) * band_rows], 1, band_rows)
+                table[:, band] = lookup_tables.sorted_columns(keys)[:, 0]
+            table.flush()
 
-    def add(self, part: IndexPart, added_by: str) -> None:
-        """Write a part for one corpus run (replacing that run's earlier part) and commit the manifest."""
+    def add(self, part_file: Path, added_by: str) -> None:
+        """Copy in a part written by `PartWriter` for one corpus run (replacing that run's earlier part) and commit the manifest."""
         entries = [entry for entry in self.manifest["parts"] if entry["added_by"] != added_by]
         name = f"part-{added_by[:16]}.parquet"
-        table = pa.table(
-            {
-                "id": pa.array(part.ids, pa.string()),
-                "exact": pa.array(part.exact_keys, pa.binary(16)),
-                "signature": pa.array([row.astype("<u4").tobytes() for row in part.signatures], pa.binary(4 * self.config.num_perm)),
-            }
-        )
         with atomic_path(self.directory / name) as tmp:
-            pq.write_table(table, tmp, compression="zstd")
-        self._write_tables(name, part)
-        entries.append({"file": name, "rows": len(part.ids), "sha256": file_sha256(self.directory / name), "added_by": added_by})
-        self.manifest = {"settings": index_settings(self.config), "parts": entries}
+            shutil.copyfile(part_file, tmp)
+        entry = {"file": name, "rows": pq.ParquetFile(part_file).metadata.num_rows, "added_by": added_by}
+        entry["sha256"] = file_sha256(self.directory / name)
+        self._write_tables(entry, read_part(part_file, self.config.num_perm))
+        self.manifest = {"settings": index_settings(self.config), "parts": [*entries, entry]}
         atomic_write_json(self.directory / INDEX_FILE, self.manifest)
+
+
+class PartWriter:
+    """Streams index rows (id, exact key, signature) to a parquet part, so a part of any size is written in flat memory."""
+
+    def __init__(self, path: Path, num_perm: int) -> None:
+        self.path, self.width = path, 4 * num_perm
+        schema = pa.schema([("id", pa.string()), ("exact", pa.binary(16)), ("signature", pa.binary(self.width))])
+        self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+
+    def write(self, part: IndexPart) -> None:
+        rows = len(part.ids)
+        exact = np.array(part.exact_keys, dtype="S16").tobytes()
+        signatures = np.ascontiguousarray(part.signatures, dtype="<u4").tobytes()
+        self._writer.write_table(
+            pa.table(
+                {
+                    "id": pa.array(part.ids, pa.string()),
+                    "exact": pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), rows, [None, pa.py_buffer(exact)]),
+                    "signature": pa.FixedSizeBinaryArray.from_buffers(pa.binary(self.width), rows, [None, pa.py_buffer(signatures)]),
+                }
+            )
+        )
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._writer.close()
+
+
+def read_part(path: Path, num_perm: int, batch_rows: int = 65536) -> Iterator[IndexPart]:
+    """The rows of a parquet part in batches."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        signatures = _fixed_width_values(batch.column("signature"), 4 * num_perm).view("<u4")
+        yield IndexPart(batch.column("id").to_pylist(), batch.column("exact").to_pylist(), signatures.reshape(batch.num_rows, num_perm))
+
+
+def _fixed_width_values(array: pa.FixedSizeBinaryArray, width: int) -> np.ndarray:
+    """The bytes of a fixed-width binary array's values back to back, without one Python object per value."""
+    return np.frombuffer(array.buffers()[1], dtype=np.uint8)[array.offset * width : (array.offset + len(array)) * width]
 
 
 def banding(config: DedupConfig) -> tuple[int, int]:
@@ -189,25 +246,6 @@ def sketch(signature: np.ndarray, config: DedupConfig) -> LeanMinHash:
 def agrees(first: np.ndarray, second: np.ndarray, config: DedupConfig) -> bool:
     """Whether two signatures estimate a Jaccard at or above the threshold (always, without `verify`)."""
     return not config.verify or (first == second).mean() >= config.threshold
-
-
-class SignatureMatcher:
-    """LSH whose keys are row numbers into the signatures it holds, so its matches can be verified."""
-
-    def __init__(self, config: DedupConfig) -> None:
-        self.config = config
-        self.lsh = lsh_for(config)
-        self.rows: list[np.ndarray] = []
-
-    def add(self, signature: np.ndarray) -> int:
-        self.rows.append(signature)
-        key = len(self.rows) - 1
-        self.lsh.insert(key, sketch(signature, self.config), check_duplication=False)
-        return key
-
-    def matches(self, signature: np.ndarray) -> list[int]:
-        found = self.lsh.query(sketch(signature, self.config))
-        return [key for key in found if agrees(self.rows[key], signature, self.config)]
 
 
 class LocalKnownDocuments:
@@ -237,5 +275,5 @@ class LocalKnownDocuments:
             found[query] = True
         return found
 
-    def add(self, part: IndexPart) -> None:
+    def add(self, part_file: Path) -> None:
         """Nothing to do: `DedupIndex.add` writes the part's tables, which the next run opens."""

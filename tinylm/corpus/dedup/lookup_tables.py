@@ -55,11 +55,6 @@ def _expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return offsets + np.arange(counts.sum())
 
 
-def sorted_bytes(keys: list[bytes], width: int) -> np.ndarray:
-    """Fixed-width byte strings, sorted, for membership tests by binary search."""
-    return np.sort(np.array(keys, dtype=f"S{width}"))
-
-
 def contains(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Whether each of `keys` is in the sorted `table`."""
     if len(table) == 0:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 import redis
 
 from tinylm.config import DedupConfig
-from tinylm.corpus.dedup.index import CorruptIndexError, IndexPart, agrees, index_settings, lsh_for, sketch
+from tinylm.corpus.dedup.index import CorruptIndexError, agrees, index_settings, lsh_for, read_part, sketch
 
 
 class RedisKnownDocuments:
@@ -50,13 +51,15 @@ class RedisKnownDocuments:
             for sig, run in zip(stored, runs)
         )
 
-    def add(self, part: IndexPart) -> None:
-        with self.lsh.insertion_session() as session:
-            for doc_id, signature in zip(part.ids, part.signatures):
-                session.insert(doc_id, sketch(signature, self.config), check_duplication=False)
-        pipeline = self.client.pipeline()
-        for doc_id, key, signature in zip(part.ids, part.exact_keys, part.signatures):
-            pipeline.hset(f"{self.prefix}:signatures", doc_id, signature.astype("<u4").tobytes())
-            pipeline.hset(f"{self.prefix}:added_by", doc_id, self.run_key)
-            pipeline.hset(f"{self.prefix}:exact", key, self.run_key)
-        pipeline.execute()
+    def add(self, part_file: Path) -> None:
+        """Insert a part written by `PartWriter`, a batch at a time."""
+        for part in read_part(part_file, self.config.num_perm):
+            with self.lsh.insertion_session() as session:
+                for doc_id, signature in zip(part.ids, part.signatures):
+                    session.insert(doc_id, sketch(signature, self.config), check_duplication=False)
+            pipeline = self.client.pipeline()
+            for doc_id, key, signature in zip(part.ids, part.exact_keys, part.signatures):
+                pipeline.hset(f"{self.prefix}:signatures", doc_id, signature.astype("<u4").tobytes())
+                pipeline.hset(f"{self.prefix}:added_by", doc_id, self.run_key)
+                pipeline.hset(f"{self.prefix}:exact", key, self.run_key)
+            pipeline.execute()
