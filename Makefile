@@ -58,10 +58,11 @@ test: lint
 test-fast: lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
-# Benchmarks print ratios against the reference tools (wikiextractor, ...) on the same data.
+# Benchmarks print ratios against the reference tools (wikiextractor, ...) on the same data;
+# `make bench QUICK=1` runs each on less data with fewer repeats, to check they work in minutes.
 bench: $(DEV_STAMP)
 	$(PIP_INSTALL) -e ".[dev,bench]"
-	for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script $(if $(QUICK),--quick) || exit 1; done
 
 # Prefect and MLflow servers on 127.0.0.1 in the background, each in its own process
 # group (so `make stop` ends their workers too); pids and logs in $(SERVERS).

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import opencc
+from _cli import bench_parser
 from _timing import best_of
 
 from tinylm.config import ConvertConfig, ExtractConfig
@@ -24,6 +25,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def main() -> None:
+    rounds = 2 if bench_parser(__doc__).parse_args().quick else 7
     to_traditional = opencc.OpenCC("s2t").convert
     chinese = [
         to_traditional(line)
@@ -39,9 +41,9 @@ def main() -> None:
     print("text           lines      MB  raw OpenCC s  stage s  stage/raw throughput")
     for name, lines in (("chinese", chinese), ("mixed zh+en", chinese + english)):
         size = sum(len(line.encode("utf-8")) for line in lines) / 1e6
-        reference = best_of(7, lambda: [raw(line) for line in lines])
+        reference = best_of(rounds, lambda: [raw(line) for line in lines])
         ours = best_of(
-            7,
+            rounds,
             lambda: [
                 convert_texts(lines[i : i + 1024], [None] * len(lines[i : i + 1024]), stage, config.cjk_threshold)
                 for i in range(0, len(lines), 1024)

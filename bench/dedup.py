@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _cli import bench_parser
 from _timing import best_of
 from datasketch import MinHash
 
@@ -98,7 +99,7 @@ def detection_quality(paragraphs: list[str], config: DedupConfig) -> tuple[int, 
     return positives, true_positive / max(1, positives), true_positive / max(1, true_positive + false_positive)
 
 
-def main() -> None:
+def main(rounds: int) -> None:
     chinese = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
     english = [d["text"] for d in read_documents(DATA / "enwiki-sample-pages-articles.xml.bz2", ExtractConfig(), Stats())]
     hasher = MinHasher(128, 1)
@@ -107,26 +108,26 @@ def main() -> None:
     for name, texts, lang in (("zuozhuan (zh)", chinese, "zh"), ("enwiki (en)", english, "en")):
         shingle_sets = [shingles(text, lang, 5) for text in texts]
         count = sum(map(len, shingle_sets))
-        reference = best_of(3, lambda: datasketch_loop(shingle_sets))
-        shingling = best_of(3, lambda: [shingles(text, lang, 5) for text in texts])
-        ours = best_of(3, lambda: hasher.signatures(texts, [lang] * len(texts), 5, 5))
+        reference = best_of(rounds, lambda: datasketch_loop(shingle_sets))
+        shingling = best_of(rounds, lambda: [shingles(text, lang, 5) for text in texts])
+        ours = best_of(rounds, lambda: hasher.signatures(texts, [lang] * len(texts), 5, 5))
         print(
             f"{name:<14} {len(texts):5d} {count:9d} {reference:13.3f} {reference + shingling:17.3f} {ours:9.3f} "
             f"{reference / ours:6.1f}x {(reference + shingling) / ours:12.1f}x"
         )
 
 
-def quality() -> None:
+def quality(settings: tuple[tuple[int, float, bool], ...]) -> None:
     paragraphs = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if len(line) >= 200][:300]
     print("\nthreshold  num_perm  recall_weight  verify  true pairs  recall  precision")
     for threshold in (0.3, 0.5):
-        for num_perm, recall_weight, verify in ((128, 0.5, False), (128, 0.5, True), (256, 0.9, True)):
+        for num_perm, recall_weight, verify in settings:
             config = DedupConfig(threshold=threshold, num_perm=num_perm, recall_weight=recall_weight, verify=verify)
             positives, recall, precision = detection_quality(paragraphs, config)
             print(f"{threshold:9.1f} {num_perm:9d} {recall_weight:14.1f} {str(verify):>7} {positives:11d} {recall:7.3f} {precision:10.3f}")
 
 
-def index_growth() -> None:
+def index_growth(sizes: tuple[int, ...]) -> None:
     config = DedupConfig()
     lines = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if line.strip()][:1000]
     new = MinHasher(config.num_perm, config.seed).signatures(lines, ["zh"] * len(lines), 5, 5)
@@ -135,7 +136,7 @@ def index_growth() -> None:
     print("\nindex documents  tinylm tables s  datasketch rebuild s  ratio")
     with tempfile.TemporaryDirectory() as directory:
         index, size = DedupIndex(directory, config), 0
-        for part, rows in enumerate((10_000, 90_000, 400_000)):
+        for part, rows in enumerate(sizes):
             signatures = rng.integers(0, 2**32, size=(rows, config.num_perm), dtype=np.uint32)
             part_file = Path(directory) / f"new-{part}.parquet"
             with PartWriter(part_file, config.num_perm) as writer:
@@ -161,6 +162,11 @@ def index_growth() -> None:
 
 
 if __name__ == "__main__":
-    main()
-    quality()
-    index_growth()
+    if bench_parser(__doc__).parse_args().quick:
+        main(rounds=1)
+        quality(((128, 0.5, True),))
+        index_growth((10_000, 30_000))
+    else:
+        main(rounds=3)
+        quality(((128, 0.5, False), (128, 0.5, True), (256, 0.9, True)))
+        index_growth((10_000, 90_000, 400_000))

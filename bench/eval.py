@@ -14,7 +14,6 @@ random weights (`_checkpoint.py`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import lm_eval
 import torch
 from _checkpoint import write_checkpoint
+from _cli import bench_parser
 from _corpus import DATA
 from lm_eval.tasks import TaskManager
 
@@ -59,9 +59,11 @@ def harness_bits_per_byte(folder: Path, document: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--kb", type=int, default=48, help="KB of Zuozhuan in the scored document")
     args = parser.parse_args()
+    if args.quick:
+        args.kb = 4
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         checkpoint = write_checkpoint(root)

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import ijson
+from _cli import bench_parser
 from _timing import best_of
 
 from tinylm.corpus.readers.wudao import iter_json_array
@@ -26,7 +27,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RECORDS = 20_000
 
 
-def write_array(path: Path) -> int:
+def write_array(path: Path, records: int) -> int:
     lines = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
     rng = random.Random(0)
     records = [
@@ -38,7 +39,7 @@ def write_array(path: Path) -> int:
             "title": lines[i % len(lines)][:20],
             "content": "".join(rng.sample(lines, 8)),
         }
-        for i in range(RECORDS)
+        for i in range(records)
     ]
     path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     return path.stat().st_size
@@ -50,13 +51,15 @@ def count(path: Path, records) -> int:
 
 
 def main() -> None:
+    quick = bench_parser(__doc__).parse_args().quick
+    records, rounds = (RECORDS // 10, 1) if quick else (RECORDS, 3)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "wudao.json"
-        size = write_array(path)
-        assert count(path, lambda s: iter_json_array(s, Stats())) == count(path, lambda s: ijson.items(s, "item")) == RECORDS
-        ours = best_of(3, lambda: count(path, lambda s: iter_json_array(s, Stats())))
-        reference = best_of(3, lambda: count(path, lambda s: ijson.items(s, "item", use_float=True)))
-    print(f"ijson backend {ijson.backend}, {size / 1e6:.1f} MB, {RECORDS} records")
+        size = write_array(path, records)
+        assert count(path, lambda s: iter_json_array(s, Stats())) == count(path, lambda s: ijson.items(s, "item")) == records
+        ours = best_of(rounds, lambda: count(path, lambda s: iter_json_array(s, Stats())))
+        reference = best_of(rounds, lambda: count(path, lambda s: ijson.items(s, "item", use_float=True)))
+    print(f"ijson backend {ijson.backend}, {size / 1e6:.1f} MB, {records} records")
     print("reader        MB/s")
     print(f"ijson    {size / 1e6 / reference:9.1f}")
     print(f"tinylm   {size / 1e6 / ours:9.1f}   ({reference / ours:.2f}x ijson's throughput)")

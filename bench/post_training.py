@@ -17,6 +17,7 @@ import argparse
 import time
 
 import torch
+from _cli import bench_parser
 
 from tinylm.config import LoraConfig, TrainConfig
 from tinylm.model.config import ModelConfig
@@ -81,13 +82,15 @@ def seconds_per_step(method: str, lora: bool, args: argparse.Namespace, device: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.rounds = 1, 1
     device = torch.device(args.device)
     tokens = 2 * args.pairs * args.seq_len
     print(f"{device.type}, dim {SHAPE.dim} x {SHAPE.n_layers} layers, {2 * args.pairs} sequences of {args.seq_len} tokens per step")

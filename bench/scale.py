@@ -19,9 +19,9 @@ for CI-sized checks.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import platform
 import random
 import shutil
 import socket
@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+from _cli import bench_parser
 from _corpus import DATA
 
 from tinylm.config import ExtractConfig
@@ -165,12 +166,83 @@ def run_size(root: Path, workspace: Path, factor: int, megabytes: float, pieces:
     return rows
 
 
+def table(rows: list[dict]) -> str:
+    """The rows with each stage's ratios to its first size."""
+    first = {}
+    for row in rows:
+        first.setdefault(row["stage"], row)
+    header = f"{'size':6s} {'stage':9s} {'MB':>8s} {'s':>8s} {'MB/s':>7s} {'RSS MiB':>8s} {'anon MiB':>9s}"
+    lines = [f"{header} {'time/1x':>8s} {'data/1x':>8s} {'RSS/1x':>8s} {'anon/1x':>8s}"]
+    for row in rows:
+        base = first[row["stage"]]
+        ratios = [row[key] / base[key] for key in ("seconds", "mb", "peak", "anonymous")]
+        lines.append(
+            f"x{row['factor']:<5d} {row['stage']:9s} {row['mb']:8.0f} {row['seconds']:8.1f} {row['mb'] / row['seconds']:7.2f} "
+            f"{row['peak'] / 2**20:8.0f} {row['anonymous'] / 2**20:9.0f} " + " ".join(f"{ratio:8.2f}" for ratio in ratios)
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Time and anonymous memory against data size per stage, with the targets: time proportional to the data
+    (dotted, from each stage's first size) and memory within 1.5x of the first size (shaded)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (time_axes, memory_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for stage, color in zip(STAGES, ("tab:blue", "tab:orange", "tab:green")):
+        stage_rows = [row for row in rows if row["stage"] == stage]
+        sizes = [row["mb"] for row in stage_rows]
+        first = stage_rows[0]
+        time_axes.plot(sizes, [row["seconds"] for row in stage_rows], "o-", color=color, label=stage)
+        time_axes.plot(sizes, [first["seconds"] * size / first["mb"] for size in sizes], ":", color=color)
+        memory_axes.plot(sizes, [row["anonymous"] / 2**20 for row in stage_rows], "o-", color=color, label=stage)
+        memory_axes.axhspan(first["anonymous"] / 2**20, 1.5 * first["anonymous"] / 2**20, color=color, alpha=0.08)
+    time_axes.set(xscale="log", yscale="log", ylabel="wall seconds", title="time (dotted: linear from the first size)")
+    memory_axes.set(xscale="log", ylabel="peak anonymous MiB", title="memory (shaded: within 1.5x of the first size)")
+    memory_axes.set_ylim(bottom=0)
+    sizes = sorted({row["mb"] for row in rows})
+    time_axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    for axes in (time_axes, memory_axes):
+        axes.set_xticks(sizes, [f"{size:.0f}" for size in sizes])
+        axes.minorticks_off()
+        axes.set_xlabel("raw text, MB")
+        axes.legend()
+        axes.grid(alpha=0.3)
+    figure.suptitle(f"tinylm corpus, tokenizer and shards commands on {os.cpu_count()} CPUs ({platform.machine()})")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def log_to_mlflow(workspace: Path, rows: list[dict], arguments: dict, files: list[Path]) -> str:
+    """A run `scale` in the workspace's MLflow: each stage's figures as metrics with the size factor as the step (so
+    MLflow draws the curves), the table and the plot as artifacts. Returns the run's page."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    import mlflow
+
+    tracking_uri = json.loads((workspace / "servers" / "urls.json").read_text())["mlflow_tracking_uri"]
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment = mlflow.set_experiment("bench")
+    with mlflow.start_run(run_name="scale") as run:
+        mlflow.log_params(arguments | {"cpus": os.cpu_count(), "machine": platform.machine()})
+        for row in rows:
+            metrics = {"seconds": row["seconds"], "mb_per_s": row["mb"] / row["seconds"]}
+            metrics |= {"peak_rss_mib": row["peak"] / 2**20, "anonymous_mib": row["anonymous"] / 2**20}
+            mlflow.log_metrics({f"{row['stage']}/{name}": value for name, value in metrics.items()}, step=row["factor"])
+        for path in files:
+            mlflow.log_artifact(str(path))
+    return f"{tracking_uri}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--mb", type=float, default=100, help="megabytes of text at factor 1")
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--quick", action="store_true", help="2 MB at factors 1 and 4")
     parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary directory)")
+    parser.add_argument("--plot", type=Path, help="also save the plot here")
     args = parser.parse_args()
     if args.quick:
         args.mb, args.factors = 2, [1, 4]
@@ -185,19 +257,19 @@ def main() -> None:
         with servers(root, workspace):
             for factor in args.factors:
                 rows += run_size(root, workspace, factor, args.mb * factor, pieces, tokenizer_config)
+            text = table(rows)
+            print(f"\n{text}")
+            (root / "scale.txt").write_text(text + "\n")
+            (root / "scale.json").write_text(json.dumps(rows, indent=1))
+            plot(rows, root / "scale.png")
+            if args.plot:
+                shutil.copyfile(root / "scale.png", args.plot)
+            files = [root / name for name in ("scale.txt", "scale.json", "scale.png")]
+            page = log_to_mlflow(workspace, rows, {"mb": args.mb, "factors": args.factors}, files)
+            print(f"\nplot and table logged to MLflow: {page}")
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
-    first = {row["stage"]: row for row in rows if row["factor"] == args.factors[0]}
-    header = f"{'size':6s} {'stage':9s} {'MB':>8s} {'s':>8s} {'MB/s':>7s} {'RSS MiB':>8s} {'anon MiB':>9s}"
-    print(f"\n{header} {'time/1x':>8s} {'data/1x':>8s} {'RSS/1x':>8s} {'anon/1x':>8s}")
-    for row in rows:
-        base = first[row["stage"]]
-        ratios = [row[key] / base[key] for key in ("seconds", "mb", "peak", "anonymous")]
-        print(
-            f"x{row['factor']:<5d} {row['stage']:9s} {row['mb']:8.0f} {row['seconds']:8.1f} {row['mb'] / row['seconds']:7.2f} "
-            f"{row['peak'] / 2**20:8.0f} {row['anonymous'] / 2**20:9.0f} " + " ".join(f"{ratio:8.2f}" for ratio in ratios)
-        )
 
 
 if __name__ == "__main__":

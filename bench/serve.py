@@ -12,7 +12,6 @@ no HTTP in between.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import openai
 import torch
 from _checkpoint import write_checkpoint
+from _cli import bench_parser
 
 from tinylm.inference.generate import Finish, load_model, stream_text
 from tinylm.model.generation import Sampling
@@ -43,11 +43,13 @@ def served_tokens_per_s(client: openai.OpenAI, clients: int, requests: int, max_
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.max_tokens = 8, 8
     with tempfile.TemporaryDirectory() as directory:
         checkpoint = write_checkpoint(Path(directory))
         loaded = load_model(str(checkpoint))

@@ -15,7 +15,6 @@ measured on one eighth of the set (`--reference-share`) and scaled up.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import tempfile
@@ -24,6 +23,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from _cli import bench_parser
 from _corpus import DATA, write_bilingual_corpus
 
 from tinylm.config import ChatDataConfig, ExtractConfig, TokenizerConfig
@@ -66,9 +66,8 @@ def write_sft_files(directory: Path, megabytes: int, seed: int = 0) -> list[Path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--mb", type=int, default=1024, help="size of the generated SFT set")
-    parser.add_argument("--quick", action="store_true", help="a 64 MB set, for CI-sized checks")
     parser.add_argument("--reference-share", type=float, default=0.125, help="share of the set the Python-lists reference holds")
     args = parser.parse_args()
     megabytes = 64 if args.quick else args.mb

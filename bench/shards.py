@@ -15,6 +15,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from _cli import bench_parser
 from _corpus import write_bilingual_corpus
 from _timing import best_of
 
@@ -29,19 +30,21 @@ COPIES = 4
 
 
 def main() -> None:
+    quick = bench_parser(__doc__).parse_args().quick
+    copies, vocab_sizes, rounds = (1, (6400,), 1) if quick else (COPIES, (6400, 32000), 3)
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        size = write_bilingual_corpus(root / "corpus", copies=COPIES)
+        size = write_bilingual_corpus(root / "corpus", copies=copies)
         config = ShardsConfig(shard_tokens=1 << 20)
         print("vocab   corpus MB  tokens M  raw encode_batch s  stage s  stage/raw throughput  peak RSS growth MB")
-        for vocab_size in (6400, 32000):
+        for vocab_size in vocab_sizes:
             tokenizer_dir = root / f"tok-{vocab_size}"
             train_tokenizer(root / "corpus", tokenizer_dir, TokenizerConfig(vocab_size=vocab_size, max_text_bytes=20_000_000))
             tokenizer = load_tokenizer(tokenizer_dir)
             texts = list(iter_texts(corpus_parts(root / "corpus")))
             batches = [texts[i : i + config.batch_documents] for i in range(0, len(texts), config.batch_documents)]
-            reference = best_of(3, lambda: [tokenizer.encode_batch(batch, add_special_tokens=False) for batch in batches])
-            runs = iter(range(3))
+            reference = best_of(rounds, lambda: [tokenizer.encode_batch(batch, add_special_tokens=False) for batch in batches])
+            runs = iter(range(rounds))
             manifests = []
 
             def stage() -> None:
@@ -50,7 +53,7 @@ def main() -> None:
                     manifest = shards_flow(str(root / "corpus"), str(tokenizer_dir), str(output), config, str(root / "workspace"))
                     manifests.append(manifest | {"memory": memory})
 
-            ours = best_of(3, stage)
+            ours = best_of(rounds, stage)
             manifest = manifests[-1]
             tokens = manifest["total_tokens"] + manifest["validation"]["total_tokens"]
             growth = (manifest["memory"]["peak"] - manifest["memory"]["before"]) / 1e6

@@ -20,6 +20,7 @@ import sys
 import time
 
 import torch
+from _cli import bench_parser
 
 from tinylm.model.config import ModelConfig
 from tinylm.model.hf_mapping import llama_config, llama_state_dict
@@ -92,7 +93,7 @@ def run(kind: str, args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_parser(__doc__)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=6)
@@ -102,6 +103,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each model, alternating; the fastest counts")
     parser.add_argument("--only", choices=["tinylm", "llama"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.rounds = 2, 1
     if args.only:
         print(json.dumps(run(args.only, args)))
         return

@@ -20,12 +20,12 @@ corpus, tokenizer and shards stages.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _cli import bench_parser
 from _corpus import write_bilingual_corpus
 
 from tinylm.config import ShardsConfig, TokenizerConfig, TrainConfig
@@ -81,13 +81,15 @@ def bare_loop(shards: Path, config: TrainConfig, device: torch.device) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="demo")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true", help="torch.compile both loops' model")
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps in all, over three shards")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100 SXM: 989)")
     args = parser.parse_args()
+    if args.quick:
+        args.steps = 6
     model, seq_len, batch_size = SHAPES[args.shape]
     per_shard = max(args.steps // 3, 1)
     config = TrainConfig(

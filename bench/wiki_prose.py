@@ -11,13 +11,13 @@ them is prose one of them lost (or markup one of them let through, which the res
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for the extraction benchmark's runners
 
+from bench._cli import bench_parser  # noqa: E402
 from bench.extract import SAMPLE, run_tinylm, run_wikiextractor  # noqa: E402
 
 ZHWIKI = Path(__file__).resolve().parents[1] / "tests" / "data" / "zhwiki" / "zhwiki-template-pages.xml.bz2"
@@ -29,11 +29,12 @@ def residue(texts: list[str]) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("dumps", nargs="*", type=Path, default=[SAMPLE, ZHWIKI])
     args = parser.parse_args()
+    dumps = args.dumps[-1:] if args.quick else args.dumps
     print(f"{'dump':<44} {'extractor':<14} {'documents':>9} {'characters':>11} {'residue':>8}")
-    for dump in args.dumps:
+    for dump in dumps:
         with tempfile.TemporaryDirectory() as scratch:
             root = Path(scratch)
             for name, run in (("wikiextractor", run_wikiextractor), ("tinylm", run_tinylm)):
