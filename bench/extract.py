@@ -13,19 +13,20 @@ then prints, side by side:
 
 from __future__ import annotations
 
-import argparse
 import bz2
 import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for the tests' dump re-packer
 
+from bench._cli import bench_parser  # noqa: E402
 from tests.multistream import write_multistream  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "enwiki-sample-pages-articles.xml.bz2"
@@ -35,19 +36,33 @@ _PAGE_ID = re.compile(rb"(<page>\s*<title>[^<]*</title>\s*<ns>\d+</ns>\s*<id>)(\
 _WIKIEXTRACTOR_DOC = re.compile(r"<doc [^>]*>\n(.*?)</doc>", re.S)
 
 
-def build_dump(sample: Path, copies: int, target: Path) -> tuple[int, int]:
-    """Write `copies` repetitions of the sample's pages as one bz2 dump; return (XML bytes, pages)."""
+def renumbered(page: bytes, shift: int) -> bytes:
+    """A page with `shift` added to its page id."""
+    return _PAGE_ID.sub(lambda m: m.group(1) + str(int(m.group(2)) + shift).encode() + m.group(3), page)
+
+
+def repeated_xml(sample: Path, copies: int) -> tuple[Iterator[bytes], int, int]:
+    """The sample's XML with its pages `copies` times, each copy under fresh page ids, as a stream of lines;
+    with its size in bytes (to within the ids' extra digits) and its page count."""
     xml = bz2.decompress(sample.read_bytes())
     pages = _PAGE.findall(xml)
     head, tail = xml[: xml.index(pages[0])], xml[xml.rindex(pages[-1]) + len(pages[-1]) :]
-    body = b"".join(
-        _PAGE_ID.sub(lambda m, c=copy: m.group(1) + str(int(m.group(2)) + c * 10_000_000).encode() + m.group(3), page)
-        for copy in range(copies)
-        for page in pages
-    )
-    document = head + body + tail
-    target.write_bytes(bz2.compress(document, 9))
-    return len(document), len(pages) * copies
+
+    def lines() -> Iterator[bytes]:
+        yield from head.splitlines(keepends=True)
+        for copy in range(copies):
+            for page in pages:
+                yield from renumbered(page, copy * 10_000_000).splitlines(keepends=True)
+        yield from tail.splitlines(keepends=True)
+
+    return lines(), len(head) + len(tail) + copies * sum(map(len, pages)), copies * len(pages)
+
+
+def build_dump(sample: Path, copies: int, target: Path) -> tuple[int, int]:
+    """Write `copies` repetitions of the sample's pages as one bz2 dump; return (XML bytes, pages)."""
+    lines, size, pages = repeated_xml(sample, copies)
+    target.write_bytes(bz2.compress(b"".join(lines), 9))
+    return size, pages
 
 
 def dirty_share(texts: list[str]) -> float:
@@ -88,10 +103,12 @@ def run_flow(dump: Path, out: Path, workers: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--copies", type=int, default=16, help="repetitions of the 206-page sample")
     parser.add_argument("--sample", type=Path, default=SAMPLE)
     args = parser.parse_args()
+    if args.quick:
+        args.copies = 2
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         dump = root / "enwiki-bench-pages-articles.xml.bz2"
