@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from tinylm.config import ConvertConfig, FilterConfig
 from tinylm.corpus.chat_markers import without_chat_markers
 from tinylm.corpus.convert import convert_texts, make_converter, simplified
 from tinylm.corpus.quality import quality_failure
 from tinylm.stats import Stats
-from tinylm.storage.documents import DocumentWriter, stored_stats
+from tinylm.storage.documents import DocumentWriter, read_batches, stored_stats
 from tinylm.storage.manifest import fingerprint
 
 
@@ -29,7 +27,7 @@ def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfi
     stats = Stats("documents", "converted", "chat_marked", "kept", groups=("dropped",))
     to_simplified = make_converter(convert)
     with DocumentWriter(target, stats) as writer:
-        for batch in pq.ParquetFile(source).iter_batches(batch_size=1024):
+        for batch in read_batches(source, 1024):
             documents = batch.to_pylist()
             originals = [d["text"] for d in documents]
             texts, langs, changed = convert_texts(

@@ -123,11 +123,23 @@ def write_documents(path: str | os.PathLike[str], documents: Iterable[Document])
     return writer.rows
 
 
+def read_batches(path: str | os.PathLike[str], batch_size: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """A parquet file's rows in batches of at most `batch_size`, read one row group at a time.
+
+    `ParquetFile.iter_batches` reads ahead across row groups: handing out 36 MB batches of a
+    file of 470 row groups it held 300 MB of Arrow memory, where reading a row group at a
+    time holds one (measured on the dedup index's parts). Batches never span row groups.
+    """
+    parquet = pq.ParquetFile(path)
+    for group in range(parquet.num_row_groups):
+        yield from parquet.iter_batches(batch_size=batch_size, row_groups=[group], columns=columns)
+
+
 def iter_document_batches(
     paths: Iterable[str | os.PathLike[str]], columns: list[str] | None = None, batch_size: int = 1024
 ) -> Iterator[pa.RecordBatch]:
     for path in paths:
-        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+        yield from read_batches(path, batch_size, columns)
 
 
 def iter_texts(paths: Iterable[str | os.PathLike[str]], batch_size: int = 1024) -> Iterator[str]:

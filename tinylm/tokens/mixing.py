@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import numpy as np
-import pyarrow.parquet as pq
 
+from tinylm.storage.documents import read_batches
 from tinylm.tokens.encoding import EncodedPart
 
 T = TypeVar("T")
@@ -54,7 +54,7 @@ def document_batches(parts: Sequence[EncodedPart]) -> Iterator[DocumentBatch]:
     """The per-document tables of the parts, in corpus order, with each document's offset into its part's ids."""
     for index, part in enumerate(parts):
         offset = 0
-        for batch in pq.ParquetFile(part.documents).iter_batches(batch_size=1 << 16):
+        for batch in read_batches(part.documents, 1 << 16):
             lengths = batch.column("tokens").to_numpy()
             ends = offset + np.cumsum(lengths)
             sources = batch.column("source").dictionary_encode()

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tinylm.config import DedupConfig
 from tinylm.corpus.chat_markers import without_chat_markers
@@ -36,7 +35,7 @@ from tinylm.corpus.dedup.minhash import MinHasher
 from tinylm.corpus.dedup.redis_index import RedisKnownDocuments
 from tinylm.corpus.dedup.spill import AppendedRows, AppendedStrings, SortedKeyRuns
 from tinylm.stats import Stats
-from tinylm.storage.documents import DocumentWriter
+from tinylm.storage.documents import DocumentWriter, read_batches
 
 KnownDocuments = LocalKnownDocuments | RedisKnownDocuments
 _WHITESPACE = re.compile(r"\s+")
@@ -208,7 +207,7 @@ def deduplicate_files(
         candidates = _Candidates(config, scratch)
         first_document = 0
         for source in sources:
-            for batch in pq.ParquetFile(source).iter_batches(batch_size=_BATCH, columns=["id", "text", "lang"]):
+            for batch in read_batches(source, _BATCH, ["id", "text", "lang"]):
                 candidates.add_batch(first_document, batch.to_pylist(), known, stats)
                 first_document += batch.num_rows
         removed = candidates.removed(stats)
@@ -237,7 +236,7 @@ def _write_kept(
     for source_index, source in enumerate(sources):
         part = output_dir / f"part-{source_index:05d}.parquet"
         with DocumentWriter(part) as writer:
-            for batch in pq.ParquetFile(source).iter_batches(batch_size=_BATCH):
+            for batch in read_batches(source, _BATCH):
                 start, stop = np.searchsorted(positions, [first_document, first_document + batch.num_rows])
                 kept = np.setdiff1d(np.arange(start, stop), removed, assume_unique=True)
                 chosen = batch.take(pa.array(positions[kept] - first_document))

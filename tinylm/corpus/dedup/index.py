@@ -31,6 +31,7 @@ from numpy.lib.format import open_memmap
 from tinylm.config import DedupConfig
 from tinylm.corpus.dedup import lookup_tables
 from tinylm.storage.atomic import atomic_path, atomic_write_json
+from tinylm.storage.documents import read_batches
 from tinylm.storage.manifest import file_sha256
 
 INDEX_FILE = "index.json"
@@ -214,7 +215,7 @@ class PartWriter:
 
 def read_part(path: Path, num_perm: int, batch_rows: int = 65536) -> Iterator[IndexPart]:
     """The rows of a parquet part in batches."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+    for batch in read_batches(path, batch_rows):
         signatures = _fixed_width_values(batch.column("signature"), 4 * num_perm).view("<u4")
         yield IndexPart(batch.column("id").to_pylist(), batch.column("exact").to_pylist(), signatures.reshape(batch.num_rows, num_perm))
 

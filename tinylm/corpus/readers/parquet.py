@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from tinylm.config import ExtractConfig
 from tinylm.corpus.readers.base import source_name
 from tinylm.stats import Stats
-from tinylm.storage.documents import Document, make_document
+from tinylm.storage.documents import Document, make_document, read_batches
 
 _BATCH_ROWS = 1024
 
@@ -22,7 +22,7 @@ def read_parquet(path: Path, config: ExtractConfig, stats: Stats) -> Iterator[Do
     columns = [config.parquet_text_column] + (["title"] if "title" in parquet.schema_arrow.names else [])
     if config.parquet_text_column not in parquet.schema_arrow.names:
         raise ValueError(f"{path} has no column {config.parquet_text_column!r} (columns: {parquet.schema_arrow.names})")
-    for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+    for batch in read_batches(path, _BATCH_ROWS, columns):
         for row in batch.to_pylist():
             stats.update("records")
             text = row[config.parquet_text_column]
