@@ -65,7 +65,9 @@ bench: $(DEV_STAMP)
 	for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script $(if $(QUICK),--quick) || exit 1; done
 
 # Prefect and MLflow servers on 127.0.0.1 in the background, each in its own process
-# group (so `make stop` ends their workers too); pids and logs in $(SERVERS).
+# group (so `make stop` ends their workers too); pids and logs in $(SERVERS). MLflow's job
+# execution (six huey consumers for its GenAI scorers, which tinylm never schedules) is off:
+# they held about 1.7 GB and a third of a core while idle.
 servers: setup
 	mkdir -p $(SERVERS)
 	if [ -f $(SERVERS)/prefect.pid ] && kill -0 $$(cat $(SERVERS)/prefect.pid) 2>/dev/null; then \
@@ -74,7 +76,7 @@ servers: setup
 	  setsid nohup $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) >$(SERVERS)/prefect.log 2>&1 & echo $$! >$(SERVERS)/prefect.pid; fi
 	if [ -f $(SERVERS)/mlflow.pid ] && kill -0 $$(cat $(SERVERS)/mlflow.pid) 2>/dev/null; then \
 	  echo "mlflow server already running"; else \
-	  MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true setsid nohup $(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
+	  MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid nohup $(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
 	    --backend-store-uri sqlite:///$(abspath $(WORKSPACE))/mlflow.db \
 	    --default-artifact-root $(abspath $(WORKSPACE))/mlartifacts >$(SERVERS)/mlflow.log 2>&1 & echo $$! >$(SERVERS)/mlflow.pid; fi
 	printf '{"prefect_api_url": "http://127.0.0.1:%s/api", "mlflow_tracking_uri": "http://127.0.0.1:%s"}\n' $(PREFECT_PORT) $(MLFLOW_PORT) >$(SERVERS)/urls.json

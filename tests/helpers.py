@@ -100,7 +100,7 @@ def start_mlflow_server(port: int, store: Path, artifacts: str | None = None, en
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
-        env=os.environ | (env or {}),
+        env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"} | (env or {}),
     )
     wait_for_http(f"http://127.0.0.1:{port}/health", process)
     return process
