@@ -13,13 +13,17 @@ and of bz2, pages/s, and the peak resident and anonymous memory of the whole pro
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+import yaml
 from scale import run_command, servers
+
+from tinylm.config import ExtractConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for the tests' dump re-packer
 
@@ -44,20 +48,32 @@ def build_dump(sample: Path, gigabytes: float, directory: Path) -> tuple[Path, i
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--gb", type=float, default=1.0, help="size of the bz2 dump")
+    parser.add_argument("--keep", type=Path, help="work here and keep the dump for the next run (default: a temporary directory)")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="tinylm-extract-scale-"))
+    root = args.keep or Path(tempfile.mkdtemp(prefix="tinylm-extract-scale-"))
+    root.mkdir(parents=True, exist_ok=True)
+    gigabytes = 0.04 if args.quick else args.gb
     try:
-        dump, xml_bytes, pages = build_dump(SAMPLE, 0.04 if args.quick else args.gb, root)
+        built = root / f"dump-{gigabytes}GB.json"
+        if built.exists():
+            dump, xml_bytes, pages = json.loads(built.read_text())
+            dump = Path(dump)
+        else:
+            dump, xml_bytes, pages = build_dump(SAMPLE, gigabytes, root)
+            built.write_text(json.dumps([str(dump), xml_bytes, pages]))
         size = dump.stat().st_size
         print(f"dump: {size / 1e9:.2f} GB bz2, {xml_bytes / 1e9:.2f} GB of XML, {pages} pages", flush=True)
-        workspace = root / "workspace"
-        workspace.mkdir()
+        (root / "workspace").mkdir(exist_ok=True)
+        config = root / "extract.yaml"  # at least 16 parallel units, the default 64 MB at 1 GB
+        config.write_text(yaml.safe_dump({"range_bytes": min(ExtractConfig().range_bytes, size // 16)}))
         rows = []
-        with servers(root, workspace):
+        with servers(root, root / "workspace"):
             for workers in (1, 2):
                 output = root / f"extract-{workers}"
-                command = ["extract", "--input", str(dump), "--output", str(output), "--workers", str(workers)]
-                seconds, peak, anonymous = run_command(command, workspace)
+                shutil.rmtree(output, ignore_errors=True)
+                # `tinylm extract` keeps no MLflow runs, so it takes no --workspace: it finds the servers from ./workspace
+                command = ["extract", "--input", str(dump), "--output", str(output), "--workers", str(workers), "--config", str(config)]
+                seconds, peak, anonymous = run_command(command, cwd=root)
                 rows.append((workers, seconds, peak, anonymous))
                 shutil.rmtree(output)
         print("\nworkers  seconds  XML MB/s  bz2 MB/s  pages/s  RSS MiB  anon MiB  speed-up")
@@ -67,7 +83,8 @@ def main() -> None:
                 f"{peak / 2**20:8.0f} {anonymous / 2**20:9.0f} {rows[0][1] / seconds:8.2f}x"
             )
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -128,13 +128,13 @@ def servers(root: Path, workspace: Path) -> Iterator[None]:
         subprocess.run([*make, "stop"], env=environment, capture_output=True)
 
 
-def run_command(arguments: list[str], workspace: Path) -> tuple[float, int, int]:
+def run_command(arguments: list[str], cwd: Path | None = None) -> tuple[float, int, int]:
     """Wall seconds, peak resident and peak anonymous bytes (the whole process tree) of one tinylm command."""
-    command = [str(Path(sys.executable).parent / "tinylm"), *arguments, "--workspace", str(workspace)]
+    command = [str(Path(sys.executable).parent / "tinylm"), *arguments]
     environment = {key: value for key, value in os.environ.items() if key not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")}
     started, peak, anonymous = time.perf_counter(), 0, 0
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log, env=environment)
+        process = subprocess.Popen(command, stdout=log, stderr=log, env=environment, cwd=cwd)
         while process.poll() is None:
             resident, held = tree_rss(process.pid)
             peak, anonymous = max(peak, resident), max(anonymous, held)
@@ -158,7 +158,7 @@ def run_size(root: Path, workspace: Path, factor: int, megabytes: float, pieces:
     }
     rows = []
     for stage in STAGES:
-        seconds, peak, anonymous = run_command(commands[stage], workspace)
+        seconds, peak, anonymous = run_command([*commands[stage], "--workspace", str(workspace)])
         rows.append({"factor": factor, "stage": stage, "mb": megabytes, "seconds": seconds, "peak": peak, "anonymous": anonymous})
         line = f"x{factor:<3d} {stage:9s} {megabytes:8.0f} MB {seconds:7.1f} s {megabytes / seconds:6.2f} MB/s"
         print(f"{line} peak {peak / 2**20:6.0f} MiB, anonymous {anonymous / 2**20:6.0f} MiB", flush=True)
