@@ -7,6 +7,7 @@ import pytest
 
 from tinylm.config import CorpusConfig, DedupConfig
 from tinylm.storage.atomic import atomic_path, atomic_write_json, remove_stale_temps
+from tinylm.storage.documents import DocumentWriter, make_document, read_batches
 from tinylm.storage.manifest import fingerprint, is_complete, write_manifest
 from tinylm.storage.mirror import pull, push
 
@@ -79,3 +80,13 @@ def test_mirror_sends_a_stage_manifest_last_and_pulls_it_only_when_finished(tmp_
     assert not pull(copy, str(mirror)), "a local finished stage is never overwritten"
     (mirror / "manifest.json").unlink()
     assert not pull(tmp_path / "other", str(mirror)), "a remote stage without its manifest is unfinished"
+
+
+def test_read_batches_hands_out_every_row_in_order_one_row_group_at_a_time(tmp_path):
+    path = tmp_path / "docs.parquet"
+    with DocumentWriter(path, rows_per_group=3) as writer:
+        for number in range(10):
+            writer.write(make_document("s", number, f"text {number}"))
+    batches = list(read_batches(path, 2, ["text"]))
+    assert [batch.num_rows for batch in batches] == [2, 1, 2, 1, 2, 1, 1]
+    assert [text for batch in batches for text in batch.column("text").to_pylist()] == [f"text {n}" for n in range(10)]
