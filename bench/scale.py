@@ -218,15 +218,16 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def log_to_mlflow(workspace: Path, rows: list[dict], arguments: dict, files: list[Path]) -> str:
-    """A run `scale` in the workspace's MLflow: each stage's figures as metrics with the size factor as the step (so
-    MLflow draws the curves), the table and the plot as artifacts. Returns the run's page."""
+    """A run `scale` in the workspace's MLflow (experiment `bench`, in the model-training view as tinylm's own):
+    each stage's figures as metrics with the size factor as the step, so MLflow draws the curves, and the table
+    and plot as artifacts. Returns the run's page."""
+    os.environ["MLFLOW_TRACKING_URI"] = json.loads((workspace / "servers" / "urls.json").read_text())["mlflow_tracking_uri"]
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import mlflow
 
-    tracking_uri = json.loads((workspace / "servers" / "urls.json").read_text())["mlflow_tracking_uri"]
-    mlflow.set_tracking_uri(tracking_uri)
-    experiment = mlflow.set_experiment("bench")
-    with mlflow.start_run(run_name="scale") as run:
+    from tinylm.tracking.store import run_url, use_experiment
+
+    with mlflow.start_run(experiment_id=use_experiment("bench", workspace), run_name="scale") as run:
         mlflow.log_params(arguments | {"cpus": os.cpu_count(), "machine": platform.machine()})
         for row in rows:
             metrics = {"seconds": row["seconds"], "mb_per_s": row["mb"] / row["seconds"]}
@@ -234,7 +235,7 @@ def log_to_mlflow(workspace: Path, rows: list[dict], arguments: dict, files: lis
             mlflow.log_metrics({f"{row['stage']}/{name}": value for name, value in metrics.items()}, step=row["factor"])
         for path in files:
             mlflow.log_artifact(str(path))
-    return f"{tracking_uri}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+    return run_url(workspace, run.info.run_id) or ""
 
 
 def main() -> None:
