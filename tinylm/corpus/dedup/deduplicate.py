@@ -22,6 +22,7 @@ import hashlib
 import re
 import shutil
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -213,10 +214,11 @@ def deduplicate_files(
         removed = candidates.removed(stats)
         stats.update("near_duplicates", len(removed))
         stats.update("kept", candidates.count - len(removed))
+        keeps_index = index is not None or config.lsh_storage == "redis"  # both need near: checked above
         part_file = scratch / "index-part.parquet"
-        with PartWriter(part_file, config.num_perm) as index_part:
+        with PartWriter(part_file, config.num_perm) if keeps_index else nullcontext() as index_part:
             result = stats.as_dict() | {"parts": _write_kept(sources, Path(output_dir), candidates, removed, index_part)}
-        if config.near:
+        if keeps_index:
             if index is not None:
                 index.add(part_file, added_by=run_key)
                 result["index_documents"] = len(index)
@@ -227,11 +229,10 @@ def deduplicate_files(
 
 
 def _write_kept(
-    sources: list[str | Path], output_dir: Path, candidates: _Candidates, removed: np.ndarray, index_part: PartWriter
+    sources: list[str | Path], output_dir: Path, candidates: _Candidates, removed: np.ndarray, index_part: PartWriter | None
 ) -> list[dict]:
-    """The second pass: each source's kept documents to its part, and their keys and signatures to the index part."""
-    positions, exact_keys = candidates.documents.view(), candidates.exact_keys.view()
-    signatures = candidates.signatures.view() if candidates.config.near else None
+    """The second pass: each source's kept documents to its part, and their keys and signatures to the index part if one is kept."""
+    positions, exact_keys, signatures = candidates.documents.view(), candidates.exact_keys.view(), candidates.signatures.view()
     parts, first_document = [], 0
     for source_index, source in enumerate(sources):
         part = output_dir / f"part-{source_index:05d}.parquet"
@@ -242,7 +243,7 @@ def _write_kept(
                 chosen = batch.take(pa.array(positions[kept] - first_document))
                 for document in chosen.to_pylist():
                     writer.write(document)
-                if signatures is not None:
+                if index_part is not None:
                     index_part.write(IndexPart(chosen.column("id").to_pylist(), list(exact_keys[kept]), signatures[kept]))
                 first_document += batch.num_rows
         parts.append({"path": part.name, "documents": writer.rows})
