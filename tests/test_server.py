@@ -114,6 +114,7 @@ def test_the_chat_page_streams_an_answer_in_a_browser(served):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page()
         page.goto(base.removesuffix("v1"))
+        page.wait_for_function("document.getElementById('model').textContent !== '…'")
         assert page.text_content("#model") == "enter the API key", "the page asks for the key the API requires"
         page.fill("#key", KEY)
         page.dispatch_event("#key", "change")
