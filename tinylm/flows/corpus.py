@@ -55,6 +55,6 @@ def corpus_flow(
         "stats": stats,
         "config": config.model_dump(mode="json"),
     }
-    write_manifest(output, manifest)
+    manifest = write_manifest(output, manifest)
     report_stage("corpus", stats, {"inputs": inputs, "output": output, **config.model_dump(mode="json")}, workspace, started)
     return manifest | {"reused": False}

@@ -80,6 +80,6 @@ def dedup_flow(
     cleaned, deduped = clean_and_deduplicate(files, output, config, index, expected)
     stats = corpus_stats({}, cleaned, deduped)
     manifest = {"stage": "dedup", "fingerprint": expected, "inputs": hashes, "parts": deduped["parts"], "stats": stats}
-    write_manifest(output, manifest)
+    manifest = write_manifest(output, manifest)
     report_stage("dedup", stats, {"input": input, "output": output, **config.model_dump(mode="json")}, workspace, started)
     return manifest | {"reused": False}

@@ -64,7 +64,7 @@ def extract_flow(
         "stats": stats,
         "config": config.model_dump(mode="json"),
     }
-    write_manifest(output, manifest)
+    manifest = write_manifest(output, manifest)
     publish_stats("extract", stats)
     return manifest
 

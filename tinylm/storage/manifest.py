@@ -74,8 +74,11 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
         raise ValueError(f"manifest {path} is not valid JSON: {error}") from error
 
 
-def write_manifest(directory: str | os.PathLike[str], manifest: dict[str, Any]) -> None:
+def write_manifest(directory: str | os.PathLike[str], manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write the manifest and return it as stored (keys sorted, JSON types): what a rerun that finds the
+    stage complete reads back, so a finished and a resumed command print the same thing."""
     atomic_write_json(manifest_path(directory), manifest)
+    return json.loads(manifest_path(directory).read_text(encoding="utf-8"))
 
 
 def is_complete(directory: str | os.PathLike[str], expected_fingerprint: str) -> bool:

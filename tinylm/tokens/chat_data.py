@@ -159,5 +159,5 @@ def finish_chat_data(
         "stats": total.as_dict(),
         "config": config.model_dump(mode="json"),
     }
-    write_manifest(output_dir, manifest)
+    manifest = write_manifest(output_dir, manifest)
     return manifest

@@ -117,7 +117,7 @@ def mix_shards(job: ShardJob, encoded: list[EncodedPart]) -> dict:
             "source_weights": dict(config.source_weights),
         },
     }
-    write_manifest(output, manifest)
+    manifest = write_manifest(output, manifest)
     shutil.rmtree(output / WORK_DIR, ignore_errors=True)
     return manifest
 

@@ -76,7 +76,7 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
         "train_seconds": round(seconds, 3),
         "config": config.model_dump(),
     }
-    write_manifest(output_dir, manifest)
+    manifest = write_manifest(output_dir, manifest)
     return manifest | {"reused": False}
 
 
