@@ -47,8 +47,11 @@ def make_chat_data(inputs: list[str], tokenizer: Path, output: Path, config: Cha
     return chat_data_flow([str(path) for path in inputs], str(tokenizer), str(output), config)
 
 
-def kill_when(code: str, half_written: Callable[[], bool], timeout: float = 60, env: dict[str, str] | None = None) -> None:
-    """Run `code` in a fresh interpreter, `env` added to its environment, and SIGKILL it as soon as `half_written()` holds."""
+def kill_when(code: str, half_written: Callable[[], bool], timeout: float = 300, env: dict[str, str] | None = None) -> None:
+    """Run `code` in a fresh interpreter, `env` added to its environment, and SIGKILL it as soon as `half_written()` holds.
+
+    The deadline only ends a stage that never gets there; it is generous because a whole pipeline reaching its first
+    checkpoint in a fresh interpreter, on a loaded CI machine, is minutes rather than seconds."""
     process = subprocess.Popen([sys.executable, "-c", code], env=os.environ | (env or {}))
     deadline = time.monotonic() + timeout
     while not half_written():
