@@ -115,8 +115,9 @@ class AppendedStrings:
         encoded = [text.encode("utf-8") for text in strings]
         with open(self.path, "ab") as file:
             file.write(b"".join(encoded))
-        self.ends.append(self._size + np.cumsum([len(item) for item in encoded], dtype=np.int64))
-        self._size += sum(len(item) for item in encoded)
+        sizes = np.array([len(item) for item in encoded], dtype=np.int64)
+        self.ends.append(self._size + np.cumsum(sizes))
+        self._size += int(sizes.sum())
 
     def get(self, rows: np.ndarray) -> list[str]:
         ends = self.ends.view()
