@@ -223,15 +223,27 @@ def test_shards_of_another_tokenizer_are_refused_on_resume(prefect_api, shards_d
 
 
 def test_generation_from_a_run_id_and_from_a_path(shards_dir, workspace):
-    result = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"max_shards": 1}))
+    result = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"max_shards": 2}))
     greedy = Sampling(temperature=0)
     from_run = generate_text(result["run_id"], "美利坚", max_new_tokens=8, sampling=greedy)
-    from_path = generate_text(str(workspace / "checkpoints" / result["run_id"] / "step-00000006"), "美利坚", 8, greedy)
+    run_dir = workspace / "checkpoints" / result["run_id"]
+    from_path = generate_text(str(run_dir / "step-00000012"), "美利坚", 8, greedy)
+
     loaded = load_model(result["run_id"])
     ids = loaded.tokenizer.encode("美利坚").ids
     new = [t for t in stream_tokens(loaded.model, ids, 8, greedy, loaded.stop_ids) if t not in loaded.stop_ids]
     assert from_run == from_path == "美利坚" + loaded.tokenizer.decode(new)
     assert mlflow.get_tracking_uri().startswith("sqlite:")
+
+    def weights(checkpoint: Path) -> dict:
+        return load_model(str(checkpoint)).model.state_dict()
+
+    newest, earlier = weights(run_dir / "step-00000012"), weights(run_dir / "step-00000006")
+    assert all(torch.equal(newest[k], v) for k, v in weights(run_dir).items()), "a run's checkpoint directory means its newest step"
+    (run_dir / "step-00000012" / "checkpoint.json").unlink()
+    assert all(torch.equal(earlier[k], v) for k, v in weights(run_dir).items()), "an incomplete step is not the newest"
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        load_model(str(run_dir.parent))
 
 
 def test_chat_streams_replies_and_carries_the_conversation(shards_dir, workspace):

@@ -545,6 +545,16 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}" if isinstance(error, (KeyError, AttributeError)) or not message else message
 
 
+def workspace_of(args: argparse.Namespace) -> str:
+    """The workspace a command works in: --workspace, else the one its config file names (pipeline, refresh), else ./workspace."""
+    if getattr(args, "workspace", None):
+        return args.workspace
+    config = getattr(args, "config", None)
+    if args.command in ("pipeline", "refresh") and config is not None and config.is_file():
+        return str(read_yaml_settings(config).get("workspace", "workspace"))
+    return "workspace"
+
+
 def main(argv: list[str] | None = None) -> int:
     from tinylm.flows.session.environment import apply_defaults, startup_timeout, use_running_servers
     from tinylm.flows.session.temporary_server import ensure_prefect_api
@@ -552,10 +562,9 @@ def main(argv: list[str] | None = None) -> int:
     apply_defaults()
     args = build_parser().parse_args(argv)
     runs_flows = args.command not in _LOCAL_COMMANDS
-    if runs_flows:
-        use_running_servers(getattr(args, "workspace", None) or "workspace")
     try:
         if runs_flows:
+            use_running_servers(workspace_of(args))
             ensure_prefect_api(args.command, startup_timeout())
             if not args.debug:
                 from tinylm.flows.session.console import quiet_prefect_tracebacks

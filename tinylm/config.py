@@ -10,7 +10,7 @@ Defaults are for a small model on a laptop: scale by changing numbers, not code.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
@@ -21,6 +21,13 @@ from tinylm.model.config import ModelConfig
 MIN_VOCAB_SIZE = 264
 
 
+WORKSPACE_DEFAULT = "workspace"
+WORKSPACE_DESCRIPTION = (
+    "stages, checkpoints and the MLflow store go here; a relative path is taken from the directory the "
+    "command or the serving process (deployments/serve.py) started in, so give an absolute one in the Prefect UI"
+)
+
+
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -28,8 +35,8 @@ class _Settings(BaseModel):
 class TemplateAlternative(_Settings):
     """One way a wiki template shows its text: `show` formats its arguments ("{1} {unit}"), when its arguments hold those words."""
 
-    show: str
-    when: dict[str, list[str]] = {}
+    show: str = Field(description='how the template shows: its arguments by name or position in braces ("{1} {unit}")')
+    when: dict[str, list[str]] = Field({}, description="only when these arguments hold one of these words (none: always)")
 
 
 # What a kept template shows: one format, or alternatives tried in order (see corpus/wiki/prose_templates.toml).
@@ -59,9 +66,15 @@ class ExtractConfig(_Settings):
 class ConvertConfig(_Settings):
     """Traditional to simplified Chinese, applied to documents detected as Chinese."""
 
-    backend: Literal["opencc", "zhconv"] = "opencc"
-    opencc_config: Literal["t2s", "tw2s", "tw2sp", "hk2s"] = "t2s"
-    zhconv_locale: Literal["zh-hans", "zh-cn"] = "zh-hans"
+    backend: Literal["opencc", "zhconv"] = Field(
+        "opencc", description="the converter: OpenCC (phrase-aware) or zhconv (MediaWiki's tables)"
+    )
+    opencc_config: Literal["t2s", "tw2s", "tw2sp", "hk2s"] = Field(
+        "t2s", description="OpenCC's conversion: t2s (traditional), tw2s and tw2sp (Taiwan, the latter with its phrases), hk2s (Hong Kong)"
+    )
+    zhconv_locale: Literal["zh-hans", "zh-cn"] = Field(
+        "zh-hans", description="zhconv's target: zh-hans (simplified) or zh-cn (mainland usage)"
+    )
     cjk_threshold: float = Field(0.3, ge=0, le=1, description="share of CJK among letters above which text is Chinese")
 
 
@@ -100,9 +113,9 @@ class FilterConfig(_Settings):
 class DedupConfig(_Settings):
     """Exact and MinHash LSH near-duplicate removal."""
 
-    exact: bool = True
-    near: bool = True
-    num_perm: int = Field(128, ge=16)
+    exact: bool = Field(True, description="drop documents whose normalised text was seen before")
+    near: bool = Field(True, description="drop near duplicates found by MinHash LSH")
+    num_perm: int = Field(128, ge=16, description="MinHash permutations per signature: more are more exact and slower")
     threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity above which documents are near duplicates")
     verify: bool = Field(True, description="confirm LSH candidates by the Jaccard their signatures estimate")
     recall_weight: float = Field(
@@ -117,7 +130,7 @@ class DedupConfig(_Settings):
     redis_prefix: str = Field("tinylm", description="key prefix of this index in Redis")
     zh_ngram: int = Field(5, ge=1, description="character shingle size for Chinese")
     en_ngram: int = Field(5, ge=1, description="word shingle size for English")
-    seed: int = 1
+    seed: int = Field(1, description="the MinHash permutations' seed: an index only matches signatures made with its own")
 
 
 class RunnerConfig(_Settings):
@@ -132,11 +145,13 @@ class RunnerConfig(_Settings):
 
 
 class CorpusConfig(_Settings):
-    runner: RunnerConfig = RunnerConfig()
-    extract: ExtractConfig = ExtractConfig()
-    convert: ConvertConfig = ConvertConfig()
-    filters: FilterConfig = FilterConfig()
-    dedup: DedupConfig = DedupConfig()
+    """Raw files to a clean, deduplicated corpus."""
+
+    runner: RunnerConfig = Field(RunnerConfig(), description="where the stage's tasks run")
+    extract: ExtractConfig = Field(ExtractConfig(), description="how raw files become documents")
+    convert: ConvertConfig = Field(ConvertConfig(), description="traditional to simplified Chinese")
+    filters: FilterConfig = Field(FilterConfig(), description="quality rules")
+    dedup: DedupConfig = Field(DedupConfig(), description="exact and near-duplicate removal")
 
 
 class TokenizerConfig(_Settings):
@@ -145,7 +160,7 @@ class TokenizerConfig(_Settings):
     vocab_size: int = Field(
         6400, ge=MIN_VOCAB_SIZE, description=f"including the byte alphabet (256) and the special tokens; at least {MIN_VOCAB_SIZE}"
     )
-    min_frequency: int = Field(2, ge=1)
+    min_frequency: int = Field(2, ge=1, description="a pair of tokens merges only if it occurs at least this often")
     max_text_bytes: int = Field(1_000_000_000, ge=1, description="bytes of UTF-8 text sampled for training: the bound on its memory")
     language_weights: dict[str, NonNegativeFloat] = Field(
         default_factory=dict,
@@ -215,18 +230,28 @@ class LoraConfig(_Settings):
     )
 
 
+LearningRate = Annotated[float, Field(gt=0, description="peak learning rate, reached after warmup_steps")]
+MinLearningRate = Annotated[float, Field(ge=0, description="where the cosine decay ends, at the last step")]
+WarmupSteps = Annotated[int, Field(ge=0, description="optimizer steps of linear warmup from zero")]
+SamplePrompts = Annotated[list[str], Field(description="prompts sampled after each shard, logged as a text artifact")]
+Device = Annotated[Literal["auto", "cpu", "cuda"], Field(description="auto: CUDA when torch sees a GPU, else the CPU")]
+Experiment = Annotated[str, Field(description="the MLflow experiment the runs go to")]
+
+
 class TrainConfig(_Settings):
     """Online pretraining, shard by shard, with a checkpoint in MLflow after each."""
 
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    seq_len: int = Field(256, ge=8)
-    batch_size: int = Field(16, ge=1)
-    learning_rate: float = 1e-3
-    min_learning_rate: float = 1e-4
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    seed: int = 1337
+    model: ModelConfig = Field(
+        default_factory=ModelConfig, description="the model's shape (a run started from init_run_id takes that run's)"
+    )
+    seq_len: int = Field(256, ge=8, description="tokens per training window; at most the model's max_seq_len")
+    batch_size: int = Field(16, ge=1, description="windows (or conversations) per micro-batch")
+    learning_rate: LearningRate = 1e-3
+    min_learning_rate: MinLearningRate = 1e-4
+    warmup_steps: WarmupSteps = 50
+    weight_decay: float = Field(0.1, ge=0, description="AdamW's decoupled weight decay (not on norms and biases)")
+    grad_clip: float = Field(1.0, gt=0, description="gradients are scaled down to this global norm at most")
+    seed: int = Field(1337, description="fixes the initial weights, the data order and dropout")
     max_shards: int | None = Field(None, description="train on at most this many shards (None = all)")
     max_steps_per_shard: int | None = Field(None, description="cap steps per shard, for quick runs (None = the whole shard)")
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches summed into each optimizer step")
@@ -235,16 +260,16 @@ class TrainConfig(_Settings):
         None, ge=1, description="also checkpoint every N steps inside a shard (None = after each shard only)"
     )
     eval_batches: int = Field(8, ge=0, description="validation batches after each shard (0 = no validation)")
-    sample_prompts: list[str] = Field(["The", "我们"], description="prompts sampled after each shard, logged as a text artifact")
+    sample_prompts: SamplePrompts = ["The", "我们"]
     sample_tokens: int = Field(32, ge=0, description="tokens generated per sample prompt")
     compile: bool = Field(False, description="torch.compile the model (worth it on GPU for long runs)")
     processes: int = Field(
         1, ge=1, description="data-parallel processes the flow launches with torchrun (one per GPU); 1 = in the flow's process"
     )
     peak_tflops: float = Field(989.0, gt=0, description="the GPU's dense bf16 peak, for MFU (H100 SXM: 989)")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    experiment: str = "tinylm"
-    run_name: str | None = None
+    device: Device = "auto"
+    experiment: Experiment = "tinylm"
+    run_name: str | None = Field(None, description="the MLflow run's name (None: the stage's, as train)")
     resume_run_id: str | None = Field(
         None,
         description="continue this MLflow run from its newest checkpoint (an interrupted run of the same training is continued anyway)",
@@ -260,17 +285,19 @@ class TrainConfig(_Settings):
     )
     lora: LoraConfig | None = Field(None, description="train low-rank adapters on init_run_id's weights instead of every weight")
     think_token_weight: float = Field(
-        1.0, ge=0, description="chat data: loss weight of <think> and </think> where trained (MiniMind's reasoning stage weighs them up)"
+        1.0,
+        ge=0,
+        description="chat data: loss weight of the think and /think tags where trained (MiniMind's reasoning stage weighs them up)",
     )
 
 
 class DpoConfig(TrainConfig):
     """Direct preference optimisation on chat-data DPO pairs, starting from an SFT run (`init_run_id`)."""
 
-    learning_rate: float = 5e-6
-    min_learning_rate: float = 5e-7
-    warmup_steps: int = 10
-    sample_prompts: list[str] = []
+    learning_rate: LearningRate = 5e-6
+    min_learning_rate: MinLearningRate = 5e-7
+    warmup_steps: WarmupSteps = 10
+    sample_prompts: SamplePrompts = []
     beta: float = Field(0.1, gt=0, description="how far the policy may move from the reference: the sigmoid loss's temperature")
     reference_run_id: str | None = Field(
         None, description="the frozen reference model's run (its newest checkpoint); None = init_run_id, where the policy starts"
@@ -309,18 +336,14 @@ class EvalConfig(_Settings):
     num_fewshot: int = Field(0, ge=0, description="worked examples before each question, from the task's dev split")
     limit: int | None = Field(None, ge=1, description="score at most this many items per benchmark task (None = all)")
     answer_prompt: str = Field("答案：", description="what follows the choices in a local task's prompt (C-Eval and CMMLU use 答案：)")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    experiment: str = "tinylm"
+    device: Device = "auto"
+    experiment: Experiment = "tinylm"
 
 
 class PipelineConfig(_Settings):
     """Everything from raw files to a trained model, under one workspace."""
 
-    workspace: str = Field(
-        "workspace",
-        description="stages, checkpoints and the MLflow store go here; a relative path is taken from the directory the "
-        "command or the serving process (deployments/serve.py) started in, so give an absolute one in the Prefect UI",
-    )
+    workspace: str = Field(WORKSPACE_DEFAULT, description=WORKSPACE_DESCRIPTION)
     name: str = Field("default", description="names this corpus, tokenizer and shard set in the workspace")
     dedup_index: str | None = Field(
         "dedup-index", description="persistent dedup index, relative to the workspace; None = deduplicate this corpus alone"
@@ -333,10 +356,10 @@ class PipelineConfig(_Settings):
     mirror: str | None = Field(
         None, description="fsspec URL (s3://bucket/workspace) that keeps a copy of every finished stage; a new machine pulls from it"
     )
-    corpus: CorpusConfig = CorpusConfig()
-    tokenizer: TokenizerConfig = TokenizerConfig()
-    shards: ShardsConfig = ShardsConfig()
-    train: TrainConfig = TrainConfig()
+    corpus: CorpusConfig = Field(CorpusConfig(), description="extraction, conversion, filters and dedup")
+    tokenizer: TokenizerConfig = Field(TokenizerConfig(), description="byte-level BPE training")
+    shards: ShardsConfig = Field(ShardsConfig(), description="token shards and the validation split")
+    train: TrainConfig = Field(TrainConfig(), description="the model, the optimizer and the schedule")
     eval: EvalConfig | None = Field(None, description="evaluate the trained model after training (None = no eval stage)")
 
     def stage_dir(self, stage: Literal["corpus", "tokenizers", "shards"]) -> Path:
@@ -353,19 +376,35 @@ class PipelineConfig(_Settings):
 
 
 class RefreshConfig(_Settings):
-    """A refresh: corpus files new to the inbox go through corpus, dedup and shards, and training continues on them."""
+    """A refresh: corpus files new to the inbox go through corpus, dedup and shards, and training continues on them.
 
-    workspace: str = "workspace"
-    inbox: str = Field("workspace/inbox", description="folder or fsspec URL (s3://bucket/inbox, ...) scanned for new corpus files")
-    tokenizer: str = Field("workspace/tokenizers/default", description="the tokenizer the model was trained with (not retrained)")
+    Its defaults find what the pipeline built in the same workspace: the inbox is `<workspace>/inbox`, training
+    continues the workspace's newest finished training run, and the tokenizer is the one that run was trained with.
+    So a scheduled run needs no parameters beyond the workspace.
+    """
+
+    workspace: str = Field(WORKSPACE_DEFAULT, description=WORKSPACE_DESCRIPTION)
+    inbox: str = Field(
+        "inbox", description="folder scanned for new corpus files, relative to the workspace, or an fsspec URL (s3://bucket/inbox, ...)"
+    )
+    tokenizer: str | None = Field(
+        None,
+        description="tokenizer directory (relative to the workspace); None = the one the run training continues from was trained with",
+    )
     base_run_id: str | None = Field(
-        None, description="training run the first refresh continues from (None: the newest finished training run)"
+        None, description="training run the first refresh continues from (None: the workspace's newest finished training run)"
     )
     dedup_index: str | None = Field("dedup-index", description="persistent dedup index, relative to the workspace")
     lock_timeout_s: float = Field(3600, gt=0, description="how long a refresh waits for another one on the same workspace")
-    corpus: CorpusConfig = CorpusConfig()
-    shards: ShardsConfig = ShardsConfig()
-    train: TrainConfig = TrainConfig()
+    corpus: CorpusConfig = Field(CorpusConfig(), description="extraction, conversion, filters and dedup of the new files")
+    shards: ShardsConfig = Field(ShardsConfig(), description="token shards of the new files")
+    train: TrainConfig = Field(TrainConfig(), description="how training continues (the model's shape is the continued run's)")
+
+    def inbox_url(self) -> str:
+        return self.inbox if "://" in self.inbox else str(Path(self.workspace) / self.inbox)
+
+    def tokenizer_dir(self) -> str | None:
+        return None if self.tokenizer is None else str(Path(self.workspace) / self.tokenizer)
 
 
 def read_yaml_settings(path: str | Path) -> dict:

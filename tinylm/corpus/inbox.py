@@ -52,6 +52,9 @@ class Ledger:
         """Mark the files done (with `runs` already updated) and write the ledger, atomically."""
         for item in new:
             self.files[item.sha256] = {"name": item.name, "batch": batch}
+        self.save()
+
+    def save(self) -> None:
         atomic_write_json(self.path, {"files": self.files, "runs": self.runs, "seen": self.seen})
 
 

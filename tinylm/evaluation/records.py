@@ -19,7 +19,7 @@ from typing import Any
 
 from mlflow.entities import Metric, Param
 
-from tinylm.tracking.store import client, flatten_params, interrupted_run_ids, newest_runs
+from tinylm.tracking.store import client, ending, flatten_params, interrupted_run_ids, newest_runs
 
 EVAL_KEY_TAG = "tinylm.eval_key"
 _METRIC_UNSAFE = re.compile(r"[^\w\-. :/]")
@@ -37,8 +37,8 @@ def finished_eval(experiment_id: str, key: str) -> str | None:
 
 @contextmanager
 def eval_run(experiment_id: str, key: str, params: dict[str, Any], tags: dict[str, str]) -> Iterator[str]:
-    """The run of this evaluation (its settings as params), FINISHED when the block ends and FAILED if it raises. One
-    an error or a kill left behind (FAILED, or still RUNNING) is taken up again: results are logged at the end, so it
+    """The run of this evaluation (its settings as params), FINISHED when the block ends, FAILED if it raises, KILLED
+    if it is cancelled. One an error, a kill or a cancel left behind is taken up again: results are logged at the end, so it
     holds no half result."""
     tracking = client()
     interrupted = interrupted_run_ids(experiment_id, f"tags.`{EVAL_KEY_TAG}` = '{key}'")
@@ -48,12 +48,8 @@ def eval_run(experiment_id: str, key: str, params: dict[str, Any], tags: dict[st
     else:
         run_id = tracking.create_run(experiment_id, run_name="eval", tags={EVAL_KEY_TAG: key} | tags).info.run_id
         tracking.log_batch(run_id, params=[Param(name, value[:6000]) for name, value in flatten_params("", params).items()])
-    status = "FAILED"
-    try:
+    with ending(run_id):
         yield run_id
-        status = "FINISHED"
-    finally:
-        tracking.set_terminated(run_id, status)
 
 
 def log_results(run_id: str, model_run_id: str | None, step: int, metrics: dict[str, float], tables: dict[str, list[dict]]) -> None:

@@ -8,7 +8,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ChatDataConfig
-from tinylm.flows.report import report_reused, report_stage
+from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import thread_runner
 from tinylm.storage.manifest import is_complete, read_manifest
@@ -17,7 +17,12 @@ from tinylm.tokens.chat_data import chat_data_inputs, encode_chat_file, finish_c
 encode_chat_file_task = task(encode_chat_file, name="encode-chat-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 
 
-@flow(name="chat-data", task_runner=thread_runner(0))
+@flow(
+    name="chat-data",
+    description="Tokenize SFT conversations or DPO pairs (jsonl) with the chat template into memory-mapped arrays.",
+    flow_run_name=run_name("chat-data", "output"),
+    task_runner=thread_runner(0),
+)
 def chat_data_flow(
     inputs: list[str],
     tokenizer: str = "workspace/tokenizers/default",

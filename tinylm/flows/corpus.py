@@ -11,11 +11,15 @@ from tinylm.config import CorpusConfig
 from tinylm.corpus.extraction import input_files
 from tinylm.flows.dedup import clean_and_deduplicate, corpus_stats
 from tinylm.flows.extract import run_extract
-from tinylm.flows.report import report_reused, report_stage
+from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
 
 
-@flow(name="corpus")
+@flow(
+    name="corpus",
+    description="Extract, convert, filter and deduplicate raw files into Document parquet.",
+    flow_run_name=run_name("corpus", "output"),
+)
 def corpus_flow(
     inputs: list[str],
     output: str = "workspace/corpus/default",
@@ -56,5 +60,5 @@ def corpus_flow(
         "config": config.model_dump(mode="json"),
     }
     manifest = write_manifest(output, manifest)
-    report_stage("corpus", stats, {"inputs": inputs, "output": output, **config.model_dump(mode="json")}, workspace, started)
-    return manifest | {"reused": False}
+    run_id = report_stage("corpus", stats, {"inputs": inputs, "output": output, **config.model_dump(mode="json")}, workspace, started)
+    return manifest | {"reused": False, "run_id": run_id}

@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from tinylm.config import ConvertConfig, CorpusConfig, FilterConfig
 from tinylm.corpus.clean import clean_file
 from tinylm.corpus.dedup.deduplicate import deduplicate_files
-from tinylm.flows.report import report_reused, report_stage
+from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import task_runner
 from tinylm.stats import Stats
@@ -51,7 +51,7 @@ def corpus_stats(extracted: dict, cleaned: list[dict], deduped: dict) -> dict:
     }
 
 
-@flow(name="clean")
+@flow(name="clean", flow_run_name=run_name("clean", "work"))
 def clean_flow(files: list[str], work: str, convert: ConvertConfig = ConvertConfig(), filters: FilterConfig = FilterConfig()) -> list[dict]:
     """Convert and filter each Document file in its own task run, on the corpus config's task runner."""
     futures = [clean_file_task.submit(path, work, convert, filters) for path in files]
@@ -66,7 +66,7 @@ def document_files(directory: str) -> list[str]:
     return files
 
 
-@flow(name="dedup")
+@flow(name="dedup", flow_run_name=run_name("dedup", "output"))
 def dedup_flow(
     input: str, output: str, config: CorpusConfig = CorpusConfig(), index: str | None = None, workspace: str = "workspace"
 ) -> dict:

@@ -9,13 +9,17 @@ from prefect.runtime import flow_run
 
 from tinylm.config import EvalConfig
 from tinylm.evaluation.evaluate import evaluate_model, headline
-from tinylm.flows.report import prefect_link_tags
+from tinylm.flows.report import prefect_link_tags, run_name
 from tinylm.tracking.store import run_link
 
 evaluate_model_task = task(evaluate_model, name="evaluate-model", cache_policy=NO_CACHE)
 
 
-@flow(name="eval")
+@flow(
+    name="eval",
+    description="Measure a model (perplexity per source and language, lm-evaluation-harness benchmarks) into MLflow.",
+    flow_run_name=run_name("eval"),
+)
 def eval_flow(model: str, config: EvalConfig = EvalConfig(), workspace: str = "workspace") -> dict:
     """Measure a model; the same model, data and settings again returns the earlier results.
 

@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from tinylm.config import ExtractConfig, RunnerConfig
 from tinylm.corpus.extraction import ExtractUnit, extract_unit, input_files, plan_units
 from tinylm.corpus.readers.base import SUSPECT_SHARE, suspect_share
-from tinylm.flows.report import StageProgress, publish_stats
+from tinylm.flows.report import StageProgress, publish_stats, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import local_pool_workers, process_pool, task_runner
 from tinylm.stats import Stats
@@ -34,7 +34,7 @@ def extract_unit_task(unit: ExtractUnit, output_dir: str, config: ExtractConfig,
     return result
 
 
-@flow(name="extract")
+@flow(name="extract", flow_run_name=run_name("extract", "output"))
 def extract_flow(
     inputs: list[str],
     output: str = "workspace/extracted/default",

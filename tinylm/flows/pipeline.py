@@ -8,18 +8,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 
 from tinylm.config import EvalConfig, PipelineConfig
 from tinylm.corpus.dedup.index import INDEX_FILE
+from tinylm.evaluation.evaluate import headline
 from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.evaluate import eval_flow
-from tinylm.flows.report import prefect_link_tags
+from tinylm.flows.report import prefect_link_tags, run_name
 from tinylm.flows.shards import shards_flow
 from tinylm.flows.tokenizer import tokenizer_flow
 from tinylm.flows.train import train_flow
 from tinylm.storage.manifest import MANIFEST_NAME, fingerprint
 from tinylm.storage.mirror import pull, push
 from tinylm.tracking.groups import log_run_summary, run_group
+from tinylm.tracking.store import run_link
 
 
 @contextmanager
@@ -59,8 +62,17 @@ def pipeline_key(config: PipelineConfig) -> str:
     return fingerprint("pipeline", settings, stamps)
 
 
-@flow(name="pipeline")
+@flow(
+    name="pipeline",
+    description="Raw corpora to a trained model (corpus, tokenizer, shards, train, and eval when configured) under one workspace.",
+    flow_run_name=run_name("pipeline", "config"),
+)
 def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
+    """Every stage in order, each a subflow that reuses its output when its inputs and settings are unchanged.
+
+    Args:
+        config: the workspace, the raw inputs and each stage's settings
+    """
     corpus_dir, tokenizer_dir, shards_dir = (str(config.stage_dir(s)) for s in ("corpus", "tokenizers", "shards"))
     seconds: dict[str, float] = {}
     tags = {"tinylm.name": config.name} | prefect_link_tags()
@@ -93,6 +105,7 @@ def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
             result["eval"] = {"run_id": evaluated["run_id"], "perplexity": evaluated["perplexity"], "benchmarks": evaluated["benchmarks"]}
             stages["eval"] = evaluated
         record_pipeline_run(group_run, config, result, stages)
+    publish_pipeline_summary(group_run, config, result, stages)
     return result
 
 
@@ -102,6 +115,43 @@ def pipeline_eval(config: PipelineConfig) -> EvalConfig:
     shards = str(config.stage_dir("shards"))
     data = [shards, *(path for path in config.eval.perplexity_data if path != shards)]
     return config.eval.model_copy(update={"perplexity_data": data, "experiment": config.train.experiment})
+
+
+def publish_pipeline_summary(run_id: str, config: PipelineConfig, result: dict, stages: dict[str, dict]) -> None:
+    """The pipeline's page in the Prefect UI: every stage with its time, what it made, whether it was reused, and a
+    link to its MLflow run; then the model and how to use it."""
+    workspace = config.workspace
+    made = {
+        "corpus": f"{result['documents']:,} documents kept",
+        "tokenizer": f"vocabulary {result['vocab_size']:,}",
+        "shards": f"{result['tokens']:,} tokens in {len(stages['shards'].get('shards', []))} shards",
+        "train": f"final loss {result['final_loss']:.4f} after {stages['train'].get('steps', 0)} steps",
+    }
+    if "eval" in stages:
+        made["eval"] = "; ".join(headline(stages["eval"])) or "no figures"
+    rows = []
+    for stage, done in stages.items():
+        stage_run = done.get("reused_run") or done.get("run_id")
+        link = run_link(workspace, stage_run) if stage_run else "(made before it was tracked)"
+        reused = "reused " if done.get("reused") else ""
+        rows.append(f"| {stage} | {result['seconds'].get(stage, 0):.1f} | {reused}{link} | {made[stage]} |")
+    model = result["run_id"]
+    checkpoints = Path(workspace).resolve() / "checkpoints" / model
+    markdown = "\n".join(
+        [
+            f"**pipeline** `{config.name}` finished in {sum(result['seconds'].values()):.0f} s: final loss "
+            f"{result['final_loss']:.4f}. Pipeline run {run_link(workspace, run_id)}.",
+            "",
+            "| stage | seconds | MLflow run | made |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            f"**The model**: training run {run_link(workspace, model)}, checkpoints in `{checkpoints}`. "
+            f"Chat with it: `tinylm serve --model {model} --workspace {workspace}`; "
+            f"export it: `tinylm export --checkpoint {model} --output hf-{config.name} --workspace {workspace}`.",
+        ]
+    )
+    create_markdown_artifact(key="pipeline-summary", markdown=markdown, description="pipeline summary")
 
 
 def record_pipeline_run(run_id: str, config: PipelineConfig, result: dict, stages: dict[str, dict]) -> None:

@@ -31,6 +31,21 @@ def _rows(stats: dict[str, Any], prefix: str = "") -> list[dict[str, str]]:
     return rows
 
 
+def run_name(stage: str, parameter: str | None = None) -> Callable[[], str]:
+    """A flow's `flow_run_name`: its runs are named after the stage and what it works on (`corpus-demo`,
+    `train-e2e`), not Prefect's random words (`train / masterful-goshawk`). `parameter` names a path parameter
+    (its last part is used) or a config with a `name`."""
+
+    def name() -> str:
+        value = flow_run.parameters.get(parameter) if parameter else None
+        if value is not None and not isinstance(value, str):
+            value = value.get("name") if isinstance(value, dict) else getattr(value, "name", None)
+        label = Path(str(value)).name if value else ""
+        return f"{stage}-{label}" if label else stage
+
+    return name
+
+
 def publish_stats(stage: str, stats: dict[str, Any], summary: str = "") -> None:
     """A table of the stage's numbers, and a markdown note when there is more to say."""
     create_table_artifact(key=f"{stage}-stats", table=_rows(stats), description=f"{stage} statistics")

@@ -13,7 +13,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ShardsConfig
-from tinylm.flows.report import StageProgress, report_reused, report_stage
+from tinylm.flows.report import StageProgress, report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import thread_runner
 from tinylm.tokens.shards import encode_job_part, mix_shards, plan_shards
@@ -22,7 +22,12 @@ encode_part_task = task(encode_job_part, name="encode-part", cache_policy=NO_CAC
 mix_shards_task = task(mix_shards, name="mix-shards", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 
 
-@flow(name="shards", task_runner=thread_runner(0))
+@flow(
+    name="shards",
+    description="Tokenize a corpus into fixed-size token shards with a manifest.",
+    flow_run_name=run_name("shards", "output"),
+    task_runner=thread_runner(0),
+)
 def shards_flow(
     corpus: str = "workspace/corpus/default",
     tokenizer: str = "workspace/tokenizers/default",
@@ -51,14 +56,14 @@ def shards_flow(
         encoded.append(future.result())
         progress(len(encoded) / len(futures))
     manifest = mix_shards_task(job, encoded)
-    report_stage(
+    run_id = report_stage(
         "shards",
         shard_stats(manifest),
         {"corpus": corpus, "tokenizer": tokenizer, "output": output, **config.model_dump(mode="json")},
         workspace,
         started,
     )
-    return manifest | {"reused": False}
+    return manifest | {"reused": False, "run_id": run_id}
 
 
 def shard_stats(manifest: dict) -> dict:

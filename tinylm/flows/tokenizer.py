@@ -8,14 +8,14 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import TokenizerConfig
-from tinylm.flows.report import publish_stats, report_reused, report_stage
+from tinylm.flows.report import publish_stats, report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.tokens.tokenizer import train_tokenizer
 
 train_tokenizer_task = task(train_tokenizer, name="train-tokenizer", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 
 
-@flow(name="tokenizer")
+@flow(name="tokenizer", description="Train a byte-level BPE tokenizer on a corpus.", flow_run_name=run_name("tokenizer", "output"))
 def tokenizer_flow(
     corpus: str = "workspace/corpus/default",
     output: str = "workspace/tokenizers/default",
@@ -37,5 +37,4 @@ def tokenizer_flow(
         publish_stats("tokenizer", stats)
         return manifest | report_reused("tokenizer", output, workspace)
     params = {"corpus": corpus, "output": output, **config.model_dump(mode="json")}
-    report_stage("tokenizer", stats, params, workspace, started, artifacts=output)
-    return manifest
+    return manifest | {"run_id": report_stage("tokenizer", stats, params, workspace, started, artifacts=output)}

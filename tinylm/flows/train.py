@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tinylm.config import TrainConfig
-from tinylm.flows.report import StageProgress, prefect_link_tags, publish_stats
-from tinylm.tracking.lineage import STAGE_TAG
+from tinylm.flows.report import StageProgress, prefect_link_tags, publish_stats, run_name
+from tinylm.tracking.lineage import DATA_TAG, STAGE_TAG
 from tinylm.tracking.store import run_link
 from tinylm.training.launch import run_training
 
 run_training_task = task(run_training, name="train-model", cache_policy=NO_CACHE)
 
 
-@flow(name="train")
+@flow(
+    name="train",
+    description="Pretrain (or SFT, optionally LoRA) shard by shard, a checkpoint in MLflow after each shard.",
+    flow_run_name=run_name("train", "shards"),
+)
 def train_flow(
     shards: str = "workspace/shards/default",
     config: TrainConfig = TrainConfig(),
@@ -34,9 +40,10 @@ def train_flow(
     return train_stage("train", shards, config, workspace, tags)
 
 
-def train_stage(stage: str, data: str, config: TrainConfig, workspace: str, tags: dict[str, str] | None) -> dict:
+def train_stage(stage: str, data: str, config: TrainConfig, workspace: str, extra_tags: dict[str, str] | None) -> dict:
     """One training run as a flow's task, whatever its method: progress, logs and the summary artifact."""
-    tags = {"prefect.flow_run_id": str(flow_run.id), "tinylm.shards": data, STAGE_TAG: stage} | prefect_link_tags() | (tags or {})
+    tags = {"prefect.flow_run_id": str(flow_run.id), DATA_TAG: str(Path(data).resolve()), STAGE_TAG: stage} | prefect_link_tags()
+    tags |= extra_tags or {}
     progress = StageProgress(stage, "optimizer steps done, in percent")
     result = run_training_task(data, workspace, config, tags, progress)
     progress(1.0)  # a reused run trains no step, and its progress must not stay at 0%

@@ -7,14 +7,18 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from tinylm.config import DistillConfig, DpoConfig
-from tinylm.flows.report import prefect_link_tags, publish_stats
+from tinylm.flows.report import prefect_link_tags, publish_stats, run_name
 from tinylm.flows.train import train_stage
 from tinylm.tracking.lineage import STAGE_TAG
 from tinylm.tracking.store import run_link
 from tinylm.training.merge import merge_adapters
 
 
-@flow(name="dpo")
+@flow(
+    name="dpo",
+    description="Preference-optimise an SFT run on DPO pairs against a frozen reference (optionally LoRA).",
+    flow_run_name=run_name("dpo", "pairs"),
+)
 def dpo_flow(
     pairs: str = "workspace/dpo/default",
     config: DpoConfig = DpoConfig(),
@@ -32,7 +36,11 @@ def dpo_flow(
     return train_stage("dpo", pairs, config, workspace, tags)
 
 
-@flow(name="distill")
+@flow(
+    name="distill",
+    description="Distil a teacher run into a student (KL to its token distributions, mixed with cross entropy).",
+    flow_run_name=run_name("distill", "data"),
+)
 def distill_flow(
     config: DistillConfig,
     data: str = "workspace/sft/default",
@@ -50,7 +58,7 @@ def distill_flow(
     return train_stage("distill", data, config, workspace, tags)
 
 
-@flow(name="merge")
+@flow(name="merge", description="Fold a LoRA run's adapters into their base weights as a new run.", flow_run_name=run_name("merge"))
 def merge_flow(run_id: str, workspace: str = "workspace", experiment: str = "tinylm") -> dict:
     """Merge the newest adapters of LoRA run `run_id`; merging the same checkpoint again returns the earlier merged run.
 

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.model.hf_mapping import model_config_of, tinylm_state_dict
 from tinylm.model.transformer import Transformer
-from tinylm.storage.checkpoints import load_checkpoint
+from tinylm.storage.checkpoints import META_FILE, load_checkpoint, newest_local_checkpoint
 from tinylm.storage.manifest import file_sha256
 from tinylm.tokens.chat_template import ChatEncoder, Message
 from tinylm.tokens.tokenizer_files import EOS, IM_END, TOKENIZER_FILE, load_tokenizer
@@ -28,8 +28,14 @@ HF_CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
 def resolve_checkpoint(checkpoint: str, scratch: Path) -> Path:
-    """A path is used as is; anything else is taken for an MLflow run id."""
+    """A checkpoint directory is used as is; a run's checkpoint directory (`<workspace>/checkpoints/<run>`, which
+    the pipeline's summary prints) means its newest complete step; anything else is taken for an MLflow run id."""
     path = Path(checkpoint)
+    if path.is_dir() and not (path / META_FILE).exists():
+        newest = newest_local_checkpoint(path)
+        if newest is None:
+            raise FileNotFoundError(f"{path} holds no complete checkpoint (no step directory with {META_FILE}): name another run or step")
+        return newest
     if path.exists():
         return path
     try:

@@ -1,8 +1,14 @@
-"""Model shape, kept apart from the torch code so configs load without importing torch."""
+"""Model shape, kept apart from the torch code so configs load without importing torch.
+
+A dataclass the torch code builds from; its fields carry pydantic descriptions, so the Prefect form and the
+config reference describe them like the settings models' fields."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
 
 
 @dataclass
@@ -15,23 +21,23 @@ class ModelConfig:
     gate from sending everything to a few experts.
     """
 
-    vocab_size: int | None = None
-    dim: int = 256
-    n_layers: int = 4
-    n_heads: int = 8
-    n_kv_heads: int = 2
-    hidden_dim: int | None = None
-    multiple_of: int = 64
-    max_seq_len: int = 512
-    rope_theta: float = 1_000_000.0
-    norm_eps: float = 1e-5
-    dropout: float = 0.0
-    moe: bool = False
-    n_routed_experts: int = 4
-    n_shared_experts: int = 1
-    experts_per_token: int = 2
-    moe_hidden_dim: int | None = None
-    aux_loss_weight: float = 0.01
+    vocab_size: Annotated[int | None, Field(description="tokens the model knows; None = the tokenizer's vocabulary")] = None
+    dim: Annotated[int, Field(description="width of the residual stream (hidden size)")] = 256
+    n_layers: Annotated[int, Field(description="transformer blocks")] = 4
+    n_heads: Annotated[int, Field(description="attention heads; dim must divide by it")] = 8
+    n_kv_heads: Annotated[int, Field(description="key/value heads shared by groups of query heads (GQA); divides n_heads")] = 2
+    hidden_dim: Annotated[int | None, Field(description="feed-forward (SwiGLU) width; None = 8/3 of dim, rounded up to multiple_of")] = None
+    multiple_of: Annotated[int, Field(description="the feed-forward width is rounded up to a multiple of this")] = 64
+    max_seq_len: Annotated[int, Field(description="the context: most tokens the model attends over")] = 512
+    rope_theta: Annotated[float, Field(description="base of the rotary position embedding's frequencies")] = 1_000_000.0
+    norm_eps: Annotated[float, Field(description="epsilon of the RMS norms")] = 1e-5
+    dropout: Annotated[float, Field(description="dropout on attention and feed-forward outputs while training")] = 0.0
+    moe: Annotated[bool, Field(description="make every feed-forward a mixture of experts")] = False
+    n_routed_experts: Annotated[int, Field(description="mixture of experts: experts the gate chooses among")] = 4
+    n_shared_experts: Annotated[int, Field(description="mixture of experts: experts that see every token")] = 1
+    experts_per_token: Annotated[int, Field(description="mixture of experts: routed experts each token goes to")] = 2
+    moe_hidden_dim: Annotated[int | None, Field(description="mixture of experts: each expert's width; None = the dense width")] = None
+    aux_loss_weight: Annotated[float, Field(description="mixture of experts: weight of the load-balancing loss")] = 0.01
 
     @property
     def head_dim(self) -> int:

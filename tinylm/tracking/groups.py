@@ -11,7 +11,7 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 
-from tinylm.tracking.store import client, flatten_params, interrupted_run_ids, use_experiment
+from tinylm.tracking.store import abandon, client, ending, flatten_params, interrupted_run_ids, use_experiment
 
 GROUP_KEY_TAG = "tinylm.group_key"
 _GROUP_RUN: ContextVar[str | None] = ContextVar("tinylm_group_run", default=None)
@@ -44,7 +44,7 @@ def run_group(
     tracking = client()
     interrupted = _interrupted_groups(experiment_id, name, key)
     for run_id in interrupted if restart else []:
-        tracking.set_terminated(run_id, "KILLED")
+        abandon(run_id, "restart")
     if interrupted and not restart:
         run_id = interrupted[0]
         tracking.update_run(run_id, status="RUNNING")
@@ -53,17 +53,15 @@ def run_group(
         tags = {"tinylm.stage": name, GROUP_KEY_TAG: key} | (tags or {})
         run_id = tracking.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     token = _GROUP_RUN.set(run_id)
-    status = "FAILED"
     try:
-        yield run_id
-        status = "FINISHED"
+        with ending(run_id):
+            yield run_id
     finally:
         _GROUP_RUN.reset(token)
-        tracking.set_terminated(run_id, status)
 
 
 def _interrupted_groups(experiment_id: str, name: str, key: str) -> list[str]:
-    """Group runs of this name and key left RUNNING (killed) or FAILED, newest first."""
+    """Group runs of this name and key left RUNNING (killed), FAILED or cancelled, newest first."""
     return interrupted_run_ids(experiment_id, f"tags.`tinylm.stage` = '{name}' and tags.`{GROUP_KEY_TAG}` = '{key}'")
 
 

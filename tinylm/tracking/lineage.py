@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 from matplotlib.figure import Figure  # noqa: E402
 
+from tinylm.storage.manifest import MANIFEST_NAME, read_manifest  # noqa: E402
 from tinylm.tracking.store import client, newest_runs, use_experiment  # noqa: E402
 
 STAGE_TAG = "tinylm.stage"
+DATA_TAG = "tinylm.shards"  # the directory of token shards or chat data a training run read
 LINEAGE_TAG = "tinylm.lineage"
 LOSS_PLOT = "loss-across-refreshes.png"
 
@@ -20,6 +24,18 @@ def newest_training_run(experiment: str, workspace: str) -> str | None:
     experiment_id = use_experiment(experiment, workspace)
     runs = newest_runs(experiment_id, f"tags.`{STAGE_TAG}` = 'train' and attributes.status = 'FINISHED'", max_results=1)
     return runs[0].info.run_id if runs else None
+
+
+def tokenizer_of_run(run_id: str, experiment: str, workspace: str) -> str:
+    """The tokenizer directory a training run's data was tokenized with, from the manifest of its data (`tinylm.shards`)."""
+    use_experiment(experiment, workspace)
+    data = client().get_run(run_id).data.tags.get(DATA_TAG)
+    if data is None or not (Path(data) / MANIFEST_NAME).is_file():
+        raise FileNotFoundError(
+            f"run {run_id}'s training data ({data or 'not recorded'}) is not on this machine, so its tokenizer is unknown: "
+            "set the tokenizer directory it was trained with"
+        )
+    return read_manifest(Path(data))["tokenizer_dir"]
 
 
 def loss_figure(run_ids: list[str]) -> Figure:

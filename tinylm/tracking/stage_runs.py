@@ -9,7 +9,7 @@ from typing import Any
 from mlflow.entities import Metric, Param
 
 from tinylm.tracking.groups import group_tags
-from tinylm.tracking.store import client, flatten_params, newest_runs, use_experiment
+from tinylm.tracking.store import client, ending, flatten_params, newest_runs, use_experiment
 
 
 def numeric_metrics(stats: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -43,8 +43,7 @@ def log_stage_run(
     tracking = client()
     run_tags = {"tinylm.stage": stage} | group_tags() | (tags or {})
     run_id = tracking.create_run(experiment_id, start_time=int(started * 1000), tags=run_tags, run_name=stage).info.run_id
-    status = "FAILED"
-    try:
+    with ending(run_id):
         now = int(time.time() * 1000)
         tracking.log_batch(
             run_id,
@@ -54,9 +53,6 @@ def log_stage_run(
         tracking.log_dict(run_id, stats, "stats.json")
         if artifacts is not None:
             tracking.log_artifacts(run_id, str(artifacts), stage)
-        status = "FINISHED"
-    finally:
-        tracking.set_terminated(run_id, status)
     return run_id
 
 

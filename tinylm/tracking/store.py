@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +15,15 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from tinylm.storage.servers import running_mlflow_server
+
 # `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into the environment, so
 # the variable alone cannot tell a user's choice from our own earlier call; these are ours.
-_EMBEDDED_URIS: set[str] = set()
+_CHOSEN_URIS: set[str] = set()
+# A workspace's running MLflow server, as last checked (monotonic time, URI or None): one
+# health check per half minute, not one per call.
+_SERVER_CHECKS: dict[Path, tuple[float, str | None]] = {}
+_CHECK_EVERY_S = 30.0
 
 
 def embedded_uri(workspace: str | Path) -> str:
@@ -30,11 +39,20 @@ MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def tracking_uri(workspace: str | Path) -> str:
-    """MLFLOW_TRACKING_URI when the user set it, else a SQLite store inside the workspace."""
+    """MLFLOW_TRACKING_URI when the user set it; else the MLflow server `make servers` runs for the workspace,
+    while it answers (it serves the same store, and its runs have pages to link to); else the workspace's SQLite store."""
     configured = os.environ.get("MLFLOW_TRACKING_URI")
-    if configured and configured not in _EMBEDDED_URIS:
+    if configured and configured not in _CHOSEN_URIS:
         return configured
-    return embedded_uri(workspace)
+    return _workspace_server(workspace) or embedded_uri(workspace)
+
+
+def _workspace_server(workspace: str | Path) -> str | None:
+    key = Path(workspace).resolve()
+    checked = _SERVER_CHECKS.get(key)
+    if checked is None or time.monotonic() - checked[0] > _CHECK_EVERY_S:
+        checked = _SERVER_CHECKS[key] = (time.monotonic(), running_mlflow_server(workspace))
+    return checked[1]
 
 
 def use_experiment(name: str, workspace: str | Path) -> str:
@@ -45,8 +63,8 @@ def use_experiment(name: str, workspace: str | Path) -> str:
     """
     uri = tracking_uri(workspace)
     embedded = uri == embedded_uri(workspace)
-    if embedded:
-        _EMBEDDED_URIS.add(uri)
+    if embedded or uri == _workspace_server(workspace):
+        _CHOSEN_URIS.add(uri)
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
@@ -71,8 +89,11 @@ def client() -> MlflowClient:
     return MlflowClient()
 
 
-# What a killed process leaves (RUNNING) and what an exception leaves (FAILED): both are continued.
+# What a killed process leaves (RUNNING) and what an exception leaves (FAILED): both are continued, and so is a
+# run that was cancelled (KILLED with CANCELLED_TAG), unless a restart abandoned it (ABANDONED_TAG).
 INTERRUPTED = ("RUNNING", "FAILED")
+CANCELLED_TAG = "tinylm.cancelled"
+ABANDONED_TAG = "tinylm.abandoned"
 
 
 def newest_runs(experiment_id: str, filter_string: str, max_results: int = 100) -> list[Run]:
@@ -80,9 +101,47 @@ def newest_runs(experiment_id: str, filter_string: str, max_results: int = 100) 
     return client().search_runs([experiment_id], filter_string, order_by=["attributes.start_time DESC"], max_results=max_results)
 
 
+def _continuable(run: Run) -> bool:
+    if run.info.status in INTERRUPTED:
+        return True
+    tags = run.data.tags
+    return run.info.status == "KILLED" and tags.get(CANCELLED_TAG) == "true" and ABANDONED_TAG not in tags
+
+
 def interrupted_run_ids(experiment_id: str, filter_string: str) -> list[str]:
-    """Runs matching the filter that a kill or an error interrupted, newest first."""
-    return [run.info.run_id for run in newest_runs(experiment_id, filter_string) if run.info.status in INTERRUPTED]
+    """Runs matching the filter that a kill, an error or a cancellation interrupted, newest first."""
+    return [run.info.run_id for run in newest_runs(experiment_id, filter_string) if _continuable(run)]
+
+
+def abandon(run_id: str, why: str) -> None:
+    """Mark an interrupted run KILLED for good: nothing continues it."""
+    tracking = client()
+    tracking.set_tag(run_id, ABANDONED_TAG, why)
+    tracking.set_terminated(run_id, "KILLED")
+
+
+@contextmanager
+def ending(run_id: str) -> Iterator[None]:
+    """End the run with the status its block earned: FINISHED; FAILED when the block raised an error; KILLED when it
+    was interrupted (a cancel from the Prefect UI arrives as Prefect's TerminationSignal, Ctrl-C as KeyboardInterrupt),
+    tagged so that the same command continues it, as it continues a run killed outright. The fluent active run, if
+    this is it, ends too (mlflow.start_run's own context would call every interruption FAILED)."""
+    status = "FAILED"
+    try:
+        yield
+        status = "FINISHED"
+    except Exception:
+        raise
+    except BaseException:
+        status = "KILLED"
+        client().set_tag(run_id, CANCELLED_TAG, "true")
+        raise
+    finally:
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            mlflow.end_run(status)
+        else:
+            client().set_terminated(run_id, status)
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:

@@ -21,7 +21,7 @@ from filelock import FileLock, Timeout
 from tinylm.config import DistillConfig, DpoConfig, TrainConfig
 from tinylm.storage.manifest import fingerprint, manifest_hash
 from tinylm.tracking.groups import group_tags
-from tinylm.tracking.store import client, flatten_params, interrupted_run_ids, newest_runs, use_experiment
+from tinylm.tracking.store import abandon, ending, flatten_params, interrupted_run_ids, newest_runs, use_experiment
 from tinylm.training.distributed import Ranks, from_main
 
 FINGERPRINT_TAG = "tinylm.fingerprint"
@@ -69,8 +69,7 @@ def choose_run(config: TrainConfig, workspace: str | Path, expected: str) -> tup
         return None, config.resume_run_id
     if config.restart:
         for run_id in interrupted_runs(config.experiment, workspace, expected):
-            client().set_tag(run_id, "tinylm.abandoned", "restart")
-            client().set_terminated(run_id, "KILLED")
+            abandon(run_id, "restart")
             log.warning("run %s abandoned by restart: marked KILLED", run_id)
         return None, None
     earlier = finished_run(config.experiment, workspace, expected)
@@ -125,7 +124,7 @@ def start_run(
     resume_id: str | None,
     name: str = "train",
 ) -> tuple[Any, str]:
-    """The MLflow run (rank 0), or a stand-in context on the other ranks; and the run id every rank shares."""
+    """The context that ends the MLflow run (rank 0; a stand-in on the other ranks), and the run id every rank shares."""
     if not ranks.is_main:
         return contextlib.nullcontext(), from_main(ranks, None)
     experiment_id = use_experiment(config.experiment, workspace)
@@ -134,7 +133,7 @@ def start_run(
         if resume_id
         else mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name or name, tags=run_tags(tags, config, expected))
     )
-    return run, from_main(ranks, run.info.run_id)
+    return ending(run.info.run_id), from_main(ranks, run.info.run_id)
 
 
 def log_run_params(config: TrainConfig, details: dict[str, Any]) -> None:

@@ -299,8 +299,8 @@ def train_model(
             distributed.finish(ranks)
             return earlier
         trainer = Trainer.build(data, model_config, initial, config, device, ranks, Path(workspace))
-        run, run_id = start_run(config, workspace, tags, ranks, expected, resume_id, method_name(config, data.format))
-        with run:
+        run_ending, run_id = start_run(config, workspace, tags, ranks, expected, resume_id, method_name(config, data.format))
+        with run_ending:
             result = trainer.fit(run_id, Path(workspace), resume_id is not None, progress)
             distributed.finish(ranks)
             return result

@@ -5,12 +5,10 @@ Set before Prefect is first imported: Prefect reads its settings from the enviro
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from tinylm.storage.servers import answers, running_prefect_api
 
 DEFAULTS = {
     # Prefect gives its temporary API server 20 s to start; on a busy 2-core machine that
@@ -25,43 +23,34 @@ DEFAULTS = {
     # Commands print their result as JSON on stdout; MLflow would print "View run ... at" lines
     # there when a run ends on a tracking server (the summary artifacts link the run instead).
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-    # tinylm's own log lines (training progress) go to the Prefect run's logs and the console.
-    "PREFECT_LOGGING_EXTRA_LOGGERS": "tinylm",
 }
-SERVERS_FILE = Path("servers") / "urls.json"
 
 
 def apply_defaults() -> None:
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
-    # Prefect hands its handlers to the extra loggers but not a level, and the root logger's is WARNING.
-    logging.getLogger("tinylm").setLevel(logging.INFO)
 
 
 def use_running_servers(workspace: str | Path) -> bool:
-    """Point this process at the servers `make servers` started for `workspace`, when they answer.
+    """Point this process at the Prefect server `make servers` started for `workspace`, when it answers.
 
     Saves each command the start of Prefect's temporary server (most of a small command's
-    time). Settings the user exported win; returns whether the servers are used.
+    time). An exported PREFECT_API_URL wins; returns whether the running server is used. The
+    MLflow server is found by the tracking code itself (tracking/store.py), whatever the Prefect
+    API, so runs reach the server that serves the workspace's store even with PREFECT_API_URL exported.
     """
-    path = Path(workspace) / SERVERS_FILE
-    if "PREFECT_API_URL" in os.environ or not path.is_file():
+    if "PREFECT_API_URL" in os.environ:
         return False
-    urls = json.loads(path.read_text(encoding="utf-8"))
-    if not api_answers(urls["prefect_api_url"]):
+    api_url = running_prefect_api(workspace)
+    if api_url is None:
         return False
-    os.environ["PREFECT_API_URL"] = urls["prefect_api_url"]
-    os.environ.setdefault("MLFLOW_TRACKING_URI", urls["mlflow_tracking_uri"])
+    os.environ["PREFECT_API_URL"] = api_url
     return True
 
 
 def api_answers(api_url: str) -> bool:
     """Whether a Prefect API answers its health check now."""
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+    return answers(f"{api_url}/health")
 
 
 def startup_timeout() -> float:
