@@ -1,5 +1,6 @@
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ def test_prefect_yaml_entrypoints_load_the_flows_they_name():
     }
     (refresh,) = [d for d in spec["deployments"] if d["name"] == "refresh"]
     assert refresh["schedules"] == [{"cron": "0 3 * * *"}]
+    assert not [d["name"] for d in spec["deployments"] if "description" in d], "descriptions come from the flows, one place"
 
 
 def test_served_deployments_render_their_configs_as_forms():
@@ -64,6 +66,22 @@ def test_served_deployments_render_their_configs_as_forms():
     distill_schema = deployments["distill"]._parameter_openapi_schema.model_dump()
     assert "config" in distill_schema["required"], "the teacher has no default: the form asks for it"
     assert deployments["merge"]._parameter_openapi_schema.model_dump()["required"] == ["run_id"]
+    refresh = deployments["refresh"].parameters["config"]
+    assert refresh["workspace"] == "workspace" and refresh["train"] == deployments["pipeline"].parameters["config"]["train"], (
+        "a scheduled refresh continues what the pipeline's form builds"
+    )
+
+
+def test_every_deployment_and_every_field_of_its_form_says_what_it_is():
+    for deployment in build_deployments():
+        assert deployment.description and len(deployment.description) < 200, deployment.name
+        schema = deployment._parameter_openapi_schema.model_dump()
+        fields = {f"{deployment.name}.{name}": prop for name, prop in schema["properties"].items()}
+        for model, definition in schema.get("definitions", {}).items():
+            fields |= {f"{model}.{name}": prop for name, prop in definition.get("properties", {}).items()}
+        assert not [name for name, prop in fields.items() if not prop.get("description")], "fields without a description"
+        html = [name for name, prop in fields.items() if re.search(r"</?[a-z]+>", prop["description"])]
+        assert html == [], "the form renders descriptions as HTML: a <tag> in one vanishes"
 
 
 @pytest.mark.slow

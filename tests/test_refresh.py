@@ -3,12 +3,15 @@
 import asyncio
 import shutil
 import threading
+from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.sorting import ArtifactSort
 
 from tests.helpers import write_lines
+from tinylm.config import RefreshConfig
 from tinylm.corpus.inbox import Ledger
 from tinylm.flows.refresh import refresh_flow
 from tinylm.storage.manifest import read_manifest
@@ -44,7 +47,9 @@ def test_refresh_trains_on_new_files_once_and_continues_the_lineage(refresh_setu
 
     runs_before = len(all_runs())
     shutil.copy(inbox / "a.jsonl", inbox / "renamed.jsonl")
-    assert refresh_flow(config) == {"new_files": 0, "run_id": None}, "same content under another name is not new"
+    nothing = refresh_flow(config)
+    assert nothing == {"new_files": 0, "run_id": None, "inbox": str(inbox)}, "same content under another name is not new"
+    assert f"nothing new in {inbox}" in asyncio.run(_newest_artifact("refresh-summary")).data
     assert len(all_runs()) == runs_before
 
     write_lines(inbox / "b.jsonl", lines[150:400])
@@ -55,6 +60,24 @@ def test_refresh_trains_on_new_files_once_and_continues_the_lineage(refresh_setu
     assert corpus["stats"]["exact_duplicates"] + corpus["stats"]["near_duplicates_of_index"] >= 50, "lines seen before are dropped"
     ledger = Ledger.load(workspace / "refresh")
     assert sorted(entry["name"] for entry in ledger.files.values()) == ["a.jsonl", "b.jsonl"]
+
+
+def test_a_refresh_at_its_defaults_finds_the_workspaces_inbox_tokenizer_and_newest_run(refresh_setup, workspace):
+    base, config, lines = refresh_setup
+    write_lines(workspace / "inbox" / "a.jsonl", lines[:120])
+    done = refresh_flow(RefreshConfig(workspace=str(workspace), train=config.train))
+    assert done["new_files"] == 1 and done["lineage"] == [base, done["run_id"]]
+    corpus = read_manifest(workspace / "shards" / f"refresh-{done['batch']}")
+    assert Path(corpus["tokenizer_dir"]).resolve() == Path(config.tokenizer).resolve(), "the tokenizer the base run was trained with"
+
+
+def test_a_refresh_that_cannot_run_fails_first_naming_what_is_missing(prefect_api, workspace, tmp_path):
+    write_lines(workspace / "inbox" / "a.jsonl", ["a line that would be new"] * 3)
+    with pytest.raises(ValueError, match="no finished training run .* run the pipeline there first, or set base_run_id"):
+        refresh_flow(RefreshConfig(workspace=str(workspace)))
+    with pytest.raises(FileNotFoundError, match="tokenizer .*missing"):
+        refresh_flow(RefreshConfig(workspace=str(workspace), base_run_id="r", tokenizer=str(tmp_path / "nowhere")))
+    assert not (workspace / "corpus").exists(), "nothing was done before the refusal"
 
 
 def test_two_refreshes_at_once_take_turns(refresh_setup, workspace, tmp_path):

@@ -131,6 +131,48 @@ def test_the_chat_page_streams_an_answer_in_a_browser(served):
         assert page.text_content(".user") == "The Congress"
         assert page.text_content(".assistant") == expected
         assert page.evaluate("window.states") == ["streaming", "done"], "the reply was read from the event stream as it came"
+
+        # More turns at the page's own defaults (max tokens 128, over this server's 24 and the model's context of 32):
+        # the oldest turns are left out, and the page says so.
+        page.fill("#temperature", "0.8")
+        page.fill("#max-tokens", "128")
+        for turn, text in enumerate(["What does it do", "And the Senate", "Who elects them"], start=2):
+            page.fill("#input", text)
+            page.press("#input", "Enter")
+            page.wait_for_function(f"document.querySelectorAll('.assistant[data-state=done]').length === {turn}", timeout=60_000)
+        assert page.query_selector_all(".error") == []
+        notes = [note.text_content() for note in page.query_selector_all(".note")]
+        assert notes and all("no longer fit the model's context of 32 tokens" in note for note in notes)
+
+        # Send is locked while a reply streams, and Stop ends it: clicked before the first token arrives.
+        page.fill("#system", "You are terse.")
+        page.fill("#top-p", "0.5")
+        locked = page.evaluate(
+            "() => { $('input').value = 'Stop me'; $('composer').requestSubmit();"
+            " const locked = $('send').disabled && !$('stop').disabled; $('stop').click(); return locked; }"
+        )
+        assert locked, "Send is disabled and Stop enabled while a reply streams"
+        page.wait_for_selector(".assistant[data-state=stopped]", timeout=60_000)
+        assert page.is_enabled("#send") and page.is_disabled("#stop")
+        page.fill("#input", "Once more, with a system prompt")
+        page.press("#input", "Enter")
+        page.wait_for_function("document.querySelectorAll('.assistant[data-state=done]').length === 5", timeout=60_000)
+        assert page.query_selector_all(".error") == []
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "chat-page.png"))
         browser.close()
+
+
+def test_tokenize_counts_a_conversation_as_the_model_sees_it(served):
+    client, base, run_id, workspace = served
+    root = base.removesuffix("/v1")
+    auth = {"Authorization": f"Bearer {KEY}"}
+    card = httpx.get(f"{base}/models", headers=auth).json()["data"][0]
+    assert (card["max_model_len"], card["max_tokens"]) == (32, 24)
+    messages = [{"role": "user", "content": "The Congress"}]
+    counted = httpx.post(f"{root}/tokenize", json={"messages": messages}, headers=auth).json()
+    reply = client.chat.completions.create(model="tinylm", messages=messages, max_tokens=1)
+    assert counted["count"] == reply.usage.prompt_tokens == len(counted["tokens"]) and counted["max_model_len"] == 32
+    assert httpx.post(f"{root}/tokenize", json={"prompt": "The Congress"}, headers=auth).json()["count"] < counted["count"]
+    assert httpx.post(f"{root}/tokenize", json={}, headers=auth).status_code == 400
+    assert httpx.post(f"{root}/tokenize", json={"prompt": "x"}).status_code == 401

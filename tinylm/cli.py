@@ -58,7 +58,7 @@ def _pipeline(args: argparse.Namespace) -> None:
 
 
 def where_to_look(config: PipelineConfig, result: dict) -> str:
-    from tinylm.tracking.store import run_url, tracking_uri
+    from tinylm.tracking.store import mlflow_ui_command, run_url
 
     workspace = Path(config.workspace).resolve()
     total = sum(result["seconds"].values())
@@ -74,7 +74,7 @@ Where to look:
 
 Browse the runs:
 {_prefect_line()}
-  MLflow        {run_url(config.workspace, result["run_id"]) or _mlflow_ui_command(tracking_uri(config.workspace))}
+  MLflow        {run_url(config.workspace, result["run_id"]) or mlflow_ui_command(config.workspace, result["run_id"])}
 
 Sample the model:
   tinylm generate --checkpoint {result["run_id"]} --workspace {config.workspace} --prompt "Anarchism is"
@@ -103,10 +103,6 @@ def _prefect_line() -> str:
         "  Prefect       this run used a temporary API server that ended with the command; run `make servers`\n"
         "                (Prefect UI on http://127.0.0.1:4200) and later commands record their runs there"
     )
-
-
-def _mlflow_ui_command(uri: str) -> str:
-    return f"mlflow ui --backend-store-uri {uri} --port 5000   then open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 
 
 def _extract(args: argparse.Namespace) -> None:

@@ -1,16 +1,22 @@
 """Prefect flows and their task wrappers: the order of stages and their fan-out. The only package that imports Prefect.
 
-Importing it sends tinylm's own log lines (training's `step N/M loss tokens/s ETA`) to the
-Prefect run's logs, in whatever process the flow runs: the command line, a served
-deployment's flow-run subprocess, a work-pool worker's, a retry. Prefect's
-PREFECT_LOGGING_EXTRA_LOGGERS would do it only where the variable is set before Prefect
-starts, and it passes on handlers but not a level (the root logger's WARNING would drop
-every INFO line).
+Importing it sets up what every flow run shows, in whatever process it runs (the command
+line, a served deployment's flow-run subprocess, a work-pool worker's, a retry):
+
+- tinylm's own log lines (training's `step N/M loss tokens/s ETA`) reach the Prefect run's
+  logs. Prefect's PREFECT_LOGGING_EXTRA_LOGGERS would do it only where the variable is set
+  before Prefect starts, and it passes on handlers but not a level (the root logger's
+  WARNING would drop every INFO line).
+- A cancel from the Prefect UI is logged as a cancel. Prefect cancels a run by sending its
+  process SIGTERM, and its task engine logs the interrupted task as an error, "Crash
+  detected! ... TerminationSignal", even when the runner has told the process that this is
+  a cancellation; that line is logged at INFO level and says so instead.
 """
 
 import logging
 
 import prefect  # noqa: F401  (sets up Prefect's logging, whose "prefect.extra" handlers are copied below)
+from prefect._internal.control_listener import get_intent
 
 
 def _send_tinylm_logs_to_prefect() -> None:
@@ -21,4 +27,19 @@ def _send_tinylm_logs_to_prefect() -> None:
             tinylm.addHandler(handler)
 
 
+class _CancelIsNotACrash(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Crash detected!") and get_intent() == "cancel":
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "Task run stopped: its flow run was cancelled.", ()
+        return True
+
+
+def _log_cancels_as_cancels() -> None:
+    task_runs = logging.getLogger("prefect.task_runs")
+    if not any(isinstance(existing, _CancelIsNotACrash) for existing in task_runs.filters):
+        task_runs.addFilter(_CancelIsNotACrash())
+
+
 _send_tinylm_logs_to_prefect()
+_log_cancels_as_cancels()

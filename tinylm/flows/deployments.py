@@ -14,7 +14,7 @@ from pathlib import Path
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
-from tinylm.config import PipelineConfig, load_yaml
+from tinylm.config import PipelineConfig, RefreshConfig, load_yaml
 from tinylm.flows.chat_data import chat_data_flow
 from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.evaluate import eval_flow
@@ -31,8 +31,13 @@ REFRESH_CRON = os.environ.get("TINYLM_REFRESH_CRON", "0 3 * * *")
 
 
 def build_deployments() -> list[RunnerDeployment]:
-    """The same deployments as prefect.yaml; the pipeline's form is pre-filled with the demo config."""
+    """The same deployments as prefect.yaml. The pipeline's form is pre-filled with the demo config, and the
+    refresh's with the same workspace, corpus, shards and training settings: its scheduled runs, which carry no
+    parameters, continue what the pipeline built (a model trained with those settings)."""
     demo = load_yaml(DEMO_CONFIG, PipelineConfig) if DEMO_CONFIG.exists() else PipelineConfig()
+    refresh = RefreshConfig(
+        workspace=demo.workspace, dedup_index=demo.dedup_index, corpus=demo.corpus, shards=demo.shards, train=demo.train
+    )
     return [
         pipeline_flow.to_deployment(name="pipeline", parameters={"config": demo.model_dump(mode="json")}, tags=["tinylm"]),
         corpus_flow.to_deployment(name="corpus", tags=["tinylm"]),
@@ -44,7 +49,9 @@ def build_deployments() -> list[RunnerDeployment]:
         distill_flow.to_deployment(name="distill", tags=["tinylm"]),
         merge_flow.to_deployment(name="merge", tags=["tinylm"]),
         eval_flow.to_deployment(name="eval", tags=["tinylm"]),
-        refresh_flow.to_deployment(name="refresh", cron=REFRESH_CRON, tags=["tinylm"]),
+        refresh_flow.to_deployment(
+            name="refresh", cron=REFRESH_CRON, parameters={"config": refresh.model_dump(mode="json")}, tags=["tinylm"]
+        ),
     ]
 
 

@@ -74,6 +74,14 @@ class CompletionRequest(SamplingRequest):
     prompt: str | list[str]
 
 
+class TokenizeRequest(BaseModel):
+    """vLLM's /tokenize: a prompt, or messages rendered with the chat template, as the model would see them."""
+
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[Message] | None = Field(None, min_length=1)
+
+
 def _stops(stop: str | list[str] | None) -> list[str]:
     return [stop] if isinstance(stop, str) else [text for text in (stop or []) if text]
 
@@ -173,7 +181,22 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
 
     @app.get("/v1/models", dependencies=[Depends(authorised)])
     def models() -> dict:
-        return {"object": "list", "data": [{"id": settings.model_name, "object": "model", "created": 0, "owned_by": "tinylm"}]}
+        """OpenAI's model list; `max_model_len` (the context, as vLLM names it) and `max_tokens` (this server's limit
+        on one reply) let a client fit its requests, as the chat page does."""
+        card = {"id": settings.model_name, "object": "model", "created": 0, "owned_by": "tinylm"}
+        return {"object": "list", "data": [card | {"max_model_len": generator.context, "max_tokens": settings.max_tokens}]}
+
+    @app.post("/tokenize", dependencies=[Depends(authorised)])
+    def tokenize(request: TokenizeRequest) -> dict:
+        """How many tokens a prompt or a conversation takes, as vLLM's server answers it: what a client needs to
+        keep a conversation within the context (the chat page drops its oldest turns with it)."""
+        if (request.prompt is None) == (request.messages is None):
+            raise ApiError(400, "give either prompt or messages")
+        if request.messages is not None:
+            ids = generator.chat_prompt(ChatRequest(messages=request.messages))
+        else:
+            ids = generator.completion_prompt(CompletionRequest(prompt=request.prompt))
+        return {"count": len(ids), "max_model_len": generator.context, "tokens": ids}
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorised)], response_model=None)
     def chat(request: ChatRequest) -> dict | StreamingResponse:

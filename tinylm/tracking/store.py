@@ -157,9 +157,11 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         ) from error
 
 
-def run_url(workspace: str | Path, run_id: str) -> str | None:
-    """The run's page on the tracking server in use, or None with a local store (no server to link to)."""
-    uri = tracking_uri(workspace)
+def run_url(workspace: str | Path, run_id: str, server: str | None = None) -> str | None:
+    """The run's page on the tracking server in use (or on `server`), or None with a local store and no server named.
+
+    Always the run's page in MLflow's model-training view: the experiment's own page opens its GenAI overview."""
+    uri = server or tracking_uri(workspace)
     if not uri.startswith(("http://", "https://")):
         return None
     experiment_id = client().get_run(run_id).info.experiment_id
@@ -167,9 +169,14 @@ def run_url(workspace: str | Path, run_id: str) -> str | None:
 
 
 def run_link(workspace: str | Path, run_id: str) -> str:
-    """Markdown pointing at a run: a link on a tracking server, else how to open the embedded store."""
+    """Markdown pointing at a run: a link on a tracking server, else how to open the embedded store at the run."""
     url = run_url(workspace, run_id)
     if url:
         return f"[{run_id}]({url})"
+    return f"`{run_id}`: {mlflow_ui_command(workspace, run_id)}"
+
+
+def mlflow_ui_command(workspace: str | Path, run_id: str, port: int = 5000) -> str:
+    """How to see a run of the workspace's SQLite store: the `mlflow ui` command, then the run's page."""
     uri = tracking_uri(workspace)
-    return f"`{run_id}` in `{uri}` (open it with `mlflow ui --backend-store-uri {uri}`)"
+    return f"`mlflow ui --backend-store-uri {uri} --port {port}`, then {run_url(workspace, run_id, f'http://127.0.0.1:{port}')}"

@@ -1,0 +1,238 @@
+"""The operator's path: deployments triggered as the Prefect UI's Run and Cancel buttons do, in the separate
+flow-run processes Prefect starts for them, with PREFECT_API_URL exported as README says and the workspace's
+MLflow server up. What the operator sees: progress lines in the run's logs, the summary artifacts with links
+to MLflow, a scheduled refresh at its defaults saying what it did, a cancel that is a cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.sorting import ArtifactSort
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Cancelling
+
+from tests.helpers import free_port, start_mlflow_server, tiny_train_config, write_lines
+from tests.test_pipeline import small_pipeline
+from tinylm.model.config import ModelConfig
+from tinylm.tracking.store import CANCELLED_TAG
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+async def deployment_id(name: str, timeout: float = 180) -> UUID:
+    async with get_client() as client:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return (await client.read_deployment_by_name(name)).id
+            except ObjectNotFound:
+                assert time.monotonic() < deadline, f"{name} was never registered"
+                await asyncio.sleep(1)
+
+
+async def run_deployment(name: str, parameters: dict, timeout: float = 900) -> FlowRun:
+    """What the UI's Run button does: a flow run of the deployment with the form's parameters; a runner takes it."""
+    async with get_client() as client:
+        created = await client.create_flow_run_from_deployment(await deployment_id(name), parameters=parameters)
+        return await wait_for_final(created.id, timeout)
+
+
+async def wait_for_final(flow_run_id: UUID, timeout: float = 900) -> FlowRun:
+    async with get_client() as client:
+        deadline = time.monotonic() + timeout
+        while True:
+            flow_run = await client.read_flow_run(flow_run_id)
+            if flow_run.state.is_final():
+                return flow_run
+            assert time.monotonic() < deadline, f"flow run stuck in {flow_run.state.name}"
+            await asyncio.sleep(1)
+
+
+async def family(flow_run_id: UUID) -> list[FlowRun]:
+    """A flow run and its subflow runs, all the way down."""
+    async with get_client() as client:
+        runs, frontier = [await client.read_flow_run(flow_run_id)], [flow_run_id]
+        while frontier:
+            children = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
+            )
+            runs += children
+            frontier = [child.id for child in children]
+        return runs
+
+
+async def log_lines(flow_run_ids: list[UUID]) -> list[tuple[int, str]]:
+    async with get_client() as client:
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=flow_run_ids)), limit=200)
+        lines, offset = [], 0
+        while logs:
+            lines += [(log.level, log.message) for log in logs]
+            offset += len(logs)
+            logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=flow_run_ids)), limit=200, offset=offset)
+        return lines
+
+
+async def newest_artifact(key: str, flow_run_id: UUID | None = None) -> str:
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(sort=ArtifactSort.CREATED_DESC)
+        return next(str(item.data) for item in artifacts if item.key == key and flow_run_id in (None, item.flow_run_id))
+
+
+def progress_lines(lines: list[tuple[int, str]]) -> list[str]:
+    return [message for _, message in lines if message.startswith("step ") and "loss" in message and "tokens/s" in message]
+
+
+@pytest.fixture
+def operator(prefect_api, tmp_path, monkeypatch):
+    """`make servers` as README has it (an MLflow server on the workspace's store, its URL in urls.json), then
+    `PREFECT_API_URL=... python deployments/serve.py` started in `tmp_path`, where the relative default
+    workspace `workspace` lies."""
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    mlflow_url = f"http://127.0.0.1:{free_port()}"
+    mlflow_server = start_mlflow_server(int(mlflow_url.rsplit(":", 1)[1]), workspace, str(workspace / "mlartifacts"))
+    (workspace / "servers").mkdir()
+    (workspace / "servers" / "urls.json").write_text(json.dumps({"prefect_api_url": prefect_api, "mlflow_tracking_uri": mlflow_url}))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_url)  # this test's own MLflow reads
+    environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"} | {"PREFECT_API_URL": prefect_api}
+    served = subprocess.Popen(
+        [sys.executable, str(ROOT / "deployments" / "serve.py")],
+        cwd=tmp_path,
+        env=environment,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield workspace, mlflow_url
+    finally:
+        os.killpg(served.pid, signal.SIGKILL)
+        served.wait(timeout=30)
+        mlflow_server.kill()
+        mlflow_server.wait(timeout=30)
+
+
+def test_deployments_run_from_the_ui_say_what_they_did_in_their_logs_and_artifacts(operator, enwiki_dump, zuozhuan, constitution, tmp_path):
+    workspace, mlflow_url = operator
+    # A model whose context takes the refresh's default windows (the demo's 256 tokens), small enough to train in seconds.
+    model = ModelConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=256)
+    config = small_pipeline("workspace", [enwiki_dump, zuozhuan]).model_dump(mode="json")
+    config["train"]["model"] = dataclasses.asdict(model)
+    pipeline = asyncio.run(run_deployment("pipeline/pipeline", {"config": config}))
+    assert pipeline.state.is_completed(), pipeline.state.message
+    runs = asyncio.run(family(pipeline.id))
+    assert {run.name for run in runs} >= {"pipeline-e2e", "corpus-e2e", "tokenizer-e2e", "shards-e2e", "train-e2e"}, "named after the stage"
+    progress = progress_lines(asyncio.run(log_lines([run.id for run in runs])))
+    assert len(progress) >= 10 and any(" ETA " in line for line in progress), "training progress in the run's logs"
+
+    summary = asyncio.run(newest_artifact("pipeline-summary", pipeline.id))
+    train_run = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("tinylm").experiment_id], "tags.`tinylm.stage` = 'train'"
+    )[0]
+    assert (
+        f"{mlflow_url}/#/experiments/{train_run.info.experiment_id}/runs/{train_run.info.run_id}?workflowType=machine_learning" in summary
+    )
+    assert all(f"| {stage} |" in summary for stage in ("corpus", "tokenizer", "shards", "train"))
+    assert summary.count(f"{mlflow_url}/#/experiments/") >= 6, "every stage's run, the pipeline's and the model's"
+    assert str(workspace / "checkpoints" / train_run.info.run_id) in summary
+    assert mlflow_url in asyncio.run(newest_artifact("corpus-summary")), "links to MLflow with PREFECT_API_URL exported"
+    assert train_run.data.tags["tinylm.prefect_flow_run"].endswith(f"/runs/flow-run/{[r for r in runs if r.name == 'train-e2e'][0].id}")
+
+    # The scheduled refresh, which runs with no parameters: it finds the pipeline's workspace, tokenizer and run.
+    write_lines(
+        workspace / "inbox" / "new.jsonl", [line for line in constitution.read_text(encoding="utf-8").splitlines() if len(line) > 20]
+    )
+    refresh = asyncio.run(run_deployment("refresh/refresh", {}))
+    assert refresh.state.is_completed(), refresh.state.message
+    said = asyncio.run(newest_artifact("refresh-summary", refresh.id))
+    assert "1 new files, trained run" in said and mlflow_url in said
+    refreshed = [run for run in asyncio.run(family(refresh.id)) if run.name.startswith("train-")]
+    assert progress_lines(asyncio.run(log_lines([run.id for run in refreshed]))), "the refresh's training shows its progress"
+    continued = MlflowClient().search_runs([train_run.info.experiment_id], "tags.`tinylm.stage` = 'train'")[0]
+    assert continued.data.tags["tinylm.init_run_id"] == train_run.info.run_id
+
+    again = asyncio.run(run_deployment("refresh/refresh", {}))
+    assert again.state.is_completed()
+    assert f"nothing new in {Path('workspace') / 'inbox'}" in asyncio.run(newest_artifact("refresh-summary", again.id))
+    assert any("nothing new in" in message for _, message in asyncio.run(log_lines([again.id])))
+
+    empty = asyncio.run(run_deployment("refresh/refresh", {"config": {"workspace": str(tmp_path / "elsewhere")}}))
+    assert empty.state.is_failed()
+    assert "no finished training run" in empty.state.message and "run the pipeline there first" in empty.state.message
+
+
+def test_a_run_cancelled_in_the_ui_is_a_cancel_in_prefect_and_killed_in_mlflow(operator, shards_dir, tmp_path):
+    workspace, _ = operator
+    slow = tiny_train_config(
+        model=ModelConfig(dim=384, n_layers=6, n_heads=6, n_kv_heads=2, max_seq_len=32), max_steps_per_shard=None, log_every=1
+    )
+    parameters = {"shards": str(shards_dir), "config": slow.model_dump(mode="json"), "workspace": str(workspace)}
+
+    async def cancel_once_training() -> UUID:
+        async with get_client() as client:
+            flow_run = await client.create_flow_run_from_deployment(await deployment_id("train/train"), parameters=parameters)
+            deadline = time.monotonic() + 300
+            while not progress_lines(await log_lines([flow_run.id])):
+                assert time.monotonic() < deadline, "training never started"
+                await asyncio.sleep(0.5)
+            await client.set_flow_run_state(flow_run.id, Cancelling(), force=True)  # the UI's Cancel button
+            return flow_run.id
+
+    flow_run = asyncio.run(wait_for_final(asyncio.run(cancel_once_training()), timeout=300))
+    assert flow_run.state.is_cancelled(), flow_run.state
+    lines = asyncio.run(log_lines([flow_run.id]))
+    assert not [message for level, message in lines if level >= 40], "a clean cancel logs no error"
+    tracking = MlflowClient()
+    (run,) = tracking.search_runs([tracking.get_experiment_by_name("tinylm").experiment_id], "tags.`tinylm.stage` = 'train'")
+    assert run.info.status == "KILLED" and run.data.tags[CANCELLED_TAG] == "true"
+
+
+def test_a_prefect_yaml_deployment_on_a_work_pool_logs_training_progress(prefect_api, shards_dir, tmp_path):
+    """The other way README offers: `prefect deploy --all` from prefect.yaml and a process worker on the pool."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(".git", ".venv", "workspace", "test-artifacts", "__pycache__"))
+    prefect = str(Path(sys.executable).parent / "prefect")
+    environment = os.environ | {"PREFECT_API_URL": prefect_api, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    spec = yaml.safe_load((checkout / "prefect.yaml").read_text())
+    spec["deployments"] = [deployment for deployment in spec["deployments"] if deployment["name"] == "train"]
+    (checkout / "prefect.yaml").write_text(yaml.safe_dump(spec))
+    for command in (["work-pool", "create", "tinylm", "--type", "process", "--overwrite"], ["--no-prompt", "deploy", "--all"]):
+        done = subprocess.run([prefect, *command], cwd=checkout, env=environment, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    worker = subprocess.Popen(
+        [prefect, "worker", "start", "--pool", "tinylm"],
+        cwd=tmp_path,
+        env=environment,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        config = tiny_train_config(max_shards=1).model_dump(mode="json")
+        parameters = {"shards": str(shards_dir), "config": config, "workspace": str(tmp_path / "workspace")}
+        flow_run = asyncio.run(run_deployment("train/train", parameters, timeout=600))
+        assert flow_run.state.is_completed(), flow_run.state.message
+        assert progress_lines(asyncio.run(log_lines([flow_run.id]))), "the worker's flow run logs training progress"
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+    assert httpx.get(f"{prefect_api}/health").status_code == 200
