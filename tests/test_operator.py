@@ -96,6 +96,15 @@ async def newest_artifact(key: str, flow_run_id: UUID | None = None) -> str:
         return next(str(item.data) for item in artifacts if item.key == key and flow_run_id in (None, item.flow_run_id))
 
 
+def wait_for_log(flow_run_ids: list[UUID], text: str, timeout: float = 60) -> list[str]:
+    """The run's log lines holding `text`, once there are any: Prefect sends logs in batches, after the state."""
+    deadline = time.monotonic() + timeout
+    while not (found := [message for _, message in asyncio.run(log_lines(flow_run_ids)) if text in message]):
+        assert time.monotonic() < deadline, f"no log line with {text!r}"
+        time.sleep(1)
+    return found
+
+
 def progress_lines(lines: list[tuple[int, str]]) -> list[str]:
     return [message for _, message in lines if message.startswith("step ") and "loss" in message and "tokens/s" in message]
 
@@ -140,6 +149,7 @@ def test_deployments_run_from_the_ui_say_what_they_did_in_their_logs_and_artifac
     assert pipeline.state.is_completed(), pipeline.state.message
     runs = asyncio.run(family(pipeline.id))
     assert {run.name for run in runs} >= {"pipeline-e2e", "corpus-e2e", "tokenizer-e2e", "shards-e2e", "train-e2e"}, "named after the stage"
+    wait_for_log([run.id for run in runs], "train: run ")
     progress = progress_lines(asyncio.run(log_lines([run.id for run in runs])))
     assert len(progress) >= 10 and any(" ETA " in line for line in progress), "training progress in the run's logs"
 
@@ -165,6 +175,7 @@ def test_deployments_run_from_the_ui_say_what_they_did_in_their_logs_and_artifac
     said = asyncio.run(newest_artifact("refresh-summary", refresh.id))
     assert "1 new files, trained run" in said and mlflow_url in said
     refreshed = [run for run in asyncio.run(family(refresh.id)) if run.name.startswith("train-")]
+    wait_for_log([run.id for run in refreshed], "train: run ")
     assert progress_lines(asyncio.run(log_lines([run.id for run in refreshed]))), "the refresh's training shows its progress"
     continued = MlflowClient().search_runs([train_run.info.experiment_id], "tags.`tinylm.stage` = 'train'")[0]
     assert continued.data.tags["tinylm.init_run_id"] == train_run.info.run_id
@@ -172,7 +183,7 @@ def test_deployments_run_from_the_ui_say_what_they_did_in_their_logs_and_artifac
     again = asyncio.run(run_deployment("refresh/refresh", {}))
     assert again.state.is_completed()
     assert f"nothing new in {Path('workspace') / 'inbox'}" in asyncio.run(newest_artifact("refresh-summary", again.id))
-    assert any("nothing new in" in message for _, message in asyncio.run(log_lines([again.id])))
+    assert wait_for_log([again.id], "nothing new in")
 
     empty = asyncio.run(run_deployment("refresh/refresh", {"config": {"workspace": str(tmp_path / "elsewhere")}}))
     assert empty.state.is_failed()
@@ -198,6 +209,7 @@ def test_a_run_cancelled_in_the_ui_is_a_cancel_in_prefect_and_killed_in_mlflow(o
 
     flow_run = asyncio.run(wait_for_final(asyncio.run(cancel_once_training()), timeout=300))
     assert flow_run.state.is_cancelled(), flow_run.state
+    wait_for_log([flow_run.id], "cancelled")
     lines = asyncio.run(log_lines([flow_run.id]))
     assert not [message for level, message in lines if level >= 40], "a clean cancel logs no error"
     tracking = MlflowClient()
@@ -231,6 +243,7 @@ def test_a_prefect_yaml_deployment_on_a_work_pool_logs_training_progress(prefect
         parameters = {"shards": str(shards_dir), "config": config, "workspace": str(tmp_path / "workspace")}
         flow_run = asyncio.run(run_deployment("train/train", parameters, timeout=600))
         assert flow_run.state.is_completed(), flow_run.state.message
+        wait_for_log([flow_run.id], "train: run ")
         assert progress_lines(asyncio.run(log_lines([flow_run.id]))), "the worker's flow run logs training progress"
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
