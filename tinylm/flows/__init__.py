@@ -8,9 +8,10 @@ line, a served deployment's flow-run subprocess, a work-pool worker's, a retry):
   before Prefect starts, and it passes on handlers but not a level (the root logger's
   WARNING would drop every INFO line).
 - A cancel from the Prefect UI is logged as a cancel. Prefect cancels a run by sending its
-  process SIGTERM, and its task engine logs the interrupted task as an error, "Crash
-  detected! ... TerminationSignal", even when the runner has told the process that this is
-  a cancellation; that line is logged at INFO level and says so instead.
+  process SIGTERM, and its task engine logs the interrupted task as errors ("Crash
+  detected! ... TerminationSignal", "Finished in state Crashed") even when the runner has
+  told the process that this is a cancellation; those lines are logged at INFO level and
+  say so instead.
 """
 
 import logging
@@ -29,7 +30,7 @@ def _send_tinylm_logs_to_prefect() -> None:
 
 class _CancelIsNotACrash(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and str(record.msg).startswith("Crash detected!") and get_intent() == "cancel":
+        if record.levelno >= logging.ERROR and "Crash" in record.getMessage() and get_intent() == "cancel":
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.msg, record.args = "Task run stopped: its flow run was cancelled.", ()
         return True
