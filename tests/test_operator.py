@@ -110,7 +110,7 @@ def progress_lines(lines: list[tuple[int, str]]) -> list[str]:
 
 
 @pytest.fixture
-def operator(prefect_api, tmp_path, monkeypatch):
+def operator(prefect_api, tmp_path):
     """`make servers` as README has it (an MLflow server on the workspace's store, its URL in urls.json), then
     `PREFECT_API_URL=... python deployments/serve.py` started in `tmp_path`, where the relative default
     workspace `workspace` lies."""
@@ -120,7 +120,6 @@ def operator(prefect_api, tmp_path, monkeypatch):
     mlflow_server = start_mlflow_server(int(mlflow_url.rsplit(":", 1)[1]), workspace, str(workspace / "mlartifacts"))
     (workspace / "servers").mkdir()
     (workspace / "servers" / "urls.json").write_text(json.dumps({"prefect_api_url": prefect_api, "mlflow_tracking_uri": mlflow_url}))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_url)  # this test's own MLflow reads
     environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"} | {"PREFECT_API_URL": prefect_api}
     served = subprocess.Popen(
         [sys.executable, str(ROOT / "deployments" / "serve.py")],
@@ -154,8 +153,8 @@ def test_deployments_run_from_the_ui_say_what_they_did_in_their_logs_and_artifac
     assert len(progress) >= 10 and any(" ETA " in line for line in progress), "training progress in the run's logs"
 
     summary = asyncio.run(newest_artifact("pipeline-summary", pipeline.id))
-    train_run = MlflowClient().search_runs(
-        [MlflowClient().get_experiment_by_name("tinylm").experiment_id], "tags.`tinylm.stage` = 'train'"
+    train_run = MlflowClient(mlflow_url).search_runs(
+        [MlflowClient(mlflow_url).get_experiment_by_name("tinylm").experiment_id], "tags.`tinylm.stage` = 'train'"
     )[0]
     assert (
         f"{mlflow_url}/#/experiments/{train_run.info.experiment_id}/runs/{train_run.info.run_id}?workflowType=machine_learning" in summary
@@ -177,7 +176,7 @@ def test_deployments_run_from_the_ui_say_what_they_did_in_their_logs_and_artifac
     refreshed = [run for run in asyncio.run(family(refresh.id)) if run.name.startswith("train-")]
     wait_for_log([run.id for run in refreshed], "train: run ")
     assert progress_lines(asyncio.run(log_lines([run.id for run in refreshed]))), "the refresh's training shows its progress"
-    continued = MlflowClient().search_runs([train_run.info.experiment_id], "tags.`tinylm.stage` = 'train'")[0]
+    continued = MlflowClient(mlflow_url).search_runs([train_run.info.experiment_id], "tags.`tinylm.stage` = 'train'")[0]
     assert continued.data.tags["tinylm.init_run_id"] == train_run.info.run_id
 
     again = asyncio.run(run_deployment("refresh/refresh", {}))
@@ -191,7 +190,7 @@ def test_deployments_run_from_the_ui_say_what_they_did_in_their_logs_and_artifac
 
 
 def test_a_run_cancelled_in_the_ui_is_a_cancel_in_prefect_and_killed_in_mlflow(operator, shards_dir, tmp_path):
-    workspace, _ = operator
+    workspace, mlflow_url = operator
     slow = tiny_train_config(
         model=ModelConfig(dim=384, n_layers=6, n_heads=6, n_kv_heads=2, max_seq_len=32), max_steps_per_shard=None, log_every=1
     )
@@ -212,7 +211,7 @@ def test_a_run_cancelled_in_the_ui_is_a_cancel_in_prefect_and_killed_in_mlflow(o
     wait_for_log([flow_run.id], "cancelled")
     lines = asyncio.run(log_lines([flow_run.id]))
     assert not [message for level, message in lines if level >= 40], "a clean cancel logs no error"
-    tracking = MlflowClient()
+    tracking = MlflowClient(mlflow_url)
     (run,) = tracking.search_runs([tracking.get_experiment_by_name("tinylm").experiment_id], "tags.`tinylm.stage` = 'train'")
     assert run.info.status == "KILLED" and run.data.tags[CANCELLED_TAG] == "true"
 

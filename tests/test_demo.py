@@ -1,0 +1,54 @@
+"""The figures README quotes for `make demo` are the ones the demo gives: its config run as the pipeline, here.
+
+The demo is deterministic on one machine; other CPUs round differently in their floating-point
+kernels, so README states the tolerance each figure holds to, and this test holds it to that."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tinylm.config import PipelineConfig, load_yaml
+from tinylm.flows.pipeline import pipeline_flow
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+pytestmark = pytest.mark.slow
+
+
+def quoted(pattern: str) -> list[str]:
+    found = re.search(pattern, README)
+    assert found, f"README no longer quotes {pattern!r}"
+    return [group.replace(",", "") for group in found.groups()]
+
+
+def test_the_demo_gives_the_figures_readme_quotes(prefect_api, workspace):
+    config = load_yaml(ROOT / "configs" / "demo.yaml", PipelineConfig)
+    config = config.model_copy(
+        update={
+            "workspace": str(workspace),
+            "inputs": [str(ROOT / path) for path in config.inputs],
+            "eval": config.eval.model_copy(
+                update={
+                    "perplexity_data": [str(ROOT / path) for path in config.eval.perplexity_data],
+                    "benchmarks": [str(ROOT / path) for path in config.eval.benchmarks],
+                }
+            ),
+        }
+    )
+    result = pipeline_flow(config)
+
+    (loss,) = quoted(r"the same final loss every time on one machine \(([\d.]+)")
+    assert result["final_loss"] == pytest.approx(float(loss), rel=0.01)
+    rows = {row["data"]: row for row in result["eval"]["perplexity"] if row["group"] == "all"}
+    shards_tokens, shards_ppl = quoted(r"\| the demo shards' validation split \(enwiki \+ Zuozhuan\) \| ([\d,]+) tokens \| ([\d.]+) \|")
+    assert rows["shards/demo"]["tokens"] == int(shards_tokens)
+    assert rows["shards/demo"]["perplexity"] == pytest.approx(float(shards_ppl), rel=0.05)
+    unseen_tokens, unseen_ppl = quoted(r"\| `us-constitution-zhs.txt` \(Chinese the model never saw\) \| ([\d,]+) tokens \| ([\d.]+) \|")
+    assert rows["us-constitution-zhs.txt"]["tokens"] == int(unseen_tokens)
+    assert rows["us-constitution-zhs.txt"]["perplexity"] == pytest.approx(float(unseen_ppl), rel=0.05)
+    (questions,) = quoted(r"\| CMMLU excerpt \(`tests/data/cmmlu`, 2 subjects\) \| (\d+) questions \|")
+    pooled = [row for row in result["eval"]["benchmarks"] if "/" not in row["task"]]
+    assert sum(row["items"] for row in pooled) == int(questions)
