@@ -80,7 +80,7 @@ servers: setup
 	    --backend-store-uri sqlite:///$(abspath $(WORKSPACE))/mlflow.db \
 	    --default-artifact-root $(abspath $(WORKSPACE))/mlartifacts >$(SERVERS)/mlflow.log 2>&1 & echo $$! >$(SERVERS)/mlflow.pid; fi
 	printf '{"prefect_api_url": "http://127.0.0.1:%s/api", "mlflow_tracking_uri": "http://127.0.0.1:%s"}\n' $(PREFECT_PORT) $(MLFLOW_PORT) >$(SERVERS)/urls.json
-	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)/#/experiments?workflowType=machine_learning"
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow runs: $$($(BIN)/python scripts/mlflow_runs_url.py http://127.0.0.1:$(MLFLOW_PORT) $(WORKSPACE))"
 	@echo "tinylm commands with --workspace $(WORKSPACE) use these servers while they answer (see $(SERVERS)/urls.json)."
 
 stop:

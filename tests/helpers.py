@@ -62,6 +62,11 @@ def kill_when(code: str, half_written: Callable[[], bool], timeout: float = 300,
     process.wait()
 
 
+def in_background(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    """A long-lived process (a server, a worker) in its own session, so a test ends it and all it started with killpg."""
+    return subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -8,6 +8,7 @@ absent (.ci/run installs it).
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -70,11 +71,12 @@ def servers(tmp_path):
         f"MLFLOW_PORT={mlflow_port}",
     ]
     environment = os.environ | {"PREFECT_HOME": str(tmp_path / "prefect-home")}
-    subprocess.run([*make, "servers"], check=True, env=environment, capture_output=True, timeout=600)
+    started = subprocess.run([*make, "servers"], check=True, env=environment, capture_output=True, text=True, timeout=600)
     try:
         wait_until_up(f"http://127.0.0.1:{prefect_port}/api/health")
         wait_until_up(f"http://127.0.0.1:{mlflow_port}/health")
-        yield workspace, f"http://127.0.0.1:{prefect_port}", f"http://127.0.0.1:{mlflow_port}"
+        (runs_list,) = re.findall(r"MLflow runs: (\S+)", started.stdout)
+        yield workspace, f"http://127.0.0.1:{prefect_port}", f"http://127.0.0.1:{mlflow_port}", runs_list
     finally:
         subprocess.run([*make, "stop"], env=environment, capture_output=True, timeout=120)
 
@@ -90,7 +92,7 @@ def run_pipeline(config: Path, workspace: Path) -> tuple[dict, str]:
 
 
 def test_the_uis_show_a_finished_pipeline_run_with_its_artifacts_and_metrics(servers, render, enwiki_dump, zuozhuan, tmp_path):
-    workspace, prefect_url, mlflow_url = servers
+    workspace, prefect_url, mlflow_url, runs_list = servers
     shots = Path(os.environ.get("TINYLM_TEST_ARTIFACTS", ROOT / "test-artifacts"))
     shots.mkdir(parents=True, exist_ok=True)
     assert httpx.get(f"{prefect_url}/ui-settings").json()["api_url"] == f"{prefect_url}/api", "the UI would call another port's API"
@@ -129,6 +131,9 @@ def test_the_uis_show_a_finished_pipeline_run_with_its_artifacts_and_metrics(ser
     page = render(run_url, shots / "mlflow-train-run.png", "train", "val_loss", "Prefect flow run", "Model registry")
     assert "Evaluation runs" not in page, "MLflow opened its GenAI view"
     render(run_url.replace("?", "/artifacts?"), shots / "mlflow-train-artifacts.png", "checkpoints", "samples")
+    assert runs_list == f"{mlflow_url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning", "make servers printed it"
+    page = render(runs_list, shots / "mlflow-runs.png", "Runs", "pipeline")
+    assert "Overview" not in page and "Detect Issues" not in page, "the runs list, not the GenAI overview"
     pipeline_url = f"{mlflow_url}/#/experiments/{experiment_id}/runs/{pipeline['info']['run_id']}?workflowType=machine_learning"
     render(pipeline_url, shots / "mlflow-pipeline-run.png", "final_loss", "seconds.train")
     assert all((shots / name).stat().st_size > 10_000 for name in ("prefect-pipeline-run.png", "mlflow-train-run.png"))

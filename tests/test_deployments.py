@@ -1,21 +1,10 @@
-import asyncio
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import pytest
 import yaml
-from prefect import get_client
-from prefect.exceptions import ObjectNotFound
 from prefect.flows import load_flow_from_entrypoint
-from prefect.settings import PREFECT_API_URL
 
 from tinylm.flows.deployments import build_deployments
-from tinylm.storage.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,50 +71,3 @@ def test_every_deployment_and_every_field_of_its_form_says_what_it_is():
         assert not [name for name, prop in fields.items() if not prop.get("description")], "fields without a description"
         html = [name for name, prop in fields.items() if re.search(r"</?[a-z]+>", prop["description"])]
         assert html == [], "the form renders descriptions as HTML: a <tag> in one vanishes"
-
-
-@pytest.mark.slow
-def test_a_served_deployment_runs_a_flow_run_created_like_the_ui_does(prefect_api, constitution, tmp_path):
-    api_url = PREFECT_API_URL.value()
-    environment = os.environ | {"PREFECT_API_URL": api_url, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "deployments" / "serve.py")],
-        cwd=ROOT,
-        env=environment,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    output = tmp_path / "corpus"
-    try:
-        state = asyncio.run(
-            _run_deployment("corpus/corpus", {"inputs": [str(constitution)], "output": str(output), "workspace": str(tmp_path)})
-        )
-        assert state.is_completed(), state
-        assert read_manifest(output)["stats"]["kept"] > 50
-        server.send_signal(signal.SIGTERM)  # what `kill`, systemd and docker stop send: the server alone
-        assert server.wait(timeout=30) == 0, "serve.py did not stop on SIGTERM"
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=30)
-
-
-async def _run_deployment(name: str, parameters: dict):
-    """What the UI's Run button does: create a flow run of the deployment, then the served runner picks it up."""
-    async with get_client() as client:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                deployment = await client.read_deployment_by_name(name)
-                break
-            except ObjectNotFound:
-                assert time.monotonic() < deadline, "serve.py never registered its deployments"
-                await asyncio.sleep(1)
-        flow_run = await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
-        while True:
-            flow_run = await client.read_flow_run(flow_run.id)
-            if flow_run.state.is_final():
-                return flow_run.state
-            assert time.monotonic() < deadline + 300, f"flow run stuck in {flow_run.state.name}"
-            await asyncio.sleep(1)

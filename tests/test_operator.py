@@ -28,9 +28,10 @@ from prefect.client.schemas.sorting import ArtifactSort
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelling
 
-from tests.helpers import free_port, start_mlflow_server, tiny_train_config, write_lines
+from tests.helpers import free_port, in_background, start_mlflow_server, tiny_train_config, write_lines
 from tests.test_pipeline import small_pipeline
 from tinylm.model.config import ModelConfig
+from tinylm.storage.manifest import read_manifest
 from tinylm.tracking.store import CANCELLED_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,14 +122,7 @@ def operator(prefect_api, tmp_path):
     (workspace / "servers").mkdir()
     (workspace / "servers" / "urls.json").write_text(json.dumps({"prefect_api_url": prefect_api, "mlflow_tracking_uri": mlflow_url}))
     environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"} | {"PREFECT_API_URL": prefect_api}
-    served = subprocess.Popen(
-        [sys.executable, str(ROOT / "deployments" / "serve.py")],
-        cwd=tmp_path,
-        env=environment,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    served = in_background([sys.executable, str(ROOT / "deployments" / "serve.py")], tmp_path, environment)
     try:
         yield workspace, mlflow_url
     finally:
@@ -229,14 +223,7 @@ def test_a_prefect_yaml_deployment_on_a_work_pool_logs_training_progress(prefect
     for command in (["work-pool", "create", "tinylm", "--type", "process", "--overwrite"], ["--no-prompt", "deploy", "--all"]):
         done = subprocess.run([prefect, *command], cwd=checkout, env=environment, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
-    worker = subprocess.Popen(
-        [prefect, "worker", "start", "--pool", "tinylm"],
-        cwd=tmp_path,
-        env=environment,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = in_background([prefect, "worker", "start", "--pool", "tinylm"], tmp_path, environment)
     try:
         config = tiny_train_config(max_shards=1).model_dump(mode="json")
         parameters = {"shards": str(shards_dir), "config": config, "workspace": str(tmp_path / "workspace")}
@@ -248,3 +235,20 @@ def test_a_prefect_yaml_deployment_on_a_work_pool_logs_training_progress(prefect
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
     assert httpx.get(f"{prefect_api}/health").status_code == 200
+
+
+def test_serve_py_stops_on_sigterm_after_a_run(prefect_api, constitution, tmp_path):
+    """What `kill`, systemd and docker stop send: the serving process alone, which must end cleanly."""
+    environment = os.environ | {"PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    server = in_background([sys.executable, str(ROOT / "deployments" / "serve.py")], ROOT, environment)
+    output = tmp_path / "corpus"
+    try:
+        parameters = {"inputs": [str(constitution)], "output": str(output), "workspace": str(tmp_path)}
+        assert asyncio.run(run_deployment("corpus/corpus", parameters)).state.is_completed()
+        assert read_manifest(output)["stats"]["kept"] > 50
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0, "serve.py did not stop on SIGTERM"
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)

@@ -168,6 +168,11 @@ def run_url(workspace: str | Path, run_id: str, server: str | None = None) -> st
     return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
 
 
+def runs_url(server: str, experiment_id: str) -> str:
+    """An experiment's runs list on a tracking server, in the model-training view (not the experiment's GenAI overview)."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING_VIEW}"
+
+
 def run_link(workspace: str | Path, run_id: str) -> str:
     """Markdown pointing at a run: a link on a tracking server, else how to open the embedded store at the run."""
     url = run_url(workspace, run_id)
