@@ -76,11 +76,12 @@ servers: setup
 	  setsid nohup $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) >$(SERVERS)/prefect.log 2>&1 & echo $$! >$(SERVERS)/prefect.pid; fi
 	if [ -f $(SERVERS)/mlflow.pid ] && kill -0 $$(cat $(SERVERS)/mlflow.pid) 2>/dev/null; then \
 	  echo "mlflow server already running"; else \
+	  MLFLOW_DISABLE_TELEMETRY=true $(BIN)/python scripts/mlflow_experiment.py $(WORKSPACE) $(MLFLOW_PORT) >$(SERVERS)/mlflow-runs-url || exit 1; \
 	  MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid nohup $(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
 	    --backend-store-uri sqlite:///$(abspath $(WORKSPACE))/mlflow.db \
 	    --default-artifact-root $(abspath $(WORKSPACE))/mlartifacts >$(SERVERS)/mlflow.log 2>&1 & echo $$! >$(SERVERS)/mlflow.pid; fi
 	printf '{"prefect_api_url": "http://127.0.0.1:%s/api", "mlflow_tracking_uri": "http://127.0.0.1:%s"}\n' $(PREFECT_PORT) $(MLFLOW_PORT) >$(SERVERS)/urls.json
-	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow runs: $$($(BIN)/python scripts/mlflow_runs_url.py http://127.0.0.1:$(MLFLOW_PORT) $(WORKSPACE))"
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow runs: $$(cat $(SERVERS)/mlflow-runs-url)"
 	@echo "tinylm commands with --workspace $(WORKSPACE) use these servers while they answer (see $(SERVERS)/urls.json)."
 
 stop:

@@ -6,9 +6,11 @@ screenshots in `test-artifacts/` (or $TINYLM_TEST_ARTIFACTS). Skipped only when 
 absent (.ci/run installs it).
 """
 
+import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -19,9 +21,13 @@ import httpx
 import pytest
 import yaml
 from playwright.sync_api import sync_playwright
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from tests.helpers import CHROMIUM, free_port
+from tests.helpers import CHROMIUM, free_port, in_background, tiny_train_config
+from tests.test_operator import create_run, log_lines, wait_for_log
 from tests.test_pipeline import small_pipeline
+from tinylm.model.config import ModelConfig
+from tinylm.tracking.store import CANCELLED_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs Debian's)")]
@@ -152,3 +158,46 @@ def test_the_uis_show_a_finished_pipeline_run_with_its_artifacts_and_metrics(ser
     assert progress and all(artifact["data"] == 100 for artifact in progress)
     notes = httpx.post(f"{prefect_url}/api/artifacts/filter", json={"artifacts": {"key": {"any_": ["corpus-summary"]}}}).json()
     assert any("reused" in note["data"] for note in notes)
+
+
+def test_a_run_cancelled_in_the_prefect_ui_ends_cancelled_there_and_killed_in_mlflow(servers, shards_dir, tmp_path):
+    """The operator's Cancel button on a training run's page: Prefect says Cancelled with no error in the log,
+    MLflow says KILLED (tagged, so the same command continues it)."""
+    workspace, prefect_url, mlflow_url, _ = servers
+    environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    served = in_background(
+        [sys.executable, str(ROOT / "deployments" / "serve.py")], tmp_path, environment | {"PREFECT_API_URL": f"{prefect_url}/api"}
+    )
+    slow = tiny_train_config(model=ModelConfig(dim=384, n_layers=6, n_heads=6, n_kv_heads=2, max_seq_len=32), max_steps_per_shard=None)
+    parameters = {"shards": str(shards_dir), "config": slow.model_dump(mode="json"), "workspace": str(workspace)}
+    try:
+        with temporary_settings({PREFECT_API_URL: f"{prefect_url}/api"}):
+            flow_run_id = asyncio.run(create_run("train/train", parameters))
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{prefect_url}/runs/flow-run/{flow_run_id}")
+                page.wait_for_function("document.body.innerText.includes('tokens/s')", timeout=300_000)
+                page.get_by_role("button", name="Cancel", exact=True).click()
+                page.get_by_role("button", name="Confirm", exact=True).click()
+                deadline = time.monotonic() + 300
+                flow_run_url = f"{prefect_url}/api/flow_runs/{flow_run_id}"
+                while (state := httpx.get(flow_run_url).json()["state"])["type"] in ("RUNNING", "CANCELLING"):
+                    assert time.monotonic() < deadline, "the cancel never finished"
+                    time.sleep(1)
+                assert state["type"] == "CANCELLED", state
+                page.reload()
+                page.wait_for_function("document.body.innerText.includes('Cancelled')", timeout=60_000)
+                page.screenshot(path=str(Path(os.environ.get("TINYLM_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "prefect-cancelled.png"))
+                browser.close()
+            wait_for_log([flow_run_id], "cancelled")
+            errors = [message for level, message in asyncio.run(log_lines([flow_run_id])) if level >= 40]
+        assert errors == [], "a clean cancel logs no error"
+    finally:
+        os.killpg(served.pid, signal.SIGKILL)
+        served.wait(timeout=30)
+    experiment = httpx.get(f"{mlflow_url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "tinylm"}).json()
+    search = {"experiment_ids": [experiment["experiment"]["experiment_id"]], "filter": "tags.`tinylm.stage` = 'train'"}
+    (run,) = httpx.post(f"{mlflow_url}/api/2.0/mlflow/runs/search", json=search).json()["runs"]
+    tags = {tag["key"]: tag["value"] for tag in run["data"]["tags"]}
+    assert run["info"]["status"] == "KILLED" and tags[CANCELLED_TAG] == "true"
