@@ -40,7 +40,7 @@ def test_the_demo_gives_the_figures_readme_quotes(prefect_api, workspace):
     )
     result = pipeline_flow(config)
 
-    (loss,) = quoted(r"the same final loss every time on one machine \(([\d.]+)")
+    (loss,) = quoted(r"the same final loss every time on one machine\s+\(([\d.]+)")
     assert result["final_loss"] == pytest.approx(float(loss), rel=0.01)
     rows = {row["data"]: row for row in result["eval"]["perplexity"] if row["group"] == "all"}
     shards_tokens, shards_ppl = quoted(r"\| the demo shards' validation split \(enwiki \+ Zuozhuan\) \| ([\d,]+) tokens \| ([\d.]+) \|")

@@ -126,7 +126,7 @@ def test_rerunning_a_finished_corpus_does_no_work(prefect_api, workspace, consti
     second = corpus_flow([str(constitution)], output, CorpusConfig(), workspace=str(workspace))
     assert not first.pop("reused") and second.pop("reused")
     (made_by,) = MlflowClient().search_runs([use_experiment("tinylm", workspace)], "tags.`tinylm.stage` = 'corpus'")
-    assert second.pop("reused_run") == made_by.info.run_id, "the reused output names the run that made it"
+    assert second.pop("reused_run") == first.pop("run_id") == made_by.info.run_id, "the reused output names the run that made it"
     assert second == first
     assert [(p.name, p.stat().st_mtime_ns) for p in corpus_parts(output)] == stamp
 

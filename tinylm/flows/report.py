@@ -17,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
 
+import tinylm.flows.session.run_logs  # noqa: F401  (tinylm's log lines to the run, a cancel logged as one)
 from tinylm.flows.session.temporary_server import TEMPORARY_MARK
 from tinylm.tracking.retry import retrying
 

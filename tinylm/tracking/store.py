@@ -161,11 +161,12 @@ def run_url(workspace: str | Path, run_id: str, server: str | None = None) -> st
     """The run's page on the tracking server in use (or on `server`), or None with a local store and no server named.
 
     Always the run's page in MLflow's model-training view: the experiment's own page opens its GenAI overview."""
-    uri = server or tracking_uri(workspace)
-    if not uri.startswith(("http://", "https://")):
+    store = tracking_uri(workspace)
+    base = server or store
+    if not base.startswith(("http://", "https://")):
         return None
-    experiment_id = client().get_run(run_id).info.experiment_id
-    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
+    experiment_id = MlflowClient(store).get_run(run_id).info.experiment_id  # the workspace's store, whatever MLflow points at now
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
 
 
 def runs_url(server: str, experiment_id: str) -> str:
