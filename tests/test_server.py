@@ -31,7 +31,7 @@ def served(prefect_api, shards_dir, module_workspace):
     server = subprocess.Popen(command, env=os.environ | {"TINYLM_API_KEY": KEY}, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/docs", server)
+        wait_for_http(f"http://127.0.0.1:{port}/", server)
         yield openai.OpenAI(base_url=base, api_key=KEY), base, run_id, module_workspace
     finally:
         server.terminate()
@@ -161,6 +161,23 @@ def test_the_chat_page_streams_an_answer_in_a_browser(served):
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "chat-page.png"))
         browser.close()
+
+
+def test_the_key_guards_every_route_but_the_page_and_an_unknown_model_is_openais_404(served):
+    client, base, _, _ = served
+    root = base.removesuffix("/v1")
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        assert httpx.get(f"{base}/models", headers={"Authorization": f"{scheme} {KEY}"}).status_code == 200, scheme
+    for wrong in ("Bearer wrong-key", f"Basic {KEY}", KEY, f"Bearer {KEY}x", ""):
+        assert httpx.get(f"{base}/models", headers={"Authorization": wrong}).status_code == 401, wrong
+    for described in ("docs", "redoc", "openapi.json"):
+        assert httpx.get(f"{root}/{described}").status_code == 404, "the API's description is not served when a key is set"
+    assert httpx.get(f"{root}/").status_code == 200, "the chat page stays public"
+    with pytest.raises(openai.NotFoundError) as refused:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.code == "model_not_found" and "tinylm" in refused.value.message
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="gpt-4o", prompt="The")
 
 
 def test_tokenize_counts_a_conversation_as_the_model_sees_it(served):

@@ -44,9 +44,9 @@ class ServerSettings:
 class ApiError(Exception):
     """A request the server refuses, with the HTTP status and the message the client sees."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.kind = status, message, kind
+        self.status, self.message, self.kind, self.code = status, message, kind, code
 
 
 class Message(BaseModel):
@@ -150,11 +150,23 @@ def _event(payload: dict) -> str:
 def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
     """The API for one loaded model; `settings.api_key`, when set, is required on every route."""
     generator = Generator(loaded, settings)
-    app = FastAPI(title="tinylm", description=f"OpenAI-compatible API for {settings.model_name}")
+    # With a key, the API's own description (/docs, /redoc, /openapi.json) is not served: a browser cannot send
+    # the key to open it, and it would tell anyone what the server offers.
+    documented = {} if settings.api_key is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="tinylm", description=f"OpenAI-compatible API for {settings.model_name}", **documented)
 
     def authorised(request: Request) -> None:
-        if settings.api_key and request.headers.get("authorization") != f"Bearer {settings.api_key}":
+        """`Authorization: Bearer <key>` (the scheme in any case, RFC 7235), compared in constant time."""
+        if settings.api_key is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), settings.api_key.encode()):
             raise ApiError(401, "a valid API key is required: Authorization: Bearer <key>", "authentication_error")
+
+    def served_model(request: SamplingRequest) -> None:
+        if request.model is not None and request.model != settings.model_name:
+            message = f"the model {request.model!r} does not exist: this server serves {settings.model_name!r}"
+            raise ApiError(404, message, "invalid_request_error", "model_not_found")
 
     @app.middleware("http")
     async def bounded_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -200,6 +212,7 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorised)], response_model=None)
     def chat(request: ChatRequest) -> dict | StreamingResponse:
+        served_model(request)
         prompt = generator.chat_prompt(request)
         max_tokens = generator.budget(prompt, request.max_completion_tokens or request.max_tokens)
         finish = Finish()
@@ -222,6 +235,7 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
 
     @app.post("/v1/completions", dependencies=[Depends(authorised)], response_model=None)
     def complete(request: CompletionRequest) -> dict | StreamingResponse:
+        served_model(request)
         prompt = generator.completion_prompt(request)
         max_tokens = generator.budget(prompt, request.max_tokens or 16)
         finish = Finish()
@@ -248,4 +262,5 @@ def _usage(prompt: list[int], finish: Finish) -> dict:
 
 
 def _error(error: ApiError) -> JSONResponse:
-    return JSONResponse({"error": {"message": error.message, "type": error.kind, "code": error.status}}, status_code=error.status)
+    body = {"message": error.message, "type": error.kind, "param": None, "code": error.code or error.status}
+    return JSONResponse({"error": body}, status_code=error.status)
