@@ -25,6 +25,7 @@ def test_extraction_killed_mid_write_then_rerun(enwiki_dump, tmp_path):
     rerun = extract_unit(unit, output, ExtractConfig())
     assert not rerun["reused"]
     assert pq.read_table(rerun["output"]).equals(pq.read_table(reference["output"]))
+    assert not list(output.glob(".*.tmp-*")), "the rerun removes what the killed writer left"
 
 
 @pytest.mark.parametrize(

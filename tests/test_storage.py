@@ -45,8 +45,10 @@ def test_a_writer_killed_mid_write_leaves_no_final_file(tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not target.exists()
+    live = tmp_path / f".other.parquet.tmp-{os.getpid()}-0123abcd"  # a writer that still runs: this process
+    live.write_bytes(b"in progress")
     remove_stale_temps(tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [live], "only the killed writer's temp is removed"
 
 
 def test_fingerprint_follows_config_and_inputs_not_key_order():

@@ -25,6 +25,7 @@ from tinylm.corpus.wiki.multistream import (
     root_start_tag,
     stream_offsets,
 )
+from tinylm.storage.atomic import remove_stale_temps
 from tinylm.storage.documents import DocumentWriter, stored_stats
 from tinylm.storage.manifest import fingerprint
 
@@ -113,6 +114,7 @@ def extract_unit(unit: ExtractUnit, output_dir: str | Path, config: ExtractConfi
     result = {"input": unit.path, "output": str(target)}
     if target.exists():
         return result | stored_stats(target) | {"reused": True}
+    remove_stale_temps(target.parent, target.name)  # what a killed extraction of this unit left
     stats = reader_stats()
     partial = target.with_suffix(".partial.parquet")
     writer = DocumentWriter(target, stats)

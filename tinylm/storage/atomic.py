@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -74,9 +75,29 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
 
 
-def remove_stale_temps(directory: str | os.PathLike[str]) -> None:
-    """Delete temp files a killed writer left in `directory`, so they never pile up."""
+def remove_stale_temps(directory: str | os.PathLike[str], name: str = "") -> None:
+    """Delete the temp files and folders that killed writers left in `directory` (of the final file `name`, or of
+    any), so they never pile up. A temp whose writer still runs on this machine is left alone: parallel writers
+    share directories."""
     directory = Path(directory)
-    if directory.is_dir():
-        for leftover in directory.glob(".*.tmp-*"):
+    if not directory.is_dir():
+        return
+    for leftover in directory.glob(f".{name or '*'}.tmp-*"):
+        writer = _TEMP_WRITER.search(leftover.name)
+        if writer is None or not _alive(int(writer.group(1))):
             discard(leftover)
+
+
+_TEMP_WRITER = re.compile(r"\.tmp-(\d+)-[0-9a-f]{8}$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
