@@ -1,5 +1,6 @@
 import contextlib
 import json
+import logging
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -52,7 +53,7 @@ def test_a_run_ends_finished_failed_or_killed_and_a_cancelled_one_is_continued_u
     assert mlflow.active_run() is None and tracking.get_run(fluent).info.status == "KILLED"
 
 
-def test_the_workspace_mlflow_server_is_used_while_it_answers(workspace, monkeypatch):
+def test_the_workspace_mlflow_server_is_used_while_it_answers(workspace, monkeypatch, caplog):
     """With `make servers` up, runs go to its MLflow server (whatever PREFECT_API_URL says); without, to the SQLite store."""
     from tests.helpers import free_port, start_mlflow_server
 
@@ -71,6 +72,12 @@ def test_the_workspace_mlflow_server_is_used_while_it_answers(workspace, monkeyp
         assert mlflow.get_tracking_uri() == f"http://127.0.0.1:{port}"
         other = workspace.parent / "other"
         assert tracking_uri(other) == embedded_uri(other), "another workspace keeps its own store"
+        (other / "servers").mkdir(parents=True)
+        (other / "servers" / "urls.json").write_text("{damaged")
+        monkeypatch.setattr("tinylm.tracking.store._SERVER_CHECKS", {})
+        with caplog.at_level(logging.WARNING, logger="tinylm"):
+            assert tracking_uri(other) == embedded_uri(other)
+        assert "urls.json is unreadable" in caplog.text, "a damaged servers file is said, not skipped in silence"
     finally:
         server.kill()
         server.wait()

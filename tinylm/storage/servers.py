@@ -9,11 +9,13 @@ it answers its health check.
 from __future__ import annotations
 
 import json
+import logging
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 SERVERS_FILE = Path("servers") / "urls.json"
+_LOG = logging.getLogger(__name__)
 
 
 def answers(health_url: str, timeout: float = 2.0) -> bool:
@@ -25,23 +27,15 @@ def answers(health_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _recorded(workspace: str | Path, key: str) -> str | None:
+def running_server(workspace: str | Path, key: str) -> str | None:
+    """The URL recorded under `key` (`prefect_api_url`, `mlflow_tracking_uri`) while its server answers, else None.
+    A damaged file is said, not skipped in silence: the command then runs without the servers."""
     path = Path(workspace) / SERVERS_FILE
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get(key)
-    except (OSError, ValueError):
+        url = json.loads(path.read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError) as error:
+        _LOG.warning("%s is unreadable (%s): not using the servers it names; `make servers` writes it again", path, error)
         return None
-
-
-def running_prefect_api(workspace: str | Path) -> str | None:
-    """The Prefect API URL of the workspace's running server, or None."""
-    url = _recorded(workspace, "prefect_api_url")
-    return url if url and answers(f"{url.rstrip('/')}/health") else None
-
-
-def running_mlflow_server(workspace: str | Path) -> str | None:
-    """The tracking URI of the MLflow server serving the workspace's store, or None."""
-    url = _recorded(workspace, "mlflow_tracking_uri")
     return url if url and answers(f"{url.rstrip('/')}/health") else None

@@ -15,7 +15,7 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from tinylm.storage.servers import running_mlflow_server
+from tinylm.storage.servers import running_server
 
 # `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into the environment, so
 # the variable alone cannot tell a user's choice from our own earlier call; these are ours.
@@ -51,7 +51,7 @@ def _workspace_server(workspace: str | Path) -> str | None:
     key = Path(workspace).resolve()
     checked = _SERVER_CHECKS.get(key)
     if checked is None or time.monotonic() - checked[0] > _CHECK_EVERY_S:
-        checked = _SERVER_CHECKS[key] = (time.monotonic(), running_mlflow_server(workspace))
+        checked = _SERVER_CHECKS[key] = (time.monotonic(), running_server(workspace, "mlflow_tracking_uri"))
     return checked[1]
 
 

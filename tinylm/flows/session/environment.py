@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tinylm.storage.servers import answers, running_prefect_api
+from tinylm.storage.servers import answers, running_server
 
 DEFAULTS = {
     # Prefect gives its temporary API server 20 s to start; on a busy 2-core machine that
@@ -41,7 +41,7 @@ def use_running_servers(workspace: str | Path) -> bool:
     """
     if "PREFECT_API_URL" in os.environ:
         return False
-    api_url = running_prefect_api(workspace)
+    api_url = running_server(workspace, "prefect_api_url")
     if api_url is None:
         return False
     os.environ["PREFECT_API_URL"] = api_url
