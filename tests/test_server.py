@@ -171,8 +171,11 @@ def test_the_key_guards_every_route_but_the_page_and_an_unknown_model_is_openais
     for wrong in ("Bearer wrong-key", f"Basic {KEY}", KEY, f"Bearer {KEY}x", ""):
         assert httpx.get(f"{base}/models", headers={"Authorization": wrong}).status_code == 401, wrong
     for described in ("docs", "redoc", "openapi.json"):
-        assert httpx.get(f"{root}/{described}").status_code == 404, "the API's description is not served when a key is set"
+        assert httpx.get(f"{root}/{described}").status_code == 401, described
+        with_key = httpx.get(f"{root}/{described}", headers={"Authorization": f"Bearer {KEY}"})
+        assert with_key.status_code == 404, "the API's description is not served when a key is set"
     assert httpx.get(f"{root}/").status_code == 200, "the chat page stays public"
+    assert httpx.get(f"{root}/health").json()["status"] == "ok", "and so does the health check"
     with pytest.raises(openai.NotFoundError) as refused:
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     assert refused.value.code == "model_not_found" and "tinylm" in refused.value.message

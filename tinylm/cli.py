@@ -466,6 +466,9 @@ def _add_serving_commands(command: Command) -> None:
     serve.add_argument("--name", default="tinylm", help="the model's id in /v1/models and in responses")
     serve.add_argument("--max-tokens", type=int, default=512, help="most tokens one request may generate")
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body accepted")
+    serve.add_argument("--max-running", type=int, default=4, help="generations at once (each holds a KV cache for its context)")
+    serve.add_argument("--max-waiting", type=int, default=32, help="requests queued for a generation; more get a 429")
+    serve.add_argument("--request-timeout", type=float, default=120, help="seconds a request may take, its wait included")
     serve.add_argument("--workspace", help="workspace of the default MLflow store (default ./workspace)")
 
 
@@ -489,7 +492,15 @@ def _serve(args: argparse.Namespace) -> None:
 
     workspace = args.workspace or "workspace"
     use_experiment("tinylm", workspace)
-    settings = ServerSettings(args.name, args.max_tokens, args.max_body_bytes, os.environ.get("TINYLM_API_KEY") or None)
+    settings = ServerSettings(
+        model_name=args.name,
+        max_tokens=args.max_tokens,
+        max_body_bytes=args.max_body_bytes,
+        api_key=os.environ.get("TINYLM_API_KEY") or None,
+        max_running=args.max_running,
+        max_waiting=args.max_waiting,
+        request_timeout_s=args.request_timeout,
+    )
     if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
         print(f"tinylm serve: listening on {args.host} without an API key (set TINYLM_API_KEY to require one)", file=sys.stderr)
     uvicorn.run(build_app(load_model(args.model, workspace), settings), host=args.host, port=args.port, log_level="warning")

@@ -6,7 +6,9 @@ Every request generates with its own KV cache and its own random generator (seed
 its `seed`), so concurrent requests share nothing but the read-only weights. What a
 request may ask for is bounded: `max_tokens` by the server's limit and the model's
 context, the prompt by the context, the body by `max_body_bytes`; anything outside is a
-4xx with an OpenAI-style error message, never a 500 or an out-of-memory.
+4xx with an OpenAI-style error message, never a 500 or an out-of-memory. How much it
+takes on is bounded too (admission.py): `max_running` generations at once, `max_waiting`
+queued behind them, each request within `request_timeout_s`; beyond that, a 429.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
+from tinylm.inference.admission import ARRIVED, ApiError, Deadline, GenerationSlots, RequestGuard, send_refusal
 from tinylm.inference.generate import Finish, LoadedModel, stream_text
 from tinylm.model.generation import Sampling
 from tinylm.tokens.tokenizer_files import EOS
@@ -33,20 +38,16 @@ from tinylm.tokens.tokenizer_files import EOS
 CHAT_PAGE = Path(__file__).with_name("chat_page.html")
 
 
-@dataclass(frozen=True)
-class ServerSettings:
-    model_name: str = "tinylm"
-    max_tokens: int = 512
-    max_body_bytes: int = 1 << 20
-    api_key: str | None = None
+class ServerSettings(BaseModel, frozen=True):
+    """`tinylm serve`'s limits, bounded so that a typo cannot make a server that turns everyone away."""
 
-
-class ApiError(Exception):
-    """A request the server refuses, with the HTTP status and the message the client sees."""
-
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind, self.code = status, message, kind, code
+    model_name: str = Field("tinylm", min_length=1)
+    max_tokens: int = Field(512, ge=1, description="most tokens one reply may have")
+    max_body_bytes: int = Field(1 << 20, ge=1, description="largest request body read")
+    api_key: str | None = Field(None, min_length=1)
+    max_running: int = Field(4, ge=1, description="generations at once, each holding a KV cache for its context")
+    max_waiting: int = Field(32, ge=0, description="requests queued for a generation slot; more are turned away with a 429")
+    request_timeout_s: float = Field(120.0, gt=0, description="from arrival: the wait for a slot and the generation together")
 
 
 class Message(BaseModel):
@@ -126,11 +127,11 @@ class Generator:
             raise ApiError(400, f"the prompt ({len(prompt_ids)} tokens) and max_tokens {asked} exceed the context of {self.context}")
         return min(asked or self.settings.max_tokens, room)
 
-    def text(self, prompt_ids: list[int], request: SamplingRequest, max_tokens: int, finish: Finish) -> Iterator[str]:
+    def text(self, prompt_ids: list[int], request: SamplingRequest, max_tokens: int, finish: Finish, deadline: Deadline) -> Iterator[str]:
         sampling = Sampling(temperature=request.temperature, top_k=0, top_p=request.top_p, repetition_penalty=1.0)
         seed = request.seed if request.seed is not None else secrets.randbits(63)
         pieces = stream_text(self.loaded, prompt_ids, max_tokens, sampling, torch.Generator().manual_seed(seed), finish)
-        return cut_at_stops(pieces, _stops(request.stop), finish)
+        return cut_at_stops(deadline.cut(pieces), _stops(request.stop), finish)
 
     def chat_prompt(self, request: ChatRequest) -> list[int]:
         (prompt,) = self.loaded.chat.encode([[message.model_dump() for message in request.messages]], generation_prompt=True)
@@ -147,33 +148,60 @@ def _event(payload: dict) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
+class SlottedResponse(Response):
+    """A reply made only once a generation slot is free, and sent while the slot is held. The slot is released
+    however the response ends, a client's disconnect included; a request that gets none is answered with a 429."""
+
+    def __init__(self, slots: GenerationSlots, deadline: Deadline, reply: Callable[[], Awaitable[Response]]) -> None:
+        super().__init__()
+        self.slots, self.deadline, self.reply = slots, deadline, reply
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with self.slots.slot(self.deadline):
+                await (await self.reply())(scope, receive, send)
+        except ApiError as refused:
+            await send_refusal(send, refused)
+
+
 def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
-    """The API for one loaded model; `settings.api_key`, when set, is required on every route."""
+    """The API for one loaded model; `settings.api_key`, when set, is required on every route but the chat page
+    and `/health`."""
     generator = Generator(loaded, settings)
+    slots = GenerationSlots(settings.max_running, settings.max_waiting)
     # With a key, the API's own description (/docs, /redoc, /openapi.json) is not served: a browser cannot send
     # the key to open it, and it would tell anyone what the server offers.
     documented = {} if settings.api_key is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="tinylm", description=f"OpenAI-compatible API for {settings.model_name}", **documented)
-
-    def authorised(request: Request) -> None:
-        """`Authorization: Bearer <key>` (the scheme in any case, RFC 7235), compared in constant time."""
-        if settings.api_key is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), settings.api_key.encode()):
-            raise ApiError(401, "a valid API key is required: Authorization: Bearer <key>", "authentication_error")
+    app.add_middleware(RequestGuard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes, public=PUBLIC_PATHS)
 
     def served_model(request: SamplingRequest) -> None:
         if request.model is not None and request.model != settings.model_name:
             message = f"the model {request.model!r} does not exist: this server serves {settings.model_name!r}"
             raise ApiError(404, message, "invalid_request_error", "model_not_found")
 
-    @app.middleware("http")
-    async def bounded_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        declared = request.headers.get("content-length")
-        if declared is not None and int(declared) > settings.max_body_bytes:
-            return _error(ApiError(413, f"the request body is over {settings.max_body_bytes} bytes"))
-        return await call_next(request)
+    def slotted(request: Request, body: SamplingRequest, prompt: list[int], max_tokens: int, head: dict, kind: Reply) -> Response:
+        deadline = Deadline(request.scope[ARRIVED], settings.request_timeout_s)
+        finish = Finish()
+        pieces = generator.text(prompt, body, max_tokens, finish, deadline)
+
+        async def whole() -> Response:
+            text = await run_in_threadpool("".join, pieces)
+            reply = {"object": kind.object, "choices": [kind.choice(text, finish.reason)], "usage": _usage(prompt, finish)}
+            return JSONResponse(head | reply)
+
+        async def streamed() -> Response:
+            def events() -> Iterator[str]:
+                chunk = head | {"object": kind.chunk_object}
+                yield from (_event(chunk | {"choices": [choice]}) for choice in kind.opening())
+                for piece in pieces:
+                    yield _event(chunk | {"choices": [kind.delta(piece)]})
+                yield _event(chunk | {"choices": [kind.delta(None, finish.reason)]})
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+
+        return SlottedResponse(slots, deadline, streamed if body.stream else whole)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -191,14 +219,20 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
         and asks for the key that the API routes it calls require."""
         return CHAT_PAGE.read_text(encoding="utf-8")
 
-    @app.get("/v1/models", dependencies=[Depends(authorised)])
+    @app.get("/health")
+    def health() -> dict:
+        """For a load balancer or a dashboard, without the key: whether the server answers, and how full it is."""
+        limits = {"max_running": settings.max_running, "max_waiting": settings.max_waiting}
+        return {"status": "ok", "running": slots.busy, "waiting": slots.queued} | limits
+
+    @app.get("/v1/models")
     def models() -> dict:
         """OpenAI's model list; `max_model_len` (the context, as vLLM names it) and `max_tokens` (this server's limit
         on one reply) let a client fit its requests, as the chat page does."""
         card = {"id": settings.model_name, "object": "model", "created": 0, "owned_by": "tinylm"}
         return {"object": "list", "data": [card | {"max_model_len": generator.context, "max_tokens": settings.max_tokens}]}
 
-    @app.post("/tokenize", dependencies=[Depends(authorised)])
+    @app.post("/tokenize")
     def tokenize(request: TokenizeRequest) -> dict:
         """How many tokens a prompt or a conversation takes, as vLLM's server answers it: what a client needs to
         keep a conversation within the context (the chat page drops its oldest turns with it)."""
@@ -210,51 +244,52 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
             ids = generator.completion_prompt(CompletionRequest(prompt=request.prompt))
         return {"count": len(ids), "max_model_len": generator.context, "tokens": ids}
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(authorised)], response_model=None)
-    def chat(request: ChatRequest) -> dict | StreamingResponse:
-        served_model(request)
-        prompt = generator.chat_prompt(request)
-        max_tokens = generator.budget(prompt, request.max_completion_tokens or request.max_tokens)
-        finish = Finish()
-        pieces = generator.text(prompt, request, max_tokens, finish)
+    @app.post("/v1/chat/completions", response_model=None)
+    def chat(body: ChatRequest, request: Request) -> Response:
+        served_model(body)
+        prompt = generator.chat_prompt(body)
+        max_tokens = generator.budget(prompt, body.max_completion_tokens or body.max_tokens)
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": settings.model_name}
-        if request.stream:
+        return slotted(request, body, prompt, max_tokens, head, CHAT)
 
-            def events() -> Iterator[str]:
-                chunk = head | {"object": "chat.completion.chunk"}
-                yield _event(chunk | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
-                for piece in pieces:
-                    yield _event(chunk | {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
-                yield _event(chunk | {"choices": [{"index": 0, "delta": {}, "finish_reason": finish.reason}]})
-                yield "data: [DONE]\n\n"
-
-            return StreamingResponse(events(), media_type="text/event-stream")
-        text = "".join(pieces)
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish.reason}
-        return head | {"object": "chat.completion", "choices": [choice], "usage": _usage(prompt, finish)}
-
-    @app.post("/v1/completions", dependencies=[Depends(authorised)], response_model=None)
-    def complete(request: CompletionRequest) -> dict | StreamingResponse:
-        served_model(request)
-        prompt = generator.completion_prompt(request)
-        max_tokens = generator.budget(prompt, request.max_tokens or 16)
-        finish = Finish()
-        pieces = generator.text(prompt, request, max_tokens, finish)
-        head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()), "model": settings.model_name}
-        if request.stream:
-
-            def events() -> Iterator[str]:
-                for piece in pieces:
-                    yield _event(head | {"choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]})
-                yield _event(head | {"choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": finish.reason}]})
-                yield "data: [DONE]\n\n"
-
-            return StreamingResponse(events(), media_type="text/event-stream")
-        text = "".join(pieces)
-        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish.reason}
-        return head | {"choices": [choice], "usage": _usage(prompt, finish)}
+    @app.post("/v1/completions", response_model=None)
+    def complete(body: CompletionRequest, request: Request) -> Response:
+        served_model(body)
+        prompt = generator.completion_prompt(body)
+        max_tokens = generator.budget(prompt, body.max_tokens or 16)
+        head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": settings.model_name}
+        return slotted(request, body, prompt, max_tokens, head, COMPLETION)
 
     return app
+
+
+@dataclass(frozen=True)
+class Reply:
+    """How one endpoint shapes its choices, whole and as stream chunks: the only difference between chat and
+    text completions once the prompt is built."""
+
+    object: str
+    chunk_object: str
+    chat: bool
+
+    def choice(self, text: str, finish_reason: str) -> dict:
+        if self.chat:
+            return {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
+        return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+
+    def opening(self) -> list[dict]:
+        """The chunks before the text: a chat stream names the speaker first."""
+        return [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}] if self.chat else []
+
+    def delta(self, piece: str | None, finish_reason: str | None = None) -> dict:
+        if self.chat:
+            return {"index": 0, "delta": {} if piece is None else {"content": piece}, "finish_reason": finish_reason}
+        return {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish_reason}
+
+
+CHAT = Reply("chat.completion", "chat.completion.chunk", chat=True)
+COMPLETION = Reply("text_completion", "text_completion", chat=False)
+PUBLIC_PATHS = frozenset({"/", "/health"})
 
 
 def _usage(prompt: list[int], finish: Finish) -> dict:
@@ -262,5 +297,4 @@ def _usage(prompt: list[int], finish: Finish) -> dict:
 
 
 def _error(error: ApiError) -> JSONResponse:
-    body = {"message": error.message, "type": error.kind, "param": None, "code": error.code or error.status}
-    return JSONResponse({"error": body}, status_code=error.status)
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers())
