@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
 
 from tinylm.model.config import ModelConfig
 
@@ -109,6 +109,12 @@ class FilterConfig(_Settings):
         "the filters and dedup always judge it without them; keep them in the stored text (MiniMind trains on them) or strip them",
     )
 
+    @model_validator(mode="after")
+    def _lengths_in_order(self) -> FilterConfig:
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars {self.min_chars} is above max_chars {self.max_chars}: every document would be dropped")
+        return self
+
 
 class DedupConfig(_Settings):
     """Exact and MinHash LSH near-duplicate removal."""
@@ -130,7 +136,7 @@ class DedupConfig(_Settings):
     redis_prefix: str = Field("tinylm", description="key prefix of this index in Redis")
     zh_ngram: int = Field(5, ge=1, description="character shingle size for Chinese")
     en_ngram: int = Field(5, ge=1, description="word shingle size for English")
-    seed: int = Field(1, description="the MinHash permutations' seed: an index only matches signatures made with its own")
+    seed: int = Field(1, ge=0, lt=1 << 32, description="the MinHash permutations' seed: an index only matches signatures made with its own")
 
 
 class RunnerConfig(_Settings):
@@ -167,7 +173,7 @@ class TokenizerConfig(_Settings):
         description="share of the sample per language (`lang` of the documents; 1 for a language not named); "
         "a language with less text passes its share on to the others",
     )
-    seed: int = Field(0, description="chooses the sample and the held-out documents")
+    seed: int = Field(0, ge=0, description="chooses the sample and the held-out documents")
     heldout_fraction: float = Field(0.01, ge=0, lt=1, description="documents never sampled, for measuring compression on unseen text")
     heldout_bytes: int = Field(1_000_000, ge=0, description="held-out text per language the compression is measured on")
 
@@ -186,7 +192,7 @@ class ShardsConfig(_Settings):
     validation_fraction: float = Field(
         0.005, ge=0, lt=1, description="share of documents, chosen by seed, written as validation shards instead"
     )
-    seed: int = Field(0, description="fixes the validation split, the fractional copies, the interleaving and the shuffle")
+    seed: int = Field(0, ge=0, description="fixes the validation split, the fractional copies, the interleaving and the shuffle")
 
 
 class ChatDataConfig(_Settings):
@@ -214,7 +220,7 @@ class ChatDataConfig(_Settings):
     shard_units: int = Field(
         16384, ge=1, description="conversations (or pairs) per training shard: a checkpoint and a validation after each"
     )
-    seed: int = Field(0, description="fixes the validation split, the fractional copies and the shuffle")
+    seed: int = Field(0, ge=0, description="fixes the validation split, the fractional copies and the shuffle")
 
 
 class LoraConfig(_Settings):
@@ -251,9 +257,9 @@ class TrainConfig(_Settings):
     warmup_steps: WarmupSteps = 50
     weight_decay: float = Field(0.1, ge=0, description="AdamW's decoupled weight decay (not on norms and biases)")
     grad_clip: float = Field(1.0, gt=0, description="gradients are scaled down to this global norm at most")
-    seed: int = Field(1337, description="fixes the initial weights, the data order and dropout")
-    max_shards: int | None = Field(None, description="train on at most this many shards (None = all)")
-    max_steps_per_shard: int | None = Field(None, description="cap steps per shard, for quick runs (None = the whole shard)")
+    seed: int = Field(1337, ge=0, description="fixes the initial weights, the data order and dropout")
+    max_shards: int | None = Field(None, ge=1, description="train on at most this many shards (None = all)")
+    max_steps_per_shard: int | None = Field(None, ge=1, description="cap steps per shard, for quick runs (None = the whole shard)")
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches summed into each optimizer step")
     log_every: int = Field(10, ge=1, description="log metrics to MLflow every N steps")
     checkpoint_every: int | None = Field(
@@ -289,6 +295,13 @@ class TrainConfig(_Settings):
         ge=0,
         description="chat data: loss weight of the think and /think tags where trained (MiniMind's reasoning stage weighs them up)",
     )
+
+    @model_validator(mode="after")
+    def _schedule_in_order(self) -> TrainConfig:
+        """The cosine decays from learning_rate to min_learning_rate: the other way round it would rise."""
+        if self.min_learning_rate > self.learning_rate:
+            raise ValueError(f"min_learning_rate {self.min_learning_rate} is above learning_rate {self.learning_rate}: lower it")
+        return self
 
 
 class DpoConfig(TrainConfig):

@@ -102,6 +102,11 @@ class Trainer:
         steps_per_shard = [batches_in_shard(data.units(i) // ranks.world, config) for i in range(shard_count)]
         if sum(steps_per_shard) == 0:
             raise ValueError(f"{data.directory} holds too little for one batch of {config.batch_size}x{config.seq_len}")
+        if config.warmup_steps >= sum(steps_per_shard):
+            raise ValueError(
+                f"warmup_steps {config.warmup_steps} is not below the {sum(steps_per_shard)} optimizer steps of this run: "
+                "the learning rate would never reach learning_rate; lower warmup_steps"
+            )
         scheduler = build_scheduler(optimizer, sum(steps_per_shard), config)
         trained = torch.compile(wrapped) if config.compile else wrapped
         autocast = autocast_for(device)
