@@ -27,6 +27,7 @@ from tinylm.inference.export import export_hf
 from tinylm.inference.generate import HF_CONFIG_FILE, LoadedModel, load_model, resolve_checkpoint
 from tinylm.storage.manifest import content_hashes, fingerprint, read_manifest
 from tinylm.tracking.checkpoint_artifacts import newest_remote_checkpoint
+from tinylm.tracking.locks import work_lock
 from tinylm.tracking.store import client, use_experiment
 from tinylm.training.trainer import pick_device
 
@@ -56,24 +57,26 @@ def evaluate_model(model: str, config: EvalConfig, workspace: str, tags: dict[st
     benchmarks = {entry: _benchmark_fingerprint(entry) for entry in config.benchmarks}
     settings = config.model_dump(mode="json", exclude={"device", "experiment", "batch_size", "perplexity_data", "benchmarks"})
     key = fingerprint(STAGE, settings, {"weights": weights_sha256(loaded)} | data | benchmarks)
-    if (done := finished_eval(experiment_id, key)) is not None:
-        return eval_results(done) | {"run_id": done, "reused": True}
-    data_tags = {f"tinylm.data.{data_label(path)}": value[:16] for path, value in data.items()}
-    run_tags = {"tinylm.stage": STAGE, "tinylm.model": model} | data_tags
-    nesting = {"mlflow.parentRunId": model_run_id} if model_run_id else {}
-    device = pick_device(config.device)
-    with eval_run(experiment_id, key, config.model_dump(mode="json"), run_tags | nesting | (tags or {})) as run_id:
-        ppl_rows = [
-            {"data": data_label(path), "group": group, **scores, "fingerprint": data[path][:16]}
-            for path in config.perplexity_data
-            for group, scores in perplexity(loaded, path, config, device).items()
-        ]
-        bench_rows = _benchmark_rows(model, config, workspace, device.type) if config.benchmarks else []
-        tables = {"perplexity": ppl_rows, "benchmarks": bench_rows}
-        log_results(run_id, model_run_id, step, headline_metrics(ppl_rows, bench_rows), tables)
-        summary = {"model": model, "model_run_id": model_run_id, **tables}
-        log_summary(run_id, summary | {"seconds": round(time.time() - started, 1)})
-    return summary | {"run_id": run_id, "reused": False}
+    # Held from the lookup to the end, so a second evaluation of the same model and data waits, then reuses this one.
+    with work_lock(workspace, f"eval-{key[:16]}", "evaluation"):
+        if (done := finished_eval(experiment_id, key)) is not None:
+            return eval_results(done) | {"run_id": done, "reused": True}
+        data_tags = {f"tinylm.data.{data_label(path)}": value[:16] for path, value in data.items()}
+        run_tags = {"tinylm.stage": STAGE, "tinylm.model": model} | data_tags
+        nesting = {"mlflow.parentRunId": model_run_id} if model_run_id else {}
+        device = pick_device(config.device)
+        with eval_run(experiment_id, key, config.model_dump(mode="json"), run_tags | nesting | (tags or {})) as run_id:
+            ppl_rows = [
+                {"data": data_label(path), "group": group, **scores, "fingerprint": data[path][:16]}
+                for path in config.perplexity_data
+                for group, scores in perplexity(loaded, path, config, device).items()
+            ]
+            bench_rows = _benchmark_rows(model, config, workspace, device.type) if config.benchmarks else []
+            tables = {"perplexity": ppl_rows, "benchmarks": bench_rows}
+            log_results(run_id, model_run_id, step, headline_metrics(ppl_rows, bench_rows), tables)
+            summary = {"model": model, "model_run_id": model_run_id, **tables}
+            log_summary(run_id, summary | {"seconds": round(time.time() - started, 1)})
+        return summary | {"run_id": run_id, "reused": False}
 
 
 def headline(result: dict[str, Any]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 
+from tinylm.tracking.locks import work_lock
 from tinylm.tracking.store import abandon, client, ending, flatten_params, interrupted_run_ids, use_experiment
 
 GROUP_KEY_TAG = "tinylm.group_key"
@@ -38,26 +40,29 @@ def run_group(
 
     `key` says what the group does (a pipeline's config and inputs, a refresh's batch): a group
     with the same key that a kill or an error interrupted is continued, so a re-run pipeline
-    shows as one run with its stages; with `restart` that run is marked KILLED instead.
+    shows as one run with its stages; with `restart` that run is marked KILLED instead. The group's
+    lock (locks.py) is held throughout: a second command with the same key waits for this one
+    instead of taking its live run for an interrupted one.
     """
     experiment_id = use_experiment(experiment, workspace)
     tracking = client()
-    interrupted = _interrupted_groups(experiment_id, name, key)
-    for run_id in interrupted if restart else []:
-        abandon(run_id, "restart")
-    if interrupted and not restart:
-        run_id = interrupted[0]
-        tracking.update_run(run_id, status="RUNNING")
-        tracking.set_tag(run_id, "tinylm.resumed", "true")
-    else:
-        tags = {"tinylm.stage": name, GROUP_KEY_TAG: key} | (tags or {})
-        run_id = tracking.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-    token = _GROUP_RUN.set(run_id)
-    try:
-        with ending(run_id):
-            yield run_id
-    finally:
-        _GROUP_RUN.reset(token)
+    with work_lock(workspace, f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}", name):
+        interrupted = _interrupted_groups(experiment_id, name, key)
+        for run_id in interrupted if restart else []:
+            abandon(run_id, "restart")
+        if interrupted and not restart:
+            run_id = interrupted[0]
+            tracking.update_run(run_id, status="RUNNING")
+            tracking.set_tag(run_id, "tinylm.resumed", "true")
+        else:
+            tags = {"tinylm.stage": name, GROUP_KEY_TAG: key} | (tags or {})
+            run_id = tracking.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        token = _GROUP_RUN.set(run_id)
+        try:
+            with ending(run_id):
+                yield run_id
+        finally:
+            _GROUP_RUN.reset(token)
 
 
 def _interrupted_groups(experiment_id: str, name: str, key: str) -> list[str]:

@@ -7,15 +7,17 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import mlflow
+from filelock import FileLock
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from tinylm.storage.servers import running_server
+from tinylm.tracking.locks import lock_path
 
 # `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into the environment, so
 # the variable alone cannot tell a user's choice from our own earlier call; these are ours.
@@ -66,13 +68,16 @@ def use_experiment(name: str, workspace: str | Path) -> str:
     if embedded or uri == _workspace_server(workspace):
         _CHOSEN_URIS.add(uri)
     mlflow.set_tracking_uri(uri)
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
-            client().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
-        return experiment.experiment_id
-    artifacts = (Path(workspace) / "mlartifacts").resolve().as_uri() if embedded else None
-    return mlflow.create_experiment(name, artifact_location=artifacts, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
+    # Two commands starting on a fresh workspace would both create the SQLite store's tables (MLflow's migrations
+    # are not safe to run twice at once: "table ... already exists"), or both create the experiment: one at a time.
+    with FileLock(lock_path(workspace, "mlflow-store")) if embedded else nullcontext():
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is not None:
+            if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
+                client().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+            return experiment.experiment_id
+        artifacts = (Path(workspace) / "mlartifacts").resolve().as_uri() if embedded else None
+        return mlflow.create_experiment(name, artifact_location=artifacts, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
 
 
 def flatten_params(prefix: str, value: Any) -> dict[str, str]:

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from filelock import FileLock, Timeout
 
 from tinylm.config import DistillConfig, DpoConfig, TrainConfig
 from tinylm.storage.manifest import fingerprint, manifest_hash
 from tinylm.tracking.groups import group_tags
+from tinylm.tracking.locks import work_lock
 from tinylm.tracking.store import abandon, ending, flatten_params, interrupted_run_ids, newest_runs, use_experiment
 from tinylm.training.distributed import Ranks, from_main
 
@@ -79,25 +78,9 @@ def choose_run(config: TrainConfig, workspace: str | Path, expected: str) -> tup
     return None, interrupted[0] if interrupted else None
 
 
-@contextlib.contextmanager
-def training_lock(workspace: str | Path, expected: str) -> Iterator[None]:
-    """Only one process trains a given run at a time: a second one waits here, then finds the run finished.
-
-    A file lock in the workspace, which the operating system releases when its holder is
-    killed; processes on other machines sharing only a tracking server are not covered.
-    """
-    path = Path(workspace) / "locks" / f"train-{expected[:16]}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(path)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.warning("another process is training this run (it holds %s); waiting for it to finish", path)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
+def training_lock(workspace: str | Path, expected: str) -> contextlib.AbstractContextManager[None]:
+    """Only one process trains a given run at a time: a second one waits, then finds the run finished."""
+    return work_lock(workspace, f"train-{expected[:16]}", "training")
 
 
 def run_tags(tags: dict[str, str] | None, config: TrainConfig, expected: str) -> dict[str, str]:

@@ -5,6 +5,9 @@ subprocess, a work-pool worker's, a retry); set up when a flow module is importe
   logs. Prefect's PREFECT_LOGGING_EXTRA_LOGGERS would do it only where the variable is set
   before Prefect starts, and it passes on handlers but not a level (the root logger's
   WARNING would drop every INFO line).
+- tinylm's warnings (a second command waiting for a first, a run abandoned by a restart) are
+  also printed to the console: Prefect's handlers for other loggers only send to its API, so
+  a command-line user would wait on a silent terminal.
 - A cancel from the Prefect UI is logged as a cancel. Prefect cancels a run by sending its
   process SIGTERM, and its task engine logs the interrupted task as errors ("Crash
   detected! ... TerminationSignal", "Finished in state Crashed") even when the runner has
@@ -18,12 +21,23 @@ import prefect  # noqa: F401  (sets up Prefect's logging, whose "prefect.extra" 
 from prefect._internal.control_listener import get_intent
 
 
+class _ConsoleWarnings(logging.StreamHandler):
+    """Warnings and errors on stderr, in the shape of Prefect's console lines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setLevel(logging.WARNING)
+        self.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
+
+
 def _send_tinylm_logs_to_prefect() -> None:
     tinylm = logging.getLogger("tinylm")
     tinylm.setLevel(logging.INFO)
     for handler in logging.getLogger("prefect.extra").handlers:
         if handler not in tinylm.handlers:
             tinylm.addHandler(handler)
+    if not any(isinstance(handler, _ConsoleWarnings) for handler in tinylm.handlers):
+        tinylm.addHandler(_ConsoleWarnings())
 
 
 class _CancelIsNotACrash(logging.Filter):
