@@ -164,26 +164,40 @@ def test_traditional_chat_data_is_simplified_like_the_corpus_unless_switched_off
     assert [ids for ids, _ in sequences(tmp_path / "c")] != ids["a"]
 
 
-def test_bad_records_are_skipped_and_counted(tokenizer_dir, conversations, tmp_path):
+def test_bad_records_are_skipped_and_counted_by_reason_with_their_first_lines(tokenizer_dir, conversations, tmp_path):
     good = [{"conversations": messages} for messages in conversations[:5]]
+    answer = {"role": "assistant", "content": "ok"}
     bad = [
-        {"text": "no conversations here"},
+        {"text": "no conversations here"},  # line 6
         {"conversations": []},
-        {"conversations": [{"role": "narrator", "content": "x"}]},
+        {"conversations": [{"role": "narrator", "content": "x"}, answer]},
         {"conversations": [{"role": "user", "content": "only a question"}]},
+        {"conversations": [{"role": "user"}, answer]},  # line 10
+        {"conversations": [{"role": "user", "content": "q"}, {"role": "assistant", "content": None}]},
+        {"conversations": [{"content": "who am I"}, answer]},
+        {"conversations": [{"role": "user", "content": [{"type": "text", "text": "parts"}]}, answer]},
+        {"conversations": ["just a string", answer]},
+        {"conversations": [{"role": "narrator", "content": "again"}, answer]},  # line 15
     ]
     raw = [b'{"conversations": [', b'{"conversations": [{"role": "user", "content": "caf\xe9"}, {"role": "assistant", "content": "ok"}]}']
     source = write_jsonl(tmp_path / "mixed.jsonl", good + bad, raw)
     stats = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig())["stats"]
-    assert stats["records"] == 11 and stats["rows"] == 6
+    assert stats["records"] == 16 and stats["rows"] == 5
     assert stats["skipped"] == {
-        "bad_message": 1,
+        "content_not_text": 1,
         "invalid_json": 1,
+        "message_not_an_object": 1,
+        "missing_content": 1,
+        "missing_role": 1,
         "no_assistant_turn": 1,
         "no_conversations_field": 1,
         "not_a_conversation": 1,
+        "null_content": 1,
+        "undecodable_bytes": 1,
+        "unknown_role": 2,
     }
-    assert stats["lines_with_replaced_bytes"] == 1
+    assert stats["first_skipped"]["unknown_role"] == [8, 15] and stats["first_skipped"]["null_content"] == [11]
+    assert stats["first_skipped"]["invalid_json"] == [16] and stats["first_skipped"]["undecodable_bytes"] == [17]
 
 
 def test_inputs_with_nothing_usable_are_a_clear_error(tokenizer_dir, tmp_path):

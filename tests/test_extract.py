@@ -74,22 +74,37 @@ def test_jsonl_invalid_lines_are_skipped_and_counted(tmp_path):
     assert stats.first_bad_records == [2, 4]
 
 
-def test_undecodable_bytes_are_replaced_and_counted(tmp_path):
+def test_a_line_with_undecodable_bytes_is_skipped_and_counted_never_written_as_mojibake(tmp_path):
     source = tmp_path / "latin1.txt"
     source.write_bytes(b"good line\n" + "caf\xe9 au lait\n".encode("latin-1") + "另一行\n".encode())
     stats = Stats()
     documents = list(read_documents(source, ExtractConfig(text_mode="line"), stats))
-    assert [d["text"] for d in documents] == ["good line", "caf\ufffd au lait", "另一行"]
-    assert stats["lines_with_replaced_bytes"] == 1
+    assert [d["text"] for d in documents] == ["good line", "另一行"]
+    assert stats.group("skipped") == {"undecodable_bytes": 1} and stats.first_bad_records == [2]
 
 
-def test_empty_file_yields_no_documents(tmp_path):
-    for name in ("empty.txt", "empty.jsonl"):
+@pytest.mark.parametrize(("encoding", "variant"), [("gb18030", "zh-hans"), ("gbk", "zh-hans"), ("big5", "zh-hant")])
+@pytest.mark.parametrize("kind", ["txt", "jsonl"])
+def test_chinese_files_in_gb18030_or_big5_are_read_as_their_text(encoding, variant, kind, zuozhuan, tmp_path):
+    import zhconv
+
+    lines = [zhconv.convert(line, variant) for line in zuozhuan.read_text(encoding="utf-8").splitlines() if line.strip()][:300]
+    lines = [line for line in lines if line.encode(encoding, errors="ignore").decode(encoding) == line]
+    body = "\n".join(json.dumps({"text": line}, ensure_ascii=False) if kind == "jsonl" else line for line in lines) + "\n"
+    source = tmp_path / f"legacy.{kind}"
+    source.write_bytes(body.encode(encoding))
+    result = extract_unit(ExtractUnit(str(source), file_sha256(source)), tmp_path / "out", ExtractConfig(text_mode="line"))
+    texts = pq.read_table(result["output"]).column("text").to_pylist()
+    assert texts == lines and len(lines) > 150
+    assert result["read_as"] == {"big5" if encoding == "big5" else "gb18030": 1} and result["skipped"] == {}
+
+
+def test_an_empty_file_is_a_counted_skip(tmp_path):
+    for name in ("empty.txt", "empty.jsonl", "blank.txt"):
         source = tmp_path / name
-        source.write_bytes(b"")
-        stats = Stats()
-        assert list(read_documents(source, ExtractConfig(), stats)) == []
-        assert stats["records"] == 0
+        source.write_bytes(b"\n\n" if name == "blank.txt" else b"")
+        result = extract_unit(ExtractUnit(str(source), file_sha256(source)), tmp_path / "out", ExtractConfig())
+        assert (result["documents"], result["skipped"]) == (0, {"empty_file": 1}), name
 
 
 def test_compressed_text_is_read_transparently(tmp_path, constitution):

@@ -16,8 +16,10 @@ def test_counters_nest_at_their_first_dot_and_declared_ones_show_at_zero():
         "documents": 0,
         "near_duplicate_clusters": {"2": 4},
         "first_bad_records": [2],
+        "first_skipped": {"invalid_json": [2]},
     }
     assert stats.group("skipped") == {"empty": 1, "invalid_json": 1}
+    assert stats.skipped_summary() == "empty 1, invalid_json 1 (first at 2)"
 
 
 def test_results_of_many_files_sum_and_keep_only_the_first_bad_records():
@@ -35,5 +37,6 @@ def test_results_of_many_files_sum_and_keep_only_the_first_bad_records():
         "kept": 2,
         "skipped": {"invalid_json": KEPT_BAD_RECORDS},
         "first_bad_records": list(range(KEPT_BAD_RECORDS)),
+        "first_skipped": {"invalid_json": list(range(KEPT_BAD_RECORDS))},
     }
     assert Stats.total([{"dropped": {}}]).as_dict() == {"dropped": {}}, "an empty group survives the sum"

@@ -24,6 +24,7 @@ class Stats:
         self.counts: Counter[str] = Counter({name: 0 for name in names})
         self.groups = groups
         self.first_bad_records: list[int] = []
+        self.first_skipped: dict[str, list[int]] = {}  # the first few record numbers of each skip reason
 
     def update(self, name: str, value: int = 1) -> None:
         self.counts[name] += value
@@ -31,8 +32,13 @@ class Stats:
     def skip(self, reason: str, record: int | None = None) -> None:
         """An input record that yields nothing, counted as `skipped.<reason>`."""
         self.update(f"skipped.{reason}")
-        if record is not None and len(self.first_bad_records) < KEPT_BAD_RECORDS:
+        if record is None:
+            return
+        if len(self.first_bad_records) < KEPT_BAD_RECORDS:
             self.first_bad_records.append(record)
+        kept = self.first_skipped.setdefault(reason, [])
+        if len(kept) < KEPT_BAD_RECORDS:
+            kept.append(record)
 
     def drop(self, reason: str) -> None:
         """A document removed on purpose (a filter rule), counted as `dropped.<reason>`."""
@@ -50,10 +56,22 @@ class Stats:
         self.counts.update(other.counts)
         self.groups = tuple(dict.fromkeys(self.groups + other.groups))
         self.first_bad_records.extend(other.first_bad_records[: KEPT_BAD_RECORDS - len(self.first_bad_records)])
+        for reason, records in other.first_skipped.items():
+            kept = self.first_skipped.setdefault(reason, [])
+            kept.extend(records[: KEPT_BAD_RECORDS - len(kept)])
         return self
 
+    def skipped_summary(self) -> str:
+        """The skips in a line for a log: each reason's count, and where its first records are."""
+        return ", ".join(
+            f"{reason} {count}" + (f" (first at {', '.join(map(str, self.first_skipped[reason]))})" if reason in self.first_skipped else "")
+            for reason, count in self.group("skipped").items()
+            if count
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        """Counters nested at their first dot, plus `first_bad_records` when there were any."""
+        """Counters nested at their first dot, plus `first_bad_records` and `first_skipped` (by reason) when there
+        were any."""
         shown: dict[str, Any] = {group: {} for group in self.groups}
         for name, value in self.counts.items():
             head, dot, rest = name.partition(".")
@@ -64,18 +82,23 @@ class Stats:
         shown = {key: dict(sorted(value.items())) if isinstance(value, dict) else value for key, value in shown.items()}
         if self.first_bad_records:
             shown["first_bad_records"] = list(self.first_bad_records)
+            shown["first_skipped"] = {reason: list(records) for reason, records in sorted(self.first_skipped.items())}
         return shown
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Stats:
         """The counters of a shown dict: its integer leaves, one level of groups deep; other values
-        (paths, flags) are not counts, and `first_bad_records` comes back as such."""
-        stats = cls(groups=tuple(key for key, value in values.items() if isinstance(value, Mapping)))
+        (paths, flags) are not counts, and `first_bad_records` and `first_skipped` come back as such."""
+        groups = tuple(key for key, value in values.items() if isinstance(value, Mapping) and key != "first_skipped")
+        stats = cls(groups=groups)
         for key, value in values.items():
+            if key == "first_skipped":
+                continue
             for name, count in value.items() if isinstance(value, Mapping) else [("", value)]:
                 if isinstance(count, int) and not isinstance(count, bool):
                     stats.update(f"{key}.{name}" if name else key, count)
         stats.first_bad_records = list(values.get("first_bad_records") or [])[:KEPT_BAD_RECORDS]
+        stats.first_skipped = {reason: list(records)[:KEPT_BAD_RECORDS] for reason, records in (values.get("first_skipped") or {}).items()}
         return stats
 
     @classmethod

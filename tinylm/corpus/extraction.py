@@ -128,5 +128,7 @@ def extract_unit(unit: ExtractUnit, output_dir: str | Path, config: ExtractConfi
     except BaseException:
         writer.abort()
         raise
+    if stats["records"] == 0 and not stats.group("skipped"):
+        stats.skip("empty_file")
     writer.close()
     return result | stats.as_dict() | {"reused": False}

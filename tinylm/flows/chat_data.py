@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import time
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ChatDataConfig
 from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import thread_runner
+from tinylm.stats import Stats
 from tinylm.storage.manifest import is_complete, read_manifest
 from tinylm.tokens.chat_data import chat_data_inputs, encode_chat_file, finish_chat_data
 
-encode_chat_file_task = task(encode_chat_file, name="encode-chat-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
+
+@task(name="encode-chat-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
+def encode_chat_file_task(path: str, index: int, tokenizer: str, tokenizer_sha256: str, output: str, config: ChatDataConfig) -> dict:
+    """One file as a task run; what it skipped is logged by reason, with the first lines of each."""
+    result = encode_chat_file(path, index, tokenizer, tokenizer_sha256, output, config)
+    skipped = Stats.from_dict(result)
+    if skipped.group("skipped"):
+        get_run_logger().warning("%s: skipped %s", path, skipped.skipped_summary())
+    return result
 
 
 @flow(

@@ -29,8 +29,12 @@ def extract_unit_task(unit: ExtractUnit, output_dir: str, config: ExtractConfig,
             unit.path,
             100 * suspect_share(result),
         )
-    if result.get("first_bad_records"):
-        get_run_logger().warning("%s: %s skipped; first bad records %s", unit.path, result["skipped"], result["first_bad_records"])
+    for encoding in result.get("read_as", {}):
+        get_run_logger().warning("%s is not UTF-8: read as %s, the Chinese encoding its bytes are coherent in", unit.path, encoding)
+    if result.get("skipped", {}).get("empty_file"):
+        get_run_logger().warning("%s holds no text: nothing was extracted from it", unit.path)
+    elif any(result.get("skipped", {}).values()):
+        get_run_logger().warning("%s: skipped %s", unit.path, Stats.from_dict(result).skipped_summary())
     return result
 
 

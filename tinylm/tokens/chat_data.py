@@ -40,18 +40,18 @@ from tinylm.tokens.tokenizer_files import EOS, PAD, load_tokenizer
 FIELDS = {"sft": ("conversations",), "dpo": ("chosen", "rejected")}
 
 
-def _conversations(record: Any, fmt: str, stats: Stats) -> list[list[Message]] | None:
-    """The record's conversations in the format's field order, or None (counted) when it has none usable."""
+def _conversations(record: Any, line: int, fmt: str, stats: Stats) -> list[list[Message]] | None:
+    """The record's conversations in the format's field order, or None (counted with its line) when it has none usable."""
     if not isinstance(record, dict) or any(name not in record for name in FIELDS[fmt]):
-        stats.skip(f"no_{'_'.join(FIELDS[fmt])}_field")
+        stats.skip(f"no_{'_'.join(FIELDS[fmt])}_field", line)
         return None
     conversations = [record[name] for name in FIELDS[fmt]]
     for messages in conversations:
         if (problem := conversation_problem(messages)) is not None:
-            stats.skip(problem)
+            stats.skip(problem, line)
             return None
     if fmt == "dpo" and (problem := pair_problem(*conversations)) is not None:
-        stats.skip(problem)
+        stats.skip(problem, line)
         return None
     return conversations
 
@@ -71,7 +71,7 @@ def _batches(path: Path, config: ChatDataConfig, stats: Stats) -> Iterator[tuple
     lines, conversations = [], []
     convert = make_converter(config.convert) if config.simplify else None
     for number, record in read_json_lines(path, stats):
-        found = _conversations(record, config.format, stats)
+        found = _conversations(record, number, config.format, stats)
         if found is not None and convert is not None:
             found = [_simplified(messages, convert, stats) for messages in found]
         if found is not None:
@@ -90,7 +90,7 @@ def encode_chat_file(
     """Tokenize one jsonl file into part `index` (a directory, written whole or not at all); returns its counts."""
     encoder = ChatEncoder.load(Path(tokenizer_dir), tokenizer_sha256)
     counters = ("records", "rows", "validation_rows", "truncated", "tokens", "trained_tokens", "converted_messages")
-    stats = Stats(*counters, "lines_with_replaced_bytes", groups=("skipped",))
+    stats = Stats(*counters, groups=("skipped",))
     width = len(FIELDS[config.format])
     output = Path(output_dir) / part_dir(index)
     dtype = token_dtype(encoder.text_tokenizer.get_vocab_size())

@@ -110,10 +110,27 @@ def conversation_problem(messages: Any) -> str | None:
     if not isinstance(messages, list) or not messages:
         return "not_a_conversation"
     for message in messages:
-        if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(message.get("content"), str):
-            return "bad_message"
-        if not isinstance(message.get("reasoning_content", ""), str | None):
-            return "bad_reasoning_content"
+        if (problem := message_problem(message)) is not None:
+            return problem
     if not any(message["role"] == TRAINED_ROLE for message in messages):
         return "no_assistant_turn"
+    return None
+
+
+def message_problem(message: Any) -> str | None:
+    """Why one message cannot be encoded, named for what a user fixes in the file."""
+    if not isinstance(message, dict):
+        return "message_not_an_object"
+    if "role" not in message:
+        return "missing_role"
+    if message["role"] not in ROLES:
+        return "unknown_role"
+    if "content" not in message:
+        return "missing_content"
+    if message["content"] is None:
+        return "null_content"
+    if not isinstance(message["content"], str):
+        return "content_not_text"
+    if not isinstance(message.get("reasoning_content", ""), str | None):
+        return "bad_reasoning_content"
     return None

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+import charset_normalizer
+
 from tinylm.config import ExtractConfig
 from tinylm.corpus.compression import COMPRESSIONS, STREAM_ERRORS, CountingReader, decompressed, plain_name
 from tinylm.corpus.wiki.multistream import ByteRange, RangeReader
@@ -23,7 +25,7 @@ from tinylm.stats import Stats
 from tinylm.storage.documents import Document
 
 Reader = Callable[[Path, IO[bytes], ExtractConfig, Stats], Iterator[Document]]
-READ_COUNTERS = ("records", "documents", "lines_with_replaced_bytes")
+READ_COUNTERS = ("records", "documents")
 
 
 class TruncatedInputError(Exception):
@@ -50,11 +52,18 @@ _BYTE_ORDER_MARKS = (  # UTF-32 LE first: its mark begins with UTF-16 LE's
 )
 # Above this share of NULs and undecodable bytes, a file is most likely not UTF-8 at all.
 SUSPECT_SHARE = 0.3
+# Chinese files that are not UTF-8 are most often in the legacy encodings of the mainland (GB18030, a superset of
+# GBK and GB2312) or of Taiwan and Hong Kong (Big5): a file whose first bytes are mostly not UTF-8 is read in the
+# one of these that charset-normalizer finds them coherent in.
+CHINESE_ENCODINGS = ["gb18030", "big5", "big5hkscs"]
+NOT_UTF8_SHARE = 0.05  # of a file's first characters replaced as UTF-8, from which another encoding is looked for
+REPLACED = "\ufffd"
 
 
-def utf8_stream(stream: IO[bytes]) -> IO[bytes]:
+def utf8_stream(stream: IO[bytes], stats: Stats) -> IO[bytes]:
     """The stream as UTF-8 bytes: a byte-order mark, as Windows tools write them (UTF-8, UTF-16, UTF-32),
-    is honoured and dropped, so such a file reads as its text rather than as mojibake and NULs."""
+    is honoured and dropped, so such a file reads as its text rather than as mojibake and NULs; a file in
+    GB18030 or Big5 is decoded from it (counted as `read_as.<encoding>`)."""
     head = stream.peek(4)[:4]  # type: ignore[attr-defined]
     for mark, encoding in _BYTE_ORDER_MARKS:
         if head.startswith(mark):
@@ -62,23 +71,36 @@ def utf8_stream(stream: IO[bytes]) -> IO[bytes]:
                 stream.read(len(mark))
                 return stream
             return codecs.EncodedFile(stream, "utf-8", encoding)  # type: ignore[return-value]
-    return stream
+    legacy = legacy_chinese_encoding(stream.peek(1 << 16))  # type: ignore[attr-defined]
+    if legacy is None:
+        return stream
+    stats.update(f"read_as.{legacy}")
+    return codecs.EncodedFile(stream, "utf-8", legacy, errors="replace")  # type: ignore[return-value]
+
+
+def legacy_chinese_encoding(head: bytes) -> str | None:
+    """GB18030 or Big5 when the first bytes of a file are mostly not UTF-8 and are Chinese text in one of them."""
+    text = head.decode("utf-8", errors="replace")
+    if text.count(REPLACED) <= NOT_UTF8_SHARE * len(text):
+        return None
+    best = charset_normalizer.from_bytes(head, cp_isolation=CHINESE_ENCODINGS).best()
+    return None if best is None else best.encoding
 
 
 def decoded_lines(stream: IO[bytes], stats: Stats) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each line; bytes that are not UTF-8 are replaced and the line counted, and
-    characters that suggest another encoding (replaced bytes, NULs) are counted for `suspect_share`."""
+    """(line number, text) of each line. A line with bytes its encoding cannot decode is skipped, counted as
+    `undecodable_bytes` with its number: replaced bytes would be mojibake in the corpus. Characters that suggest
+    another encoding (replaced bytes, NULs) are also counted for `suspect_share`."""
     characters = 0  # summed here and counted once: a counter update per line would cost every reader
     try:
-        for number, raw in enumerate(utf8_stream(stream), start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                line = raw.decode("utf-8", errors="replace")
-                stats.update("lines_with_replaced_bytes")
-            if "\ufffd" in line or "\x00" in line:
-                stats.update("suspect_characters", line.count("\ufffd") + line.count("\x00"))
+        for number, raw in enumerate(utf8_stream(stream, stats), start=1):
+            line = raw.decode("utf-8", errors="replace")
             characters += len(line)
+            if REPLACED in line or "\x00" in line:
+                stats.update("suspect_characters", line.count(REPLACED) + line.count("\x00"))
+                if REPLACED in line:
+                    stats.skip("undecodable_bytes", number)
+                    continue
             yield number, line.rstrip("\r\n")
     finally:
         stats.update("characters", characters)

@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from tinylm.config import ExtractConfig
 from tinylm.corpus.compression import CHUNK
-from tinylm.corpus.readers.base import source_name, utf8_stream
+from tinylm.corpus.readers.base import REPLACED, source_name, utf8_stream
 from tinylm.stats import Stats
 from tinylm.storage.documents import Document, make_document
 
@@ -94,13 +94,16 @@ def _native_id(record: dict, number: int) -> str | int:
 
 def read_wudao(path: Path, stream: IO[bytes], config: ExtractConfig, stats: Stats) -> Iterator[Document]:
     source = source_name(path)
-    for number, record in iter_json_array(utf8_stream(stream), stats):
+    for number, record in iter_json_array(utf8_stream(stream, stats), stats):
         content = record.get("content") if isinstance(record, dict) else None
         if not isinstance(content, str):
             stats.skip("no_text_field", number)
             continue
         if not content.strip():
             stats.skip("empty")
+            continue
+        if REPLACED in content:
+            stats.skip("undecodable_bytes", number)
             continue
         stats.update("documents")
         meta = {key: record.get(key) for key in _META_FIELDS if key in record}
