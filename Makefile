@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # Two test processes (pytest-xdist): most slow tests wait on servers and subprocesses, so two share two cores well.
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup demo lint test test-fast bench servers stop clean
+.PHONY: setup demo lint docs test test-fast bench servers stop clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,10 @@ demo: setup
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The pages of docs/ that are generated from the code (tests/test_docs.py fails while one is stale).
+docs: $(STAMP)
+	$(BIN)/python scripts/config_reference.py
 
 test: lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
