@@ -22,10 +22,10 @@ from _cli import bench_parser
 from tinylm.config import LoraConfig, TrainConfig
 from tinylm.model.config import ModelConfig
 from tinylm.model.transformer import Transformer
-from tinylm.training.adapters import with_adapters
 from tinylm.training.data import Batch
 from tinylm.training.objectives import LanguageModeling, Preference, sequence_logps
 from tinylm.training.optimizer import build_optimizer
+from tinylm.weights.adapters import with_adapters
 
 SHAPE = ModelConfig(vocab_size=6400, dim=512, n_layers=8, n_heads=8, n_kv_heads=2, max_seq_len=1024)
 

@@ -14,9 +14,9 @@ from tinylm.inference.generate import load_model
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import STATE_FILE, load_checkpoint, newest_local_checkpoint
 from tinylm.storage.manifest import read_manifest
-from tinylm.training.adapters import load_adapter_state, with_adapters
 from tinylm.training.merge import MERGED_FROM_TAG, merge_adapters
 from tinylm.training.trainer import train_model
+from tinylm.weights.adapters import load_adapter_state, with_adapters
 
 MINIMIND = Path(__file__).parent / "data" / "minimind"
 

@@ -94,7 +94,7 @@ def _prefect_line() -> str:
     """Where this command's flow runs are: the API it used, or the temporary server that ended with it."""
     import os
 
-    from tinylm.flows.session.temporary_server import TEMPORARY_MARK
+    from tinylm.flows.session.environment import TEMPORARY_MARK
 
     api = os.environ.get("PREFECT_API_URL")
     if api and TEMPORARY_MARK not in os.environ:

@@ -18,7 +18,7 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
 
 import tinylm.flows.session.run_logs  # noqa: F401  (tinylm's log lines to the run, a cancel logged as one)
-from tinylm.flows.session.temporary_server import TEMPORARY_MARK
+from tinylm.flows.session.environment import TEMPORARY_MARK
 from tinylm.tracking.retry import retrying
 
 

@@ -19,7 +19,7 @@ from tinylm.storage.atomic import atomic_path
 from tinylm.storage.checkpoints import load_checkpoint
 from tinylm.tokens.tokenizer_files import TOKENIZER_FILE, hf_tokenizer_files
 from tinylm.tracking.store import client
-from tinylm.training.weights import full_weights
+from tinylm.weights.resolve import full_weights
 
 HF_ARTIFACT_PATH = "hf-model"
 

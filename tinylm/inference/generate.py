@@ -22,7 +22,7 @@ from tinylm.storage.manifest import file_sha256
 from tinylm.tokens.chat_template import ChatEncoder, Message
 from tinylm.tokens.tokenizer_files import EOS, IM_END, TOKENIZER_FILE, load_tokenizer
 from tinylm.tracking.checkpoint_artifacts import download_checkpoint
-from tinylm.training.weights import full_weights
+from tinylm.weights.resolve import full_weights
 
 HF_CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 

@@ -25,7 +25,7 @@ from tinylm.storage.checkpoints import load_checkpoint, newest_local_checkpoint,
 from tinylm.tokens.tokenizer_files import TOKENIZER_FILE
 from tinylm.tracking.checkpoint_artifacts import download_checkpoint
 from tinylm.tracking.retry import retrying
-from tinylm.training.weights import Found, checkpoint_name, full_weights
+from tinylm.weights.resolve import Found, checkpoint_name, full_weights
 
 
 @dataclass
@@ -124,7 +124,7 @@ class Checkpointer:
     def save(self, cursor: Cursor, loss: float) -> None:
         name = checkpoint_name(cursor.step)
         if self.adapters:
-            from tinylm.training.adapters import adapter_state
+            from tinylm.weights.adapters import adapter_state
 
             weights = adapter_state(self.model)
         else:
@@ -151,7 +151,7 @@ class Checkpointer:
         state, meta = found
         check_tokenizer(meta, self.manifest)
         if self.adapters:
-            from tinylm.training.adapters import load_adapter_state
+            from tinylm.weights.adapters import load_adapter_state
 
             load_adapter_state(self.model, state["model"])
         else:

@@ -19,7 +19,7 @@ from tinylm.tracking.groups import group_tags
 from tinylm.tracking.retry import retrying
 from tinylm.tracking.store import newest_runs, use_experiment
 from tinylm.training.checkpointer import locate_checkpoint
-from tinylm.training.weights import checkpoint_name, full_weights
+from tinylm.weights.resolve import checkpoint_name, full_weights
 
 MERGED_FROM_TAG = "tinylm.merged_from"
 

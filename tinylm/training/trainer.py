@@ -90,7 +90,7 @@ class Trainer:
             network.load_state_dict(initial.weights)
         model = network
         if config.lora is not None:
-            from tinylm.training.adapters import with_adapters
+            from tinylm.weights.adapters import with_adapters
 
             model = with_adapters(network, config.lora)
         model = model.to(device)

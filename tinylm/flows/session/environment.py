@@ -10,6 +10,9 @@ from pathlib import Path
 
 from tinylm.storage.servers import answers, running_server
 
+# Set while a command runs on its own temporary server: its URLs die with the command.
+TEMPORARY_MARK = "TINYLM_TEMPORARY_PREFECT_API"
+
 DEFAULTS = {
     # Prefect gives its temporary API server 20 s to start; on a busy 2-core machine that
     # failed about one command in seven.

@@ -19,10 +19,8 @@ import subprocess
 import sys
 import time
 
-from tinylm.flows.session.environment import api_answers
+from tinylm.flows.session.environment import TEMPORARY_MARK, api_answers
 
-# Set while a command runs on its own temporary server: its URLs die with the command.
-TEMPORARY_MARK = "TINYLM_TEMPORARY_PREFECT_API"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 

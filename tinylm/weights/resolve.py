@@ -41,7 +41,7 @@ def full_weights(found: Found, workspace: Path | None) -> tuple[dict, ModelConfi
     config = ModelConfig(**meta["model_config"])
     if "lora" not in meta:
         return state["model"], config
-    from tinylm.training.adapters import merged_weights
+    from tinylm.weights.adapters import merged_weights
 
     base_state, _ = full_weights(fetch_checkpoint(meta["base"]["run_id"], meta["base"]["checkpoint"], workspace), workspace)
     return merged_weights(base_state, config, meta["lora"], state["model"]), config
