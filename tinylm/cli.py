@@ -29,6 +29,7 @@ from tinylm.config import (
     load_yaml,
     read_yaml_settings,
 )
+from tinylm.storage.layout import run_checkpoints
 
 Config = TypeVar("Config", bound=BaseModel)
 
@@ -69,7 +70,7 @@ Where to look:
   corpus        {result["corpus"]}  ({result["documents"]} documents)
   tokenizer     {result["tokenizer"]}  (vocabulary {result["vocab_size"]})
   shards        {result["shards"]}  ({result["tokens"]} tokens)
-  checkpoints   {workspace / "checkpoints" / result["run_id"]}
+  checkpoints   {run_checkpoints(workspace, result["run_id"])}
   MLflow run    {result["run_id"]}  (final loss {result["final_loss"]:.3f}){_eval_lines(result)}
 
 Browse the runs:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
 
 from tinylm.model.config import ModelConfig
+from tinylm.storage.layout import stage_dir
 
 # The byte alphabet and the special tokens of tokens/tokenizer_files.py (a test keeps the two in step).
 MIN_VOCAB_SIZE = 264
@@ -376,7 +377,7 @@ class PipelineConfig(_Settings):
     eval: EvalConfig | None = Field(None, description="evaluate the trained model after training (None = no eval stage)")
 
     def stage_dir(self, stage: Literal["corpus", "tokenizers", "shards"]) -> Path:
-        return Path(self.workspace) / stage / self.name
+        return stage_dir(self.workspace, stage, self.name)
 
     def index_dir(self) -> str | None:
         return str(Path(self.workspace) / self.dedup_index) if self.dedup_index else None

@@ -19,6 +19,7 @@ from tinylm.flows.report import prefect_link_tags, run_name
 from tinylm.flows.shards import shards_flow
 from tinylm.flows.tokenizer import tokenizer_flow
 from tinylm.flows.train import train_flow
+from tinylm.storage.layout import run_checkpoints
 from tinylm.storage.manifest import MANIFEST_NAME, fingerprint
 from tinylm.storage.mirror import pull, push
 from tinylm.tracking.groups import log_run_summary, run_group
@@ -136,7 +137,7 @@ def publish_pipeline_summary(run_id: str, config: PipelineConfig, result: dict, 
         reused = "reused " if done.get("reused") else ""
         rows.append(f"| {stage} | {result['seconds'].get(stage, 0):.1f} | {reused}{link} | {made[stage]} |")
     model = result["run_id"]
-    checkpoints = Path(workspace).resolve() / "checkpoints" / model
+    checkpoints = run_checkpoints(Path(workspace).resolve(), model)
     markdown = "\n".join(
         [
             f"**pipeline** `{config.name}` finished in {sum(result['seconds'].values()):.0f} s: final loss "

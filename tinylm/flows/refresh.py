@@ -19,6 +19,7 @@ from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.report import publish_stats, run_name
 from tinylm.flows.shards import shards_flow
 from tinylm.flows.train import train_flow
+from tinylm.storage.layout import refresh_state
 from tinylm.tracking.groups import run_group
 from tinylm.tracking.lineage import LINEAGE_TAG, log_loss_figure, newest_training_run, tokenizer_of_run
 from tinylm.tracking.store import run_link
@@ -36,7 +37,7 @@ def refresh_flow(config: RefreshConfig = RefreshConfig()) -> dict:
     Args:
         config: the workspace (the only setting a scheduled run needs), the inbox and each stage's settings
     """
-    state = Path(config.workspace) / "refresh"
+    state = refresh_state(config.workspace)
     inbox = config.inbox_url()
     with workspace_lock(state, config.lock_timeout_s):
         ledger = Ledger.load(state)
@@ -87,7 +88,7 @@ def _corpus_shards_and_training(
     workspace = Path(config.workspace)
     corpus_dir, shards_dir = (str(workspace / stage / f"refresh-{batch}") for stage in ("corpus", "shards"))
     index = str(workspace / config.dedup_index) if config.dedup_index else None
-    files = stage_locally(new, workspace / "refresh" / "staging")
+    files = stage_locally(new, refresh_state(workspace) / "staging")
     kept = corpus_flow(files, corpus_dir, config.corpus, index, config.workspace)["stats"]["kept"]
     if not kept:
         return kept, None, list(lineage)

@@ -14,7 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-SERVERS_FILE = Path("servers") / "urls.json"
+from tinylm.storage.layout import servers_file
+
 _LOG = logging.getLogger(__name__)
 
 
@@ -30,7 +31,7 @@ def answers(health_url: str, timeout: float = 2.0) -> bool:
 def running_server(workspace: str | Path, key: str) -> str | None:
     """The URL recorded under `key` (`prefect_api_url`, `mlflow_tracking_uri`) while its server answers, else None.
     A damaged file is said, not skipped in silence: the command then runs without the servers."""
-    path = Path(workspace) / SERVERS_FILE
+    path = servers_file(workspace)
     if not path.is_file():
         return None
     try:

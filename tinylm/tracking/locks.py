@@ -19,19 +19,15 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from tinylm.storage.layout import lock_file
+
 log = logging.getLogger(__name__)
-
-
-def lock_path(workspace: str | Path, name: str) -> Path:
-    path = Path(workspace) / "locks" / f"{name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @contextmanager
 def work_lock(workspace: str | Path, name: str, work: str) -> Iterator[None]:
     """Hold the workspace's lock `name` for the block; if another process holds it, say so (naming `work`) and wait."""
-    path = lock_path(workspace, name)
+    path = lock_file(workspace, name)
     lock = FileLock(path)
     try:
         lock.acquire(timeout=0)

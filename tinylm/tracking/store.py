@@ -16,8 +16,8 @@ from filelock import FileLock
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from tinylm.storage.layout import lock_file, mlflow_artifacts, mlflow_database
 from tinylm.storage.servers import running_server
-from tinylm.tracking.locks import lock_path
 
 # `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into the environment, so
 # the variable alone cannot tell a user's choice from our own earlier call; these are ours.
@@ -29,7 +29,7 @@ _CHECK_EVERY_S = 30.0
 
 
 def embedded_uri(workspace: str | Path) -> str:
-    return f"sqlite:///{(Path(workspace) / 'mlflow.db').resolve()}"
+    return f"sqlite:///{mlflow_database(workspace).resolve()}"
 
 
 # MLflow 3's UI opens in its GenAI view (traces, judges, evaluation runs) unless told otherwise: the
@@ -70,13 +70,13 @@ def use_experiment(name: str, workspace: str | Path) -> str:
     mlflow.set_tracking_uri(uri)
     # Two commands starting on a fresh workspace would both create the SQLite store's tables (MLflow's migrations
     # are not safe to run twice at once: "table ... already exists"), or both create the experiment: one at a time.
-    with FileLock(lock_path(workspace, "mlflow-store")) if embedded else nullcontext():
+    with FileLock(lock_file(workspace, "mlflow-store")) if embedded else nullcontext():
         experiment = mlflow.get_experiment_by_name(name)
         if experiment is not None:
             if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
                 client().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
             return experiment.experiment_id
-        artifacts = (Path(workspace) / "mlartifacts").resolve().as_uri() if embedded else None
+        artifacts = mlflow_artifacts(workspace).resolve().as_uri() if embedded else None
         return mlflow.create_experiment(name, artifact_location=artifacts, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
 
 

@@ -22,6 +22,7 @@ import torch
 
 from tinylm.model.config import ModelConfig
 from tinylm.storage.checkpoints import load_checkpoint, newest_local_checkpoint, save_checkpoint
+from tinylm.storage.layout import run_checkpoints
 from tinylm.tokens.tokenizer_files import TOKENIZER_FILE
 from tinylm.tracking.checkpoint_artifacts import download_checkpoint
 from tinylm.tracking.retry import retrying
@@ -85,7 +86,7 @@ class Initial:
 
 def initial_weights(run_id: str, workspace: Path, manifest: dict | None) -> Initial:
     """Weights and shape of another run's newest checkpoint, refused if its tokenizer is not the data's."""
-    found = find_checkpoint(run_id, workspace / "checkpoints" / run_id)
+    found = find_checkpoint(run_id, run_checkpoints(workspace, run_id))
     if found is None:
         raise FileNotFoundError(f"run {run_id} has no complete checkpoint to start from")
     _, meta = found

@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 
 from tinylm.storage.checkpoints import load_checkpoint, save_checkpoint
+from tinylm.storage.layout import run_checkpoints
 from tinylm.tokens.tokenizer_files import TOKENIZER_FILE
 from tinylm.tracking.checkpoint_artifacts import log_checkpoint
 from tinylm.tracking.groups import group_tags
@@ -27,7 +28,7 @@ MERGED_FROM_TAG = "tinylm.merged_from"
 def merge_adapters(run_id: str, workspace: str | Path, experiment: str = "tinylm", tags: dict[str, str] | None = None) -> dict:
     """A run whose checkpoint is `run_id`'s newest adapters folded into their base; returns its id and shape."""
     workspace = Path(workspace)
-    located = locate_checkpoint(run_id, workspace / "checkpoints" / run_id)
+    located = locate_checkpoint(run_id, run_checkpoints(workspace, run_id))
     if located is None:
         raise FileNotFoundError(f"run {run_id} has no complete checkpoint to merge")
     state, meta = load_checkpoint(located)
@@ -43,7 +44,7 @@ def merge_adapters(run_id: str, workspace: str | Path, experiment: str = "tinylm
     with mlflow.start_run(experiment_id=experiment_id, run_name="merge", tags=run_tags) as run:
         merged_meta = {key: value for key, value in meta.items() if key not in ("lora", "base")}
         name = checkpoint_name(meta["cursor"]["step"])
-        directory = workspace / "checkpoints" / run.info.run_id / name
+        directory = run_checkpoints(workspace, run.info.run_id) / name
         save_checkpoint(directory, {"model": weights}, merged_meta, {TOKENIZER_FILE: located / TOKENIZER_FILE})
         retrying(lambda: log_checkpoint(directory, name))
         mlflow.log_params({"merged_from": source, "lora_rank": meta["lora"]["rank"], "dim": config.dim, "n_layers": config.n_layers})

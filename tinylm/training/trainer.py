@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tinylm.config import TrainConfig
 from tinylm.model.config import ModelConfig
 from tinylm.model.transformer import Transformer
+from tinylm.storage.layout import run_checkpoints
 from tinylm.tracking.store import check_reachable, tracking_uri
 from tinylm.training import distributed
 from tinylm.training.checkpointer import Checkpointer, Cursor, Initial, find_checkpoint, initial_weights
@@ -160,7 +161,7 @@ class Trainer:
         """Train from the run's newest checkpoint (when `resuming`) to the last step; checkpoint and validate after each shard."""
         config, ranks = self.config, self.ranks
         logger = MetricsLogger(ranks.is_main)
-        run_dir = workspace / "checkpoints" / run_id
+        run_dir = run_checkpoints(workspace, run_id)
         checkpointer = self._checkpointer(run_dir, logger)
         cursor = self._start(checkpointer, run_id, resuming)
         resumed_from = cursor.step if resuming else None

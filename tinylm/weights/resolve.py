@@ -13,6 +13,7 @@ from typing import Any
 
 from tinylm.model.config import ModelConfig
 from tinylm.storage.checkpoints import META_FILE, load_checkpoint
+from tinylm.storage.layout import run_checkpoints
 from tinylm.tracking.checkpoint_artifacts import download_checkpoint
 from tinylm.tracking.retry import retrying
 
@@ -25,7 +26,7 @@ def checkpoint_name(step: int) -> str:
 
 def fetch_checkpoint(run_id: str, name: str, workspace: Path | None) -> Found:
     """Checkpoint `name` of a run: the workspace's copy when it has one, else MLflow's."""
-    local = workspace / "checkpoints" / run_id / name if workspace is not None else None
+    local = run_checkpoints(workspace, run_id) / name if workspace is not None else None
     if local is not None and (local / META_FILE).exists():
         return load_checkpoint(local)
     with tempfile.TemporaryDirectory() as scratch:
