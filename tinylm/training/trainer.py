@@ -103,11 +103,7 @@ class Trainer:
         steps_per_shard = [batches_in_shard(data.units(i) // ranks.world, config) for i in range(shard_count)]
         if sum(steps_per_shard) == 0:
             raise ValueError(f"{data.directory} holds too little for one batch of {config.batch_size}x{config.seq_len}")
-        if config.warmup_steps >= sum(steps_per_shard):
-            raise ValueError(
-                f"warmup_steps {config.warmup_steps} is not below the {sum(steps_per_shard)} optimizer steps of this run: "
-                "the learning rate would never reach learning_rate; lower warmup_steps"
-            )
+        config = fitted_warmup(config, sum(steps_per_shard))
         scheduler = build_scheduler(optimizer, sum(steps_per_shard), config)
         trained = torch.compile(wrapped) if config.compile else wrapped
         autocast = autocast_for(device)
@@ -310,3 +306,19 @@ def train_model(
             result = trainer.fit(run_id, Path(workspace), resume_id is not None, progress)
             distributed.finish(ranks)
             return result
+
+
+def fitted_warmup(config: TrainConfig, total_steps: int) -> TrainConfig:
+    """The config with a warmup shorter than the run. A warmup as long as the run would never reach the learning
+    rate; it happens to a scheduled refresh whose new data gives a few steps, which should train rather than fail.
+    So it becomes a tenth of the run, said in the log; the run's params record the warmup used."""
+    if config.warmup_steps < total_steps:
+        return config
+    fitted = total_steps // 10
+    _LOG.warning(
+        "warmup_steps %d is not below this run's %d optimizer steps: warming up over %d steps instead",
+        config.warmup_steps,
+        total_steps,
+        fitted,
+    )
+    return config.model_copy(update={"warmup_steps": fitted})
