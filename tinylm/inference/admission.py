@@ -14,7 +14,6 @@ one; a request that finds the queue full, or waits out its time, is turned away 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
@@ -22,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ARRIVED = "tinylm.arrived"  # the scope key holding when a request arrived, for its time limit
@@ -41,8 +41,10 @@ class ApiError(Exception):
         """OpenAI's error object."""
         return {"error": {"message": self.message, "type": self.kind, "param": None, "code": self.code or self.status}}
 
-    def headers(self) -> dict[str, str]:
-        return {} if self.retry_after_s is None else {"retry-after": str(self.retry_after_s)}
+    def response(self) -> JSONResponse:
+        """The answer the client gets, wherever the refusal happens (the guard, a route, a slot)."""
+        headers = {} if self.retry_after_s is None else {"retry-after": str(self.retry_after_s)}
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
 def authorised(headers: dict[str, str], api_key: str) -> bool:
@@ -69,7 +71,7 @@ class RequestGuard:
                 raise ApiError(401, "a valid API key is required: Authorization: Bearer <key>", "authentication_error")
             body = await self._body(headers, receive)
         except ApiError as refused:
-            await send_refusal(send, refused)
+            await refused.response()(scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
 
@@ -106,14 +108,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replayed
-
-
-async def send_refusal(send: Send, refused: ApiError) -> None:
-    body = json.dumps(refused.body()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(name.encode(), value.encode()) for name, value in refused.headers().items()]
-    await send({"type": "http.response.start", "status": refused.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class GenerationSlots:

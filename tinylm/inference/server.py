@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from tinylm.inference.admission import ARRIVED, ApiError, Deadline, GenerationSlots, RequestGuard, send_refusal
+from tinylm.inference.admission import ARRIVED, ApiError, Deadline, GenerationSlots, RequestGuard
 from tinylm.inference.generate import Finish, LoadedModel, stream_text
 from tinylm.model.generation import Sampling
 from tinylm.tokens.tokenizer_files import EOS
@@ -161,7 +161,7 @@ class SlottedResponse(Response):
             async with self.slots.slot(self.deadline):
                 await (await self.reply())(scope, receive, send)
         except ApiError as refused:
-            await send_refusal(send, refused)
+            await refused.response()(scope, receive, send)
 
 
 def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
@@ -205,13 +205,13 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
-        return _error(error)
+        return error.response()
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"][1:])
-        return _error(ApiError(400, f"{where}: {first['msg']}" if where else first["msg"]))
+        return ApiError(400, f"{where}: {first['msg']}" if where else first["msg"]).response()
 
     @app.get("/", response_class=HTMLResponse)
     def chat_page() -> str:
@@ -294,7 +294,3 @@ PUBLIC_PATHS = frozenset({"/", "/health"})
 
 def _usage(prompt: list[int], finish: Finish) -> dict:
     return {"prompt_tokens": len(prompt), "completion_tokens": finish.tokens, "total_tokens": len(prompt) + finish.tokens}
-
-
-def _error(error: ApiError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers())
