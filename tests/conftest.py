@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,10 +87,24 @@ def prefect_api() -> Iterator[str]:
         yield PREFECT_API_URL.value()
 
 
+@pytest.fixture
+def prefect_exported(prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test server's URL exported, as a user's shell would: a command run in-process uses it instead of
+    starting a temporary server of its own (seconds each)."""
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
+    return prefect_api
+
+
 @pytest.fixture(autouse=True)
-def isolated_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test runs in its own directory: a default like `./workspace` never lands in the checkout."""
+def isolated_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test runs in its own directory, so a default like `./workspace` never lands in the checkout, and
+    with the environment it started with: a command run in-process exports what it sets up (the temporary
+    Prefect server's URL and mark), which would otherwise reach the next test's servers on the same worker."""
     monkeypatch.chdir(tmp_path)
+    environment = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(environment)
 
 
 @pytest.fixture

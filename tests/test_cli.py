@@ -68,7 +68,7 @@ def test_missing_input_is_a_clear_error(tmp_path):
         content_hashes([str(missing)])
 
 
-def test_extract_command_writes_documents_and_reports_counts(prefect_api, table_dump, tmp_path, capsys):
+def test_extract_command_writes_documents_and_reports_counts(prefect_exported, table_dump, tmp_path, capsys):
     assert main(["extract", "--input", str(table_dump), "--output", str(tmp_path / "out"), "--workers", "1"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["documents"] == 5 and stats["units"] == 1
@@ -86,7 +86,7 @@ def test_convert_command_converts_han_characters_only(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == {"lines": 3, "converted": 2}
 
 
-def test_dedup_command_filters_and_deduplicates_documents(prefect_api, zuozhuan, tmp_path, capsys):
+def test_dedup_command_filters_and_deduplicates_documents(prefect_exported, zuozhuan, tmp_path, capsys):
     lines = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line) > 100][:50]
     documents = [make_document("zz", i, text) for i, text in enumerate(lines + lines[:5] + ["短"])]
     write_documents(tmp_path / "docs" / "part-0.parquet", documents)
@@ -155,7 +155,7 @@ def test_numeric_flags_meet_the_configs_own_bounds_and_zero_is_not_absent(small_
         TokenizerConfig(vocab_size=MIN_VOCAB_SIZE - 1)
 
 
-def test_a_directory_given_as_input_is_read_file_by_file(prefect_api, constitution, table_dump, tmp_path, capsys):
+def test_a_directory_given_as_input_is_read_file_by_file(prefect_exported, constitution, table_dump, tmp_path, capsys):
     folder = tmp_path / "corpus"
     (folder / "wiki").mkdir(parents=True)
     shutil.copy(constitution, folder / "constitution.txt")

@@ -2,6 +2,7 @@
 a flag, the Prefect form), before any work; settings that must agree with each other are checked together."""
 
 import dataclasses
+import os
 import typing
 
 import annotated_types
@@ -11,6 +12,7 @@ from pydantic.fields import FieldInfo
 
 from tinylm import config
 from tinylm.cli import main
+from tinylm.flows.session.environment import TEMPORARY_MARK
 from tinylm.inference.server import ServerSettings
 from tinylm.model.config import ModelConfig
 
@@ -110,7 +112,8 @@ def test_settings_that_must_agree_are_checked_together(model, settings, words):
         model.model_validate(settings)
 
 
-def test_the_cli_and_yaml_refuse_with_the_fields_name(prefect_api, tmp_path, capsys):
+def test_the_cli_and_yaml_refuse_with_the_fields_name(tmp_path, capsys):
+    """Refused before any Prefect server is started for the command (one takes seconds to boot)."""
     settings = tmp_path / "train.yaml"
     settings.write_text("min_learning_rate: -0.05\n", encoding="utf-8")
     assert main(["train", "--shards", str(tmp_path), "--config", str(settings)]) == 1
@@ -118,6 +121,7 @@ def test_the_cli_and_yaml_refuse_with_the_fields_name(prefect_api, tmp_path, cap
     settings.write_text("learning_rate: 0\n", encoding="utf-8")
     assert main(["train", "--shards", str(tmp_path), "--config", str(settings)]) == 1
     assert "learning_rate: Input should be greater than 0" in capsys.readouterr().err
+    assert TEMPORARY_MARK not in os.environ
 
 
 def test_the_prefect_form_carries_every_lower_bound():

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -26,10 +26,12 @@ from tinylm.config import (
     ShardsConfig,
     TokenizerConfig,
     TrainConfig,
-    load_yaml,
     read_yaml_settings,
 )
 from tinylm.storage.layout import run_checkpoints
+
+if TYPE_CHECKING:
+    from tinylm.inference.server import ServerSettings
 
 Config = TypeVar("Config", bound=BaseModel)
 
@@ -46,12 +48,16 @@ def _print_json(result: object) -> None:
     print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
 
 
-def _pipeline(args: argparse.Namespace) -> None:
-    from tinylm.flows.pipeline import pipeline_flow
-
+def _pipeline_settings(args: argparse.Namespace) -> PipelineConfig:
     config = configured(PipelineConfig, args.config, workspace=args.workspace)
     if args.restart:
         config = configured(PipelineConfig, args.config, workspace=args.workspace, train=config.train.model_dump() | {"restart": True})
+    return config
+
+
+def _pipeline(args: argparse.Namespace, config: PipelineConfig) -> None:
+    from tinylm.flows.pipeline import pipeline_flow
+
     result = pipeline_flow(config)
     _print_json(result)
     if args.summary:
@@ -106,57 +112,50 @@ def _prefect_line() -> str:
     )
 
 
-def _extract(args: argparse.Namespace) -> None:
+def _extract(args: argparse.Namespace, config: ExtractConfig) -> None:
     from tinylm.flows.extract import run_extract
 
-    config = configured(ExtractConfig, args.config, workers=args.workers)
     _print_json(run_extract([str(p) for p in args.input], str(args.output), config)["stats"])
 
 
-def _corpus(args: argparse.Namespace) -> None:
+def _corpus(args: argparse.Namespace, config: CorpusConfig) -> None:
     from tinylm.flows.corpus import corpus_flow
 
-    config = load_yaml(args.config, CorpusConfig) if args.config else CorpusConfig()
     index = str(args.index) if args.index else None
     inputs = [str(p) for p in args.input]
     _print_json(corpus_flow(inputs, str(args.output), config, index, args.workspace or "workspace")["stats"])
 
 
-def _convert(args: argparse.Namespace) -> None:
+def _convert(args: argparse.Namespace, config: ConvertConfig) -> None:
     from tinylm.corpus.convert import convert_file
 
-    updates = {"backend": args.backend} | ({"opencc_config": args.config} if args.config else {})
-    _print_json(convert_file(args.input, args.output, ConvertConfig().model_copy(update=updates)))
+    _print_json(convert_file(args.input, args.output, config))
 
 
-def _dedup(args: argparse.Namespace) -> None:
+def _dedup(args: argparse.Namespace, config: CorpusConfig) -> None:
     from tinylm.flows.dedup import dedup_flow
 
-    config = load_yaml(args.config, CorpusConfig) if args.config else CorpusConfig()
     index = str(args.index) if args.index else None
     _print_json(dedup_flow(str(args.input), str(args.output), config, index, args.workspace or "workspace")["stats"])
 
 
-def _tokenizer(args: argparse.Namespace) -> None:
+def _tokenizer(args: argparse.Namespace, config: TokenizerConfig) -> None:
     from tinylm.flows.tokenizer import tokenizer_flow
 
-    config = configured(TokenizerConfig, args.config, vocab_size=args.vocab_size)
     manifest = tokenizer_flow(str(args.corpus), str(args.output), config, args.workspace or "workspace")
     _print_json({key: manifest[key] for key in ("vocab_size", "sample", "compression", "memory", "reused")})
 
 
-def _shards(args: argparse.Namespace) -> None:
+def _shards(args: argparse.Namespace, config: ShardsConfig) -> None:
     from tinylm.flows.shards import shards_flow
 
-    config = configured(ShardsConfig, args.config, shard_tokens=args.shard_tokens)
     manifest = shards_flow(str(args.corpus), str(args.tokenizer), str(args.output), config, args.workspace or "workspace")
     _print_json({key: manifest[key] for key in ("total_tokens", "documents", "dtype", "vocab_size")} | {"shards": len(manifest["shards"])})
 
 
-def _chat_data(args: argparse.Namespace) -> None:
+def _chat_data(args: argparse.Namespace, config: ChatDataConfig) -> None:
     from tinylm.flows.chat_data import chat_data_flow
 
-    config = configured(ChatDataConfig, args.config, format=args.format, max_seq_len=args.max_seq_len)
     manifest = chat_data_flow(
         [str(p) for p in args.input],
         str(args.tokenizer),
@@ -167,26 +166,21 @@ def _chat_data(args: argparse.Namespace) -> None:
     _print_json({"format": manifest["format"], **manifest["stats"], "reused": manifest["reused"]})
 
 
-def _train(args: argparse.Namespace) -> None:
-    lora = LoraConfig(rank=args.lora_rank) if args.lora_rank else None
-    config = configured(TrainConfig, args.config, resume_run_id=args.resume, init_run_id=args.init, restart=args.restart or None, lora=lora)
+def _train(args: argparse.Namespace, config: TrainConfig) -> None:
     if not _trained_as_worker(args.shards, config, args.workspace):
         from tinylm.flows.train import train_flow
 
         _print_json(train_flow(str(args.shards), config, args.workspace or "workspace"))
 
 
-def _dpo(args: argparse.Namespace) -> None:
-    lora = LoraConfig(rank=args.lora_rank) if args.lora_rank else None
-    config = configured(DpoConfig, args.config, init_run_id=args.init, beta=args.beta, resume_run_id=args.resume, lora=lora)
+def _dpo(args: argparse.Namespace, config: DpoConfig) -> None:
     if not _trained_as_worker(args.pairs, config, args.workspace):
         from tinylm.flows.tuning import dpo_flow
 
         _print_json(dpo_flow(str(args.pairs), config, args.workspace or "workspace"))
 
 
-def _distill(args: argparse.Namespace) -> None:
-    config = configured(DistillConfig, args.config, teacher_run_id=args.teacher, init_run_id=args.init, resume_run_id=args.resume)
+def _distill(args: argparse.Namespace, config: DistillConfig) -> None:
     if not _trained_as_worker(args.data, config, args.workspace):
         from tinylm.flows.tuning import distill_flow
 
@@ -205,16 +199,16 @@ def _trained_as_worker(data: Path, config: TrainConfig, workspace: str | None) -
     return True
 
 
-def _merge(args: argparse.Namespace) -> None:
+def _merge(args: argparse.Namespace, _: None) -> None:
     from tinylm.flows.tuning import merge_flow
 
     _print_json(merge_flow(args.run_id, args.workspace or "workspace"))
 
 
-def _refresh(args: argparse.Namespace) -> None:
+def _refresh(args: argparse.Namespace, config: RefreshConfig) -> None:
     from tinylm.flows.refresh import refresh_flow
 
-    _print_json(refresh_flow(configured(RefreshConfig, args.config, workspace=args.workspace, inbox=args.inbox)))
+    _print_json(refresh_flow(config))
 
 
 def _sampling(args: argparse.Namespace):
@@ -223,7 +217,7 @@ def _sampling(args: argparse.Namespace):
     return Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty)
 
 
-def _generate(args: argparse.Namespace) -> None:
+def _generate(args: argparse.Namespace, _: None) -> None:
     from tinylm.inference.generate import generate_text
     from tinylm.tracking.store import use_experiment
 
@@ -231,7 +225,7 @@ def _generate(args: argparse.Namespace) -> None:
     print(generate_text(args.checkpoint, args.prompt, args.max_new_tokens, _sampling(args), args.seed))
 
 
-def _chat(args: argparse.Namespace) -> None:
+def _chat(args: argparse.Namespace, _: None) -> None:
     import torch
 
     from tinylm.inference.generate import chat_reply, load_model
@@ -259,7 +253,7 @@ def _chat(args: argparse.Namespace) -> None:
         history.append({"role": "assistant", "content": "".join(pieces)})
 
 
-def _export(args: argparse.Namespace) -> None:
+def _export(args: argparse.Namespace, _: None) -> None:
     import tempfile
 
     from tinylm.inference.export import export_hf, register_model
@@ -284,9 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, handler: Handler, help_text: str, settings: Settings = lambda _: None) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=handler, settings=settings)
         sub.add_argument("--debug", action="store_true", help="on failure, show the whole traceback instead of one line")
         return sub
 
@@ -298,7 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-Command = Callable[[str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser]
+# A command's settings are built from its flags and YAML before anything starts (a Prefect server takes
+# seconds), so a wrong value is refused at once; its handler then runs with them.
+Settings = Callable[[argparse.Namespace], BaseModel | None]
+Handler = Callable[[argparse.Namespace, Any], None]
+Command = Callable[..., argparse.ArgumentParser]
+
+
+def _lora(args: argparse.Namespace) -> LoraConfig | None:
+    return LoraConfig(rank=args.lora_rank) if args.lora_rank else None
 
 
 RESTART_HELP = (
@@ -309,7 +311,7 @@ RESTART_HELP = (
 
 def _add_corpus_commands(command: Command) -> None:
     """The whole pipeline, and the corpus commands: extract, corpus, convert, dedup."""
-    pipeline = command("pipeline", _pipeline, "Run corpus, tokenizer, shards and train as one pipeline flow.")
+    pipeline = command("pipeline", _pipeline, "Run corpus, tokenizer, shards and train as one pipeline flow.", _pipeline_settings)
     pipeline.add_argument("--config", type=Path, help="PipelineConfig YAML (inputs, workspace, and each stage's settings)")
     pipeline.add_argument("--workspace", help="override the config's workspace directory")
     pipeline.add_argument("--summary", action="store_true", help="print where the outputs are and how to browse them")
@@ -319,7 +321,12 @@ def _add_corpus_commands(command: Command) -> None:
         help=RESTART_HELP,
     )
 
-    extract = command("extract", _extract, "Extract raw files into Document parquet only, to inspect what a dump yields.")
+    extract = command(
+        "extract",
+        _extract,
+        "Extract raw files into Document parquet only, to inspect what a dump yields.",
+        lambda args: configured(ExtractConfig, args.config, workers=args.workers),
+    )
     extract.add_argument(
         "--input",
         type=Path,
@@ -332,20 +339,35 @@ def _add_corpus_commands(command: Command) -> None:
     extract.add_argument("--workers", type=int, help="parallel processes (default: one per CPU)")
     extract.add_argument("--config", type=Path, help="ExtractConfig YAML")
 
-    corpus = command("corpus", _corpus, "Extract, convert, filter and deduplicate raw files into Document parquet.")
+    corpus = command(
+        "corpus",
+        _corpus,
+        "Extract, convert, filter and deduplicate raw files into Document parquet.",
+        lambda args: configured(CorpusConfig, args.config),
+    )
     corpus.add_argument("--input", type=Path, nargs="+", required=True, help="raw files: Wikipedia .xml[.bz2], .jsonl, .txt")
     corpus.add_argument("--output", type=Path, required=True, help="corpus directory to write")
     corpus.add_argument("--config", type=Path, help="CorpusConfig YAML")
     corpus.add_argument("--index", type=Path, help="persistent dedup index directory: dedup against it, then add to it")
     corpus.add_argument("--workspace", help="workspace of the default MLflow store for the stats (default ./workspace)")
 
-    convert = command("convert", _convert, "Convert a text file to simplified Chinese line by line, like `opencc`.")
+    convert = command(
+        "convert",
+        _convert,
+        "Convert a text file to simplified Chinese line by line, like `opencc`.",
+        lambda args: ConvertConfig.model_validate({"backend": args.backend} | ({"opencc_config": args.config} if args.config else {})),
+    )
     convert.add_argument("--input", type=Path, required=True, help="UTF-8 text file")
     convert.add_argument("--output", type=Path, required=True, help="converted file (written atomically)")
     convert.add_argument("--backend", choices=["opencc", "zhconv"], default="opencc", help="conversion library")
     convert.add_argument("--config", choices=["t2s", "tw2s", "tw2sp", "hk2s"], help="OpenCC configuration (default t2s)")
 
-    dedup = command("dedup", _dedup, "Run quality filters and exact + MinHash dedup alone on Document parquet.")
+    dedup = command(
+        "dedup",
+        _dedup,
+        "Run quality filters and exact + MinHash dedup alone on Document parquet.",
+        lambda args: configured(CorpusConfig, args.config),
+    )
     dedup.add_argument("--input", type=Path, required=True, help="directory of Document parquet (e.g. `tinylm extract` output)")
     dedup.add_argument("--output", type=Path, required=True, help="corpus directory to write")
     dedup.add_argument("--config", type=Path, help="CorpusConfig YAML (its convert, filters and dedup sections)")
@@ -355,14 +377,24 @@ def _add_corpus_commands(command: Command) -> None:
 
 def _add_token_commands(command: Command) -> None:
     """The token commands: tokenizer, shards, chat-data."""
-    tokenizer = command("tokenizer", _tokenizer, "Train a byte-level BPE tokenizer on a corpus directory.")
+    tokenizer = command(
+        "tokenizer",
+        _tokenizer,
+        "Train a byte-level BPE tokenizer on a corpus directory.",
+        lambda args: configured(TokenizerConfig, args.config, vocab_size=args.vocab_size),
+    )
     tokenizer.add_argument("--corpus", type=Path, required=True, help="corpus directory (output of `tinylm corpus`)")
     tokenizer.add_argument("--output", type=Path, required=True, help="tokenizer directory to write")
     tokenizer.add_argument("--vocab-size", type=int, help="vocabulary size (default 6400)")
     tokenizer.add_argument("--config", type=Path, help="TokenizerConfig YAML")
     tokenizer.add_argument("--workspace", help="workspace of the default MLflow store (default ./workspace)")
 
-    shards = command("shards", _shards, "Tokenize a corpus into fixed-size .bin token shards plus manifest.json.")
+    shards = command(
+        "shards",
+        _shards,
+        "Tokenize a corpus into fixed-size .bin token shards plus manifest.json.",
+        lambda args: configured(ShardsConfig, args.config, shard_tokens=args.shard_tokens),
+    )
     shards.add_argument("--corpus", type=Path, required=True, help="corpus directory")
     shards.add_argument("--tokenizer", type=Path, required=True, help="tokenizer directory")
     shards.add_argument("--output", type=Path, required=True, help="shard directory to write")
@@ -370,7 +402,12 @@ def _add_token_commands(command: Command) -> None:
     shards.add_argument("--config", type=Path, help="ShardsConfig YAML")
     shards.add_argument("--workspace", help="workspace of the default MLflow store for the stats (default ./workspace)")
 
-    chat = command("chat-data", _chat_data, "Tokenize SFT conversations or DPO pairs (jsonl) with the chat template into parquet.")
+    chat = command(
+        "chat-data",
+        _chat_data,
+        "Tokenize SFT conversations or DPO pairs (jsonl) with the chat template into parquet.",
+        lambda args: configured(ChatDataConfig, args.config, format=args.format, max_seq_len=args.max_seq_len),
+    )
     chat.add_argument("--input", type=Path, nargs="+", required=True, help="jsonl files, .gz/.bz2/.zst compressed or not")
     chat.add_argument("--tokenizer", type=Path, required=True, help="tokenizer directory")
     chat.add_argument("--output", type=Path, required=True, help="directory for the parquet parts and manifest.json")
@@ -382,7 +419,14 @@ def _add_token_commands(command: Command) -> None:
 
 def _add_model_commands(command: Command) -> None:
     """The model commands: train, refresh, generate, chat, export."""
-    train = command("train", _train, "Pretrain a model shard by shard, checkpointing each shard to MLflow.")
+    train = command(
+        "train",
+        _train,
+        "Pretrain a model shard by shard, checkpointing each shard to MLflow.",
+        lambda args: configured(
+            TrainConfig, args.config, resume_run_id=args.resume, init_run_id=args.init, restart=args.restart or None, lora=_lora(args)
+        ),
+    )
     train.add_argument("--shards", type=Path, required=True, help="shard directory (`tinylm shards`), or SFT data (`tinylm chat-data`)")
     train.add_argument("--config", type=Path, help="TrainConfig YAML (model shape, batch, schedule)")
     train.add_argument("--workspace", help="workspace for checkpoints and the default MLflow store (default ./workspace)")
@@ -395,7 +439,12 @@ def _add_model_commands(command: Command) -> None:
     )
     train.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank on --init's weights (the config's lora section)")
 
-    refresh = command("refresh", _refresh, "Train on corpus files new to the inbox, continuing the newest training run.")
+    refresh = command(
+        "refresh",
+        _refresh,
+        "Train on corpus files new to the inbox, continuing the newest training run.",
+        lambda args: configured(RefreshConfig, args.config, workspace=args.workspace, inbox=args.inbox),
+    )
     refresh.add_argument("--config", type=Path, help="RefreshConfig YAML (inbox, tokenizer, and the corpus, shards and train settings)")
     refresh.add_argument("--workspace", help="override the config's workspace")
     refresh.add_argument("--inbox", help="override the config's inbox (a folder or an fsspec URL)")
@@ -421,7 +470,12 @@ def _add_model_commands(command: Command) -> None:
 
 def _add_tuning_commands(command: Command) -> None:
     """What follows SFT: DPO, distillation, and folding LoRA adapters into their base."""
-    dpo = command("dpo", _dpo, "Preference-optimise an SFT model on chat-data DPO pairs (DPO), checkpointing like pretraining.")
+    dpo = command(
+        "dpo",
+        _dpo,
+        "Preference-optimise an SFT model on chat-data DPO pairs (DPO), checkpointing like pretraining.",
+        lambda args: configured(DpoConfig, args.config, init_run_id=args.init, beta=args.beta, resume_run_id=args.resume, lora=_lora(args)),
+    )
     dpo.add_argument("--pairs", type=Path, required=True, help="directory of `tinylm chat-data --format dpo` output")
     dpo.add_argument("--init", metavar="RUN_ID", help="the SFT run the policy starts from (and the reference, unless the config names one)")
     dpo.add_argument("--beta", type=float, help="DPO beta (default 0.1)")
@@ -431,7 +485,10 @@ def _add_tuning_commands(command: Command) -> None:
     dpo.add_argument("--workspace", help="workspace for checkpoints and the default MLflow store (default ./workspace)")
 
     distill = command(
-        "distill", _distill, "Distil a teacher run into a student: KL to its token distributions, mixed with the data's loss."
+        "distill",
+        _distill,
+        "Distil a teacher run into a student: KL to its token distributions, mixed with the data's loss.",
+        lambda args: configured(DistillConfig, args.config, teacher_run_id=args.teacher, init_run_id=args.init, resume_run_id=args.resume),
     )
     distill.add_argument("--data", type=Path, required=True, help="chat data (SFT) or token shards, in the teacher's tokenizer")
     distill.add_argument("--teacher", metavar="RUN_ID", help="the teacher's MLflow run (its newest checkpoint)")
@@ -447,7 +504,14 @@ def _add_tuning_commands(command: Command) -> None:
 
 def _add_serving_commands(command: Command) -> None:
     """Using a trained model: measuring it, and serving it."""
-    evaluate = command("eval", _eval, "Measure a model: perplexity per source and language, benchmarks through lm-evaluation-harness.")
+    evaluate = command(
+        "eval",
+        _eval,
+        "Measure a model: perplexity per source and language, benchmarks through lm-evaluation-harness.",
+        lambda args: configured(
+            EvalConfig, args.config, perplexity_data=args.data, benchmarks=args.benchmark, num_fewshot=args.num_fewshot, limit=args.limit
+        ),
+    )
     evaluate.add_argument("--model", required=True, help="MLflow run id, checkpoint directory, exported folder, or models:/NAME/VERSION")
     evaluate.add_argument(
         "--data", action="append", help="corpus directory, shard directory (its validation split) or text file to score (repeatable)"
@@ -460,7 +524,9 @@ def _add_serving_commands(command: Command) -> None:
     evaluate.add_argument("--config", type=Path, help="EvalConfig YAML")
     evaluate.add_argument("--workspace", help="workspace of the checkpoints and the default MLflow store (default ./workspace)")
 
-    serve = command("serve", _serve, "Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions).")
+    serve = command(
+        "serve", _serve, "Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions).", _serve_settings
+    )
     serve.add_argument("--model", required=True, help="checkpoint directory, MLflow run id, exported folder, or models:/NAME/VERSION")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only; 0.0.0.0 to expose it)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
@@ -473,27 +539,18 @@ def _add_serving_commands(command: Command) -> None:
     serve.add_argument("--workspace", help="workspace of the default MLflow store (default ./workspace)")
 
 
-def _eval(args: argparse.Namespace) -> None:
+def _eval(args: argparse.Namespace, config: EvalConfig) -> None:
     from tinylm.flows.evaluate import eval_flow
 
-    config = configured(
-        EvalConfig, args.config, perplexity_data=args.data, benchmarks=args.benchmark, num_fewshot=args.num_fewshot, limit=args.limit
-    )
     _print_json(eval_flow(args.model, config, args.workspace or "workspace"))
 
 
-def _serve(args: argparse.Namespace) -> None:
+def _serve_settings(args: argparse.Namespace) -> ServerSettings:
     import os
 
-    import uvicorn
+    from tinylm.inference.server import ServerSettings
 
-    from tinylm.inference.generate import load_model
-    from tinylm.inference.server import ServerSettings, build_app
-    from tinylm.tracking.store import use_experiment
-
-    workspace = args.workspace or "workspace"
-    use_experiment("tinylm", workspace)
-    settings = ServerSettings(
+    return ServerSettings(
         model_name=args.name,
         max_tokens=args.max_tokens,
         max_body_bytes=args.max_body_bytes,
@@ -502,6 +559,17 @@ def _serve(args: argparse.Namespace) -> None:
         max_waiting=args.max_waiting,
         request_timeout_s=args.request_timeout,
     )
+
+
+def _serve(args: argparse.Namespace, settings: ServerSettings) -> None:
+    import uvicorn
+
+    from tinylm.inference.generate import load_model
+    from tinylm.inference.server import build_app
+    from tinylm.tracking.store import use_experiment
+
+    workspace = args.workspace or "workspace"
+    use_experiment("tinylm", workspace)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
         print(f"tinylm serve: listening on {args.host} without an API key (set TINYLM_API_KEY to require one)", file=sys.stderr)
     uvicorn.run(build_app(load_model(args.model, workspace), settings), host=args.host, port=args.port, log_level="warning")
@@ -571,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     runs_flows = args.command not in _LOCAL_COMMANDS
     try:
+        settings = args.settings(args)
         if runs_flows:
             use_running_servers(workspace_of(args))
             ensure_prefect_api(args.command, startup_timeout())
@@ -579,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 quiet_prefect_tracebacks()
         with progress_bars():
-            args.handler(args)
+            args.handler(args, settings)
     except Exception as error:
         if args.debug:
             raise
