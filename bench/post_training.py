@@ -23,7 +23,8 @@ from tinylm.config import LoraConfig, TrainConfig
 from tinylm.model.config import ModelConfig
 from tinylm.model.transformer import Transformer
 from tinylm.training.data import Batch
-from tinylm.training.objectives import LanguageModeling, Preference, sequence_logps
+from tinylm.training.methods.dpo import Preference, sequence_logps
+from tinylm.training.methods.pretrain import LanguageModeling
 from tinylm.training.optimizer import build_optimizer
 from tinylm.weights.adapters import with_adapters
 
@@ -58,7 +59,7 @@ def seconds_per_step(method: str, lora: bool, args: argparse.Namespace, device: 
             with torch.no_grad():
                 return sequence_logps(reference(batch.inputs).logits, batch.targets, batch.weights)
 
-        objective = Preference(0.1, reference_logps, lambda shard: None)
+        objective = Preference(0.1, reference_logps)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     trainable = [p for p in model.parameters() if p.requires_grad]
 

@@ -19,8 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from tinylm.config import ChatDataConfig, DistillConfig, DpoConfig, EvalConfig, PipelineConfig, RefreshConfig, TrainConfig
+from tinylm.config import ChatDataConfig, EvalConfig, PipelineConfig, RefreshConfig, TrainConfig
 from tinylm.inference.server import ServerSettings
+from tinylm.training.methods.distill import DistillConfig
+from tinylm.training.methods.dpo import DpoConfig
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 # The models a user fills in, in the order a reader meets them; the models they nest follow, each once.

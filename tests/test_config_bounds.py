@@ -15,9 +15,13 @@ from tinylm.cli import main
 from tinylm.flows.session.environment import TEMPORARY_MARK
 from tinylm.inference.server import ServerSettings
 from tinylm.model.config import ModelConfig
+from tinylm.training.methods import config_classes
+from tinylm.training.methods.distill import DistillConfig
+from tinylm.training.methods.dpo import DpoConfig
 
 SETTINGS = [model for model in vars(config).values() if isinstance(model, type) and issubclass(model, config._Settings)]
-REQUIRED: dict[type, dict] = {config.DistillConfig: {"teacher_run_id": "run"}}
+SETTINGS += [kind for kind in config_classes().values() if kind not in SETTINGS]
+REQUIRED: dict[type, dict] = {DistillConfig: {"teacher_run_id": "run"}}
 NUMBERS = (int, float)
 
 
@@ -99,7 +103,7 @@ def test_the_walk_covers_the_fields_the_issue_found():
     ("model", "settings", "words"),
     [
         (config.TrainConfig, {"learning_rate": 0.001, "min_learning_rate": 0.01}, "min_learning_rate 0.01 is above learning_rate 0.001"),
-        (config.DpoConfig, {"min_learning_rate": 1e-3}, "min_learning_rate 0.001 is above learning_rate 5e-06"),
+        (DpoConfig, {"min_learning_rate": 1e-3}, "min_learning_rate 0.001 is above learning_rate 5e-06"),
         (config.FilterConfig, {"min_chars": 500, "max_chars": 100}, "min_chars 500 is above max_chars 100"),
         (config.TrainConfig, {"model": {"dim": 100, "n_heads": 8}}, "dim 100 is not divisible by n_heads 8"),
         (config.TrainConfig, {"model": {"dim": 24, "n_heads": 8, "n_kv_heads": 2}}, "dim / n_heads is 3, odd"),

@@ -8,14 +8,14 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import make_shards, tiny_train_config
-from tinylm.config import DistillConfig, ShardsConfig, TokenizerConfig
+from tinylm.config import ShardsConfig, TokenizerConfig
 from tinylm.flows.tuning import distill_flow
 from tinylm.model.config import ModelConfig
 from tinylm.model.transformer import Transformer
 from tinylm.tokens.tokenizer import train_tokenizer
 from tinylm.tracking.lineage import STAGE_TAG
 from tinylm.training.data import Batch
-from tinylm.training.objectives import Distillation
+from tinylm.training.methods.distill import Distillation, DistillConfig
 from tinylm.training.trainer import train_model
 
 STUDENT = ModelConfig(dim=16, n_layers=1, n_heads=2, n_kv_heads=1, max_seq_len=32)

@@ -11,13 +11,12 @@ import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import kill_when, make_chat_data, tiny_train_config
-from tinylm.config import ChatDataConfig, DpoConfig, LoraConfig
+from tinylm.config import ChatDataConfig, LoraConfig
 from tinylm.model.config import ModelConfig
 from tinylm.storage.checkpoints import load_checkpoint, newest_local_checkpoint
 from tinylm.storage.manifest import read_manifest
 from tinylm.training.data import open_training_data
-from tinylm.training.objectives import dpo_loss, sequence_logps
-from tinylm.training.reference import REFERENCE_DIR
+from tinylm.training.methods.dpo import REFERENCE_DIR, DpoConfig, dpo_loss, sequence_logps
 from tinylm.training.trainer import train_model
 
 MINIMIND = Path(__file__).parent / "data" / "minimind"
@@ -145,7 +144,7 @@ def test_dpo_killed_mid_run_and_run_again_ends_with_the_weights_of_one_never_kil
     run_dir = module_workspace / "checkpoints"
     before = set(run_dir.iterdir())
     code = (
-        "from tinylm.training.trainer import train_model; from tinylm.config import DpoConfig; "
+        "from tinylm.training.trainer import train_model; from tinylm.training.methods.dpo import DpoConfig; "
         f"train_model({str(data_dir)!r}, {str(module_workspace)!r}, DpoConfig.model_validate_json({killed.model_dump_json()!r}))"
     )
 

@@ -12,13 +12,14 @@ from mlflow.tracking import MlflowClient
 from prefect import get_client
 
 from tests.helpers import tiny_train_config
-from tinylm.config import ChatDataConfig, DpoConfig, LoraConfig
+from tinylm.config import ChatDataConfig, LoraConfig
 from tinylm.flows.chat_data import chat_data_flow
 from tinylm.flows.train import train_flow
 from tinylm.flows.tuning import dpo_flow, merge_flow
 from tinylm.model.config import ModelConfig
 from tinylm.storage.manifest import read_manifest
 from tinylm.tracking.lineage import STAGE_TAG
+from tinylm.training.methods.dpo import DpoConfig
 
 pytestmark = pytest.mark.slow
 MINIMIND = Path(__file__).parent / "data" / "minimind"

@@ -7,8 +7,6 @@ from pathlib import Path
 from tinylm.config import (
     ChatDataConfig,
     CorpusConfig,
-    DistillConfig,
-    DpoConfig,
     PipelineConfig,
     RefreshConfig,
     ShardsConfig,
@@ -16,6 +14,8 @@ from tinylm.config import (
     TrainConfig,
 )
 from tinylm.model.config import ModelConfig
+from tinylm.training.methods.distill import DistillConfig
+from tinylm.training.methods.dpo import DpoConfig
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 

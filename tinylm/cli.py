@@ -16,8 +16,6 @@ from tinylm.config import (
     ChatDataConfig,
     ConvertConfig,
     CorpusConfig,
-    DistillConfig,
-    DpoConfig,
     EvalConfig,
     ExtractConfig,
     LoraConfig,
@@ -32,6 +30,8 @@ from tinylm.storage.layout import run_checkpoints
 
 if TYPE_CHECKING:
     from tinylm.inference.server import ServerSettings
+    from tinylm.training.methods.distill import DistillConfig
+    from tinylm.training.methods.dpo import DpoConfig
 
 Config = TypeVar("Config", bound=BaseModel)
 
@@ -173,11 +173,23 @@ def _train(args: argparse.Namespace, config: TrainConfig) -> None:
         _print_json(train_flow(str(args.shards), config, args.workspace or "workspace"))
 
 
+def _dpo_settings(args: argparse.Namespace) -> DpoConfig:
+    from tinylm.training.methods.dpo import DpoConfig  # torch: only for the command that needs it
+
+    return configured(DpoConfig, args.config, init_run_id=args.init, beta=args.beta, resume_run_id=args.resume, lora=_lora(args))
+
+
 def _dpo(args: argparse.Namespace, config: DpoConfig) -> None:
     if not _trained_as_worker(args.pairs, config, args.workspace):
         from tinylm.flows.tuning import dpo_flow
 
         _print_json(dpo_flow(str(args.pairs), config, args.workspace or "workspace"))
+
+
+def _distill_settings(args: argparse.Namespace) -> DistillConfig:
+    from tinylm.training.methods.distill import DistillConfig
+
+    return configured(DistillConfig, args.config, teacher_run_id=args.teacher, init_run_id=args.init, resume_run_id=args.resume)
 
 
 def _distill(args: argparse.Namespace, config: DistillConfig) -> None:
@@ -474,7 +486,7 @@ def _add_tuning_commands(command: Command) -> None:
         "dpo",
         _dpo,
         "Preference-optimise an SFT model on chat-data DPO pairs (DPO), checkpointing like pretraining.",
-        lambda args: configured(DpoConfig, args.config, init_run_id=args.init, beta=args.beta, resume_run_id=args.resume, lora=_lora(args)),
+        _dpo_settings,
     )
     dpo.add_argument("--pairs", type=Path, required=True, help="directory of `tinylm chat-data --format dpo` output")
     dpo.add_argument("--init", metavar="RUN_ID", help="the SFT run the policy starts from (and the reference, unless the config names one)")
@@ -488,7 +500,7 @@ def _add_tuning_commands(command: Command) -> None:
         "distill",
         _distill,
         "Distil a teacher run into a student: KL to its token distributions, mixed with the data's loss.",
-        lambda args: configured(DistillConfig, args.config, teacher_run_id=args.teacher, init_run_id=args.init, resume_run_id=args.resume),
+        _distill_settings,
     )
     distill.add_argument("--data", type=Path, required=True, help="chat data (SFT) or token shards, in the teacher's tokenizer")
     distill.add_argument("--teacher", metavar="RUN_ID", help="the teacher's MLflow run (its newest checkpoint)")

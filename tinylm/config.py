@@ -305,32 +305,6 @@ class TrainConfig(_Settings):
         return self
 
 
-class DpoConfig(TrainConfig):
-    """Direct preference optimisation on chat-data DPO pairs, starting from an SFT run (`init_run_id`)."""
-
-    learning_rate: LearningRate = 5e-6
-    min_learning_rate: MinLearningRate = 5e-7
-    warmup_steps: WarmupSteps = 10
-    sample_prompts: SamplePrompts = []
-    beta: float = Field(0.1, gt=0, description="how far the policy may move from the reference: the sigmoid loss's temperature")
-    reference_run_id: str | None = Field(
-        None, description="the frozen reference model's run (its newest checkpoint); None = init_run_id, where the policy starts"
-    )
-    precompute_reference: bool = Field(
-        True,
-        description="compute the reference's log-probabilities once per pair, shard by shard, and keep them beside the data: "
-        "no reference model in memory while training",
-    )
-
-
-class DistillConfig(TrainConfig):
-    """White-box distillation: a student learns a teacher's token distributions, mixed with the data's own loss."""
-
-    teacher_run_id: str = Field(..., description="the teacher's run (its newest checkpoint); same tokenizer as the data")
-    temperature: float = Field(1.0, gt=0, description="softens both distributions before the KL divergence (scaled back by T^2)")
-    kl_weight: float = Field(0.5, ge=0, le=1, description="share of the loss that is the KL to the teacher; the rest is cross entropy")
-
-
 class EvalConfig(_Settings):
     """What `tinylm eval` measures: perplexity on held-out text, and benchmarks through lm-evaluation-harness."""
 

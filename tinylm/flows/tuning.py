@@ -6,12 +6,13 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from tinylm.config import DistillConfig, DpoConfig
 from tinylm.flows.report import prefect_link_tags, publish_stats, run_name
 from tinylm.flows.train import train_stage
 from tinylm.tracking.lineage import STAGE_TAG
 from tinylm.tracking.store import run_link
 from tinylm.training.merge import merge_adapters
+from tinylm.training.methods.distill import DistillConfig
+from tinylm.training.methods.dpo import DpoConfig
 
 
 @flow(

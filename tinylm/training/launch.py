@@ -16,7 +16,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tinylm.config import DistillConfig, DpoConfig, TrainConfig
+from tinylm.config import TrainConfig
+from tinylm.training.methods import config_classes
 from tinylm.training.trainer import train_model
 
 
@@ -33,7 +34,7 @@ def train_with_torchrun(data_dir: str | Path, workspace: str | Path, config: Tra
             "tinylm.training.launch",
             str(data_dir),
             str(workspace),
-            type(config).__name__,
+            type(config).__name__,  # the config's class selects the method: it travels by name
             config.model_dump_json(),
             json.dumps(tags or {}),
             str(result),
@@ -58,12 +59,8 @@ def run_training(
     return result
 
 
-# The config's class is the training method, so it travels by name to the worker processes.
-CONFIG_CLASSES = {kind.__name__: kind for kind in (TrainConfig, DpoConfig, DistillConfig)}
-
-
 def _worker(data_dir: str, workspace: str, kind: str, config_json: str, tags_json: str, result_path: str) -> None:
-    result = train_model(data_dir, workspace, CONFIG_CLASSES[kind].model_validate_json(config_json), json.loads(tags_json))
+    result = train_model(data_dir, workspace, config_classes()[kind].model_validate_json(config_json), json.loads(tags_json))
     if int(os.environ.get("RANK", "0")) == 0:
         Path(result_path).write_text(json.dumps(result), encoding="utf-8")
 

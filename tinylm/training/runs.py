@@ -16,7 +16,7 @@ from typing import Any
 
 import mlflow
 
-from tinylm.config import DistillConfig, DpoConfig, TrainConfig
+from tinylm.config import TrainConfig
 from tinylm.storage.manifest import fingerprint, manifest_hash
 from tinylm.tracking.groups import group_tags
 from tinylm.tracking.locks import work_lock
@@ -90,12 +90,6 @@ def run_tags(tags: dict[str, str] | None, config: TrainConfig, expected: str) ->
     sources |= {name: getattr(config, name, None) for name in ("reference_run_id", "teacher_run_id")}
     lineage = {f"tinylm.{name}": run_id for name, run_id in sources.items() if run_id}
     return group_tags() | (tags or {}) | {FINGERPRINT_TAG: expected} | lineage
-
-
-def method_name(config: TrainConfig, data_format: str) -> str:
-    """What the run does, its default name in MLflow: train (pretraining), sft, dpo or distill; "+lora" with adapters."""
-    name = {DpoConfig: "dpo", DistillConfig: "distill"}.get(type(config), "sft" if data_format == "sft" else "train")
-    return f"{name}+lora" if config.lora is not None else name
 
 
 def start_run(

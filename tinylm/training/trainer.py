@@ -34,10 +34,10 @@ from tinylm.training import distributed
 from tinylm.training.checkpointer import Checkpointer, Cursor, Initial, find_checkpoint, initial_weights
 from tinylm.training.data import Batch, ChatData, PretrainData, open_training_data, prefetch, unit_order
 from tinylm.training.distributed import Ranks, from_main
-from tinylm.training.methods import Objective, build_objective, check_data
+from tinylm.training.methods import Objective, Setup, method_for
 from tinylm.training.metrics import MetricsLogger, Throughput, model_flops_utilization
 from tinylm.training.optimizer import build_optimizer, build_scheduler
-from tinylm.training.runs import RESUMED_TAG, choose_run, log_run_params, method_name, start_run, train_fingerprint, training_lock
+from tinylm.training.runs import RESUMED_TAG, choose_run, log_run_params, start_run, train_fingerprint, training_lock
 from tinylm.training.validator import Validator
 
 _LOG = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class Trainer:
         scheduler = build_scheduler(optimizer, sum(steps_per_shard), config)
         trained = torch.compile(wrapped) if config.compile else wrapped
         autocast = autocast_for(device)
-        objective = build_objective(config, data, initial, workspace, device, autocast)
+        objective = method_for(config).objective(config, Setup(data, initial, workspace, device, autocast))
         return cls(config, data, network, model, trained, objective, optimizer, scheduler, steps_per_shard, device, ranks, initial)
 
     @property
@@ -123,8 +123,8 @@ class Trainer:
         accumulate, world = self.config.grad_accum_steps, self.ranks.world
         return [self.data.batch(shard, order, (batch * accumulate + micro) * world + self.ranks.rank) for micro in range(accumulate)]
 
-    def train_step(self, micro_batches: list[Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """One optimizer step: accumulate the micro-batches' gradients, clip, step; the loss, the objective's
+    def train_step(self, micro_batches: list[Batch], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """Optimizer step `step` (from 0): accumulate the micro-batches' gradients, clip, step; the loss, the objective's
         metrics (each averaged over the micro-batches) and the gradient norm, left on the device: reading them
         waits for the device, so the loop reads them only when it logs or checkpoints."""
         self.optimizer.zero_grad(set_to_none=True)
@@ -132,8 +132,10 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         sums: dict[str, torch.Tensor] = {}
         for batch in micro_batches:
+            batch, metrics = self.rollout(batch.to(self.device), step)
             with self.autocast:
-                loss, metrics = self.objective(self.trained, batch.to(self.device))
+                loss, objective_metrics = self.objective(self.trained, batch)
+            metrics |= objective_metrics
             (loss * share).backward()
             total += loss.detach() * share
             for name, value in metrics.items():
@@ -142,6 +144,17 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         return total, sums, grad_norm
+
+    def rollout(self, batch: Batch, step: int) -> tuple[Batch, dict[str, torch.Tensor]]:
+        """The batch the objective trains on: the data's, or for a method that generates its own, what it made
+        from the data's with the current weights (in eval mode, without gradients)."""
+        if not self.objective.generates_batches:
+            return batch, {}
+        self.model.eval()
+        with torch.no_grad(), self.autocast:
+            made = self.objective.rollout(self.model, batch, step)
+        self.model.train()
+        return made
 
     @property
     def trainable(self) -> list[torch.nn.Parameter]:
@@ -174,7 +187,7 @@ class Trainer:
             ahead = prefetch(functools.partial(self.micro_batches, shard, order), steps, pin=self.device.type == "cuda")
             with contextlib.closing(ahead):
                 for batch, micro_batches in zip(steps, ahead):
-                    loss, metrics, grad_norm = self.train_step(micro_batches)
+                    loss, metrics, grad_norm = self.train_step(micro_batches, cursor.step)
                     cursor.step += 1
                     if (cursor.step - 1) % config.log_every == 0 or cursor.step == self.total_steps:
                         self._log_step(logger, cursor.step, loss, metrics, grad_norm, throughput, batch, progress)
@@ -275,8 +288,8 @@ def train_model(
     """Train over the data's shards in manifest order and return the run id and final loss.
 
     `data_dir` holds token shards (pretraining) or chat data: SFT conversations (loss on
-    the assistant's tokens only) or, for a `DpoConfig`, preference pairs. The config's
-    class picks the objective (see `methods.py`); `config.init_run_id` starts from another
+    the assistant's tokens only) or, for DPO, preference pairs. The config's
+    class picks the method (see `methods/`); `config.init_run_id` starts from another
     run's newest checkpoint, its model shape included, with a fresh optimizer and schedule,
     and `config.lora` trains adapters on it instead of its weights. Under
     `torchrun`, each process trains its slice of every batch (so `batch_size` is per
@@ -284,7 +297,8 @@ def train_model(
     done whenever metrics are logged (the flow turns it into a Prefect progress artifact).
     """
     data = open_training_data(data_dir, config)
-    check_data(config, data)
+    method = method_for(config)
+    method.check(config, data)
     initial = initial_weights(config.init_run_id, Path(workspace), data.manifest) if config.init_run_id else None
     model_config = initial.model_config if initial else dataclasses.replace(config.model, vocab_size=data.manifest["vocab_size"])
     if config.seq_len > model_config.max_seq_len:
@@ -301,7 +315,7 @@ def train_model(
             distributed.finish(ranks)
             return earlier
         trainer = Trainer.build(data, model_config, initial, config, device, ranks, Path(workspace))
-        run_ending, run_id = start_run(config, workspace, tags, ranks, expected, resume_id, method_name(config, data.format))
+        run_ending, run_id = start_run(config, workspace, tags, ranks, expected, resume_id, method.run_name(config, data.format))
         with run_ending:
             result = trainer.fit(run_id, Path(workspace), resume_id is not None, progress)
             distributed.finish(ranks)

@@ -17,7 +17,7 @@ from tinylm.config import TrainConfig
 from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.tokens.tokenizer_files import EOS, load_tokenizer
 from tinylm.training.data import Batch
-from tinylm.training.objectives import LanguageModeling
+from tinylm.training.methods.interface import Objective
 
 _MAX_LOGGED_LOSS = 50.0
 
@@ -25,7 +25,7 @@ _MAX_LOGGED_LOSS = 50.0
 @dataclass
 class Validator:
     batches: list[Batch]
-    objective: object
+    objective: Objective
     tokenizer_dir: Path
     config: TrainConfig
     device: torch.device
@@ -50,7 +50,7 @@ class Validator:
         """The shard's number, the validation loss and metrics, and perplexity where the loss is cross entropy."""
         measured = self.measure(model)
         metrics = {"shard": float(shard_index)} | {f"val_{name}": value for name, value in measured.items()}
-        if measured and isinstance(self.objective, LanguageModeling):
+        if measured and self.objective.reports_perplexity:
             metrics["val_perplexity"] = math.exp(min(measured["loss"], _MAX_LOGGED_LOSS))
         return metrics
 
