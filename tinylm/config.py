@@ -57,7 +57,7 @@ class ExtractConfig(_Settings):
     keep_headings: bool = Field(True, description="Wikipedia: keep section headings as their own lines")
     variant: str = Field("zh-hans", description="Wikipedia: which -{zh-hans:...;zh-hant:...}- variant to keep")
     templates: dict[str, TemplateRule] = Field(
-        {}, description="Wikipedia: templates whose text is kept, added to or overriding the built-in table (README: kept templates)"
+        {}, description="Wikipedia: templates whose text is kept, added to or overriding the built-in ones (docs/corpus.md, kept templates)"
     )
     template_aliases: dict[str, str] = Field({}, description="Wikipedia: other names of kept templates ({'語言': 'lang'})")
     workers: int = Field(0, ge=0, description="parallel extraction processes; 0 = one per CPU, 1 = in the flow's process")

@@ -1,10 +1,9 @@
 """Parallelism for the data stages: Prefect task runs in threads, their work in processes (or on Dask).
 
-Prefect's own process-pool runner runs the whole task engine in every worker; measured
-on a multistream dump it cost 9 s of CPU per 12 s of extraction, capping two workers at
-1.46x. Here task runs stay in threads of the flow's process (so states, logs and retries
-are Prefect's as usual), and each hands its pure function to a plain process pool
-(measured 1.90x on two cores).
+Prefect's own process-pool runner runs the whole task engine in every worker, which costs
+most of a core per worker (docs/benchmarks.md, "Measured choices"). Here task runs stay in
+threads of the flow's process (so states, logs and retries are Prefect's as usual), and each
+hands its pure function to a plain process pool.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ _WHITESPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
 _FMIX = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
 # Shingles per permutation block: 128 x 8192 uint32 is 4 MiB, close to what the caches
-# hold; measured 24 ns per shingle against 230 ns for one block of 32768.
+# hold; a block four times larger is ten times slower per shingle (docs/benchmarks.md).
 _CHUNK = 1 << 13
 # Code points per piece of a long text in `word_ids`: the powers cached for it take 16 MiB.
 _PIECE = 1 << 20

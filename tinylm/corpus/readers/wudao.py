@@ -31,10 +31,9 @@ def iter_json_array(stream: IO[bytes], stats: Stats) -> Iterator[tuple[int, Any]
     raises EOFError once every record before the break is out (the file was cut short).
     The array may stand alone or be wrapped as `{"RECORDS": [...]}`.
 
-    Written by hand rather than with `ijson`, which streams too, for two measured reasons
-    (`bench/json_array.py`): ijson's C backend reads the same WuDao-shaped array at
-    about 0.7x this scanner's speed (400 against 548 MB/s, 59 MB), and it cannot resynchronise: one damaged
-    record would end the whole file instead of being skipped and counted.
+    Written by hand rather than with `ijson`, which streams too, for two reasons: ijson's C
+    backend is slower on WuDao-shaped arrays (docs/benchmarks.md, "Measured choices"), and it
+    cannot resynchronise: one damaged record would end the whole file instead of being skipped and counted.
     """
     decoder = json.JSONDecoder()
     text = codecs.getincrementaldecoder("utf-8")(errors="replace")
