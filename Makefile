@@ -59,8 +59,9 @@ docs: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
+# Unit tests only: no end-to-end flows and no real services or subprocesses (conftest marks the tests that start one).
 test-fast: lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow and not service" $(PYTEST_ARGS)
 
 # Benchmarks print ratios against the reference tools (wikiextractor, ...) on the same data;
 # `make bench QUICK=1` runs each on less data with fewer repeats, to check they work in minutes.

@@ -26,6 +26,17 @@ TESTS_DATA = Path(__file__).parent / "data"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+# Fixtures that stand up a real service: a Prefect API server, an MLflow store, Redis, tinylm's HTTP server. A test using one (directly or
+# through another fixture) is a service test; `make test-fast` runs the unit tests, those with neither mark.
+SERVICE_FIXTURES = {"prefect_api", "workspace", "module_workspace", "redis_url", "server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.service)
+
+
 def shared_file(name: str) -> Path:
     """A file of ../shared/data; its absence is a setup error, never a silent skip."""
     path = SHARED_DATA / name

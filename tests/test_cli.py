@@ -56,6 +56,7 @@ def test_every_command_has_help_for_every_option():
                 assert action.help, f"{name} --{action.dest} has no help"
 
 
+@pytest.mark.service
 @pytest.mark.parametrize("command", COMMANDS)
 def test_console_script_prints_help(command):
     output = subprocess.run([sys.executable, "-m", "tinylm.cli", command, "--help"], capture_output=True, text=True, check=True).stdout
@@ -173,6 +174,7 @@ def _without_prefect_api() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
 
 
+@pytest.mark.service
 def test_a_temporary_prefect_server_that_does_not_start_is_tried_twice_then_one_readable_line(constitution, tmp_path):
     command = [sys.executable, "-m", "tinylm.cli", "extract", "--input", str(constitution), "--output", str(tmp_path / "out")]
     environment = _without_prefect_api() | {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0", "PREFECT_HOME": str(tmp_path / "home")}
@@ -212,6 +214,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.service
 def test_a_command_killed_with_sigkill_leaves_no_temporary_api_server_behind(constitution, tmp_path):
     command = [sys.executable, "-m", "tinylm.cli", "extract", "--input", str(constitution), "--output", str(tmp_path / "out")]
     process = subprocess.Popen(command, env=_without_prefect_api() | {"PREFECT_HOME": str(tmp_path / "home")}, stdout=subprocess.DEVNULL)

@@ -11,6 +11,9 @@ from tinylm.corpus.extraction import ExtractUnit, extract_unit
 from tinylm.storage.manifest import file_sha256, read_manifest
 from tinylm.tokens.tokenizer import train_tokenizer
 
+# Each test kills a subprocess mid-write.
+pytestmark = pytest.mark.service
+
 
 def test_extraction_killed_mid_write_then_rerun(enwiki_dump, tmp_path):
     unit = ExtractUnit(str(enwiki_dump), file_sha256(enwiki_dump))

@@ -31,6 +31,7 @@ def test_atomic_path_replaces_a_directory_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
 
 
+@pytest.mark.service  # a subprocess
 def test_a_writer_killed_mid_write_leaves_no_final_file(tmp_path):
     target = tmp_path / "big.bin"
     script = (

@@ -99,6 +99,7 @@ print(json.dumps(manifest["memory"] | manifest["sample"]))
 """
 
 
+@pytest.mark.service  # a subprocess
 def test_memory_is_bounded_by_the_budget_not_the_corpus(bilingual_corpus, tmp_path):
     """Each training in a fresh process: the same budget on a corpus four times larger costs about the same memory."""
     larger = tmp_path / "larger"

@@ -3,11 +3,13 @@ import json
 import logging
 
 import mlflow
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tinylm.tracking.store import abandon, embedded_uri, ending, interrupted_run_ids, tracking_uri, use_experiment
 
 
+@pytest.mark.service
 def test_embedded_store_keeps_artifacts_in_its_workspace(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -19,6 +21,7 @@ def test_embedded_store_keeps_artifacts_in_its_workspace(tmp_path, monkeypatch):
     assert not (tmp_path / "mlruns").exists()
 
 
+@pytest.mark.service
 def test_a_users_tracking_uri_wins(tmp_path, monkeypatch):
     user_store = f"sqlite:///{tmp_path}/elsewhere.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", user_store)
