@@ -225,11 +225,11 @@ def test_shards_of_another_tokenizer_are_refused_on_resume(prefect_api, shards_d
 def test_generation_from_a_run_id_and_from_a_path(shards_dir, workspace):
     result = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"max_shards": 2}))
     greedy = Sampling(temperature=0)
-    from_run = generate_text(result["run_id"], "美利坚", max_new_tokens=8, sampling=greedy)
-    run_dir = workspace / "checkpoints" / result["run_id"]
-    from_path = generate_text(str(run_dir / "step-00000012"), "美利坚", 8, greedy)
-
     loaded = load_model(result["run_id"])
+    from_run = generate_text(loaded, "美利坚", max_new_tokens=8, sampling=greedy)
+    run_dir = workspace / "checkpoints" / result["run_id"]
+    from_path = generate_text(load_model(str(run_dir / "step-00000012")), "美利坚", 8, greedy)
+
     ids = loaded.tokenizer.encode("美利坚").ids
     new = [t for t in stream_tokens(loaded.model, ids, 8, greedy, loaded.stop_ids) if t not in loaded.stop_ids]
     assert from_run == from_path == "美利坚" + loaded.tokenizer.decode(new)

@@ -288,7 +288,9 @@ class TrainConfig(_Settings):
         True, description="check every token shard's sha256 against the manifest before training (one read of the data)"
     )
     init_run_id: str | None = Field(
-        None, description="start a new run from this run's newest checkpoint (its model shape too): SFT after pretraining"
+        None,
+        description="start a new run from another model's weights (its shape too): a run id (its newest checkpoint), "
+        "a checkpoint directory or step, an exported folder, or models:/NAME/VERSION; SFT after pretraining",
     )
     lora: LoraConfig | None = Field(None, description="train low-rank adapters on init_run_id's weights instead of every weight")
     think_token_weight: float = Field(

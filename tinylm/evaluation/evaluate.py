@@ -9,13 +9,11 @@ kill interrupted is taken up again from the start (it is minutes, not hours).
 from __future__ import annotations
 
 import hashlib
-import re
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import torch
 from mlflow.exceptions import MlflowException
 
@@ -24,15 +22,14 @@ from tinylm.evaluation.benchmarks import local_tasks, run_benchmarks
 from tinylm.evaluation.perplexity import data_fingerprint, perplexity
 from tinylm.evaluation.records import eval_results, eval_run, finished_eval, log_results, log_summary, metric_name
 from tinylm.inference.export import export_hf
-from tinylm.inference.generate import HF_CONFIG_FILE, LoadedModel, load_model, resolve_checkpoint
+from tinylm.inference.generate import LoadedModel, load_located
 from tinylm.storage.manifest import content_hashes, fingerprint, read_manifest
-from tinylm.tracking.checkpoint_artifacts import newest_remote_checkpoint
 from tinylm.tracking.locks import work_lock
 from tinylm.tracking.store import client, use_experiment
 from tinylm.training.trainer import pick_device
+from tinylm.weights.reference import LocatedModel, locate_model
 
 STAGE = "eval"
-_STEP = re.compile(r"step-(\d+)")
 
 
 def weights_sha256(loaded: LoadedModel) -> str:
@@ -49,10 +46,17 @@ def evaluate_model(model: str, config: EvalConfig, workspace: str, tags: dict[st
     `eval` run nested under the model's run (and its headline numbers to that run); returns the results."""
     if not config.perplexity_data and not config.benchmarks:
         raise ValueError("nothing to evaluate: give perplexity data (--data) or benchmarks (--benchmark)")
+    with tempfile.TemporaryDirectory() as scratch:
+        located = locate_model(model, Path(workspace), Path(scratch))
+        return _evaluate(located, model, config, workspace, tags or {})
+
+
+def _evaluate(located: LocatedModel, model: str, config: EvalConfig, workspace: str, tags: dict[str, str]) -> dict[str, Any]:
     started = time.time()
     experiment_id = use_experiment(config.experiment, workspace)
-    loaded = load_model(model, workspace)
-    model_run_id, step = model_run(model)
+    loaded = load_located(located, workspace)
+    # Nested under the run that trained the model where this store knows it (a copied workspace may name another's).
+    model_run_id = located.run_id if located.run_id and _known_run(located.run_id) else None
     data = {path: data_fingerprint(path) for path in config.perplexity_data}
     benchmarks = {entry: _benchmark_fingerprint(entry) for entry in config.benchmarks}
     settings = config.model_dump(mode="json", exclude={"device", "experiment", "batch_size", "perplexity_data", "benchmarks"})
@@ -65,15 +69,15 @@ def evaluate_model(model: str, config: EvalConfig, workspace: str, tags: dict[st
         run_tags = {"tinylm.stage": STAGE, "tinylm.model": model} | data_tags
         nesting = {"mlflow.parentRunId": model_run_id} if model_run_id else {}
         device = pick_device(config.device)
-        with eval_run(experiment_id, key, config.model_dump(mode="json"), run_tags | nesting | (tags or {})) as run_id:
+        with eval_run(experiment_id, key, config.model_dump(mode="json"), run_tags | nesting | tags) as run_id:
             ppl_rows = [
                 {"data": data_label(path), "group": group, **scores, "fingerprint": data[path][:16]}
                 for path in config.perplexity_data
                 for group, scores in perplexity(loaded, path, config, device).items()
             ]
-            bench_rows = _benchmark_rows(model, config, workspace, device.type) if config.benchmarks else []
+            bench_rows = _benchmark_rows(located, config, workspace, device.type) if config.benchmarks else []
             tables = {"perplexity": ppl_rows, "benchmarks": bench_rows}
-            log_results(run_id, model_run_id, step, headline_metrics(ppl_rows, bench_rows), tables)
+            log_results(run_id, model_run_id, located.step, headline_metrics(ppl_rows, bench_rows), tables)
             summary = {"model": model, "model_run_id": model_run_id, **tables}
             log_summary(run_id, summary | {"seconds": round(time.time() - started, 1)})
         return summary | {"run_id": run_id, "reused": False}
@@ -98,34 +102,12 @@ def headline_metrics(ppl_rows: list[dict[str, Any]], bench_rows: list[dict[str, 
     return metrics | {metric_name("eval", row["task"], key): row[key] for row in bench_rows for key in ("acc", "acc_norm")}
 
 
-def model_run(model: str) -> tuple[str | None, int]:
-    """The MLflow run that trained the model and the step of its checkpoint, where the model names one: a run id,
-    a checkpoint directory under `checkpoints/<run id>/`, or a registered model version (its source run)."""
-    path = Path(model)
-    if model.startswith("models:/"):
-        name, _, version = model.removeprefix("models:/").partition("/")
-        run_id = client().get_model_version(name, version).run_id if version.isdigit() else None
-        return run_id, 0
-    if path.exists():
-        candidate = path.parent.name
-        return (candidate, _step_of(path.name)) if _is_run(candidate) else (None, _step_of(path.name))
-    newest = newest_remote_checkpoint(model)
-    return model, _step_of(newest or "")
-
-
-def _is_run(run_id: str) -> bool:
-    if not re.fullmatch(r"[0-9a-f]{32}", run_id):
-        return False
+def _known_run(run_id: str) -> bool:
     try:
         client().get_run(run_id)
     except MlflowException:
         return False
     return True
-
-
-def _step_of(name: str) -> int:
-    found = _STEP.search(name)
-    return int(found.group(1)) if found else 0
 
 
 def _benchmark_fingerprint(entry: str) -> str:
@@ -136,13 +118,9 @@ def _benchmark_fingerprint(entry: str) -> str:
     return fingerprint("benchmark", {}, content_hashes(files))
 
 
-def _benchmark_rows(model: str, config: EvalConfig, workspace: str, device: str) -> list[dict[str, Any]]:
-    """lm-evaluation-harness on the model as a Hugging Face folder: the folder given, or the checkpoint exported."""
-    if (Path(model) / HF_CONFIG_FILE).exists():
-        return run_benchmarks(Path(model), config, device)
+def _benchmark_rows(located: LocatedModel, config: EvalConfig, workspace: str, device: str) -> list[dict[str, Any]]:
+    """lm-evaluation-harness on the model as a Hugging Face folder: the folder located, or the checkpoint exported."""
+    if located.exported:
+        return run_benchmarks(located.directory, config, device)
     with tempfile.TemporaryDirectory() as scratch:
-        if model.startswith("models:/"):
-            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=model, dst_path=scratch))
-        else:
-            folder = export_hf(resolve_checkpoint(model, Path(scratch) / "checkpoint"), Path(scratch) / "hf", workspace)
-        return run_benchmarks(folder, config, device)
+        return run_benchmarks(export_hf(located.directory, Path(scratch) / "hf", workspace), config, device)

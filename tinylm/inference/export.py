@@ -13,13 +13,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from tinylm.inference.generate import HF_CONFIG_FILE, WEIGHTS_FILE
 from tinylm.model.hf_mapping import llama_config, llama_state_dict
 from tinylm.storage.atomic import atomic_path
 from tinylm.storage.checkpoints import load_checkpoint
 from tinylm.tokens.tokenizer_files import TOKENIZER_FILE, hf_tokenizer_files
 from tinylm.tracking.store import client
-from tinylm.weights.resolve import full_weights
+from tinylm.weights.reference import HF_CONFIG_FILE, WEIGHTS_FILE, full_weights
 
 HF_ARTIFACT_PATH = "hf-model"
 

@@ -1,53 +1,22 @@
-"""Load a checkpoint (a local directory or an MLflow run's newest) and generate from it: text or chat."""
+"""Load a model (any reference tinylm takes) and generate from it: text or chat."""
 
 from __future__ import annotations
 
 import functools
-import json
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from mlflow.exceptions import MlflowException
-from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
 from tinylm.model.generation import Sampling, stream_tokens
-from tinylm.model.hf_mapping import model_config_of, tinylm_state_dict
 from tinylm.model.transformer import Transformer
-from tinylm.storage.checkpoints import META_FILE, load_checkpoint, newest_local_checkpoint
 from tinylm.storage.manifest import file_sha256
 from tinylm.tokens.chat_template import ChatEncoder, Message
 from tinylm.tokens.tokenizer_files import EOS, IM_END, TOKENIZER_FILE, load_tokenizer
-from tinylm.tracking.checkpoint_artifacts import download_checkpoint
-from tinylm.weights.resolve import full_weights
-
-HF_CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
-
-
-def resolve_checkpoint(checkpoint: str, scratch: Path) -> Path:
-    """A checkpoint directory is used as is; a run's checkpoint directory (`<workspace>/checkpoints/<run>`, which
-    the pipeline's summary prints) means its newest complete step; anything else is taken for an MLflow run id."""
-    path = Path(checkpoint)
-    if path.is_dir() and not (path / META_FILE).exists():
-        newest = newest_local_checkpoint(path)
-        if newest is None:
-            raise FileNotFoundError(f"{path} holds no complete checkpoint (no step directory with {META_FILE}): name another run or step")
-        return newest
-    if path.exists():
-        return path
-    try:
-        downloaded = download_checkpoint(checkpoint, scratch)
-    except MlflowException:
-        downloaded = None
-    if downloaded is None:
-        raise FileNotFoundError(
-            f"{checkpoint} is neither a checkpoint directory, an exported folder nor an MLflow run with a checkpoint "
-            "(a run id is looked up in the tracking store in use: check --workspace or MLFLOW_TRACKING_URI)"
-        )
-    return downloaded
+from tinylm.weights.reference import LocatedModel, locate_model, model_weights
 
 
 @dataclass(frozen=True)
@@ -66,31 +35,23 @@ class LoadedModel:
         return {self.tokenizer.token_to_id(EOS), self.tokenizer.token_to_id(IM_END)}
 
 
-def load_model(checkpoint: str, workspace: str | Path | None = None) -> LoadedModel:
-    """A model ready to generate, from a checkpoint directory, an MLflow run id (its newest checkpoint), an
-    exported Hugging Face folder, or a registered model (`models:/name/version`). An adapter checkpoint's
-    base is looked up in `workspace`, else in MLflow."""
+def load_model(reference: str, workspace: str | Path | None = None) -> LoadedModel:
+    """A model ready to generate, from any reference `locate_model` takes (a run id is looked for in `workspace`
+    first, then in MLflow)."""
     with tempfile.TemporaryDirectory() as scratch:
-        if checkpoint.startswith("models:/"):
-            import mlflow
+        return load_located(locate_model(reference, _optional_path(workspace), Path(scratch)), workspace)
 
-            return _load_exported(Path(mlflow.artifacts.download_artifacts(artifact_uri=checkpoint, dst_path=scratch)))
-        if (Path(checkpoint) / HF_CONFIG_FILE).exists():
-            return _load_exported(Path(checkpoint))
-        directory = resolve_checkpoint(checkpoint, Path(scratch))
-        weights, config = full_weights(load_checkpoint(directory), None if workspace is None else Path(workspace))
-        tokenizer, tokenizer_sha256 = load_tokenizer(directory), file_sha256(directory / TOKENIZER_FILE)
+
+def load_located(located: LocatedModel, workspace: str | Path | None = None) -> LoadedModel:
+    """The located model's weights (an adapter checkpoint folded into its base) and tokenizer, ready to generate."""
+    weights, config = model_weights(located, _optional_path(workspace))
     model = Transformer(config)
     model.load_state_dict(weights)
-    return LoadedModel(model.eval(), tokenizer, tokenizer_sha256)
+    return LoadedModel(model.eval(), load_tokenizer(located.directory), file_sha256(located.directory / TOKENIZER_FILE))
 
 
-def _load_exported(folder: Path) -> LoadedModel:
-    """An exported Llama folder (`tinylm export`), its weights back under tinylm's names."""
-    config = model_config_of(json.loads((folder / HF_CONFIG_FILE).read_text(encoding="utf-8")))
-    model = Transformer(config)
-    model.load_state_dict(tinylm_state_dict(load_file(str(folder / WEIGHTS_FILE)), config))
-    return LoadedModel(model.eval(), load_tokenizer(folder), file_sha256(folder / TOKENIZER_FILE))
+def _optional_path(workspace: str | Path | None) -> Path | None:
+    return None if workspace is None else Path(workspace)
 
 
 @dataclass
@@ -128,9 +89,8 @@ def stream_text(
         yield text[len(shown) :]
 
 
-def generate_text(checkpoint: str, prompt: str, max_new_tokens: int = 64, sampling: Sampling = Sampling(), seed: int = 0) -> str:
+def generate_text(loaded: LoadedModel, prompt: str, max_new_tokens: int = 64, sampling: Sampling = Sampling(), seed: int = 0) -> str:
     """The prompt and its continuation."""
-    loaded = load_model(checkpoint)
     prompt_ids = loaded.tokenizer.encode(prompt, add_special_tokens=False).ids or [loaded.tokenizer.token_to_id(EOS)]
     return prompt + "".join(stream_text(loaded, prompt_ids, max_new_tokens, sampling, torch.Generator().manual_seed(seed)))
 

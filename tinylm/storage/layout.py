@@ -22,6 +22,11 @@ def run_checkpoints(workspace: str | Path, run_id: str) -> Path:
     return Path(workspace) / "checkpoints" / run_id
 
 
+def run_downloads(workspace: str | Path, run_id: str) -> Path:
+    """Where a run's checkpoints fetched from MLflow are kept, beside its own (skipped when the workspace is mirrored)."""
+    return run_checkpoints(workspace, run_id) / "_downloaded"
+
+
 def lock_file(workspace: str | Path, name: str) -> Path:
     """A lock of the workspace (locks/), its folder made when first asked for."""
     path = Path(workspace) / "locks" / f"{name}.lock"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +22,11 @@ import numpy as np
 import torch
 
 from tinylm.model.config import ModelConfig
-from tinylm.storage.checkpoints import load_checkpoint, newest_local_checkpoint, save_checkpoint
-from tinylm.storage.layout import run_checkpoints
+from tinylm.storage.checkpoints import load_checkpoint, save_checkpoint
+from tinylm.storage.layout import run_downloads
+from tinylm.storage.manifest import file_sha256
 from tinylm.tokens.tokenizer_files import TOKENIZER_FILE
-from tinylm.tracking.checkpoint_artifacts import download_checkpoint
-from tinylm.tracking.retry import retrying
-from tinylm.weights.resolve import Found, checkpoint_name, full_weights
+from tinylm.weights.reference import Found, checkpoint_name, locate_model, model_weights, run_checkpoint
 
 
 @dataclass
@@ -53,47 +53,42 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def locate_checkpoint(run_id: str, run_dir: Path) -> Path | None:
-    """Directory of a run's newest complete checkpoint: the local copy if there is one, else downloaded from MLflow."""
-    local = newest_local_checkpoint(run_dir)
-    return local if local is not None else retrying(lambda: download_checkpoint(run_id, run_dir / "_downloaded"))
+def find_checkpoint(run_id: str, workspace: Path) -> Found | None:
+    """Newest complete checkpoint of a run, loaded: the workspace's, else MLflow's."""
+    directory = run_checkpoint(run_id, workspace, run_downloads(workspace, run_id))
+    return load_checkpoint(directory) if directory is not None else None
 
 
-def find_checkpoint(run_id: str, run_dir: Path) -> Found | None:
-    """Newest complete checkpoint of a run, loaded."""
-    local = locate_checkpoint(run_id, run_dir)
-    return load_checkpoint(local) if local is not None else None
-
-
-def check_tokenizer(meta: dict, manifest: dict) -> None:
-    if meta["tokenizer_sha256"] != manifest["tokenizer_sha256"]:
+def check_tokenizer(tokenizer_sha256: str, manifest: dict) -> None:
+    if tokenizer_sha256 != manifest["tokenizer_sha256"]:
         raise ValueError(
             f"the data was built with tokenizer {manifest['tokenizer_sha256'][:12]}, "
-            f"the checkpoint with {meta['tokenizer_sha256'][:12]}: refusing to mix them"
+            f"the checkpoint with {tokenizer_sha256[:12]}: refusing to mix them"
         )
 
 
 @dataclass
 class Initial:
-    """Where a run starts: another run's weights (adapters folded in), its shape, and which checkpoint they came from."""
+    """Where a run starts: another model's weights (adapters folded in), its shape, and which run and checkpoint
+    they came from (no run for an exported folder)."""
 
     weights: dict[str, torch.Tensor]
     model_config: ModelConfig
-    run_id: str
+    run_id: str | None
     checkpoint: str
     tokenizer_sha256: str
 
 
-def initial_weights(run_id: str, workspace: Path, manifest: dict | None) -> Initial:
-    """Weights and shape of another run's newest checkpoint, refused if its tokenizer is not the data's."""
-    found = find_checkpoint(run_id, run_checkpoints(workspace, run_id))
-    if found is None:
-        raise FileNotFoundError(f"run {run_id} has no complete checkpoint to start from")
-    _, meta = found
-    if manifest is not None:
-        check_tokenizer(meta, manifest)
-    weights, config = full_weights(found, workspace)
-    return Initial(weights, config, run_id, checkpoint_name(meta["cursor"]["step"]), meta["tokenizer_sha256"])
+def initial_weights(reference: str, workspace: Path, manifest: dict | None) -> Initial:
+    """Weights and shape of the model `reference` names (a run's newest checkpoint, a step, an exported folder),
+    refused if its tokenizer is not the data's."""
+    with tempfile.TemporaryDirectory() as scratch:
+        located = locate_model(reference, workspace, Path(scratch))
+        tokenizer_sha256 = file_sha256(located.directory / TOKENIZER_FILE)
+        if manifest is not None:
+            check_tokenizer(tokenizer_sha256, manifest)
+        weights, config = model_weights(located, workspace)
+    return Initial(weights, config, located.run_id, checkpoint_name(located.step), tokenizer_sha256)
 
 
 class Checkpointer:
@@ -150,7 +145,7 @@ class Checkpointer:
     def restore(self, found: Found) -> Cursor:
         """Load a found checkpoint into the model, optimizer, scheduler and RNGs; the cursor to continue from."""
         state, meta = found
-        check_tokenizer(meta, self.manifest)
+        check_tokenizer(meta["tokenizer_sha256"], self.manifest)
         if self.adapters:
             from tinylm.weights.adapters import load_adapter_state
 

@@ -172,7 +172,7 @@ class Trainer:
         logger = MetricsLogger(ranks.is_main)
         run_dir = run_checkpoints(workspace, run_id)
         checkpointer = self._checkpointer(run_dir, logger)
-        cursor = self._start(checkpointer, run_id, resuming)
+        cursor = self._start(checkpointer, run_id, workspace, resuming)
         resumed_from = cursor.step if resuming else None
         tokenizer_dir = Path(self.data.manifest["tokenizer_dir"])
         validator = Validator(self.data.validation_batches(), self.objective, tokenizer_dir, config, self.device, self.autocast)
@@ -217,10 +217,10 @@ class Trainer:
             run_dir, self.model, self.optimizer, self.scheduler, self.data.manifest, logger.checkpoint, self.network.config, lora, base
         )
 
-    def _start(self, checkpointer: Checkpointer, run_id: str, resuming: bool) -> Cursor:
+    def _start(self, checkpointer: Checkpointer, run_id: str, workspace: Path, resuming: bool) -> Cursor:
         """The cursor of the checkpoint a continued run resumes from (tagged on the run); a run with none
         logs its params and starts at zero."""
-        found = from_main(self.ranks, find_checkpoint(run_id, checkpointer.run_dir) if resuming and self.ranks.is_main else None)
+        found = from_main(self.ranks, find_checkpoint(run_id, workspace) if resuming and self.ranks.is_main else None)
         if found is not None:
             cursor = checkpointer.restore(found)
             if self.ranks.is_main:
@@ -290,7 +290,7 @@ def train_model(
     `data_dir` holds token shards (pretraining) or chat data: SFT conversations (loss on
     the assistant's tokens only) or, for DPO, preference pairs. The config's
     class picks the method (see `methods/`); `config.init_run_id` starts from another
-    run's newest checkpoint, its model shape included, with a fresh optimizer and schedule,
+    model (a run's newest checkpoint, a step, an exported folder), its model shape included, with a fresh optimizer and schedule,
     and `config.lora` trains adapters on it instead of its weights. Under
     `torchrun`, each process trains its slice of every batch (so `batch_size` is per
     process) and rank 0 alone logs and checkpoints. `progress` hears the share of steps
@@ -300,6 +300,8 @@ def train_model(
     method = method_for(config)
     method.check(config, data)
     initial = initial_weights(config.init_run_id, Path(workspace), data.manifest) if config.init_run_id else None
+    if config.lora is not None and initial is not None and initial.run_id is None:
+        raise ValueError(f"LoRA adapters name the run they adapt, and {config.init_run_id} names none: set init_run_id to a run id")
     model_config = initial.model_config if initial else dataclasses.replace(config.model, vocab_size=data.manifest["vocab_size"])
     if config.seq_len > model_config.max_seq_len:
         raise ValueError(f"seq_len {config.seq_len} exceeds the model's max_seq_len {model_config.max_seq_len}")

@@ -20,7 +20,7 @@ from tinylm.training.methods.interface import Method, Metrics, Objective, Setup,
 class DistillConfig(TrainConfig):
     """White-box distillation: a student learns a teacher's token distributions, mixed with the data's own loss."""
 
-    teacher_run_id: str = Field(..., description="the teacher's run (its newest checkpoint); same tokenizer as the data")
+    teacher_run_id: str = Field(..., description="the teacher (a run id or any model reference); same tokenizer as the data")
     temperature: float = Field(1.0, gt=0, description="softens both distributions before the KL divergence (scaled back by T^2)")
     kl_weight: float = Field(0.5, ge=0, le=1, description="share of the loss that is the KL to the teacher; the rest is cross entropy")
 

@@ -36,7 +36,7 @@ class DpoConfig(TrainConfig):
     sample_prompts: SamplePrompts = []
     beta: float = Field(0.1, gt=0, description="how far the policy may move from the reference: the sigmoid loss's temperature")
     reference_run_id: str | None = Field(
-        None, description="the frozen reference model's run (its newest checkpoint); None = init_run_id, where the policy starts"
+        None, description="the frozen reference model (a run id or any model reference); None = init_run_id, where the policy starts"
     )
     precompute_reference: bool = Field(
         True,
