@@ -17,8 +17,8 @@ from tinylm.config import CorpusConfig, ExtractConfig, PipelineConfig, ShardsCon
 from tinylm.flows.pipeline import pipeline_flow
 from tinylm.model.config import ModelConfig
 from tinylm.storage.checkpoints import load_checkpoint, newest_local_checkpoint
-from tinylm.tracking.store import embedded_uri
-from tinylm.training.runs import FINGERPRINT_TAG, RESUMED_TAG
+from tinylm.tracking.store import FINGERPRINT_TAG, embedded_uri
+from tinylm.training.runs import RESUMED_TAG
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import pytest
 from tinylm.config import CorpusConfig, DedupConfig
 from tinylm.storage.atomic import atomic_path, atomic_write_json, remove_stale_temps
 from tinylm.storage.documents import DocumentWriter, make_document, read_batches
-from tinylm.storage.manifest import fingerprint, is_complete, write_manifest
+from tinylm.storage.manifest import fingerprint, finished_output, write_manifest
 from tinylm.storage.mirror import pull, push
 
 
@@ -60,12 +60,12 @@ def test_fingerprint_follows_config_and_inputs_not_key_order():
     assert fingerprint("corpus", CorpusConfig(), {**inputs, "b.txt": "3" * 64}) != same
 
 
-def test_is_complete_needs_the_matching_manifest(tmp_path):
-    assert not is_complete(tmp_path, "abc")
-    write_manifest(tmp_path, {"fingerprint": "abc"})
-    assert is_complete(tmp_path, "abc") and not is_complete(tmp_path, "abd")
+def test_finished_output_needs_the_matching_manifest(tmp_path):
+    assert finished_output(tmp_path, "abc") is None
+    written = write_manifest(tmp_path, {"fingerprint": "abc", "stats": {"kept": 3}})
+    assert finished_output(tmp_path, "abc") == written and finished_output(tmp_path, "abd") is None
     atomic_write_json(tmp_path / "manifest.json", {"fingerprint": "other"})
-    assert not is_complete(tmp_path, "abc")
+    assert finished_output(tmp_path, "abc") is None
 
 
 def test_mirror_sends_a_stage_manifest_last_and_pulls_it_only_when_finished(tmp_path):

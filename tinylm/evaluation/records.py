@@ -19,9 +19,8 @@ from typing import Any
 
 from mlflow.entities import Metric, Param
 
-from tinylm.tracking.store import client, ending, flatten_params, interrupted_run_ids, newest_runs
+from tinylm.tracking.store import FINGERPRINT_TAG, client, ending, finished_run, flatten_params, interrupted_work
 
-EVAL_KEY_TAG = "tinylm.eval_key"
 _METRIC_UNSAFE = re.compile(r"[^\w\-. :/]")
 
 
@@ -31,8 +30,8 @@ def metric_name(*parts: str) -> str:
 
 
 def finished_eval(experiment_id: str, key: str) -> str | None:
-    runs = newest_runs(experiment_id, f"tags.`{EVAL_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'", max_results=1)
-    return runs[0].info.run_id if runs else None
+    run = finished_run(experiment_id, key)
+    return run.info.run_id if run is not None else None
 
 
 @contextmanager
@@ -41,12 +40,12 @@ def eval_run(experiment_id: str, key: str, params: dict[str, Any], tags: dict[st
     if it is cancelled. One an error, a kill or a cancel left behind is taken up again: results are logged at the end, so it
     holds no half result."""
     tracking = client()
-    interrupted = interrupted_run_ids(experiment_id, f"tags.`{EVAL_KEY_TAG}` = '{key}'")
+    interrupted = interrupted_work(experiment_id, key)
     if interrupted:
         run_id = interrupted[0]
         tracking.update_run(run_id, status="RUNNING")
     else:
-        run_id = tracking.create_run(experiment_id, run_name="eval", tags={EVAL_KEY_TAG: key} | tags).info.run_id
+        run_id = tracking.create_run(experiment_id, run_name="eval", tags={FINGERPRINT_TAG: key} | tags).info.run_id
         tracking.log_batch(run_id, params=[Param(name, value[:6000]) for name, value in flatten_params("", params).items()])
     with ending(run_id):
         yield run_id

@@ -12,7 +12,7 @@ from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import thread_runner
 from tinylm.stats import Stats
-from tinylm.storage.manifest import is_complete, read_manifest
+from tinylm.storage.manifest import finished_output
 from tinylm.tokens.chat_data import chat_data_inputs, encode_chat_file, finish_chat_data
 
 
@@ -50,8 +50,8 @@ def chat_data_flow(
     """
     started = time.time()
     expected, tokenizer_sha256 = chat_data_inputs(inputs, tokenizer, config)
-    if is_complete(output, expected):
-        return read_manifest(output) | report_reused("chat-data", output, workspace)
+    if (done := finished_output(output, expected)) is not None:
+        return done | report_reused("chat-data", output, workspace)
     futures = [encode_chat_file_task.submit(path, index, tokenizer, tokenizer_sha256, output, config) for index, path in enumerate(inputs)]
     manifest = finish_chat_data(output, expected, tokenizer, tokenizer_sha256, config, [future.result() for future in futures])
     report_stage(

@@ -12,7 +12,7 @@ from tinylm.corpus.extraction import input_files
 from tinylm.flows.dedup import clean_and_deduplicate, corpus_stats
 from tinylm.flows.extract import run_extract
 from tinylm.flows.report import report_reused, report_stage, run_name
-from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
+from tinylm.storage.manifest import content_hashes, fingerprint, finished_output, write_manifest
 
 
 @flow(
@@ -44,8 +44,8 @@ def corpus_flow(
     inputs = input_files(inputs)
     hashes = content_hashes(inputs)
     expected = fingerprint("corpus", config.model_dump(mode="json", exclude={"runner"}), hashes)
-    if is_complete(output, expected):
-        return read_manifest(output) | report_reused("corpus", output, workspace)
+    if (done := finished_output(output, expected)) is not None:
+        return done | report_reused("corpus", output, workspace)
     extract_dir = Path(output) / "_work" / "extract"
     extracted = run_extract(inputs, str(extract_dir), config.extract, config.runner)
     files = [str(extract_dir / name) for name in extracted["files"]]

@@ -15,7 +15,7 @@ from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import task_runner
 from tinylm.stats import Stats
-from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
+from tinylm.storage.manifest import content_hashes, fingerprint, finished_output, write_manifest
 
 clean_file_task = task(clean_file, name="clean-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 deduplicate_files_task = task(deduplicate_files, name="deduplicate", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
@@ -75,8 +75,8 @@ def dedup_flow(
     files = document_files(input)
     hashes = content_hashes(files)
     expected = fingerprint("dedup", config.model_dump(exclude={"extract", "runner"}), hashes)
-    if is_complete(output, expected):
-        return read_manifest(output) | report_reused("dedup", output, workspace)
+    if (done := finished_output(output, expected)) is not None:
+        return done | report_reused("dedup", output, workspace)
     cleaned, deduped = clean_and_deduplicate(files, output, config, index, expected)
     stats = corpus_stats({}, cleaned, deduped)
     manifest = {"stage": "dedup", "fingerprint": expected, "inputs": hashes, "parts": deduped["parts"], "stats": stats}

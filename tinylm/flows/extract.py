@@ -15,7 +15,7 @@ from tinylm.flows.report import StageProgress, publish_stats, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import local_pool_workers, process_pool, task_runner
 from tinylm.stats import Stats
-from tinylm.storage.manifest import content_hashes, fingerprint, is_complete, read_manifest, write_manifest
+from tinylm.storage.manifest import content_hashes, fingerprint, finished_output, write_manifest
 
 
 @task(name="extract", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
@@ -49,8 +49,8 @@ def extract_flow(
     inputs = input_files(inputs)
     hashes = content_hashes(inputs)
     expected = fingerprint("extract", config.model_dump(exclude={"workers"}), hashes)
-    if is_complete(output, expected):
-        return read_manifest(output)
+    if (done := finished_output(output, expected)) is not None:
+        return done
     units = plan_units(inputs, hashes, config)
     with process_pool(local_pool_workers(runner, config.workers), len(units)) as pool:
         progress = StageProgress("extract", "units extracted, in percent")

@@ -81,9 +81,14 @@ def write_manifest(directory: str | os.PathLike[str], manifest: dict[str, Any]) 
     return json.loads(manifest_path(directory).read_text(encoding="utf-8"))
 
 
-def is_complete(directory: str | os.PathLike[str], expected_fingerprint: str) -> bool:
+def finished_output(directory: str | os.PathLike[str], expected_fingerprint: str) -> dict[str, Any] | None:
+    """The manifest, when `directory` holds the finished output of the work `expected_fingerprint` names; else None.
+
+    This is how every data stage knows it has nothing to do: work is named by `fingerprint` (its kind, settings
+    and inputs' content), and a stage writes its manifest, the fingerprint in it, last. Training, evaluation and
+    merging name their work the same way and find it in MLflow instead (`tracking.store.finished_run`)."""
     manifest = read_manifest(directory)
-    return manifest is not None and manifest.get("fingerprint") == expected_fingerprint
+    return manifest if manifest is not None and manifest.get("fingerprint") == expected_fingerprint else None
 
 
 def manifest_hash(directory: str | os.PathLike[str]) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from tinylm.config import ShardsConfig
 from tinylm.storage.atomic import remove_stale_temps
 from tinylm.storage.documents import corpus_parts
-from tinylm.storage.manifest import fingerprint, is_complete, manifest_hash, read_manifest, write_manifest
+from tinylm.storage.manifest import fingerprint, finished_output, manifest_hash, read_manifest, write_manifest
 from tinylm.tokens.encoding import EncodedPart, encode_part
 from tinylm.tokens.mixing import DocumentRef, SourceCounts, Split, count_documents, training_stream, validation_stream
 from tinylm.tokens.shard_files import TRAIN_PREFIX, VALIDATION_PREFIX, ShardWriter, token_dtype
@@ -51,10 +51,10 @@ class ShardJob:
 
     def finished(self) -> dict | None:
         """The manifest of an identical earlier run, or None when there is work to do."""
-        if not is_complete(self.output_dir, self.fingerprint):
-            return None
-        shutil.rmtree(self.output_dir / WORK_DIR, ignore_errors=True)
-        return read_manifest(self.output_dir)
+        done = finished_output(self.output_dir, self.fingerprint)
+        if done is not None:
+            shutil.rmtree(self.output_dir / WORK_DIR, ignore_errors=True)
+        return done
 
 
 def plan_shards(corpus_dir: str | Path, tokenizer_dir: str | Path, output_dir: str | Path, config: ShardsConfig) -> ShardJob:

@@ -17,7 +17,7 @@ from tinylm.config import TokenizerConfig
 from tinylm.peak_memory import peak_resident
 from tinylm.storage.atomic import atomic_path, atomic_write_json
 from tinylm.storage.documents import corpus_parts
-from tinylm.storage.manifest import file_sha256, fingerprint, is_complete, manifest_hash, read_manifest, write_manifest
+from tinylm.storage.manifest import file_sha256, fingerprint, finished_output, manifest_hash, write_manifest
 from tinylm.tokens.sampling import SamplePlan, sample_texts, survey
 from tinylm.tokens.tokenizer_files import SPECIAL_TOKENS, TOKENIZER_FILE, hf_tokenizer_files
 
@@ -38,8 +38,8 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
     """
     output_dir = Path(output_dir)
     expected = fingerprint("tokenizer", config, {"corpus": manifest_hash(corpus_dir)})
-    if is_complete(output_dir, expected):
-        return read_manifest(output_dir) | {"reused": True}
+    if (done := finished_output(output_dir, expected)) is not None:
+        return done | {"reused": True}
     parts = corpus_parts(corpus_dir)
     surveyed = survey(parts, config.seed, config.heldout_fraction, config.heldout_bytes)
     heldout_fraction = config.heldout_fraction

@@ -106,6 +106,22 @@ def newest_runs(experiment_id: str, filter_string: str, max_results: int = 100) 
     return client().search_runs([experiment_id], filter_string, order_by=["attributes.start_time DESC"], max_results=max_results)
 
 
+# The work a run did, named as `storage.manifest.fingerprint` names it: a training, an evaluation, a merge.
+FINGERPRINT_TAG = "tinylm.fingerprint"
+
+
+def finished_run(experiment_id: str, fingerprint: str) -> Run | None:
+    """The newest FINISHED run of the work `fingerprint` names, or None: how training, evaluation and merging know
+    they have nothing to do (data stages find the same fingerprint in their manifest: `storage.manifest.finished_output`)."""
+    runs = newest_runs(experiment_id, f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and attributes.status = 'FINISHED'", max_results=1)
+    return runs[0] if runs else None
+
+
+def interrupted_work(experiment_id: str, fingerprint: str) -> list[str]:
+    """Runs of the work `fingerprint` names that a kill, an error or a cancel interrupted, newest first: continued."""
+    return interrupted_run_ids(experiment_id, f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
+
+
 def _continuable(run: Run) -> bool:
     if run.info.status in INTERRUPTED:
         return True

@@ -13,14 +13,14 @@ from pathlib import Path
 import mlflow
 
 from tinylm.storage.checkpoints import load_checkpoint, save_checkpoint
-from tinylm.storage.layout import run_checkpoints
+from tinylm.storage.layout import run_checkpoints, run_downloads
+from tinylm.storage.manifest import fingerprint
 from tinylm.tokens.tokenizer_files import TOKENIZER_FILE
 from tinylm.tracking.checkpoint_artifacts import log_checkpoint
 from tinylm.tracking.groups import group_tags
 from tinylm.tracking.retry import retrying
-from tinylm.tracking.store import newest_runs, use_experiment
-from tinylm.training.checkpointer import locate_checkpoint
-from tinylm.weights.resolve import checkpoint_name, full_weights
+from tinylm.tracking.store import FINGERPRINT_TAG, finished_run, use_experiment
+from tinylm.weights.reference import checkpoint_name, full_weights, run_checkpoint
 
 MERGED_FROM_TAG = "tinylm.merged_from"
 
@@ -28,7 +28,7 @@ MERGED_FROM_TAG = "tinylm.merged_from"
 def merge_adapters(run_id: str, workspace: str | Path, experiment: str = "tinylm", tags: dict[str, str] | None = None) -> dict:
     """A run whose checkpoint is `run_id`'s newest adapters folded into their base; returns its id and shape."""
     workspace = Path(workspace)
-    located = locate_checkpoint(run_id, run_checkpoints(workspace, run_id))
+    located = run_checkpoint(run_id, workspace, run_downloads(workspace, run_id))
     if located is None:
         raise FileNotFoundError(f"run {run_id} has no complete checkpoint to merge")
     state, meta = load_checkpoint(located)
@@ -36,11 +36,12 @@ def merge_adapters(run_id: str, workspace: str | Path, experiment: str = "tinylm
         raise ValueError(f"run {run_id} holds whole weights, not LoRA adapters: there is nothing to merge")
     source = f"{run_id}/{checkpoint_name(meta['cursor']['step'])}"
     experiment_id = use_experiment(experiment, workspace)
-    earlier = newest_runs(experiment_id, f"tags.`{MERGED_FROM_TAG}` = '{source}' and attributes.status = 'FINISHED'", max_results=1)
-    if earlier:
-        return {"run_id": earlier[0].info.run_id, "merged_from": source, "reused": True}
+    expected = fingerprint("merge", {}, {"adapters": source})
+    earlier = finished_run(experiment_id, expected)
+    if earlier is not None:
+        return {"run_id": earlier.info.run_id, "merged_from": source, "reused": True}
     weights, config = full_weights((state, meta), workspace)
-    run_tags = group_tags() | (tags or {}) | {MERGED_FROM_TAG: source, "tinylm.init_run_id": run_id}
+    run_tags = group_tags() | (tags or {}) | {FINGERPRINT_TAG: expected, MERGED_FROM_TAG: source, "tinylm.init_run_id": run_id}
     with mlflow.start_run(experiment_id=experiment_id, run_name="merge", tags=run_tags) as run:
         merged_meta = {key: value for key, value in meta.items() if key not in ("lora", "base")}
         name = checkpoint_name(meta["cursor"]["step"])

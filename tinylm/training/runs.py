@@ -20,10 +20,9 @@ from tinylm.config import TrainConfig
 from tinylm.storage.manifest import fingerprint, manifest_hash
 from tinylm.tracking.groups import group_tags
 from tinylm.tracking.locks import work_lock
-from tinylm.tracking.store import abandon, ending, flatten_params, interrupted_run_ids, newest_runs, use_experiment
+from tinylm.tracking.store import FINGERPRINT_TAG, abandon, ending, finished_run, flatten_params, interrupted_work, use_experiment
 from tinylm.training.distributed import Ranks, from_main
 
-FINGERPRINT_TAG = "tinylm.fingerprint"
 RESUMED_TAG = "tinylm.resumed_from_step"
 # Settings that change how a run is found or checked, never what it computes.
 _NOT_IN_FINGERPRINT = {"resume_run_id", "restart", "verify_shards"}
@@ -35,13 +34,11 @@ def train_fingerprint(data_dir: str | Path, config: TrainConfig) -> str:
     return fingerprint("train", config.model_dump(mode="json", exclude=_NOT_IN_FINGERPRINT), {"data": manifest_hash(data_dir)})
 
 
-def finished_run(experiment: str, workspace: str | Path, expected: str) -> dict | None:
-    """The result of a finished run with the same fingerprint: re-running the same training does no work."""
-    experiment_id = use_experiment(experiment, workspace)
-    runs = newest_runs(experiment_id, f"tags.`{FINGERPRINT_TAG}` = '{expected}' and attributes.status = 'FINISHED'", max_results=1)
-    if not runs:
+def finished_training(experiment: str, workspace: str | Path, expected: str) -> dict | None:
+    """The result of a finished run of the same training: re-running it does no work."""
+    run = finished_run(use_experiment(experiment, workspace), expected)
+    if run is None:
         return None
-    run = runs[0]
     return {
         "run_id": run.info.run_id,
         "steps": int(run.data.params["total_steps"]),
@@ -50,12 +47,6 @@ def finished_run(experiment: str, workspace: str | Path, expected: str) -> dict 
         "reused": True,
         "resumed_from_step": None,
     }
-
-
-def interrupted_runs(experiment: str, workspace: str | Path, expected: str) -> list[str]:
-    """Runs of this training that a kill or an error interrupted, newest first."""
-    experiment_id = use_experiment(experiment, workspace)
-    return interrupted_run_ids(experiment_id, f"tags.`{FINGERPRINT_TAG}` = '{expected}'")
 
 
 def choose_run(config: TrainConfig, workspace: str | Path, expected: str) -> tuple[dict | None, str | None]:
@@ -67,14 +58,14 @@ def choose_run(config: TrainConfig, workspace: str | Path, expected: str) -> tup
     if config.resume_run_id:
         return None, config.resume_run_id
     if config.restart:
-        for run_id in interrupted_runs(config.experiment, workspace, expected):
+        for run_id in interrupted_work(use_experiment(config.experiment, workspace), expected):
             abandon(run_id, "restart")
             log.warning("run %s abandoned by restart: marked KILLED", run_id)
         return None, None
-    earlier = finished_run(config.experiment, workspace, expected)
+    earlier = finished_training(config.experiment, workspace, expected)
     if earlier is not None:
         return earlier, None
-    interrupted = interrupted_runs(config.experiment, workspace, expected)
+    interrupted = interrupted_work(use_experiment(config.experiment, workspace), expected)
     return None, interrupted[0] if interrupted else None
 
 
