@@ -24,7 +24,9 @@ SHAPE = ModelConfig(vocab_size=6400, dim=512, n_layers=8, n_heads=8, n_kv_heads=
 def write_checkpoint(root: Path, shape: ModelConfig = SHAPE) -> Path:
     """A tokenizer trained on the bundled samples and a random model of `shape`, saved as a tinylm checkpoint."""
     write_bilingual_corpus(root / "corpus", copies=1)
-    train_tokenizer(root / "corpus", root / "tokenizer", TokenizerConfig(vocab_size=shape.vocab_size, max_text_bytes=4_000_000))
+    train_tokenizer(
+        root / "corpus", root / "tokenizer", TokenizerConfig(vocab_size=shape.vocab_size, max_text_bytes=4_000_000)
+    )
     torch.manual_seed(0)
     model = Transformer(shape)
     meta = {
@@ -34,4 +36,6 @@ def write_checkpoint(root: Path, shape: ModelConfig = SHAPE) -> Path:
         "eos_id": load_tokenizer(root / "tokenizer").token_to_id(EOS),
         "loss": 0.0,
     }
-    return save_checkpoint(root / "checkpoint", {"model": model.state_dict()}, meta, {TOKENIZER_FILE: root / "tokenizer" / TOKENIZER_FILE})
+    return save_checkpoint(
+        root / "checkpoint", {"model": model.state_dict()}, meta, {TOKENIZER_FILE: root / "tokenizer" / TOKENIZER_FILE}
+    )

@@ -19,10 +19,13 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def write_bilingual_corpus(directory: Path, copies: int) -> int:
     """Zuozhuan lines (zh) and enwiki articles (en), `copies` times under distinct ids; returns UTF-8 bytes written."""
     lines = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
-    articles = [a["text"] for a in read_documents(DATA / "enwiki-sample-pages-articles.xml.bz2", ExtractConfig(), Stats())]
+    articles = [
+        a["text"] for a in read_documents(DATA / "enwiki-sample-pages-articles.xml.bz2", ExtractConfig(), Stats())
+    ]
     for copy in range(copies):
         write_documents(
-            directory / f"part-{2 * copy:05d}.parquet", [make_document(f"zuozhuan-{copy}", i, t, lang="zh") for i, t in enumerate(lines)]
+            directory / f"part-{2 * copy:05d}.parquet",
+            [make_document(f"zuozhuan-{copy}", i, t, lang="zh") for i, t in enumerate(lines)],
         )
         write_documents(
             directory / f"part-{2 * copy + 1:05d}.parquet",

@@ -56,7 +56,11 @@ class SignatureMatcher:
         self.rows.append(signature)
 
     def matches(self, signature: np.ndarray) -> list[int]:
-        return [key for key in self.lsh.query(sketch(signature, self.config)) if agrees(self.rows[key], signature, self.config)]
+        return [
+            key
+            for key in self.lsh.query(sketch(signature, self.config))
+            if agrees(self.rows[key], signature, self.config)
+        ]
 
 
 def datasketch_loop(shingle_sets: list[list[bytes]]) -> None:
@@ -81,7 +85,9 @@ def detection_quality(paragraphs: list[str], config: DedupConfig) -> tuple[int, 
     """(true pairs, recall, precision) of the dedup matcher on edited copies of `paragraphs`."""
     rng = random.Random(0)
     alphabet = "".join(sorted(set("".join(paragraphs))))
-    variants = [(i, edited(text, rng.uniform(0.05, 0.30), rng, alphabet)) for i, text in enumerate(paragraphs) for _ in range(3)]
+    variants = [
+        (i, edited(text, rng.uniform(0.05, 0.30), rng, alphabet)) for i, text in enumerate(paragraphs) for _ in range(3)
+    ]
     hasher = MinHasher(config.num_perm, config.seed)
     matcher = SignatureMatcher(config)
     for signature in hasher.signatures(paragraphs, ["zh"] * len(paragraphs), config.zh_ngram, config.en_ngram):
@@ -101,7 +107,9 @@ def detection_quality(paragraphs: list[str], config: DedupConfig) -> tuple[int, 
 
 def main(rounds: int) -> None:
     chinese = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
-    english = [d["text"] for d in read_documents(DATA / "enwiki-sample-pages-articles.xml.bz2", ExtractConfig(), Stats())]
+    english = [
+        d["text"] for d in read_documents(DATA / "enwiki-sample-pages-articles.xml.bz2", ExtractConfig(), Stats())
+    ]
     hasher = MinHasher(128, 1)
     hasher.signatures(["warm up"], ["en"], 5, 5)
     print("corpus          docs  shingles  datasketch s  (with shingling)  tinylm s   ratio  (with shingling)")
@@ -118,18 +126,25 @@ def main(rounds: int) -> None:
 
 
 def quality(settings: tuple[tuple[int, float, bool], ...]) -> None:
-    paragraphs = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if len(line) >= 200][:300]
+    paragraphs = [
+        line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if len(line) >= 200
+    ][:300]
     print("\nthreshold  num_perm  recall_weight  verify  true pairs  recall  precision")
     for threshold in (0.3, 0.5):
         for num_perm, recall_weight, verify in settings:
             config = DedupConfig(threshold=threshold, num_perm=num_perm, recall_weight=recall_weight, verify=verify)
             positives, recall, precision = detection_quality(paragraphs, config)
-            print(f"{threshold:9.1f} {num_perm:9d} {recall_weight:14.1f} {str(verify):>7} {positives:11d} {recall:7.3f} {precision:10.3f}")
+            print(
+                f"{threshold:9.1f} {num_perm:9d} {recall_weight:14.1f} {str(verify):>7} {positives:11d} {recall:7.3f} "
+                f"{precision:10.3f}"
+            )
 
 
 def index_growth(sizes: tuple[int, ...]) -> None:
     config = DedupConfig()
-    lines = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if line.strip()][:1000]
+    lines = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if line.strip()][
+        :1000
+    ]
     new = MinHasher(config.num_perm, config.seed).signatures(lines, ["zh"] * len(lines), 5, 5)
     new_keys = [exact_key(line) for line in lines]
     rng = np.random.default_rng(0)
@@ -140,7 +155,11 @@ def index_growth(sizes: tuple[int, ...]) -> None:
             signatures = rng.integers(0, 2**32, size=(rows, config.num_perm), dtype=np.uint32)
             part_file = Path(directory) / f"new-{part}.parquet"
             with PartWriter(part_file, config.num_perm) as writer:
-                writer.write(IndexPart([f"{part}-{row}" for row in range(rows)], [rng.bytes(16) for _ in range(rows)], signatures))
+                writer.write(
+                    IndexPart(
+                        [f"{part}-{row}" for row in range(rows)], [rng.bytes(16) for _ in range(rows)], signatures
+                    )
+                )
             index.add(part_file, f"run-{part}")
             size += rows
             started = time.perf_counter()

@@ -84,15 +84,25 @@ def main() -> None:
         bench_s = time.perf_counter() - started
 
     tokens = ours["tokens"]
-    print(f"MiniMind2-Small shape, random weights, CPU threads {torch.get_num_threads()}; {len(text.encode())} bytes, {tokens} tokens")
-    print(f"tinylm perplexity                 {ours_s:6.1f} s  {tokens / ours_s:7.0f} tokens/s   bits/byte {ours['bits_per_byte']:.5f}")
+    print(
+        f"MiniMind2-Small shape, random weights, CPU threads {torch.get_num_threads()}; {len(text.encode())} bytes, "
+        f"{tokens} tokens"
+    )
+    print(
+        f"tinylm perplexity                 {ours_s:6.1f} s  {tokens / ours_s:7.0f} tokens/s   bits/byte "
+        f"{ours['bits_per_byte']:.5f}"
+    )
     reference = theirs["bits_per_byte,none"]
     print(
-        f"lm-eval loglikelihood_rolling     {theirs_s:6.1f} s  {tokens / theirs_s:7.0f} tokens/s   bits/byte {reference:.5f}"
+        f"lm-eval loglikelihood_rolling     {theirs_s:6.1f} s  {tokens / theirs_s:7.0f} tokens/s   bits/byte "
+        f"{reference:.5f}"
         f"   tinylm {theirs_s / ours_s:.2f}x faster"
     )
     items = next(row["items"] for row in rows if row["task"] == "cmmlu")
-    print(f"lm-eval, local CMMLU excerpt      {bench_s:6.1f} s  {items / bench_s:7.1f} questions/s ({items} questions, 4 choices each)")
+    print(
+        f"lm-eval, local CMMLU excerpt      {bench_s:6.1f} s  {items / bench_s:7.1f} questions/s ({items} questions, 4 "
+        "choices each)"
+    )
 
 
 if __name__ == "__main__":

@@ -76,8 +76,14 @@ def timed(command: list[str]) -> float:
 
 
 def run_wikiextractor(dump: Path, out: Path) -> tuple[float, list[str]]:
-    seconds = timed([sys.executable, "-m", "wikiextractor.WikiExtractor", str(dump), "--processes", "1", "-q", "-o", str(out)])
-    texts = [m.group(1) for path in sorted(out.rglob("wiki_*")) for m in _WIKIEXTRACTOR_DOC.finditer(path.read_text(encoding="utf-8"))]
+    seconds = timed(
+        [sys.executable, "-m", "wikiextractor.WikiExtractor", str(dump), "--processes", "1", "-q", "-o", str(out)]
+    )
+    texts = [
+        m.group(1)
+        for path in sorted(out.rglob("wiki_*"))
+        for m in _WIKIEXTRACTOR_DOC.finditer(path.read_text(encoding="utf-8"))
+    ]
     return seconds, texts
 
 
@@ -87,7 +93,9 @@ def run_tinylm(dump: Path, out: Path) -> tuple[float, list[str]]:
         f"extract_unit(ExtractUnit({str(dump)!r}, 'bench'), {str(out)!r}, ExtractConfig(workers=1))"
     )
     seconds = timed([sys.executable, "-c", code])
-    texts = [text for path in out.glob("*.parquet") for text in pq.read_table(path, columns=["text"]).column(0).to_pylist()]
+    texts = [
+        text for path in out.glob("*.parquet") for text in pq.read_table(path, columns=["text"]).column(0).to_pylist()
+    ]
     return seconds, texts
 
 

@@ -48,7 +48,9 @@ def build_dump(sample: Path, gigabytes: float, directory: Path) -> tuple[Path, i
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--gb", type=float, default=1.0, help="size of the bz2 dump")
-    parser.add_argument("--keep", type=Path, help="work here and keep the dump for the next run (default: a temporary directory)")
+    parser.add_argument(
+        "--keep", type=Path, help="work here and keep the dump for the next run (default: a temporary directory)"
+    )
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="tinylm-extract-scale-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -71,15 +73,27 @@ def main() -> None:
             for workers in (1, 2):
                 output = root / f"extract-{workers}"
                 shutil.rmtree(output, ignore_errors=True)
-                # `tinylm extract` keeps no MLflow runs, so it takes no --workspace: it finds the servers from ./workspace
-                command = ["extract", "--input", str(dump), "--output", str(output), "--workers", str(workers), "--config", str(config)]
+                # `tinylm extract` keeps no MLflow runs, so it takes no --workspace: it finds the
+                # servers from ./workspace
+                command = [
+                    "extract",
+                    "--input",
+                    str(dump),
+                    "--output",
+                    str(output),
+                    "--workers",
+                    str(workers),
+                    "--config",
+                    str(config),
+                ]
                 seconds, peak, anonymous = run_command(command, cwd=root)
                 rows.append((workers, seconds, peak, anonymous))
                 shutil.rmtree(output)
         print("\nworkers  seconds  XML MB/s  bz2 MB/s  pages/s  RSS MiB  anon MiB  speed-up")
         for workers, seconds, peak, anonymous in rows:
             print(
-                f"{workers:7d} {seconds:8.1f} {xml_bytes / 1e6 / seconds:9.1f} {size / 1e6 / seconds:9.1f} {pages / seconds:8.0f} "
+                f"{workers:7d} {seconds:8.1f} {xml_bytes / 1e6 / seconds:9.1f} {size / 1e6 / seconds:9.1f} "
+                f"{pages / seconds:8.0f} "
                 f"{peak / 2**20:8.0f} {anonymous / 2**20:9.0f} {rows[0][1] / seconds:8.2f}x"
             )
     finally:

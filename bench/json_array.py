@@ -56,7 +56,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "wudao.json"
         size = write_array(path, records)
-        assert count(path, lambda s: iter_json_array(s, Stats())) == count(path, lambda s: ijson.items(s, "item")) == records
+        assert (
+            count(path, lambda s: iter_json_array(s, Stats()))
+            == count(path, lambda s: ijson.items(s, "item"))
+            == records
+        )
         ours = best_of(rounds, lambda: count(path, lambda s: iter_json_array(s, Stats())))
         reference = best_of(rounds, lambda: count(path, lambda s: ijson.items(s, "item", use_float=True)))
     print(f"ijson backend {ijson.backend}, {size / 1e6:.1f} MB, {records} records")

@@ -50,7 +50,9 @@ def seconds_per_step(method: str, lora: bool, args: argparse.Namespace, device: 
     if method == "sft":
         objective = LanguageModeling()
     else:
-        reference = Transformer(SHAPE).to(device).eval().requires_grad_(False) if method == "dpo, live reference" else None
+        reference = (
+            Transformer(SHAPE).to(device).eval().requires_grad_(False) if method == "dpo, live reference" else None
+        )
         fixed = torch.full((2 * args.pairs,), -500.0, device=device)
 
         def reference_logps(batch: Batch) -> torch.Tensor:
@@ -94,14 +96,20 @@ def main() -> None:
         args.steps, args.rounds = 1, 1
     device = torch.device(args.device)
     tokens = 2 * args.pairs * args.seq_len
-    print(f"{device.type}, dim {SHAPE.dim} x {SHAPE.n_layers} layers, {2 * args.pairs} sequences of {args.seq_len} tokens per step")
+    print(
+        f"{device.type}, dim {SHAPE.dim} x {SHAPE.n_layers} layers, {2 * args.pairs} sequences of {args.seq_len} "
+        "tokens per step"
+    )
     print("method                      LoRA  s/step  tokens/s  time vs full SFT")
     baseline = None
     for method in ("sft", "dpo, precomputed reference", "dpo, live reference"):
         for lora in (False, True):
             seconds = seconds_per_step(method, lora, args, device)
             baseline = baseline or seconds
-            print(f"{method:27s} {'yes' if lora else 'no ':4s} {seconds:7.2f} {tokens / seconds:9.0f} {seconds / baseline:12.2f}x")
+            print(
+                f"{method:27s} {'yes' if lora else 'no ':4s} {seconds:7.2f} {tokens / seconds:9.0f} "
+                f"{seconds / baseline:12.2f}x"
+            )
 
 
 if __name__ == "__main__":

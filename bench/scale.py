@@ -50,7 +50,9 @@ STAGES = ("corpus", "tokenizer", "shards")
 def source_pieces() -> tuple[list[str], list[str]]:
     lines = [line for line in (DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if len(line) > 10]
     articles = read_documents(DATA / "enwiki-sample-pages-articles.xml.bz2", ExtractConfig(), Stats())
-    paragraphs = [paragraph for article in articles for paragraph in article["text"].split("\n") if len(paragraph) > 200]
+    paragraphs = [
+        paragraph for article in articles for paragraph in article["text"].split("\n") if len(paragraph) > 200
+    ]
     return lines, paragraphs
 
 
@@ -89,7 +91,9 @@ def tree_rss(pid: int) -> tuple[int, int]:
     while pending:
         current = pending.pop()
         try:
-            status = dict(line.split(":", 1) for line in Path(f"/proc/{current}/status").read_text().splitlines() if ":" in line)
+            status = dict(
+                line.split(":", 1) for line in Path(f"/proc/{current}/status").read_text().splitlines() if ":" in line
+            )
             resident += int(status["VmRSS"].split()[0]) * 1024
             anonymous += int(status["RssAnon"].split()[0]) * 1024
         except (OSError, KeyError, ValueError):
@@ -106,7 +110,8 @@ def free_port() -> int:
 
 @contextmanager
 def servers(root: Path, workspace: Path) -> Iterator[None]:
-    """`make servers` for the workspace (its own Prefect home), stopped at the end; commands find them by the workspace."""
+    """`make servers` for the workspace (its own Prefect home), stopped at the end; commands find them by the
+    workspace."""
     make = ["make", "--no-print-directory", "-C", str(REPOSITORY), f"WORKSPACE={workspace}"]
     make += [f"PREFECT_PORT={free_port()}", f"MLFLOW_PORT={free_port()}"]
     environment = os.environ | {"PREFECT_HOME": str(root / "prefect-home")}
@@ -131,7 +136,9 @@ def servers(root: Path, workspace: Path) -> Iterator[None]:
 def run_command(arguments: list[str], cwd: Path | None = None) -> tuple[float, int, int]:
     """Wall seconds, peak resident and peak anonymous bytes (the whole process tree) of one tinylm command."""
     command = [str(Path(sys.executable).parent / "tinylm"), *arguments]
-    environment = {key: value for key, value in os.environ.items() if key not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")}
+    environment = {
+        key: value for key, value in os.environ.items() if key not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")
+    }
     started, peak, anonymous = time.perf_counter(), 0, 0
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, stdout=log, stderr=log, env=environment, cwd=cwd)
@@ -145,7 +152,9 @@ def run_command(arguments: list[str], cwd: Path | None = None) -> tuple[float, i
     return time.perf_counter() - started, peak, anonymous
 
 
-def run_size(root: Path, workspace: Path, factor: int, megabytes: float, pieces: tuple, tokenizer_config: Path) -> list[dict]:
+def run_size(
+    root: Path, workspace: Path, factor: int, megabytes: float, pieces: tuple, tokenizer_config: Path
+) -> list[dict]:
     """One size through corpus (deduplicated against the shared index), tokenizer and shards: a row per stage."""
     size = f"x{factor}"
     raw = write_corpus(root / "raw" / size, megabytes, seed=factor, pieces=pieces)
@@ -153,13 +162,30 @@ def run_size(root: Path, workspace: Path, factor: int, megabytes: float, pieces:
     corpus, tokenizer, shards = (root / stage / size for stage in ("corpus", "tokenizer", "shards"))
     commands = {
         "corpus": ["corpus", "--input", *map(str, raw), "--output", str(corpus), "--index", str(root / "dedup-index")],
-        "tokenizer": ["tokenizer", "--corpus", str(corpus), "--output", str(tokenizer), "--config", str(tokenizer_config)],
+        "tokenizer": [
+            "tokenizer",
+            "--corpus",
+            str(corpus),
+            "--output",
+            str(tokenizer),
+            "--config",
+            str(tokenizer_config),
+        ],
         "shards": ["shards", "--corpus", str(corpus), "--tokenizer", str(tokenizer), "--output", str(shards)],
     }
     rows = []
     for stage in STAGES:
         seconds, peak, anonymous = run_command([*commands[stage], "--workspace", str(workspace)])
-        rows.append({"factor": factor, "stage": stage, "mb": megabytes, "seconds": seconds, "peak": peak, "anonymous": anonymous})
+        rows.append(
+            {
+                "factor": factor,
+                "stage": stage,
+                "mb": megabytes,
+                "seconds": seconds,
+                "peak": peak,
+                "anonymous": anonymous,
+            }
+        )
         line = f"x{factor:<3d} {stage:9s} {megabytes:8.0f} MB {seconds:7.1f} s {megabytes / seconds:6.2f} MB/s"
         print(f"{line} peak {peak / 2**20:6.0f} MiB, anonymous {anonymous / 2**20:6.0f} MiB", flush=True)
     shutil.rmtree(root / "raw" / size)
@@ -177,8 +203,10 @@ def table(rows: list[dict]) -> str:
         base = first[row["stage"]]
         ratios = [row[key] / base[key] for key in ("seconds", "mb", "peak", "anonymous")]
         lines.append(
-            f"x{row['factor']:<5d} {row['stage']:9s} {row['mb']:8.0f} {row['seconds']:8.1f} {row['mb'] / row['seconds']:7.2f} "
-            f"{row['peak'] / 2**20:8.0f} {row['anonymous'] / 2**20:9.0f} " + " ".join(f"{ratio:8.2f}" for ratio in ratios)
+            f"x{row['factor']:<5d} {row['stage']:9s} {row['mb']:8.0f} {row['seconds']:8.1f} "
+            f"{row['mb'] / row['seconds']:7.2f} "
+            f"{row['peak'] / 2**20:8.0f} {row['anonymous'] / 2**20:9.0f} "
+            + " ".join(f"{ratio:8.2f}" for ratio in ratios)
         )
     return "\n".join(lines)
 
@@ -221,7 +249,9 @@ def log_to_mlflow(workspace: Path, rows: list[dict], arguments: dict, files: lis
     """A run `scale` in the workspace's MLflow (experiment `bench`, in the model-training view as tinylm's own):
     each stage's figures as metrics with the size factor as the step, so MLflow draws the curves, and the table
     and plot as artifacts. Returns the run's page."""
-    os.environ["MLFLOW_TRACKING_URI"] = json.loads((workspace / "servers" / "urls.json").read_text())["mlflow_tracking_uri"]
+    os.environ["MLFLOW_TRACKING_URI"] = json.loads((workspace / "servers" / "urls.json").read_text())[
+        "mlflow_tracking_uri"
+    ]
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import mlflow
 

@@ -33,7 +33,9 @@ PROMPT = "The Congress shall have power to lay and collect taxes"
 
 def served_tokens_per_s(client: openai.OpenAI, clients: int, requests: int, max_tokens: int) -> float:
     def ask(seed: int) -> int:
-        answer = client.completions.create(model="tinylm", prompt=PROMPT, max_tokens=max_tokens, temperature=1.0, seed=seed)
+        answer = client.completions.create(
+            model="tinylm", prompt=PROMPT, max_tokens=max_tokens, temperature=1.0, seed=seed
+        )
         return answer.usage.completion_tokens
 
     started = time.perf_counter()
@@ -59,11 +61,20 @@ def main() -> None:
         tokens = 0
         for seed in range(args.requests):
             finish = Finish()
-            "".join(stream_text(loaded, prompt_ids, args.max_tokens, sampling, torch.Generator().manual_seed(seed), finish))
+            "".join(
+                stream_text(loaded, prompt_ids, args.max_tokens, sampling, torch.Generator().manual_seed(seed), finish)
+            )
             tokens += finish.tokens
         in_process = tokens / (time.perf_counter() - started)
 
-        command = [str(Path(sys.executable).parent / "tinylm"), "serve", "--model", str(checkpoint), "--port", str(args.port)]
+        command = [
+            str(Path(sys.executable).parent / "tinylm"),
+            "serve",
+            "--model",
+            str(checkpoint),
+            "--port",
+            str(args.port),
+        ]
         command += ["--max-tokens", str(args.max_tokens), "--workspace", str(Path(directory) / "workspace")]
         server = subprocess.Popen(command, env=os.environ, stderr=subprocess.DEVNULL)
         try:
@@ -74,10 +85,16 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait()
-        print(f"MiniMind2-Small shape, {args.requests} requests of {args.max_tokens} tokens, CPU threads {torch.get_num_threads()}")
+        print(
+            f"MiniMind2-Small shape, {args.requests} requests of {args.max_tokens} tokens, CPU threads "
+            f"{torch.get_num_threads()}"
+        )
         print(f"in-process, one at a time   {in_process:7.1f} tokens/s")
         print(f"server, 1 client            {one:7.1f} tokens/s   {one / in_process:.2f}x in-process")
-        print(f"server, 8 clients at once   {eight:7.1f} tokens/s   {eight / in_process:.2f}x in-process, {eight / one:.2f}x one client")
+        print(
+            f"server, 8 clients at once   {eight:7.1f} tokens/s   {eight / in_process:.2f}x in-process, "
+            f"{eight / one:.2f}x one client"
+        )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ def burst(client: openai.OpenAI, clients: int, max_tokens: int) -> tuple[Counter
         nonlocal refusal
         start.wait()
         try:
-            stream = client.completions.create(model="tinylm", prompt=PROMPT, max_tokens=max_tokens, seed=seed, stream=True)
+            stream = client.completions.create(
+                model="tinylm", prompt=PROMPT, max_tokens=max_tokens, seed=seed, stream=True
+            )
             reasons = [chunk.choices[0].finish_reason for chunk in stream]
             outcomes["answered" if reasons and reasons[-1] in ("stop", "length") else "cut short"] += 1
         except openai.RateLimitError as refused:
@@ -76,7 +78,9 @@ def burst(client: openai.OpenAI, clients: int, max_tokens: int) -> tuple[Counter
     return outcomes, time.perf_counter() - started, refusal
 
 
-def serve_and_burst(checkpoint: Path, workspace: Path, port: int, limits: list[str], clients: int, max_tokens: int) -> dict:
+def serve_and_burst(
+    checkpoint: Path, workspace: Path, port: int, limits: list[str], clients: int, max_tokens: int
+) -> dict:
     command = [str(Path(sys.executable).parent / "tinylm"), "serve", "--model", str(checkpoint), "--port", str(port)]
     command += ["--workspace", str(workspace), "--max-tokens", str(max_tokens), *limits]
     server = subprocess.Popen(command, env=os.environ, stderr=subprocess.DEVNULL)
@@ -113,7 +117,10 @@ def main() -> None:
         bounded = serve_and_burst(checkpoint, workspace, args.port, [], args.clients, max_tokens)
         unbounded_limits = ["--max-running", str(args.clients), "--max-waiting", "0"]
         unbounded = serve_and_burst(checkpoint, workspace, args.port, unbounded_limits, args.clients, max_tokens)
-    print(f"{args.shape} shape ({shape.dim} x {shape.n_layers} layers, context {shape.max_seq_len}), {args.clients} streaming clients")
+    print(
+        f"{args.shape} shape ({shape.dim} x {shape.n_layers} layers, context {shape.max_seq_len}), {args.clients} "
+        "streaming clients"
+    )
     print(f"at once, each asking for {max_tokens} tokens; peak is the server's VmHWM, idle its RSS before the burst")
     for name, run in (("default limits (4 + 32 waiting)", bounded), (f"no bound ({args.clients} at once)", unbounded)):
         seen = ", ".join(f"{count} {outcome}" for outcome, count in sorted(run["outcomes"].items()))

@@ -39,7 +39,9 @@ from tinylm.training.runs import TrainConfig
 
 def resident_kinds() -> dict[str, int]:
     """RssAnon (what the process allocated) and RssFile (file pages it maps, page cache: shared, reclaimable), bytes."""
-    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("Rss"))
+    fields = dict(
+        line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("Rss")
+    )
     return {name: int(fields[name].split()[0]) * 1024 for name in ("RssAnon", "RssFile")}
 
 
@@ -58,7 +60,9 @@ def write_sft_files(directory: Path, megabytes: int, seed: int = 0) -> list[Path
                 source = lines if rng.random() < 0.5 else paragraphs
                 question = rng.choice(source)[:40]
                 answer = "\n".join(rng.choice(source) for _ in range(rng.randint(2, 5)))
-                record = {"conversations": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+                record = {
+                    "conversations": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+                }
                 line = json.dumps(record, ensure_ascii=False) + "\n"
                 handle.write(line)
                 written += len(line.encode("utf-8"))
@@ -68,7 +72,9 @@ def write_sft_files(directory: Path, megabytes: int, seed: int = 0) -> list[Path
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--mb", type=int, default=1024, help="size of the generated SFT set")
-    parser.add_argument("--reference-share", type=float, default=0.125, help="share of the set the Python-lists reference holds")
+    parser.add_argument(
+        "--reference-share", type=float, default=0.125, help="share of the set the Python-lists reference holds"
+    )
     args = parser.parse_args()
     megabytes = 64 if args.quick else args.mb
     with tempfile.TemporaryDirectory() as directory:
@@ -80,11 +86,15 @@ def main() -> None:
         config = ChatDataConfig(max_seq_len=512, shard_units=65536)
         started = time.perf_counter()
         with peak_resident() as stage_memory:
-            manifest = chat_data_flow([str(p) for p in inputs], str(root / "tokenizer"), str(root / "sft"), config, str(root / "workspace"))
+            manifest = chat_data_flow(
+                [str(p) for p in inputs], str(root / "tokenizer"), str(root / "sft"), config, str(root / "workspace")
+            )
         seconds = time.perf_counter() - started
         stats = manifest["stats"]
         print(f"set: {size / 1e6:.0f} MB jsonl, {stats['rows']:,} conversations, {stats['tokens'] / 1e6:.1f} M tokens")
-        print(f"chat-data: {seconds:.0f} s, {size / 1e6 / seconds:.1f} MB/s, peak RSS {stage_memory['peak'] / 1e6:.0f} MB")
+        print(
+            f"chat-data: {seconds:.0f} s, {size / 1e6 / seconds:.1f} MB/s, peak RSS {stage_memory['peak'] / 1e6:.0f} MB"
+        )
 
         train = TrainConfig(seq_len=511, batch_size=16)
         tracemalloc.start()
@@ -101,7 +111,8 @@ def main() -> None:
         tracemalloc.stop()
         growth = {name: (value - kinds_before[name]) / 1e6 for name, value in resident_kinds().items()}
         print(
-            f"training reads {batches} batches over {data.shard_count()} shards: peak {ours / 1e6:.1f} MB allocated (tracemalloc), "
+            f"training reads {batches} batches over {data.shard_count()} shards: peak {ours / 1e6:.1f} MB allocated "
+            "(tracemalloc), "
             f"process RSS {read_memory['before'] / 1e6:.0f} -> peak {read_memory['peak'] / 1e6:.0f} MB: "
             f"anonymous {growth['RssAnon']:+.0f} MB, file pages (page cache) {growth['RssFile']:+.0f} MB"
         )
@@ -116,7 +127,8 @@ def main() -> None:
         reference = tracemalloc.get_traced_memory()[0] / args.reference_share
         tracemalloc.stop()
         print(
-            f"reference, ids and masks as Python lists (the parquet reader's to_pylist): {reference / 1e9:.2f} GB for the whole set "
+            f"reference, ids and masks as Python lists (the parquet reader's to_pylist): {reference / 1e9:.2f} GB for "
+            "the whole set "
             f"(measured on {args.reference_share:.0%}), {reference / ours:.0f}x the memory-mapped reader's peak"
         )
         del held

@@ -39,18 +39,24 @@ def main() -> None:
         print("vocab   corpus MB  tokens M  raw encode_batch s  stage s  stage/raw throughput  peak RSS growth MB")
         for vocab_size in vocab_sizes:
             tokenizer_dir = root / f"tok-{vocab_size}"
-            train_tokenizer(root / "corpus", tokenizer_dir, TokenizerConfig(vocab_size=vocab_size, max_text_bytes=20_000_000))
+            train_tokenizer(
+                root / "corpus", tokenizer_dir, TokenizerConfig(vocab_size=vocab_size, max_text_bytes=20_000_000)
+            )
             tokenizer = load_tokenizer(tokenizer_dir)
             texts = list(iter_texts(corpus_parts(root / "corpus")))
             batches = [texts[i : i + config.batch_documents] for i in range(0, len(texts), config.batch_documents)]
-            reference = best_of(rounds, lambda: [tokenizer.encode_batch(batch, add_special_tokens=False) for batch in batches])
+            reference = best_of(
+                rounds, lambda: [tokenizer.encode_batch(batch, add_special_tokens=False) for batch in batches]
+            )
             runs = iter(range(rounds))
             manifests = []
 
             def stage() -> None:
                 with peak_resident() as memory:
                     output = root / f"shards-{next(runs)}"
-                    manifest = shards_flow(str(root / "corpus"), str(tokenizer_dir), str(output), config, str(root / "workspace"))
+                    manifest = shards_flow(
+                        str(root / "corpus"), str(tokenizer_dir), str(output), config, str(root / "workspace")
+                    )
                     manifests.append(manifest | {"memory": memory})
 
             ours = best_of(rounds, stage)

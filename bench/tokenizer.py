@@ -35,10 +35,16 @@ def main() -> None:
             config = TokenizerConfig(vocab_size=vocab_size)
             parts = corpus_parts(corpus)
             plan = SamplePlan.balanced(
-                survey(parts, config.seed, config.heldout_fraction, 0), config.max_text_bytes, {}, config.seed, config.heldout_fraction
+                survey(parts, config.seed, config.heldout_fraction, 0),
+                config.max_text_bytes,
+                {},
+                config.seed,
+                config.heldout_fraction,
             )
             sample = list(sample_texts(parts, plan, Counter()))
-            reference = best_of(rounds, lambda: new_tokenizer().train_from_iterator(sample, trainer=bpe_trainer(config)))
+            reference = best_of(
+                rounds, lambda: new_tokenizer().train_from_iterator(sample, trainer=bpe_trainer(config))
+            )
             runs = iter(range(rounds))
             manifests = []
 
@@ -48,7 +54,8 @@ def main() -> None:
             ours = best_of(rounds, stage)
             memory = manifests[-1]["memory"]
             print(
-                f"{vocab_size:5d} {size / 1e6:11.1f} {sum(len(t.encode()) for t in sample) / 1e6:10.1f} {reference:6.2f} {ours:8.2f} "
+                f"{vocab_size:5d} {size / 1e6:11.1f} {sum(len(t.encode()) for t in sample) / 1e6:10.1f} "
+                f"{reference:6.2f} {ours:8.2f} "
                 f"{ours / reference:15.2f}x {(memory['peak_rss_bytes'] - memory['rss_before_bytes']) / 1e6:19.0f}"
             )
 

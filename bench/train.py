@@ -83,7 +83,13 @@ def run(kind: str, args: argparse.Namespace) -> dict:
             times.append(time.perf_counter() - started)
     step = sum(times[WARMUP_STEPS:]) / args.steps
     tokens_per_s = args.batch_size * args.seq_len / step
-    result = {"model": kind, "parameters": parameters, "step_s": step, "tokens_per_s": tokens_per_s, "loss": float(loss)}
+    result = {
+        "model": kind,
+        "parameters": parameters,
+        "step_s": step,
+        "tokens_per_s": tokens_per_s,
+        "loss": float(loss),
+    }
     result["peak_rss_growth_mb"] = (memory["peak"] - memory["before"]) / 1e6
     if device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 1e6

@@ -62,7 +62,9 @@ def bare_loop(shards: Path, config: TrainConfig, device: torch.device) -> float:
     model = Transformer(config.model).to(device).train()
     trained = torch.compile(model) if config.compile else model
     optimizer = build_optimizer(model, config, device)
-    steps = [min(data.units(shard) // config.batch_size, config.max_steps_per_shard) for shard in range(config.max_shards)]
+    steps = [
+        min(data.units(shard) // config.batch_size, config.max_steps_per_shard) for shard in range(config.max_shards)
+    ]
     scheduler = build_scheduler(optimizer, sum(steps), config)
     started = time.perf_counter()
     for shard, count in enumerate(steps):
@@ -117,7 +119,10 @@ def main() -> None:
         whole = time.perf_counter() - started
     tokens = result["steps"] * batch_size * seq_len
     network = Transformer(model)
-    print(f"shape {args.shape} ({network.num_parameters() / 1e6:.1f}M parameters), {args.device}, compile {args.compile}, {tokens} tokens")
+    print(
+        f"shape {args.shape} ({network.num_parameters() / 1e6:.1f}M parameters), {args.device}, compile "
+        f"{args.compile}, {tokens} tokens"
+    )
     for name, seconds in (("bare loop", bare), ("whole loop (train_model)", whole)):
         line = f"{name:26s} {seconds:7.1f} s  {tokens / seconds:9.0f} tokens/s"
         if device.type == "cuda":

@@ -25,7 +25,11 @@ def cpu_build_problems() -> list[str]:
     if torch.version.cuda is not None:
         problems.append(f"torch {torch.__version__} is the CUDA {torch.version.cuda} build")
     cuda_packages = sorted(
-        {dist.metadata["Name"] for dist in metadata.distributions() if dist.metadata["Name"].lower().startswith(CUDA_ONLY)}
+        {
+            dist.metadata["Name"]
+            for dist in metadata.distributions()
+            if dist.metadata["Name"].lower().startswith(CUDA_ONLY)
+        }
     )
     if cuda_packages:
         problems.append(f"CUDA packages installed: {', '.join(cuda_packages)}")

@@ -26,7 +26,8 @@ TESTS_DATA = Path(__file__).parent / "data"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-# Fixtures that stand up a real service: a Prefect API server, an MLflow store, Redis, tinylm's HTTP server. A test using one (directly or
+# Fixtures that stand up a real service: a Prefect API server, an MLflow store, Redis, tinylm's HTTP server. A test
+# using one (directly or
 # through another fixture) is a service test; `make test-fast` runs the unit tests, those with neither mark.
 SERVICE_FIXTURES = {"prefect_api", "workspace", "module_workspace", "redis_url", "server"}
 
@@ -81,10 +82,13 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory, constitution: Path, t
 
 @pytest.fixture(scope="session")
 def bilingual_corpus(tmp_path_factory: pytest.TempPathFactory, zuozhuan: Path, enwiki_dump: Path) -> Path:
-    """A corpus directory with more text: every Zuozhuan line (zh, 1.8 MB) and the enwiki sample articles (en, 2.7 MB)."""
+    """A corpus directory with more text: every Zuozhuan line (zh, 1.8 MB) and the enwiki sample articles (en, 2.7
+    MB)."""
     root = tmp_path_factory.mktemp("bilingual")
     lines = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if line.strip()]
-    write_documents(root / "part-00000.parquet", [make_document("zuozhuan", i, line, lang="zh") for i, line in enumerate(lines)])
+    write_documents(
+        root / "part-00000.parquet", [make_document("zuozhuan", i, line, lang="zh") for i, line in enumerate(lines)]
+    )
     articles = read_documents(enwiki_dump, ExtractConfig(), Stats())
     write_documents(root / "part-00001.parquet", [dict(article, lang="en") for article in articles])
     write_manifest(root, {"stage": "corpus", "fingerprint": "bilingual-fixture"})

@@ -19,7 +19,9 @@ from tinylm.flows.shards import shards_flow
 from tinylm.model.config import ModelConfig
 
 # The system's Chromium, which the browser tests drive (Debian's package; .ci/run installs it).
-CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None)
+CHROMIUM = next(
+    (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None
+)
 
 
 def tiny_train_config(**overrides: object) -> TrainConfig:
@@ -47,8 +49,11 @@ def make_chat_data(inputs: list[str], tokenizer: Path, output: Path, config: Cha
     return chat_data_flow([str(path) for path in inputs], str(tokenizer), str(output), config)
 
 
-def kill_when(code: str, half_written: Callable[[], bool], timeout: float = 300, env: dict[str, str] | None = None) -> None:
-    """Run `code` in a fresh interpreter, `env` added to its environment, and SIGKILL it as soon as `half_written()` holds.
+def kill_when(
+    code: str, half_written: Callable[[], bool], timeout: float = 300, env: dict[str, str] | None = None
+) -> None:
+    """Run `code` in a fresh interpreter, `env` added to its environment, and SIGKILL it as soon as `half_written()`
+    holds.
 
     The deadline only ends a stage that never gets there; it is generous because a whole pipeline reaching its first
     checkpoint in a fresh interpreter, on a loaded CI machine, is minutes rather than seconds."""
@@ -63,8 +68,11 @@ def kill_when(code: str, half_written: Callable[[], bool], timeout: float = 300,
 
 
 def in_background(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
-    """A long-lived process (a server, a worker) in its own session, so a test ends it and all it started with killpg."""
-    return subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """A long-lived process (a server, a worker) in its own session, so a test ends it and all it started with
+    killpg."""
+    return subprocess.Popen(
+        command, cwd=cwd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def free_port() -> int:
@@ -88,8 +96,11 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 120) -> 
             time.sleep(0.3)
 
 
-def start_mlflow_server(port: int, store: Path, artifacts: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """A real `mlflow server` on 127.0.0.1:`port` with its database under `store`, artifacts there too or at `artifacts`."""
+def start_mlflow_server(
+    port: int, store: Path, artifacts: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """A real `mlflow server` on 127.0.0.1:`port` with its database under `store`, artifacts there too or at
+    `artifacts`."""
     process = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "mlflow"),
@@ -124,8 +135,11 @@ def write_wiki_dump(path: Path, pages: dict[str, str]) -> Path:
     """A bz2 pages-articles dump of articles (title to wikitext), ids from 1; the site comes from the file name."""
     body = "".join(
         f"  <page>\n    <title>{html.escape(title)}</title>\n    <ns>0</ns>\n    <id>{page_id}</id>\n    <revision>\n"
-        f'      <id>{page_id}</id>\n      <text xml:space="preserve">{html.escape(text)}</text>\n    </revision>\n  </page>\n'
+        f'      <id>{page_id}</id>\n      <text xml:space="preserve">{html.escape(text)}</text>\n    </revision>\n  '
+        "</page>\n"
         for page_id, (title, text) in enumerate(pages.items(), 1)
     )
-    path.write_bytes(bz2.compress(f'<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/">\n{body}</mediawiki>\n'.encode()))
+    path.write_bytes(
+        bz2.compress(f'<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/">\n{body}</mediawiki>\n'.encode())
+    )
     return path

@@ -1,6 +1,7 @@
 """Re-packing a dump as multistream, the way Wikimedia builds them: a fixture for the tests and benchmarks.
 
-Only tests and the extraction benchmarks (`bench/extract.py`, `bench/extract_scale.py`) make multistream dumps; the product only reads them.
+Only tests and the extraction benchmarks (`bench/extract.py`, `bench/extract_scale.py`) make multistream dumps; the
+product only reads them.
 """
 
 from __future__ import annotations

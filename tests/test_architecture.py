@@ -15,8 +15,31 @@ ALLOWED = {
     "weights": {"model", "storage", "tracking", "config"},
     "training": {"model", "weights", "tokens", "storage", "tracking", "config"},
     "inference": {"model", "weights", "tokens", "storage", "tracking"},
-    "evaluation": {"model", "weights", "corpus", "tokens", "storage", "tracking", "training", "inference", "stats", "config"},
-    "flows": {"model", "weights", "storage", "tracking", "corpus", "tokens", "training", "inference", "evaluation", "stats", "config"},
+    "evaluation": {
+        "model",
+        "weights",
+        "corpus",
+        "tokens",
+        "storage",
+        "tracking",
+        "training",
+        "inference",
+        "stats",
+        "config",
+    },
+    "flows": {
+        "model",
+        "weights",
+        "storage",
+        "tracking",
+        "corpus",
+        "tokens",
+        "training",
+        "inference",
+        "evaluation",
+        "stats",
+        "config",
+    },
 }
 
 
@@ -45,7 +68,8 @@ def test_only_flows_import_prefect():
     outside = [
         str(path.relative_to(PACKAGE))
         for path in sorted(PACKAGE.rglob("*.py"))
-        if path.relative_to(PACKAGE).parts[0] != "flows" and any(name.split(".")[0] == "prefect" for name in imported_modules(path))
+        if path.relative_to(PACKAGE).parts[0] != "flows"
+        and any(name.split(".")[0] == "prefect" for name in imported_modules(path))
     ]
     assert outside == []
 
@@ -67,7 +91,9 @@ def test_folders_stay_small_and_module_names_mean_one_thing():
     # A flow may share its stage's name (flows/shards.py runs tokens/shards.py): one job at two layers;
     # and config.py is configuration wherever it is (the pipeline's pydantic models, the model's shape).
     repeated = {
-        name: paths for name, paths in names.items() if name != "config" and len([path for path in paths if path.parts[0] != "flows"]) > 1
+        name: paths
+        for name, paths in names.items()
+        if name != "config" and len([path for path in paths if path.parts[0] != "flows"]) > 1
     }
     assert repeated == {}
 
@@ -90,7 +116,9 @@ def test_no_import_cycles_between_modules():
                 for alias in node.names:  # `from tinylm.flows import report` imports the module report
                     submodule = f"{node.module}.{alias.name}"
                     targets.add(submodule if submodule in modules else node.module)
-        graph[name] = {target for target in targets if target in modules and target != name and not name.startswith(f"{target}.")}
+        graph[name] = {
+            target for target in targets if target in modules and target != name and not name.startswith(f"{target}.")
+        }
     cycles = []
     for start in graph:
         stack = [(start, [start])]

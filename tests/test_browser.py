@@ -30,7 +30,10 @@ from tinylm.model.config import ModelConfig
 from tinylm.tracking.store import CANCELLED_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs Debian's)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs Debian's)"),
+]
 
 
 @pytest.fixture
@@ -42,7 +45,9 @@ def render() -> Iterator[Callable[..., str]]:
 
         def show(url: str, screenshot: Path, *texts: str) -> str:
             page.goto(url)
-            page.wait_for_function("texts => texts.every(text => document.body.innerText.includes(text))", arg=list(texts), timeout=60_000)
+            page.wait_for_function(
+                "texts => texts.every(text => document.body.innerText.includes(text))", arg=list(texts), timeout=60_000
+            )
             page.screenshot(path=str(screenshot))
             return page.inner_text("body")
 
@@ -77,7 +82,9 @@ def servers(tmp_path):
         f"MLFLOW_PORT={mlflow_port}",
     ]
     environment = os.environ | {"PREFECT_HOME": str(tmp_path / "prefect-home")}
-    started = subprocess.run([*make, "servers"], check=True, env=environment, capture_output=True, text=True, timeout=600)
+    started = subprocess.run(
+        [*make, "servers"], check=True, env=environment, capture_output=True, text=True, timeout=600
+    )
     try:
         wait_until_up(f"http://127.0.0.1:{prefect_port}/api/health")
         wait_until_up(f"http://127.0.0.1:{mlflow_port}/health")
@@ -88,31 +95,63 @@ def servers(tmp_path):
 
 
 def run_pipeline(config: Path, workspace: Path) -> tuple[dict, str]:
-    """`tinylm pipeline --summary` as a user runs it with the servers up (no PREFECT_API_URL exported): result and summary."""
-    environment = {key: value for key, value in os.environ.items() if key not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")}
-    command = [str(Path(sys.executable).parent / "tinylm"), "pipeline", "--config", str(config), "--workspace", str(workspace), "--summary"]
+    """`tinylm pipeline --summary` as a user runs it with the servers up (no PREFECT_API_URL exported): result and
+    summary."""
+    environment = {
+        key: value for key, value in os.environ.items() if key not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")
+    }
+    command = [
+        str(Path(sys.executable).parent / "tinylm"),
+        "pipeline",
+        "--config",
+        str(config),
+        "--workspace",
+        str(workspace),
+        "--summary",
+    ]
     finished = subprocess.run(command, env=environment, capture_output=True, text=True, check=True, timeout=600)
     start = finished.stdout.index("{\n")  # Prefect's log lines come first
     end = finished.stdout.index("\n}\n", start) + 2
     return json.loads(finished.stdout[start:end]), finished.stdout[end:]
 
 
-def test_the_uis_show_a_finished_pipeline_run_with_its_artifacts_and_metrics(servers, render, enwiki_dump, zuozhuan, tmp_path):
+def test_the_uis_show_a_finished_pipeline_run_with_its_artifacts_and_metrics(
+    servers, render, enwiki_dump, zuozhuan, tmp_path
+):
     workspace, prefect_url, mlflow_url, runs_list = servers
     shots = Path(os.environ.get("TINYLM_TEST_ARTIFACTS", ROOT / "test-artifacts"))
     shots.mkdir(parents=True, exist_ok=True)
-    assert httpx.get(f"{prefect_url}/ui-settings").json()["api_url"] == f"{prefect_url}/api", "the UI would call another port's API"
+    assert httpx.get(f"{prefect_url}/ui-settings").json()["api_url"] == f"{prefect_url}/api", (
+        "the UI would call another port's API"
+    )
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump(small_pipeline(workspace, [enwiki_dump, zuozhuan]).model_dump(mode="json")))
     result, summary = run_pipeline(config, workspace)
     run = httpx.get(f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": result["run_id"]}).json()["run"]
-    run_url = f"{mlflow_url}/#/experiments/{run['info']['experiment_id']}/runs/{result['run_id']}?workflowType=machine_learning"
+    experiment_url = f"{mlflow_url}/#/experiments/{run['info']['experiment_id']}"
+    run_url = f"{experiment_url}/runs/{result['run_id']}?workflowType=machine_learning"
     assert f"{prefect_url}/runs" in summary and run_url in summary and "--backend-store-uri http" not in summary
 
-    (flow_run,) = httpx.post(f"{prefect_url}/api/flow_runs/filter", json={"flows": {"name": {"any_": ["pipeline"]}}}).json()
-    render(f"{prefect_url}/runs/flow-run/{flow_run['id']}", shots / "prefect-pipeline-run.png", flow_run["name"], "Completed")
-    render(f"{prefect_url}/artifacts", shots / "prefect-artifacts.png", "corpus-summary", "shards-stats", "train-summary", "train-progress")
-    summaries = httpx.post(f"{prefect_url}/api/artifacts/filter", json={"artifacts": {"key": {"any_": ["train-summary"]}}}).json()
+    (flow_run,) = httpx.post(
+        f"{prefect_url}/api/flow_runs/filter", json={"flows": {"name": {"any_": ["pipeline"]}}}
+    ).json()
+    render(
+        f"{prefect_url}/runs/flow-run/{flow_run['id']}",
+        shots / "prefect-pipeline-run.png",
+        flow_run["name"],
+        "Completed",
+    )
+    render(
+        f"{prefect_url}/artifacts",
+        shots / "prefect-artifacts.png",
+        "corpus-summary",
+        "shards-stats",
+        "train-summary",
+        "train-progress",
+    )
+    summaries = httpx.post(
+        f"{prefect_url}/api/artifacts/filter", json={"artifacts": {"key": {"any_": ["train-summary"]}}}
+    ).json()
     assert run_url in summaries[0]["data"], "the Prefect summary links the MLflow run"
 
     # MLflow: names, durations, links back to Prefect, and the pipeline run's own numbers.
@@ -122,13 +161,19 @@ def test_the_uis_show_a_finished_pipeline_run_with_its_artifacts_and_metrics(ser
     params = {param["key"]: param["value"] for param in run["data"]["params"]}
     assert params["model.vocab_size"] == str(result["vocab_size"])
     experiment_id = run["info"]["experiment_id"]
-    experiment = httpx.get(f"{mlflow_url}/api/2.0/mlflow/experiments/get", params={"experiment_id": experiment_id}).json()["experiment"]
+    experiment = httpx.get(
+        f"{mlflow_url}/api/2.0/mlflow/experiments/get", params={"experiment_id": experiment_id}
+    ).json()["experiment"]
     assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in experiment["tags"]
-    runs = httpx.post(f"{mlflow_url}/api/2.0/mlflow/runs/search", json={"experiment_ids": [experiment_id]}).json()["runs"]
+    runs = httpx.post(f"{mlflow_url}/api/2.0/mlflow/runs/search", json={"experiment_ids": [experiment_id]}).json()[
+        "runs"
+    ]
     by_name = {item["info"]["run_name"]: item for item in runs}
     for stage in ("corpus", "tokenizer", "shards"):
         info = by_name[stage]["info"]
-        assert (int(info["end_time"]) - int(info["start_time"])) / 1000 >= result["seconds"][stage] - 3, f"{stage} duration"
+        assert (int(info["end_time"]) - int(info["start_time"])) / 1000 >= result["seconds"][stage] - 3, (
+            f"{stage} duration"
+        )
     pipeline = by_name["pipeline"]
     metrics = {metric["key"]: metric["value"] for metric in pipeline["data"]["metrics"]}
     assert metrics["final_loss"] == pytest.approx(result["final_loss"]) and metrics["documents"] == result["documents"]
@@ -137,10 +182,14 @@ def test_the_uis_show_a_finished_pipeline_run_with_its_artifacts_and_metrics(ser
     page = render(run_url, shots / "mlflow-train-run.png", "train", "val_loss", "Prefect flow run", "Model registry")
     assert "Evaluation runs" not in page, "MLflow opened its GenAI view"
     render(run_url.replace("?", "/artifacts?"), shots / "mlflow-train-artifacts.png", "checkpoints", "samples")
-    assert runs_list == f"{mlflow_url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning", "make servers printed it"
+    assert runs_list == f"{mlflow_url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning", (
+        "make servers printed it"
+    )
     page = render(runs_list, shots / "mlflow-runs.png", "Runs", "pipeline")
     assert "Overview" not in page and "Detect Issues" not in page, "the runs list, not the GenAI overview"
-    pipeline_url = f"{mlflow_url}/#/experiments/{experiment_id}/runs/{pipeline['info']['run_id']}?workflowType=machine_learning"
+    pipeline_url = (
+        f"{mlflow_url}/#/experiments/{experiment_id}/runs/{pipeline['info']['run_id']}?workflowType=machine_learning"
+    )
     render(pipeline_url, shots / "mlflow-pipeline-run.png", "final_loss", "seconds.train")
     assert all((shots / name).stat().st_size > 10_000 for name in ("prefect-pipeline-run.png", "mlflow-train-run.png"))
 
@@ -149,14 +198,22 @@ def test_the_uis_show_a_finished_pipeline_run_with_its_artifacts_and_metrics(ser
     assert again["run_id"] == result["run_id"] and again["reused"]
     runs = httpx.post(
         f"{mlflow_url}/api/2.0/mlflow/runs/search",
-        json={"experiment_ids": [experiment_id], "filter": "tags.`tinylm.stage` = 'pipeline'", "order_by": ["attributes.start_time DESC"]},
+        json={
+            "experiment_ids": [experiment_id],
+            "filter": "tags.`tinylm.stage` = 'pipeline'",
+            "order_by": ["attributes.start_time DESC"],
+        },
     ).json()["runs"]
     reused = {tag["key"]: tag["value"] for tag in runs[0]["data"]["tags"]}["tinylm.reused"]
     assert all(f"{stage} (" in reused for stage in ("corpus", "tokenizer", "shards", "train")), reused
     assert by_name["corpus"]["info"]["run_id"] in reused
-    progress = httpx.post(f"{prefect_url}/api/artifacts/filter", json={"artifacts": {"type": {"any_": ["progress"]}}}).json()
+    progress = httpx.post(
+        f"{prefect_url}/api/artifacts/filter", json={"artifacts": {"type": {"any_": ["progress"]}}}
+    ).json()
     assert progress and all(artifact["data"] == 100 for artifact in progress)
-    notes = httpx.post(f"{prefect_url}/api/artifacts/filter", json={"artifacts": {"key": {"any_": ["corpus-summary"]}}}).json()
+    notes = httpx.post(
+        f"{prefect_url}/api/artifacts/filter", json={"artifacts": {"key": {"any_": ["corpus-summary"]}}}
+    ).json()
     assert any("reused" in note["data"] for note in notes)
 
 
@@ -166,15 +223,21 @@ def test_a_run_cancelled_in_the_prefect_ui_ends_cancelled_there_and_killed_in_ml
     workspace, prefect_url, mlflow_url, _ = servers
     environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     served = in_background(
-        [sys.executable, str(ROOT / "deployments" / "serve.py")], tmp_path, environment | {"PREFECT_API_URL": f"{prefect_url}/api"}
+        [sys.executable, str(ROOT / "deployments" / "serve.py")],
+        tmp_path,
+        environment | {"PREFECT_API_URL": f"{prefect_url}/api"},
     )
-    slow = tiny_train_config(model=ModelConfig(dim=384, n_layers=6, n_heads=6, n_kv_heads=2, max_seq_len=32), max_steps_per_shard=None)
+    slow = tiny_train_config(
+        model=ModelConfig(dim=384, n_layers=6, n_heads=6, n_kv_heads=2, max_seq_len=32), max_steps_per_shard=None
+    )
     parameters = {"shards": str(shards_dir), "config": slow.model_dump(mode="json"), "workspace": str(workspace)}
     try:
         with temporary_settings({PREFECT_API_URL: f"{prefect_url}/api"}):
             flow_run_id = asyncio.run(create_run("train/train", parameters))
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
+                )
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(f"{prefect_url}/runs/flow-run/{flow_run_id}")
                 page.wait_for_function("document.body.innerText.includes('tokens/s')", timeout=300_000)
@@ -188,7 +251,11 @@ def test_a_run_cancelled_in_the_prefect_ui_ends_cancelled_there_and_killed_in_ml
                 assert state["type"] == "CANCELLED", state
                 page.reload()
                 page.wait_for_function("document.body.innerText.includes('Cancelled')", timeout=60_000)
-                page.screenshot(path=str(Path(os.environ.get("TINYLM_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "prefect-cancelled.png"))
+                page.screenshot(
+                    path=str(
+                        Path(os.environ.get("TINYLM_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "prefect-cancelled.png"
+                    )
+                )
                 browser.close()
             wait_for_log([flow_run_id], "cancelled")
             errors = [message for level, message in asyncio.run(log_lines([flow_run_id])) if level >= 40]
@@ -196,7 +263,9 @@ def test_a_run_cancelled_in_the_prefect_ui_ends_cancelled_there_and_killed_in_ml
     finally:
         os.killpg(served.pid, signal.SIGKILL)
         served.wait(timeout=30)
-    experiment = httpx.get(f"{mlflow_url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "tinylm"}).json()
+    experiment = httpx.get(
+        f"{mlflow_url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "tinylm"}
+    ).json()
     search = {"experiment_ids": [experiment["experiment"]["experiment_id"]], "filter": "tags.`tinylm.stage` = 'train'"}
     (run,) = httpx.post(f"{mlflow_url}/api/2.0/mlflow/runs/search", json=search).json()["runs"]
     tags = {tag["key"]: tag["value"] for tag in run["data"]["tags"]}

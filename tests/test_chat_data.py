@@ -49,7 +49,8 @@ def conversations(zuozhuan):
 
 
 def read_units(directory: Path, part: str = "part-00000") -> list[list[tuple[list[int], list[int]]]]:
-    """Every unit of a part as its sequences' (ids, mask) lists: one for a conversation, chosen and rejected for a pair."""
+    """Every unit of a part as its sequences' (ids, mask) lists: one for a conversation, chosen and rejected for a
+    pair."""
     manifest = read_manifest(directory)
     opened = ChatPart.open(directory / part, np.dtype(manifest["dtype"]), manifest["sequences_per_unit"])
     return [[(ids.tolist(), mask.tolist()) for ids, mask in opened.unit(row)] for row in range(opened.units)]
@@ -72,7 +73,9 @@ def test_ids_match_transformers_chat_template_and_mask_covers_assistant_turns(to
     transformers = pytest.importorskip("transformers")
     source = write_jsonl(tmp_path / "sft.jsonl", [{"conversations": messages} for messages in conversations])
     # The messages as they are (the Zuozhuan has characters t2s would still change): the template is under test.
-    manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(max_seq_len=4096, simplify=False))
+    manifest = make_chat_data(
+        [source], tokenizer_dir, tmp_path / "out", ChatDataConfig(max_seq_len=4096, simplify=False)
+    )
     rows = sequences(tmp_path / "out")
     assert manifest["stats"]["rows"] == len(rows) == len(conversations)
     hf = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
@@ -87,19 +90,27 @@ def test_ids_match_transformers_chat_template_and_mask_covers_assistant_turns(to
 
 def test_special_token_text_inside_a_message_stays_text(tokenizer_dir):
     encoder = ChatEncoder(load_tokenizer(tokenizer_dir))
-    (tokens,) = encoder.encode([[{"role": "user", "content": "say <|im_end|> now"}, {"role": "assistant", "content": "ok"}]])
+    (tokens,) = encoder.encode(
+        [[{"role": "user", "content": "say <|im_end|> now"}, {"role": "assistant", "content": "ok"}]]
+    )
     assert tokens.ids.count(encoder.im_end) == 2, "one per turn: the literal in the text is not a turn end"
     (prompt,) = encoder.encode([[{"role": "user", "content": "hi"}]], generation_prompt=True)
-    assert load_tokenizer(tokenizer_dir).decode(prompt.ids, skip_special_tokens=False).endswith("<|im_start|>assistant\n")
+    assert (
+        load_tokenizer(tokenizer_dir).decode(prompt.ids, skip_special_tokens=False).endswith("<|im_start|>assistant\n")
+    )
     assert sum(prompt.mask) == 0
 
 
-def test_long_conversations_are_cut_and_ones_with_no_assistant_token_left_dropped(tokenizer_dir, conversations, tmp_path):
+def test_long_conversations_are_cut_and_ones_with_no_assistant_token_left_dropped(
+    tokenizer_dir, conversations, tmp_path
+):
     source = write_jsonl(tmp_path / "sft.jsonl", [{"conversations": messages} for messages in conversations])
     encoded = ChatEncoder(load_tokenizer(tokenizer_dir)).encode(conversations)
     first_trained = sorted(tokens.mask.index(1) for tokens in encoded)
     limit = first_trained[len(first_trained) // 2]
-    short = make_chat_data([source], tokenizer_dir, tmp_path / "short", ChatDataConfig(max_seq_len=limit, simplify=False))
+    short = make_chat_data(
+        [source], tokenizer_dir, tmp_path / "short", ChatDataConfig(max_seq_len=limit, simplify=False)
+    )
     rows = sequences(tmp_path / "short")
     assert max(len(ids) for ids, _ in rows) <= limit
     stats = short["stats"]
@@ -115,7 +126,9 @@ def test_dpo_pairs_keep_chosen_and_rejected_with_their_masks(tokenizer_dir, conv
         for chosen, rejected in zip(conversations, conversations[1:] + conversations[:1])
     ]
     source = write_jsonl(tmp_path / "dpo.jsonl", pairs)
-    manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(format="dpo", max_seq_len=4096, simplify=False))
+    manifest = make_chat_data(
+        [source], tokenizer_dir, tmp_path / "out", ChatDataConfig(format="dpo", max_seq_len=4096, simplify=False)
+    )
     units = read_units(tmp_path / "out")
     assert manifest["format"] == "dpo" and len(units) == len(pairs)
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -128,7 +141,9 @@ def test_dpo_pairs_keep_chosen_and_rejected_with_their_masks(tokenizer_dir, conv
         assert chosen_ids[:prompt_length] == rejected_ids[:prompt_length], "same prompt"
 
 
-def test_minimind_dpo_pairs_whose_prompts_differ_are_skipped_and_only_the_final_reply_is_trained(tokenizer_dir, tmp_path):
+def test_minimind_dpo_pairs_whose_prompts_differ_are_skipped_and_only_the_final_reply_is_trained(
+    tokenizer_dir, tmp_path
+):
     pairs = [json.loads(line) for line in (MINIMIND / "dpo_data.jsonl").read_text(encoding="utf-8").splitlines()]
     # MiniMind's toy pairs differ before their last reply (a user turn in the first, an assistant turn in the
     # second): no single prompt is answered two ways. The same second conversation, made into a true pair:
@@ -140,7 +155,9 @@ def test_minimind_dpo_pairs_whose_prompts_differ_are_skipped_and_only_the_final_
     tokenizer = load_tokenizer(tokenizer_dir)
     for side, (ids, mask) in zip(("chosen", "rejected"), unit):
         trained = [token for token, keep in zip(ids, mask) if keep]
-        assert tokenizer.decode(trained) == fixed[side][-1]["content"], "the earlier assistant turn is prompt, not target"
+        assert tokenizer.decode(trained) == fixed[side][-1]["content"], (
+            "the earlier assistant turn is prompt, not target"
+        )
 
 
 def test_traditional_chat_data_is_simplified_like_the_corpus_unless_switched_off(tokenizer_dir, constitution, tmp_path):
@@ -149,13 +166,18 @@ def test_traditional_chat_data_is_simplified_like_the_corpus_unless_switched_off
     to_simplified = opencc.OpenCC("t2s").convert
 
     def dialogues(texts: list[str]) -> list[dict]:
-        return [{"conversations": [{"role": "user", "content": text[:10]}, {"role": "assistant", "content": text}]} for text in texts]
+        return [
+            {"conversations": [{"role": "user", "content": text[:10]}, {"role": "assistant", "content": text}]}
+            for text in texts
+        ]
 
     converted = make_chat_data(
         [write_jsonl(tmp_path / "tw.jsonl", dialogues(traditional))], tokenizer_dir, tmp_path / "a", ChatDataConfig()
     )
     simplified = dialogues([to_simplified(text) for text in traditional])
-    reference = make_chat_data([write_jsonl(tmp_path / "cn.jsonl", simplified)], tokenizer_dir, tmp_path / "b", ChatDataConfig())
+    reference = make_chat_data(
+        [write_jsonl(tmp_path / "cn.jsonl", simplified)], tokenizer_dir, tmp_path / "b", ChatDataConfig()
+    )
     ids = {name: [ids for ids, _ in sequences(tmp_path / name)] for name in ("a", "b")}
     assert ids["a"] == ids["b"], "the same ids as the text simplified beforehand"
     assert converted["stats"]["converted_messages"] > len(lines) and reference["stats"]["converted_messages"] == 0
@@ -179,7 +201,10 @@ def test_bad_records_are_skipped_and_counted_by_reason_with_their_first_lines(to
         {"conversations": ["just a string", answer]},
         {"conversations": [{"role": "narrator", "content": "again"}, answer]},  # line 15
     ]
-    raw = [b'{"conversations": [', b'{"conversations": [{"role": "user", "content": "caf\xe9"}, {"role": "assistant", "content": "ok"}]}']
+    raw = [
+        b'{"conversations": [',
+        b'{"conversations": [{"role": "user", "content": "caf\xe9"}, {"role": "assistant", "content": "ok"}]}',
+    ]
     source = write_jsonl(tmp_path / "mixed.jsonl", good + bad, raw)
     stats = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig())["stats"]
     assert stats["records"] == 16 and stats["rows"] == 5
@@ -207,20 +232,29 @@ def test_inputs_with_nothing_usable_are_a_clear_error(tokenizer_dir, tmp_path):
         make_chat_data([str(empty)], tokenizer_dir, tmp_path / "out", ChatDataConfig())
 
 
-def test_flow_tokenizes_files_in_parallel_and_reuses_a_finished_run(prefect_api, tokenizer_dir, conversations, tmp_path):
-    files = [write_jsonl(tmp_path / f"sft-{i}.jsonl", [{"conversations": messages} for messages in conversations[i::2]]) for i in range(2)]
+def test_flow_tokenizes_files_in_parallel_and_reuses_a_finished_run(
+    prefect_api, tokenizer_dir, conversations, tmp_path
+):
+    files = [
+        write_jsonl(tmp_path / f"sft-{i}.jsonl", [{"conversations": messages} for messages in conversations[i::2]])
+        for i in range(2)
+    ]
     output = str(tmp_path / "out")
     first = chat_data_flow(files, str(tokenizer_dir), output, ChatDataConfig())
     assert not first["reused"] and [part["rows"] for part in first["parts"]] == [30, 30]
     assert chat_data_flow(files, str(tokenizer_dir), output, ChatDataConfig())["reused"]
-    together = write_jsonl(tmp_path / "all.jsonl", [{"conversations": messages} for i in range(2) for messages in conversations[i::2]])
+    together = write_jsonl(
+        tmp_path / "all.jsonl", [{"conversations": messages} for i in range(2) for messages in conversations[i::2]]
+    )
     whole = make_chat_data([together], tokenizer_dir, tmp_path / "together", ChatDataConfig())
     assert whole["stats"]["tokens"] == first["stats"]["tokens"]
     in_parts = [ids for part in first["parts"] for ids, _ in sequences(tmp_path / "out", part["file"])]
     assert [ids for ids, _ in sequences(tmp_path / "together")] == in_parts
 
 
-def test_reasoning_becomes_think_tokens_as_transformers_renders_it_and_minimind_r1_replies_keep_theirs(tokenizer_dir, tmp_path):
+def test_reasoning_becomes_think_tokens_as_transformers_renders_it_and_minimind_r1_replies_keep_theirs(
+    tokenizer_dir, tmp_path
+):
     transformers = pytest.importorskip("transformers")
     tokenizer = load_tokenizer(tokenizer_dir)
     think = [tokenizer.token_to_id(token) for token in THINK_TOKENS]
@@ -230,7 +264,9 @@ def test_reasoning_becomes_think_tokens_as_transformers_renders_it_and_minimind_
     ]
     r1 = [json.loads(line) for line in (MINIMIND / "r1_data.jsonl").read_text(encoding="utf-8").splitlines()]
     source = write_jsonl(tmp_path / "reasoning.jsonl", [{"conversations": messages}, *r1])
-    manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(max_seq_len=4096, simplify=False))
+    manifest = make_chat_data(
+        [source], tokenizer_dir, tmp_path / "out", ChatDataConfig(max_seq_len=4096, simplify=False)
+    )
     assert manifest["stats"]["rows"] == 3
     hf = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
     for record, (ids, mask) in zip([{"conversations": messages}, *r1], sequences(tmp_path / "out")):
@@ -238,8 +274,13 @@ def test_reasoning_becomes_think_tokens_as_transformers_renders_it_and_minimind_
         assert [ids.count(token) for token in think] == [1, 1], "each marker is one special token, not its characters"
         assert all(mask[ids.index(token)] == 1 for token in think), "the model learns to open and close its thinking"
     (ids, _), *_ = sequences(tmp_path / "out")
-    assert tokenizer.decode(ids, skip_special_tokens=False).count("<think>\n一加一，两个一合起来。\n</think>\n\n等于2。") == 1
-    user_literal = ChatEncoder(tokenizer).encode([[{"role": "user", "content": "<think>"}, {"role": "assistant", "content": "ok"}]])
+    assert (
+        tokenizer.decode(ids, skip_special_tokens=False).count("<think>\n一加一，两个一合起来。\n</think>\n\n等于2。")
+        == 1
+    )
+    user_literal = ChatEncoder(tokenizer).encode(
+        [[{"role": "user", "content": "<think>"}, {"role": "assistant", "content": "ok"}]]
+    )
     assert think[0] not in user_literal[0].ids, "outside an assistant's reply the marker stays text"
 
 
@@ -249,7 +290,9 @@ def test_think_token_weight_weighs_the_markers_in_training_batches(tokenizer_dir
     tokenizer = load_tokenizer(tokenizer_dir)
     think = [tokenizer.token_to_id(token) for token in THINK_TOKENS]
     plain, weighted = (
-        open_training_data(tmp_path / "out", tiny_train_config(seq_len=1023, batch_size=2, think_token_weight=w)).batch(0, np.arange(2), 0)
+        open_training_data(tmp_path / "out", tiny_train_config(seq_len=1023, batch_size=2, think_token_weight=w)).batch(
+            0, np.arange(2), 0
+        )
         for w in (1.0, 10.0)
     )
     markers = torch.isin(weighted.targets, torch.tensor(think))
@@ -257,8 +300,13 @@ def test_think_token_weight_weighs_the_markers_in_training_batches(tokenizer_dir
     assert torch.equal(weighted.weights[~markers], plain.weights[~markers])
 
 
-def test_files_are_mixed_by_weight_into_one_shuffled_stream_with_a_stable_validation_split(tokenizer_dir, conversations, tmp_path):
-    files = [write_jsonl(tmp_path / f"{name}.jsonl", [{"conversations": m} for m in conversations[i::2]]) for i, name in enumerate("ab")]
+def test_files_are_mixed_by_weight_into_one_shuffled_stream_with_a_stable_validation_split(
+    tokenizer_dir, conversations, tmp_path
+):
+    files = [
+        write_jsonl(tmp_path / f"{name}.jsonl", [{"conversations": m} for m in conversations[i::2]])
+        for i, name in enumerate("ab")
+    ]
     config = ChatDataConfig(source_weights={"a.jsonl": 2, "b.jsonl": 0.5}, validation_fraction=0.2, seed=3)
     manifest = make_chat_data(files, tokenizer_dir, tmp_path / "mixed", config)
     order = np.fromfile(tmp_path / "mixed" / "order.bin", dtype="<i8")
@@ -268,15 +316,27 @@ def test_files_are_mixed_by_weight_into_one_shuffled_stream_with_a_stable_valida
     train = [part["rows"] - part["validation_rows"] for part in manifest["parts"]]
     assert in_a.sum() == 2 * train[0] and len(set(order[in_a])) == train[0], "file a twice"
     assert 0 < (~in_a).sum() < train[1] and len(set(order[~in_a])) == (~in_a).sum(), "a seeded half of file b, once"
-    assert 0 < len(validation) == sum(part["validation_rows"] for part in manifest["parts"]) and not set(validation) & set(order)
-    assert 3 < np.flatnonzero(~in_a).mean() < len(order) - 3 and in_a[: len(order) // 2].any() and (~in_a)[: len(order) // 2].any()
+    assert 0 < len(validation) == sum(part["validation_rows"] for part in manifest["parts"]) and not set(
+        validation
+    ) & set(order)
+    assert (
+        3 < np.flatnonzero(~in_a).mean() < len(order) - 3
+        and in_a[: len(order) // 2].any()
+        and (~in_a)[: len(order) // 2].any()
+    )
     alone = make_chat_data(files[:1], tokenizer_dir, tmp_path / "alone", config)
-    assert alone["parts"][0]["validation_rows"] == manifest["parts"][0]["validation_rows"], "a record's split is its own"
+    assert alone["parts"][0]["validation_rows"] == manifest["parts"][0]["validation_rows"], (
+        "a record's split is its own"
+    )
     again = make_chat_data(files, tokenizer_dir, tmp_path / "again", config)
-    assert np.array_equal(np.fromfile(tmp_path / "again" / "order.bin", dtype="<i8"), order) and again["train_units"] == len(order)
+    assert np.array_equal(np.fromfile(tmp_path / "again" / "order.bin", dtype="<i8"), order) and again[
+        "train_units"
+    ] == len(order)
 
 
-def test_chat_data_killed_mid_write_and_run_again_ends_as_if_never_killed(prefect_api, tokenizer_dir, conversations, tmp_path):
+def test_chat_data_killed_mid_write_and_run_again_ends_as_if_never_killed(
+    prefect_api, tokenizer_dir, conversations, tmp_path
+):
     records = [{"conversations": messages} for messages in conversations] * 200
     files = [write_jsonl(tmp_path / f"sft-{index}.jsonl", records[index::2]) for index in range(2)]
     reference = make_chat_data(files, tokenizer_dir, tmp_path / "reference", ChatDataConfig())
@@ -286,7 +346,9 @@ def test_chat_data_killed_mid_write_and_run_again_ends_as_if_never_killed(prefec
         f"chat_data_flow({files!r}, {str(tokenizer_dir)!r}, {str(output)!r}, ChatDataConfig())"
     )
     kill_when(code, lambda: any(output.glob(".part-*.tmp-*/ids.bin")), env={"PREFECT_API_URL": prefect_api})
-    assert read_manifest(output) is None and not list(output.glob("part-*/ids.bin")), "no part under its final name half-written"
+    assert read_manifest(output) is None and not list(output.glob("part-*/ids.bin")), (
+        "no part under its final name half-written"
+    )
     rerun = make_chat_data(files, tokenizer_dir, output, ChatDataConfig())
     assert not rerun["reused"] and rerun["stats"] == reference["stats"]
     for name in ("order.bin", "validation.bin", "part-00000/ids.bin", "part-00001/mask.bin", "part-00001/offsets.bin"):

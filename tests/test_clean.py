@@ -16,7 +16,9 @@ from tinylm.tokens.tokenizer_files import SPECIAL_TOKENS
 
 
 def test_language_detection():
-    assert detect_languages(["美利坚合众国宪法 Constitution", "The Constitution of the United States", "12345 !!! ..."], 0.3) == [
+    assert detect_languages(
+        ["美利坚合众国宪法 Constitution", "The Constitution of the United States", "12345 !!! ..."], 0.3
+    ) == [
         "zh",
         "en",
         "und",
@@ -52,7 +54,10 @@ def test_each_quality_rule_drops_what_it_names():
         "too_many_digits": (PROSE[:300] + " 1234567890 2024 3.14159" * 12, "en"),
         "repeated_lines": ("\n".join([PROSE] + ["Click here to subscribe to our newsletter today."] * 5), "en"),
         "repeated_ngrams": ("buy now " * 60 + PROSE, "en"),
-        "unpunctuated_lines": ("\n".join(f"Item number {i} in a long list of names and places without sentences" for i in range(12)), "en"),
+        "unpunctuated_lines": (
+            "\n".join(f"Item number {i} in a long list of names and places without sentences" for i in range(12)),
+            "en",
+        ),
     }
     for reason, (text, lang) in cases.items():
         assert quality_failure(text, lang, config) == reason, reason

@@ -59,7 +59,9 @@ def test_every_command_has_help_for_every_option():
 @pytest.mark.service
 @pytest.mark.parametrize("command", COMMANDS)
 def test_console_script_prints_help(command):
-    output = subprocess.run([sys.executable, "-m", "tinylm.cli", command, "--help"], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(
+        [sys.executable, "-m", "tinylm.cli", command, "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert output.startswith(f"usage: tinylm {command}")
 
 
@@ -91,7 +93,15 @@ def test_dedup_command_filters_and_deduplicates_documents(prefect_exported, zuoz
     lines = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line) > 100][:50]
     documents = [make_document("zz", i, text) for i, text in enumerate(lines + lines[:5] + ["短"])]
     write_documents(tmp_path / "docs" / "part-0.parquet", documents)
-    arguments = ["dedup", "--input", str(tmp_path / "docs"), "--output", str(tmp_path / "corpus"), "--workspace", str(tmp_path)]
+    arguments = [
+        "dedup",
+        "--input",
+        str(tmp_path / "docs"),
+        "--output",
+        str(tmp_path / "corpus"),
+        "--workspace",
+        str(tmp_path),
+    ]
     assert main(arguments) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["kept"] == 50 and stats["exact_duplicates"] == 5 and stats["filtered"] == {"too_short": 1}
@@ -142,14 +152,19 @@ def test_a_failing_command_prints_one_line_naming_the_file_and_debug_shows_the_t
     plain = subprocess.run(command, capture_output=True, text=True, env=environment)
     assert plain.returncode == 1
     last = plain.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"tinylm extract: {source}: the compressed stream breaks off after") and "partial.parquet" in last
+    assert (
+        last.startswith(f"tinylm extract: {source}: the compressed stream breaks off after")
+        and "partial.parquet" in last
+    )
     assert "Traceback" not in plain.stderr + plain.stdout
     debug = subprocess.run([*command, "--debug"], capture_output=True, text=True, env=environment)
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
 
 
 def test_numeric_flags_meet_the_configs_own_bounds_and_zero_is_not_absent(small_corpus, tmp_path, capsys):
-    assert main(["tokenizer", "--corpus", str(small_corpus), "--output", str(tmp_path / "tok"), "--vocab-size", "0"]) == 1
+    assert (
+        main(["tokenizer", "--corpus", str(small_corpus), "--output", str(tmp_path / "tok"), "--vocab-size", "0"]) == 1
+    )
     assert f"vocab_size: Input should be greater than or equal to {MIN_VOCAB_SIZE}" in capsys.readouterr().err
     assert MIN_VOCAB_SIZE == BYTE_ALPHABET_SIZE + len(SPECIAL_TOKENS), "the YAML bound is the tokenizer's real minimum"
     with pytest.raises(ValidationError):
@@ -176,31 +191,67 @@ def _without_prefect_api() -> dict[str, str]:
 
 @pytest.mark.service
 def test_a_temporary_prefect_server_that_does_not_start_is_tried_twice_then_one_readable_line(constitution, tmp_path):
-    command = [sys.executable, "-m", "tinylm.cli", "extract", "--input", str(constitution), "--output", str(tmp_path / "out")]
-    environment = _without_prefect_api() | {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0", "PREFECT_HOME": str(tmp_path / "home")}
+    command = [
+        sys.executable,
+        "-m",
+        "tinylm.cli",
+        "extract",
+        "--input",
+        str(constitution),
+        "--output",
+        str(tmp_path / "out"),
+    ]
+    environment = _without_prefect_api() | {
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0",
+        "PREFECT_HOME": str(tmp_path / "home"),
+    }
     failed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
     assert failed.returncode == 1
     assert "trying once more" in failed.stderr
     last = failed.stderr.strip().splitlines()[-1]
-    assert last.startswith("tinylm extract: Prefect's temporary API server did not start within 0 s, twice") and "make servers" in last
+    assert (
+        last.startswith("tinylm extract: Prefect's temporary API server did not start within 0 s, twice")
+        and "make servers" in last
+    )
     assert "Traceback" not in failed.stderr
 
 
-def test_a_command_on_a_temporary_server_prints_no_errors_and_uses_running_servers_when_there_are(prefect_api, constitution, tmp_path):
+def test_a_command_on_a_temporary_server_prints_no_errors_and_uses_running_servers_when_there_are(
+    prefect_api, constitution, tmp_path
+):
     def extract_runs() -> int:
-        return len(httpx.post(f"{prefect_api}/flow_runs/filter", json={"flows": {"name": {"any_": ["extract"]}}}).json())
+        return len(
+            httpx.post(f"{prefect_api}/flow_runs/filter", json={"flows": {"name": {"any_": ["extract"]}}}).json()
+        )
 
     workspace = tmp_path / "workspace"  # the default workspace, in the directory the command runs in
-    command = [sys.executable, "-m", "tinylm.cli", "extract", "--input", str(constitution), "--output", str(tmp_path / "out")]
+    command = [
+        sys.executable,
+        "-m",
+        "tinylm.cli",
+        "extract",
+        "--input",
+        str(constitution),
+        "--output",
+        str(tmp_path / "out"),
+    ]
     before = extract_runs()
-    alone = subprocess.run(command, capture_output=True, text=True, env=_without_prefect_api() | {"PREFECT_HOME": str(tmp_path / "home")})
+    alone = subprocess.run(
+        command, capture_output=True, text=True, env=_without_prefect_api() | {"PREFECT_HOME": str(tmp_path / "home")}
+    )
     assert alone.returncode == 0, alone.stderr
-    noise = [line for line in alone.stderr.splitlines() if any(word in line for word in ("Traceback", "Error", "telemetry", "locked"))]
+    noise = [
+        line
+        for line in alone.stderr.splitlines()
+        if any(word in line for word in ("Traceback", "Error", "telemetry", "locked"))
+    ]
     assert noise == [] and extract_runs() == before, "a temporary server of its own, and no error on the console"
     (workspace / "servers").mkdir(parents=True)
     urls = {"prefect_api_url": prefect_api, "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     (workspace / "servers" / "urls.json").write_text(json.dumps(urls))
-    served = subprocess.run([*command[:-1], str(tmp_path / "out2")], capture_output=True, text=True, env=_without_prefect_api())
+    served = subprocess.run(
+        [*command[:-1], str(tmp_path / "out2")], capture_output=True, text=True, env=_without_prefect_api()
+    )
     assert served.returncode == 0, served.stderr
     assert extract_runs() == before + 1, "the command used the running server of urls.json"
 
@@ -216,11 +267,26 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 @pytest.mark.service
 def test_a_command_killed_with_sigkill_leaves_no_temporary_api_server_behind(constitution, tmp_path):
-    command = [sys.executable, "-m", "tinylm.cli", "extract", "--input", str(constitution), "--output", str(tmp_path / "out")]
-    process = subprocess.Popen(command, env=_without_prefect_api() | {"PREFECT_HOME": str(tmp_path / "home")}, stdout=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "tinylm.cli",
+        "extract",
+        "--input",
+        str(constitution),
+        "--output",
+        str(tmp_path / "out"),
+    ]
+    process = subprocess.Popen(
+        command, env=_without_prefect_api() | {"PREFECT_HOME": str(tmp_path / "home")}, stdout=subprocess.DEVNULL
+    )
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
     deadline = time.monotonic() + 60
-    while not (servers := [int(pid) for pid in children.read_text().split() if "uvicorn" in Path(f"/proc/{pid}/cmdline").read_text()]):
+    while not (
+        servers := [
+            int(pid) for pid in children.read_text().split() if "uvicorn" in Path(f"/proc/{pid}/cmdline").read_text()
+        ]
+    ):
         assert time.monotonic() < deadline, "no temporary API server was started"
         time.sleep(0.1)
     process.kill()

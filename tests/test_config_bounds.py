@@ -27,7 +27,11 @@ NUMBERS = (int, float)
 
 def numeric(annotation: object) -> type | None:
     """int or float, also when optional; None for anything else (bool is not a number a user tunes)."""
-    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, type(int | None)) else (annotation,)
+    options = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, type(int | None))
+        else (annotation,)
+    )
     found = [option for option in options if option in NUMBERS]
     return found[0] if found else None
 
@@ -85,7 +89,9 @@ def refuse(model: type, name: str, value: object) -> ValidationError:
     return refused.value
 
 
-@pytest.mark.parametrize(("model", "name", "bound", "value"), cases(), ids=lambda case: getattr(case, "__name__", str(case)))
+@pytest.mark.parametrize(
+    ("model", "name", "bound", "value"), cases(), ids=lambda case: getattr(case, "__name__", str(case))
+)
 def test_every_numeric_field_has_bounds_and_a_value_beyond_them_is_refused_by_name(model, name, bound, value):
     assert value is not None, f"{model.__name__}.{name} has no lower bound: give it the one that makes sense"
     refuse(model, name, value)
@@ -102,13 +108,21 @@ def test_the_walk_covers_the_fields_the_issue_found():
 @pytest.mark.parametrize(
     ("model", "settings", "words"),
     [
-        (config.TrainConfig, {"learning_rate": 0.001, "min_learning_rate": 0.01}, "min_learning_rate 0.01 is above learning_rate 0.001"),
+        (
+            config.TrainConfig,
+            {"learning_rate": 0.001, "min_learning_rate": 0.01},
+            "min_learning_rate 0.01 is above learning_rate 0.001",
+        ),
         (DpoConfig, {"min_learning_rate": 1e-3}, "min_learning_rate 0.001 is above learning_rate 5e-06"),
         (config.FilterConfig, {"min_chars": 500, "max_chars": 100}, "min_chars 500 is above max_chars 100"),
         (config.TrainConfig, {"model": {"dim": 100, "n_heads": 8}}, "dim 100 is not divisible by n_heads 8"),
         (config.TrainConfig, {"model": {"dim": 24, "n_heads": 8, "n_kv_heads": 2}}, "dim / n_heads is 3, odd"),
         (config.TrainConfig, {"model": {"n_heads": 8, "n_kv_heads": 3}}, "n_heads 8 is not a multiple of n_kv_heads 3"),
-        (config.TrainConfig, {"model": {"moe": True, "experts_per_token": 5}}, "experts_per_token 5 is more than n_routed_experts 4"),
+        (
+            config.TrainConfig,
+            {"model": {"moe": True, "experts_per_token": 5}},
+            "experts_per_token 5 is more than n_routed_experts 4",
+        ),
     ],
 )
 def test_settings_that_must_agree_are_checked_together(model, settings, words):
@@ -129,7 +143,8 @@ def test_the_cli_and_yaml_refuse_with_the_fields_name(tmp_path, capsys):
 
 
 def test_the_prefect_form_carries_every_lower_bound():
-    """Prefect renders a flow's parameters from their JSON schema: a bound there is refused in the form, before a run."""
+    """Prefect renders a flow's parameters from their JSON schema: a bound there is refused in the form, before a
+    run."""
     from prefect.utilities.callables import parameter_schema
 
     from tinylm.flows.pipeline import pipeline_flow
@@ -155,6 +170,8 @@ def test_a_warmup_as_long_as_the_run_becomes_a_tenth_of_it_and_says_so(shards_di
     from tinylm.tracking.store import tracking_uri
     from tinylm.training.trainer import train_model
 
-    result = train_model(shards_dir, workspace, tiny_train_config(max_shards=2, max_steps_per_shard=10, warmup_steps=50))
+    result = train_model(
+        shards_dir, workspace, tiny_train_config(max_shards=2, max_steps_per_shard=10, warmup_steps=50)
+    )
     assert "warmup_steps 50 is not below this run's 20 optimizer steps: warming up over 2 steps instead" in caplog.text
     assert MlflowClient(tracking_uri(workspace)).get_run(result["run_id"]).data.params["warmup_steps"] == "2"

@@ -61,7 +61,9 @@ def test_exact_duplicates_keep_the_first_and_clusters_keep_the_longest(paragraph
 
 
 def test_ties_go_to_the_smallest_id(paragraphs, tmp_path):
-    twins = [make_document("zz", name, edited(paragraphs[2], 0.004, seed=seed), lang="zh") for seed, name in enumerate("abc")]
+    twins = [
+        make_document("zz", name, edited(paragraphs[2], 0.004, seed=seed), lang="zh") for seed, name in enumerate("abc")
+    ]
     stats = deduplicate_files([write(tmp_path / "t.parquet", twins)], tmp_path / "out", DedupConfig(exact=False))
     assert stats["kept"] == 1 and kept_ids(tmp_path / "out") == [min(d["id"] for d in twins)]
 
@@ -74,7 +76,9 @@ def test_english_near_duplicates_use_word_shingles(tmp_path):
     documents = [
         make_document("en", 1, text, lang="en"),
         make_document("en", 2, text.replace("voluntary", "Voluntary"), lang="en"),
-        make_document("en", 3, "A completely different sentence about the history of the printing press in Europe.", lang="en"),
+        make_document(
+            "en", 3, "A completely different sentence about the history of the printing press in Europe.", lang="en"
+        ),
     ]
     stats = deduplicate_files([write(tmp_path / "en.parquet", documents)], tmp_path / "out", DedupConfig(exact=False))
     assert stats["near_duplicates"] == 1 and stats["kept"] == 2
@@ -88,8 +92,12 @@ def test_a_later_corpus_is_deduplicated_against_the_index(paragraphs, tmp_path):
         make_document("feb", "near", edited(paragraphs[3], 0.005, seed=2), lang="zh"),
         *[make_document("feb", i, text, lang="zh") for i, text in enumerate(paragraphs[10:15])],
     ]
-    first = deduplicate_files([write(tmp_path / "jan.parquet", january)], tmp_path / "jan", DedupConfig(), index, "run-jan")
-    second = deduplicate_files([write(tmp_path / "feb.parquet", february)], tmp_path / "feb", DedupConfig(), index, "run-feb")
+    first = deduplicate_files(
+        [write(tmp_path / "jan.parquet", january)], tmp_path / "jan", DedupConfig(), index, "run-jan"
+    )
+    second = deduplicate_files(
+        [write(tmp_path / "feb.parquet", february)], tmp_path / "feb", DedupConfig(), index, "run-feb"
+    )
     assert first["kept"] == 10 and first["index_documents"] == 10
     assert second["exact_duplicates"] == 1 and second["near_duplicates_of_index"] == 1 and second["kept"] == 5
     assert second["index_documents"] == 15
@@ -115,12 +123,17 @@ def test_lookup_tables_are_rebuilt_from_the_parquet(paragraphs, tmp_path):
     assert rebuilt["exact_duplicates"] == 1 and rebuilt["near_duplicates_of_index"] == 1 and bands.exists()
     looser = deduplicate_files([source], tmp_path / "feb-looser", DedupConfig(threshold=0.5), index, "run-feb")
     assert looser["exact_duplicates"] == 1 and looser["near_duplicates_of_index"] == 1
-    assert sorted(path.name.split(".")[1] for path in index.glob("part-run-jan.bands-*.npy")) == ["bands-25x5", "bands-9x13"]
+    assert sorted(path.name.split(".")[1] for path in index.glob("part-run-jan.bands-*.npy")) == [
+        "bands-25x5",
+        "bands-9x13",
+    ]
 
 
 def test_damaged_tables_over_a_damaged_part_are_a_clear_error(paragraphs, tmp_path):
     index = tmp_path / "index"
-    source = write(tmp_path / "docs.parquet", [make_document("x", i, t, lang="zh") for i, t in enumerate(paragraphs[:5])])
+    source = write(
+        tmp_path / "docs.parquet", [make_document("x", i, t, lang="zh") for i, t in enumerate(paragraphs[:5])]
+    )
     deduplicate_files([source], tmp_path / "out", DedupConfig(), index, "run-1")
     (part,) = index.glob("part-*.parquet")
     part.write_bytes(part.read_bytes()[:-20])
@@ -132,7 +145,9 @@ def test_damaged_tables_over_a_damaged_part_are_a_clear_error(paragraphs, tmp_pa
 
 def test_a_corrupt_or_mismatched_index_is_a_clear_error(paragraphs, tmp_path):
     index = tmp_path / "index"
-    source = write(tmp_path / "docs.parquet", [make_document("x", i, t, lang="zh") for i, t in enumerate(paragraphs[:5])])
+    source = write(
+        tmp_path / "docs.parquet", [make_document("x", i, t, lang="zh") for i, t in enumerate(paragraphs[:5])]
+    )
     deduplicate_files([source], tmp_path / "out", DedupConfig(), index, "run-1")
     with pytest.raises(CorruptIndexError, match="num_perm"):
         DedupIndex(index, DedupConfig(num_perm=64))
@@ -152,7 +167,9 @@ def test_a_corrupt_or_mismatched_index_is_a_clear_error(paragraphs, tmp_path):
 
 def test_index_signatures_round_trip(paragraphs, tmp_path):
     index = tmp_path / "index"
-    source = write(tmp_path / "docs.parquet", [make_document("x", i, t, lang="zh") for i, t in enumerate(paragraphs[:3])])
+    source = write(
+        tmp_path / "docs.parquet", [make_document("x", i, t, lang="zh") for i, t in enumerate(paragraphs[:3])]
+    )
     deduplicate_files([source], tmp_path / "out", DedupConfig(), index, "run-1")
     (part,) = DedupIndex(index, DedupConfig()).parts()
     assert part.signatures.shape == (3, 128) and len(set(part.exact_keys)) == 3
@@ -162,14 +179,20 @@ def test_index_signatures_round_trip(paragraphs, tmp_path):
 def test_a_50_mb_document_is_counted_not_crashed(zuozhuan, tmp_path):
     text = zuozhuan.read_text(encoding="utf-8")
     huge = (text * (50_000_000 // len(text.encode("utf-8")) + 1))[: 50_000_000 // 3]
-    source = write(tmp_path / "huge.parquet", [make_document("h", 0, huge, lang="zh"), make_document("h", 1, text[:5000], lang="zh")])
+    source = write(
+        tmp_path / "huge.parquet",
+        [make_document("h", 0, huge, lang="zh"), make_document("h", 1, text[:5000], lang="zh")],
+    )
     stats = deduplicate_files([source], tmp_path / "out", DedupConfig())
     assert stats["documents"] == 2 and stats["kept"] == 2
 
 
 def test_dedup_compares_texts_without_their_chat_markers(paragraphs, tmp_path):
     text = paragraphs[0]
-    documents = [make_document("t", 1, f"<|im_start|>{text}<|im_end|>", lang="zh"), make_document("t", 2, text, lang="zh")]
+    documents = [
+        make_document("t", 1, f"<|im_start|>{text}<|im_end|>", lang="zh"),
+        make_document("t", 2, text, lang="zh"),
+    ]
     stats = deduplicate_files([write(tmp_path / "t.parquet", documents)], tmp_path / "out", DedupConfig())
     assert stats["exact_duplicates"] == 1 and kept_ids(tmp_path / "out") == [documents[0]["id"]]
 
@@ -177,7 +200,9 @@ def test_dedup_compares_texts_without_their_chat_markers(paragraphs, tmp_path):
 def reference_kept(documents: list[dict], config: DedupConfig) -> list[str]:
     """The dedup rules done the plain way: a set of exact keys, datasketch's in-memory LSH, a dict union-find."""
     hasher = MinHasher(config.num_perm, config.seed)
-    lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm, weights=(1 - config.recall_weight, config.recall_weight))
+    lsh = MinHashLSH(
+        threshold=config.threshold, num_perm=config.num_perm, weights=(1 - config.recall_weight, config.recall_weight)
+    )
     seen, candidates, parent = set(), [], {}
 
     def root(item: int) -> int:
@@ -216,7 +241,10 @@ def test_thousands_of_documents_across_batches_dedup_as_the_plain_way_does(zuozh
         source = rng.randrange(len(lines))
         text = lines[source] if copy % 3 == 0 else edited(lines[source], rng.choice([0.01, 0.03, 0.2]), seed=copy)
         documents.insert(rng.randrange(len(documents) + 1), make_document("zz", f"copy-{copy:04d}", text, lang="zh"))
-    files = [write(tmp_path / f"{i}.parquet", documents[start : start + 1200]) for i, start in enumerate(range(0, len(documents), 1200))]
+    files = [
+        write(tmp_path / f"{i}.parquet", documents[start : start + 1200])
+        for i, start in enumerate(range(0, len(documents), 1200))
+    ]
     stats = deduplicate_files(files, tmp_path / "out", DedupConfig())
     expected = reference_kept(documents, DedupConfig())
     assert kept_ids(tmp_path / "out") == expected

@@ -15,7 +15,9 @@ from tinylm.config import PipelineConfig, load_yaml
 from tinylm.flows.pipeline import pipeline_flow
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = {path.name: path.read_text(encoding="utf-8") for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]}
+PAGES = {
+    path.name: path.read_text(encoding="utf-8") for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+}
 pytestmark = pytest.mark.slow
 
 
@@ -45,10 +47,14 @@ def test_the_demo_gives_the_figures_readme_quotes(prefect_api, workspace):
     assert quoted(r"the same final loss every time on one machine\s+\(([\d.]+)", "install.md") == [loss]
     assert result["final_loss"] == pytest.approx(float(loss), rel=0.01)
     rows = {row["data"]: row for row in result["eval"]["perplexity"] if row["group"] == "all"}
-    shards_tokens, shards_ppl = quoted(r"\| the demo shards' validation split \(enwiki \+ Zuozhuan\) \| ([\d,]+) tokens \| ([\d.]+) \|")
+    shards_tokens, shards_ppl = quoted(
+        r"\| the demo shards' validation split \(enwiki \+ Zuozhuan\) \| ([\d,]+) tokens \| ([\d.]+) \|"
+    )
     assert rows["shards/demo"]["tokens"] == int(shards_tokens)
     assert rows["shards/demo"]["perplexity"] == pytest.approx(float(shards_ppl), rel=0.05)
-    unseen_tokens, unseen_ppl = quoted(r"\| `us-constitution-zhs.txt` \(Chinese the model never saw\) \| ([\d,]+) tokens \| ([\d.]+) \|")
+    unseen_tokens, unseen_ppl = quoted(
+        r"\| `us-constitution-zhs.txt` \(Chinese the model never saw\) \| ([\d,]+) tokens \| ([\d.]+) \|"
+    )
     assert rows["us-constitution-zhs.txt"]["tokens"] == int(unseen_tokens)
     assert rows["us-constitution-zhs.txt"]["perplexity"] == pytest.approx(float(unseen_ppl), rel=0.05)
     (questions,) = quoted(r"\| CMMLU excerpt \(`tests/data/cmmlu`, 2 subjects\) \| (\d+) questions \|")

@@ -1,4 +1,5 @@
-"""White-box distillation: the KL term as its formula, a student that moves toward its teacher, and a refused tokenizer."""
+"""White-box distillation: the KL term as its formula, a student that moves toward its teacher, and a refused
+tokenizer."""
 
 import dataclasses
 
@@ -43,7 +44,8 @@ def test_the_distillation_loss_is_temperature_scaled_kl_to_the_teacher_mixed_wit
 def test_a_smaller_student_moves_toward_its_teacher(prefect_api, shards_dir, workspace):
     teacher = train_model(shards_dir, workspace, tiny_train_config(max_shards=2, sample_tokens=0))
     config = DistillConfig(
-        **tiny_train_config(model=STUDENT, sample_tokens=0).model_dump() | {"teacher_run_id": teacher["run_id"], "kl_weight": 1.0}
+        **tiny_train_config(model=STUDENT, sample_tokens=0).model_dump()
+        | {"teacher_run_id": teacher["run_id"], "kl_weight": 1.0}
     )
     student = distill_flow(config, str(shards_dir), str(workspace))
     client = MlflowClient()

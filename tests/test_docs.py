@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.service
 def test_the_config_reference_is_what_the_models_say():
-    checked = subprocess.run([sys.executable, "scripts/config_reference.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    checked = subprocess.run(
+        [sys.executable, "scripts/config_reference.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
     assert checked.returncode == 0, checked.stderr
 
 

@@ -1,4 +1,5 @@
-"""DPO: the loss against its documented formula, and training on real preference pairs that learns and resumes exactly."""
+"""DPO: the loss against its documented formula, and training on real preference pairs that learns and resumes
+exactly."""
 
 import json
 import math
@@ -29,7 +30,8 @@ def test_dpo_loss_is_the_documented_sigmoid_formula_on_fixed_log_probabilities()
     loss, metrics = dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta)
     # TRL's documented sigmoid loss: -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), averaged over pairs.
     logits = [
-        (pc - rc) - (pr - rr) for pc, pr, rc, rr in zip([-12.0, -30.5, -7.25], [-15.0, -29.0, -9.0], [-13, -30, -8], [-14, -30, -8.5])
+        (pc - rc) - (pr - rr)
+        for pc, pr, rc, rr in zip([-12.0, -30.5, -7.25], [-15.0, -29.0, -9.0], [-13, -30, -8], [-14, -30, -8.5])
     ]
     expected = sum(-math.log(1 / (1 + math.exp(-beta * logit))) for logit in logits) / 3
     assert loss.item() == pytest.approx(expected, rel=1e-6)
@@ -37,7 +39,9 @@ def test_dpo_loss_is_the_documented_sigmoid_formula_on_fixed_log_probabilities()
     rejected_rewards = [beta * (pr - rr) for pr, rr in zip([-15.0, -29.0, -9.0], [-14, -30, -8.5])]
     assert metrics["rewards/chosen"].item() == pytest.approx(sum(chosen_rewards) / 3, rel=1e-6)
     assert metrics["rewards/rejected"].item() == pytest.approx(sum(rejected_rewards) / 3, rel=1e-6)
-    assert metrics["rewards/margin"].item() == pytest.approx((sum(chosen_rewards) - sum(rejected_rewards)) / 3, rel=1e-6)
+    assert metrics["rewards/margin"].item() == pytest.approx(
+        (sum(chosen_rewards) - sum(rejected_rewards)) / 3, rel=1e-6
+    )
     assert metrics["rewards/accuracy"].item() == pytest.approx(2 / 3)
 
 
@@ -45,13 +49,19 @@ def test_sequence_log_probabilities_sum_the_trained_targets_only():
     logits = torch.randn(2, 5, 11, generator=torch.Generator().manual_seed(0))
     targets = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(1))
     weights = torch.tensor([[0, 0, 1, 1, 0], [0, 1, 1, 1, 1]], dtype=torch.float32)
-    expected = [sum(F.log_softmax(logits[row, t], -1)[targets[row, t]].item() for t in range(5) if weights[row, t]) for row in range(2)]
+    expected = [
+        sum(F.log_softmax(logits[row, t], -1)[targets[row, t]].item() for t in range(5) if weights[row, t])
+        for row in range(2)
+    ]
     assert sequence_logps(logits, targets, weights).tolist() == pytest.approx(expected, rel=1e-5)
 
 
 def preference_pairs(zuozhuan: Path, count: int) -> list[dict]:
-    """Real text made into pairs: a line's opening as the prompt, its true continuation chosen, another line's rejected."""
-    lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 24][: count + 1]
+    """Real text made into pairs: a line's opening as the prompt, its true continuation chosen, another line's
+    rejected."""
+    lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 24][
+        : count + 1
+    ]
     pairs = []
     for line, other in zip(lines, lines[1:]):
         prompt = [{"role": "user", "content": line[:8]}]
@@ -62,7 +72,9 @@ def preference_pairs(zuozhuan: Path, count: int) -> list[dict]:
             }
         )
     minimind = [json.loads(line) for line in (MINIMIND / "dpo_data.jsonl").read_text(encoding="utf-8").splitlines()]
-    pairs.append({"chosen": minimind[1]["chosen"], "rejected": minimind[1]["chosen"][:-1] + minimind[1]["rejected"][-1:]})
+    pairs.append(
+        {"chosen": minimind[1]["chosen"], "rejected": minimind[1]["chosen"][:-1] + minimind[1]["rejected"][-1:]}
+    )
     return pairs
 
 
@@ -72,13 +84,18 @@ def dpo_data(prefect_api, shards_dir, module_workspace, zuozhuan, tmp_path_facto
     again, not unseen pairs), and a pretrained run for the policy to start from."""
     tmp_path = tmp_path_factory.mktemp("dpo")
     source = tmp_path / "dpo.jsonl"
-    source.write_text("".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in preference_pairs(zuozhuan, 32)), encoding="utf-8")
+    source.write_text(
+        "".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in preference_pairs(zuozhuan, 32)),
+        encoding="utf-8",
+    )
     tokenizer_dir = read_manifest(shards_dir)["tokenizer_dir"]
     make_chat_data(
         [source],
         tokenizer_dir,
         tmp_path / "dpo",
-        ChatDataConfig(format="dpo", max_seq_len=64, validation_fraction=0.15, shard_units=64, source_weights={"dpo.jsonl": 5}),
+        ChatDataConfig(
+            format="dpo", max_seq_len=64, validation_fraction=0.15, shard_units=64, source_weights={"dpo.jsonl": 5}
+        ),
     )
     model = ModelConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64)
     pretrain = train_model(shards_dir, module_workspace, tiny_train_config(model=model, max_shards=1, sample_tokens=0))
@@ -90,7 +107,9 @@ def dpo_config(init_run_id: str, **overrides: object) -> DpoConfig:
     tiny = tiny_train_config(
         model=model, seq_len=64, max_steps_per_shard=None, max_shards=None, sample_tokens=0, eval_batches=1
     ).model_dump()
-    return DpoConfig(**tiny | {"init_run_id": init_run_id, "learning_rate": 3e-3, "min_learning_rate": 3e-4, "beta": 0.5} | overrides)
+    return DpoConfig(
+        **tiny | {"init_run_id": init_run_id, "learning_rate": 3e-3, "min_learning_rate": 3e-4, "beta": 0.5} | overrides
+    )
 
 
 def test_dpo_on_real_pairs_raises_accuracy_and_margin_and_logs_rewards(dpo_data, module_workspace):
@@ -106,7 +125,9 @@ def test_dpo_on_real_pairs_raises_accuracy_and_margin_and_logs_rewards(dpo_data,
         name: [m.value for m in client.get_metric_history(result["run_id"], name)]
         for name in ("rewards/accuracy", "rewards/margin", "loss")
     }
-    assert history["rewards/accuracy"][0] == 0 and history["rewards/margin"][0] == 0, "the policy starts as the reference"
+    assert history["rewards/accuracy"][0] == 0 and history["rewards/margin"][0] == 0, (
+        "the policy starts as the reference"
+    )
     accuracy, margin = history["rewards/accuracy"], history["rewards/margin"]
     assert len(accuracy) == result["steps"] >= 30
     assert np.mean(accuracy[-10:]) > np.mean(accuracy[:10]) + 0.15 and np.mean(accuracy[-10:]) > 0.6
@@ -136,7 +157,9 @@ def test_dpo_refuses_sft_data_and_a_start_without_a_model(prefect_api, shards_di
 
 
 @pytest.mark.parametrize("lora", [None, LoraConfig(rank=4, alpha=8, dropout=0.1)], ids=["full", "lora"])
-def test_dpo_killed_mid_run_and_run_again_ends_with_the_weights_of_one_never_killed(dpo_data, module_workspace, tmp_path, lora):
+def test_dpo_killed_mid_run_and_run_again_ends_with_the_weights_of_one_never_killed(
+    dpo_data, module_workspace, tmp_path, lora
+):
     data_dir, pretrain_id = dpo_data
     config = dpo_config(pretrain_id, checkpoint_every=2, lora=lora)
     reference = train_model(data_dir, module_workspace, config.model_copy(update={"run_name": "reference"}))
@@ -145,7 +168,8 @@ def test_dpo_killed_mid_run_and_run_again_ends_with_the_weights_of_one_never_kil
     before = set(run_dir.iterdir())
     code = (
         "from tinylm.training.trainer import train_model; from tinylm.training.methods.dpo import DpoConfig; "
-        f"train_model({str(data_dir)!r}, {str(module_workspace)!r}, DpoConfig.model_validate_json({killed.model_dump_json()!r}))"
+        f"train_model({str(data_dir)!r}, {str(module_workspace)!r}, "
+        f"DpoConfig.model_validate_json({killed.model_dump_json()!r}))"
     )
 
     def second_checkpoint() -> bool:
@@ -159,4 +183,6 @@ def test_dpo_killed_mid_run_and_run_again_ends_with_the_weights_of_one_never_kil
     assert expected["model"].keys() == actual["model"].keys()
     assert all(torch.equal(expected["model"][name], actual["model"][name]) for name in expected["model"])
     if lora is not None:
-        assert meta["base"]["run_id"] == pretrain_id and all("lora_" in name for name in actual["model"]), "adapters alone"
+        assert meta["base"]["run_id"] == pretrain_id and all("lora_" in name for name in actual["model"]), (
+            "adapters alone"
+        )

@@ -55,16 +55,24 @@ def test_every_token_after_the_first_is_scored_once_with_the_models_own_loss(loa
 
     documents = [document["text"] for document in read_documents(text, ExtractConfig(), Stats())]
     eos = loaded.tokenizer.token_to_id(EOS)
-    stream = [token for document in documents for token in [eos, *loaded.tokenizer.encode(document, add_special_tokens=False).ids]]
+    stream = [
+        token
+        for document in documents
+        for token in [eos, *loaded.tokenizer.encode(document, add_special_tokens=False).ids]
+    ]
     expected_nll = 0.0
     with torch.no_grad():
         for start in range(0, len(stream) - 1, 16):
             window = torch.tensor(stream[start : start + 17])[None]
-            expected_nll += float(F.cross_entropy(loaded.model(window[:, :-1]).logits[0], window[0, 1:], reduction="sum"))
+            expected_nll += float(
+                F.cross_entropy(loaded.model(window[:, :-1]).logits[0], window[0, 1:], reduction="sum")
+            )
     (group,) = set(scores) - {"all"}
     assert group == "held-out/zh"
     assert scores[group]["tokens"] == len(stream) - 1
-    assert scores[group]["bytes"] == sum(len(document.encode("utf-8")) for document in documents), "bytes per token are exact"
+    assert scores[group]["bytes"] == sum(len(document.encode("utf-8")) for document in documents), (
+        "bytes per token are exact"
+    )
     assert scores[group]["loss"] == pytest.approx(expected_nll / (len(stream) - 1), rel=1e-5)
     assert scores[group]["bits_per_byte"] == pytest.approx(expected_nll / np.log(2) / scores[group]["bytes"], rel=1e-5)
     assert scores["all"] == scores[group]
@@ -107,9 +115,15 @@ def test_benchmark_folders_in_cmmlu_c_eval_and_flat_jsonl_layouts(tmp_path):
         with (ceval / split / f"chinese_history_{split}.csv").open("w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["id", "question", "A", "B", "C", "D", "answer", "explanation"])
-            writer.writerows([row[""], row["Question"], row["A"], row["B"], row["C"], row["D"], row["Answer"], ""] for row in rows)
+            writer.writerows(
+                [row[""], row["Question"], row["A"], row["B"], row["C"], row["D"], row["Answer"], ""] for row in rows
+            )
     (task,) = local_tasks(ceval)
-    assert (task.name, task.scored.parent.name, task.fewshot.name) == ("ceval/chinese_history", "val", "chinese_history_dev.csv")
+    assert (task.name, task.scored.parent.name, task.fewshot.name) == (
+        "ceval/chinese_history",
+        "val",
+        "chinese_history_dev.csv",
+    )
     config = task_config(task, "答案：")
     assert config["dataset_kwargs"]["data_files"] == {"test": str(task.scored), "dev": str(task.fewshot)}
     assert config["doc_to_text"].startswith("{{question.strip()}}\nA. {{A}}")
@@ -122,7 +136,11 @@ def test_benchmark_folders_in_cmmlu_c_eval_and_flat_jsonl_layouts(tmp_path):
     ]
     (flat / "arithmetic.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
     (task,) = local_tasks(flat)
-    assert (task.fewshot, task.choices, task_config(task, "Answer:")["doc_to_choice"]) == (None, ("A", "B", "C"), ["A", "B", "C"])
+    assert (task.fewshot, task.choices, task_config(task, "Answer:")["doc_to_choice"]) == (
+        None,
+        ("A", "B", "C"),
+        ["A", "B", "C"],
+    )
 
     (flat / "arithmetic.jsonl").write_text(json.dumps(items[0] | {"answer": "E"}) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"arithmetic.jsonl: row 1 has answer 'E', not one of A, B, C"):
@@ -157,12 +175,16 @@ def choice_accuracy(loaded, task_file: Path, limit: int) -> float:
 
 async def _artifact_keys(flow_run_id: str) -> dict[str, object]:
     async with get_client() as client:
-        found = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     return {artifact.key: artifact for artifact in found}
 
 
 @pytest.mark.slow
-def test_eval_flow_records_perplexity_and_harness_benchmarks_beside_the_training_run(trained, loaded, shards_dir, module_workspace):
+def test_eval_flow_records_perplexity_and_harness_benchmarks_beside_the_training_run(
+    trained, loaded, shards_dir, module_workspace
+):
     config = EvalConfig(perplexity_data=[str(shards_dir)], benchmarks=[str(CMMLU)], limit=8)
     result = eval_flow(trained, config, str(module_workspace))
 
@@ -170,11 +192,17 @@ def test_eval_flow_records_perplexity_and_harness_benchmarks_beside_the_training
     assert set(rows) == {"cmmlu/chinese_history", "cmmlu/elementary_commonsense", "cmmlu"}
     for subject in ("chinese_history", "elementary_commonsense"):
         assert rows[f"cmmlu/{subject}"]["items"] == 8
-        assert rows[f"cmmlu/{subject}"]["acc"] == pytest.approx(choice_accuracy(loaded, CMMLU / "test" / f"{subject}.csv", 8))
+        assert rows[f"cmmlu/{subject}"]["acc"] == pytest.approx(
+            choice_accuracy(loaded, CMMLU / "test" / f"{subject}.csv", 8)
+        )
     assert rows["cmmlu"]["items"] == 16
-    assert rows["cmmlu"]["acc"] == pytest.approx((rows["cmmlu/chinese_history"]["acc"] + rows["cmmlu/elementary_commonsense"]["acc"]) / 2)
+    assert rows["cmmlu"]["acc"] == pytest.approx(
+        (rows["cmmlu/chinese_history"]["acc"] + rows["cmmlu/elementary_commonsense"]["acc"]) / 2
+    )
     (shards,) = [row for row in result["perplexity"] if row["group"] == "validation"]
-    assert shards["perplexity"] == pytest.approx(perplexity(loaded, shards_dir, config, CPU)["validation"]["perplexity"])
+    assert shards["perplexity"] == pytest.approx(
+        perplexity(loaded, shards_dir, config, CPU)["validation"]["perplexity"]
+    )
 
     client = MlflowClient()
     eval_run = client.get_run(result["run_id"])
@@ -183,8 +211,13 @@ def test_eval_flow_records_perplexity_and_harness_benchmarks_beside_the_training
     name = f"eval/shards/{shards_dir.name}/validation/perplexity"
     for run_id in (result["run_id"], trained):
         metrics = client.get_run(run_id).data.metrics
-        assert metrics["eval/cmmlu/acc"] == pytest.approx(rows["cmmlu"]["acc"]) and metrics[name] == pytest.approx(shards["perplexity"])
-    assert {item.path for item in client.list_artifacts(result["run_id"], "eval")} >= {"eval/benchmarks.json", "eval/perplexity.json"}
+        assert metrics["eval/cmmlu/acc"] == pytest.approx(rows["cmmlu"]["acc"]) and metrics[name] == pytest.approx(
+            shards["perplexity"]
+        )
+    assert {item.path for item in client.list_artifacts(result["run_id"], "eval")} >= {
+        "eval/benchmarks.json",
+        "eval/perplexity.json",
+    }
 
     artifacts = asyncio.run(_artifact_keys(eval_run.data.tags["prefect.flow_run_id"]))
     assert artifacts["eval-benchmarks"].type == "table" and "cmmlu/chinese_history" in artifacts["eval-benchmarks"].data
@@ -206,7 +239,8 @@ def test_an_eval_killed_midway_is_taken_up_again_by_the_same_command(trained, bi
 
     code = (
         "from tinylm.config import EvalConfig; from tinylm.evaluation.evaluate import evaluate_model; "
-        f"evaluate_model({trained!r}, EvalConfig.model_validate({config.model_dump(mode='json')!r}), {str(module_workspace)!r})"
+        f"evaluate_model({trained!r}, EvalConfig.model_validate({config.model_dump(mode='json')!r}), "
+        f"{str(module_workspace)!r})"
     )
     kill_when(code, started)
     (killed,) = client.search_runs(experiments, "attributes.status = 'RUNNING'")

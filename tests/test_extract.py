@@ -66,7 +66,9 @@ def test_truncated_bz2_keeps_documents_and_names_the_file(enwiki_dump, tmp_path)
 
 def test_jsonl_invalid_lines_are_skipped_and_counted(tmp_path):
     source = tmp_path / "mixed.jsonl"
-    source.write_text('{"text": "first document"}\nnot json at all\n{"text": ""}\n{"title": "no text"}\n{"text": "second"}\n')
+    source.write_text(
+        '{"text": "first document"}\nnot json at all\n{"text": ""}\n{"title": "no text"}\n{"text": "second"}\n'
+    )
     stats = Stats()
     documents = list(read_documents(source, ExtractConfig(), stats))
     assert [d["text"] for d in documents] == ["first document", "second"]
@@ -88,12 +90,18 @@ def test_a_line_with_undecodable_bytes_is_skipped_and_counted_never_written_as_m
 def test_chinese_files_in_gb18030_or_big5_are_read_as_their_text(encoding, variant, kind, zuozhuan, tmp_path):
     import zhconv
 
-    lines = [zhconv.convert(line, variant) for line in zuozhuan.read_text(encoding="utf-8").splitlines() if line.strip()][:300]
+    lines = [
+        zhconv.convert(line, variant) for line in zuozhuan.read_text(encoding="utf-8").splitlines() if line.strip()
+    ][:300]
     lines = [line for line in lines if line.encode(encoding, errors="ignore").decode(encoding) == line]
-    body = "\n".join(json.dumps({"text": line}, ensure_ascii=False) if kind == "jsonl" else line for line in lines) + "\n"
+    body = (
+        "\n".join(json.dumps({"text": line}, ensure_ascii=False) if kind == "jsonl" else line for line in lines) + "\n"
+    )
     source = tmp_path / f"legacy.{kind}"
     source.write_bytes(body.encode(encoding))
-    result = extract_unit(ExtractUnit(str(source), file_sha256(source)), tmp_path / "out", ExtractConfig(text_mode="line"))
+    result = extract_unit(
+        ExtractUnit(str(source), file_sha256(source)), tmp_path / "out", ExtractConfig(text_mode="line")
+    )
     texts = pq.read_table(result["output"]).column("text").to_pylist()
     assert texts == lines and len(lines) > 150
     assert result["read_as"] == {"big5" if encoding == "big5" else "gb18030": 1} and result["skipped"] == {}
@@ -145,7 +153,14 @@ def test_extraction_is_reused_when_input_and_config_are_unchanged(constitution, 
 def _wudao_records(zuozhuan, count: int) -> list[dict]:
     lines = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line) > 50]
     return [
-        {"id": i, "uniqueKey": f"key{i}", "titleUkey": f"title{i}", "dataType": "历史", "title": lines[i][:10], "content": lines[i]}
+        {
+            "id": i,
+            "uniqueKey": f"key{i}",
+            "titleUkey": f"title{i}",
+            "dataType": "历史",
+            "title": lines[i][:10],
+            "content": lines[i],
+        }
         for i in range(count)
     ]
 
@@ -153,7 +168,9 @@ def _wudao_records(zuozhuan, count: int) -> list[dict]:
 def test_wudao_json_array_becomes_documents_with_datatype_in_meta(zuozhuan, tmp_path):
     records = _wudao_records(zuozhuan, 5)
     text = json.dumps(records, ensure_ascii=False, indent=1)
-    broken = text.replace('"content": ' + json.dumps(records[2]["content"], ensure_ascii=False), '"content": "unterminated')
+    broken = text.replace(
+        '"content": ' + json.dumps(records[2]["content"], ensure_ascii=False), '"content": "unterminated'
+    )
     source = tmp_path / "part-2021278643.json"
     source.write_text(broken, encoding="utf-8")
     stats = Stats()
@@ -172,7 +189,9 @@ def test_wudao_records_wrapper_and_an_id_of_zero_as_flagai_writes_them(tmp_path)
     assert document["text"] == record["content"] and stats.group("skipped") == {}
     assert document["id"] == document_id("flagai-records", 0), "id 0 is the record's id, not a missing one"
     unkeyed = tmp_path / "unkeyed.json"
-    unkeyed.write_text(json.dumps([{"content": "没有编号的记录。"}, {"id": 0, "content": "编号为零的记录。"}], ensure_ascii=False))
+    unkeyed.write_text(
+        json.dumps([{"content": "没有编号的记录。"}, {"id": 0, "content": "编号为零的记录。"}], ensure_ascii=False)
+    )
     assert [d["id"] for d in read_documents(unkeyed, ExtractConfig(), Stats())] == [
         document_id("unkeyed", 1),
         document_id("unkeyed", 0),
@@ -184,7 +203,9 @@ def test_a_wudao_array_cut_short_is_reported_as_truncated_keeping_the_records_be
     records = _wudao_records(zuozhuan, 5)
     text = json.dumps(records, ensure_ascii=False)
     source = tmp_path / "part-cut.json"
-    source.write_text(text[: text.index(records[3]["content"]) + 10] if cut == "inside-a-record" else text[:-1], encoding="utf-8")
+    source.write_text(
+        text[: text.index(records[3]["content"]) + 10] if cut == "inside-a-record" else text[:-1], encoding="utf-8"
+    )
     unit = ExtractUnit(str(source), file_sha256(source))
     with pytest.raises(TruncatedInputError, match=f"{source}: the file breaks off .*the JSON array") as raised:
         extract_unit(unit, tmp_path / "out", ExtractConfig())
@@ -198,7 +219,9 @@ def test_a_wudao_array_cut_short_is_reported_as_truncated_keeping_the_records_be
 @pytest.mark.parametrize("kind", ["txt", "jsonl"])
 def test_files_with_a_byte_order_mark_read_as_their_text(encoding, kind, constitution, tmp_path):
     lines = [line for line in constitution.read_text(encoding="utf-8").splitlines() if line.strip()][:20]
-    body = "\n".join(json.dumps({"text": line}, ensure_ascii=False) if kind == "jsonl" else line for line in lines) + "\n"
+    body = (
+        "\n".join(json.dumps({"text": line}, ensure_ascii=False) if kind == "jsonl" else line for line in lines) + "\n"
+    )
     source = tmp_path / f"windows.{kind}"
     source.write_bytes((codecs.BOM_UTF16_BE if encoding == "utf-16-be" else b"") + body.encode(encoding))
     stats = Stats()
@@ -227,7 +250,11 @@ def test_wudao_reading_memory_does_not_grow_with_the_file(zuozhuan, tmp_path):
     peaks = {}
     for repeats in (40, 120):
         source = tmp_path / f"wudao-{repeats}.json"
-        copies = ({**record, "uniqueKey": f"{repeat}-{record['uniqueKey']}"} for repeat in range(repeats) for record in records)
+        copies = (
+            {**record, "uniqueKey": f"{repeat}-{record['uniqueKey']}"}
+            for repeat in range(repeats)
+            for record in records
+        )
         source.write_text(json.dumps(list(copies), ensure_ascii=False), encoding="utf-8")
         count, peaks[repeats] = _peak_reading(source)
         assert count == 200 * repeats

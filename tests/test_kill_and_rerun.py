@@ -46,12 +46,15 @@ def test_shards_flow_killed_then_rerun(moment, prefect_api, bilingual_corpus, tm
     output = tmp_path / "killed"
     code = (
         "from tinylm.flows.shards import shards_flow; from tinylm.config import ShardsConfig; "
-        f"shards_flow({str(bilingual_corpus)!r}, {str(tokenizer)!r}, {str(output)!r}, ShardsConfig(shard_tokens=4096, batch_documents=64))"
+        f"shards_flow({str(bilingual_corpus)!r}, {str(tokenizer)!r}, {str(output)!r}, ShardsConfig(shard_tokens=4096, "
+        "batch_documents=64))"
     )
     kill_when(code, lambda: moment(output), env={"PREFECT_API_URL": prefect_api})
     assert read_manifest(output) is None, "without a manifest the half-built shard set is not trusted"
     rerun = make_shards(bilingual_corpus, tokenizer, output, config)
     assert not rerun["reused"]
     shards = rerun["shards"] + rerun["validation"]["shards"]
-    assert [s["sha256"] for s in shards] == [s["sha256"] for s in reference["shards"] + reference["validation"]["shards"]]
+    assert [s["sha256"] for s in shards] == [
+        s["sha256"] for s in reference["shards"] + reference["validation"]["shards"]
+    ]
     assert sorted(p.name for p in output.iterdir()) == sorted(p.name for p in (tmp_path / "reference").iterdir())

@@ -22,9 +22,13 @@ def test_band_tables_return_datasketch_candidates(zuozhuan, tmp_path):
         for row, signature in enumerate(stored_signatures):
             lsh.insert(row, sketch(signature, config))
         path = tmp_path / f"bands-{threshold}.npy"
-        lookup_tables.save(path, lookup_tables.sorted_columns(lookup_tables.band_keys(stored_signatures, *banding(config))))
+        lookup_tables.save(
+            path, lookup_tables.sorted_columns(lookup_tables.band_keys(stored_signatures, *banding(config)))
+        )
         table = lookup_tables.open_table(path, (2, banding(config)[0], len(stored)), "<u8")
-        query, document = lookup_tables.matching_pairs(table, lookup_tables.band_keys(query_signatures, *banding(config)))
+        query, document = lookup_tables.matching_pairs(
+            table, lookup_tables.band_keys(query_signatures, *banding(config))
+        )
         ours = {(int(q), int(d)) for q, d in zip(query, document)}
         theirs = {(q, d) for q, signature in enumerate(query_signatures) for d in lsh.query(sketch(signature, config))}
         assert ours == theirs

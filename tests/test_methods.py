@@ -72,14 +72,20 @@ def test_a_method_that_makes_its_own_batches_trains_through_the_trainer(prefect_
     client = MlflowClient()
     run = client.get_run(first["run_id"])
     assert run.info.run_name == "self-training" and first["steps"] == 4
-    assert len(client.get_metric_history(first["run_id"], "rollout/distinct_tokens")) == 4, "the rollout's metrics are logged"
+    assert len(client.get_metric_history(first["run_id"], "rollout/distinct_tokens")) == 4, (
+        "the rollout's metrics are logged"
+    )
     assert run.data.params["prefix_tokens"] == "8"
     again = train_model(shards_dir, workspace, self_training_config(restart=True))
     losses = [[m.value for m in client.get_metric_history(r["run_id"], "loss")] for r in (first, again)]
-    assert again["run_id"] != first["run_id"] and losses[0] == losses[1], "rollouts drawn from the step's seed: a rerun samples the same"
+    assert again["run_id"] != first["run_id"] and losses[0] == losses[1], (
+        "rollouts drawn from the step's seed: a rerun samples the same"
+    )
 
 
-def test_the_trainer_calls_the_rollout_once_per_micro_batch_in_step_order_without_gradients(prefect_api, shards_dir, workspace):
+def test_the_trainer_calls_the_rollout_once_per_micro_batch_in_step_order_without_gradients(
+    prefect_api, shards_dir, workspace
+):
     seen: list[SelfTraining] = []
 
     class Watched(SelfTrainingMethod):

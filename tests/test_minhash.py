@@ -6,7 +6,15 @@ from datasketch import MinHash
 
 from tinylm.config import ExtractConfig
 from tinylm.corpus.dedup import minhash
-from tinylm.corpus.dedup.minhash import MinHasher, char_shingle_hash, shingles, tokens, word_id, word_ids, word_shingle_hash
+from tinylm.corpus.dedup.minhash import (
+    MinHasher,
+    char_shingle_hash,
+    shingles,
+    tokens,
+    word_id,
+    word_ids,
+    word_shingle_hash,
+)
 from tinylm.corpus.readers import read_documents
 from tinylm.stats import Stats
 
@@ -59,7 +67,9 @@ def test_long_texts_go_in_pieces_without_changing_word_ids(real_texts, monkeypat
     if piece:
         monkeypatch.setattr(minhash, "_PIECE", piece)
     english = [text for text, lang in real_texts if lang == "en"]
-    text = " ".join(english * 12) if piece is None else "ab cdefghijklmnop q " + english[0][:3000] + " rstuvwxyzabcdefghij"
+    text = (
+        " ".join(english * 12) if piece is None else "ab cdefghijklmnop q " + english[0][:3000] + " rstuvwxyzabcdefghij"
+    )
     assert len(text) > minhash._PIECE
     assert word_ids(text).tolist() == [word_id(word) for word in tokens(text, "en")]
 

@@ -8,7 +8,9 @@ from tinylm.model.generation import Sampling, pick_next, stream_tokens
 from tinylm.model.transformer import KVCache, Transformer
 
 TINY = ModelConfig(vocab_size=97, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=32)
-TINY_MOE = dataclasses.replace(TINY, moe=True, n_routed_experts=4, n_shared_experts=1, experts_per_token=2, moe_hidden_dim=32)
+TINY_MOE = dataclasses.replace(
+    TINY, moe=True, n_routed_experts=4, n_shared_experts=1, experts_per_token=2, moe_hidden_dim=32
+)
 
 
 def test_minimind2_small_shape_has_about_26m_parameters():
@@ -51,7 +53,9 @@ def test_mixture_of_experts_adds_experts_and_a_balance_loss_that_trains_the_gate
     torch.manual_seed(0)
     dense, moe = Transformer(TINY), Transformer(TINY_MOE)
     per_expert = 3 * 32 * 32
-    assert moe.num_parameters() - dense.num_parameters() == 2 * (4 * per_expert + 4 * 32 + per_expert - 3 * 32 * TINY.ffn_dim)
+    assert moe.num_parameters() - dense.num_parameters() == 2 * (
+        4 * per_expert + 4 * 32 + per_expert - 3 * 32 * TINY.ffn_dim
+    )
     tokens, targets = torch.randint(0, 97, (2, 16)), torch.randint(0, 97, (2, 16))
     output = moe(tokens, targets)
     plain = torch.nn.functional.cross_entropy(output.logits.flatten(0, 1), targets.flatten())
@@ -85,7 +89,10 @@ def test_greedy_streaming_matches_recomputing_the_whole_sequence_and_stops():
         sequence.append(int(model(torch.tensor([sequence])).logits[0, -1].argmax()))
     assert streamed == sequence[3:]
     stop = streamed[-1]
-    assert list(stream_tokens(model, prompt, 10, Sampling(temperature=0), stop_ids={stop})) == streamed[: streamed.index(stop) + 1]
+    assert (
+        list(stream_tokens(model, prompt, 10, Sampling(temperature=0), stop_ids={stop}))
+        == streamed[: streamed.index(stop) + 1]
+    )
     assert len(list(stream_tokens(model, list(range(40)), 10, Sampling(temperature=0)))) == 2, (
         "31 prompt tokens kept, then the context fills"
     )
@@ -95,7 +102,13 @@ def test_sampling_filters_and_repetition_penalty():
     logits = torch.tensor([4.0, 3.0, 2.0, -1.0])
     seen = torch.tensor([0])
     assert pick_next(logits, seen, Sampling(temperature=0, repetition_penalty=3.0), None) == 1
-    draws = {pick_next(logits, seen, Sampling(temperature=1.0, top_k=2, top_p=1.0), torch.Generator().manual_seed(i)) for i in range(200)}
+    draws = {
+        pick_next(logits, seen, Sampling(temperature=1.0, top_k=2, top_p=1.0), torch.Generator().manual_seed(i))
+        for i in range(200)
+    }
     assert draws == {0, 1}
-    draws = {pick_next(logits, seen, Sampling(temperature=1.0, top_k=0, top_p=0.5), torch.Generator().manual_seed(i)) for i in range(50)}
+    draws = {
+        pick_next(logits, seen, Sampling(temperature=1.0, top_k=0, top_p=0.5), torch.Generator().manual_seed(i))
+        for i in range(50)
+    }
     assert draws == {0}

@@ -32,7 +32,9 @@ def tokenizer(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 def save_step(run_dir: Path, step: int, tokenizer: Path) -> Path:
     """A whole-model checkpoint at `step`, its weights seeded by the step so two steps differ."""
-    config = ModelConfig(vocab_size=load_tokenizer(tokenizer).get_vocab_size(), dim=32, n_layers=1, n_heads=2, n_kv_heads=1)
+    config = ModelConfig(
+        vocab_size=load_tokenizer(tokenizer).get_vocab_size(), dim=32, n_layers=1, n_heads=2, n_kv_heads=1
+    )
     torch.manual_seed(step)
     meta = {
         "model_config": dataclasses.asdict(config),
@@ -56,7 +58,9 @@ def test_a_run_id_a_run_directory_and_its_newest_step_are_one_model(tokenizer, t
     newest = save_step(run_dir, 8, tokenizer)
     forms = [RUN, str(run_dir), str(newest)]
     located = [locate_model(form, tmp_path, tmp_path / "scratch") for form in forms]
-    assert {(found.directory, found.run_id, found.step, found.exported) for found in located} == {(newest, RUN, 8, False)}
+    assert {(found.directory, found.run_id, found.step, found.exported) for found in located} == {
+        (newest, RUN, 8, False)
+    }
     assert same_weights(load_model(RUN, tmp_path).model.state_dict(), load_model(str(newest)).model.state_dict())
 
 
@@ -69,7 +73,9 @@ def test_an_older_step_and_an_exported_folder_are_found_as_themselves(tokenizer,
     assert (found.exported, found.run_id, found.directory) == (True, None, exported)
     older_weights, _ = model_weights(locate_model(str(older), tmp_path, tmp_path / "scratch"), tmp_path)
     exported_weights, _ = model_weights(found, tmp_path)
-    assert same_weights(older_weights, {name: tensor.to(older_weights[name].dtype) for name, tensor in exported_weights.items()})
+    assert same_weights(
+        older_weights, {name: tensor.to(older_weights[name].dtype) for name, tensor in exported_weights.items()}
+    )
     with pytest.raises(ValueError, match="exported folder: export needs a tinylm checkpoint"):
         found.checkpoint("export")
 
@@ -81,7 +87,9 @@ def test_a_step_outside_a_workspace_names_no_run(tokenizer, tmp_path):
 
 @pytest.mark.parametrize("reference", ["not-a-model", "workspace/checkpoints/typo", "0123"])
 def test_a_reference_of_none_of_the_five_forms_is_one_line_naming_them(reference, tmp_path):
-    with pytest.raises(FileNotFoundError, match=f"^{reference} names no model: give an MLflow run id.*models:/NAME/VERSION$"):
+    with pytest.raises(
+        FileNotFoundError, match=f"^{reference} names no model: give an MLflow run id.*models:/NAME/VERSION$"
+    ):
         locate_model(reference, tmp_path, tmp_path / "scratch")
 
 

@@ -56,7 +56,9 @@ def test_parallel_ranges_equal_the_serial_extraction(prefect_api, enwiki_dump, m
     assert parallel["stats"]["skipped"] == serial["stats"]["skipped"]
     assert _documents(parallel, tmp_path / "parallel") == _documents(serial, tmp_path / "serial")
     again = run_extract([str(enwiki_dump)], str(tmp_path / "serial"), ExtractConfig(workers=1))
-    assert json.dumps(again) == json.dumps(serial), "a rerun that finds the stage done returns what the first run did, key order included"
+    assert json.dumps(again) == json.dumps(serial), (
+        "a rerun that finds the stage done returns what the first run did, key order included"
+    )
 
 
 def test_an_index_given_as_an_input_pairs_with_its_dump(multistream, tmp_path):

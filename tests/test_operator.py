@@ -83,12 +83,16 @@ async def family(flow_run_id: UUID) -> list[FlowRun]:
 
 async def log_lines(flow_run_ids: list[UUID]) -> list[tuple[int, str]]:
     async with get_client() as client:
-        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=flow_run_ids)), limit=200)
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=flow_run_ids)), limit=200
+        )
         lines, offset = [], 0
         while logs:
             lines += [(log.level, log.message) for log in logs]
             offset += len(logs)
-            logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=flow_run_ids)), limit=200, offset=offset)
+            logs = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=flow_run_ids)), limit=200, offset=offset
+            )
         return lines
 
 
@@ -108,7 +112,9 @@ def wait_for_log(flow_run_ids: list[UUID], text: str, timeout: float = 60) -> li
 
 
 def progress_lines(lines: list[tuple[int, str]]) -> list[str]:
-    return [message for _, message in lines if message.startswith("step ") and "loss" in message and "tokens/s" in message]
+    return [
+        message for _, message in lines if message.startswith("step ") and "loss" in message and "tokens/s" in message
+    ]
 
 
 @pytest.fixture
@@ -121,8 +127,12 @@ def operator(prefect_api, tmp_path):
     mlflow_url = f"http://127.0.0.1:{free_port()}"
     mlflow_server = start_mlflow_server(int(mlflow_url.rsplit(":", 1)[1]), workspace, str(workspace / "mlartifacts"))
     (workspace / "servers").mkdir()
-    (workspace / "servers" / "urls.json").write_text(json.dumps({"prefect_api_url": prefect_api, "mlflow_tracking_uri": mlflow_url}))
-    environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"} | {"PREFECT_API_URL": prefect_api}
+    (workspace / "servers" / "urls.json").write_text(
+        json.dumps({"prefect_api_url": prefect_api, "mlflow_tracking_uri": mlflow_url})
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"} | {
+        "PREFECT_API_URL": prefect_api
+    }
     served = in_background([sys.executable, str(ROOT / "deployments" / "serve.py")], tmp_path, environment)
     try:
         yield workspace, mlflow_url
@@ -133,16 +143,21 @@ def operator(prefect_api, tmp_path):
         mlflow_server.wait(timeout=30)
 
 
-def test_deployments_run_from_the_ui_say_what_they_did_in_their_logs_and_artifacts(operator, enwiki_dump, zuozhuan, constitution, tmp_path):
+def test_deployments_run_from_the_ui_say_what_they_did_in_their_logs_and_artifacts(
+    operator, enwiki_dump, zuozhuan, constitution, tmp_path
+):
     workspace, mlflow_url = operator
-    # A model whose context takes the refresh's default windows (the demo's 256 tokens), small enough to train in seconds.
+    # A model whose context takes the refresh's default windows (the demo's 256 tokens), small enough to train in
+    # seconds.
     model = ModelConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=256)
     config = small_pipeline("workspace", [enwiki_dump, zuozhuan]).model_dump(mode="json")
     config["train"]["model"] = dataclasses.asdict(model)
     pipeline = asyncio.run(run_deployment("pipeline/pipeline", {"config": config}))
     assert pipeline.state.is_completed(), pipeline.state.message
     runs = asyncio.run(family(pipeline.id))
-    assert {run.name for run in runs} >= {"pipeline-e2e", "corpus-e2e", "tokenizer-e2e", "shards-e2e", "train-e2e"}, "named after the stage"
+    assert {run.name for run in runs} >= {"pipeline-e2e", "corpus-e2e", "tokenizer-e2e", "shards-e2e", "train-e2e"}, (
+        "named after the stage"
+    )
     wait_for_log([run.id for run in runs], "train: run ")
     progress = progress_lines(asyncio.run(log_lines([run.id for run in runs])))
     assert len(progress) >= 10 and any(" ETA " in line for line in progress), "training progress in the run's logs"
@@ -152,17 +167,21 @@ def test_deployments_run_from_the_ui_say_what_they_did_in_their_logs_and_artifac
         [MlflowClient(mlflow_url).get_experiment_by_name("tinylm").experiment_id], "tags.`tinylm.stage` = 'train'"
     )[0]
     assert (
-        f"{mlflow_url}/#/experiments/{train_run.info.experiment_id}/runs/{train_run.info.run_id}?workflowType=machine_learning" in summary
+        f"{mlflow_url}/#/experiments/{train_run.info.experiment_id}/runs/{train_run.info.run_id}?workflowType=machine_learning"
+        in summary
     )
     assert all(f"| {stage} |" in summary for stage in ("corpus", "tokenizer", "shards", "train"))
     assert summary.count(f"{mlflow_url}/#/experiments/") >= 6, "every stage's run, the pipeline's and the model's"
     assert str(workspace / "checkpoints" / train_run.info.run_id) in summary
     assert mlflow_url in asyncio.run(newest_artifact("corpus-summary")), "links to MLflow with PREFECT_API_URL exported"
-    assert train_run.data.tags["tinylm.prefect_flow_run"].endswith(f"/runs/flow-run/{[r for r in runs if r.name == 'train-e2e'][0].id}")
+    assert train_run.data.tags["tinylm.prefect_flow_run"].endswith(
+        f"/runs/flow-run/{[r for r in runs if r.name == 'train-e2e'][0].id}"
+    )
 
     # The scheduled refresh, which runs with no parameters: it finds the pipeline's workspace, tokenizer and run.
     write_lines(
-        workspace / "inbox" / "new.jsonl", [line for line in constitution.read_text(encoding="utf-8").splitlines() if len(line) > 20]
+        workspace / "inbox" / "new.jsonl",
+        [line for line in constitution.read_text(encoding="utf-8").splitlines() if len(line) > 20],
     )
     refresh = asyncio.run(run_deployment("refresh/refresh", {}))
     assert refresh.state.is_completed(), refresh.state.message
@@ -170,7 +189,9 @@ def test_deployments_run_from_the_ui_say_what_they_did_in_their_logs_and_artifac
     assert "1 new files, trained run" in said and mlflow_url in said
     refreshed = [run for run in asyncio.run(family(refresh.id)) if run.name.startswith("train-")]
     wait_for_log([run.id for run in refreshed], "train: run ")
-    assert progress_lines(asyncio.run(log_lines([run.id for run in refreshed]))), "the refresh's training shows its progress"
+    assert progress_lines(asyncio.run(log_lines([run.id for run in refreshed]))), (
+        "the refresh's training shows its progress"
+    )
     continued = MlflowClient(mlflow_url).search_runs([train_run.info.experiment_id], "tags.`tinylm.stage` = 'train'")[0]
     assert continued.data.tags["tinylm.init_run_id"] == train_run.info.run_id
 
@@ -187,15 +208,22 @@ def test_deployments_run_from_the_ui_say_what_they_did_in_their_logs_and_artifac
 def test_a_prefect_yaml_deployment_on_a_work_pool_logs_training_progress(prefect_api, shards_dir, tmp_path):
     """The other way README offers: `prefect deploy --all` from prefect.yaml and a process worker on the pool."""
     checkout = tmp_path / "checkout"
-    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(".git", ".venv", "workspace", "test-artifacts", "__pycache__"))
+    shutil.copytree(
+        ROOT, checkout, ignore=shutil.ignore_patterns(".git", ".venv", "workspace", "test-artifacts", "__pycache__")
+    )
     prefect = str(Path(sys.executable).parent / "prefect")
     environment = os.environ | {"PREFECT_API_URL": prefect_api, "PREFECT_HOME": str(tmp_path / "prefect-home")}
     environment.pop("MLFLOW_TRACKING_URI", None)
     spec = yaml.safe_load((checkout / "prefect.yaml").read_text())
     spec["deployments"] = [deployment for deployment in spec["deployments"] if deployment["name"] == "train"]
     (checkout / "prefect.yaml").write_text(yaml.safe_dump(spec))
-    for command in (["work-pool", "create", "tinylm", "--type", "process", "--overwrite"], ["--no-prompt", "deploy", "--all"]):
-        done = subprocess.run([prefect, *command], cwd=checkout, env=environment, capture_output=True, text=True, timeout=300)
+    for command in (
+        ["work-pool", "create", "tinylm", "--type", "process", "--overwrite"],
+        ["--no-prompt", "deploy", "--all"],
+    ):
+        done = subprocess.run(
+            [prefect, *command], cwd=checkout, env=environment, capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, done.stdout + done.stderr
     worker = in_background([prefect, "worker", "start", "--pool", "tinylm"], tmp_path, environment)
     try:
@@ -213,7 +241,10 @@ def test_a_prefect_yaml_deployment_on_a_work_pool_logs_training_progress(prefect
 
 def test_serve_py_stops_on_sigterm_after_a_run(prefect_api, constitution, tmp_path):
     """What `kill`, systemd and docker stop send: the serving process alone, which must end cleanly."""
-    environment = os.environ | {"PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    environment = os.environ | {
+        "PREFECT_API_URL": prefect_api,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
     server = in_background([sys.executable, str(ROOT / "deployments" / "serve.py")], ROOT, environment)
     output = tmp_path / "corpus"
     try:

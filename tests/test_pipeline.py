@@ -50,7 +50,9 @@ async def _artifacts() -> dict[str, object]:
 
 async def _subflow_names(parent_id) -> list[str]:
     async with get_client() as client:
-        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])))
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id]))
+        )
         flows = {run.flow_id: (await client.read_flow(run.flow_id)).name for run in runs}
         assert all(run.state.is_completed() for run in runs)
         return sorted(flows[run.flow_id] for run in runs)
@@ -61,7 +63,13 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
     state = pipeline_flow(config, return_state=True)
     assert state.is_completed()
     result = state.result()
-    assert asyncio.run(_subflow_names(state.state_details.flow_run_id)) == ["corpus", "eval", "shards", "tokenizer", "train"]
+    assert asyncio.run(_subflow_names(state.state_details.flow_run_id)) == [
+        "corpus",
+        "eval",
+        "shards",
+        "tokenizer",
+        "train",
+    ]
 
     rows = pq.read_table(corpus_parts(result["corpus"])).to_pylist()
     index = json.loads((workspace / "dedup-index" / "index.json").read_text())
@@ -88,7 +96,9 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
     (shards_run,) = client.search_runs([experiment], "tags.`tinylm.stage` = 'shards'")
     (pipeline_run,) = client.search_runs([experiment], "tags.`tinylm.stage` = 'pipeline'")
     children = [corpus_run, tokenizer_run, shards_run, client.get_run(result["run_id"])]
-    assert all(run.data.tags["mlflow.parentRunId"] == pipeline_run.info.run_id for run in children), "nested under the pipeline"
+    assert all(run.data.tags["mlflow.parentRunId"] == pipeline_run.info.run_id for run in children), (
+        "nested under the pipeline"
+    )
     assert pipeline_run.info.status == "FINISHED"
     for stage, run in (("corpus", corpus_run), ("tokenizer", tokenizer_run), ("shards", shards_run)):
         # The stage's run spans its work: every file the stage wrote was written while the run was open.
@@ -96,15 +106,23 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
         assert written and run.info.start_time <= min(written) and max(written) <= run.info.end_time, stage
     assert pipeline_run.data.metrics["final_loss"] == pytest.approx(result["final_loss"])
     assert (
-        pipeline_run.data.metrics["seconds.train"] == result["seconds"]["train"] and pipeline_run.data.metrics["tokens"] == result["tokens"]
+        pipeline_run.data.metrics["seconds.train"] == result["seconds"]["train"]
+        and pipeline_run.data.metrics["tokens"] == result["tokens"]
     )
-    assert pipeline_run.data.params["tokenizer.vocab_size"] == "2000" and pipeline_run.data.tags["tinylm.reused"] == "none"
+    assert (
+        pipeline_run.data.params["tokenizer.vocab_size"] == "2000" and pipeline_run.data.tags["tinylm.reused"] == "none"
+    )
     assert shards_run.data.metrics["total_tokens"] == result["tokens"]
     artifacts = asyncio.run(_artifacts())
-    assert corpus_run.info.run_id in artifacts["corpus-summary"].data and shards_run.info.run_id in artifacts["shards-summary"].data
+    assert (
+        corpus_run.info.run_id in artifacts["corpus-summary"].data
+        and shards_run.info.run_id in artifacts["shards-summary"].data
+    )
     assert result["run_id"] in artifacts["train-summary"].data
     assert artifacts["train-progress"].data == 100.0 and artifacts["corpus-stats"].type == "table"
-    assert tokenizer_run.data.metrics["compression.zh.bytes_per_token"] > 1.5, "merges pack several bytes of Chinese per token"
+    assert tokenizer_run.data.metrics["compression.zh.bytes_per_token"] > 1.5, (
+        "merges pack several bytes of Chinese per token"
+    )
     logged = {artifact.path for artifact in client.list_artifacts(tokenizer_run.info.run_id, "tokenizer")}
     assert {"tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"} <= logged
     run = client.get_run(result["run_id"])
@@ -115,7 +133,9 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
     checkpoints = client.list_artifacts(result["run_id"], "checkpoints")
     assert len(checkpoints) >= 2
     (scored,) = [row for row in result["eval"]["perplexity"] if row["group"] == "validation"]
-    assert 0 < scored["tokens"] <= 5000 and scored["bits_per_byte"] > 0, "the eval stage scores the pipeline's own held-out shards"
+    assert 0 < scored["tokens"] <= 5000 and scored["bits_per_byte"] > 0, (
+        "the eval stage scores the pipeline's own held-out shards"
+    )
     assert client.get_run(result["eval"]["run_id"]).data.tags["mlflow.parentRunId"] == result["run_id"]
     assert run.data.metrics["eval/shards/e2e/validation/perplexity"] == pytest.approx(scored["perplexity"])
 
@@ -127,7 +147,9 @@ def test_rerunning_a_finished_corpus_does_no_work(prefect_api, workspace, consti
     second = corpus_flow([str(constitution)], output, CorpusConfig(), workspace=str(workspace))
     assert not first.pop("reused") and second.pop("reused")
     (made_by,) = MlflowClient().search_runs([use_experiment("tinylm", workspace)], "tags.`tinylm.stage` = 'corpus'")
-    assert second.pop("reused_run") == first.pop("run_id") == made_by.info.run_id, "the reused output names the run that made it"
+    assert second.pop("reused_run") == first.pop("run_id") == made_by.info.run_id, (
+        "the reused output names the run that made it"
+    )
     assert second == first
     assert [(p.name, p.stat().st_mtime_ns) for p in corpus_parts(output)] == stamp
 

@@ -39,32 +39,56 @@ def test_pretrain_sft_lora_merge_dpo_chain_is_linked_in_mlflow(prefect_api, shar
     lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 24][:40]
     dialogues = tmp_path / "zuozhuan_sft.jsonl"
     write_jsonl(dialogues, [{"conversations": exchange(line[:8], line[8:20])} for line in lines])
-    sft_inputs = [str(dialogues), *(str(MINIMIND / name) for name in ("sft_data.jsonl", "tiny_sft.jsonl", "lora_data.jsonl"))]
+    sft_inputs = [
+        str(dialogues),
+        *(str(MINIMIND / name) for name in ("sft_data.jsonl", "tiny_sft.jsonl", "lora_data.jsonl")),
+    ]
     sft_config = ChatDataConfig(max_seq_len=128, source_weights={"lora_data.jsonl": 4}, validation_fraction=0.2)
     sft_data = chat_data_flow(sft_inputs, tokenizer, str(tmp_path / "sft"), sft_config)
     assert [part["rows"] for part in sft_data["parts"]][1:] == [2, 3, 2], "MiniMind's files, every record kept"
     pairs = tmp_path / "pairs.jsonl"
     minimind = [json.loads(line) for line in (MINIMIND / "dpo_data.jsonl").read_text(encoding="utf-8").splitlines()]
     records = [{"chosen": m["chosen"], "rejected": m["chosen"][:-1] + m["rejected"][-1:]} for m in minimind]
-    records += [{"chosen": exchange(a[:8], a[8:20]), "rejected": exchange(a[:8], b[8:20])} for a, b in zip(lines, lines[1:])]
+    records += [
+        {"chosen": exchange(a[:8], a[8:20]), "rejected": exchange(a[:8], b[8:20])} for a, b in zip(lines, lines[1:])
+    ]
     write_jsonl(pairs, records)
-    chat_data_flow([str(pairs)], tokenizer, str(tmp_path / "dpo"), ChatDataConfig(format="dpo", max_seq_len=128, validation_fraction=0.25))
+    chat_data_flow(
+        [str(pairs)],
+        tokenizer,
+        str(tmp_path / "dpo"),
+        ChatDataConfig(format="dpo", max_seq_len=128, validation_fraction=0.25),
+    )
 
     tiny = tiny_train_config(model=MODEL, sample_tokens=0)
     pretrain = train_flow(str(shards_dir), tiny.model_copy(update={"max_shards": 1}), str(workspace))
     sft_settings = {"seq_len": 128, "init_run_id": pretrain["run_id"], "lora": LoraConfig(rank=4, alpha=8)}
     sft = train_flow(str(tmp_path / "sft"), tiny.model_copy(update=sft_settings), str(workspace))
-    command = [str(Path(sys.executable).parent / "tinylm"), "merge", "--run-id", sft["run_id"], "--workspace", str(workspace)]
+    command = [
+        str(Path(sys.executable).parent / "tinylm"),
+        "merge",
+        "--run-id",
+        sft["run_id"],
+        "--workspace",
+        str(workspace),
+    ]
     merged = json.loads(
-        subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ | {"PREFECT_API_URL": prefect_api}).stdout
+        subprocess.run(
+            command, check=True, capture_output=True, text=True, env=os.environ | {"PREFECT_API_URL": prefect_api}
+        ).stdout
     )
-    assert merge_flow(sft["run_id"], str(workspace)) == merged | {"reused": True}, "the command's merge, found again by the flow"
+    assert merge_flow(sft["run_id"], str(workspace)) == merged | {"reused": True}, (
+        "the command's merge, found again by the flow"
+    )
     dpo_settings = {"seq_len": 128, "init_run_id": merged["run_id"], "learning_rate": 1e-3, "min_learning_rate": 1e-4}
     dpo_config = DpoConfig(**tiny.model_dump() | dpo_settings)
     dpo = dpo_flow(str(tmp_path / "dpo"), dpo_config, str(workspace))
 
     client = MlflowClient()
-    runs = {name: client.get_run(result["run_id"]) for name, result in (("train", pretrain), ("sft", sft), ("merge", merged), ("dpo", dpo))}
+    runs = {
+        name: client.get_run(result["run_id"])
+        for name, result in (("train", pretrain), ("sft", sft), ("merge", merged), ("dpo", dpo))
+    }
     assert [run.info.run_name for run in runs.values()] == ["train", "sft+lora", "merge", "dpo"]
     assert [run.data.tags[STAGE_TAG] for run in runs.values()] == ["train", "train", "merge", "dpo"]
     assert runs["sft"].data.tags["tinylm.init_run_id"] == pretrain["run_id"] and "val_loss" in runs["sft"].data.metrics

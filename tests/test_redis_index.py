@@ -21,7 +21,19 @@ def redis_url(tmp_path):
         pytest.skip("redis-server is not installed (.ci/run installs Debian's)")
     port = free_port()
     process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
         stdout=subprocess.DEVNULL,
     )
     client = redis.Redis(port=port)
@@ -70,4 +82,6 @@ def test_redis_down_is_a_clear_error(paragraphs, tmp_path):
     url = f"redis://127.0.0.1:{free_port()}/0"
     write_documents(tmp_path / "docs.parquet", [make_document("x", 1, paragraphs[0], lang="zh")])
     with pytest.raises(ConnectionError, match=url):
-        deduplicate_files([tmp_path / "docs.parquet"], tmp_path / "out", DedupConfig(lsh_storage="redis", redis_url=url))
+        deduplicate_files(
+            [tmp_path / "docs.parquet"], tmp_path / "out", DedupConfig(lsh_storage="redis", redis_url=url)
+        )

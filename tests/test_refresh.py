@@ -48,7 +48,9 @@ def test_refresh_trains_on_new_files_once_and_continues_the_lineage(refresh_setu
     runs_before = len(all_runs())
     shutil.copy(inbox / "a.jsonl", inbox / "renamed.jsonl")
     nothing = refresh_flow(config)
-    assert nothing == {"new_files": 0, "run_id": None, "inbox": str(inbox)}, "same content under another name is not new"
+    assert nothing == {"new_files": 0, "run_id": None, "inbox": str(inbox)}, (
+        "same content under another name is not new"
+    )
     assert f"nothing new in {inbox}" in asyncio.run(_newest_artifact("refresh-summary")).data
     assert len(all_runs()) == runs_before
 
@@ -57,7 +59,9 @@ def test_refresh_trains_on_new_files_once_and_continues_the_lineage(refresh_setu
     assert second["lineage"] == [base, first["run_id"], second["run_id"]]
     assert client.get_run(second["run_id"]).data.tags["tinylm.init_run_id"] == first["run_id"]
     corpus = read_manifest(workspace / "corpus" / f"refresh-{second['batch']}")
-    assert corpus["stats"]["exact_duplicates"] + corpus["stats"]["near_duplicates_of_index"] >= 50, "lines seen before are dropped"
+    assert corpus["stats"]["exact_duplicates"] + corpus["stats"]["near_duplicates_of_index"] >= 50, (
+        "lines seen before are dropped"
+    )
     ledger = Ledger.load(workspace / "refresh")
     assert sorted(entry["name"] for entry in ledger.files.values()) == ["a.jsonl", "b.jsonl"]
 
@@ -68,12 +72,16 @@ def test_a_refresh_at_its_defaults_finds_the_workspaces_inbox_tokenizer_and_newe
     done = refresh_flow(RefreshConfig(workspace=str(workspace), train=config.train))
     assert done["new_files"] == 1 and done["lineage"] == [base, done["run_id"]]
     corpus = read_manifest(workspace / "shards" / f"refresh-{done['batch']}")
-    assert Path(corpus["tokenizer_dir"]).resolve() == Path(config.tokenizer).resolve(), "the tokenizer the base run was trained with"
+    assert Path(corpus["tokenizer_dir"]).resolve() == Path(config.tokenizer).resolve(), (
+        "the tokenizer the base run was trained with"
+    )
 
 
 def test_a_refresh_that_cannot_run_fails_first_naming_what_is_missing(prefect_api, workspace, tmp_path):
     write_lines(workspace / "inbox" / "a.jsonl", ["a line that would be new"] * 3)
-    with pytest.raises(ValueError, match="no finished training run .* run the pipeline there first, or set base_run_id"):
+    with pytest.raises(
+        ValueError, match="no finished training run .* run the pipeline there first, or set base_run_id"
+    ):
         refresh_flow(RefreshConfig(workspace=str(workspace)))
     with pytest.raises(FileNotFoundError, match="tokenizer .*missing"):
         refresh_flow(RefreshConfig(workspace=str(workspace), base_run_id="r", tokenizer=str(tmp_path / "nowhere")))

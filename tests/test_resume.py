@@ -33,7 +33,9 @@ def pipeline_config(workspace: Path, inputs: list[Path]) -> PipelineConfig:
         corpus=CorpusConfig(extract=ExtractConfig(text_mode="line")),
         tokenizer=TokenizerConfig(vocab_size=600),
         shards=ShardsConfig(shard_tokens=8192),
-        train=tiny_train_config(model=model, seq_len=64, max_shards=3, max_steps_per_shard=30, eval_batches=1, sample_tokens=0),
+        train=tiny_train_config(
+            model=model, seq_len=64, max_shards=3, max_steps_per_shard=30, eval_batches=1, sample_tokens=0
+        ),
     )
 
 
@@ -42,12 +44,18 @@ def final_weights(workspace: Path, run_id: str) -> dict[str, torch.Tensor]:
     return state["model"]
 
 
-def test_a_pipeline_killed_mid_shard_and_run_again_continues_its_training_run(prefect_api, constitution, table_dump, tmp_path, monkeypatch):
+def test_a_pipeline_killed_mid_shard_and_run_again_continues_its_training_run(
+    prefect_api, constitution, table_dump, tmp_path, monkeypatch
+):
     reference = pipeline_flow(pipeline_config(tmp_path / "reference", [constitution, table_dump]))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # set by the reference run's store; the commands use their own workspace's
+    monkeypatch.delenv(
+        "MLFLOW_TRACKING_URI"
+    )  # set by the reference run's store; the commands use their own workspace's
     workspace = tmp_path / "killed"
     config_file = tmp_path / "pipeline.yaml"
-    config_file.write_text(yaml.safe_dump(pipeline_config(workspace, [constitution, table_dump]).model_dump(mode="json")))
+    config_file.write_text(
+        yaml.safe_dump(pipeline_config(workspace, [constitution, table_dump]).model_dump(mode="json"))
+    )
     command = [sys.executable, "-m", "tinylm.cli", "pipeline", "--config", str(config_file)]
 
     api = {"PREFECT_API_URL": prefect_api}
@@ -67,6 +75,9 @@ def test_a_pipeline_killed_mid_shard_and_run_again_continues_its_training_run(pr
     assert run.data.tags[FINGERPRINT_TAG]
     pipelines = tracking.search_runs([experiment.experiment_id], "tags.`tinylm.stage` = 'pipeline'")
     assert [p.info.status for p in pipelines] == ["FINISHED"], "one pipeline run, continued, not two"
-    resumed, uninterrupted = final_weights(workspace, run.info.run_id), final_weights(tmp_path / "reference", reference["run_id"])
+    resumed, uninterrupted = (
+        final_weights(workspace, run.info.run_id),
+        final_weights(tmp_path / "reference", reference["run_id"]),
+    )
     assert resumed.keys() == uninterrupted.keys()
     assert all(torch.equal(resumed[name], uninterrupted[name]) for name in resumed)

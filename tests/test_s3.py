@@ -65,7 +65,9 @@ def test_refresh_reads_its_inbox_from_a_bucket(s3, refresh_setup, tmp_path):
 @pytest.mark.slow
 def test_checkpoints_go_to_an_mlflow_artifact_store_in_a_bucket(s3, shards_dir, workspace, tmp_path, monkeypatch):
     port = free_port()
-    server = start_mlflow_server(port, tmp_path / "mlflow", f"s3://{BUCKET}/mlflow", CREDENTIALS | {"MLFLOW_S3_ENDPOINT_URL": s3})
+    server = start_mlflow_server(
+        port, tmp_path / "mlflow", f"s3://{BUCKET}/mlflow", CREDENTIALS | {"MLFLOW_S3_ENDPOINT_URL": s3}
+    )
     try:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
         result = train_model(shards_dir, workspace, tiny_train_config(max_shards=1, sample_tokens=0))
@@ -83,7 +85,12 @@ def test_a_pipeline_mirrored_to_a_bucket_is_reused_on_a_fresh_workspace(s3, pref
     config = small_pipeline(workspace, [zuozhuan]).model_copy(update={"mirror": f"s3://{BUCKET}/workspace"})
     first = pipeline_flow(config)
     keys = {item["Key"] for item in boto3.client("s3", endpoint_url=s3).list_objects_v2(Bucket=BUCKET)["Contents"]}
-    for key in ("corpus/e2e/manifest.json", "tokenizers/e2e/tokenizer.json", "shards/e2e/shard-00000.bin", "dedup-index/index.json"):
+    for key in (
+        "corpus/e2e/manifest.json",
+        "tokenizers/e2e/tokenizer.json",
+        "shards/e2e/shard-00000.bin",
+        "dedup-index/index.json",
+    ):
         assert f"workspace/{key}" in keys
     assert not any("/_work/" in key for key in keys), "scratch stays local"
     for stage in ("corpus", "tokenizers", "shards", "dedup-index"):

@@ -30,7 +30,9 @@ def test_the_sample_is_balanced_bounded_and_deterministic(bilingual_corpus):
     rows = pq.read_table(corpus_parts(bilingual_corpus), columns=["lang", "text"]).to_pylist()
     for lang in ("zh", "en"):
         largest = max(len(row["text"].encode("utf-8")) for row in rows if row["lang"] == lang)
-        assert plan.targets[lang] - largest <= taken[f"{lang}.bytes"] <= plan.targets[lang], "within a document of the target"
+        assert plan.targets[lang] - largest <= taken[f"{lang}.bytes"] <= plan.targets[lang], (
+            "within a document of the target"
+        )
     assert sum(len(text.encode("utf-8")) for text in texts) == taken["zh.bytes"] + taken["en.bytes"]
     assert sampled(bilingual_corpus, 800_000)[0] == texts
     assert sampled(bilingual_corpus, 800_000, seed=1)[0] != texts
@@ -38,7 +40,11 @@ def test_the_sample_is_balanced_bounded_and_deterministic(bilingual_corpus):
 
 def test_held_out_documents_are_never_sampled(bilingual_corpus):
     texts, _, _, surveyed = sampled(bilingual_corpus, 10**9)
-    documents = [row for batch in iter_document_batches(corpus_parts(bilingual_corpus), ["id", "text"]) for row in batch.to_pylist()]
+    documents = [
+        row
+        for batch in iter_document_batches(corpus_parts(bilingual_corpus), ["id", "text"])
+        for row in batch.to_pylist()
+    ]
     units = [document_unit(document["id"], 0) for document in documents]
     assert texts == [document["text"] for document, unit in zip(documents, units) if unit < 0.99]
     heldout = [document["text"] for document, unit in zip(documents, units) if unit >= 0.99]

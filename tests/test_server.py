@@ -26,7 +26,14 @@ def served(prefect_api, shards_dir, module_workspace):
     """A trained tiny model behind `tinylm serve` with an API key; yields (client, base URL, run id)."""
     run_id = train_model(shards_dir, module_workspace, tiny_train_config(max_shards=2, sample_tokens=0))["run_id"]
     port = free_port()
-    command = [str(Path(sys.executable).parent / "tinylm"), "serve", "--model", run_id, "--workspace", str(module_workspace)]
+    command = [
+        str(Path(sys.executable).parent / "tinylm"),
+        "serve",
+        "--model",
+        run_id,
+        "--workspace",
+        str(module_workspace),
+    ]
     command += ["--port", str(port), "--max-tokens", "24", "--max-body-bytes", "20000"]
     server = subprocess.Popen(command, env=os.environ | {"TINYLM_API_KEY": KEY}, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}/v1"
@@ -48,7 +55,9 @@ def test_models_and_chat_answer_as_the_model_does_in_process(served):
     assert reply.choices[0].message.content == expected and reply.choices[0].message.role == "assistant"
     assert reply.choices[0].finish_reason in ("stop", "length") and reply.usage.completion_tokens <= 12
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
-    stream = client.chat.completions.create(model="tinylm", messages=messages, temperature=0, max_tokens=12, stream=True)
+    stream = client.chat.completions.create(
+        model="tinylm", messages=messages, temperature=0, max_tokens=12, stream=True
+    )
     chunks = list(stream)
     assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks) == expected and len(chunks) >= 3
     assert chunks[-1].choices[0].finish_reason == reply.choices[0].finish_reason
@@ -56,15 +65,23 @@ def test_models_and_chat_answer_as_the_model_does_in_process(served):
 
 def test_completions_stop_strings_and_seeds(served):
     client, _, run_id, workspace = served
-    text = client.completions.create(model="tinylm", prompt="The Congress", temperature=0, max_tokens=20).choices[0].text
+    text = (
+        client.completions.create(model="tinylm", prompt="The Congress", temperature=0, max_tokens=20).choices[0].text
+    )
     assert "The Congress" + text == generate_text(load_model(run_id), "The Congress", 20, GREEDY)
-    streamed = client.completions.create(model="tinylm", prompt="The Congress", temperature=0, max_tokens=20, stream=True)
+    streamed = client.completions.create(
+        model="tinylm", prompt="The Congress", temperature=0, max_tokens=20, stream=True
+    )
     assert "".join(chunk.choices[0].text for chunk in streamed) == text
     stop = text.strip()[3:6]
-    cut = client.completions.create(model="tinylm", prompt="The Congress", temperature=0, max_tokens=20, stop=[stop]).choices[0]
+    cut = client.completions.create(
+        model="tinylm", prompt="The Congress", temperature=0, max_tokens=20, stop=[stop]
+    ).choices[0]
     assert cut.text == text[: text.index(stop)] and cut.finish_reason == "stop"
     sampled = [
-        client.completions.create(model="tinylm", prompt="The", temperature=1.0, top_p=0.9, max_tokens=20, seed=seed).choices[0].text
+        client.completions.create(model="tinylm", prompt="The", temperature=1.0, top_p=0.9, max_tokens=20, seed=seed)
+        .choices[0]
+        .text
         for seed in (7, 7, 8)
     ]
     assert sampled[0] == sampled[1] != sampled[2], "a seed fixes a sampled answer"
@@ -88,11 +105,16 @@ def test_requests_outside_the_bounds_get_a_4xx_that_says_why(served):
 def test_concurrent_clients_each_get_their_own_answer(served):
     client, _, _, _ = served
     prompts = ["The", "Congress", "合众国", "宪法", "President", "States", "我们", "law"]
-    alone = [client.completions.create(model="tinylm", prompt=p, temperature=0, max_tokens=16).choices[0].text for p in prompts]
+    alone = [
+        client.completions.create(model="tinylm", prompt=p, temperature=0, max_tokens=16).choices[0].text
+        for p in prompts
+    ]
     together: dict[int, str] = {}
 
     def ask(index: int) -> None:
-        stream = client.completions.create(model="tinylm", prompt=prompts[index], temperature=0, max_tokens=16, stream=True)
+        stream = client.completions.create(
+            model="tinylm", prompt=prompts[index], temperature=0, max_tokens=16, stream=True
+        )
         together[index] = "".join(chunk.choices[0].text for chunk in stream)
 
     threads = [threading.Thread(target=ask, args=(index,)) for index in range(len(prompts))]
@@ -109,7 +131,11 @@ def test_the_chat_page_streams_an_answer_in_a_browser(served):
         pytest.skip("no Chromium on this machine")
     client, base, _, _ = served
     messages = [{"role": "user", "content": "The Congress"}]
-    expected = client.chat.completions.create(model="tinylm", messages=messages, temperature=0, max_tokens=12).choices[0].message.content
+    expected = (
+        client.chat.completions.create(model="tinylm", messages=messages, temperature=0, max_tokens=12)
+        .choices[0]
+        .message.content
+    )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page()
@@ -122,7 +148,8 @@ def test_the_chat_page_streams_an_answer_in_a_browser(served):
         page.fill("#temperature", "0")
         page.fill("#max-tokens", "12")
         page.evaluate(
-            "window.states = []; new MutationObserver((records) => records.forEach((r) => window.states.push(r.target.dataset.state)))"
+            "window.states = []; new MutationObserver((records) => records.forEach((r) => "
+            "window.states.push(r.target.dataset.state)))"
             ".observe(document.getElementById('messages'), {subtree: true, attributeFilter: ['data-state']})"
         )
         page.fill("#input", "The Congress")
@@ -130,7 +157,9 @@ def test_the_chat_page_streams_an_answer_in_a_browser(served):
         page.wait_for_selector(".assistant[data-state=done]", timeout=60_000)
         assert page.text_content(".user") == "The Congress"
         assert page.text_content(".assistant") == expected
-        assert page.evaluate("window.states") == ["streaming", "done"], "the reply was read from the event stream as it came"
+        assert page.evaluate("window.states") == ["streaming", "done"], (
+            "the reply was read from the event stream as it came"
+        )
 
         # More turns at the page's own defaults (max tokens 128, over this server's 24 and the model's context of 32):
         # the oldest turns are left out, and the page says so.
@@ -139,7 +168,9 @@ def test_the_chat_page_streams_an_answer_in_a_browser(served):
         for turn, text in enumerate(["What does it do", "And the Senate", "Who elects them"], start=2):
             page.fill("#input", text)
             page.press("#input", "Enter")
-            page.wait_for_function(f"document.querySelectorAll('.assistant[data-state=done]').length === {turn}", timeout=60_000)
+            page.wait_for_function(
+                f"document.querySelectorAll('.assistant[data-state=done]').length === {turn}", timeout=60_000
+            )
         assert page.query_selector_all(".error") == []
         notes = [note.text_content() for note in page.query_selector_all(".note")]
         assert notes and all("no longer fit the model's context of 32 tokens" in note for note in notes)
@@ -193,6 +224,8 @@ def test_tokenize_counts_a_conversation_as_the_model_sees_it(served):
     counted = httpx.post(f"{root}/tokenize", json={"messages": messages}, headers=auth).json()
     reply = client.chat.completions.create(model="tinylm", messages=messages, max_tokens=1)
     assert counted["count"] == reply.usage.prompt_tokens == len(counted["tokens"]) and counted["max_model_len"] == 32
-    assert httpx.post(f"{root}/tokenize", json={"prompt": "The Congress"}, headers=auth).json()["count"] < counted["count"]
+    assert (
+        httpx.post(f"{root}/tokenize", json={"prompt": "The Congress"}, headers=auth).json()["count"] < counted["count"]
+    )
     assert httpx.post(f"{root}/tokenize", json={}, headers=auth).status_code == 400
     assert httpx.post(f"{root}/tokenize", json={"prompt": "x"}).status_code == 401

@@ -40,7 +40,9 @@ def server(small_corpus, tmp_path_factory):
     torch.manual_seed(0)
     meta = {"model_config": dataclasses.asdict(LONG)}
     state = {"model": Transformer(LONG).state_dict()}
-    checkpoint = save_checkpoint(root / "checkpoint", state, meta, {TOKENIZER_FILE: root / "tokenizer" / TOKENIZER_FILE})
+    checkpoint = save_checkpoint(
+        root / "checkpoint", state, meta, {TOKENIZER_FILE: root / "tokenizer" / TOKENIZER_FILE}
+    )
     port = free_port()
     command = [str(Path(sys.executable).parent / "tinylm"), "serve", "--model", str(checkpoint), "--port", str(port)]
     command += ["--workspace", str(root / "workspace"), "--max-tokens", "8000", "--max-body-bytes", "20000"]
@@ -83,7 +85,10 @@ def _content_length(answer: bytes) -> int:
 
 def test_the_key_is_checked_before_the_body_and_a_chunked_body_is_counted_as_it_arrives(server):
     url, _ = server
-    head = "POST /v1/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+    head = (
+        "POST /v1/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nTransfer-Encoding: "
+        "chunked\r\n"
+    )
     # No key, and a body that never comes: the answer cannot wait for it.
     answer = raw_request(url, head, [])
     assert answer.startswith("HTTP/1.1 401"), answer
@@ -107,12 +112,17 @@ def test_a_burst_is_served_in_turn_or_told_to_retry_and_a_gone_client_frees_its_
     next(iter(held))
     wait_until(url, running=1, waiting=0)
     queued: dict[str, openai.types.Completion] = {}
-    waiter = threading.Thread(target=lambda: queued.update(reply=client.completions.create(model="tinylm", prompt="The", max_tokens=4)))
+    waiter = threading.Thread(
+        target=lambda: queued.update(reply=client.completions.create(model="tinylm", prompt="The", max_tokens=4))
+    )
     waiter.start()
     wait_until(url, running=1, waiting=1)
     with pytest.raises(openai.RateLimitError) as refused:
         client.chat.completions.create(model="tinylm", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
-    assert refused.value.code == "server_busy" and "busy (1/1 generating, 1/1 waiting): retry later" in refused.value.message
+    assert (
+        refused.value.code == "server_busy"
+        and "busy (1/1 generating, 1/1 waiting): retry later" in refused.value.message
+    )
     assert refused.value.response.headers["retry-after"] == "1", "OpenAI clients wait this long before they retry"
     held.close()
     waiter.join(timeout=60)

@@ -25,7 +25,9 @@ def tokenizer_dir(small_corpus, tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(prefect_api, small_corpus, tokenizer_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("shards")
-    manifest = make_shards(small_corpus, tokenizer_dir, output, ShardsConfig(shard_tokens=4096, validation_fraction=0.1))
+    manifest = make_shards(
+        small_corpus, tokenizer_dir, output, ShardsConfig(shard_tokens=4096, validation_fraction=0.1)
+    )
     return output, manifest
 
 
@@ -60,7 +62,11 @@ def test_manifest_counts_tokens_per_source_and_split(built):
     output, manifest = built
     sources = manifest["sources"]
     assert set(sources) == {"us-constitution-zhs", "enwiki"}
-    assert sum(s["train_tokens"] for s in sources.values()) == manifest["total_tokens"] == sum(s["tokens"] for s in manifest["shards"])
+    assert (
+        sum(s["train_tokens"] for s in sources.values())
+        == manifest["total_tokens"]
+        == sum(s["tokens"] for s in manifest["shards"])
+    )
     assert sum(s["validation_tokens"] for s in sources.values()) == manifest["validation"]["total_tokens"]
     # 84 before empty section headings were dropped: their bare lines had counted as unpunctuated lines
     # and cost "Academy Award for Best Production Design" its place.
@@ -85,7 +91,9 @@ def test_same_inputs_and_seed_give_byte_identical_shards(built, small_corpus, to
 
 
 def test_source_weights_repeat_and_subsample_documents(bilingual_corpus, bilingual_tokenizer, tmp_path):
-    config = ShardsConfig(shard_tokens=1 << 16, validation_fraction=0.02, source_weights={"enwiki": 2.0, "zuozhuan": 0.25})
+    config = ShardsConfig(
+        shard_tokens=1 << 16, validation_fraction=0.02, source_weights={"enwiki": 2.0, "zuozhuan": 0.25}
+    )
     manifest = make_shards(bilingual_corpus, bilingual_tokenizer, tmp_path, config)
     sources = manifest["sources"]
     enwiki, zuozhuan = sources["enwiki"], sources["zuozhuan"]
@@ -100,7 +108,9 @@ def test_source_weights_repeat_and_subsample_documents(bilingual_corpus, bilingu
 
 
 def test_sources_are_interleaved_evenly_along_the_stream(bilingual_corpus, bilingual_tokenizer, tmp_path):
-    manifest = make_shards(bilingual_corpus, bilingual_tokenizer, tmp_path, ShardsConfig(shard_tokens=1 << 15, shuffle_buffer=16))
+    manifest = make_shards(
+        bilingual_corpus, bilingual_tokenizer, tmp_path, ShardsConfig(shard_tokens=1 << 15, shuffle_buffer=16)
+    )
     english = {text for text, lang in _texts_and_languages(bilingual_corpus) if lang == "en"}
     order = [text in english for text in decoded_documents(tmp_path, bilingual_tokenizer)]
     quarters = [sum(chunk) for chunk in np.array_split(np.array(order), 4)]

@@ -10,7 +10,9 @@ def test_sorted_key_runs_find_every_match_while_merging_and_spilling(tmp_path):
     for size in rng.integers(0, 40, size=60):
         queries = rng.integers(0, 400, size=(3, size)).astype(np.uint64)
         query, row = runs.pairs(queries)
-        expected = {(q, r) for q in range(size) for r in range(stored.shape[1]) if (queries[:, q] == stored[:, r]).any()}
+        expected = {
+            (q, r) for q in range(size) for r in range(stored.shape[1]) if (queries[:, q] == stored[:, r]).any()
+        }
         assert set(zip(query.tolist(), row.tolist())) == expected
         runs.add(queries, stored.shape[1])
         stored = np.concatenate([stored, queries], axis=1)

@@ -111,7 +111,14 @@ def test_memory_is_bounded_by_the_budget_not_the_corpus(bilingual_corpus, tmp_pa
 
     def growth(corpus, budget):
         result = subprocess.run(
-            [sys.executable, "-c", TRAIN_AND_REPORT, str(corpus), str(tmp_path / f"tok-{corpus.name}-{budget}"), str(budget)],
+            [
+                sys.executable,
+                "-c",
+                TRAIN_AND_REPORT,
+                str(corpus),
+                str(tmp_path / f"tok-{corpus.name}-{budget}"),
+                str(budget),
+            ],
             capture_output=True,
             text=True,
             check=True,

@@ -45,7 +45,9 @@ def test_a_run_ends_finished_failed_or_killed_and_a_cancelled_one_is_continued_u
     finished, failed, cancelled = run_through(None), run_through(ValueError), run_through(KeyboardInterrupt)
     statuses = {run_id: tracking.get_run(run_id).info.status for run_id in (finished, failed, cancelled)}
     assert statuses == {finished: "FINISHED", failed: "FAILED", cancelled: "KILLED"}
-    assert set(interrupted_run_ids(experiment_id, "tags.probe = 'ending'")) == {cancelled, failed}, "a cancelled run is continued"
+    assert set(interrupted_run_ids(experiment_id, "tags.probe = 'ending'")) == {cancelled, failed}, (
+        "a cancelled run is continued"
+    )
     abandon(cancelled, "restart")
     assert interrupted_run_ids(experiment_id, "tags.probe = 'ending'") == [failed]
 
@@ -57,7 +59,8 @@ def test_a_run_ends_finished_failed_or_killed_and_a_cancelled_one_is_continued_u
 
 
 def test_the_workspace_mlflow_server_is_used_while_it_answers(workspace, monkeypatch, caplog):
-    """With `make servers` up, runs go to its MLflow server (whatever PREFECT_API_URL says); without, to the SQLite store."""
+    """With `make servers` up, runs go to its MLflow server (whatever PREFECT_API_URL says); without, to the SQLite
+    store."""
     from tests.helpers import free_port, start_mlflow_server
 
     port = free_port()

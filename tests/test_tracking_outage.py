@@ -31,7 +31,9 @@ def test_training_rides_out_a_tracking_server_restart(shards_dir, workspace, tmp
 
     restarter = threading.Thread(target=restart_after_first_checkpoint, daemon=True)
     restarter.start()
-    config = tiny_train_config(max_shards=2, max_steps_per_shard=20, checkpoint_every=2, eval_batches=0, sample_tokens=0)
+    config = tiny_train_config(
+        max_shards=2, max_steps_per_shard=20, checkpoint_every=2, eval_batches=0, sample_tokens=0
+    )
     try:
         result = train_model(shards_dir, workspace, config)
         finished_at = time.monotonic()

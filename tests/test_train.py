@@ -47,13 +47,19 @@ def test_training_logs_params_metrics_validation_samples_and_a_checkpoint_per_sh
         result = train_model(shards_dir, workspace, TINY_TRAIN)
     assert result["steps"] == 18
     progress = [record.getMessage() for record in caplog.records if record.name == "tinylm.training.trainer"]
-    assert len(progress) == 18 and progress[-1].startswith("step 18/18  loss ") and "tokens/s  ETA 0m00s" in progress[-1]
+    assert (
+        len(progress) == 18 and progress[-1].startswith("step 18/18  loss ") and "tokens/s  ETA 0m00s" in progress[-1]
+    )
     client = MlflowClient()
     run = client.get_run(result["run_id"])
-    assert run.info.run_name == "train" and run.data.params["model.vocab_size"].isdigit(), "the vocabulary size used, not None"
+    assert run.info.run_name == "train" and run.data.params["model.vocab_size"].isdigit(), (
+        "the vocabulary size used, not None"
+    )
     assert run.data.params["model.dim"] == "32" and run.data.params["seq_len"] == "32"
     experiment = client.get_experiment(run.info.experiment_id)
-    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "MLflow would open it in its GenAI view"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", (
+        "MLflow would open it in its GenAI view"
+    )
     losses = client.get_metric_history(result["run_id"], "loss")
     assert [m.step for m in losses] == list(range(1, 19))
     assert losses[-1].value < losses[0].value
@@ -99,17 +105,28 @@ def test_resume_skips_an_incomplete_checkpoint_and_ends_with_identical_weights(s
 
 
 def test_a_run_killed_mid_shard_resumes_to_the_weights_of_an_uninterrupted_run(shards_dir, workspace):
-    config = TINY_TRAIN.model_copy(update={"max_shards": 2, "max_steps_per_shard": 40, "checkpoint_every": 3, "eval_batches": 2})
+    config = TINY_TRAIN.model_copy(
+        update={"max_shards": 2, "max_steps_per_shard": 40, "checkpoint_every": 3, "eval_batches": 2}
+    )
     reference = train_model(shards_dir, workspace, config.model_copy(update={"run_name": "reference"}))
-    uninterrupted, _ = load_checkpoint(workspace / "checkpoints" / reference["run_id"] / f"step-{reference['steps']:08d}")
+    uninterrupted, _ = load_checkpoint(
+        workspace / "checkpoints" / reference["run_id"] / f"step-{reference['steps']:08d}"
+    )
     killed_config = config.model_copy(update={"run_name": "killed"}).model_dump_json()
     code = (
         "from tinylm.training.trainer import train_model; from tinylm.config import TrainConfig; "
         f"train_model({str(shards_dir)!r}, {str(workspace)!r}, TrainConfig.model_validate_json({killed_config!r}))"
     )
     killed_dir = workspace / "checkpoints"
-    kill_when(code, lambda: any(p.name == "step-00000009" for p in killed_dir.glob("*/step-*") if reference["run_id"] not in str(p)))
-    (killed,) = MlflowClient().search_runs([mlflow.get_experiment_by_name("tinylm").experiment_id], "attributes.run_name = 'killed'")
+    kill_when(
+        code,
+        lambda: any(
+            p.name == "step-00000009" for p in killed_dir.glob("*/step-*") if reference["run_id"] not in str(p)
+        ),
+    )
+    (killed,) = MlflowClient().search_runs(
+        [mlflow.get_experiment_by_name("tinylm").experiment_id], "attributes.run_name = 'killed'"
+    )
     steps_done = max(int(p.name.removeprefix("step-")) for p in (killed_dir / killed.info.run_id).glob("step-*"))
     assert steps_done < reference["steps"], "killed before the end"
 
@@ -121,10 +138,13 @@ def test_a_run_killed_mid_shard_resumes_to_the_weights_of_an_uninterrupted_run(s
 
 
 def test_restart_abandons_an_interrupted_run_as_killed_and_trains_afresh(shards_dir, workspace):
-    config = TINY_TRAIN.model_copy(update={"max_shards": 2, "max_steps_per_shard": 40, "checkpoint_every": 3, "run_name": "restart"})
+    config = TINY_TRAIN.model_copy(
+        update={"max_shards": 2, "max_steps_per_shard": 40, "checkpoint_every": 3, "run_name": "restart"}
+    )
     code = (
         "from tinylm.training.trainer import train_model; from tinylm.config import TrainConfig; "
-        f"train_model({str(shards_dir)!r}, {str(workspace)!r}, TrainConfig.model_validate_json({config.model_dump_json()!r}))"
+        f"train_model({str(shards_dir)!r}, {str(workspace)!r}, "
+        f"TrainConfig.model_validate_json({config.model_dump_json()!r}))"
     )
     kill_when(code, lambda: any((workspace / "checkpoints").glob("*/step-00000003/checkpoint.json")))
     experiment_id = use_experiment("tinylm", workspace)
@@ -135,7 +155,9 @@ def test_restart_abandons_an_interrupted_run_as_killed_and_trains_afresh(shards_
 
     assert fresh["run_id"] != killed.info.run_id and fresh["resumed_from_step"] is None
     assert MlflowClient().get_run(killed.info.run_id).info.status == "KILLED"
-    assert train_model(shards_dir, workspace, config)["run_id"] == fresh["run_id"], "the finished fresh run is the one returned"
+    assert train_model(shards_dir, workspace, config)["run_id"] == fresh["run_id"], (
+        "the finished fresh run is the one returned"
+    )
 
 
 def damaged_copy(shards_dir: Path, destination: Path, damage) -> Path:
@@ -152,7 +174,9 @@ def test_a_shard_changed_in_place_is_refused_by_its_sha256_naming_the_file(shard
     damaged = damaged_copy(shards_dir, tmp_path / "shards", lambda ids: ids.__setitem__(100, (ids[100] + 1) % 50))
     with pytest.raises(ValueError, match=f"shard {damaged} does not match its sha256"):
         train_model(tmp_path / "shards", workspace, TINY_TRAIN)
-    unchecked = train_model(tmp_path / "shards", workspace, TINY_TRAIN.model_copy(update={"verify_shards": False, "max_shards": 1}))
+    unchecked = train_model(
+        tmp_path / "shards", workspace, TINY_TRAIN.model_copy(update={"verify_shards": False, "max_shards": 1})
+    )
     assert unchecked["steps"] > 0, "verification can be switched off for very large sets"
 
 
@@ -181,7 +205,9 @@ def test_batches_are_cut_ahead_on_a_worker_thread_in_the_loops_order_and_errors_
     endless = prefetch(lambda step: [Batch(torch.tensor([step]), torch.tensor([step]))], range(10**9), pin=False)
     assert int(next(endless)[0].inputs) == 0
     endless.close()
-    assert not [thread for thread in threading.enumerate() if thread.name == "tinylm-prefetch"], "closing stops the worker"
+    assert not [thread for thread in threading.enumerate() if thread.name == "tinylm-prefetch"], (
+        "closing stops the worker"
+    )
 
 
 @pytest.mark.slow
@@ -191,7 +217,9 @@ def test_a_compiled_model_trains_to_the_losses_of_the_eager_one(shards_dir, work
     compiled = train_model(shards_dir, workspace, config.model_copy(update={"compile": True}))
     assert compiled["run_id"] != eager["run_id"] and compiled["steps"] == eager["steps"] == 4
     client = MlflowClient()
-    losses = [[metric.value for metric in client.get_metric_history(result["run_id"], "loss")] for result in (eager, compiled)]
+    losses = [
+        [metric.value for metric in client.get_metric_history(result["run_id"], "loss")] for result in (eager, compiled)
+    ]
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
     assert client.get_run(compiled["run_id"]).data.metrics["val_loss"] == pytest.approx(
         client.get_run(eager["run_id"]).data.metrics["val_loss"], rel=1e-4
@@ -199,7 +227,9 @@ def test_a_compiled_model_trains_to_the_losses_of_the_eager_one(shards_dir, work
 
 
 def test_gradient_accumulation_takes_fewer_optimizer_steps_over_the_same_windows(shards_dir, workspace):
-    result = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"grad_accum_steps": 2, "max_steps_per_shard": 3}))
+    result = train_model(
+        shards_dir, workspace, TINY_TRAIN.model_copy(update={"grad_accum_steps": 2, "max_steps_per_shard": 3})
+    )
     assert result["steps"] == 9
     assert math.isfinite(result["final_loss"])
 
@@ -239,7 +269,9 @@ def test_generation_from_a_run_id_and_from_a_path(shards_dir, workspace):
         return load_model(str(checkpoint)).model.state_dict()
 
     newest, earlier = weights(run_dir / "step-00000012"), weights(run_dir / "step-00000006")
-    assert all(torch.equal(newest[k], v) for k, v in weights(run_dir).items()), "a run's checkpoint directory means its newest step"
+    assert all(torch.equal(newest[k], v) for k, v in weights(run_dir).items()), (
+        "a run's checkpoint directory means its newest step"
+    )
     (run_dir / "step-00000012" / "checkpoint.json").unlink()
     assert all(torch.equal(earlier[k], v) for k, v in weights(run_dir).items()), "an incomplete step is not the newest"
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
@@ -257,7 +289,9 @@ def test_chat_streams_replies_and_carries_the_conversation(shards_dir, workspace
     again = "".join(chat_reply(loaded, second, 12, greedy, torch.Generator()))
     (prompt,) = ChatEncoder(loaded.tokenizer).encode([second], generation_prompt=True)
     assert loaded.tokenizer.decode(prompt.ids, skip_special_tokens=False).count("<|im_start|>") == 4
-    expected = loaded.tokenizer.decode(list(stream_tokens(loaded.model, prompt.ids, 12, greedy, loaded.stop_ids))).split("<|im_end|>")[0]
+    expected = loaded.tokenizer.decode(
+        list(stream_tokens(loaded.model, prompt.ids, 12, greedy, loaded.stop_ids))
+    ).split("<|im_end|>")[0]
     assert again == expected
 
 
@@ -281,16 +315,25 @@ def test_export_loads_into_transformers_llama_with_the_same_logits_and_registers
     assert register_model(result["run_id"], exported, "tinylm-test") == 1
     (version,) = MlflowClient().search_model_versions("name = 'tinylm-test'")
     assert version.run_id == result["run_id"] and version.source.endswith("hf-model")
-    assert result["run_id"] in version.description and "val_loss" in version.description and "metric.val_loss" in version.tags
+    assert (
+        result["run_id"] in version.description
+        and "val_loss" in version.description
+        and "metric.val_loss" in version.tags
+    )
     run = MlflowClient().get_run(result["run_id"])
     assert run.info.end_time == ended and run.info.status == "FINISHED", "registering reopened the training run"
 
 
-def test_sft_starts_from_a_pretrain_run_and_learns_only_assistant_tokens(prefect_api, shards_dir, workspace, zuozhuan, tmp_path):
+def test_sft_starts_from_a_pretrain_run_and_learns_only_assistant_tokens(
+    prefect_api, shards_dir, workspace, zuozhuan, tmp_path
+):
     pretrain = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"max_shards": 1}))
     tokenizer_dir = read_manifest(shards_dir)["tokenizer_dir"]
     lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 20][:64]
-    records = [{"conversations": [{"role": "user", "content": line[:8]}, {"role": "assistant", "content": line[8:20]}]} for line in lines]
+    records = [
+        {"conversations": [{"role": "user", "content": line[:8]}, {"role": "assistant", "content": line[8:20]}]}
+        for line in lines
+    ]
     source = tmp_path / "sft.jsonl"
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     make_chat_data([str(source)], tokenizer_dir, tmp_path / "sft", ChatDataConfig(max_seq_len=32))
@@ -303,7 +346,9 @@ def test_sft_starts_from_a_pretrain_run_and_learns_only_assistant_tokens(prefect
     assert not mask[targets == pad].any(), "padding never counts"
     assert torch.equal(targets[:, :-1], inputs[:, 1:])
 
-    config = TINY_TRAIN.model_copy(update={"init_run_id": pretrain["run_id"], "max_steps_per_shard": 16, "eval_batches": 0})
+    config = TINY_TRAIN.model_copy(
+        update={"init_run_id": pretrain["run_id"], "max_steps_per_shard": 16, "eval_batches": 0}
+    )
     sft = train_model(tmp_path / "sft", workspace, config)
     assert sft["run_id"] != pretrain["run_id"] and sft["steps"] == min(16, data.units(0) // 4) > 8
     run = MlflowClient().get_run(sft["run_id"])
@@ -323,7 +368,8 @@ def test_torchrun_data_parallel_matches_one_process_with_the_whole_batch(shards_
     parallel = single.model_copy(update={"batch_size": 2, "run_name": "parallel"})
     code = (
         "from tinylm.training.trainer import train_model; from tinylm.config import TrainConfig; "
-        f"train_model({str(shards_dir)!r}, {str(workspace)!r}, TrainConfig.model_validate_json({parallel.model_dump_json()!r}))"
+        f"train_model({str(shards_dir)!r}, {str(workspace)!r}, "
+        f"TrainConfig.model_validate_json({parallel.model_dump_json()!r}))"
     )
     environment = os.environ | {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(), "OMP_NUM_THREADS": "1"}
     subprocess.run(
@@ -333,7 +379,9 @@ def test_torchrun_data_parallel_matches_one_process_with_the_whole_batch(shards_
         timeout=300,
     )
     client = MlflowClient()
-    (run,) = client.search_runs([mlflow.get_experiment_by_name("tinylm").experiment_id], "attributes.run_name = 'parallel'")
+    (run,) = client.search_runs(
+        [mlflow.get_experiment_by_name("tinylm").experiment_id], "attributes.run_name = 'parallel'"
+    )
     assert run.data.params["processes"] == "2"
     assert len(client.get_metric_history(run.info.run_id, "loss")) == reference["steps"]
     expected, _ = load_checkpoint(workspace / "checkpoints" / reference["run_id"] / f"step-{reference['steps']:08d}")
@@ -346,7 +394,18 @@ def test_chat_and_export_commands(shards_dir, workspace, tmp_path):
     tinylm = str(Path(sys.executable).parent / "tinylm")
     environment = os.environ | {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
     chat = subprocess.run(
-        [tinylm, "chat", "--checkpoint", result["run_id"], "--temperature", "0", "--max-new-tokens", "6", "--workspace", str(workspace)],
+        [
+            tinylm,
+            "chat",
+            "--checkpoint",
+            result["run_id"],
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "6",
+            "--workspace",
+            str(workspace),
+        ],
         input="合众国\n/reset\n\n宪法\n",
         capture_output=True,
         text=True,
@@ -357,9 +416,12 @@ def test_chat_and_export_commands(shards_dir, workspace, tmp_path):
     loaded = load_model(result["run_id"])
     greedy = Sampling(temperature=0, repetition_penalty=1.1)
     replies = [
-        "".join(chat_reply(loaded, [{"role": "user", "content": text}], 6, greedy, torch.Generator())) for text in ("合众国", "宪法")
+        "".join(chat_reply(loaded, [{"role": "user", "content": text}], 6, greedy, torch.Generator()))
+        for text in ("合众国", "宪法")
     ]
-    assert chat.stdout == "".join(reply + "\n" for reply in replies), "one streamed line per message; /reset and blank lines answer nothing"
+    assert chat.stdout == "".join(reply + "\n" for reply in replies), (
+        "one streamed line per message; /reset and blank lines answer nothing"
+    )
     exported = subprocess.run(
         [
             tinylm,
@@ -393,9 +455,13 @@ def test_the_train_flow_launches_torchrun_when_asked_for_several_processes(prefe
     assert (workspace / "checkpoints" / result["run_id"] / "step-00000006" / "checkpoint.json").exists()
 
 
-def test_the_train_command_prints_a_progress_line_per_log_every_when_output_goes_to_a_file(prefect_api, shards_dir, workspace, tmp_path):
+def test_the_train_command_prints_a_progress_line_per_log_every_when_output_goes_to_a_file(
+    prefect_api, shards_dir, workspace, tmp_path
+):
     config = tmp_path / "train.yaml"
-    config.write_text(json.dumps(TINY_TRAIN.model_copy(update={"max_shards": 1, "log_every": 2}).model_dump(mode="json")))
+    config.write_text(
+        json.dumps(TINY_TRAIN.model_copy(update={"max_shards": 1, "log_every": 2}).model_dump(mode="json"))
+    )
     command = [
         sys.executable,
         "-m",
@@ -409,6 +475,12 @@ def test_the_train_command_prints_a_progress_line_per_log_every_when_output_goes
         str(config),
     ]
     with open(tmp_path / "stderr.txt", "w") as stderr:
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=stderr, env=os.environ | {"PREFECT_API_URL": prefect_api})
+        subprocess.run(
+            command,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=os.environ | {"PREFECT_API_URL": prefect_api},
+        )
     lines = [line for line in (tmp_path / "stderr.txt").read_text().splitlines() if "tokens/s  ETA" in line]
     assert [line.split(" step ")[1].split()[0] for line in lines] == ["1/6", "3/6", "5/6", "6/6"]

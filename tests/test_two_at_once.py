@@ -22,7 +22,9 @@ LONGER = ModelConfig(dim=128, n_layers=4, n_heads=4, n_kv_heads=2, max_seq_len=6
 def test_commands_starting_together_on_a_fresh_workspace_create_the_store_once(workspace):
     code = "import sys; from tinylm.tracking.store import use_experiment; print(use_experiment('tinylm', sys.argv[1]))"
     processes = [
-        subprocess.Popen([sys.executable, "-c", code, str(workspace)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(workspace)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(4)
     ]
     answers = [process.communicate(timeout=300) for process in processes]
@@ -64,9 +66,13 @@ def test_a_second_pipeline_waits_for_the_live_one_instead_of_joining_its_run(pre
     assert [run.info.status for run in groups] == ["FINISHED", "FINISHED"], "the second pipeline has a run of its own"
     for run in groups:
         for metric in run.data.metrics:
-            assert len(tracking.get_metric_history(run.info.run_id, metric)) == 1, f"{metric} logged twice on {run.info.run_id}"
+            assert len(tracking.get_metric_history(run.info.run_id, metric)) == 1, (
+                f"{metric} logged twice on {run.info.run_id}"
+            )
     trainings = _runs(tracking, "train")
-    assert [run.info.status for run in trainings] == ["FINISHED"], "the training ran once; the second pipeline reused it"
+    assert [run.info.status for run in trainings] == ["FINISHED"], (
+        "the training ran once; the second pipeline reused it"
+    )
 
 
 def _runs(tracking: MlflowClient, stage: str) -> list:

@@ -31,7 +31,8 @@ from tinylm.storage.layout import run_checkpoints
 
 # What every option naming a model takes (tinylm/weights/reference.py finds it).
 MODEL_FORMS = (
-    "an MLflow run id (its newest checkpoint), a run's or a step's checkpoint directory, an exported folder, or models:/NAME/VERSION"
+    "an MLflow run id (its newest checkpoint), a run's or a step's checkpoint directory, an exported folder, "
+    "or models:/NAME/VERSION"
 )
 
 if TYPE_CHECKING:
@@ -138,8 +139,13 @@ def _tokenizer(args: argparse.Namespace, config: TokenizerConfig) -> None:
 def _shards(args: argparse.Namespace, config: ShardsConfig) -> None:
     from tinylm.flows.shards import shards_flow
 
-    manifest = shards_flow(str(args.corpus), str(args.tokenizer), str(args.output), config, args.workspace or "workspace")
-    _print_json({key: manifest[key] for key in ("total_tokens", "documents", "dtype", "vocab_size")} | {"shards": len(manifest["shards"])})
+    manifest = shards_flow(
+        str(args.corpus), str(args.tokenizer), str(args.output), config, args.workspace or "workspace"
+    )
+    _print_json(
+        {key: manifest[key] for key in ("total_tokens", "documents", "dtype", "vocab_size")}
+        | {"shards": len(manifest["shards"])}
+    )
 
 
 def _chat_data(args: argparse.Namespace, config: ChatDataConfig) -> None:
@@ -203,7 +209,9 @@ def _refresh(args: argparse.Namespace, config: RefreshConfig) -> None:
 def _sampling(args: argparse.Namespace):
     from tinylm.model.generation import Sampling
 
-    return Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty)
+    return Sampling(
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty
+    )
 
 
 def _generate(args: argparse.Namespace, _: None) -> None:
@@ -259,7 +267,10 @@ def _export(args: argparse.Namespace, _: None) -> None:
         exported = export_hf(located.checkpoint("export"), args.output, workspace)
     result = {"output": str(exported)}
     if args.register:
-        result["registered"] = {"name": args.register, "version": register_model(located.run_id, exported, args.register)}
+        result["registered"] = {
+            "name": args.register,
+            "version": register_model(located.run_id, exported, args.register),
+        }
     _print_json(result)
 
 
@@ -274,12 +285,17 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, handler: Handler, help_text: str, config: ConfigSource | None = None, **options: Any) -> Parser:
+    def command(
+        name: str, handler: Handler, help_text: str, config: ConfigSource | None = None, **options: Any
+    ) -> Parser:
         """A subcommand; with `config`, a flag for each of its settings (see cli_flags), `--config` for its YAML, and
         its settings built from both. `options`: `aliases` (older flag names), `fixed` (settings the command's own
-        options decide), `workspace` (the --workspace help, for commands that work in one), `yaml` (False: no --config)."""
+        options decide), `workspace` (the --workspace help, for commands that work in one), `yaml` (False: no
+        --config)."""
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--debug", action="store_true", help="on failure, show the whole traceback instead of one line")
+        sub.add_argument(
+            "--debug", action="store_true", help="on failure, show the whole traceback instead of one line"
+        )
         if "workspace" in options:
             sub.add_argument("--workspace", help=f"{options['workspace']} (default ./workspace)")
         settings: Settings = lambda _: None  # noqa: E731
@@ -329,7 +345,10 @@ def _add_corpus_commands(command: Command) -> None:
     pipeline.add_argument("--summary", action="store_true", help="print where the outputs are and how to browse them")
 
     extract = command(
-        "extract", _extract, "Extract raw files into Document parquet only, to inspect what a dump yields.", lambda: ExtractConfig
+        "extract",
+        _extract,
+        "Extract raw files into Document parquet only, to inspect what a dump yields.",
+        lambda: ExtractConfig,
     )
     extract.add_argument(
         "--input",
@@ -348,7 +367,9 @@ def _add_corpus_commands(command: Command) -> None:
         lambda: CorpusConfig,
         workspace=STORE,
     )
-    corpus.add_argument("--input", type=Path, nargs="+", required=True, help="raw files: Wikipedia .xml[.bz2], .jsonl, .txt")
+    corpus.add_argument(
+        "--input", type=Path, nargs="+", required=True, help="raw files: Wikipedia .xml[.bz2], .jsonl, .txt"
+    )
     corpus.add_argument("--output", type=Path, required=True, help="corpus directory to write")
     corpus.add_argument("--index", type=Path, help="persistent dedup index directory: dedup against it, then add to it")
 
@@ -364,9 +385,15 @@ def _add_corpus_commands(command: Command) -> None:
     convert.add_argument("--output", type=Path, required=True, help="converted file (written atomically)")
 
     dedup = command(
-        "dedup", _dedup, "Run quality filters and exact + MinHash dedup alone on Document parquet.", lambda: CorpusConfig, workspace=STORE
+        "dedup",
+        _dedup,
+        "Run quality filters and exact + MinHash dedup alone on Document parquet.",
+        lambda: CorpusConfig,
+        workspace=STORE,
     )
-    dedup.add_argument("--input", type=Path, required=True, help="directory of Document parquet (e.g. `tinylm extract` output)")
+    dedup.add_argument(
+        "--input", type=Path, required=True, help="directory of Document parquet (e.g. `tinylm extract` output)"
+    )
     dedup.add_argument("--output", type=Path, required=True, help="corpus directory to write")
     dedup.add_argument("--index", type=Path, help="persistent dedup index directory: dedup against it, then add to it")
 
@@ -374,13 +401,21 @@ def _add_corpus_commands(command: Command) -> None:
 def _add_token_commands(command: Command) -> None:
     """The token commands: tokenizer, shards, chat-data."""
     tokenizer = command(
-        "tokenizer", _tokenizer, "Train a byte-level BPE tokenizer on a corpus directory.", lambda: TokenizerConfig, workspace=STORE
+        "tokenizer",
+        _tokenizer,
+        "Train a byte-level BPE tokenizer on a corpus directory.",
+        lambda: TokenizerConfig,
+        workspace=STORE,
     )
     tokenizer.add_argument("--corpus", type=Path, required=True, help="corpus directory (output of `tinylm corpus`)")
     tokenizer.add_argument("--output", type=Path, required=True, help="tokenizer directory to write")
 
     shards = command(
-        "shards", _shards, "Tokenize a corpus into fixed-size .bin token shards plus manifest.json.", lambda: ShardsConfig, workspace=STORE
+        "shards",
+        _shards,
+        "Tokenize a corpus into fixed-size .bin token shards plus manifest.json.",
+        lambda: ShardsConfig,
+        workspace=STORE,
     )
     shards.add_argument("--corpus", type=Path, required=True, help="corpus directory")
     shards.add_argument("--tokenizer", type=Path, required=True, help="tokenizer directory")
@@ -393,7 +428,9 @@ def _add_token_commands(command: Command) -> None:
         lambda: ChatDataConfig,
         workspace=STORE,
     )
-    chat.add_argument("--input", type=Path, nargs="+", required=True, help="jsonl files, .gz/.bz2/.zst compressed or not")
+    chat.add_argument(
+        "--input", type=Path, nargs="+", required=True, help="jsonl files, .gz/.bz2/.zst compressed or not"
+    )
     chat.add_argument("--tokenizer", type=Path, required=True, help="tokenizer directory")
     chat.add_argument("--output", type=Path, required=True, help="directory for the parquet parts and manifest.json")
 
@@ -408,7 +445,9 @@ def _add_model_commands(command: Command) -> None:
         aliases=TRAINING_ALIASES,
         workspace=CHECKPOINTS,
     )
-    train.add_argument("--shards", type=Path, required=True, help="shard directory (`tinylm shards`), or SFT data (`tinylm chat-data`)")
+    train.add_argument(
+        "--shards", type=Path, required=True, help="shard directory (`tinylm shards`), or SFT data (`tinylm chat-data`)"
+    )
 
     command(
         "refresh",
@@ -422,13 +461,21 @@ def _add_model_commands(command: Command) -> None:
     generate.add_argument("--prompt", required=True, help="text to continue")
     _add_sampling_options(generate)
 
-    chat = command("chat", _chat, "Chat with a checkpoint on stdin/stdout: multi-turn, streamed, with the chat template.", workspace=STORE)
+    chat = command(
+        "chat",
+        _chat,
+        "Chat with a checkpoint on stdin/stdout: multi-turn, streamed, with the chat template.",
+        workspace=STORE,
+    )
     chat.add_argument("--checkpoint", required=True, metavar="MODEL", help=MODEL_FORMS)
     chat.add_argument("--system", help="system message that opens the conversation")
     _add_sampling_options(chat)
 
     export = command(
-        "export", _export, "Export a checkpoint as a Hugging Face Llama folder, optionally registered in MLflow.", workspace=STORE
+        "export",
+        _export,
+        "Export a checkpoint as a Hugging Face Llama folder, optionally registered in MLflow.",
+        workspace=STORE,
     )
     export.add_argument(
         "--checkpoint",
@@ -436,9 +483,13 @@ def _add_model_commands(command: Command) -> None:
         metavar="MODEL",
         help="a tinylm checkpoint: an MLflow run id (its newest) or a run's or a step's checkpoint directory",
     )
-    export.add_argument("--output", type=Path, required=True, help="folder to write (model.safetensors, config.json, tokenizer)")
     export.add_argument(
-        "--register", metavar="NAME", help="log the folder to the run and register it as a new version of NAME (needs a run id)"
+        "--output", type=Path, required=True, help="folder to write (model.safetensors, config.json, tokenizer)"
+    )
+    export.add_argument(
+        "--register",
+        metavar="NAME",
+        help="log the folder to the run and register it as a new version of NAME (needs a run id)",
     )
 
 
@@ -474,7 +525,9 @@ def _add_tuning_commands(command: Command) -> None:
         aliases=TRAINING_ALIASES | {"teacher_run_id": "--teacher"},
         workspace=CHECKPOINTS,
     )
-    distill.add_argument("--data", type=Path, required=True, help="chat data (SFT) or token shards, in the teacher's tokenizer")
+    distill.add_argument(
+        "--data", type=Path, required=True, help="chat data (SFT) or token shards, in the teacher's tokenizer"
+    )
 
     merge = command(
         "merge",
@@ -514,7 +567,9 @@ def _add_serving_commands(command: Command) -> None:
         workspace=STORE,
     )
     serve.add_argument("--model", required=True, help=MODEL_FORMS)
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only; 0.0.0.0 to expose it)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only; 0.0.0.0 to expose it)"
+    )
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
 
 
@@ -534,8 +589,13 @@ def _serve(args: argparse.Namespace, settings: ServerSettings) -> None:
     workspace = args.workspace or "workspace"
     use_experiment("tinylm", workspace)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
-        print(f"tinylm serve: listening on {args.host} without an API key (set TINYLM_API_KEY to require one)", file=sys.stderr)
-    uvicorn.run(build_app(load_model(args.model, workspace), settings), host=args.host, port=args.port, log_level="warning")
+        print(
+            f"tinylm serve: listening on {args.host} without an API key (set TINYLM_API_KEY to require one)",
+            file=sys.stderr,
+        )
+    uvicorn.run(
+        build_app(load_model(args.model, workspace), settings), host=args.host, port=args.port, log_level="warning"
+    )
 
 
 def _add_sampling_options(sub: Parser) -> None:
@@ -580,11 +640,16 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, ValidationError):
         return "; ".join(f"{'.'.join(map(str, item['loc'])) or 'config'}: {item['msg']}" for item in error.errors())
     message = " ".join(str(error).split())
-    return f"{type(error).__name__}: {message}" if isinstance(error, (KeyError, AttributeError)) or not message else message
+    return (
+        f"{type(error).__name__}: {message}"
+        if isinstance(error, (KeyError, AttributeError)) or not message
+        else message
+    )
 
 
 def workspace_of(args: argparse.Namespace) -> str:
-    """The workspace a command works in: --workspace, else the one its config file names (pipeline, refresh), else ./workspace."""
+    """The workspace a command works in: --workspace, else the one its config file names (pipeline, refresh), else
+    ./workspace."""
     given = getattr(args, "workspace", None) or vars(args).get("config.workspace")
     if given:
         return given

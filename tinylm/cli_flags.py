@@ -26,7 +26,10 @@ _SCALARS: dict[str, type] = {"integer": int, "number": float, "string": str}
 
 
 def add_config_flags(
-    parser: argparse.ArgumentParser, model: type[BaseModel], aliases: Mapping[str, str] | None = None, exclude: Collection[str] = ()
+    parser: argparse.ArgumentParser,
+    model: type[BaseModel],
+    aliases: Mapping[str, str] | None = None,
+    exclude: Collection[str] = (),
 ) -> None:
     """A flag for every field of `model` a flag can spell but those in `exclude` (dotted paths); `aliases` maps a
     dotted path to the flag's older name."""
@@ -71,7 +74,9 @@ def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _fields(schema: dict[str, Any], defs: dict[str, Any], path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
+def _fields(
+    schema: dict[str, Any], defs: dict[str, Any], path: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
     """(field path, schema) of every field under `schema` a flag can spell, nested models followed."""
     for name, field in schema.get("properties", {}).items():
         resolved = _resolved(field, defs)

@@ -34,10 +34,13 @@ class _Settings(BaseModel):
 
 
 class TemplateAlternative(_Settings):
-    """One way a wiki template shows its text: `show` formats its arguments ("{1} {unit}"), when its arguments hold those words."""
+    """One way a wiki template shows its text: `show` formats its arguments ("{1} {unit}"), when its arguments hold
+    those words."""
 
     show: str = Field(description='how the template shows: its arguments by name or position in braces ("{1} {unit}")')
-    when: dict[str, list[str]] = Field({}, description="only when these arguments hold one of these words (none: always)")
+    when: dict[str, list[str]] = Field(
+        {}, description="only when these arguments hold one of these words (none: always)"
+    )
 
 
 # What a kept template shows: one format, or alternatives tried in order (see corpus/wiki/prose_templates.toml).
@@ -57,11 +60,19 @@ class ExtractConfig(_Settings):
     keep_headings: bool = Field(True, description="Wikipedia: keep section headings as their own lines")
     variant: str = Field("zh-hans", description="Wikipedia: which -{zh-hans:...;zh-hant:...}- variant to keep")
     templates: dict[str, TemplateRule] = Field(
-        {}, description="Wikipedia: templates whose text is kept, added to or overriding the built-in ones (docs/corpus.md, kept templates)"
+        {},
+        description="Wikipedia: templates whose text is kept, added to or overriding the built-in ones "
+        "(docs/corpus.md, kept templates)",
     )
-    template_aliases: dict[str, str] = Field({}, description="Wikipedia: other names of kept templates ({'語言': 'lang'})")
-    workers: int = Field(0, ge=0, description="parallel extraction processes; 0 = one per CPU, 1 = in the flow's process")
-    range_bytes: int = Field(64 << 20, ge=1, description="multistream dumps: compressed bytes per parallel task (whole bz2 streams)")
+    template_aliases: dict[str, str] = Field(
+        {}, description="Wikipedia: other names of kept templates ({'語言': 'lang'})"
+    )
+    workers: int = Field(
+        0, ge=0, description="parallel extraction processes; 0 = one per CPU, 1 = in the flow's process"
+    )
+    range_bytes: int = Field(
+        64 << 20, ge=1, description="multistream dumps: compressed bytes per parallel task (whole bz2 streams)"
+    )
 
 
 class ConvertConfig(_Settings):
@@ -71,7 +82,9 @@ class ConvertConfig(_Settings):
         "opencc", description="the converter: OpenCC (phrase-aware) or zhconv (MediaWiki's tables)"
     )
     opencc_config: Literal["t2s", "tw2s", "tw2sp", "hk2s"] = Field(
-        "t2s", description="OpenCC's conversion: t2s (traditional), tw2s and tw2sp (Taiwan, the latter with its phrases), hk2s (Hong Kong)"
+        "t2s",
+        description="OpenCC's conversion: t2s (traditional), tw2s and tw2sp (Taiwan, the latter with its phrases), "
+        "hk2s (Hong Kong)",
     )
     zhconv_locale: Literal["zh-hans", "zh-cn"] = Field(
         "zh-hans", description="zhconv's target: zh-hans (simplified) or zh-cn (mainland usage)"
@@ -91,29 +104,47 @@ class FilterConfig(_Settings):
     max_chars: int = Field(2_000_000, ge=1, description="too_long: more characters")
     min_words: int = Field(50, ge=0, description="too_few_words: non-Chinese documents with fewer words (stubs)")
     min_script_share: float = Field(
-        0.5, ge=0, le=1, description="wrong_script: share of letters in the document's own script (CJK for zh, Latin otherwise)"
+        0.5,
+        ge=0,
+        le=1,
+        description="wrong_script: share of letters in the document's own script (CJK for zh, Latin otherwise)",
     )
     max_symbol_share: float = Field(
-        0.1, ge=0, le=1, description="too_many_symbols: symbol characters (#, |, arrows, box drawing...; not punctuation)"
+        0.1,
+        ge=0,
+        le=1,
+        description="too_many_symbols: symbol characters (#, |, arrows, box drawing...; not punctuation)",
     )
     max_digit_share: float = Field(0.3, ge=0, le=1, description="too_many_digits: digit characters")
-    max_duplicate_line_share: float = Field(0.3, ge=0, le=1, description="repeated_lines: lines that repeat another line")
+    max_duplicate_line_share: float = Field(
+        0.3, ge=0, le=1, description="repeated_lines: lines that repeat another line"
+    )
     max_top_ngram_share: float = Field(
-        0.2, ge=0, le=1, description="repeated_ngrams: characters covered by the most frequent word (or character) 2-gram"
+        0.2,
+        ge=0,
+        le=1,
+        description="repeated_ngrams: characters covered by the most frequent word (or character) 2-gram",
     )
     min_punctuated_line_share: float = Field(
-        0.12, ge=0, le=1, description="unpunctuated_lines: share of lines ending in punctuation, for documents of 3+ lines"
+        0.12,
+        ge=0,
+        le=1,
+        description="unpunctuated_lines: share of lines ending in punctuation, for documents of 3+ lines",
     )
     chat_markers: Literal["keep", "strip"] = Field(
         "keep",
-        description="text wrapped in chat special tokens (<|im_start|>…<|im_end|>, as in MiniMind's pretrain_hq.jsonl): "
-        "the filters and dedup always judge it without them; keep them in the stored text (MiniMind trains on them) or strip them",
+        description="text wrapped in chat special tokens (<|im_start|>…<|im_end|>, as in MiniMind's "
+        "pretrain_hq.jsonl): "
+        "the filters and dedup always judge it without them; keep them in the stored text (MiniMind trains on them) or "
+        "strip them",
     )
 
     @model_validator(mode="after")
     def _lengths_in_order(self) -> FilterConfig:
         if self.min_chars > self.max_chars:
-            raise ValueError(f"min_chars {self.min_chars} is above max_chars {self.max_chars}: every document would be dropped")
+            raise ValueError(
+                f"min_chars {self.min_chars} is above max_chars {self.max_chars}: every document would be dropped"
+            )
         return self
 
 
@@ -123,10 +154,15 @@ class DedupConfig(_Settings):
     exact: bool = Field(True, description="drop documents whose normalised text was seen before")
     near: bool = Field(True, description="drop near duplicates found by MinHash LSH")
     num_perm: int = Field(128, ge=16, description="MinHash permutations per signature: more are more exact and slower")
-    threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity above which documents are near duplicates")
+    threshold: float = Field(
+        0.8, gt=0, lt=1, description="Jaccard similarity above which documents are near duplicates"
+    )
     verify: bool = Field(True, description="confirm LSH candidates by the Jaccard their signatures estimate")
     recall_weight: float = Field(
-        0.5, gt=0, lt=1, description="LSH banding: weight of false negatives against false positives (datasketch weights)"
+        0.5,
+        gt=0,
+        lt=1,
+        description="LSH banding: weight of false negatives against false positives (datasketch weights)",
     )
     lsh_storage: Literal["local", "redis"] = Field(
         "local",
@@ -137,18 +173,27 @@ class DedupConfig(_Settings):
     redis_prefix: str = Field("tinylm", description="key prefix of this index in Redis")
     zh_ngram: int = Field(5, ge=1, description="character shingle size for Chinese")
     en_ngram: int = Field(5, ge=1, description="word shingle size for English")
-    seed: int = Field(1, ge=0, lt=1 << 32, description="the MinHash permutations' seed: an index only matches signatures made with its own")
+    seed: int = Field(
+        1,
+        ge=0,
+        lt=1 << 32,
+        description="the MinHash permutations' seed: an index only matches signatures made with its own",
+    )
 
 
 class RunnerConfig(_Settings):
     """Where the data stages' task runs execute: threads of the flow's process (their work in a
     process pool), or a Dask or Ray cluster, local or at any address."""
 
-    kind: Literal["threads", "dask", "ray"] = Field("threads", description="threads, dask (needs prefect-dask) or ray (needs prefect-ray)")
+    kind: Literal["threads", "dask", "ray"] = Field(
+        "threads", description="threads, dask (needs prefect-dask) or ray (needs prefect-ray)"
+    )
     dask_address: str | None = Field(
         None, description="scheduler of an existing Dask cluster (tcp://host:8786); None = a local cluster for the run"
     )
-    ray_address: str | None = Field(None, description="an existing Ray cluster (ray://host:10001); None = a local Ray for the run")
+    ray_address: str | None = Field(
+        None, description="an existing Ray cluster (ray://host:10001); None = a local Ray for the run"
+    )
 
 
 class CorpusConfig(_Settings):
@@ -165,17 +210,23 @@ class TokenizerConfig(_Settings):
     """Byte-level BPE training."""
 
     vocab_size: int = Field(
-        6400, ge=MIN_VOCAB_SIZE, description=f"including the byte alphabet (256) and the special tokens; at least {MIN_VOCAB_SIZE}"
+        6400,
+        ge=MIN_VOCAB_SIZE,
+        description=f"including the byte alphabet (256) and the special tokens; at least {MIN_VOCAB_SIZE}",
     )
     min_frequency: int = Field(2, ge=1, description="a pair of tokens merges only if it occurs at least this often")
-    max_text_bytes: int = Field(1_000_000_000, ge=1, description="bytes of UTF-8 text sampled for training: the bound on its memory")
+    max_text_bytes: int = Field(
+        1_000_000_000, ge=1, description="bytes of UTF-8 text sampled for training: the bound on its memory"
+    )
     language_weights: dict[str, NonNegativeFloat] = Field(
         default_factory=dict,
         description="share of the sample per language (`lang` of the documents; 1 for a language not named); "
         "a language with less text passes its share on to the others",
     )
     seed: int = Field(0, ge=0, description="chooses the sample and the held-out documents")
-    heldout_fraction: float = Field(0.01, ge=0, lt=1, description="documents never sampled, for measuring compression on unseen text")
+    heldout_fraction: float = Field(
+        0.01, ge=0, lt=1, description="documents never sampled, for measuring compression on unseen text"
+    )
     heldout_bytes: int = Field(1_000_000, ge=0, description="held-out text per language the compression is measured on")
 
 
@@ -189,11 +240,15 @@ class ShardsConfig(_Settings):
         description="copies of each source's documents in the training shards: 2 = twice (the repeat in a later pass), "
         "0.5 = a seeded half, 0 = none; sources not named count once",
     )
-    shuffle_buffer: int = Field(10_000, ge=1, description="documents shuffled together on their way to the shards (1 = no shuffle)")
+    shuffle_buffer: int = Field(
+        10_000, ge=1, description="documents shuffled together on their way to the shards (1 = no shuffle)"
+    )
     validation_fraction: float = Field(
         0.005, ge=0, lt=1, description="share of documents, chosen by seed, written as validation shards instead"
     )
-    seed: int = Field(0, ge=0, description="fixes the validation split, the fractional copies, the interleaving and the shuffle")
+    seed: int = Field(
+        0, ge=0, description="fixes the validation split, the fractional copies, the interleaving and the shuffle"
+    )
 
 
 class ChatDataConfig(_Settings):
@@ -207,16 +262,21 @@ class ChatDataConfig(_Settings):
     max_seq_len: int = Field(512, ge=8, description="tokens kept per conversation; longer ones are cut and counted")
     batch_records: int = Field(256, ge=1, description="conversations per encode_batch call")
     simplify: bool = Field(
-        True, description="convert traditional Chinese in every message to simplified, as the corpus stage does (counted)"
+        True,
+        description="convert traditional Chinese in every message to simplified, as the corpus stage does (counted)",
     )
     convert: ConvertConfig = Field(default_factory=ConvertConfig, description="the converter that simplify uses")
     source_weights: dict[str, NonNegativeFloat] = Field(
         default_factory=dict,
-        description="copies of each input file (by file name) in the one shuffled training stream: 2 = twice, 0.5 = a seeded half; "
+        description="copies of each input file (by file name) in the one shuffled training stream: 2 = twice, 0.5 = a "
+        "seeded half; "
         "files not named count once",
     )
     validation_fraction: float = Field(
-        0.01, ge=0, lt=1, description="share of records, chosen by a hash of file name, line and seed, held out for validation loss"
+        0.01,
+        ge=0,
+        lt=1,
+        description="share of records, chosen by a hash of file name, line and seed, held out for validation loss",
     )
     shard_units: int = Field(
         16384, ge=1, description="conversations (or pairs) per training shard: a checkpoint and a validation after each"
@@ -260,7 +320,9 @@ class TrainConfig(_Settings):
     grad_clip: float = Field(1.0, gt=0, description="gradients are scaled down to this global norm at most")
     seed: int = Field(1337, ge=0, description="fixes the initial weights, the data order and dropout")
     max_shards: int | None = Field(None, ge=1, description="train on at most this many shards (None = all)")
-    max_steps_per_shard: int | None = Field(None, ge=1, description="cap steps per shard, for quick runs (None = the whole shard)")
+    max_steps_per_shard: int | None = Field(
+        None, ge=1, description="cap steps per shard, for quick runs (None = the whole shard)"
+    )
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches summed into each optimizer step")
     log_every: int = Field(10, ge=1, description="log metrics to MLflow every N steps")
     checkpoint_every: int | None = Field(
@@ -271,7 +333,9 @@ class TrainConfig(_Settings):
     sample_tokens: int = Field(32, ge=0, description="tokens generated per sample prompt")
     compile: bool = Field(False, description="torch.compile the model (worth it on GPU for long runs)")
     processes: int = Field(
-        1, ge=1, description="data-parallel processes the flow launches with torchrun (one per GPU); 1 = in the flow's process"
+        1,
+        ge=1,
+        description="data-parallel processes the flow launches with torchrun (one per GPU); 1 = in the flow's process",
     )
     peak_tflops: float = Field(989.0, gt=0, description="the GPU's dense bf16 peak, for MFU (H100 SXM: 989)")
     device: Device = "auto"
@@ -279,10 +343,13 @@ class TrainConfig(_Settings):
     run_name: str | None = Field(None, description="the MLflow run's name (None: the stage's, as train)")
     resume_run_id: str | None = Field(
         None,
-        description="continue this MLflow run from its newest checkpoint (an interrupted run of the same training is continued anyway)",
+        description="continue this MLflow run from its newest checkpoint (an interrupted run of the same training is "
+        "continued anyway)",
     )
     restart: bool = Field(
-        False, description="start afresh even if an interrupted run with this data and config exists (that run is marked KILLED)"
+        False,
+        description="start afresh even if an interrupted run with this data and config exists (that run is marked "
+        "KILLED)",
     )
     verify_shards: bool = Field(
         True, description="check every token shard's sha256 against the manifest before training (one read of the data)"
@@ -292,18 +359,23 @@ class TrainConfig(_Settings):
         description="start a new run from another model's weights (its shape too): a run id (its newest checkpoint), "
         "a checkpoint directory or step, an exported folder, or models:/NAME/VERSION; SFT after pretraining",
     )
-    lora: LoraConfig | None = Field(None, description="train low-rank adapters on init_run_id's weights instead of every weight")
+    lora: LoraConfig | None = Field(
+        None, description="train low-rank adapters on init_run_id's weights instead of every weight"
+    )
     think_token_weight: float = Field(
         1.0,
         ge=0,
-        description="chat data: loss weight of the think and /think tags where trained (MiniMind's reasoning stage weighs them up)",
+        description="chat data: loss weight of the think and /think tags where trained (MiniMind's reasoning stage "
+        "weighs them up)",
     )
 
     @model_validator(mode="after")
     def _schedule_in_order(self) -> TrainConfig:
         """The cosine decays from learning_rate to min_learning_rate: the other way round it would rise."""
         if self.min_learning_rate > self.learning_rate:
-            raise ValueError(f"min_learning_rate {self.min_learning_rate} is above learning_rate {self.learning_rate}: lower it")
+            raise ValueError(
+                f"min_learning_rate {self.min_learning_rate} is above learning_rate {self.learning_rate}: lower it"
+            )
         return self
 
 
@@ -312,20 +384,26 @@ class EvalConfig(_Settings):
 
     perplexity_data: list[str] = Field(
         default_factory=list,
-        description="corpus directories (scored per source and language), shard directories (their validation split) or raw "
+        description="corpus directories (scored per source and language), shard directories (their validation split) "
+        "or raw "
         "files any corpus reader takes; the pipeline scores its own shards first, then these",
     )
-    max_tokens: int = Field(200_000, ge=1, description="tokens scored per group at most (groups: source/language, or a shard set)")
+    max_tokens: int = Field(
+        200_000, ge=1, description="tokens scored per group at most (groups: source/language, or a shard set)"
+    )
     seq_len: int | None = Field(None, ge=8, description="tokens per scored window (None = the model's max_seq_len)")
     batch_size: int = Field(8, ge=1, description="windows (perplexity) or requests (benchmarks) per forward pass")
     benchmarks: list[str] = Field(
         default_factory=list,
-        description="folders of C-Eval/CMMLU-style multiple choice (csv or jsonl: question, A-D, answer; dev/ for few-shot), "
+        description="folders of C-Eval/CMMLU-style multiple choice (csv or jsonl: question, A-D, answer; dev/ for "
+        "few-shot), "
         "or lm-evaluation-harness task names (these download their data)",
     )
     num_fewshot: int = Field(0, ge=0, description="worked examples before each question, from the task's dev split")
     limit: int | None = Field(None, ge=1, description="score at most this many items per benchmark task (None = all)")
-    answer_prompt: str = Field("答案：", description="what follows the choices in a local task's prompt (C-Eval and CMMLU use 答案：)")
+    answer_prompt: str = Field(
+        "答案：", description="what follows the choices in a local task's prompt (C-Eval and CMMLU use 答案：)"
+    )
     device: Device = "auto"
     experiment: Experiment = "tinylm"
 
@@ -336,7 +414,8 @@ class PipelineConfig(_Settings):
     workspace: str = Field(WORKSPACE_DEFAULT, description=WORKSPACE_DESCRIPTION)
     name: str = Field("default", description="names this corpus, tokenizer and shard set in the workspace")
     dedup_index: str | None = Field(
-        "dedup-index", description="persistent dedup index, relative to the workspace; None = deduplicate this corpus alone"
+        "dedup-index",
+        description="persistent dedup index, relative to the workspace; None = deduplicate this corpus alone",
     )
     inputs: list[str] = Field(
         default_factory=list,
@@ -344,13 +423,17 @@ class PipelineConfig(_Settings):
         "relative paths are taken from the directory the command or the serving process started in",
     )
     mirror: str | None = Field(
-        None, description="fsspec URL (s3://bucket/workspace) that keeps a copy of every finished stage; a new machine pulls from it"
+        None,
+        description="fsspec URL (s3://bucket/workspace) that keeps a copy of every finished stage; a new machine pulls "
+        "from it",
     )
     corpus: CorpusConfig = Field(CorpusConfig(), description="extraction, conversion, filters and dedup")
     tokenizer: TokenizerConfig = Field(TokenizerConfig(), description="byte-level BPE training")
     shards: ShardsConfig = Field(ShardsConfig(), description="token shards and the validation split")
     train: TrainConfig = Field(TrainConfig(), description="the model, the optimizer and the schedule")
-    eval: EvalConfig | None = Field(None, description="evaluate the trained model after training (None = no eval stage)")
+    eval: EvalConfig | None = Field(
+        None, description="evaluate the trained model after training (None = no eval stage)"
+    )
 
     def stage_dir(self, stage: Literal["corpus", "tokenizers", "shards"]) -> Path:
         return stage_dir(self.workspace, stage, self.name)
@@ -375,20 +458,30 @@ class RefreshConfig(_Settings):
 
     workspace: str = Field(WORKSPACE_DEFAULT, description=WORKSPACE_DESCRIPTION)
     inbox: str = Field(
-        "inbox", description="folder scanned for new corpus files, relative to the workspace, or an fsspec URL (s3://bucket/inbox, ...)"
+        "inbox",
+        description="folder scanned for new corpus files, relative to the workspace, or an fsspec URL "
+        "(s3://bucket/inbox, ...)",
     )
     tokenizer: str | None = Field(
         None,
-        description="tokenizer directory (relative to the workspace); None = the one the run training continues from was trained with",
+        description="tokenizer directory (relative to the workspace); None = the one the run training continues from "
+        "was trained with",
     )
     base_run_id: str | None = Field(
-        None, description="training run the first refresh continues from (None: the workspace's newest finished training run)"
+        None,
+        description="training run the first refresh continues (None: the workspace's newest finished training run)",
     )
     dedup_index: str | None = Field("dedup-index", description="persistent dedup index, relative to the workspace")
-    lock_timeout_s: float = Field(3600, gt=0, description="how long a refresh waits for another one on the same workspace")
-    corpus: CorpusConfig = Field(CorpusConfig(), description="extraction, conversion, filters and dedup of the new files")
+    lock_timeout_s: float = Field(
+        3600, gt=0, description="how long a refresh waits for another one on the same workspace"
+    )
+    corpus: CorpusConfig = Field(
+        CorpusConfig(), description="extraction, conversion, filters and dedup of the new files"
+    )
     shards: ShardsConfig = Field(ShardsConfig(), description="token shards of the new files")
-    train: TrainConfig = Field(TrainConfig(), description="how training continues (the model's shape is the continued run's)")
+    train: TrainConfig = Field(
+        TrainConfig(), description="how training continues (the model's shape is the continued run's)"
+    )
 
     def inbox_url(self) -> str:
         return self.inbox if "://" in self.inbox else str(Path(self.workspace) / self.inbox)

@@ -64,7 +64,8 @@ class Stats:
     def skipped_summary(self) -> str:
         """The skips in a line for a log: each reason's count, and where its first records are."""
         return ", ".join(
-            f"{reason} {count}" + (f" (first at {', '.join(map(str, self.first_skipped[reason]))})" if reason in self.first_skipped else "")
+            f"{reason} {count}"
+            + (f" (first at {', '.join(map(str, self.first_skipped[reason]))})" if reason in self.first_skipped else "")
             for reason, count in self.group("skipped").items()
             if count
         )
@@ -98,7 +99,9 @@ class Stats:
                 if isinstance(count, int) and not isinstance(count, bool):
                     stats.update(f"{key}.{name}" if name else key, count)
         stats.first_bad_records = list(values.get("first_bad_records") or [])[:KEPT_BAD_RECORDS]
-        stats.first_skipped = {reason: list(records)[:KEPT_BAD_RECORDS] for reason, records in (values.get("first_skipped") or {}).items()}
+        stats.first_skipped = {
+            reason: list(records)[:KEPT_BAD_RECORDS] for reason, records in (values.get("first_skipped") or {}).items()
+        }
         return stats
 
     @classmethod

@@ -31,12 +31,17 @@ def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfi
             documents = batch.to_pylist()
             originals = [d["text"] for d in documents]
             texts, langs, changed = convert_texts(
-                originals, [d["lang"] for d in documents], to_simplified, convert.cjk_threshold, list(map(without_chat_markers, originals))
+                originals,
+                [d["lang"] for d in documents],
+                to_simplified,
+                convert.cjk_threshold,
+                list(map(without_chat_markers, originals)),
             )
             stats.update("documents", len(documents))
             stats.update("converted", changed)
             for document, text, lang in zip(documents, texts, langs):
-                # Conversion leaves the ASCII markers as they were, so stripping after it equals converting the stripped text.
+                # Conversion leaves the ASCII markers as they were, so stripping after it equals
+                # converting the stripped text.
                 judged = without_chat_markers(text)
                 stats.update("chat_marked", judged is not text)
                 reason = quality_failure(judged, lang, filters)
@@ -44,6 +49,8 @@ def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfi
                     stats.drop(reason)
                     continue
                 stored = judged if filters.chat_markers == "strip" else text
-                writer.write({**document, "text": stored, "lang": lang, "title": simplified(document["title"], to_simplified)})
+                writer.write(
+                    {**document, "text": stored, "lang": lang, "title": simplified(document["title"], to_simplified)}
+                )
                 stats.update("kept")
     return result | stats.as_dict() | {"reused": False}

@@ -174,7 +174,8 @@ def plain_name(path: str | Path) -> str:
 
 
 def decompressed(path: Path, raw: io.RawIOBase, read_ahead: bool = True) -> IO[bytes]:
-    """The decompressed bytes of `raw` (by `path`'s suffix); `read_ahead` pays off only when the whole stream is read."""
+    """The decompressed bytes of `raw` (by `path`'s suffix); `read_ahead` pays off only when the whole stream is
+    read."""
     buffered = io.BufferedReader(raw, buffer_size=CHUNK)
     opener = COMPRESSIONS.get(path.suffix.lower())
     if opener is None:

@@ -63,7 +63,9 @@ def input_files(inputs: list[str]) -> list[str]:
         if path.is_dir():
             found = [str(item) for item in sorted(path.rglob("*")) if item.is_file() and _is_corpus_file(item, path)]
             if not found:
-                raise FileNotFoundError(f"{given} is a directory with no corpus files in it (.xml, .json, .jsonl, .txt, .parquet)")
+                raise FileNotFoundError(
+                    f"{given} is a directory with no corpus files in it (.xml, .json, .jsonl, .txt, .parquet)"
+                )
             files.extend(found)
         elif path.is_file():
             files.append(given)

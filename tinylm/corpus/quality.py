@@ -64,6 +64,9 @@ def quality_failure(text: str, lang: str | None, config: FilterConfig) -> str | 
     units = list(_SPACES.sub("", text)) if chinese else words
     if _top_bigram_share(units) > config.max_top_ngram_share:
         return "repeated_ngrams"
-    if len(lines) >= 3 and sum(line.endswith(_TERMINAL_PUNCTUATION) for line in lines) / len(lines) < config.min_punctuated_line_share:
+    if (
+        len(lines) >= 3
+        and sum(line.endswith(_TERMINAL_PUNCTUATION) for line in lines) / len(lines) < config.min_punctuated_line_share
+    ):
         return "unpunctuated_lines"
     return None

@@ -1,1 +1,2 @@
-"""Measuring a trained model: perplexity on held-out text, benchmarks through lm-evaluation-harness, recorded in MLflow."""
+"""Measuring a trained model: perplexity on held-out text, benchmarks through lm-evaluation-harness, recorded in
+MLflow."""

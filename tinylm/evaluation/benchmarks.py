@@ -55,21 +55,29 @@ def subject_of(path: Path) -> str:
 
 
 def _data_files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.iterdir() if path.suffix in FORMATS and path.is_file()) if folder.is_dir() else []
+    return (
+        sorted(path for path in folder.iterdir() if path.suffix in FORMATS and path.is_file())
+        if folder.is_dir()
+        else []
+    )
 
 
 def local_tasks(folder: Path) -> list[LocalTask]:
     """The subjects of a benchmark folder, each with its few-shot file when `dev/` (or `<subject>_dev`) has one."""
     scored_folder = next((folder / name for name in SCORED_FOLDERS if _data_files(folder / name)), folder)
     dev_folder = folder / "dev" if (folder / "dev").is_dir() else folder
-    dev_files = {subject_of(path): path for path in _data_files(dev_folder) if dev_folder != folder or path.stem.endswith("_dev")}
+    dev_files = {
+        subject_of(path): path for path in _data_files(dev_folder) if dev_folder != folder or path.stem.endswith("_dev")
+    }
     scored = [path for path in _data_files(scored_folder) if path not in dev_files.values()]
     if not scored:
         raise ValueError(f"benchmark {folder} holds no .csv or .jsonl questions (directly, or in val/ or test/)")
     tasks = []
     for path in scored:
         question, choices, answer = _columns(path)
-        tasks.append(LocalTask(folder.name, subject_of(path), path, dev_files.get(subject_of(path)), question, choices, answer))
+        tasks.append(
+            LocalTask(folder.name, subject_of(path), path, dev_files.get(subject_of(path)), question, choices, answer)
+        )
     return tasks
 
 
@@ -80,7 +88,9 @@ def _columns(path: Path) -> tuple[str, tuple[str, ...], str]:
     by_lower = {name.lower(): name for name in header}
     choices = tuple(by_lower[letter.lower()] for letter in CHOICE_LETTERS if letter.lower() in by_lower)
     if "question" not in by_lower or "answer" not in by_lower or len(choices) < 2:
-        raise ValueError(f"{path}: expected columns question, A, B, ... and answer (any case); found {', '.join(header) or 'none'}")
+        raise ValueError(
+            f"{path}: expected columns question, A, B, ... and answer (any case); found {', '.join(header) or 'none'}"
+        )
     question, answer = by_lower["question"], by_lower["answer"]
     letters = [name.upper() for name in choices]
     for number, row in enumerate(rows, start=1):
@@ -139,7 +149,9 @@ def run_benchmarks(hf_folder: Path, config: EvalConfig, device: str) -> list[dic
     local = [task for entry in config.benchmarks if Path(entry).is_dir() for task in local_tasks(Path(entry))]
     named = [entry for entry in config.benchmarks if not Path(entry).is_dir()]
     if config.num_fewshot and (missing := [task.name for task in local if task.fewshot is None]):
-        raise ValueError(f"num_fewshot {config.num_fewshot} needs few-shot examples, but {', '.join(missing)} have no dev file")
+        raise ValueError(
+            f"num_fewshot {config.num_fewshot} needs few-shot examples, but {', '.join(missing)} have no dev file"
+        )
     results = lm_eval.simple_evaluate(
         model="hf",
         model_args={"pretrained": str(hf_folder), "dtype": "bfloat16" if device == "cuda" else "float32"},
@@ -152,7 +164,10 @@ def run_benchmarks(hf_folder: Path, config: EvalConfig, device: str) -> list[dic
         task_manager=TaskManager(include_defaults=bool(named)),
     )
     names = {task.harness_name: task.name for task in local}
-    scored = ((names.get(task, task), results["results"][task], counts["effective"]) for task, counts in results["n-samples"].items())
+    scored = (
+        (names.get(task, task), results["results"][task], counts["effective"])
+        for task, counts in results["n-samples"].items()
+    )
     rows = [row for row in (_row(*task) for task in scored) if row is not None]
     for benchmark in sorted({task.benchmark for task in local}):
         rows.append(_pooled(benchmark, [row for row in rows if row["task"].startswith(f"{benchmark}/")]))

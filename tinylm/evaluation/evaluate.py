@@ -41,7 +41,9 @@ def weights_sha256(loaded: LoadedModel) -> str:
     return digest.hexdigest()
 
 
-def evaluate_model(model: str, config: EvalConfig, workspace: str, tags: dict[str, str] | None = None) -> dict[str, Any]:
+def evaluate_model(
+    model: str, config: EvalConfig, workspace: str, tags: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Perplexity on each of `config.perplexity_data` and the benchmarks of `config.benchmarks`, logged to an
     `eval` run nested under the model's run (and its headline numbers to that run); returns the results."""
     if not config.perplexity_data and not config.benchmarks:
@@ -51,7 +53,9 @@ def evaluate_model(model: str, config: EvalConfig, workspace: str, tags: dict[st
         return _evaluate(located, model, config, workspace, tags or {})
 
 
-def _evaluate(located: LocatedModel, model: str, config: EvalConfig, workspace: str, tags: dict[str, str]) -> dict[str, Any]:
+def _evaluate(
+    located: LocatedModel, model: str, config: EvalConfig, workspace: str, tags: dict[str, str]
+) -> dict[str, Any]:
     started = time.time()
     experiment_id = use_experiment(config.experiment, workspace)
     loaded = load_located(located, workspace)
@@ -59,7 +63,9 @@ def _evaluate(located: LocatedModel, model: str, config: EvalConfig, workspace: 
     model_run_id = located.run_id if located.run_id and _known_run(located.run_id) else None
     data = {path: data_fingerprint(path) for path in config.perplexity_data}
     benchmarks = {entry: _benchmark_fingerprint(entry) for entry in config.benchmarks}
-    settings = config.model_dump(mode="json", exclude={"device", "experiment", "batch_size", "perplexity_data", "benchmarks"})
+    settings = config.model_dump(
+        mode="json", exclude={"device", "experiment", "batch_size", "perplexity_data", "benchmarks"}
+    )
     key = fingerprint(STAGE, settings, {"weights": weights_sha256(loaded)} | data | benchmarks)
     # Held from the lookup to the end, so a second evaluation of the same model and data waits, then reuses this one.
     with work_lock(workspace, f"eval-{key[:16]}", "evaluation"):
@@ -85,8 +91,14 @@ def _evaluate(located: LocatedModel, model: str, config: EvalConfig, workspace: 
 
 def headline(result: dict[str, Any]) -> list[str]:
     """The numbers worth a line: each data set's overall perplexity and each benchmark's pooled accuracy."""
-    lines = [f"{row['data']} perplexity {row['perplexity']:.2f}" for row in result["perplexity"] if row["group"] == "all"]
-    return lines + [f"{row['task']} acc {row['acc']:.3f} ({row['items']} items)" for row in result["benchmarks"] if "/" not in row["task"]]
+    lines = [
+        f"{row['data']} perplexity {row['perplexity']:.2f}" for row in result["perplexity"] if row["group"] == "all"
+    ]
+    return lines + [
+        f"{row['task']} acc {row['acc']:.3f} ({row['items']} items)"
+        for row in result["benchmarks"]
+        if "/" not in row["task"]
+    ]
 
 
 def data_label(path: str) -> str:
@@ -98,8 +110,14 @@ def data_label(path: str) -> str:
 
 def headline_metrics(ppl_rows: list[dict[str, Any]], bench_rows: list[dict[str, Any]]) -> dict[str, float]:
     """`eval/<data>/<group>/perplexity|bits_per_byte` and `eval/<task>/acc|acc_norm`."""
-    metrics = {metric_name("eval", row["data"], row["group"], key): row[key] for row in ppl_rows for key in ("perplexity", "bits_per_byte")}
-    return metrics | {metric_name("eval", row["task"], key): row[key] for row in bench_rows for key in ("acc", "acc_norm")}
+    metrics = {
+        metric_name("eval", row["data"], row["group"], key): row[key]
+        for row in ppl_rows
+        for key in ("perplexity", "bits_per_byte")
+    }
+    return metrics | {
+        metric_name("eval", row["task"], key): row[key] for row in bench_rows for key in ("acc", "acc_norm")
+    }
 
 
 def _known_run(run_id: str) -> bool:

@@ -67,7 +67,9 @@ class GroupScore:
 
 
 def not_data(path: Path) -> ValueError:
-    return ValueError(f"{path} is neither a finished corpus nor a shard directory: run `tinylm corpus` on it, or give its files")
+    return ValueError(
+        f"{path} is neither a finished corpus nor a shard directory: run `tinylm corpus` on it, or give its files"
+    )
 
 
 def data_fingerprint(data: str | Path) -> str:
@@ -91,7 +93,8 @@ def token_byte_lengths(tokenizer: Tokenizer) -> np.ndarray:
 
 
 class Windows:
-    """A group's token stream cut into windows of `seq_len + 1` tokens that overlap by one, until its budget is spent."""
+    """A group's token stream cut into windows of `seq_len + 1` tokens that overlap by one, until its budget is
+    spent."""
 
     def __init__(self, seq_len: int, budget: int) -> None:
         self.seq_len, self.budget = seq_len, budget
@@ -146,13 +149,17 @@ class Scorer:
         self.pending = []
 
 
-def perplexity(loaded: LoadedModel, data: str | Path, config: EvalConfig, device: torch.device) -> dict[str, dict[str, float]]:
+def perplexity(
+    loaded: LoadedModel, data: str | Path, config: EvalConfig, device: torch.device
+) -> dict[str, dict[str, float]]:
     """Scores per group (`source/lang`, or `validation` for shards), and over all of them (`all`)."""
     max_seq_len = loaded.model.config.max_seq_len
     seq_len = min(config.seq_len or max_seq_len, max_seq_len)
     scorer = Scorer(loaded, config.batch_size, device)
     streams: dict[str, Windows] = {}
-    for group, ids in _token_streams(loaded, Path(data), config, lambda name: streams.get(name) is not None and streams[name].full):
+    for group, ids in _token_streams(
+        loaded, Path(data), config, lambda name: streams.get(name) is not None and streams[name].full
+    ):
         windows = streams.setdefault(group, Windows(seq_len, config.max_tokens))
         for window in windows.feed(ids):
             scorer.add(group, window)
@@ -162,14 +169,18 @@ def perplexity(loaded: LoadedModel, data: str | Path, config: EvalConfig, device
             scorer.add(group, window)
     scorer.flush()
     if not scorer.groups:
-        raise ValueError(f"{data} holds no text to score: give a corpus, a shard directory with a validation split, or text files")
+        raise ValueError(
+            f"{data} holds no text to score: give a corpus, a shard directory with a validation split, or text files"
+        )
     total = GroupScore()
     for score in scorer.groups.values():
         total.add(score)
     return {group: score.result() for group, score in sorted(scorer.groups.items())} | {EVERYTHING: total.result()}
 
 
-def _token_streams(loaded: LoadedModel, path: Path, config: EvalConfig, done: Callable[[str], bool]) -> Iterator[tuple[str, np.ndarray]]:
+def _token_streams(
+    loaded: LoadedModel, path: Path, config: EvalConfig, done: Callable[[str], bool]
+) -> Iterator[tuple[str, np.ndarray]]:
     """(group, token ids) pieces in data order; a group `done(group)` says is full is no longer encoded."""
     manifest = read_manifest(path) if path.is_dir() else None
     if manifest is not None and manifest.get("stage") == "shards":
@@ -203,9 +214,13 @@ def _shard_stream(loaded: LoadedModel, path: Path, done: Callable[[str], bool]) 
     """A shard set's validation split, refused when it was tokenized with another tokenizer than the model's."""
     shards = open_shards(path, "validation")
     if shards.manifest.get("tokenizer_sha256") not in (None, loaded.tokenizer_sha256):
-        raise ValueError(f"{path} was tokenized with another tokenizer than the model's: score its corpus directory instead")
+        raise ValueError(
+            f"{path} was tokenized with another tokenizer than the model's: score its corpus directory instead"
+        )
     if not shards.arrays:
-        raise ValueError(f"{path} has no validation split (shards.validation_fraction was 0): score its corpus directory instead")
+        raise ValueError(
+            f"{path} has no validation split (shards.validation_fraction was 0): score its corpus directory instead"
+        )
     for array in shards.arrays:
         for start in range(0, len(array), SHARD_PIECE):
             if done(SHARDS_GROUP):

@@ -37,7 +37,8 @@ def finished_eval(experiment_id: str, key: str) -> str | None:
 @contextmanager
 def eval_run(experiment_id: str, key: str, params: dict[str, Any], tags: dict[str, str]) -> Iterator[str]:
     """The run of this evaluation (its settings as params), FINISHED when the block ends, FAILED if it raises, KILLED
-    if it is cancelled. One an error, a kill or a cancel left behind is taken up again: results are logged at the end, so it
+    if it is cancelled. One an error, a kill or a cancel left behind is taken up again: results are logged at the end,
+    so it
     holds no half result."""
     tracking = client()
     interrupted = interrupted_work(experiment_id, key)
@@ -46,13 +47,18 @@ def eval_run(experiment_id: str, key: str, params: dict[str, Any], tags: dict[st
         tracking.update_run(run_id, status="RUNNING")
     else:
         run_id = tracking.create_run(experiment_id, run_name="eval", tags={FINGERPRINT_TAG: key} | tags).info.run_id
-        tracking.log_batch(run_id, params=[Param(name, value[:6000]) for name, value in flatten_params("", params).items()])
+        tracking.log_batch(
+            run_id, params=[Param(name, value[:6000]) for name, value in flatten_params("", params).items()]
+        )
     with ending(run_id):
         yield run_id
 
 
-def log_results(run_id: str, model_run_id: str | None, step: int, metrics: dict[str, float], tables: dict[str, list[dict]]) -> None:
-    """Metrics to the eval run and to the model's run; each table as an MLflow table (the Evaluation view reads them)."""
+def log_results(
+    run_id: str, model_run_id: str | None, step: int, metrics: dict[str, float], tables: dict[str, list[dict]]
+) -> None:
+    """Metrics to the eval run and to the model's run; each table as an MLflow table (the Evaluation view reads
+    them)."""
     tracking = client()
     now = int(time.time() * 1000)
     batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
@@ -61,7 +67,9 @@ def log_results(run_id: str, model_run_id: str | None, step: int, metrics: dict[
             tracking.log_batch(target, metrics=batch[start : start + 1000])
     for name, rows in tables.items():
         if rows:
-            tracking.log_table(run_id, {column: [row.get(column) for row in rows] for column in rows[0]}, f"eval/{name}.json")
+            tracking.log_table(
+                run_id, {column: [row.get(column) for row in rows] for column in rows[0]}, f"eval/{name}.json"
+            )
 
 
 def log_summary(run_id: str, summary: dict[str, Any]) -> None:

@@ -1,1 +1,2 @@
-"""Prefect flows and their task wrappers: the order of stages and their fan-out. The only package that imports Prefect."""
+"""Prefect flows and their task wrappers: the order of stages and their fan-out. The only package that imports
+Prefect."""

@@ -1,4 +1,5 @@
-"""chat_data flow: SFT conversations or DPO pairs in jsonl to token arrays, one task run per file, as many at once as CPUs."""
+"""chat_data flow: SFT conversations or DPO pairs in jsonl to token arrays, one task run per file, as many at once as
+CPUs."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from tinylm.tokens.chat_data import chat_data_inputs, encode_chat_file, finish_c
 
 
 @task(name="encode-chat-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
-def encode_chat_file_task(path: str, index: int, tokenizer: str, tokenizer_sha256: str, output: str, config: ChatDataConfig) -> dict:
+def encode_chat_file_task(
+    path: str, index: int, tokenizer: str, tokenizer_sha256: str, output: str, config: ChatDataConfig
+) -> dict:
     """One file as a task run; what it skipped is logged by reason, with the first lines of each."""
     result = encode_chat_file(path, index, tokenizer, tokenizer_sha256, output, config)
     skipped = Stats.from_dict(result)
@@ -52,8 +55,13 @@ def chat_data_flow(
     expected, tokenizer_sha256 = chat_data_inputs(inputs, tokenizer, config)
     if (done := finished_output(output, expected)) is not None:
         return done | report_reused("chat-data", output, workspace)
-    futures = [encode_chat_file_task.submit(path, index, tokenizer, tokenizer_sha256, output, config) for index, path in enumerate(inputs)]
-    manifest = finish_chat_data(output, expected, tokenizer, tokenizer_sha256, config, [future.result() for future in futures])
+    futures = [
+        encode_chat_file_task.submit(path, index, tokenizer, tokenizer_sha256, output, config)
+        for index, path in enumerate(inputs)
+    ]
+    manifest = finish_chat_data(
+        output, expected, tokenizer, tokenizer_sha256, config, [future.result() for future in futures]
+    )
     report_stage(
         "chat-data",
         manifest["stats"],

@@ -60,5 +60,7 @@ def corpus_flow(
         "config": config.model_dump(mode="json"),
     }
     manifest = write_manifest(output, manifest)
-    run_id = report_stage("corpus", stats, {"inputs": inputs, "output": output, **config.model_dump(mode="json")}, workspace, started)
+    run_id = report_stage(
+        "corpus", stats, {"inputs": inputs, "output": output, **config.model_dump(mode="json")}, workspace, started
+    )
     return manifest | {"reused": False, "run_id": run_id}

@@ -21,7 +21,9 @@ clean_file_task = task(clean_file, name="clean-file", cache_policy=NO_CACHE, **D
 deduplicate_files_task = task(deduplicate_files, name="deduplicate", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 
 
-def clean_and_deduplicate(files: list[str], output: str, config: CorpusConfig, index: str | None, run_key: str) -> tuple[list[dict], dict]:
+def clean_and_deduplicate(
+    files: list[str], output: str, config: CorpusConfig, index: str | None, run_key: str
+) -> tuple[list[dict], dict]:
     """Convert and filter each file in a parallel task, then deduplicate all of them in order.
 
     Called from inside a flow (`corpus` or `dedup`), which owns the manifest; `run_key`
@@ -52,7 +54,9 @@ def corpus_stats(extracted: dict, cleaned: list[dict], deduped: dict) -> dict:
 
 
 @flow(name="clean", flow_run_name=run_name("clean", "work"))
-def clean_flow(files: list[str], work: str, convert: ConvertConfig = ConvertConfig(), filters: FilterConfig = FilterConfig()) -> list[dict]:
+def clean_flow(
+    files: list[str], work: str, convert: ConvertConfig = ConvertConfig(), filters: FilterConfig = FilterConfig()
+) -> list[dict]:
     """Convert and filter each Document file in its own task run, on the corpus config's task runner."""
     futures = [clean_file_task.submit(path, work, convert, filters) for path in files]
     return [future.result() for future in futures]
@@ -60,7 +64,9 @@ def clean_flow(files: list[str], work: str, convert: ConvertConfig = ConvertConf
 
 def document_files(directory: str) -> list[str]:
     """The Document parquet files of a directory, in name order (partial extractions excluded)."""
-    files = sorted(str(path) for path in Path(directory).glob("*.parquet") if not path.name.endswith(".partial.parquet"))
+    files = sorted(
+        str(path) for path in Path(directory).glob("*.parquet") if not path.name.endswith(".partial.parquet")
+    )
     if not files:
         raise FileNotFoundError(f"{directory} holds no Document parquet files")
     return files
@@ -68,7 +74,11 @@ def document_files(directory: str) -> list[str]:
 
 @flow(name="dedup", flow_run_name=run_name("dedup", "output"))
 def dedup_flow(
-    input: str, output: str, config: CorpusConfig = CorpusConfig(), index: str | None = None, workspace: str = "workspace"
+    input: str,
+    output: str,
+    config: CorpusConfig = CorpusConfig(),
+    index: str | None = None,
+    workspace: str = "workspace",
 ) -> dict:
     """Filters and dedup on Document parquet; with `index`, also against every corpus indexed before."""
     started = time.time()
@@ -81,5 +91,7 @@ def dedup_flow(
     stats = corpus_stats({}, cleaned, deduped)
     manifest = {"stage": "dedup", "fingerprint": expected, "inputs": hashes, "parts": deduped["parts"], "stats": stats}
     manifest = write_manifest(output, manifest)
-    report_stage("dedup", stats, {"input": input, "output": output, **config.model_dump(mode="json")}, workspace, started)
+    report_stage(
+        "dedup", stats, {"input": input, "output": output, **config.model_dump(mode="json")}, workspace, started
+    )
     return manifest | {"reused": False}

@@ -39,7 +39,9 @@ def build_deployments() -> list[RunnerDeployment]:
         workspace=demo.workspace, dedup_index=demo.dedup_index, corpus=demo.corpus, shards=demo.shards, train=demo.train
     )
     return [
-        pipeline_flow.to_deployment(name="pipeline", parameters={"config": demo.model_dump(mode="json")}, tags=["tinylm"]),
+        pipeline_flow.to_deployment(
+            name="pipeline", parameters={"config": demo.model_dump(mode="json")}, tags=["tinylm"]
+        ),
         corpus_flow.to_deployment(name="corpus", tags=["tinylm"]),
         tokenizer_flow.to_deployment(name="tokenizer", tags=["tinylm"]),
         shards_flow.to_deployment(name="shards", tags=["tinylm"]),

@@ -24,7 +24,8 @@ def eval_flow(model: str, config: EvalConfig = EvalConfig(), workspace: str = "w
     """Measure a model; the same model, data and settings again returns the earlier results.
 
     Args:
-        model: MLflow run id (its newest checkpoint), checkpoint directory, exported Hugging Face folder, or models:/NAME/VERSION
+        model: MLflow run id (its newest checkpoint), checkpoint directory, exported Hugging Face folder, or
+        models:/NAME/VERSION
         config: the perplexity data, the benchmarks and how they are scored
         workspace: home of the checkpoints and the MLflow store (relative: to where the serving process started)
     """

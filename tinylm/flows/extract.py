@@ -21,7 +21,9 @@ from tinylm.storage.manifest import content_hashes, fingerprint, finished_output
 @task(name="extract", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 def extract_unit_task(unit: ExtractUnit, output_dir: str, config: ExtractConfig, pool: Executor | None = None) -> dict:
     """One unit as a Prefect task run; the work goes to `pool` when the flow has one."""
-    result = pool.submit(extract_unit, unit, output_dir, config).result() if pool else extract_unit(unit, output_dir, config)
+    result = (
+        pool.submit(extract_unit, unit, output_dir, config).result() if pool else extract_unit(unit, output_dir, config)
+    )
     if suspect_share(result) > SUSPECT_SHARE:
         get_run_logger().warning(
             "%s: %.0f%% of its text is NULs or undecodable bytes: it is probably not UTF-8 "
@@ -30,7 +32,9 @@ def extract_unit_task(unit: ExtractUnit, output_dir: str, config: ExtractConfig,
             100 * suspect_share(result),
         )
     for encoding in result.get("read_as", {}):
-        get_run_logger().warning("%s is not UTF-8: read as %s, the Chinese encoding its bytes are coherent in", unit.path, encoding)
+        get_run_logger().warning(
+            "%s is not UTF-8: read as %s, the Chinese encoding its bytes are coherent in", unit.path, encoding
+        )
     if result.get("skipped", {}).get("empty_file"):
         get_run_logger().warning("%s holds no text: nothing was extracted from it", unit.path)
     elif any(result.get("skipped", {}).values()):

@@ -65,7 +65,8 @@ def pipeline_key(config: PipelineConfig) -> str:
 
 @flow(
     name="pipeline",
-    description="Raw corpora to a trained model (corpus, tokenizer, shards, train, and eval when configured) under one workspace.",
+    description="Raw corpora to a trained model (corpus, tokenizer, shards, train, and eval when configured) under one "
+    "workspace.",
     flow_run_name=run_name("pipeline", "config"),
 )
 def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
@@ -77,9 +78,15 @@ def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
     corpus_dir, tokenizer_dir, shards_dir = (str(config.stage_dir(s)) for s in ("corpus", "tokenizers", "shards"))
     seconds: dict[str, float] = {}
     tags = {"tinylm.name": config.name} | prefect_link_tags()
-    group = run_group("pipeline", config.workspace, pipeline_key(config), config.train.experiment, tags, config.train.restart)
+    group = run_group(
+        "pipeline", config.workspace, pipeline_key(config), config.train.experiment, tags, config.train.restart
+    )
     with group as group_run:
-        with stopwatch(seconds, "corpus"), mirrored(config, corpus_dir), mirrored(config, config.index_dir(), INDEX_FILE):
+        with (
+            stopwatch(seconds, "corpus"),
+            mirrored(config, corpus_dir),
+            mirrored(config, config.index_dir(), INDEX_FILE),
+        ):
             corpus = corpus_flow(config.inputs, corpus_dir, config.corpus, config.index_dir(), config.workspace)
         with stopwatch(seconds, "tokenizer"), mirrored(config, tokenizer_dir):
             tokenizer = tokenizer_flow(corpus_dir, tokenizer_dir, config.tokenizer, config.workspace)
@@ -103,7 +110,11 @@ def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
         }
         stages = {"corpus": corpus, "tokenizer": tokenizer, "shards": shards, "train": trained}
         if evaluated is not None:
-            result["eval"] = {"run_id": evaluated["run_id"], "perplexity": evaluated["perplexity"], "benchmarks": evaluated["benchmarks"]}
+            result["eval"] = {
+                "run_id": evaluated["run_id"],
+                "perplexity": evaluated["perplexity"],
+                "benchmarks": evaluated["benchmarks"],
+            }
             stages["eval"] = evaluated
         record_pipeline_run(group_run, config, result, stages)
     publish_pipeline_summary(group_run, config, result, stages)
@@ -159,7 +170,9 @@ def record_pipeline_run(run_id: str, config: PipelineConfig, result: dict, stage
     """The pipeline's MLflow run: the whole config as params; each stage's seconds, the documents, tokens and
     final loss as metrics; and which stages reused an earlier run's output (`tinylm.reused`)."""
     reused = [
-        f"{stage} ({done.get('reused_run') or done.get('run_id') or 'from before'})" for stage, done in stages.items() if done.get("reused")
+        f"{stage} ({done.get('reused_run') or done.get('run_id') or 'from before'})"
+        for stage, done in stages.items()
+        if done.get("reused")
     ]
     metrics = {f"seconds.{stage}": value for stage, value in result["seconds"].items()}
     metrics |= {key: result[key] for key in ("documents", "vocab_size", "tokens", "final_loss")}

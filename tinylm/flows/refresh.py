@@ -44,7 +44,9 @@ def refresh_flow(config: RefreshConfig = RefreshConfig()) -> dict:
         base = continued_run(config, ledger)
         tokenizer = config.tokenizer_dir() or tokenizer_of_run(base, config.train.experiment, config.workspace)
         if not Path(tokenizer).is_dir():
-            raise FileNotFoundError(f"refresh: the tokenizer {tokenizer} is missing; set tokenizer to the one run {base} was trained with")
+            raise FileNotFoundError(
+                f"refresh: the tokenizer {tokenizer} is missing; set tokenizer to the one run {base} was trained with"
+            )
         new = scan_inbox(inbox, ledger)
         if not new:
             ledger.save()  # the hashes of unchanged files, so the next refresh does not read them again
@@ -54,27 +56,37 @@ def refresh_flow(config: RefreshConfig = RefreshConfig()) -> dict:
             return {"new_files": 0, "run_id": None, "inbox": inbox}
         batch = batch_id(new)
         get_run_logger().info("refresh %s: %d new files in %s, continuing run %s", batch, len(new), inbox, base)
-        with run_group("refresh", config.workspace, batch, config.train.experiment, {"tinylm.refresh": batch}, config.train.restart):
+        with run_group(
+            "refresh", config.workspace, batch, config.train.experiment, {"tinylm.refresh": batch}, config.train.restart
+        ):
             kept, run_id, lineage = _corpus_shards_and_training(config, tokenizer, ledger.runs, base, new, batch)
         ledger.runs = lineage
         ledger.record(new, batch)
     summary = {"new_files": len(new), "batch": batch, "documents_kept": kept, "run_id": run_id}
-    trained = f"trained run {run_link(config.workspace, run_id)}" if run_id else "nothing new survived dedup, no training"
-    get_run_logger().info("refresh %s: %d new files, %s", batch, len(new), f"trained run {run_id}" if run_id else trained)
+    trained = (
+        f"trained run {run_link(config.workspace, run_id)}" if run_id else "nothing new survived dedup, no training"
+    )
+    get_run_logger().info(
+        "refresh %s: %d new files, %s", batch, len(new), f"trained run {run_id}" if run_id else trained
+    )
     publish_stats(
-        "refresh", summary | {"files": [item.name for item in new]}, summary=f"**refresh** `{batch}`: {len(new)} new files, {trained}"
+        "refresh",
+        summary | {"files": [item.name for item in new]},
+        summary=f"**refresh** `{batch}`: {len(new)} new files, {trained}",
     )
     return summary | {"lineage": lineage}
 
 
 def continued_run(config: RefreshConfig, ledger: Ledger) -> str:
-    """The run this refresh continues: the lineage's newest, else the configured base, else the newest finished training run."""
+    """The run this refresh continues: the lineage's newest, else the configured base, else the newest finished training
+    run."""
     if ledger.runs:
         return ledger.runs[-1]
     base = config.base_run_id or newest_training_run(config.train.experiment, config.workspace)
     if base is None:
         raise ValueError(
-            f"refresh: no finished training run in experiment {config.train.experiment!r} of workspace {config.workspace} "
+            f"refresh: no finished training run in experiment {config.train.experiment!r} of workspace "
+            f"{config.workspace} "
             "to continue: run the pipeline there first, or set base_run_id"
         )
     return base
@@ -95,7 +107,9 @@ def _corpus_shards_and_training(
     shards_flow(corpus_dir, tokenizer, shards_dir, config.shards, config.workspace)
     lineage = list(lineage) or [base]
     train = config.train.model_copy(update={"init_run_id": base, "resume_run_id": None, "run_name": f"refresh-{batch}"})
-    run_id = train_flow(shards_dir, train, config.workspace, {LINEAGE_TAG: lineage[0], "tinylm.refresh": batch})["run_id"]
+    run_id = train_flow(shards_dir, train, config.workspace, {LINEAGE_TAG: lineage[0], "tinylm.refresh": batch})[
+        "run_id"
+    ]
     lineage = [*lineage, run_id]
     log_loss_figure(run_id, lineage)
     return kept, run_id, lineage

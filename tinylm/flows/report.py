@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
 
@@ -68,7 +73,12 @@ def prefect_link_tags() -> dict[str, str]:
 
 
 def report_stage(
-    stage: str, stats: dict[str, Any], params: dict[str, Any], workspace: str, started: float, artifacts: str | Path | None = None
+    stage: str,
+    stats: dict[str, Any],
+    params: dict[str, Any],
+    workspace: str,
+    started: float,
+    artifacts: str | Path | None = None,
 ) -> str:
     """Log a data stage's run to MLflow (dated from `started`, when the stage began), then publish its table
     and a summary that links to the run."""
@@ -76,7 +86,11 @@ def report_stage(
     from tinylm.tracking.store import run_link
 
     run_id = retrying(lambda: log_stage_run(stage, stats, params, workspace, started, prefect_link_tags(), artifacts))
-    publish_stats(stage, stats, summary=f"**{stage}** finished in {time.time() - started:.1f} s. MLflow run {run_link(workspace, run_id)}")
+    publish_stats(
+        stage,
+        stats,
+        summary=f"**{stage}** finished in {time.time() - started:.1f} s. MLflow run {run_link(workspace, run_id)}",
+    )
     return run_id
 
 
@@ -88,7 +102,9 @@ def report_reused(stage: str, output: str, workspace: str) -> dict[str, Any]:
 
     run_id = retrying(lambda: stage_run_of(stage, output, workspace))
     made_by = f"MLflow run {run_link(workspace, run_id)}" if run_id else "an earlier run"
-    message = f"**{stage}** reused {made_by}: `{output}` already holds this stage's output for the same inputs and config."
+    message = (
+        f"**{stage}** reused {made_by}: `{output}` already holds this stage's output for the same inputs and config."
+    )
     get_run_logger().info("%s: reused run %s (%s)", stage, run_id or "from before", output)
     create_markdown_artifact(key=f"{stage}-summary", markdown=message, description=f"{stage} summary")
     return {"reused": True, "reused_run": run_id}

@@ -57,16 +57,21 @@ def task_runner(runner: RunnerConfig, workers: int) -> TaskRunner:
 
     if runner.dask_address:
         return DaskTaskRunner(address=runner.dask_address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": worker_count(workers), "threads_per_worker": 1, "processes": True})
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": worker_count(workers), "threads_per_worker": 1, "processes": True}
+    )
 
 
 @contextmanager
 def _extra(name: str) -> Iterator[None]:
-    """An optional runner's package, or an error that says how to install it (`make setup` installs the runtime only)."""
+    """An optional runner's package, or an error that says how to install it (`make setup` installs the runtime
+    only)."""
     try:
         yield
     except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(f"runner kind {name!r} needs the {name} extra: .venv/bin/pip install -e '.[{name}]'") from error
+        raise ModuleNotFoundError(
+            f"runner kind {name!r} needs the {name} extra: .venv/bin/pip install -e '.[{name}]'"
+        ) from error
 
 
 def local_pool_workers(runner: RunnerConfig, workers: int) -> int:

@@ -15,7 +15,11 @@ from tinylm.tokens.tokenizer import train_tokenizer
 train_tokenizer_task = task(train_tokenizer, name="train-tokenizer", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 
 
-@flow(name="tokenizer", description="Train a byte-level BPE tokenizer on a corpus.", flow_run_name=run_name("tokenizer", "output"))
+@flow(
+    name="tokenizer",
+    description="Train a byte-level BPE tokenizer on a corpus.",
+    flow_run_name=run_name("tokenizer", "output"),
+)
 def tokenizer_flow(
     corpus: str = "workspace/corpus/default",
     output: str = "workspace/tokenizers/default",

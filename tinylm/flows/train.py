@@ -1,4 +1,5 @@
-"""train flow: pretrain shard by shard (or fine-tune), checkpointing each shard to MLflow; the body the dpo and distill flows share."""
+"""train flow: pretrain shard by shard (or fine-tune), checkpointing each shard to MLflow; the body the dpo and distill
+flows share."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def train_flow(
     tags: dict[str, str] | None = None,
 ) -> dict:
     """Pretrain on shards, or fine-tune on chat data (SFT; with `config.lora`, adapters only); `tags` go on the
-    MLflow run beside the flow run's id. With `config.processes` > 1 the task launches torchrun and trains data-parallel.
+    MLflow run beside the flow run's id. With `config.processes` > 1 the task launches torchrun and trains
+    data-parallel.
 
     Args:
         shards: directory of token shards, or of chat data (relative: to where the serving process started)
@@ -42,7 +44,11 @@ def train_flow(
 
 def train_stage(stage: str, data: str, config: TrainConfig, workspace: str, extra_tags: dict[str, str] | None) -> dict:
     """One training run as a flow's task, whatever its method: progress, logs and the summary artifact."""
-    tags = {"prefect.flow_run_id": str(flow_run.id), DATA_TAG: str(Path(data).resolve()), STAGE_TAG: stage} | prefect_link_tags()
+    tags = {
+        "prefect.flow_run_id": str(flow_run.id),
+        DATA_TAG: str(Path(data).resolve()),
+        STAGE_TAG: stage,
+    } | prefect_link_tags()
     tags |= extra_tags or {}
     progress = StageProgress(stage, "optimizer steps done, in percent")
     result = run_training_task(data, workspace, config, tags, progress)
@@ -52,7 +58,8 @@ def train_stage(stage: str, data: str, config: TrainConfig, workspace: str, extr
     publish_stats(
         stage,
         result,
-        summary=f"**{stage}** finished: final loss {result['final_loss']:.4f} after {result['steps']} steps, {history}. "
+        summary=f"**{stage}** finished: final loss {result['final_loss']:.4f} after {result['steps']} steps, "
+        f"{history}. "
         f"MLflow run {run_link(workspace, result['run_id'])}",
     )
     return result

@@ -52,14 +52,19 @@ def distill_flow(
 
     Args:
         config: the teacher, temperature, KL weight, the student's shape and its training
-        data: chat data (SFT) or token shards, tokenized with the teacher's tokenizer (relative: to where the serving process started)
+        data: chat data (SFT) or token shards, tokenized with the teacher's tokenizer (relative: to where the serving
+        process started)
         workspace: home of the checkpoints and the MLflow store (relative: to where the serving process started)
         tags: extra tags for the MLflow run
     """
     return train_stage("distill", data, config, workspace, tags)
 
 
-@flow(name="merge", description="Fold a LoRA run's adapters into their base weights as a new run.", flow_run_name=run_name("merge"))
+@flow(
+    name="merge",
+    description="Fold a LoRA run's adapters into their base weights as a new run.",
+    flow_run_name=run_name("merge"),
+)
 def merge_flow(run_id: str, workspace: str = "workspace", experiment: str = "tinylm") -> dict:
     """Merge the newest adapters of LoRA run `run_id`; merging the same checkpoint again returns the earlier merged run.
 
@@ -73,6 +78,8 @@ def merge_flow(run_id: str, workspace: str = "workspace", experiment: str = "tin
     done = "reused the earlier merge of" if result["reused"] else "merged"
     get_run_logger().info("merge: %s %s into run %s", done, result["merged_from"], result["run_id"])
     publish_stats(
-        "merge", result, summary=f"**merge** {done} `{result['merged_from']}`: MLflow run {run_link(workspace, result['run_id'])}"
+        "merge",
+        result,
+        summary=f"**merge** {done} `{result['merged_from']}`: MLflow run {run_link(workspace, result['run_id'])}",
     )
     return result

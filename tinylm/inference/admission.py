@@ -32,7 +32,12 @@ class ApiError(Exception):
     """A request the server refuses, with the HTTP status and the words the client sees, as OpenAI's error object."""
 
     def __init__(
-        self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None, retry_after_s: int | None = None
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+        retry_after_s: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.code, self.retry_after_s = status, message, kind, code, retry_after_s
@@ -130,10 +135,13 @@ class GenerationSlots:
             self._free = asyncio.Semaphore(self.running)
         if self._free.locked():
             if self.queued >= self.waiting:
-                LOG.warning("turned a request away with a 429: %d generations running and %d waiting", self.busy, self.queued)
+                LOG.warning(
+                    "turned a request away with a 429: %d generations running and %d waiting", self.busy, self.queued
+                )
                 raise ApiError(
                     429,
-                    f"the server is busy ({self.busy}/{self.running} generating, {self.queued}/{self.waiting} waiting): retry later",
+                    f"the server is busy ({self.busy}/{self.running} generating, {self.queued}/{self.waiting} "
+                    "waiting): retry later",
                     "rate_limit_error",
                     "server_busy",
                     retry_after_s=1,
@@ -142,8 +150,14 @@ class GenerationSlots:
             try:
                 await asyncio.wait_for(self._free.acquire(), max(deadline.at - time.monotonic(), 0))
             except TimeoutError:
-                LOG.warning("turned a request away with a 429: it waited out its time limit of %g s for a slot", deadline.limit_s)
-                message = f"the server is busy (no generation slot came free within the time limit of {deadline.limit_s:g} s): retry later"
+                LOG.warning(
+                    "turned a request away with a 429: it waited out its time limit of %g s for a slot",
+                    deadline.limit_s,
+                )
+                message = (
+                    "the server is busy (no generation slot came free within the time limit of "
+                    f"{deadline.limit_s:g} s): retry later"
+                )
                 raise ApiError(429, message, "rate_limit_error", "server_busy", retry_after_s=1) from None
             finally:
                 self.queued -= 1
@@ -168,5 +182,7 @@ class Deadline:
         for piece in pieces:
             yield piece
             if time.monotonic() >= self.at:
-                LOG.warning("a reply was cut at this server's time limit of %g s per request (--request-timeout)", self.limit_s)
+                LOG.warning(
+                    "a reply was cut at this server's time limit of %g s per request (--request-timeout)", self.limit_s
+                )
                 return

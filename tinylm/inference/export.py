@@ -61,5 +61,7 @@ def register_model(run_id: str, export_dir: str | Path, name: str) -> int:
     metrics = {key: value for key, value in run.data.metrics.items() if key in ("loss", "val_loss", "val_perplexity")}
     shown = ", ".join(f"{key} {value:.4f}" for key, value in sorted(metrics.items()))
     description = f"Exported from training run {run.info.run_name or run_id} ({run_id}){': ' + shown if shown else ''}."
-    tags = {f"metric.{key}": f"{value:.6g}" for key, value in metrics.items()} | {"params": run.data.params.get("parameters", "")}
+    tags = {f"metric.{key}": f"{value:.6g}" for key, value in metrics.items()} | {
+        "params": run.data.params.get("parameters", "")
+    }
     return int(registry.create_model_version(name, source, run_id=run_id, description=description, tags=tags).version)

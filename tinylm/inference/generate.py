@@ -89,10 +89,14 @@ def stream_text(
         yield text[len(shown) :]
 
 
-def generate_text(loaded: LoadedModel, prompt: str, max_new_tokens: int = 64, sampling: Sampling = Sampling(), seed: int = 0) -> str:
+def generate_text(
+    loaded: LoadedModel, prompt: str, max_new_tokens: int = 64, sampling: Sampling = Sampling(), seed: int = 0
+) -> str:
     """The prompt and its continuation."""
     prompt_ids = loaded.tokenizer.encode(prompt, add_special_tokens=False).ids or [loaded.tokenizer.token_to_id(EOS)]
-    return prompt + "".join(stream_text(loaded, prompt_ids, max_new_tokens, sampling, torch.Generator().manual_seed(seed)))
+    return prompt + "".join(
+        stream_text(loaded, prompt_ids, max_new_tokens, sampling, torch.Generator().manual_seed(seed))
+    )
 
 
 def chat_reply(

@@ -44,10 +44,16 @@ class ServerSettings(BaseModel, frozen=True):
     model_name: str = Field("tinylm", min_length=1, description="the model's id in /v1/models and in replies (--name)")
     max_tokens: int = Field(512, ge=1, description="most tokens one reply may have")
     max_body_bytes: int = Field(1 << 20, ge=1, description="largest request body read")
-    api_key: str | None = Field(None, min_length=1, description="required as a bearer token when set (TINYLM_API_KEY, not a flag)")
+    api_key: str | None = Field(
+        None, min_length=1, description="required as a bearer token when set (TINYLM_API_KEY, not a flag)"
+    )
     max_running: int = Field(4, ge=1, description="generations at once, each holding a KV cache for its context")
-    max_waiting: int = Field(32, ge=0, description="requests queued for a generation slot; more are turned away with a 429")
-    request_timeout_s: float = Field(120.0, gt=0, description="from arrival: the wait for a slot and the generation together")
+    max_waiting: int = Field(
+        32, ge=0, description="requests queued for a generation slot; more are turned away with a 429"
+    )
+    request_timeout_s: float = Field(
+        120.0, gt=0, description="from arrival: the wait for a slot and the generation together"
+    )
 
 
 class Message(BaseModel):
@@ -119,29 +125,40 @@ class Generator:
     def budget(self, prompt_ids: list[int], asked: int | None) -> int:
         """How many tokens this request may generate, or an error that says what to change."""
         if len(prompt_ids) >= self.context:
-            raise ApiError(400, f"the prompt is {len(prompt_ids)} tokens; this model's context is {self.context}: shorten it")
+            raise ApiError(
+                400, f"the prompt is {len(prompt_ids)} tokens; this model's context is {self.context}: shorten it"
+            )
         if asked is not None and asked > self.settings.max_tokens:
             raise ApiError(400, f"max_tokens {asked} exceeds this server's limit of {self.settings.max_tokens}")
         room = self.context - len(prompt_ids)
         if asked is not None and asked > room:
-            raise ApiError(400, f"the prompt ({len(prompt_ids)} tokens) and max_tokens {asked} exceed the context of {self.context}")
+            raise ApiError(
+                400,
+                f"the prompt ({len(prompt_ids)} tokens) and max_tokens {asked} exceed the context of {self.context}",
+            )
         return min(asked or self.settings.max_tokens, room)
 
-    def text(self, prompt_ids: list[int], request: SamplingRequest, max_tokens: int, finish: Finish, deadline: Deadline) -> Iterator[str]:
+    def text(
+        self, prompt_ids: list[int], request: SamplingRequest, max_tokens: int, finish: Finish, deadline: Deadline
+    ) -> Iterator[str]:
         sampling = Sampling(temperature=request.temperature, top_k=0, top_p=request.top_p, repetition_penalty=1.0)
         seed = request.seed if request.seed is not None else secrets.randbits(63)
         pieces = stream_text(self.loaded, prompt_ids, max_tokens, sampling, torch.Generator().manual_seed(seed), finish)
         return cut_at_stops(deadline.cut(pieces), _stops(request.stop), finish)
 
     def chat_prompt(self, request: ChatRequest) -> list[int]:
-        (prompt,) = self.loaded.chat.encode([[message.model_dump() for message in request.messages]], generation_prompt=True)
+        (prompt,) = self.loaded.chat.encode(
+            [[message.model_dump() for message in request.messages]], generation_prompt=True
+        )
         return prompt.ids
 
     def completion_prompt(self, request: CompletionRequest) -> list[int]:
         if isinstance(request.prompt, list) and len(request.prompt) != 1:
             raise ApiError(400, "this server completes one prompt per request")
         text = request.prompt if isinstance(request.prompt, str) else request.prompt[0]
-        return self.loaded.tokenizer.encode(text, add_special_tokens=False).ids or [self.loaded.tokenizer.token_to_id(EOS)]
+        return self.loaded.tokenizer.encode(text, add_special_tokens=False).ids or [
+            self.loaded.tokenizer.token_to_id(EOS)
+        ]
 
 
 def _event(payload: dict) -> str:
@@ -173,21 +190,29 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
     # the key to open it, and it would tell anyone what the server offers.
     documented = {} if settings.api_key is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="tinylm", description=f"OpenAI-compatible API for {settings.model_name}", **documented)
-    app.add_middleware(RequestGuard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes, public=PUBLIC_PATHS)
+    app.add_middleware(
+        RequestGuard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes, public=PUBLIC_PATHS
+    )
 
     def served_model(request: SamplingRequest) -> None:
         if request.model is not None and request.model != settings.model_name:
             message = f"the model {request.model!r} does not exist: this server serves {settings.model_name!r}"
             raise ApiError(404, message, "invalid_request_error", "model_not_found")
 
-    def slotted(request: Request, body: SamplingRequest, prompt: list[int], max_tokens: int, head: dict, kind: Reply) -> Response:
+    def slotted(
+        request: Request, body: SamplingRequest, prompt: list[int], max_tokens: int, head: dict, kind: Reply
+    ) -> Response:
         deadline = Deadline(request.scope[ARRIVED], settings.request_timeout_s)
         finish = Finish()
         pieces = generator.text(prompt, body, max_tokens, finish, deadline)
 
         async def whole() -> Response:
             text = await run_in_threadpool("".join, pieces)
-            reply = {"object": kind.object, "choices": [kind.choice(text, finish.reason)], "usage": _usage(prompt, finish)}
+            reply = {
+                "object": kind.object,
+                "choices": [kind.choice(text, finish.reason)],
+                "usage": _usage(prompt, finish),
+            }
             return JSONResponse(head | reply)
 
         async def streamed() -> Response:
@@ -230,7 +255,10 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
         """OpenAI's model list; `max_model_len` (the context, as vLLM names it) and `max_tokens` (this server's limit
         on one reply) let a client fit its requests, as the chat page does."""
         card = {"id": settings.model_name, "object": "model", "created": 0, "owned_by": "tinylm"}
-        return {"object": "list", "data": [card | {"max_model_len": generator.context, "max_tokens": settings.max_tokens}]}
+        return {
+            "object": "list",
+            "data": [card | {"max_model_len": generator.context, "max_tokens": settings.max_tokens}],
+        }
 
     @app.post("/tokenize")
     def tokenize(request: TokenizeRequest) -> dict:
@@ -293,4 +321,8 @@ PUBLIC_PATHS = frozenset({"/", "/health"})
 
 
 def _usage(prompt: list[int], finish: Finish) -> dict:
-    return {"prompt_tokens": len(prompt), "completion_tokens": finish.tokens, "total_tokens": len(prompt) + finish.tokens}
+    return {
+        "prompt_tokens": len(prompt),
+        "completion_tokens": finish.tokens,
+        "total_tokens": len(prompt) + finish.tokens,
+    }

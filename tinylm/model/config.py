@@ -21,25 +21,41 @@ class ModelConfig:
     gate from sending everything to a few experts.
     """
 
-    vocab_size: Annotated[int | None, Field(ge=1, description="tokens the model knows; None = the tokenizer's vocabulary")] = None
+    vocab_size: Annotated[
+        int | None, Field(ge=1, description="tokens the model knows; None = the tokenizer's vocabulary")
+    ] = None
     dim: Annotated[int, Field(ge=1, description="width of the residual stream (hidden size)")] = 256
     n_layers: Annotated[int, Field(ge=1, description="transformer blocks")] = 4
     n_heads: Annotated[int, Field(ge=1, description="attention heads; dim must divide by it")] = 8
-    n_kv_heads: Annotated[int, Field(ge=1, description="key/value heads shared by groups of query heads (GQA); divides n_heads")] = 2
+    n_kv_heads: Annotated[
+        int, Field(ge=1, description="key/value heads shared by groups of query heads (GQA); divides n_heads")
+    ] = 2
     hidden_dim: Annotated[
         int | None, Field(ge=1, description="feed-forward (SwiGLU) width; None = 8/3 of dim, rounded up to multiple_of")
     ] = None
-    multiple_of: Annotated[int, Field(ge=1, description="the feed-forward width is rounded up to a multiple of this")] = 64
+    multiple_of: Annotated[
+        int, Field(ge=1, description="the feed-forward width is rounded up to a multiple of this")
+    ] = 64
     max_seq_len: Annotated[int, Field(ge=1, description="the context: most tokens the model attends over")] = 512
-    rope_theta: Annotated[float, Field(gt=0, description="base of the rotary position embedding's frequencies")] = 1_000_000.0
+    rope_theta: Annotated[float, Field(gt=0, description="base of the rotary position embedding's frequencies")] = (
+        1_000_000.0
+    )
     norm_eps: Annotated[float, Field(gt=0, description="epsilon of the RMS norms")] = 1e-5
-    dropout: Annotated[float, Field(ge=0, lt=1, description="dropout on attention and feed-forward outputs while training")] = 0.0
+    dropout: Annotated[
+        float, Field(ge=0, lt=1, description="dropout on attention and feed-forward outputs while training")
+    ] = 0.0
     moe: Annotated[bool, Field(description="make every feed-forward a mixture of experts")] = False
     n_routed_experts: Annotated[int, Field(ge=1, description="mixture of experts: experts the gate chooses among")] = 4
     n_shared_experts: Annotated[int, Field(ge=0, description="mixture of experts: experts that see every token")] = 1
-    experts_per_token: Annotated[int, Field(ge=1, description="mixture of experts: routed experts each token goes to")] = 2
-    moe_hidden_dim: Annotated[int | None, Field(ge=1, description="mixture of experts: each expert's width; None = the dense width")] = None
-    aux_loss_weight: Annotated[float, Field(ge=0, description="mixture of experts: weight of the load-balancing loss")] = 0.01
+    experts_per_token: Annotated[
+        int, Field(ge=1, description="mixture of experts: routed experts each token goes to")
+    ] = 2
+    moe_hidden_dim: Annotated[
+        int | None, Field(ge=1, description="mixture of experts: each expert's width; None = the dense width")
+    ] = None
+    aux_loss_weight: Annotated[
+        float, Field(ge=0, description="mixture of experts: weight of the load-balancing loss")
+    ] = 0.01
 
     def __post_init__(self) -> None:
         """The shape's fields that must agree with each other, checked wherever a shape is made: a config file, the
@@ -47,11 +63,15 @@ class ModelConfig:
         if self.dim % self.n_heads:
             raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if self.head_dim % 2:
-            raise ValueError(f"dim / n_heads is {self.head_dim}, odd: rotary embeddings turn pairs of dimensions, so make it even")
+            raise ValueError(
+                f"dim / n_heads is {self.head_dim}, odd: rotary embeddings turn pairs of dimensions, so make it even"
+            )
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
         if self.moe and self.experts_per_token > self.n_routed_experts:
-            raise ValueError(f"experts_per_token {self.experts_per_token} is more than n_routed_experts {self.n_routed_experts}")
+            raise ValueError(
+                f"experts_per_token {self.experts_per_token} is more than n_routed_experts {self.n_routed_experts}"
+            )
 
     @property
     def head_dim(self) -> int:

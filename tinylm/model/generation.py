@@ -26,7 +26,9 @@ def pick_next(logits: torch.Tensor, seen: torch.Tensor, sampling: Sampling, gene
     logits = logits.float().clone()
     if sampling.repetition_penalty != 1.0 and len(seen):
         previous = logits[seen]
-        logits[seen] = torch.where(previous < 0, previous * sampling.repetition_penalty, previous / sampling.repetition_penalty)
+        logits[seen] = torch.where(
+            previous < 0, previous * sampling.repetition_penalty, previous / sampling.repetition_penalty
+        )
     if sampling.temperature <= 0:
         return int(logits.argmax())
     logits /= sampling.temperature

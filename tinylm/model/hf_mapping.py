@@ -1,4 +1,5 @@
-"""Our weights and shape under Hugging Face Llama's names, as torchtitan's `state_dict_adapter.py` keeps them beside the model.
+"""Our weights and shape under Hugging Face Llama's names, as torchtitan's `state_dict_adapter.py` keeps them beside the
+model.
 
 The dense model is Llama weight for weight (half-split RoPE, tied embeddings); only the
 fused projections differ, and they split back exactly.

@@ -73,7 +73,12 @@ class Attention(nn.Module):
         self.dropout = config.dropout
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None, start: int
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: tuple[torch.Tensor, torch.Tensor] | None,
+        start: int,
     ) -> torch.Tensor:
         batch, seq, _ = x.shape
         q, k, v = self.wqkv(x).split(
@@ -128,9 +133,13 @@ class MixtureOfExperts(nn.Module):
         super().__init__()
         self.top_k = config.experts_per_token
         self.gate = nn.Linear(config.dim, config.n_routed_experts, bias=False)
-        self.experts = nn.ModuleList(FeedForward(config.dim, config.expert_dim, config.dropout) for _ in range(config.n_routed_experts))
+        self.experts = nn.ModuleList(
+            FeedForward(config.dim, config.expert_dim, config.dropout) for _ in range(config.n_routed_experts)
+        )
         self.shared = (
-            FeedForward(config.dim, config.expert_dim * config.n_shared_experts, config.dropout) if config.n_shared_experts else None
+            FeedForward(config.dim, config.expert_dim * config.n_shared_experts, config.dropout)
+            if config.n_shared_experts
+            else None
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,10 +163,17 @@ class Block(nn.Module):
         self.attention_norm = RMSNorm(config.dim, config.norm_eps)
         self.attention = Attention(config)
         self.ffn_norm = RMSNorm(config.dim, config.norm_eps)
-        self.feed_forward = MixtureOfExperts(config) if config.moe else FeedForward(config.dim, config.ffn_dim, config.dropout)
+        self.feed_forward = (
+            MixtureOfExperts(config) if config.moe else FeedForward(config.dim, config.ffn_dim, config.dropout)
+        )
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None, start: int
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: tuple[torch.Tensor, torch.Tensor] | None,
+        start: int,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = x + self.attention(self.attention_norm(x), cos, sin, cache, start)
         if isinstance(self.feed_forward, MixtureOfExperts):

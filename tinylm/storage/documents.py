@@ -54,7 +54,9 @@ def make_document(
     url: str | None = None,
     meta: str | None = None,
 ) -> Document:
-    return Document(id=document_id(source, native_id), source=source, title=title, text=text, lang=lang, url=url, meta=meta)
+    return Document(
+        id=document_id(source, native_id), source=source, title=title, text=text, lang=lang, url=url, meta=meta
+    )
 
 
 class DocumentWriter:
@@ -123,7 +125,9 @@ def write_documents(path: str | os.PathLike[str], documents: Iterable[Document])
     return writer.rows
 
 
-def read_batches(path: str | os.PathLike[str], batch_size: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+def read_batches(
+    path: str | os.PathLike[str], batch_size: int, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
     """A parquet file's rows in batches of at most `batch_size`, read one row group at a time.
 
     `ParquetFile.iter_batches` reads ahead across row groups: handing out 36 MB batches of a

@@ -23,7 +23,8 @@ def run_checkpoints(workspace: str | Path, run_id: str) -> Path:
 
 
 def run_downloads(workspace: str | Path, run_id: str) -> Path:
-    """Where a run's checkpoints fetched from MLflow are kept, beside its own (skipped when the workspace is mirrored)."""
+    """Where a run's checkpoints fetched from MLflow are kept, beside its own (skipped when the workspace is
+    mirrored)."""
     return run_checkpoints(workspace, run_id) / "_downloaded"
 
 

@@ -37,6 +37,8 @@ def running_server(workspace: str | Path, key: str) -> str | None:
     try:
         url = json.loads(path.read_text(encoding="utf-8")).get(key)
     except (OSError, ValueError, AttributeError) as error:
-        _LOG.warning("%s is unreadable (%s): not using the servers it names; `make servers` writes it again", path, error)
+        _LOG.warning(
+            "%s is unreadable (%s): not using the servers it names; `make servers` writes it again", path, error
+        )
         return None
     return url if url and answers(f"{url.rstrip('/')}/health") else None

@@ -129,7 +129,9 @@ class ChatPart:
         return [self.sequence(first + side) for side in range(self.sequences_per_unit)]
 
 
-def mixed_order(splits: Sequence[np.ndarray], names: Sequence[str], weights: Mapping[str, float], seed: int) -> np.ndarray:
+def mixed_order(
+    splits: Sequence[np.ndarray], names: Sequence[str], weights: Mapping[str, float], seed: int
+) -> np.ndarray:
     """The training units of all parts, each file taken `weights[name]` times (default once), shuffled
     together by `seed`: files are mixed into one stream, not trained one after another (where the
     last file's style wins). Units are numbered across parts, `part_start + row`."""
@@ -145,7 +147,9 @@ def mixed_order(splits: Sequence[np.ndarray], names: Sequence[str], weights: Map
 
 def validation_units(splits: Sequence[np.ndarray]) -> np.ndarray:
     starts = np.concatenate([[0], np.cumsum([len(split) for split in splits])])
-    return np.concatenate([np.flatnonzero(np.asarray(split) == 1) + start for split, start in zip(splits, starts)]).astype("<i8")
+    return np.concatenate(
+        [np.flatnonzero(np.asarray(split) == 1) + start for split, start in zip(splits, starts)]
+    ).astype("<i8")
 
 
 def write_array(path: Path, array: np.ndarray) -> None:

@@ -41,7 +41,8 @@ FIELDS = {"sft": ("conversations",), "dpo": ("chosen", "rejected")}
 
 
 def _conversations(record: Any, line: int, fmt: str, stats: Stats) -> list[list[Message]] | None:
-    """The record's conversations in the format's field order, or None (counted with its line) when it has none usable."""
+    """The record's conversations in the format's field order, or None (counted with its line) when it has none
+    usable."""
     if not isinstance(record, dict) or any(name not in record for name in FIELDS[fmt]):
         stats.skip(f"no_{'_'.join(FIELDS[fmt])}_field", line)
         return None
@@ -60,7 +61,12 @@ def _simplified(messages: list[Message], convert: Callable[[str], str], stats: S
     """The messages with their Han characters simplified, as the corpus stage simplifies documents (the
     tokenizer learned simplified text); messages changed are counted as `converted_messages`."""
     converted = [
-        message | {field: simplified(message[field], convert) for field in ("content", "reasoning_content") if message.get(field)}
+        message
+        | {
+            field: simplified(message[field], convert)
+            for field in ("content", "reasoning_content")
+            if message.get(field)
+        }
         for message in messages
     ]
     stats.update("converted_messages", sum(new != old for new, old in zip(converted, messages)))
@@ -85,7 +91,12 @@ def _batches(path: Path, config: ChatDataConfig, stats: Stats) -> Iterator[tuple
 
 
 def encode_chat_file(
-    path: str | Path, index: int, tokenizer_dir: str | Path, tokenizer_sha256: str, output_dir: str | Path, config: ChatDataConfig
+    path: str | Path,
+    index: int,
+    tokenizer_dir: str | Path,
+    tokenizer_sha256: str,
+    output_dir: str | Path,
+    config: ChatDataConfig,
 ) -> dict:
     """Tokenize one jsonl file into part `index` (a directory, written whole or not at all); returns its counts."""
     encoder = ChatEncoder.load(Path(tokenizer_dir), tokenizer_sha256)
@@ -121,14 +132,21 @@ def chat_data_inputs(inputs: list[str], tokenizer_dir: str | Path, config: ChatD
 
 
 def finish_chat_data(
-    output_dir: str | Path, expected: str, tokenizer_dir: str | Path, tokenizer_sha256: str, config: ChatDataConfig, results: list[dict]
+    output_dir: str | Path,
+    expected: str,
+    tokenizer_dir: str | Path,
+    tokenizer_sha256: str,
+    config: ChatDataConfig,
+    results: list[dict],
 ) -> dict:
     """Check that something was kept, drop parts of an earlier run that no input made (and a killed run's
     half-written ones), mix the files into the training order, write the manifest."""
     output_dir = Path(output_dir)
     total = Stats.total(results)
     if not total["rows"]:
-        raise ValueError(f"no usable {config.format} records in {[r['input'] for r in results]}: skipped {total.group('skipped')}")
+        raise ValueError(
+            f"no usable {config.format} records in {[r['input'] for r in results]}: skipped {total.group('skipped')}"
+        )
     made = {result["file"] for result in results}
     for stale in output_dir.glob("part-*"):
         if stale.name not in made:
@@ -139,7 +157,9 @@ def finish_chat_data(
     names = [Path(result["input"]).name for result in results]
     order = mixed_order(splits, names, config.source_weights, config.seed)
     if not len(order):
-        raise ValueError(f"every usable record of {names} went to validation or has weight 0: lower validation_fraction")
+        raise ValueError(
+            f"every usable record of {names} went to validation or has weight 0: lower validation_fraction"
+        )
     write_array(output_dir / ORDER_FILE, order)
     write_array(output_dir / VALIDATION_FILE, validation_units(splits))
     tokenizer = load_tokenizer(tokenizer_dir)

@@ -48,7 +48,9 @@ class ChatEncoder:
         self.text_tokenizer.encode_special_tokens = True
         self.im_start = tokenizer.token_to_id(IM_START)
         self.im_end = tokenizer.token_to_id(IM_END)
-        self.markers = {token: tokenizer.token_to_id(token) for token in THINK_TOKENS if tokenizer.token_to_id(token) is not None}
+        self.markers = {
+            token: tokenizer.token_to_id(token) for token in THINK_TOKENS if tokenizer.token_to_id(token) is not None
+        }
 
     @classmethod
     @functools.lru_cache(maxsize=2)

@@ -58,7 +58,9 @@ def _shared_tokenizer(tokenizer_dir: Path, tokenizer_sha256: str) -> Tokenizer:
     return load_tokenizer(tokenizer_dir)
 
 
-def encode_part(part: Path, tokenizer_dir: Path, tokenizer_sha256: str, work_dir: Path, seed: int, batch_documents: int) -> EncodedPart:
+def encode_part(
+    part: Path, tokenizer_dir: Path, tokenizer_sha256: str, work_dir: Path, seed: int, batch_documents: int
+) -> EncodedPart:
     """Encode `part` into `work_dir` (or find it already encoded there).
 
     `encode_batch_fast` skips the character offsets nobody here reads, and the ids of a
@@ -79,6 +81,8 @@ def encode_part(part: Path, tokenizer_dir: Path, tokenizer_sha256: str, work_dir
                 units = [document_unit(doc_id, seed) for doc_id in batch.column("id").to_pylist()]
                 lengths = pa.array([len(ids) for ids in per_document], pa.int64())
                 table.write_batch(
-                    pa.record_batch([batch.column("source"), pa.array(units, pa.float64()), lengths], schema=DOCUMENTS_SCHEMA)
+                    pa.record_batch(
+                        [batch.column("source"), pa.array(units, pa.float64()), lengths], schema=DOCUMENTS_SCHEMA
+                    )
                 )
     return encoded

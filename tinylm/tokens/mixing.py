@@ -59,7 +59,12 @@ def document_batches(parts: Sequence[EncodedPart]) -> Iterator[DocumentBatch]:
             ends = offset + np.cumsum(lengths)
             sources = batch.column("source").dictionary_encode()
             yield DocumentBatch(
-                index, ends - lengths, lengths, batch.column("unit").to_numpy(), sources.dictionary.to_pylist(), sources.indices.to_numpy()
+                index,
+                ends - lengths,
+                lengths,
+                batch.column("unit").to_numpy(),
+                sources.dictionary.to_pylist(),
+                sources.indices.to_numpy(),
             )
             offset = int(ends[-1]) if len(ends) else offset
 
@@ -162,5 +167,8 @@ def training_stream(
     """All training documents, copies included, sources interleaved and shuffled within the buffer."""
     sources = sorted(counts.training)
     streams = [source_stream(parts, source, split) for source in sources]
-    interleaved = (next(streams[index]) for index in interleave([counts.training[s] for s in sources], np.random.default_rng([seed, 0])))
+    interleaved = (
+        next(streams[index])
+        for index in interleave([counts.training[s] for s in sources], np.random.default_rng([seed, 0]))
+    )
     return shuffle_buffered(interleaved, shuffle_buffer, np.random.default_rng([seed, 1]))

@@ -51,7 +51,8 @@ class Survey:
 
 
 def survey(parts: Sequence[Path], seed: int, heldout_fraction: float, heldout_bytes: int) -> Survey:
-    """Bin sampleable UTF-8 bytes by document unit per language; keep up to `heldout_bytes` of held-out text per language."""
+    """Bin sampleable UTF-8 bytes by document unit per language; keep up to `heldout_bytes` of held-out text per
+    language."""
     histograms: dict[str, np.ndarray] = {}
     heldout: dict[str, list[str]] = {}
     heldout_sizes: Counter[str] = Counter()
@@ -95,7 +96,8 @@ def language_targets(available: Mapping[str, int], budget: int, weights: Mapping
 
 @dataclass(frozen=True)
 class SamplePlan:
-    """Which documents a sample takes: per language, those whose unit is below `rates[lang]`, up to `targets[lang]` bytes.
+    """Which documents a sample takes: per language, those whose unit is below `rates[lang]`, up to `targets[lang]`
+    bytes.
 
     The rate is where the language's bytes, in unit order, reach its target: the sample is
     the documents with the lowest units, so it comes within a document of the target
@@ -107,7 +109,9 @@ class SamplePlan:
     rates: dict[str, float]
 
     @classmethod
-    def balanced(cls, surveyed: Survey, budget: int, weights: Mapping[str, float], seed: int, heldout_fraction: float) -> SamplePlan:
+    def balanced(
+        cls, surveyed: Survey, budget: int, weights: Mapping[str, float], seed: int, heldout_fraction: float
+    ) -> SamplePlan:
         targets = language_targets(surveyed.available, budget, weights)
         rates = {}
         for lang, histogram in surveyed.histograms.items():

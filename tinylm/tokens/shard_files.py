@@ -75,7 +75,13 @@ class ShardWriter:
         with atomic_path(path) as tmp:
             np.concatenate(pieces).astype(self.dtype, copy=False).tofile(tmp)
         self.shards.append(
-            {"file": path.name, "tokens": count, "documents": documents, "sources": dict(sources), "sha256": file_sha256(path)}
+            {
+                "file": path.name,
+                "tokens": count,
+                "documents": documents,
+                "sources": dict(sources),
+                "sha256": file_sha256(path),
+            }
         )
 
 
@@ -109,7 +115,9 @@ def _opened_shard(path: Path, shard: dict, dtype: np.dtype, vocab_size: int, ver
     return array
 
 
-def open_shards(directory: str | Path, split: Literal["train", "validation"] = "train", verify_checksums: bool = False) -> ShardSet:
+def open_shards(
+    directory: str | Path, split: Literal["train", "validation"] = "train", verify_checksums: bool = False
+) -> ShardSet:
     """Memory-map every shard of a split; refuse, naming the file, any whose size, ids or (when asked) sha256
     disagree with the manifest."""
     directory = Path(directory)
@@ -123,6 +131,8 @@ def open_shards(directory: str | Path, split: Literal["train", "validation"] = "
         expected = shard["tokens"] * dtype.itemsize
         actual = path.stat().st_size if path.exists() else -1
         if actual != expected:
-            raise ValueError(f"shard {path} is {actual} bytes but the manifest says {expected}: it is truncated or replaced")
+            raise ValueError(
+                f"shard {path} is {actual} bytes but the manifest says {expected}: it is truncated or replaced"
+            )
         arrays.append(_opened_shard(path, shard, dtype, int(manifest["vocab_size"]), verify_checksums))
     return ShardSet(directory, manifest, arrays)

@@ -57,7 +57,9 @@ class ShardJob:
         return done
 
 
-def plan_shards(corpus_dir: str | Path, tokenizer_dir: str | Path, output_dir: str | Path, config: ShardsConfig) -> ShardJob:
+def plan_shards(
+    corpus_dir: str | Path, tokenizer_dir: str | Path, output_dir: str | Path, config: ShardsConfig
+) -> ShardJob:
     inputs = {"corpus": manifest_hash(corpus_dir), "tokenizer": read_manifest(tokenizer_dir)["tokenizer_sha256"]}
     return ShardJob(
         Path(corpus_dir),
@@ -71,7 +73,9 @@ def plan_shards(corpus_dir: str | Path, tokenizer_dir: str | Path, output_dir: s
 
 
 def encode_job_part(job: ShardJob, part: Path) -> EncodedPart:
-    return encode_part(part, job.tokenizer_dir, job.tokenizer_sha256, job.work_dir, job.config.seed, job.config.batch_documents)
+    return encode_part(
+        part, job.tokenizer_dir, job.tokenizer_sha256, job.work_dir, job.config.seed, job.config.batch_documents
+    )
 
 
 def mix_shards(job: ShardJob, encoded: list[EncodedPart]) -> dict:
@@ -97,7 +101,9 @@ def mix_shards(job: ShardJob, encoded: list[EncodedPart]) -> dict:
         training_stream(encoded, split, counts, config.shuffle_buffer, config.seed),
         ids,
     )
-    validation = _write(ShardWriter(output, config.shard_tokens, dtype, VALIDATION_PREFIX), validation_stream(encoded, split), ids)
+    validation = _write(
+        ShardWriter(output, config.shard_tokens, dtype, VALIDATION_PREFIX), validation_stream(encoded, split), ids
+    )
     manifest = {
         "stage": "shards",
         "fingerprint": job.fingerprint,
@@ -126,10 +132,16 @@ def _write(writer: ShardWriter, documents: Iterable[DocumentRef], ids: list[np.n
     for source, part, start, length in documents:
         writer.add(ids[part][start : start + length], source)
     shards = writer.close()
-    return {"shards": shards, "total_tokens": sum(s["tokens"] for s in shards), "documents": sum(s["documents"] for s in shards)}
+    return {
+        "shards": shards,
+        "total_tokens": sum(s["tokens"] for s in shards),
+        "documents": sum(s["documents"] for s in shards),
+    }
 
 
-def _source_totals(counts: SourceCounts, train: list[dict], validation: list[dict], weights: dict[str, float]) -> dict[str, dict]:
+def _source_totals(
+    counts: SourceCounts, train: list[dict], validation: list[dict], weights: dict[str, float]
+) -> dict[str, dict]:
     train_tokens, validation_tokens = Counter(), Counter()
     for shard in train:
         train_tokens.update(shard["sources"])

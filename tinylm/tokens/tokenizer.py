@@ -53,7 +53,9 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
     with peak_resident() as memory:
         tokenizer.train_from_iterator(sample_texts(parts, plan, taken), trainer=bpe_trainer(config))
     seconds = time.perf_counter() - started
-    by_language = {lang: {"bytes": taken[f"{lang}.bytes"], "documents": taken[f"{lang}.documents"]} for lang in plan.targets}
+    by_language = {
+        lang: {"bytes": taken[f"{lang}.bytes"], "documents": taken[f"{lang}.documents"]} for lang in plan.targets
+    }
     if not any(counts["documents"] for counts in by_language.values()):
         raise ValueError(f"corpus {corpus_dir} has no documents to train a tokenizer on")
     with atomic_path(output_dir / TOKENIZER_FILE) as tmp:
@@ -72,7 +74,11 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
             "by_language": by_language,
         },
         "compression": compression(tokenizer, surveyed.heldout),
-        "memory": {"budget_bytes": config.max_text_bytes, "peak_rss_bytes": memory["peak"], "rss_before_bytes": memory["before"]},
+        "memory": {
+            "budget_bytes": config.max_text_bytes,
+            "peak_rss_bytes": memory["peak"],
+            "rss_before_bytes": memory["before"],
+        },
         "train_seconds": round(seconds, 3),
         "config": config.model_dump(),
     }

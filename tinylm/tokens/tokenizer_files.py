@@ -36,7 +36,11 @@ TOKENIZER_FILE = "tokenizer.json"
 
 
 def hf_tokenizer_files(model_max_length: int = 32768) -> dict[str, dict]:
-    special_map = {"eos_token": EOS, "pad_token": PAD, "additional_special_tokens": [IM_START, IM_END, *THINK_TOKENS, *TOOL_TOKENS]}
+    special_map = {
+        "eos_token": EOS,
+        "pad_token": PAD,
+        "additional_special_tokens": [IM_START, IM_END, *THINK_TOKENS, *TOOL_TOKENS],
+    }
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": model_max_length,

@@ -35,8 +35,11 @@ def newest_remote_checkpoint(run_id: str) -> str | None:
 
 
 def download_checkpoint(run_id: str, destination: Path, name: str | None = None) -> Path | None:
-    """The run's checkpoint `name` (None: its newest complete one), downloaded; None when the run has no such checkpoint."""
+    """The run's checkpoint `name` (None: its newest complete one), downloaded; None when the run has no such
+    checkpoint."""
     path = newest_remote_checkpoint(run_id) if name is None else f"{ARTIFACT_ROOT}/{name}"
-    if path is None or (name is not None and not any(item.path.endswith(META_FILE) for item in client().list_artifacts(run_id, path))):
+    if path is None or (
+        name is not None and not any(item.path.endswith(META_FILE) for item in client().list_artifacts(run_id, path))
+    ):
         return None
     return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(destination)))

@@ -27,12 +27,14 @@ def newest_training_run(experiment: str, workspace: str) -> str | None:
 
 
 def tokenizer_of_run(run_id: str, experiment: str, workspace: str) -> str:
-    """The tokenizer directory a training run's data was tokenized with, from the manifest of its data (`tinylm.shards`)."""
+    """The tokenizer directory a training run's data was tokenized with, from the manifest of its data
+    (`tinylm.shards`)."""
     use_experiment(experiment, workspace)
     data = client().get_run(run_id).data.tags.get(DATA_TAG)
     if data is None or not (Path(data) / MANIFEST_NAME).is_file():
         raise FileNotFoundError(
-            f"run {run_id}'s training data ({data or 'not recorded'}) is not on this machine, so its tokenizer is unknown: "
+            f"run {run_id}'s training data ({data or 'not recorded'}) is not on this machine, so its tokenizer is "
+            "unknown: "
             "set the tokenizer directory it was trained with"
         )
     return read_manifest(Path(data))["tokenizer_dir"]
@@ -47,7 +49,9 @@ def loss_figure(run_ids: list[str]) -> Figure:
         history = sorted(tracking.get_metric_history(run_id, "loss"), key=lambda metric: metric.step)
         if not history:
             continue
-        axes.plot([offset + m.step for m in history], [m.value for m in history], label=tracking.get_run(run_id).info.run_name)
+        axes.plot(
+            [offset + m.step for m in history], [m.value for m in history], label=tracking.get_run(run_id).info.run_name
+        )
         if index:
             axes.axvline(offset, color="grey", linestyle="--", linewidth=0.8)
         offset += history[-1].step

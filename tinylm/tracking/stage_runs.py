@@ -42,7 +42,9 @@ def log_stage_run(
     experiment_id = use_experiment("tinylm", workspace)
     tracking = client()
     run_tags = {"tinylm.stage": stage} | group_tags() | (tags or {})
-    run_id = tracking.create_run(experiment_id, start_time=int(started * 1000), tags=run_tags, run_name=stage).info.run_id
+    run_id = tracking.create_run(
+        experiment_id, start_time=int(started * 1000), tags=run_tags, run_name=stage
+    ).info.run_id
     with ending(run_id):
         now = int(time.time() * 1000)
         tracking.log_batch(

@@ -42,7 +42,8 @@ MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 def tracking_uri(workspace: str | Path) -> str:
     """MLFLOW_TRACKING_URI when the user set it; else the MLflow server `make servers` runs for the workspace,
-    while it answers (it serves the same store, and its runs have pages to link to); else the workspace's SQLite store."""
+    while it answers (it serves the same store, and its runs have pages to link to); else the workspace's SQLite
+    store."""
     configured = os.environ.get("MLFLOW_TRACKING_URI")
     if configured and configured not in _CHOSEN_URIS:
         return configured
@@ -103,7 +104,9 @@ ABANDONED_TAG = "tinylm.abandoned"
 
 def newest_runs(experiment_id: str, filter_string: str, max_results: int = 100) -> list[Run]:
     """The experiment's runs that match an MLflow filter, newest first."""
-    return client().search_runs([experiment_id], filter_string, order_by=["attributes.start_time DESC"], max_results=max_results)
+    return client().search_runs(
+        [experiment_id], filter_string, order_by=["attributes.start_time DESC"], max_results=max_results
+    )
 
 
 # The work a run did, named as `storage.manifest.fingerprint` names it: a training, an evaluation, a merge.
@@ -112,8 +115,11 @@ FINGERPRINT_TAG = "tinylm.fingerprint"
 
 def finished_run(experiment_id: str, fingerprint: str) -> Run | None:
     """The newest FINISHED run of the work `fingerprint` names, or None: how training, evaluation and merging know
-    they have nothing to do (data stages find the same fingerprint in their manifest: `storage.manifest.finished_output`)."""
-    runs = newest_runs(experiment_id, f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and attributes.status = 'FINISHED'", max_results=1)
+    they have nothing to do (data stages find the same fingerprint in their manifest:
+    `storage.manifest.finished_output`)."""
+    runs = newest_runs(
+        experiment_id, f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and attributes.status = 'FINISHED'", max_results=1
+    )
     return runs[0] if runs else None
 
 
@@ -174,7 +180,8 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             return
     except (urllib.error.URLError, OSError) as error:
         raise ConnectionError(
-            f"MLflow tracking server {uri} is unreachable ({error}); start it (`make servers`) or point MLFLOW_TRACKING_URI elsewhere"
+            f"MLflow tracking server {uri} is unreachable ({error}); start it (`make servers`) or point "
+            "MLFLOW_TRACKING_URI elsewhere"
         ) from error
 
 
@@ -186,12 +193,15 @@ def run_url(workspace: str | Path, run_id: str, server: str | None = None) -> st
     base = server or store
     if not base.startswith(("http://", "https://")):
         return None
-    experiment_id = MlflowClient(store).get_run(run_id).info.experiment_id  # the workspace's store, whatever MLflow points at now
+    experiment_id = (
+        MlflowClient(store).get_run(run_id).info.experiment_id
+    )  # the workspace's store, whatever MLflow points at now
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
 
 
 def runs_url(server: str, experiment_id: str) -> str:
-    """An experiment's runs list on a tracking server, in the model-training view (not the experiment's GenAI overview)."""
+    """An experiment's runs list on a tracking server, in the model-training view (not the experiment's GenAI
+    overview)."""
     return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING_VIEW}"
 
 
@@ -206,4 +216,7 @@ def run_link(workspace: str | Path, run_id: str) -> str:
 def mlflow_ui_command(workspace: str | Path, run_id: str, port: int = 5000) -> str:
     """How to see a run of the workspace's SQLite store: the `mlflow ui` command, then the run's page."""
     uri = tracking_uri(workspace)
-    return f"`mlflow ui --backend-store-uri {uri} --port {port}`, then {run_url(workspace, run_id, f'http://127.0.0.1:{port}')}"
+    return (
+        f"`mlflow ui --backend-store-uri {uri} --port {port}`, then "
+        f"{run_url(workspace, run_id, f'http://127.0.0.1:{port}')}"
+    )

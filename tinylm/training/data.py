@@ -34,7 +34,9 @@ class Batch:
 
     def to(self, device: torch.device) -> Batch:
         weights = None if self.weights is None else self.weights.to(device, non_blocking=True)
-        return Batch(self.inputs.to(device, non_blocking=True), self.targets.to(device, non_blocking=True), weights, self.units)
+        return Batch(
+            self.inputs.to(device, non_blocking=True), self.targets.to(device, non_blocking=True), weights, self.units
+        )
 
     def pinned(self) -> Batch:
         """In page-locked memory, so that `to(cuda)` copies asynchronously while the GPU computes."""
@@ -45,7 +47,9 @@ class Batch:
 _DONE = object()
 
 
-def prefetch(produce: Callable[[int], list[Batch]], steps: Iterable[int], pin: bool, depth: int = 2) -> Iterator[list[Batch]]:
+def prefetch(
+    produce: Callable[[int], list[Batch]], steps: Iterable[int], pin: bool, depth: int = 2
+) -> Iterator[list[Batch]]:
     """`produce(step)` for each step in order, computed up to `depth` steps ahead on a background thread (and pinned
     for a GPU): cutting batches from the memory maps overlaps the device's work instead of idling it between steps.
     The steps and their order are the caller's, so a resumed run reads exactly what an uninterrupted one would;
@@ -92,7 +96,9 @@ def unit_order(units: int, config: TrainConfig, shard_index: int) -> np.ndarray:
 def windows_batch(array: np.ndarray, order: np.ndarray, batch: int, config: TrainConfig) -> Batch:
     """Micro-batch number `batch` of windows: inputs and the same windows shifted by one."""
     starts = order[batch * config.batch_size : (batch + 1) * config.batch_size] * config.seq_len
-    windows = torch.from_numpy(np.stack([array[start : start + config.seq_len + 1] for start in starts]).astype(np.int64))
+    windows = torch.from_numpy(
+        np.stack([array[start : start + config.seq_len + 1] for start in starts]).astype(np.int64)
+    )
     return Batch(windows[:, :-1], windows[:, 1:])
 
 
@@ -133,7 +139,10 @@ class PretrainData:
         config = self.config
         stream = _prefix(self.validation.arrays, config.eval_batches * config.batch_size * config.seq_len + 1)
         order = np.arange(max(len(stream) - 1, 0) // config.seq_len)
-        return [windows_batch(stream, order, batch, config) for batch in range(min(config.eval_batches, len(order) // config.batch_size))]
+        return [
+            windows_batch(stream, order, batch, config)
+            for batch in range(min(config.eval_batches, len(order) // config.batch_size))
+        ]
 
 
 @dataclass
@@ -156,7 +165,9 @@ class ChatData:
     @classmethod
     def open(cls, directory: Path, manifest: dict, config: TrainConfig) -> ChatData:
         dtype = np.dtype(manifest["dtype"])
-        parts = [ChatPart.open(directory / part["file"], dtype, manifest["sequences_per_unit"]) for part in manifest["parts"]]
+        parts = [
+            ChatPart.open(directory / part["file"], dtype, manifest["sequences_per_unit"]) for part in manifest["parts"]
+        ]
         tokenizer = load_tokenizer(manifest["tokenizer_dir"])
         weighted = [tokenizer.token_to_id(token) for token in THINK_TOKENS] if config.think_token_weight != 1 else []
         weighted_ids = np.asarray([token for token in weighted if token is not None], dtype=np.int64)
@@ -185,7 +196,10 @@ class ChatData:
     def units_batch(self, units: np.ndarray) -> Batch:
         """The sequences of these units (numbered across parts); a pair's sides go to the two halves of the batch."""
         starts = self.part_starts
-        located = [(int(part), int(unit - starts[part])) for unit, part in zip(units, np.searchsorted(starts, units, side="right") - 1)]
+        located = [
+            (int(part), int(unit - starts[part]))
+            for unit, part in zip(units, np.searchsorted(starts, units, side="right") - 1)
+        ]
         per_unit = [self.parts[part].unit(row) for part, row in located]
         sequences = [unit[side] for side in range(self.manifest["sequences_per_unit"]) for unit in per_unit]
         width = self.config.seq_len + 1
@@ -204,7 +218,9 @@ class ChatData:
         """The first `eval_batches` batches of validation units: the same ones after every shard."""
         size = self.config.batch_size
         batches = min(self.config.eval_batches, len(self.validation) // size)
-        return [self.units_batch(np.asarray(self.validation[batch * size : (batch + 1) * size])) for batch in range(batches)]
+        return [
+            self.units_batch(np.asarray(self.validation[batch * size : (batch + 1) * size])) for batch in range(batches)
+        ]
 
 
 def open_training_data(directory: str | Path, config: TrainConfig) -> PretrainData | ChatData:
@@ -214,7 +230,9 @@ def open_training_data(directory: str | Path, config: TrainConfig) -> PretrainDa
         raise FileNotFoundError(f"{directory} has no manifest.json: neither finished shards nor chat data")
     if manifest["stage"] == "chat_data":
         if "sequences_per_unit" not in manifest:
-            raise ValueError(f"{directory} holds chat data in the parquet layout of an older tinylm: run chat-data again")
+            raise ValueError(
+                f"{directory} holds chat data in the parquet layout of an older tinylm: run chat-data again"
+            )
         return ChatData.open(Path(directory), manifest, config)
     train, validation = (open_shards(directory, split, config.verify_shards) for split in ("train", "validation"))
     return PretrainData(Path(directory), train, validation, config)

@@ -21,7 +21,9 @@ from tinylm.training.methods import config_classes
 from tinylm.training.trainer import train_model
 
 
-def train_with_torchrun(data_dir: str | Path, workspace: str | Path, config: TrainConfig, tags: dict[str, str] | None = None) -> dict:
+def train_with_torchrun(
+    data_dir: str | Path, workspace: str | Path, config: TrainConfig, tags: dict[str, str] | None = None
+) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         result = Path(scratch) / "result.json"
         command = [
@@ -60,7 +62,9 @@ def run_training(
 
 
 def _worker(data_dir: str, workspace: str, kind: str, config_json: str, tags_json: str, result_path: str) -> None:
-    result = train_model(data_dir, workspace, config_classes()[kind].model_validate_json(config_json), json.loads(tags_json))
+    result = train_model(
+        data_dir, workspace, config_classes()[kind].model_validate_json(config_json), json.loads(tags_json)
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         Path(result_path).write_text(json.dumps(result), encoding="utf-8")
 

@@ -25,7 +25,9 @@ from tinylm.weights.reference import checkpoint_name, full_weights, run_checkpoi
 MERGED_FROM_TAG = "tinylm.merged_from"
 
 
-def merge_adapters(run_id: str, workspace: str | Path, experiment: str = "tinylm", tags: dict[str, str] | None = None) -> dict:
+def merge_adapters(
+    run_id: str, workspace: str | Path, experiment: str = "tinylm", tags: dict[str, str] | None = None
+) -> dict:
     """A run whose checkpoint is `run_id`'s newest adapters folded into their base; returns its id and shape."""
     workspace = Path(workspace)
     located = run_checkpoint(run_id, workspace, run_downloads(workspace, run_id))
@@ -41,12 +43,16 @@ def merge_adapters(run_id: str, workspace: str | Path, experiment: str = "tinylm
     if earlier is not None:
         return {"run_id": earlier.info.run_id, "merged_from": source, "reused": True}
     weights, config = full_weights((state, meta), workspace)
-    run_tags = group_tags() | (tags or {}) | {FINGERPRINT_TAG: expected, MERGED_FROM_TAG: source, "tinylm.init_run_id": run_id}
+    run_tags = (
+        group_tags() | (tags or {}) | {FINGERPRINT_TAG: expected, MERGED_FROM_TAG: source, "tinylm.init_run_id": run_id}
+    )
     with mlflow.start_run(experiment_id=experiment_id, run_name="merge", tags=run_tags) as run:
         merged_meta = {key: value for key, value in meta.items() if key not in ("lora", "base")}
         name = checkpoint_name(meta["cursor"]["step"])
         directory = run_checkpoints(workspace, run.info.run_id) / name
         save_checkpoint(directory, {"model": weights}, merged_meta, {TOKENIZER_FILE: located / TOKENIZER_FILE})
         retrying(lambda: log_checkpoint(directory, name))
-        mlflow.log_params({"merged_from": source, "lora_rank": meta["lora"]["rank"], "dim": config.dim, "n_layers": config.n_layers})
+        mlflow.log_params(
+            {"merged_from": source, "lora_rank": meta["lora"]["rank"], "dim": config.dim, "n_layers": config.n_layers}
+        )
     return {"run_id": run.info.run_id, "merged_from": source, "reused": False}

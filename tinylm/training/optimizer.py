@@ -28,6 +28,10 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.d
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95), fused=device.type == "cuda")
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, config: TrainConfig
+) -> torch.optim.lr_scheduler.LambdaLR:
     """The schedule as a torch scheduler, so its position is saved and restored with the optimizer's."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate(step, total_steps, config) / config.learning_rate)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate(step, total_steps, config) / config.learning_rate
+    )

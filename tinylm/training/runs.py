@@ -20,7 +20,15 @@ from tinylm.config import TrainConfig
 from tinylm.storage.manifest import fingerprint, manifest_hash
 from tinylm.tracking.groups import group_tags
 from tinylm.tracking.locks import work_lock
-from tinylm.tracking.store import FINGERPRINT_TAG, abandon, ending, finished_run, flatten_params, interrupted_work, use_experiment
+from tinylm.tracking.store import (
+    FINGERPRINT_TAG,
+    abandon,
+    ending,
+    finished_run,
+    flatten_params,
+    interrupted_work,
+    use_experiment,
+)
 from tinylm.training.distributed import Ranks, from_main
 
 RESUMED_TAG = "tinylm.resumed_from_step"
@@ -31,7 +39,9 @@ log = logging.getLogger(__name__)
 
 def train_fingerprint(data_dir: str | Path, config: TrainConfig) -> str:
     """What decides a training run's result: its data (by manifest hash) and its config, resume aside."""
-    return fingerprint("train", config.model_dump(mode="json", exclude=_NOT_IN_FINGERPRINT), {"data": manifest_hash(data_dir)})
+    return fingerprint(
+        "train", config.model_dump(mode="json", exclude=_NOT_IN_FINGERPRINT), {"data": manifest_hash(data_dir)}
+    )
 
 
 def finished_training(experiment: str, workspace: str | Path, expected: str) -> dict | None:
@@ -92,14 +102,17 @@ def start_run(
     resume_id: str | None,
     name: str = "train",
 ) -> tuple[Any, str]:
-    """The context that ends the MLflow run (rank 0; a stand-in on the other ranks), and the run id every rank shares."""
+    """The context that ends the MLflow run (rank 0; a stand-in on the other ranks), and the run id every rank
+    shares."""
     if not ranks.is_main:
         return contextlib.nullcontext(), from_main(ranks, None)
     experiment_id = use_experiment(config.experiment, workspace)
     run = (
         mlflow.start_run(run_id=resume_id)
         if resume_id
-        else mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name or name, tags=run_tags(tags, config, expected))
+        else mlflow.start_run(
+            experiment_id=experiment_id, run_name=config.run_name or name, tags=run_tags(tags, config, expected)
+        )
     )
     return ending(run.info.run_id), from_main(ranks, run.info.run_id)
 
@@ -111,4 +124,6 @@ def log_run_params(config: TrainConfig, details: dict[str, Any]) -> None:
         return
     settings = config.model_dump(mode="json")
     settings["model"]["vocab_size"] = details["vocab_size"]  # the tokenizer's, where the config leaves it unset
-    mlflow.log_params(flatten_params("", settings) | {key: str(value) for key, value in details.items() if key != "vocab_size"})
+    mlflow.log_params(
+        flatten_params("", settings) | {key: str(value) for key, value in details.items() if key != "vocab_size"}
+    )

@@ -52,7 +52,8 @@ def pick_device(setting: str) -> torch.device:
 
 
 def batches_in_shard(units: int, config: TrainConfig) -> int:
-    """Optimizer steps a shard gives: its units (windows or conversations) in groups of batch_size x grad_accum_steps."""
+    """Optimizer steps a shard gives: its units (windows or conversations) in groups of batch_size x
+    grad_accum_steps."""
     batches = units // (config.batch_size * config.grad_accum_steps)
     return min(batches, config.max_steps_per_shard) if config.max_steps_per_shard else batches
 
@@ -96,7 +97,9 @@ class Trainer:
             model = with_adapters(network, config.lora)
         model = model.to(device)
         wrapped = (
-            DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.distributed else model
+            DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            if ranks.distributed
+            else model
         )
         optimizer = build_optimizer(model, config, device)
         shard_count = min(data.shard_count(), config.max_shards or data.shard_count())
@@ -108,7 +111,20 @@ class Trainer:
         trained = torch.compile(wrapped) if config.compile else wrapped
         autocast = autocast_for(device)
         objective = method_for(config).objective(config, Setup(data, initial, workspace, device, autocast))
-        return cls(config, data, network, model, trained, objective, optimizer, scheduler, steps_per_shard, device, ranks, initial)
+        return cls(
+            config,
+            data,
+            network,
+            model,
+            trained,
+            objective,
+            optimizer,
+            scheduler,
+            steps_per_shard,
+            device,
+            ranks,
+            initial,
+        )
 
     @property
     def total_steps(self) -> int:
@@ -121,10 +137,16 @@ class Trainer:
     def micro_batches(self, shard: int, order: np.ndarray, batch: int) -> list[Batch]:
         """This process's slices of optimizer step `batch`: one per gradient-accumulation step."""
         accumulate, world = self.config.grad_accum_steps, self.ranks.world
-        return [self.data.batch(shard, order, (batch * accumulate + micro) * world + self.ranks.rank) for micro in range(accumulate)]
+        return [
+            self.data.batch(shard, order, (batch * accumulate + micro) * world + self.ranks.rank)
+            for micro in range(accumulate)
+        ]
 
-    def train_step(self, micro_batches: list[Batch], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """Optimizer step `step` (from 0): accumulate the micro-batches' gradients, clip, step; the loss, the objective's
+    def train_step(
+        self, micro_batches: list[Batch], step: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """Optimizer step `step` (from 0): accumulate the micro-batches' gradients, clip, step; the loss, the
+        objective's
         metrics (each averaged over the micro-batches) and the gradient norm, left on the device: reading them
         waits for the device, so the loop reads them only when it logs or checkpoints."""
         self.optimizer.zero_grad(set_to_none=True)
@@ -166,8 +188,11 @@ class Trainer:
         adapters = sum(parameter.numel() for parameter in self.trainable) if self.config.lora is not None else 0
         return self.network.num_parameters() - adapters
 
-    def fit(self, run_id: str, workspace: Path, resuming: bool, progress: Callable[[float], None] | None = None) -> dict:
-        """Train from the run's newest checkpoint (when `resuming`) to the last step; checkpoint and validate after each shard."""
+    def fit(
+        self, run_id: str, workspace: Path, resuming: bool, progress: Callable[[float], None] | None = None
+    ) -> dict:
+        """Train from the run's newest checkpoint (when `resuming`) to the last step; checkpoint and validate after each
+        shard."""
         config, ranks = self.config, self.ranks
         logger = MetricsLogger(ranks.is_main)
         run_dir = run_checkpoints(workspace, run_id)
@@ -175,7 +200,9 @@ class Trainer:
         cursor = self._start(checkpointer, run_id, workspace, resuming)
         resumed_from = cursor.step if resuming else None
         tokenizer_dir = Path(self.data.manifest["tokenizer_dir"])
-        validator = Validator(self.data.validation_batches(), self.objective, tokenizer_dir, config, self.device, self.autocast)
+        validator = Validator(
+            self.data.validation_batches(), self.objective, tokenizer_dir, config, self.device, self.autocast
+        )
         throughput = Throughput(config.batch_size * config.seq_len * config.grad_accum_steps * ranks.world)
         loss = torch.tensor(float("nan"))
         self.trained.train()
@@ -192,7 +219,12 @@ class Trainer:
                     if (cursor.step - 1) % config.log_every == 0 or cursor.step == self.total_steps:
                         self._log_step(logger, cursor.step, loss, metrics, grad_norm, throughput, batch, progress)
                     inside = batch + 1 < self.steps_per_shard[shard]
-                    if config.checkpoint_every and cursor.step % config.checkpoint_every == 0 and inside and ranks.is_main:
+                    if (
+                        config.checkpoint_every
+                        and cursor.step % config.checkpoint_every == 0
+                        and inside
+                        and ranks.is_main
+                    ):
                         checkpointer.save(Cursor(shard, batch + 1, cursor.step), float(loss))
             cursor = Cursor(shard=shard + 1, batch=0, step=cursor.step)
             if ranks.is_main:
@@ -214,7 +246,15 @@ class Trainer:
         lora = self.config.lora.model_dump(mode="json") if self.config.lora is not None else None
         base = {"run_id": self.initial.run_id, "checkpoint": self.initial.checkpoint} if lora and self.initial else None
         return Checkpointer(
-            run_dir, self.model, self.optimizer, self.scheduler, self.data.manifest, logger.checkpoint, self.network.config, lora, base
+            run_dir,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.data.manifest,
+            logger.checkpoint,
+            self.network.config,
+            lora,
+            base,
         )
 
     def _start(self, checkpointer: Checkpointer, run_id: str, workspace: Path, resuming: bool) -> Cursor:
@@ -248,7 +288,8 @@ class Trainer:
         progress: Callable[[float], None] | None,
     ) -> None:
         """Loss (averaged over ranks: every rank calls this), learning rate, gradient norm, throughput and, on GPU, MFU;
-        and a progress line for the console and the Prefect run's logs, so a run writing to a file is not silent for hours."""
+        and a progress line for the console and the Prefect run's logs, so a run writing to a file is not silent for
+        hours."""
         tokens_per_s = throughput.tokens_per_s(batch)
         metrics = {
             "loss": distributed.mean(self.ranks, float(loss), self.device),
@@ -262,7 +303,14 @@ class Trainer:
         if self.ranks.is_main:
             seconds_left = (self.total_steps - step) * throughput.seconds_per_step(batch)
             eta = _duration(seconds_left)
-            _LOG.info("step %d/%d  loss %.4f  %.0f tokens/s  ETA %s", step, self.total_steps, metrics["loss"], tokens_per_s, eta)
+            _LOG.info(
+                "step %d/%d  loss %.4f  %.0f tokens/s  ETA %s",
+                step,
+                self.total_steps,
+                metrics["loss"],
+                tokens_per_s,
+                eta,
+            )
             if progress is not None:
                 progress(step / self.total_steps)
 
@@ -290,7 +338,8 @@ def train_model(
     `data_dir` holds token shards (pretraining) or chat data: SFT conversations (loss on
     the assistant's tokens only) or, for DPO, preference pairs. The config's
     class picks the method (see `methods/`); `config.init_run_id` starts from another
-    model (a run's newest checkpoint, a step, an exported folder), its model shape included, with a fresh optimizer and schedule,
+    model (a run's newest checkpoint, a step, an exported folder), its model shape included, with a fresh optimizer and
+    schedule,
     and `config.lora` trains adapters on it instead of its weights. Under
     `torchrun`, each process trains its slice of every batch (so `batch_size` is per
     process) and rank 0 alone logs and checkpoints. `progress` hears the share of steps
@@ -301,8 +350,12 @@ def train_model(
     method.check(config, data)
     initial = initial_weights(config.init_run_id, Path(workspace), data.manifest) if config.init_run_id else None
     if config.lora is not None and initial is not None and initial.run_id is None:
-        raise ValueError(f"LoRA adapters name the run they adapt, and {config.init_run_id} names none: set init_run_id to a run id")
-    model_config = initial.model_config if initial else dataclasses.replace(config.model, vocab_size=data.manifest["vocab_size"])
+        raise ValueError(
+            f"LoRA adapters name the run they adapt, and {config.init_run_id} names none: set init_run_id to a run id"
+        )
+    model_config = (
+        initial.model_config if initial else dataclasses.replace(config.model, vocab_size=data.manifest["vocab_size"])
+    )
     if config.seq_len > model_config.max_seq_len:
         raise ValueError(f"seq_len {config.seq_len} exceeds the model's max_seq_len {model_config.max_seq_len}")
     device = pick_device(config.device)
@@ -317,7 +370,9 @@ def train_model(
             distributed.finish(ranks)
             return earlier
         trainer = Trainer.build(data, model_config, initial, config, device, ranks, Path(workspace))
-        run_ending, run_id = start_run(config, workspace, tags, ranks, expected, resume_id, method.run_name(config, data.format))
+        run_ending, run_id = start_run(
+            config, workspace, tags, ranks, expected, resume_id, method.run_name(config, data.format)
+        )
         with run_ending:
             result = trainer.fit(run_id, Path(workspace), resume_id is not None, progress)
             distributed.finish(ranks)

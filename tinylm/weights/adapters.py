@@ -21,7 +21,10 @@ def with_adapters(model: Transformer, settings: LoraConfig) -> torch.nn.Module:
     import peft
 
     lora = peft.LoraConfig(
-        r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=list(settings.target_modules)
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules),
     )
     return peft.get_peft_model(model, lora)
 
@@ -40,7 +43,9 @@ def load_adapter_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -
         raise ValueError(f"the adapter checkpoint does not fit this model: unexpected {result.unexpected_keys[:3]}")
 
 
-def merged_weights(base: dict[str, torch.Tensor], config: ModelConfig, settings: dict, adapters: dict[str, torch.Tensor]) -> dict:
+def merged_weights(
+    base: dict[str, torch.Tensor], config: ModelConfig, settings: dict, adapters: dict[str, torch.Tensor]
+) -> dict:
     """The base weights with the adapters folded in (W + B A x alpha / rank): a plain model's state dict."""
     model = Transformer(config)
     model.load_state_dict(base)

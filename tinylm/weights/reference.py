@@ -34,14 +34,18 @@ HF_CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 REGISTERED = "models:/"
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow's run ids
 STEP = re.compile(r"step-(\d+)")
-FORMS = "an MLflow run id, a run's checkpoint directory, one step's directory, an exported folder, or models:/NAME/VERSION"
+FORMS = (
+    "an MLflow run id, a run's checkpoint directory, one step's directory, an exported folder, or models:/NAME/VERSION"
+)
 
 
 @dataclass(frozen=True)
 class LocatedModel:
     """Where a model's files are on this machine, and which training run and step they came from where that is known."""
 
-    directory: Path  # a checkpoint step directory (with checkpoint.json) or an exported Hugging Face folder (config.json)
+    directory: (
+        Path  # a checkpoint step directory (with checkpoint.json) or an exported Hugging Face folder (config.json)
+    )
     exported: bool
     run_id: str | None
     step: int
@@ -49,7 +53,10 @@ class LocatedModel:
     def checkpoint(self, needed_by: str) -> Path:
         """The checkpoint directory, for work that needs what only a tinylm checkpoint holds (its run, its adapters)."""
         if self.exported:
-            raise ValueError(f"{self.directory} is an exported folder: {needed_by} needs a tinylm checkpoint (a run id or its directory)")
+            raise ValueError(
+                f"{self.directory} is an exported folder: {needed_by} needs a tinylm checkpoint (a run id or its "
+                "directory)"
+            )
         return self.directory
 
 
@@ -65,7 +72,9 @@ def locate_model(reference: str, workspace: Path | None, scratch: Path) -> Locat
     if path.is_dir():
         newest = newest_local_checkpoint(path)
         if newest is None:
-            raise FileNotFoundError(f"{path} holds no complete checkpoint (no step directory with {META_FILE}): name another run or step")
+            raise FileNotFoundError(
+                f"{path} holds no complete checkpoint (no step directory with {META_FILE}): name another run or step"
+            )
         return _step_directory(newest)
     if RUN_ID.fullmatch(reference):
         found = run_checkpoint(reference, workspace, scratch)
@@ -115,7 +124,9 @@ def full_weights(found: Found, workspace: Path | None) -> tuple[dict, ModelConfi
     with tempfile.TemporaryDirectory() as scratch:
         directory = run_checkpoint(base, workspace, Path(scratch), name)
         if directory is None:
-            raise FileNotFoundError(f"run {base} has no checkpoint {name}, locally or in MLflow: an adapter run needs its base kept")
+            raise FileNotFoundError(
+                f"run {base} has no checkpoint {name}, locally or in MLflow: an adapter run needs its base kept"
+            )
         base_state, _ = full_weights(load_checkpoint(directory), workspace)
     return merged_weights(base_state, config, meta["lora"], state["model"]), config
 

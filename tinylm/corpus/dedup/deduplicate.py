@@ -118,14 +118,18 @@ class _Candidates:
             self._add(first_document, fresh_rows, documents, keys, None)
             return
         signatures = self.hasher.signatures(
-            [texts[row] for row in fresh_rows], [documents[row]["lang"] for row in fresh_rows], config.zh_ngram, config.en_ngram
+            [texts[row] for row in fresh_rows],
+            [documents[row]["lang"] for row in fresh_rows],
+            config.zh_ngram,
+            config.en_ngram,
         )
         of_index = known.near(signatures)
         stats.update("near_duplicates_of_index", int(of_index.sum()))
         self._add(first_document, fresh_rows[~of_index], documents, keys, signatures[~of_index])
 
     def _seen_in_run(self, keys: np.ndarray) -> np.ndarray:
-        """Whether each key occurred earlier in this run (earlier batches, or earlier in this one); records the new ones."""
+        """Whether each key occurred earlier in this run (earlier batches, or earlier in this one); records the new
+        ones."""
         prefixes = keys.view(np.uint8).reshape(len(keys), 16)[:, :8].copy().view("<u8").T
         query, row = self.unique_key_runs.pairs(prefixes)
         seen = np.zeros(len(keys), dtype=bool)
@@ -138,7 +142,14 @@ class _Candidates:
         self.unique_keys.append(keys[new])
         return seen
 
-    def _add(self, first_document: int, rows: np.ndarray, documents: list[dict], keys: np.ndarray, signatures: np.ndarray | None) -> None:
+    def _add(
+        self,
+        first_document: int,
+        rows: np.ndarray,
+        documents: list[dict],
+        keys: np.ndarray,
+        signatures: np.ndarray | None,
+    ) -> None:
         first = self.count
         self.clusters.extend(len(rows))
         if signatures is not None:
@@ -193,13 +204,21 @@ def _unique_pairs(query: np.ndarray, earlier: np.ndarray) -> tuple[np.ndarray, n
 
 
 def deduplicate_files(
-    sources: list[str | Path], output_dir: str | Path, config: DedupConfig, index_dir: str | Path | None = None, run_key: str = ""
+    sources: list[str | Path],
+    output_dir: str | Path,
+    config: DedupConfig,
+    index_dir: str | Path | None = None,
+    run_key: str = "",
 ) -> dict:
     """Write `part-NNNNN.parquet` per source with duplicates removed; grow the index if one is given."""
     if (index_dir or config.lsh_storage == "redis") and not config.near:
         raise ValueError("a persistent dedup index stores signatures: it needs near-duplicate detection (near: true)")
     index = DedupIndex(index_dir, config) if index_dir else None
-    known = RedisKnownDocuments(config, run_key) if config.lsh_storage == "redis" else LocalKnownDocuments(index, config, run_key)
+    known = (
+        RedisKnownDocuments(config, run_key)
+        if config.lsh_storage == "redis"
+        else LocalKnownDocuments(index, config, run_key)
+    )
     stats = Stats("documents", "exact_duplicates", "near_duplicates_of_index", "near_duplicates", "kept")
     scratch = Path(output_dir) / SCRATCH
     shutil.rmtree(scratch, ignore_errors=True)
@@ -217,7 +236,9 @@ def deduplicate_files(
         keeps_index = index is not None or config.lsh_storage == "redis"  # both need near: checked above
         part_file = scratch / "index-part.parquet"
         with PartWriter(part_file, config.num_perm) if keeps_index else nullcontext() as index_part:
-            result = stats.as_dict() | {"parts": _write_kept(sources, Path(output_dir), candidates, removed, index_part)}
+            result = stats.as_dict() | {
+                "parts": _write_kept(sources, Path(output_dir), candidates, removed, index_part)
+            }
         if keeps_index:
             if index is not None:
                 index.add(part_file, added_by=run_key)
@@ -229,10 +250,19 @@ def deduplicate_files(
 
 
 def _write_kept(
-    sources: list[str | Path], output_dir: Path, candidates: _Candidates, removed: np.ndarray, index_part: PartWriter | None
+    sources: list[str | Path],
+    output_dir: Path,
+    candidates: _Candidates,
+    removed: np.ndarray,
+    index_part: PartWriter | None,
 ) -> list[dict]:
-    """The second pass: each source's kept documents to its part, and their keys and signatures to the index part if one is kept."""
-    positions, exact_keys, signatures = candidates.documents.view(), candidates.exact_keys.view(), candidates.signatures.view()
+    """The second pass: each source's kept documents to its part, and their keys and signatures to the index part if one
+    is kept."""
+    positions, exact_keys, signatures = (
+        candidates.documents.view(),
+        candidates.exact_keys.view(),
+        candidates.signatures.view(),
+    )
     parts, first_document = [], 0
     for source_index, source in enumerate(sources):
         part = output_dir / f"part-{source_index:05d}.parquet"
@@ -244,7 +274,9 @@ def _write_kept(
                 for document in chosen.to_pylist():
                     writer.write(document)
                 if index_part is not None:
-                    index_part.write(IndexPart(chosen.column("id").to_pylist(), list(exact_keys[kept]), signatures[kept]))
+                    index_part.write(
+                        IndexPart(chosen.column("id").to_pylist(), list(exact_keys[kept]), signatures[kept])
+                    )
                 first_document += batch.num_rows
         parts.append({"path": part.name, "documents": writer.rows})
     return parts

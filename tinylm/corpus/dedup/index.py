@@ -73,7 +73,9 @@ class DedupIndex:
         path = self.directory / INDEX_FILE
         if not path.exists():
             if self.directory.exists() and any(self.directory.glob("part-*.parquet")):
-                raise CorruptIndexError(f"{path} is missing but {self.directory} holds index parts; refusing to start empty")
+                raise CorruptIndexError(
+                    f"{path} is missing but {self.directory} holds index parts; refusing to start empty"
+                )
             return {"settings": index_settings(self.config), "parts": []}
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -103,7 +105,9 @@ class DedupIndex:
         return IndexPart(
             [doc_id for batch in batches for doc_id in batch.ids],
             [key for batch in batches for key in batch.exact_keys],
-            np.concatenate([batch.signatures for batch in batches]) if batches else np.zeros((0, self.config.num_perm), np.uint32),
+            np.concatenate([batch.signatures for batch in batches])
+            if batches
+            else np.zeros((0, self.config.num_perm), np.uint32),
         )
 
     def _part_batches(self, entry: dict) -> Iterator[IndexPart]:
@@ -172,7 +176,8 @@ class DedupIndex:
             table.flush()
 
     def add(self, part_file: Path, added_by: str) -> None:
-        """Copy in a part written by `PartWriter` for one corpus run (replacing that run's earlier part) and commit the manifest."""
+        """Copy in a part written by `PartWriter` for one corpus run (replacing that run's earlier part) and commit the
+        manifest."""
         entries = [entry for entry in self.manifest["parts"] if entry["added_by"] != added_by]
         name = f"part-{added_by[:16]}.parquet"
         with atomic_path(self.directory / name) as tmp:
@@ -185,7 +190,8 @@ class DedupIndex:
 
 
 class PartWriter:
-    """Streams index rows (id, exact key, signature) to a parquet part, so a part of any size is written in flat memory."""
+    """Streams index rows (id, exact key, signature) to a parquet part, so a part of any size is written in flat
+    memory."""
 
     def __init__(self, path: Path, num_perm: int) -> None:
         self.path, self.width = path, 4 * num_perm
@@ -201,7 +207,9 @@ class PartWriter:
                 {
                     "id": pa.array(part.ids, pa.string()),
                     "exact": pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), rows, [None, pa.py_buffer(exact)]),
-                    "signature": pa.FixedSizeBinaryArray.from_buffers(pa.binary(self.width), rows, [None, pa.py_buffer(signatures)]),
+                    "signature": pa.FixedSizeBinaryArray.from_buffers(
+                        pa.binary(self.width), rows, [None, pa.py_buffer(signatures)]
+                    ),
                 }
             )
         )
@@ -217,7 +225,11 @@ def read_part(path: Path, num_perm: int, batch_rows: int = 65536) -> Iterator[In
     """The rows of a parquet part in batches."""
     for batch in read_batches(path, batch_rows):
         signatures = _fixed_width_values(batch.column("signature"), 4 * num_perm).view("<u4")
-        yield IndexPart(batch.column("id").to_pylist(), batch.column("exact").to_pylist(), signatures.reshape(batch.num_rows, num_perm))
+        yield IndexPart(
+            batch.column("id").to_pylist(),
+            batch.column("exact").to_pylist(),
+            signatures.reshape(batch.num_rows, num_perm),
+        )
 
 
 def _fixed_width_values(array: pa.FixedSizeBinaryArray, width: int) -> np.ndarray:

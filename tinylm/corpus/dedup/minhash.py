@@ -67,7 +67,9 @@ def _word_character_values() -> np.ndarray:
     """
     points = np.arange(0x110000, dtype=np.uint32)
     folded = np.fromiter((_lower_point(point) for point in range(0x110000)), dtype=np.uint32, count=0x110000)
-    word = np.fromiter((chr(point).isalnum() for point in range(0x110000)), dtype=bool, count=0x110000) | (points == ord("_"))
+    word = np.fromiter((chr(point).isalnum() for point in range(0x110000)), dtype=bool, count=0x110000) | (
+        points == ord("_")
+    )
     return np.where(word, folded + 1, 0).astype(np.uint32)
 
 

@@ -20,7 +20,11 @@ class RedisKnownDocuments:
 
     def __init__(self, config: DedupConfig, run_key: str) -> None:
         parsed = urlparse(config.redis_url)
-        params = {"host": parsed.hostname or "127.0.0.1", "port": parsed.port or 6379, "db": int(parsed.path.strip("/") or 0)}
+        params = {
+            "host": parsed.hostname or "127.0.0.1",
+            "port": parsed.port or 6379,
+            "db": int(parsed.path.strip("/") or 0),
+        }
         self.client = redis.Redis(**params)
         try:
             stored = self.client.get(f"{config.redis_prefix}:settings")
@@ -28,7 +32,9 @@ class RedisKnownDocuments:
             raise ConnectionError(f"Redis for the dedup index is unreachable at {config.redis_url}: {error}") from error
         settings = json.dumps(index_settings(config), sort_keys=True)
         if stored is not None and stored.decode() != settings:
-            raise CorruptIndexError(f"Redis index {config.redis_prefix!r} at {config.redis_url} was built with {stored.decode()}")
+            raise CorruptIndexError(
+                f"Redis index {config.redis_prefix!r} at {config.redis_url} was built with {stored.decode()}"
+            )
         self.client.set(f"{config.redis_prefix}:settings", settings)
         self.config, self.run_key, self.prefix = config, run_key, config.redis_prefix
         self.lsh = lsh_for(config, {"type": "redis", "basename": config.redis_prefix.encode(), "redis": params})
@@ -47,7 +53,9 @@ class RedisKnownDocuments:
         stored = self.client.hmget(f"{self.prefix}:signatures", found)
         runs = self.client.hmget(f"{self.prefix}:added_by", found)
         return any(
-            run is not None and run.decode() != self.run_key and agrees(np.frombuffer(sig, dtype="<u4"), signature, self.config)
+            run is not None
+            and run.decode() != self.run_key
+            and agrees(np.frombuffer(sig, dtype="<u4"), signature, self.config)
             for sig, run in zip(stored, runs)
         )
 

@@ -48,14 +48,20 @@ class AppendedRows:
         """Everything appended so far, memory-mapped; (rows, width) when rows are wider than one value."""
         if self._view is None:
             shape = (self.rows, self.width) if self.width > 1 else (self.rows,)
-            self._view = np.memmap(self.path, dtype=self.dtype, mode="r", shape=shape) if self.rows else np.zeros(shape, self.dtype)
+            self._view = (
+                np.memmap(self.path, dtype=self.dtype, mode="r", shape=shape)
+                if self.rows
+                else np.zeros(shape, self.dtype)
+            )
         return self._view
 
 
 class SortedKeyRuns:
     """Lookup keys of numbered rows (row n's keys added n-th), in sorted runs merged as they grow."""
 
-    def __init__(self, directory: Path, name: str, spill_rows: int = SPILL_ROWS, max_run_rows: int = MAX_RUN_ROWS) -> None:
+    def __init__(
+        self, directory: Path, name: str, spill_rows: int = SPILL_ROWS, max_run_rows: int = MAX_RUN_ROWS
+    ) -> None:
         self.directory, self.name = directory, name
         self.spill_rows, self.max_run_rows = spill_rows, max_run_rows
         self.runs: list[np.ndarray] = []
@@ -86,7 +92,9 @@ class SortedKeyRuns:
         columns, rows = older.shape[1], older.shape[2] + newer.shape[2]
         if rows >= self.spill_rows:
             self._files += 1
-            merged = open_memmap(self.directory / f"{self.name}-{self._files}.npy", mode="w+", dtype=np.uint64, shape=(2, columns, rows))
+            merged = open_memmap(
+                self.directory / f"{self.name}-{self._files}.npy", mode="w+", dtype=np.uint64, shape=(2, columns, rows)
+            )
         else:
             merged = np.empty((2, columns, rows), dtype=np.uint64)
         for column in range(columns):

@@ -112,7 +112,9 @@ def suspect_share(result: dict) -> float:
 
 
 @contextmanager
-def opened(path: Path, stats: Stats, byte_range: ByteRange | None = None, root_tag: bytes | None = None) -> Iterator[IO[bytes]]:
+def opened(
+    path: Path, stats: Stats, byte_range: ByteRange | None = None, root_tag: bytes | None = None
+) -> Iterator[IO[bytes]]:
     """The decompressed stream of a file (or of a byte range of a dump); a stream that breaks off raises
     `TruncatedInputError` saying how far it got, once every record before the break is out."""
     counter = CountingReader(open(path, "rb") if byte_range is None else RangeReader(path, byte_range, root_tag or b""))

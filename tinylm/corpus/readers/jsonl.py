@@ -25,7 +25,9 @@ def json_lines(stream: IO[bytes], stats: Stats) -> Iterator[tuple[int, Any]]:
             stats.skip("invalid_json", number)
 
 
-def record_document(source: str, path: Path, record: Any, number: int, config: ExtractConfig, stats: Stats) -> Document | None:
+def record_document(
+    source: str, path: Path, record: Any, number: int, config: ExtractConfig, stats: Stats
+) -> Document | None:
     """A document from one JSON record, or None (counted) when it has no usable text."""
     text = record.get(config.jsonl_text_field) if isinstance(record, dict) else None
     if not isinstance(text, str):
@@ -37,7 +39,11 @@ def record_document(source: str, path: Path, record: Any, number: int, config: E
     title = record.get("title")
     stats.update("documents")
     return make_document(
-        source, record.get("id", number), text.strip(), title=title if isinstance(title, str) else None, url=f"file://{path.name}#{number}"
+        source,
+        record.get("id", number),
+        text.strip(),
+        title=title if isinstance(title, str) else None,
+        url=f"file://{path.name}#{number}",
     )
 
 

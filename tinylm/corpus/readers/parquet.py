@@ -31,4 +31,6 @@ def read_parquet(path: Path, config: ExtractConfig, stats: Stats) -> Iterator[Do
                 continue
             stats.update("documents")
             number = stats["records"]
-            yield make_document(source, number, text.strip(), title=row.get("title"), url=f"file://{path.name}#{number}")
+            yield make_document(
+                source, number, text.strip(), title=row.get("title"), url=f"file://{path.name}#{number}"
+            )

@@ -48,7 +48,9 @@ def read_wiki(path: Path, stream: IO[bytes], config: ExtractConfig, stats: Stats
         if config.skip_disambiguation and is_disambiguation(page.title, page.text):
             stats.skip("disambiguation")
             continue
-        text = wikitext_to_text(page.text, variant=config.variant, keep_headings=config.keep_headings, templates=templates)
+        text = wikitext_to_text(
+            page.text, variant=config.variant, keep_headings=config.keep_headings, templates=templates
+        )
         if not text:
             stats.skip("empty")
             continue

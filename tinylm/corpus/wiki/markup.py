@@ -24,7 +24,9 @@ VARIANT_FALLBACK = {
 }
 
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
-_DROPPED_TAGS = "ref|math|chem|gallery|timeline|score|syntaxhighlight|source|templatedata|graph|mapframe|hiero|imagemap|references"
+_DROPPED_TAGS = (
+    "ref|math|chem|gallery|timeline|score|syntaxhighlight|source|templatedata|graph|mapframe|hiero|imagemap|references"
+)
 _SELF_CLOSING = re.compile(rf"<(?:{_DROPPED_TAGS})\b[^>]*/>", re.I)
 _PAIRED = re.compile(rf"<({_DROPPED_TAGS})\b[^>]*>.*?</\1\s*>", re.I | re.S)
 _UNCLOSED_REF = re.compile(r"<ref\b[^>]*>", re.I)
@@ -150,7 +152,11 @@ def remove_nested_blocks(text: str, templates: TemplateTable | None = None, nest
                 if opener == "{{":
                     if nesting < _MAX_KEPT_DEPTH:
                         call = text[opened_at:end]
-                        out.append(templates.render(call, lambda argument: remove_nested_blocks(argument, templates, nesting + 1)))
+                        out.append(
+                            templates.render(
+                                call, lambda argument: remove_nested_blocks(argument, templates, nesting + 1)
+                            )
+                        )
                 kept_until = end
     if stack:
         _, start = stack[0]
@@ -168,8 +174,11 @@ def _link_text(match: re.Match[str]) -> str:
     return target.split("#", 1)[0] if not target.startswith("#") else target[1:]
 
 
-def wikitext_to_text(markup: str, *, variant: str = "zh-hans", keep_headings: bool = True, templates: TemplateTable | None = None) -> str:
-    """Plain visible text of a page's wikitext, paragraphs separated by one blank line (`templates`: the built-in table if None)."""
+def wikitext_to_text(
+    markup: str, *, variant: str = "zh-hans", keep_headings: bool = True, templates: TemplateTable | None = None
+) -> str:
+    """Plain visible text of a page's wikitext, paragraphs separated by one blank line (`templates`: the built-in table
+    if None)."""
     text = _COMMENT.sub("", markup)
     text = _SELF_CLOSING.sub("", text)
     text = _PAIRED.sub("", text)
@@ -180,7 +189,9 @@ def wikitext_to_text(markup: str, *, variant: str = "zh-hans", keep_headings: bo
     text = _EXTERNAL_LINK.sub(lambda m: m.group(1) or "", text)
     text = _BARE_URL_BRACKET.sub("", text)
     text = _EMPHASIS.sub("", text)
-    text = _HEADING.sub((lambda m: f"\n{_HEADING_MARK}{len(m.group(1))}{_HEADING_MARK}{m.group(2)}\n") if keep_headings else "", text)
+    text = _HEADING.sub(
+        (lambda m: f"\n{_HEADING_MARK}{len(m.group(1))}{_HEADING_MARK}{m.group(2)}\n") if keep_headings else "", text
+    )
     text = _MAGIC_WORD.sub("", text)
     text = _TAG.sub("", text)
     text = _LIST_MARKER.sub("", text)

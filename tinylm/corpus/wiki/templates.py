@@ -149,7 +149,9 @@ def _table(extra: str) -> TemplateTable:
     return TemplateTable(rules | _RULES.validate_python(extra_rules), aliases | extra_aliases)
 
 
-def template_table(templates: Mapping[str, TemplateRule] | None = None, aliases: Mapping[str, str] | None = None) -> TemplateTable:
+def template_table(
+    templates: Mapping[str, TemplateRule] | None = None, aliases: Mapping[str, str] | None = None
+) -> TemplateTable:
     """The built-in table with a run's own templates and aliases over it (built once per distinct config)."""
     extra = _RULES.dump_python(dict(templates or {}), mode="json"), dict(aliases or {})
     return _table(json.dumps(extra, sort_keys=True, ensure_ascii=False))

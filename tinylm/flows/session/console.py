@@ -29,5 +29,7 @@ def quiet_prefect_tracebacks() -> None:
 
     setup_logging()
     loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict))]
-    for handler in {handler for logger in loggers for handler in logger.handlers if isinstance(handler, PrefectConsoleHandler)}:
+    for handler in {
+        handler for logger in loggers for handler in logger.handlers if isinstance(handler, PrefectConsoleHandler)
+    }:
         handler.setFormatter(_WithoutTraceback(handler.formatter or logging.Formatter()))

@@ -27,7 +27,9 @@ class _ConsoleWarnings(logging.StreamHandler):
     def __init__(self) -> None:
         super().__init__()
         self.setLevel(logging.WARNING)
-        self.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
+        self.setFormatter(
+            logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S")
+        )
 
 
 def _send_tinylm_logs_to_prefect() -> None:

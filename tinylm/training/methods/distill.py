@@ -20,9 +20,15 @@ from tinylm.training.methods.interface import Method, Metrics, Objective, Setup,
 class DistillConfig(TrainConfig):
     """White-box distillation: a student learns a teacher's token distributions, mixed with the data's own loss."""
 
-    teacher_run_id: str = Field(..., description="the teacher (a run id or any model reference); same tokenizer as the data")
-    temperature: float = Field(1.0, gt=0, description="softens both distributions before the KL divergence (scaled back by T^2)")
-    kl_weight: float = Field(0.5, ge=0, le=1, description="share of the loss that is the KL to the teacher; the rest is cross entropy")
+    teacher_run_id: str = Field(
+        ..., description="the teacher (a run id or any model reference); same tokenizer as the data"
+    )
+    temperature: float = Field(
+        1.0, gt=0, description="softens both distributions before the KL divergence (scaled back by T^2)"
+    )
+    kl_weight: float = Field(
+        0.5, ge=0, le=1, description="share of the loss that is the KL to the teacher; the rest is cross entropy"
+    )
 
 
 class Distillation(Objective):
@@ -62,9 +68,12 @@ class Distill(Method):
         tokenizer = setup.data.manifest["tokenizer_sha256"]
         if teacher.tokenizer_sha256 != tokenizer:
             raise ValueError(
-                f"teacher run {config.teacher_run_id} was trained with tokenizer {teacher.tokenizer_sha256[:12]}, the data is "
+                f"teacher run {config.teacher_run_id} was trained with tokenizer {teacher.tokenizer_sha256[:12]}, the "
+                "data is "
                 f"{tokenizer[:12]}: distillation compares distributions over one vocabulary"
             )
         if teacher.model_config.max_seq_len < config.seq_len:
-            raise ValueError(f"seq_len {config.seq_len} exceeds the teacher's max_seq_len {teacher.model_config.max_seq_len}")
+            raise ValueError(
+                f"seq_len {config.seq_len} exceeds the teacher's max_seq_len {teacher.model_config.max_seq_len}"
+            )
         return Distillation(frozen_model(teacher, setup.device), config.temperature, config.kl_weight)

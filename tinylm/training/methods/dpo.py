@@ -34,25 +34,37 @@ class DpoConfig(TrainConfig):
     min_learning_rate: MinLearningRate = 5e-7
     warmup_steps: WarmupSteps = 10
     sample_prompts: SamplePrompts = []
-    beta: float = Field(0.1, gt=0, description="how far the policy may move from the reference: the sigmoid loss's temperature")
+    beta: float = Field(
+        0.1, gt=0, description="how far the policy may move from the reference: the sigmoid loss's temperature"
+    )
     reference_run_id: str | None = Field(
-        None, description="the frozen reference model (a run id or any model reference); None = init_run_id, where the policy starts"
+        None,
+        description="the frozen reference model (a run id or any model reference); None = init_run_id, where the "
+        "policy starts",
     )
     precompute_reference: bool = Field(
         True,
-        description="compute the reference's log-probabilities once per pair, shard by shard, and keep them beside the data: "
+        description="compute the reference's log-probabilities once per pair, shard by shard, and keep them beside the "
+        "data: "
         "no reference model in memory while training",
     )
 
 
 def sequence_logps(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Each sequence's summed log-probability of its trained targets (TRL sums; a mean would favour short replies less)."""
-    token_logps = -F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none").view(targets.shape)
+    """Each sequence's summed log-probability of its trained targets (TRL sums; a mean would favour short replies
+    less)."""
+    token_logps = -F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none").view(
+        targets.shape
+    )
     return (token_logps * (weights > 0)).sum(-1)
 
 
 def dpo_loss(
-    chosen: torch.Tensor, rejected: torch.Tensor, reference_chosen: torch.Tensor, reference_rejected: torch.Tensor, beta: float
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    beta: float,
 ) -> tuple[torch.Tensor, Metrics]:
     """The sigmoid DPO loss (Rafailov et al. 2023, TRL's `loss_type="sigmoid"`) and its implicit rewards.
 
@@ -106,12 +118,19 @@ class ReferenceLogps:
     """Summed log-probabilities of each pair's chosen and rejected replies under the frozen reference."""
 
     def __init__(
-        self, model: Transformer, data: ChatData, device: torch.device, autocast: AbstractContextManager, identity: dict | None
+        self,
+        model: Transformer,
+        data: ChatData,
+        device: torch.device,
+        autocast: AbstractContextManager,
+        identity: dict | None,
     ) -> None:
         self.model = model.eval().requires_grad_(False).to(device)
         self.data, self.device, self.autocast = data, device, autocast
         self.directory = (
-            None if identity is None else data.directory / REFERENCE_DIR / _key(identity | {"data": data.manifest["fingerprint"]})
+            None
+            if identity is None
+            else data.directory / REFERENCE_DIR / _key(identity | {"data": data.manifest["fingerprint"]})
         )
         total = sum(part.units for part in data.parts)
         self.table = np.full((total, 2), np.nan, dtype=np.float32)
@@ -146,7 +165,10 @@ class ReferenceLogps:
         path = self.directory / name
         if not path.exists():
             size = self.data.config.batch_size
-            pieces = [self.compute(self.data.units_batch(units[start : start + size])).cpu() for start in range(0, len(units), size)]
+            pieces = [
+                self.compute(self.data.units_batch(units[start : start + size])).cpu()
+                for start in range(0, len(units), size)
+            ]
             values = torch.stack([torch.cat([piece.chunk(2)[side] for piece in pieces]) for side in (0, 1)], dim=1)
             with atomic_path(path) as tmp:
                 values.numpy().astype("<f4").tofile(tmp)
@@ -167,16 +189,26 @@ class Dpo(Method):
     def check(self, config: DpoConfig, data: PretrainData | ChatData) -> None:
         super().check(config, data)
         if not (config.init_run_id or config.reference_run_id):
-            raise ValueError("DPO starts from a fine-tuned model: set init_run_id (--init) to the SFT run; the reference defaults to it")
+            raise ValueError(
+                "DPO starts from a fine-tuned model: set init_run_id (--init) to the SFT run; the reference defaults "
+                "to it"
+            )
 
     def objective(self, config: DpoConfig, setup: Setup) -> Objective:
         """The reference loaded (the starting weights unless another run is named), its log-probabilities prepared
         for validation when the run validates."""
         data, device = setup.data, setup.device
         reference = (
-            setup.initial if not config.reference_run_id else initial_weights(config.reference_run_id, setup.workspace, data.manifest)
+            setup.initial
+            if not config.reference_run_id
+            else initial_weights(config.reference_run_id, setup.workspace, data.manifest)
         )
-        identity = {"run_id": reference.run_id, "checkpoint": reference.checkpoint, "seq_len": config.seq_len, "device": device.type}
+        identity = {
+            "run_id": reference.run_id,
+            "checkpoint": reference.checkpoint,
+            "seq_len": config.seq_len,
+            "device": device.type,
+        }
         cached = identity if config.precompute_reference else None
         logps = ReferenceLogps(frozen_model(reference, device), data, device, setup.autocast, cached)
         if config.eval_batches:

@@ -77,7 +77,9 @@ class Method(ABC):
     def check(self, config: TrainConfig, data: PretrainData | ChatData) -> None:
         """Refuse data and settings that cannot go together, saying what to change, before any weights load."""
         if data.format not in self.data_formats:
-            raise ValueError(f"{data.directory} holds {data.format} data; this training reads {self.data_command} output")
+            raise ValueError(
+                f"{data.directory} holds {data.format} data; this training reads {self.data_command} output"
+            )
         if config.lora is not None and not config.init_run_id:
             raise ValueError("LoRA trains adapters on existing weights: set init_run_id (--init) to the run they adapt")
 
