@@ -149,8 +149,10 @@ def test_minimind_dpo_pairs_whose_prompts_differ_are_skipped_and_only_the_final_
     # second): no single prompt is answered two ways. The same second conversation, made into a true pair:
     fixed = {"chosen": pairs[1]["chosen"], "rejected": pairs[1]["chosen"][:-1] + pairs[1]["rejected"][-1:]}
     source = write_jsonl(tmp_path / "dpo.jsonl", [*pairs, fixed])
-    manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig(format="dpo", max_seq_len=4096))
+    config = ChatDataConfig(format="dpo", max_seq_len=4096, max_skipped_share=0.9)
+    manifest = make_chat_data([source], tokenizer_dir, tmp_path / "out", config)
     assert manifest["stats"]["skipped"] == {"prompts_differ": 2} and manifest["stats"]["rows"] == 1
+    assert manifest["scored_turns"] == "final_reply"
     (unit,) = read_units(tmp_path / "out")
     tokenizer = load_tokenizer(tokenizer_dir)
     for side, (ids, mask) in zip(("chosen", "rejected"), unit):
@@ -158,6 +160,29 @@ def test_minimind_dpo_pairs_whose_prompts_differ_are_skipped_and_only_the_final_
         assert tokenizer.decode(trained) == fixed[side][-1]["content"], (
             "the earlier assistant turn is prompt, not target"
         )
+
+
+def test_minimind_dpo_pairs_train_every_assistant_turn_the_minimind_way(tokenizer_dir, tmp_path):
+    source = MINIMIND / "dpo_data.jsonl"
+    pairs = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
+    config = ChatDataConfig(format="dpo", max_seq_len=4096, dpo_turns="all")
+    manifest = make_chat_data([str(source)], tokenizer_dir, tmp_path / "out", config)
+    assert manifest["stats"]["rows"] == len(pairs) and manifest["scored_turns"] == "assistant_turns"
+    tokenizer = load_tokenizer(tokenizer_dir)
+    for unit, pair in zip(read_units(tmp_path / "out"), pairs):
+        for (ids, mask), side in zip(unit, ("chosen", "rejected")):
+            replies = [turn["content"] for turn in pair[side] if turn["role"] == "assistant"]
+            trained = tokenizer.decode([token for token, keep in zip(ids, mask) if keep])
+            assert trained == "".join(replies), "every assistant turn, and only those, is scored"
+
+
+def test_a_file_mostly_skipped_fails_the_stage_naming_its_main_reason(tokenizer_dir, tmp_path):
+    pairs = MINIMIND / "dpo_data.jsonl"
+    with pytest.raises(
+        ValueError, match=r"dpo_data.jsonl: 2 of 2 records skipped, 2 as prompts_differ \(first at 1, 2\)"
+    ):
+        make_chat_data([str(pairs)], tokenizer_dir, tmp_path / "out", ChatDataConfig(format="dpo", max_seq_len=4096))
+    assert not (tmp_path / "out" / "manifest.json").exists()
 
 
 def test_traditional_chat_data_is_simplified_like_the_corpus_unless_switched_off(tokenizer_dir, constitution, tmp_path):
@@ -197,7 +222,7 @@ def test_bad_records_are_skipped_and_counted_by_reason_with_their_first_lines(to
         {"conversations": [{"role": "user"}, answer]},  # line 10
         {"conversations": [{"role": "user", "content": "q"}, {"role": "assistant", "content": None}]},
         {"conversations": [{"content": "who am I"}, answer]},
-        {"conversations": [{"role": "user", "content": [{"type": "text", "text": "parts"}]}, answer]},
+        {"conversations": [{"role": "user", "content": 42}, answer]},
         {"conversations": ["just a string", answer]},
         {"conversations": [{"role": "narrator", "content": "again"}, answer]},  # line 15
     ]
@@ -206,7 +231,8 @@ def test_bad_records_are_skipped_and_counted_by_reason_with_their_first_lines(to
         b'{"conversations": [{"role": "user", "content": "caf\xe9"}, {"role": "assistant", "content": "ok"}]}',
     ]
     source = write_jsonl(tmp_path / "mixed.jsonl", good + bad, raw)
-    stats = make_chat_data([source], tokenizer_dir, tmp_path / "out", ChatDataConfig())["stats"]
+    config = ChatDataConfig(max_skipped_share=1)  # most of this file is skipped, on purpose
+    stats = make_chat_data([source], tokenizer_dir, tmp_path / "out", config)["stats"]
     assert stats["records"] == 16 and stats["rows"] == 5
     assert stats["skipped"] == {
         "content_not_text": 1,

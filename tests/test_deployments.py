@@ -67,6 +67,9 @@ def test_served_deployments_render_their_configs_as_forms():
     chat_schema = deployments["chat-data"]._parameter_openapi_schema.model_dump()
     assert set(chat_schema["definitions"]["ChatDataConfig"]["properties"]) == {
         "format",
+        "files",
+        "dpo_turns",
+        "max_skipped_share",
         "max_seq_len",
         "batch_records",
         "simplify",

@@ -251,13 +251,47 @@ class ShardsConfig(_Settings):
     )
 
 
+ChatLayout = Literal[
+    "auto", "minimind", "sharegpt", "openai", "alpaca", "firefly", "prompt_completion", "trl",
+    "ultrafeedback_binarized", "ultrafeedback",
+]  # fmt: skip
+
+
+class ChatFileConfig(_Settings):
+    """How one chat-data file is read, where telling its layout from its fields is not enough (as LLaMA-Factory's
+    dataset_info.json says it per data set)."""
+
+    layout: ChatLayout = Field(
+        "auto", description="the file's layout (see docs/post-training.md); auto: told from its first record's fields"
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="the layout's field names as this file spells them, e.g. {conversations: dialog, instruction: q}",
+    )
+
+
 class ChatDataConfig(_Settings):
     """Conversations (SFT) or preference pairs (DPO) in jsonl, tokenized with the chat template for fine-tuning."""
 
     format: Literal["sft", "dpo"] = Field(
         "sft",
-        description='sft: {"conversations": [{"role", "content"}, ...]} per line (MiniMind); '
-        'dpo: {"chosen": [...], "rejected": [...]} conversation pairs',
+        description="sft: conversations to learn the assistant's turns of (MiniMind, ShareGPT, OpenAI messages, "
+        "Alpaca, Firefly, TRL prompt-completion); dpo: preference pairs (MiniMind, TRL, UltraFeedback, "
+        "LLaMA-Factory); each file's layout is told from its fields",
+    )
+    files: dict[str, ChatFileConfig] = Field(
+        default_factory=dict, description="per input file (by file name): its layout and field names, where auto fails"
+    )
+    dpo_turns: Literal["last", "all"] = Field(
+        "last",
+        description="dpo: last = a pair shares every turn but its final reply, which alone is scored (TRL's way); "
+        "all = every assistant turn of each whole conversation is scored (MiniMind's way)",
+    )
+    max_skipped_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="a file with a larger share of its records skipped fails the stage, naming its main reason",
     )
     max_seq_len: int = Field(512, ge=8, description="tokens kept per conversation; longer ones are cut and counted")
     batch_records: int = Field(256, ge=1, description="conversations per encode_batch call")

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from tinylm.config import ChatDataConfig
+from tinylm.config import ChatDataConfig, ChatFileConfig
 from tinylm.corpus.convert import make_converter, simplified
-from tinylm.corpus.readers.jsonl import read_json_lines
+from tinylm.corpus.readers.jsonl import read_json_records
 from tinylm.stats import Stats
 from tinylm.storage.atomic import atomic_path, discard
 from tinylm.storage.manifest import content_hashes, fingerprint, read_manifest, write_manifest
@@ -34,24 +34,79 @@ from tinylm.tokens.chat_arrays import (
     write_array,
 )
 from tinylm.tokens.chat_template import ChatEncoder, Message, conversation_problem, pair_problem
+from tinylm.tokens.layouts.detect import READERS, NotChatData, detect
+from tinylm.tokens.layouts.messages import Skipped
 from tinylm.tokens.shard_files import token_dtype
 from tinylm.tokens.tokenizer_files import EOS, PAD, load_tokenizer
 
-FIELDS = {"sft": ("conversations",), "dpo": ("chosen", "rejected")}
+
+class FileLayout:
+    """How the records of one file are read: its layout, fixed by its settings or told from its first record that
+    names one, and its fields renamed to the layout's."""
+
+    def __init__(self, path: Path, config: ChatDataConfig) -> None:
+        settings = config.files.get(path.name, ChatFileConfig())
+        self.kind, self.path = config.format, path
+        self.renames = {found: canonical for canonical, found in settings.fields.items()}
+        self.layout = None if settings.layout == "auto" else settings.layout
+        if self.layout is not None and self.layout not in READERS[self.kind]:
+            raise ValueError(
+                f"{path}: layout {self.layout} is not one of {config.format}'s: {sorted(READERS[self.kind])}"
+            )
+
+    def read(self, record: Any, line: int, stats: Stats) -> tuple[list[list[Message]], list[dict]] | None:
+        """The record's conversations (one for sft, chosen and rejected for dpo) and the tools it offers, or None
+        (counted with its line) when it has none usable."""
+        if not isinstance(record, dict):
+            stats.skip("record_not_an_object", line)
+            return None
+        record = {self.renames.get(key, key): value for key, value in record.items()}
+        if self.layout is None and not self._detect(record):
+            stats.skip("no_known_layout", line)
+            return None
+        try:
+            found, tools = READERS[self.kind][self.layout](record)
+        except KeyError as missing:
+            stats.skip(f"no_{missing.args[0]}_field", line)
+            return None
+        except Skipped as skipped:
+            stats.skip(str(skipped), line)
+            return None
+        return (list(found) if self.kind == "dpo" else [found]), tools
+
+    def _detect(self, record: Any) -> bool:
+        try:
+            detected = detect(record)
+        except NotChatData as refused:
+            raise ValueError(f"{self.path} {refused}") from None
+        if detected is None:
+            return False
+        kind, layout = detected
+        if kind != self.kind:
+            what = "preference pairs" if kind == "dpo" else "SFT conversations"
+            raise ValueError(f"{self.path} holds {what} ({layout} layout): give it to chat-data --format {kind}")
+        self.layout = layout
+        return True
 
 
-def _conversations(record: Any, line: int, fmt: str, stats: Stats) -> list[list[Message]] | None:
-    """The record's conversations in the format's field order, or None (counted with its line) when it has none
-    usable."""
-    if not isinstance(record, dict) or any(name not in record for name in FIELDS[fmt]):
-        stats.skip(f"no_{'_'.join(FIELDS[fmt])}_field", line)
+def _conversations(
+    layout: FileLayout, record: Any, line: int, config: ChatDataConfig, stats: Stats
+) -> list[list[Message]] | None:
+    """The record's conversations in tinylm's form, or None (counted with its line) when it has none usable."""
+    read = layout.read(record, line, stats)
+    if read is None:
         return None
-    conversations = [record[name] for name in FIELDS[fmt]]
+    conversations, tools = read
+    if tools or any(
+        message.get("tool_calls") or message["role"] == "tool" for turns in conversations for message in turns
+    ):
+        stats.skip("tool_use_not_yet_trained", line)
+        return None
     for messages in conversations:
         if (problem := conversation_problem(messages)) is not None:
             stats.skip(problem, line)
             return None
-    if fmt == "dpo" and (problem := pair_problem(*conversations)) is not None:
+    if config.format == "dpo" and (problem := pair_problem(*conversations, config.dpo_turns)) is not None:
         stats.skip(problem, line)
         return None
     return conversations
@@ -73,11 +128,13 @@ def _simplified(messages: list[Message], convert: Callable[[str], str], stats: S
     return converted
 
 
-def _batches(path: Path, config: ChatDataConfig, stats: Stats) -> Iterator[tuple[list[int], list[list[Message]]]]:
+def _batches(
+    layout: FileLayout, config: ChatDataConfig, stats: Stats
+) -> Iterator[tuple[list[int], list[list[Message]]]]:
     lines, conversations = [], []
     convert = make_converter(config.convert) if config.simplify else None
-    for number, record in read_json_lines(path, stats):
-        found = _conversations(record, number, config.format, stats)
+    for number, record in read_json_records(layout.path, stats):
+        found = _conversations(layout, record, number, config, stats)
         if found is not None and convert is not None:
             found = [_simplified(messages, convert, stats) for messages in found]
         if found is not None:
@@ -102,13 +159,16 @@ def encode_chat_file(
     encoder = ChatEncoder.load(Path(tokenizer_dir), tokenizer_sha256)
     counters = ("records", "rows", "validation_rows", "truncated", "tokens", "trained_tokens", "converted_messages")
     stats = Stats(*counters, groups=("skipped",))
-    width = len(FIELDS[config.format])
+    width = SEQUENCES_PER_UNIT[config.format]
     output = Path(output_dir) / part_dir(index)
     dtype = token_dtype(encoder.text_tokenizer.get_vocab_size())
     name = Path(path).name
+    layout = FileLayout(Path(path), config)
     with atomic_path(output) as tmp, ChatPartWriter(tmp, dtype) as writer:
-        for lines, conversations in _batches(Path(path), config, stats):
-            encoded = encoder.encode(conversations, last_reply_only=config.format == "dpo")
+        for lines, conversations in _batches(layout, config, stats):
+            encoded = encoder.encode(
+                conversations, last_reply_only=config.format == "dpo" and config.dpo_turns == "last"
+            )
             for position, line in enumerate(lines):
                 whole = encoded[position * width : (position + 1) * width]
                 stats.update("truncated", int(any(len(tokens.ids) > config.max_seq_len for tokens in whole)))
@@ -122,7 +182,22 @@ def encode_chat_file(
                 stats.update("validation_rows", int(validation))
                 stats.update("tokens", sum(len(tokens.ids) for tokens in group))
                 stats.update("trained_tokens", sum(tokens.trained for tokens in group))
-    return {"input": str(path), "file": output.name, **stats.as_dict()}
+        check_skipped_share(Path(path), stats, config.max_skipped_share)
+    return {"input": str(path), "file": output.name, "layout": layout.layout, **stats.as_dict()}
+
+
+def check_skipped_share(path: Path, stats: Stats, limit: float) -> None:
+    """Fail on a file most of whose records were skipped (most likely a layout or field tinylm misread, or the
+    wrong file): training on the few left would be a green run that learned nothing the user meant."""
+    records, skipped = stats.counts.get("records", 0), stats.group("skipped")
+    total = sum(skipped.values())
+    if records and total / records > limit:
+        reason = max(skipped, key=skipped.get)
+        where = ", ".join(map(str, stats.first_skipped.get(reason, [])))
+        raise ValueError(
+            f"{path}: {total} of {records} records skipped, {skipped[reason]} as {reason} (first at {where}); "
+            f"check the file's layout and fields (chat-data's files setting), or raise max_skipped_share"
+        )
 
 
 def chat_data_inputs(inputs: list[str], tokenizer_dir: str | Path, config: ChatDataConfig) -> tuple[str, str]:
@@ -166,6 +241,8 @@ def finish_chat_data(
     manifest = {
         "stage": "chat_data",
         "format": config.format,
+        # Which tokens the loss is on: every assistant turn (SFT, MiniMind's DPO), or only a pair's final reply.
+        "scored_turns": "final_reply" if config.format == "dpo" and config.dpo_turns == "last" else "assistant_turns",
         "fingerprint": expected,
         "tokenizer_sha256": tokenizer_sha256,
         "tokenizer_dir": str(Path(tokenizer_dir).resolve()),

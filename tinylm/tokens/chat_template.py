@@ -97,13 +97,16 @@ class ChatEncoder:
         return [self.markers.get(piece, piece) for piece in pieces if piece]
 
 
-def pair_problem(chosen: list[Message], rejected: list[Message]) -> str | None:
-    """Why two conversations are not a preference pair (a skip reason), or None: they must share every
-    turn but the last, and each must end in an assistant reply, the one preferred or rejected."""
+def pair_problem(chosen: list[Message], rejected: list[Message], turns: str = "last") -> str | None:
+    """Why two conversations are not a preference pair (a skip reason), or None: each must end in an assistant
+    reply, the one preferred or rejected, and where only that reply is scored (`turns` last) they must share
+    every turn before it."""
     if chosen[-1]["role"] != TRAINED_ROLE or rejected[-1]["role"] != TRAINED_ROLE:
         return "last_turn_not_assistant"
-    if chosen[:-1] != rejected[:-1]:
+    if turns == "last" and chosen[:-1] != rejected[:-1]:
         return "prompts_differ"
+    if chosen == rejected:
+        return "chosen_equals_rejected"
     return None
 
 

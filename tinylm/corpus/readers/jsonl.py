@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from tinylm.config import ExtractConfig
-from tinylm.corpus.readers.base import decoded_lines, opened, source_name
+from tinylm.corpus.readers.base import decoded_lines, opened, source_name, utf8_stream
+from tinylm.corpus.readers.wudao import iter_json_array
 from tinylm.stats import Stats
 from tinylm.storage.documents import Document, make_document
 
@@ -60,3 +61,18 @@ def read_json_lines(path: str | Path, stats: Stats) -> Iterator[tuple[int, Any]]
     path = Path(path)
     with opened(path, stats) as stream:
         yield from json_lines(stream, stats)
+
+
+def read_json_records(path: str | Path, stats: Stats) -> Iterator[tuple[int, Any]]:
+    """(number, value) of each record of a file that holds JSON Lines or one JSON array, whatever its name says:
+    chat data ships as both, and `.json` names either. A line number for JSON Lines, the record's position for an
+    array; the file's layout is counted as `read_as.json_array` or `read_as.json_lines`."""
+    path = Path(path)
+    with opened(path, stats) as stream:
+        head = stream.peek(64)[:64].lstrip(b"\xef\xbb\xbf \t\r\n")  # type: ignore[attr-defined]
+        if head.startswith(b"["):
+            stats.update("read_as.json_array")
+            yield from iter_json_array(utf8_stream(stream, stats), stats)
+        else:
+            stats.update("read_as.json_lines")
+            yield from json_lines(stream, stats)

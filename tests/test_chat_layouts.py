@@ -1,0 +1,170 @@
+"""Chat data in the layouts people download it in, read from real files (tests/data/*/README.md says whose)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinylm.config import ChatDataConfig, ChatFileConfig, TokenizerConfig
+from tinylm.stats import Stats
+from tinylm.storage.manifest import read_manifest
+from tinylm.tokens.chat_arrays import ChatPart
+from tinylm.tokens.chat_data import FileLayout, encode_chat_file
+from tinylm.tokens.chat_template import ChatEncoder
+from tinylm.tokens.layouts.detect import READERS
+from tinylm.tokens.tokenizer import train_tokenizer
+from tinylm.tokens.tokenizer_files import load_tokenizer
+
+DATA = Path(__file__).parent / "data"
+SFT, DPO = ChatDataConfig(max_seq_len=4096), ChatDataConfig(format="dpo", max_seq_len=4096)
+
+# (file, stage format, the layout it is read in, records kept, skips by reason)
+REAL_FILES = [
+    ("minimind/sft_data.jsonl", SFT, "minimind", 2, {}),
+    ("llamafactory/glaive_toolcall_zh_demo.json", SFT, "sharegpt", 1, {"tool_use_not_yet_trained": 3}),
+    ("llamafactory/alpaca_zh_demo.json", SFT, "alpaca", 3, {}),
+    ("llamafactory/v1_sft_demo.jsonl", SFT, "openai", 3, {}),
+    ("firefly/dummy_data.jsonl", SFT, "firefly", 2, {}),
+    ("trl/prompt_completion_conversational.jsonl", SFT, "prompt_completion", 1, {}),
+    ("llamafactory/dpo_zh_demo.json", DPO, "sharegpt", 2, {}),
+    ("trl/preference_standard.jsonl", DPO, "trl", 1, {}),
+    ("trl/preference_conversational.jsonl", DPO, "trl", 1, {}),
+    ("trl/preference_implicit_prompt.jsonl", DPO, "minimind", 1, {}),
+    ("firefly/dummy_dpo.jsonl", DPO, "ultrafeedback_binarized", 2, {}),
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(bilingual_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("layouts-tok")
+    train_tokenizer(bilingual_corpus, directory, TokenizerConfig(vocab_size=1200, max_text_bytes=400_000))
+    return directory
+
+
+def read_all(path: Path, config: ChatDataConfig) -> tuple[FileLayout, list[list[list[dict]]], Stats]:
+    """Every record of a file as the stage reads it: its conversations (one, or chosen and rejected)."""
+    from tinylm.corpus.readers.jsonl import read_json_records
+
+    layout, stats, found = FileLayout(path, config), Stats(groups=("skipped",)), []
+    for number, record in read_json_records(path, stats):
+        read = layout.read(record, number, stats)
+        if read is not None:
+            found.append(read[0])
+    return layout, found, stats
+
+
+def encoded(path: Path, config: ChatDataConfig, tokenizer_dir: Path, output: Path) -> tuple[dict, ChatPart]:
+    sha = read_manifest(tokenizer_dir)["tokenizer_sha256"]
+    result = encode_chat_file(path, 0, tokenizer_dir, sha, output, config)
+    dtype = np.dtype(np.uint16)
+    return result, ChatPart.open(output / result["file"], dtype, 2 if config.format == "dpo" else 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "layout", "kept", "skipped"), REAL_FILES, ids=[row[0] for row in REAL_FILES]
+)
+def test_each_real_file_is_read_in_its_layout(name, config, layout, kept, skipped, tokenizer_dir, tmp_path):
+    result, part = encoded(DATA / name, config.model_copy(update={"max_skipped_share": 1}), tokenizer_dir, tmp_path)
+    assert (result["layout"], result["rows"], result["skipped"]) == (layout, kept, skipped)
+    assert part.units == kept
+
+
+@pytest.mark.parametrize(
+    ("name", "config"), [(row[0], row[1]) for row in REAL_FILES], ids=[row[0] for row in REAL_FILES]
+)
+def test_ids_are_what_transformers_chat_template_gives_and_the_mask_is_the_replies(name, config, tokenizer_dir):
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    _, found, _ = read_all(DATA / name, config)
+    usable = [sides for sides in found if not any(m.get("tool_calls") or m["role"] == "tool" for s in sides for m in s)]
+    encoder, tokenizer = ChatEncoder(load_tokenizer(tokenizer_dir)), load_tokenizer(tokenizer_dir)
+    for sides in usable:
+        for conversation, tokens in zip(sides, encoder.encode(sides, last_reply_only=config.format == "dpo")):
+            assert tokens.ids == hf.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"]
+            replies = [m for m in conversation if m["role"] == "assistant"][-1:] if config.format == "dpo" else None
+            expected = replies or [m for m in conversation if m["role"] == "assistant"]
+            trained = tokenizer.decode([t for t, keep in zip(tokens.ids, tokens.mask) if keep])
+            assert trained == "".join(m["content"] for m in expected)
+
+
+def test_trl_conversational_pairs_keep_their_prompt():
+    _, [(chosen, rejected)], _ = read_all(DATA / "trl/preference_conversational.jsonl", DPO)
+    question = {"role": "user", "content": "What color is the sky?"}
+    assert chosen == [question, {"role": "assistant", "content": "It is blue."}]
+    assert rejected == [question, {"role": "assistant", "content": "It is green."}]
+
+
+def test_each_layout_reads_what_its_record_says():
+    _, [sharegpt, with_system], _ = read_all(DATA / "llamafactory/dpo_zh_demo.json", DPO)
+    assert [m["role"] for m in sharegpt[0]] == ["user", "assistant"] and sharegpt[0][:-1] == sharegpt[1][:-1]
+    assert [m["role"] for m in with_system[0]] == ["system", "user", "assistant"], "a pair's system turn is kept"
+    _, [alpaca, with_input, _], _ = read_all(DATA / "llamafactory/alpaca_zh_demo.json", SFT)
+    record = json.loads((DATA / "llamafactory/alpaca_zh_demo.json").read_text(encoding="utf-8"))[1]
+    assert with_input[0][0] == {"role": "user", "content": f"{record['instruction']}\n{record['input']}"}
+    _, [(binarized, _), _], _ = read_all(DATA / "firefly/dummy_dpo.jsonl", DPO)
+    assert [m["role"] for m in binarized].count("user") == 1, "the prompt given twice is kept once"
+    _, [[firefly], _], _ = read_all(DATA / "firefly/dummy_data.jsonl", SFT)
+    assert [m["role"] for m in firefly] == ["user", "assistant"] * (len(firefly) // 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "message"),
+    [
+        ("llamafactory/kto_en_demo.json", DPO, "holds KTO data"),
+        ("trl/unpaired_preference.jsonl", DPO, "holds KTO data"),
+        ("trl/stepwise_supervision.jsonl", DPO, "holds stepwise supervision"),
+        (
+            "trl/preference_implicit_prompt_text.jsonl",
+            DPO,
+            "holds pairs of whole texts .* cannot be told from the reply",
+        ),
+        ("llamafactory/glaive_toolcall_zh_demo.json", DPO, r"holds SFT conversations \(sharegpt layout\): .* sft"),
+        ("trl/preference_standard.jsonl", SFT, r"holds preference pairs \(trl layout\): .* --format dpo"),
+    ],
+)
+def test_files_that_are_not_this_kind_of_chat_data_are_refused_whole(name, config, message, tokenizer_dir, tmp_path):
+    with pytest.raises(ValueError, match=f"{Path(name).name} {message}"):
+        encoded(DATA / name, config, tokenizer_dir, tmp_path)
+    assert not list(tmp_path.iterdir()), "no part is left behind"
+
+
+def test_a_sharegpt_file_beside_a_minimind_file_is_read_in_its_own_layout(tokenizer_dir, tmp_path):
+    results = [
+        encoded(DATA / name, SFT.model_copy(update={"max_skipped_share": 1}), tokenizer_dir, tmp_path / str(index))[0]
+        for index, name in enumerate(["minimind/sft_data.jsonl", "llamafactory/glaive_toolcall_zh_demo.json"])
+    ]
+    assert [(result["layout"], result["rows"]) for result in results] == [("minimind", 2), ("sharegpt", 1)]
+
+
+def test_a_files_layout_and_field_names_can_be_given(tokenizer_dir, tmp_path):
+    source = tmp_path / "qa.jsonl"
+    source.write_text(json.dumps({"q": "1+1?", "a": "2", "id": 7}) + "\n", encoding="utf-8")
+    settings = {"qa.jsonl": ChatFileConfig(layout="alpaca", fields={"instruction": "q", "output": "a"})}
+    _, [[conversation]], _ = read_all(source, SFT.model_copy(update={"files": settings}))
+    assert conversation == [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"}]
+    with pytest.raises(ValueError, match="layout trl is not one of sft's"):
+        FileLayout(source, SFT.model_copy(update={"files": {"qa.jsonl": ChatFileConfig(layout="trl")}}))
+
+
+def test_ultrafeedback_completions_pair_the_best_and_worst_scored_and_ties_are_counted(tmp_path):
+    """Records shaped as openbmb/UltraFeedback's (an instruction, completions with an overall score)."""
+    records = [
+        {"instruction": "Name a primary colour.", "completions": [
+            {"response": "Blue.", "overall_score": 9.0}, {"response": "Grey.", "overall_score": 3.5},
+            {"response": "Red, or blue.", "overall_score": 7.0}]},
+        {"instruction": "Say hi.", "completions": [
+            {"response": "Hi.", "overall_score": 5}, {"response": "Hello.", "overall_score": 5}]},
+    ]  # fmt: skip
+    source = tmp_path / "ultrafeedback.jsonl"
+    source.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    layout, [(chosen, rejected)], stats = read_all(source, DPO)
+    assert layout.layout == "ultrafeedback" and (chosen[-1]["content"], rejected[-1]["content"]) == ("Blue.", "Grey.")
+    assert stats.group("skipped") == {"completions_tie": 1} and stats.first_skipped["completions_tie"] == [2]
+
+
+def test_every_layout_name_the_config_offers_is_read():
+    offered = set(ChatFileConfig.model_fields["layout"].annotation.__args__) - {"auto"}
+    assert offered == set(READERS["sft"]) | set(READERS["dpo"])
