@@ -28,7 +28,7 @@ from tinylm.storage.manifest import read_manifest
 from tinylm.tokens.chat_template import ChatEncoder
 from tinylm.tokens.tokenizer import train_tokenizer
 from tinylm.tracking.store import use_experiment
-from tinylm.training.data import Batch, open_training_data, prefetch
+from tinylm.training.data import Batch, open_training_data, prefetch, unit_order
 from tinylm.training.optimizer import learning_rate
 from tinylm.training.trainer import train_model
 
@@ -135,6 +135,36 @@ def test_a_run_killed_mid_shard_resumes_to_the_weights_of_an_uninterrupted_run(s
     assert resumed["steps"] == reference["steps"]
     final, _ = load_checkpoint(killed_dir / killed.info.run_id / f"step-{resumed['steps']:08d}")
     assert all(torch.equal(uninterrupted["model"][k], final["model"][k]) for k in final["model"])
+
+
+def test_epochs_pass_over_the_data_again_in_a_new_order_and_a_kill_mid_epoch_resumes_exactly(shards_dir, workspace):
+    config = TINY_TRAIN.model_copy(
+        update={"max_shards": 1, "max_steps_per_shard": 20, "epochs": 3, "checkpoint_every": 3, "eval_batches": 1}
+    )
+    units = open_training_data(shards_dir, config).units(0)
+    orders = [unit_order(units, config, shard) for shard in range(3)]
+    assert all(sorted(order) == list(range(units)) for order in orders), "each epoch sees every window once"
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+    reference = train_model(shards_dir, workspace, config.model_copy(update={"run_name": "reference"}))
+    assert reference["steps"] == 60, "three passes of 20 steps"
+    killed_config = config.model_copy(update={"run_name": "killed"}).model_dump_json()
+    code = (
+        "from tinylm.training.trainer import train_model; from tinylm.config import TrainConfig; "
+        f"train_model({str(shards_dir)!r}, {str(workspace)!r}, TrainConfig.model_validate_json({killed_config!r}))"
+    )
+    runs = workspace / "checkpoints"
+    kill_when(code, lambda: any(p for p in runs.glob("*/step-00000027") if reference["run_id"] not in str(p)))
+    (killed,) = MlflowClient().search_runs(
+        [mlflow.get_experiment_by_name("tinylm").experiment_id], "attributes.run_name = 'killed'"
+    )
+    done = max(int(p.name.removeprefix("step-")) for p in (runs / killed.info.run_id).glob("step-*"))
+    assert 20 < done < 60, "killed inside the second or third epoch"
+    resumed = train_model(shards_dir, workspace, config.model_copy(update={"resume_run_id": killed.info.run_id}))
+    final, _ = load_checkpoint(runs / killed.info.run_id / "step-00000060")
+    uninterrupted, _ = load_checkpoint(runs / reference["run_id"] / "step-00000060")
+    assert resumed["steps"] == 60 and all(
+        torch.equal(uninterrupted["model"][k], final["model"][k]) for k in final["model"]
+    )
 
 
 def test_restart_abandons_an_interrupted_run_as_killed_and_trains_afresh(shards_dir, workspace):
@@ -358,6 +388,28 @@ def test_sft_starts_from_a_pretrain_run_and_learns_only_assistant_tokens(
     _, meta = load_checkpoint(workspace / "checkpoints" / sft["run_id"] / f"step-{sft['steps']:08d}")
     _, pretrained = load_checkpoint(workspace / "checkpoints" / pretrain["run_id"] / "step-00000006")
     assert meta["model_config"] == pretrained["model_config"]
+
+
+def test_a_small_set_trains_for_epochs_and_a_validation_split_under_a_batch_is_scored(
+    prefect_api, shards_dir, workspace, zuozhuan, tmp_path
+):
+    tokenizer_dir = read_manifest(shards_dir)["tokenizer_dir"]
+    lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 20][:16]
+    source = tmp_path / "identity.jsonl"
+    records = [
+        {"conversations": [{"role": "user", "content": x[:8]}, {"role": "assistant", "content": x[8:20]}]}
+        for x in lines
+    ]
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    chat = ChatDataConfig(max_seq_len=32, validation_fraction=0.15)
+    manifest = make_chat_data([str(source)], tokenizer_dir, tmp_path / "sft", chat)
+    held_out = manifest["stats"]["validation_rows"]
+    assert 0 < held_out < TINY_TRAIN.batch_size, "fewer validation records than one batch"
+    config = TINY_TRAIN.model_copy(update={"epochs": 5, "eval_batches": 2, "max_steps_per_shard": None})
+    result = train_model(tmp_path / "sft", workspace, config)
+    assert result["steps"] == 5 * (manifest["train_units"] // 4) > 5
+    validation = MlflowClient().get_metric_history(result["run_id"], "val_loss")
+    assert len(validation) == 5 and all(math.isfinite(point.value) for point in validation), "scored after each pass"
 
 
 @pytest.mark.slow

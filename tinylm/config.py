@@ -354,6 +354,12 @@ class TrainConfig(_Settings):
     grad_clip: float = Field(1.0, gt=0, description="gradients are scaled down to this global norm at most")
     seed: int = Field(1337, ge=0, description="fixes the initial weights, the data order and dropout")
     max_shards: int | None = Field(None, ge=1, description="train on at most this many shards (None = all)")
+    epochs: int = Field(
+        1,
+        ge=1,
+        description="passes over the data (its shards, max_shards of them), each in its own shuffled order: small "
+        "SFT, LoRA and DPO sets are trained for several",
+    )
     max_steps_per_shard: int | None = Field(
         None, ge=1, description="cap steps per shard, for quick runs (None = the whole shard)"
     )

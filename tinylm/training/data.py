@@ -141,7 +141,7 @@ class PretrainData:
         order = np.arange(max(len(stream) - 1, 0) // config.seq_len)
         return [
             windows_batch(stream, order, batch, config)
-            for batch in range(min(config.eval_batches, len(order) // config.batch_size))
+            for batch in range(min(config.eval_batches, -(-len(order) // config.batch_size)))
         ]
 
 
@@ -215,12 +215,11 @@ class ChatData:
         return Batch(tokens_t[:, :-1], tokens_t[:, 1:], mask_t[:, 1:], np.asarray(units))
 
     def validation_batches(self) -> list[Batch]:
-        """The first `eval_batches` batches of validation units: the same ones after every shard."""
+        """The first `eval_batches` batches of validation units, the last one possibly smaller: the same ones after
+        every shard."""
         size = self.config.batch_size
-        batches = min(self.config.eval_batches, len(self.validation) // size)
-        return [
-            self.units_batch(np.asarray(self.validation[batch * size : (batch + 1) * size])) for batch in range(batches)
-        ]
+        units = np.asarray(self.validation[: size * self.config.eval_batches])
+        return [self.units_batch(units[start : start + size]) for start in range(0, len(units), size)]
 
 
 def open_training_data(directory: str | Path, config: TrainConfig) -> PretrainData | ChatData:

@@ -103,7 +103,8 @@ class Trainer:
         )
         optimizer = build_optimizer(model, config, device)
         shard_count = min(data.shard_count(), config.max_shards or data.shard_count())
-        steps_per_shard = [batches_in_shard(data.units(i) // ranks.world, config) for i in range(shard_count)]
+        one_pass = [batches_in_shard(data.units(i) // ranks.world, config) for i in range(shard_count)]
+        steps_per_shard = one_pass * config.epochs  # the run's shards: the data's, once per epoch
         if sum(steps_per_shard) == 0:
             raise ValueError(f"{data.directory} holds too little for one batch of {config.batch_size}x{config.seq_len}")
         config = fitted_warmup(config, sum(steps_per_shard))
@@ -134,11 +135,16 @@ class Trainer:
     def autocast(self) -> torch.autocast:
         return autocast_for(self.device)
 
+    def data_shard(self, shard: int) -> int:
+        """The data's shard that the run's shard `shard` trains on: epoch e's shard i is the run's e * N + i."""
+        return shard % (len(self.steps_per_shard) // self.config.epochs)
+
     def micro_batches(self, shard: int, order: np.ndarray, batch: int) -> list[Batch]:
-        """This process's slices of optimizer step `batch`: one per gradient-accumulation step."""
-        accumulate, world = self.config.grad_accum_steps, self.ranks.world
+        """This process's slices of optimizer step `batch` of the run's shard `shard`: one per gradient-accumulation
+        step."""
+        accumulate, world, data_shard = self.config.grad_accum_steps, self.ranks.world, self.data_shard(shard)
         return [
-            self.data.batch(shard, order, (batch * accumulate + micro) * world + self.ranks.rank)
+            self.data.batch(data_shard, order, (batch * accumulate + micro) * world + self.ranks.rank)
             for micro in range(accumulate)
         ]
 
@@ -203,12 +209,18 @@ class Trainer:
         validator = Validator(
             self.data.validation_batches(), self.objective, tokenizer_dir, config, self.device, self.autocast
         )
+        if config.eval_batches and not validator.batches and ranks.is_main:
+            _LOG.warning(
+                "%s holds no validation records: no val_loss will be logged (raise the data's validation_fraction)",
+                self.data.directory,
+            )
         throughput = Throughput(config.batch_size * config.seq_len * config.grad_accum_steps * ranks.world)
         loss = torch.tensor(float("nan"))
         self.trained.train()
         for shard in range(cursor.shard, len(self.steps_per_shard)):
-            order = unit_order(self.data.units(shard), config, shard)
-            self.objective.start_shard(shard)
+            # Each epoch's pass over a data shard has an order of its own: seeded by the run's shard, not the data's.
+            order = unit_order(self.data.units(self.data_shard(shard)), config, shard)
+            self.objective.start_shard(self.data_shard(shard))
             throughput.restart(cursor.batch)
             steps = range(cursor.batch, self.steps_per_shard[shard])
             ahead = prefetch(functools.partial(self.micro_batches, shard, order), steps, pin=self.device.type == "cuda")

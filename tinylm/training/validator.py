@@ -33,16 +33,18 @@ class Validator:
 
     @torch.no_grad()
     def measure(self, model: torch.nn.Module) -> dict[str, float]:
-        """The objective's loss and metrics, averaged over the validation batches (the same ones every time)."""
+        """The objective's loss and metrics over the validation batches (the same ones every time), each batch
+        weighed by its rows: the last may be smaller, so a split of fewer records than a batch is still scored."""
         if not self.batches:
             return {}
         model.eval()
         sums: dict[str, float] = {}
+        rows = sum(len(batch.inputs) for batch in self.batches)
         for batch in self.batches:
             with self.autocast:
                 loss, metrics = self.objective(model, batch.to(self.device))
             for name, value in {"loss": loss, **metrics}.items():
-                sums[name] = sums.get(name, 0.0) + float(value) / len(self.batches)
+                sums[name] = sums.get(name, 0.0) + float(value) * len(batch.inputs) / rows
         model.train()
         return sums
 
