@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import opencc
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -75,7 +76,17 @@ def test_every_token_after_the_first_is_scored_once_with_the_models_own_loss(loa
     )
     assert scores[group]["loss"] == pytest.approx(expected_nll / (len(stream) - 1), rel=1e-5)
     assert scores[group]["bits_per_byte"] == pytest.approx(expected_nll / np.log(2) / scores[group]["bytes"], rel=1e-5)
-    assert scores["all"] == scores[group]
+    assert scores["all"] == scores[group] | {"simplified_documents": 0}
+
+
+def test_traditional_text_is_simplified_before_scoring_as_the_corpus_stage_does(loaded, constitution, tmp_path):
+    paragraphs = [line for line in constitution.read_text(encoding="utf-8").splitlines() if len(line) > 40][:12]
+    traditional = tmp_path / "traditional.txt"
+    traditional.write_text("\n\n".join(opencc.OpenCC("s2t").convert(line) for line in paragraphs), encoding="utf-8")
+    simplified = perplexity(loaded, traditional, EvalConfig(), CPU)["all"]
+    as_written = perplexity(loaded, traditional, EvalConfig(simplify=False), CPU)["all"]
+    assert (simplified["simplified_documents"], as_written["simplified_documents"]) == (len(paragraphs), 0)
+    assert simplified["bits_per_byte"] < as_written["bits_per_byte"], "the model learned simplified text"
 
 
 def test_a_corpus_is_scored_per_source_and_language_within_the_budget(loaded, small_corpus):

@@ -444,6 +444,12 @@ class EvalConfig(_Settings):
     answer_prompt: str = Field(
         "答案：", description="what follows the choices in a local task's prompt (C-Eval and CMMLU use 答案：)"
     )
+    simplify: bool = Field(
+        True,
+        description="convert traditional Chinese in raw files to simplified before scoring, as the corpus stage does "
+        "(the tokenizer learned simplified text); corpora and shards are scored as they are",
+    )
+    convert: ConvertConfig = Field(default_factory=ConvertConfig, description="the converter that simplify uses")
     device: Device = "auto"
     experiment: Experiment = "tinylm"
 

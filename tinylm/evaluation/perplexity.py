@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from tinylm.config import EvalConfig, ExtractConfig
+from tinylm.corpus.convert import convert_texts, make_converter
 from tinylm.corpus.language import detect_languages
 from tinylm.corpus.readers import read_documents
 from tinylm.inference.generate import LoadedModel
@@ -157,8 +158,9 @@ def perplexity(
     seq_len = min(config.seq_len or max_seq_len, max_seq_len)
     scorer = Scorer(loaded, config.batch_size, device)
     streams: dict[str, Windows] = {}
+    simplified = Stats("simplified_documents")
     for group, ids in _token_streams(
-        loaded, Path(data), config, lambda name: streams.get(name) is not None and streams[name].full
+        loaded, Path(data), config, lambda name: streams.get(name) is not None and streams[name].full, simplified
     ):
         windows = streams.setdefault(group, Windows(seq_len, config.max_tokens))
         for window in windows.feed(ids):
@@ -175,11 +177,12 @@ def perplexity(
     total = GroupScore()
     for score in scorer.groups.values():
         total.add(score)
-    return {group: score.result() for group, score in sorted(scorer.groups.items())} | {EVERYTHING: total.result()}
+    everything = total.result() | {"simplified_documents": simplified["simplified_documents"]}
+    return {group: score.result() for group, score in sorted(scorer.groups.items())} | {EVERYTHING: everything}
 
 
 def _token_streams(
-    loaded: LoadedModel, path: Path, config: EvalConfig, done: Callable[[str], bool]
+    loaded: LoadedModel, path: Path, config: EvalConfig, done: Callable[[str], bool], stats: Stats
 ) -> Iterator[tuple[str, np.ndarray]]:
     """(group, token ids) pieces in data order; a group `done(group)` says is full is no longer encoded."""
     manifest = read_manifest(path) if path.is_dir() else None
@@ -187,15 +190,16 @@ def _token_streams(
         yield from _shard_stream(loaded, path, done)
         return
     eos = loaded.tokenizer.token_to_id(EOS)
-    for groups, texts in _document_batches(path, config):
+    for groups, texts in _document_batches(path, config, stats):
         wanted = [index for index, group in enumerate(groups) if not done(group)]
         encoded = loaded.tokenizer.encode_batch_fast([texts[index] for index in wanted], add_special_tokens=False)
         for index, encoding in zip(wanted, encoded):
             yield groups[index], np.asarray([eos, *encoding.ids], dtype=np.int64)
 
 
-def _document_batches(path: Path, config: EvalConfig) -> Iterator[tuple[list[str], list[str]]]:
-    """(`source/lang` groups, texts) of a corpus directory's documents, or of a raw file's."""
+def _document_batches(path: Path, config: EvalConfig, stats: Stats) -> Iterator[tuple[list[str], list[str]]]:
+    """(`source/lang` groups, texts) of a corpus directory's documents (simplified by the corpus stage already), or of
+    a raw file's, its Chinese simplified as that stage would (counted as `simplified_documents`)."""
     if path.is_dir():
         if read_manifest(path) is None or not corpus_parts(path):
             raise not_data(path)
@@ -204,9 +208,15 @@ def _document_batches(path: Path, config: EvalConfig) -> Iterator[tuple[list[str
             yield [f"{source}/{lang or 'und'}" for source, lang in zip(sources, langs)], texts
         return
     documents = read_documents(path, ExtractConfig(), Stats())
+    convert = make_converter(config.convert) if config.simplify else None
+    threshold = config.convert.cjk_threshold
     while batch := [document for _, document in zip(range(DOCUMENTS_PER_BATCH), documents)]:
-        texts = [document["text"] for document in batch]
-        langs = [document["lang"] or detected for document, detected in zip(batch, detect_languages(texts, 0.3))]
+        texts, langs = [document["text"] for document in batch], [document["lang"] for document in batch]
+        if convert is not None:
+            texts, langs, changed = convert_texts(texts, langs, convert, threshold)
+            stats.update("simplified_documents", changed)
+        else:
+            langs = [lang or detected for lang, detected in zip(langs, detect_languages(texts, threshold))]
         yield [f"{document['source']}/{lang}" for document, lang in zip(batch, langs)], texts
 
 
