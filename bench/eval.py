@@ -95,8 +95,7 @@ def main() -> None:
     reference = theirs["bits_per_byte,none"]
     print(
         f"lm-eval loglikelihood_rolling     {theirs_s:6.1f} s  {tokens / theirs_s:7.0f} tokens/s   bits/byte "
-        f"{reference:.5f}"
-        f"   tinylm {theirs_s / ours_s:.2f}x faster"
+        f"{reference:.5f}   tinylm {theirs_s / ours_s:.2f}x faster"
     )
     items = next(row["items"] for row in rows if row["task"] == "cmmlu")
     print(

@@ -93,8 +93,7 @@ def main() -> None:
         for workers, seconds, peak, anonymous in rows:
             print(
                 f"{workers:7d} {seconds:8.1f} {xml_bytes / 1e6 / seconds:9.1f} {size / 1e6 / seconds:9.1f} "
-                f"{pages / seconds:8.0f} "
-                f"{peak / 2**20:8.0f} {anonymous / 2**20:9.0f} {rows[0][1] / seconds:8.2f}x"
+                f"{pages / seconds:8.0f} {peak / 2**20:8.0f} {anonymous / 2**20:9.0f} {rows[0][1] / seconds:8.2f}x"
             )
     finally:
         if args.keep is None:

@@ -204,8 +204,7 @@ def table(rows: list[dict]) -> str:
         ratios = [row[key] / base[key] for key in ("seconds", "mb", "peak", "anonymous")]
         lines.append(
             f"x{row['factor']:<5d} {row['stage']:9s} {row['mb']:8.0f} {row['seconds']:8.1f} "
-            f"{row['mb'] / row['seconds']:7.2f} "
-            f"{row['peak'] / 2**20:8.0f} {row['anonymous'] / 2**20:9.0f} "
+            f"{row['mb'] / row['seconds']:7.2f} {row['peak'] / 2**20:8.0f} {row['anonymous'] / 2**20:9.0f} "
             + " ".join(f"{ratio:8.2f}" for ratio in ratios)
         )
     return "\n".join(lines)

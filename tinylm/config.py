@@ -134,9 +134,8 @@ class FilterConfig(_Settings):
     chat_markers: Literal["keep", "strip"] = Field(
         "keep",
         description="text wrapped in chat special tokens (<|im_start|>…<|im_end|>, as in MiniMind's "
-        "pretrain_hq.jsonl): "
-        "the filters and dedup always judge it without them; keep them in the stored text (MiniMind trains on them) or "
-        "strip them",
+        "pretrain_hq.jsonl): the filters and dedup always judge it without them; keep them in the stored text "
+        "(MiniMind trains on them) or strip them",
     )
 
     @model_validator(mode="after")
@@ -303,8 +302,7 @@ class ChatDataConfig(_Settings):
     source_weights: dict[str, NonNegativeFloat] = Field(
         default_factory=dict,
         description="copies of each input file (by file name) in the one shuffled training stream: 2 = twice, 0.5 = a "
-        "seeded half; "
-        "files not named count once",
+        "seeded half; files not named count once",
     )
     validation_fraction: float = Field(
         0.01,
@@ -425,8 +423,7 @@ class EvalConfig(_Settings):
     perplexity_data: list[str] = Field(
         default_factory=list,
         description="corpus directories (scored per source and language), shard directories (their validation split) "
-        "or raw "
-        "files any corpus reader takes; the pipeline scores its own shards first, then these",
+        "or raw files any corpus reader takes; the pipeline scores its own shards first, then these",
     )
     max_tokens: int = Field(
         200_000, ge=1, description="tokens scored per group at most (groups: source/language, or a shard set)"
@@ -436,8 +433,7 @@ class EvalConfig(_Settings):
     benchmarks: list[str] = Field(
         default_factory=list,
         description="folders of C-Eval/CMMLU-style multiple choice (csv or jsonl: question, A-D, answer; dev/ for "
-        "few-shot), "
-        "or lm-evaluation-harness task names (these download their data)",
+        "few-shot), or lm-evaluation-harness task names (these download their data)",
     )
     num_fewshot: int = Field(0, ge=0, description="worked examples before each question, from the task's dev split")
     limit: int | None = Field(None, ge=1, description="score at most this many items per benchmark task (None = all)")

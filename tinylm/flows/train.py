@@ -59,8 +59,7 @@ def train_stage(stage: str, data: str, config: TrainConfig, workspace: str, extr
         stage,
         result,
         summary=f"**{stage}** finished: final loss {result['final_loss']:.4f} after {result['steps']} steps, "
-        f"{history}. "
-        f"MLflow run {run_link(workspace, result['run_id'])}",
+        f"{history}. MLflow run {run_link(workspace, result['run_id'])}",
     )
     return result
 

@@ -34,8 +34,7 @@ def tokenizer_of_run(run_id: str, experiment: str, workspace: str) -> str:
     if data is None or not (Path(data) / MANIFEST_NAME).is_file():
         raise FileNotFoundError(
             f"run {run_id}'s training data ({data or 'not recorded'}) is not on this machine, so its tokenizer is "
-            "unknown: "
-            "set the tokenizer directory it was trained with"
+            "unknown: set the tokenizer directory it was trained with"
         )
     return read_manifest(Path(data))["tokenizer_dir"]
 

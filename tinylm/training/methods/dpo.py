@@ -45,8 +45,7 @@ class DpoConfig(TrainConfig):
     precompute_reference: bool = Field(
         True,
         description="compute the reference's log-probabilities once per pair, shard by shard, and keep them beside the "
-        "data: "
-        "no reference model in memory while training",
+        "data: no reference model in memory while training",
     )
 
 
