@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tinylm.config import ChatDataConfig, ChatFileConfig, TokenizerConfig
+from tinylm.corpus.readers.jsonl import read_json_records
 from tinylm.stats import Stats
 from tinylm.storage.manifest import read_manifest
 from tinylm.tokens.chat_arrays import ChatPart
@@ -24,7 +25,7 @@ SFT, DPO = ChatDataConfig(max_seq_len=4096), ChatDataConfig(format="dpo", max_se
 # (file, stage format, the layout it is read in, records kept, skips by reason)
 REAL_FILES = [
     ("minimind/sft_data.jsonl", SFT, "minimind", 2, {}),
-    ("llamafactory/glaive_toolcall_zh_demo.json", SFT, "sharegpt", 1, {"tool_use_not_yet_trained": 3}),
+    ("llamafactory/glaive_toolcall_zh_demo.json", SFT, "sharegpt", 4, {}),
     ("llamafactory/alpaca_zh_demo.json", SFT, "alpaca", 3, {}),
     ("llamafactory/v1_sft_demo.jsonl", SFT, "openai", 3, {}),
     ("firefly/dummy_data.jsonl", SFT, "firefly", 2, {}),
@@ -46,13 +47,17 @@ def tokenizer_dir(bilingual_corpus: Path, tmp_path_factory: pytest.TempPathFacto
 
 def read_all(path: Path, config: ChatDataConfig) -> tuple[FileLayout, list[list[list[dict]]], Stats]:
     """Every record of a file as the stage reads it: its conversations (one, or chosen and rejected)."""
-    from tinylm.corpus.readers.jsonl import read_json_records
+    layout, found, stats = read_with_tools(path, config)
+    return layout, [conversations for conversations, _ in found], stats
 
+
+def read_with_tools(path: Path, config: ChatDataConfig) -> tuple[FileLayout, list[tuple[list, list]], Stats]:
+    """Every record's conversations and the tools they offer."""
     layout, stats, found = FileLayout(path, config), Stats(groups=("skipped",)), []
     for number, record in read_json_records(path, stats):
         read = layout.read(record, number, stats)
         if read is not None:
-            found.append(read[0])
+            found.append(read)
     return layout, found, stats
 
 
@@ -78,16 +83,24 @@ def test_each_real_file_is_read_in_its_layout(name, config, layout, kept, skippe
 def test_ids_are_what_transformers_chat_template_gives_and_the_mask_is_the_replies(name, config, tokenizer_dir):
     transformers = pytest.importorskip("transformers")
     hf = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    _, found, _ = read_all(DATA / name, config)
-    usable = [sides for sides in found if not any(m.get("tool_calls") or m["role"] == "tool" for s in sides for m in s)]
+    _, found, _ = read_with_tools(DATA / name, config)
     encoder, tokenizer = ChatEncoder(load_tokenizer(tokenizer_dir)), load_tokenizer(tokenizer_dir)
-    for sides in usable:
-        for conversation, tokens in zip(sides, encoder.encode(sides, last_reply_only=config.format == "dpo")):
-            assert tokens.ids == hf.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"]
-            replies = [m for m in conversation if m["role"] == "assistant"][-1:] if config.format == "dpo" else None
-            expected = replies or [m for m in conversation if m["role"] == "assistant"]
+    for sides, tools in found:
+        encoded = encoder.encode(sides, last_reply_only=config.format == "dpo", tools=[tools] * len(sides))
+        for conversation, tokens in zip(sides, encoded):
+            rendered = hf.apply_chat_template(conversation, tools=tools or None, tokenize=True, return_dict=True)
+            assert tokens.ids == rendered["input_ids"]
+            replies = [m for m in conversation if m["role"] == "assistant"]
+            expected = replies[-1:] if config.format == "dpo" else replies
             trained = tokenizer.decode([t for t, keep in zip(tokens.ids, tokens.mask) if keep])
-            assert trained == "".join(m["content"] for m in expected)
+            assert trained == "".join(
+                m["content"] + "".join(_call_text(c) for c in m.get("tool_calls", [])) for m in expected
+            )
+
+
+def _call_text(call: dict) -> str:
+    """What a tool call decodes to with the special tokens left out: its JSON between new lines."""
+    return "\n" + json.dumps({"name": call["name"], "arguments": call["arguments"]}, ensure_ascii=False) + "\n"
 
 
 def test_trl_conversational_pairs_keep_their_prompt():
@@ -136,7 +149,7 @@ def test_a_sharegpt_file_beside_a_minimind_file_is_read_in_its_own_layout(tokeni
         encoded(DATA / name, SFT.model_copy(update={"max_skipped_share": 1}), tokenizer_dir, tmp_path / str(index))[0]
         for index, name in enumerate(["minimind/sft_data.jsonl", "llamafactory/glaive_toolcall_zh_demo.json"])
     ]
-    assert [(result["layout"], result["rows"]) for result in results] == [("minimind", 2), ("sharegpt", 1)]
+    assert [(result["layout"], result["rows"]) for result in results] == [("minimind", 2), ("sharegpt", 4)]
 
 
 def test_a_files_layout_and_field_names_can_be_given(tokenizer_dir, tmp_path):
@@ -168,3 +181,34 @@ def test_ultrafeedback_completions_pair_the_best_and_worst_scored_and_ties_are_c
 def test_every_layout_name_the_config_offers_is_read():
     offered = set(ChatFileConfig.model_fields["layout"].annotation.__args__) - {"auto"}
     assert offered == set(READERS["sft"]) | set(READERS["dpo"])
+
+
+def test_parallel_tool_calls_and_their_results_render_as_transformers_renders_them(tokenizer_dir, tmp_path):
+    """OpenAI's layout: two calls in one assistant turn (arguments as JSON text), two `tool` results in a row."""
+    transformers = pytest.importorskip("transformers")
+    weather = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}}}
+    calls = [
+        {"id": "a", "type": "function", "function": {"name": "weather", "arguments": '{"city": "北京"}'}},
+        {"id": "b", "type": "function", "function": {"name": "weather", "arguments": '{"city": "上海"}'}},
+    ]
+    record = {
+        "messages": [
+            {"role": "system", "content": "你是助手。"},
+            {"role": "user", "content": "北京和上海天气如何？"},
+            {"role": "assistant", "content": None, "tool_calls": calls},
+            {"role": "tool", "tool_call_id": "a", "content": "晴"},
+            {"role": "tool", "tool_call_id": "b", "content": "雨"},
+            {"role": "assistant", "content": "北京晴，上海雨。"},
+        ],
+        "tools": [weather],
+    }
+    source = tmp_path / "tools.jsonl"
+    source.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    _, [([conversation], tools)], _ = read_with_tools(source, SFT)
+    assert tools == [weather["function"]] and conversation[2]["tool_calls"][1]["arguments"] == {"city": "上海"}
+    (tokens,) = ChatEncoder(load_tokenizer(tokenizer_dir)).encode([conversation], tools=[tools])
+    hf = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    assert tokens.ids == hf.apply_chat_template(conversation, tools=tools, tokenize=True, return_dict=True)["input_ids"]
+    text = load_tokenizer(tokenizer_dir).decode(tokens.ids, skip_special_tokens=False)
+    assert text.count("<|im_start|>user") == 2, "the two results share one user turn"
+    assert "<tool_response>\n晴\n</tool_response>\n<tool_response>\n雨\n</tool_response><|im_end|>" in text

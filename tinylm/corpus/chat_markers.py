@@ -15,8 +15,10 @@ import re
 # ChatML (<|im_start|>, <|im_end|>, <|endoftext|>: Qwen, MiniMind and tinylm's own tokenizer),
 # Llama 3 (<|begin_of_text|>, <|eot_id|>), Phi and GLM (<|user|>, <|end|>), DeepSeek's
 # full-width <｜begin▁of▁sentence｜>, Llama 2's <s>[INST] … [/INST]</s>, and the reasoning and
-# tool-call tags of R1-style data (<think>, </think>, <tool_call>: tinylm's own special tokens too).
-CHAT_MARKER = re.compile(r"<\|[A-Za-z0-9_.:\-]{1,64}\|>|<｜[^｜<>\s]{1,64}｜>|</?s>|\[/?INST\]|</?(?:think|tool_call)>")
+# tool-call tags of R1-style and Qwen data (<think>, <tool_call>, <tool_response>: tinylm's own special tokens too).
+CHAT_MARKER = re.compile(
+    r"<\|[A-Za-z0-9_.:\-]{1,64}\|>|<｜[^｜<>\s]{1,64}｜>|</?s>|\[/?INST\]|</?(?:think|tool_call|tool_response)>"
+)
 
 
 def without_chat_markers(text: str) -> str:

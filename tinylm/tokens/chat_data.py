@@ -91,17 +91,13 @@ class FileLayout:
 
 def _conversations(
     layout: FileLayout, record: Any, line: int, config: ChatDataConfig, stats: Stats
-) -> list[list[Message]] | None:
-    """The record's conversations in tinylm's form, or None (counted with its line) when it has none usable."""
+) -> tuple[list[list[Message]], list[dict]] | None:
+    """The record's conversations in tinylm's form and the tools they offer, or None (counted with its line) when
+    it has none usable."""
     read = layout.read(record, line, stats)
     if read is None:
         return None
     conversations, tools = read
-    if tools or any(
-        message.get("tool_calls") or message["role"] == "tool" for turns in conversations for message in turns
-    ):
-        stats.skip("tool_use_not_yet_trained", line)
-        return None
     for messages in conversations:
         if (problem := conversation_problem(messages)) is not None:
             stats.skip(problem, line)
@@ -109,7 +105,8 @@ def _conversations(
     if config.format == "dpo" and (problem := pair_problem(*conversations, config.dpo_turns)) is not None:
         stats.skip(problem, line)
         return None
-    return conversations
+    stats.update("with_tools", int(bool(tools)))
+    return conversations, tools
 
 
 def _simplified(messages: list[Message], convert: Callable[[str], str], stats: Stats) -> list[Message]:
@@ -130,21 +127,25 @@ def _simplified(messages: list[Message], convert: Callable[[str], str], stats: S
 
 def _batches(
     layout: FileLayout, config: ChatDataConfig, stats: Stats
-) -> Iterator[tuple[list[int], list[list[Message]]]]:
-    lines, conversations = [], []
+) -> Iterator[tuple[list[int], list[list[Message]], list[list[dict]]]]:
+    """(lines, conversations, the tools each offers) in batches of `batch_records` records."""
+    lines: list[int] = []
+    conversations: list[list[Message]] = []
+    offered: list[list[dict]] = []
     convert = make_converter(config.convert) if config.simplify else None
     for number, record in read_json_records(layout.path, stats):
         found = _conversations(layout, record, number, config, stats)
-        if found is not None and convert is not None:
-            found = [_simplified(messages, convert, stats) for messages in found]
-        if found is not None:
-            lines.append(number)
-            conversations.extend(found)
+        if found is None:
+            continue
+        sides, tools = found
+        lines.append(number)
+        conversations += [_simplified(side, convert, stats) for side in sides] if convert is not None else sides
+        offered += [tools] * len(sides)
         if len(lines) >= config.batch_records:
-            yield lines, conversations
-            lines, conversations = [], []
+            yield lines, conversations, offered
+            lines, conversations, offered = [], [], []
     if lines:
-        yield lines, conversations
+        yield lines, conversations, offered
 
 
 def encode_chat_file(
@@ -157,7 +158,16 @@ def encode_chat_file(
 ) -> dict:
     """Tokenize one jsonl file into part `index` (a directory, written whole or not at all); returns its counts."""
     encoder = ChatEncoder.load(Path(tokenizer_dir), tokenizer_sha256)
-    counters = ("records", "rows", "validation_rows", "truncated", "tokens", "trained_tokens", "converted_messages")
+    counters = (
+        "records",
+        "rows",
+        "validation_rows",
+        "truncated",
+        "tokens",
+        "trained_tokens",
+        "converted_messages",
+        "with_tools",
+    )
     stats = Stats(*counters, groups=("skipped",))
     width = SEQUENCES_PER_UNIT[config.format]
     output = Path(output_dir) / part_dir(index)
@@ -165,10 +175,9 @@ def encode_chat_file(
     name = Path(path).name
     layout = FileLayout(Path(path), config)
     with atomic_path(output) as tmp, ChatPartWriter(tmp, dtype) as writer:
-        for lines, conversations in _batches(layout, config, stats):
-            encoded = encoder.encode(
-                conversations, last_reply_only=config.format == "dpo" and config.dpo_turns == "last"
-            )
+        for lines, conversations, offered in _batches(layout, config, stats):
+            last_only = config.format == "dpo" and config.dpo_turns == "last"
+            encoded = encoder.encode(conversations, last_reply_only=last_only, tools=offered)
             for position, line in enumerate(lines):
                 whole = encoded[position * width : (position + 1) * width]
                 stats.update("truncated", int(any(len(tokens.ids) > config.max_seq_len for tokens in whole)))

@@ -10,6 +10,7 @@ literal "<|im_end|>" inside a message stays text and cannot forge a turn.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,9 +19,23 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from tinylm.tokens.tokenizer_files import IM_END, IM_START, THINK_END, THINK_START, THINK_TOKENS, load_tokenizer
+from tinylm.tokens.tokenizer_files import (
+    IM_END,
+    IM_START,
+    THINK_END,
+    THINK_START,
+    THINK_TOKENS,
+    TOOL_CALL_END,
+    TOOL_CALL_START,
+    TOOL_RESPONSE_END,
+    TOOL_RESPONSE_START,
+    TOOL_TOKENS,
+    TOOLS_INSTRUCTION,
+    TOOLS_PREAMBLE,
+    load_tokenizer,
+)
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 TRAINED_ROLE = "assistant"
 Message = dict[str, str]
 # A piece of a conversation as planned for encoding: text to tokenize, or a special token's id; and its mask bit.
@@ -51,6 +66,8 @@ class ChatEncoder:
         self.markers = {
             token: tokenizer.token_to_id(token) for token in THINK_TOKENS if tokenizer.token_to_id(token) is not None
         }
+        # The template's own tool tags; a tokenizer made before one existed has it as text, as `transformers` would.
+        self.tags = {token: tokenizer.token_to_id(token) or token for token in TOOL_TOKENS}
 
     @classmethod
     @functools.lru_cache(maxsize=2)
@@ -58,20 +75,20 @@ class ChatEncoder:
         return cls(load_tokenizer(tokenizer_dir))
 
     def encode(
-        self, conversations: Sequence[Sequence[Message]], generation_prompt: bool = False, last_reply_only: bool = False
+        self,
+        conversations: Sequence[Sequence[Message]],
+        generation_prompt: bool = False,
+        last_reply_only: bool = False,
+        tools: Sequence[Sequence[dict[str, Any]]] | None = None,
     ) -> list[ChatTokens]:
-        """Each conversation's ids and mask; `generation_prompt` appends the opening of an assistant turn, and
-        `last_reply_only` trains only the final message (a DPO side's reply: the turns before it are the prompt)."""
-        plans = []
-        for messages in conversations:
-            plan: list[Segment] = []
-            for index, message in enumerate(messages):
-                trained = int(message["role"] == TRAINED_ROLE and (not last_reply_only or index == len(messages) - 1))
-                plan += [(self.im_start, 0), (f"{message['role']}\n", 0)]
-                plan += [(piece, trained) for piece in self._body(message)] + [(self.im_end, trained), ("\n", 0)]
-            if generation_prompt:
-                plan += [(self.im_start, 0), (f"{TRAINED_ROLE}\n", 0)]
-            plans.append(plan)
+        """Each conversation's ids and mask; `tools` are the functions each conversation offers (in its system
+        turn), `generation_prompt` appends the opening of an assistant turn, and `last_reply_only` trains only the
+        final message (a DPO side's reply: the turns before it are the prompt)."""
+        offered = tools if tools is not None else [()] * len(conversations)
+        plans = [
+            self._plan(messages, offers, generation_prompt, last_reply_only)
+            for messages, offers in zip(conversations, offered)
+        ]
         texts = [piece for plan in plans for piece, _ in plan if isinstance(piece, str)]
         encoded = iter(self.text_tokenizer.encode_batch_fast(texts, add_special_tokens=False))
         results = []
@@ -85,6 +102,51 @@ class ChatEncoder:
             results.append(ChatTokens(ids, mask))
         return results
 
+    def _plan(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]], generation_prompt: bool, last_only: bool
+    ) -> list[Segment]:
+        """The conversation as the chat template renders it, in pieces: text, or a special token's id."""
+        plan: list[Segment] = []
+        first = 0
+        if tools:
+            first = int(bool(messages) and messages[0]["role"] == "system")
+            system = f"{messages[0]['content']}\n\n" if first else ""
+            schemas = "".join(f"\n{json.dumps(tool, ensure_ascii=False)}" for tool in tools)
+            plan += [(self.im_start, 0), ("system\n" + system + TOOLS_PREAMBLE + schemas, 0)]
+            plan += [(piece, 0) for piece in self._tagged(TOOLS_INSTRUCTION)] + [(self.im_end, 0), ("\n", 0)]
+        for index in range(first, len(messages)):
+            message, before, after = messages[index], messages[index - 1 : index], messages[index + 1 : index + 2]
+            if message["role"] == "tool":
+                opening = [(self.im_start, 0), ("user", 0)] if index == 0 or before[0]["role"] != "tool" else []
+                response = [("\n", 0), (self.tags[TOOL_RESPONSE_START], 0), (f"\n{message['content']}\n", 0)]
+                closing = [(self.im_end, 0), ("\n", 0)] if not after or after[0]["role"] != "tool" else []
+                plan += opening + response + [(self.tags[TOOL_RESPONSE_END], 0)] + closing
+                continue
+            trained = int(message["role"] == TRAINED_ROLE and (not last_only or index == len(messages) - 1))
+            plan += [(self.im_start, 0), (f"{message['role']}\n", 0)]
+            plan += [(piece, trained) for piece in self._body(message) + self._calls(message)]
+            plan += [(self.im_end, trained), ("\n", 0)]
+        if generation_prompt:
+            plan += [(self.im_start, 0), (f"{TRAINED_ROLE}\n", 0)]
+        return _joined(plan)
+
+    def _calls(self, message: Message) -> list[str | int]:
+        """An assistant's tool calls, each `<tool_call>` and a JSON object of its name and arguments, a new line
+        before each but a first with no content before it."""
+        pieces: list[str | int] = []
+        for number, call in enumerate(message.get("tool_calls") or []):
+            arguments = call["arguments"]
+            arguments = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+            body = f'\n{{"name": {json.dumps(call["name"], ensure_ascii=False)}, "arguments": {arguments}}}\n'
+            separator = ["\n"] if message["content"] or number else []
+            pieces += [*separator, self.tags[TOOL_CALL_START], body, self.tags[TOOL_CALL_END]]
+        return pieces
+
+    def _tagged(self, text: str) -> list[str | int]:
+        """Template text with the tool tags in it as their tokens (the template's words, not a message's)."""
+        pieces = re.split(f"({'|'.join(map(re.escape, self.tags))})", text)
+        return [self.tags.get(piece, piece) for piece in pieces if piece]
+
     def _body(self, message: Message) -> list[str | int]:
         """A message's content as text pieces; in an assistant's, `<think>` and `</think>` are their own tokens
         (its `reasoning_content`, when given, goes between them, as Qwen3's template puts it). Anywhere
@@ -95,6 +157,18 @@ class ChatEncoder:
         text = f"{THINK_START}\n{reasoning}\n{THINK_END}\n\n{message['content']}" if reasoning else message["content"]
         pieces = re.split(f"({'|'.join(map(re.escape, self.markers))})", text)
         return [self.markers.get(piece, piece) for piece in pieces if piece]
+
+
+def _joined(plan: list[Segment]) -> list[Segment]:
+    """Adjacent text pieces of one mask bit as one piece: `transformers` tokenizes the rendered text between two
+    special tokens at once, so a whitespace run across two pieces must be tokenized as one too."""
+    joined: list[Segment] = []
+    for piece, trained in plan:
+        if joined and isinstance(piece, str) and isinstance(joined[-1][0], str) and joined[-1][1] == trained:
+            joined[-1] = (joined[-1][0] + piece, trained)
+        else:
+            joined.append((piece, trained))
+    return joined
 
 
 def pair_problem(chosen: list[Message], rejected: list[Message], turns: str = "last") -> str | None:

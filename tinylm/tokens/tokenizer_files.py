@@ -18,19 +18,59 @@ THINK_START = "<think>"
 THINK_END = "</think>"
 # Reasoning models write their thinking between these (MiniMind's reasoning stage, DeepSeek-R1, Qwen3).
 THINK_TOKENS = (THINK_START, THINK_END)
-# Reserved now so that tool-calling data can come later without a new vocabulary (Qwen's names).
-TOOL_TOKENS = ("<tool_call>", "</tool_call>")
+# Tool calling in Qwen's layout: an assistant's call between <tool_call> tags, a tool's result between
+# <tool_response> tags in a user turn. Tokenizers made before the response tokens existed encode them as text.
+TOOL_CALL_START, TOOL_CALL_END = "<tool_call>", "</tool_call>"
+TOOL_RESPONSE_START, TOOL_RESPONSE_END = "<tool_response>", "</tool_response>"
+TOOL_TOKENS = (TOOL_CALL_START, TOOL_CALL_END, TOOL_RESPONSE_START, TOOL_RESPONSE_END)
 SPECIAL_TOKENS = [EOS, IM_START, IM_END, PAD, *THINK_TOKENS, *TOOL_TOKENS]
 BYTE_ALPHABET_SIZE = 256
+# What the system turn says when a conversation offers tools (Qwen2.5's words, so tools written for it fit).
+TOOLS_PREAMBLE = (
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
+)
+TOOLS_INSTRUCTION = (
+    "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
+    '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n'
+    "</tool_call>"
+)
+# The chat template `transformers` renders; tokens/chat_template.py builds the same ids piece by piece (tested).
 CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{% if message.get('reasoning_content') %}"
-    "{{ '<think>\\n' + message['reasoning_content'] + '\\n</think>\\n\\n' }}"
-    "{% endif %}"
-    "{{ message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    (
+        "{%- if tools %}"
+        "{{- '<|im_start|>system\\n' }}"
+        "{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] + '\\n\\n' }}{%- endif %}"
+        "{{- TOOLS_PREAMBLE }}"
+        "{%- for tool in tools %}{{- '\\n' + (tool | tojson) }}{%- endfor %}"
+        "{{- TOOLS_INSTRUCTION + '<|im_end|>\\n' }}"
+        "{%- endif %}"
+        "{%- for message in messages %}"
+        "{%- if message['role'] == 'system' and tools and loop.first %}"
+        "{%- elif message['role'] == 'tool' %}"
+        "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}"
+        "{{- '\\n<tool_response>\\n' + message['content'] + '\\n</tool_response>' }}"
+        "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' %}{{- '<|im_end|>\\n' }}{%- endif %}"
+        "{%- else %}"
+        "{{- '<|im_start|>' + message['role'] + '\\n' }}"
+        "{%- if message.get('reasoning_content') %}"
+        "{{- '<think>\\n' + message['reasoning_content'] + '\\n</think>\\n\\n' }}"
+        "{%- endif %}"
+        "{{- message['content'] or '' }}"
+        "{%- for call in message.get('tool_calls') or [] %}"
+        "{%- set call = call['function'] if call['function'] is defined else call %}"
+        "{%- if message['content'] or not loop.first %}{{- '\\n' }}{%- endif %}"
+        "{{- '<tool_call>\\n{\"name\": ' + (call['name'] | tojson) + ', \"arguments\": ' }}"
+        "{{- call['arguments'] if call['arguments'] is string else call['arguments'] | tojson }}"
+        "{{- '}\\n</tool_call>' }}"
+        "{%- endfor %}"
+        "{{- '<|im_end|>\\n' }}"
+        "{%- endif %}"
+        "{%- endfor %}"
+        "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+    )
+    .replace("TOOLS_PREAMBLE", repr(TOOLS_PREAMBLE))
+    .replace("TOOLS_INSTRUCTION", repr(TOOLS_INSTRUCTION))
 )
 TOKENIZER_FILE = "tokenizer.json"
 
