@@ -205,8 +205,16 @@ def check_skipped_share(path: Path, stats: Stats, limit: float) -> None:
         where = ", ".join(map(str, stats.first_skipped.get(reason, [])))
         raise ValueError(
             f"{path}: {total} of {records} records skipped, {skipped[reason]} as {reason} (first at {where}); "
-            f"check the file's layout and fields (chat-data's files setting), or raise max_skipped_share"
+            f"{_REMEDIES.get(reason, _LAYOUT_REMEDY)}, or raise max_skipped_share"
         )
+
+
+_LAYOUT_REMEDY = "check the file's layout and field names (chat-data's files setting)"
+# What to change for the skip reasons whose cause is a setting, not the file's layout.
+_REMEDIES = {
+    "no_assistant_token_within_max_seq_len": "raise max_seq_len (a system turn with tools takes room too)",
+    "prompts_differ": "set dpo_turns: all to score whole conversations, MiniMind's way",
+}
 
 
 def chat_data_inputs(inputs: list[str], tokenizer_dir: str | Path, config: ChatDataConfig) -> tuple[str, str]:
