@@ -179,7 +179,8 @@ def test_minimind_dpo_pairs_train_every_assistant_turn_the_minimind_way(tokenize
 def test_a_file_mostly_skipped_fails_the_stage_naming_its_main_reason(tokenizer_dir, tmp_path):
     pairs = MINIMIND / "dpo_data.jsonl"
     with pytest.raises(
-        ValueError, match=r"dpo_data.jsonl: 2 of 2 records skipped, 2 as prompts_differ \(first at 1, 2\)"
+        ValueError,
+        match=r"dpo_data.jsonl: 2 of 2 records skipped, 2 as prompts_differ \(first at 1, 2\); set dpo_turns: all",
     ):
         make_chat_data([str(pairs)], tokenizer_dir, tmp_path / "out", ChatDataConfig(format="dpo", max_seq_len=4096))
     assert not (tmp_path / "out" / "manifest.json").exists()
