@@ -19,13 +19,14 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ARRIVED = "tinylm.arrived"  # the scope key holding when a request arrived, for its time limit
 LOG = logging.getLogger("tinylm.serve")
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -178,7 +179,7 @@ class Deadline:
     def __init__(self, arrived: float, limit_s: float) -> None:
         self.at, self.limit_s = arrived + limit_s, limit_s
 
-    def cut(self, pieces: Iterator[str]) -> Iterator[str]:
+    def cut(self, pieces: Iterator[T]) -> Iterator[T]:
         for piece in pieces:
             yield piece
             if time.monotonic() >= self.at:

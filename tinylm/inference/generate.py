@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tokenizers import Tokenizer
@@ -15,7 +16,16 @@ from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.model.transformer import Transformer
 from tinylm.storage.manifest import file_sha256
 from tinylm.tokens.chat_template import ChatEncoder, Message
-from tinylm.tokens.tokenizer_files import EOS, IM_END, TOKENIZER_FILE, load_tokenizer
+from tinylm.tokens.tokenizer_files import (
+    EOS,
+    IM_END,
+    THINK_END,
+    THINK_START,
+    TOKENIZER_FILE,
+    TOOL_CALL_END,
+    TOOL_CALL_START,
+    load_tokenizer,
+)
 from tinylm.weights.reference import LocatedModel, locate_model, model_weights
 
 
@@ -87,6 +97,67 @@ def stream_text(
             shown = text
     if len(text) > len(shown):
         yield text[len(shown) :]
+
+
+Channel = Literal["content", "reasoning", "tool_call"]
+# The tokens that open and close a reply's channels: its thinking, and each tool call.
+_SWITCHES: dict[str, Channel] = {
+    THINK_START: "reasoning", THINK_END: "content", TOOL_CALL_START: "tool_call", TOOL_CALL_END: "content"
+}  # fmt: skip
+
+
+def stream_channels(
+    loaded: LoadedModel,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    sampling: Sampling,
+    generator: torch.Generator,
+    finish: Finish,
+) -> Iterator[tuple[Channel, str]]:
+    """A chat reply as it is generated, by channel: its content and its reasoning (between `<think>` tokens) as
+    text pieces, and each tool call (between `<tool_call>` tokens) whole, once it is closed; a call the reply
+    leaves open comes out as content, tag and all, so nothing generated is lost. The new lines the chat template
+    puts around the reasoning are the template's, not the model's words, and are left out."""
+    tokenizer = loaded.tokenizer
+    switches = {tokenizer.token_to_id(token): channel for token, channel in _SWITCHES.items()}
+    switches.pop(None, None)
+    channel: Channel = "content"
+    segment: list[int] = []
+    shown, after_thinking = "", False
+    for token in stream_tokens(loaded.model, prompt_ids, max_new_tokens, sampling, loaded.stop_ids, generator):
+        if token in loaded.stop_ids:
+            finish.reason = "stop"
+            break
+        finish.tokens += 1
+        if token not in switches:
+            segment.append(token)
+            text = tokenizer.decode(segment)
+            if channel != "tool_call" and not text.endswith("\ufffd"):
+                visible = _visible(channel, text, after_thinking)
+                if len(visible) > len(shown):
+                    yield channel, visible[len(shown) :]
+                    shown = visible
+            continue
+        text = tokenizer.decode(segment)
+        if channel == "tool_call":
+            yield channel, text
+        elif len(visible := _visible(channel, text, after_thinking)) > len(shown):
+            yield channel, visible[len(shown) :]
+        after_thinking = channel == "reasoning"
+        channel, segment, shown = switches[token], [], ""
+    text = tokenizer.decode(segment)
+    if channel == "tool_call":
+        yield "content", TOOL_CALL_START + text
+    elif len(visible := _visible(channel, text, after_thinking)) > len(shown):
+        yield channel, visible[len(shown) :]
+
+
+def _visible(channel: Channel, text: str, after_thinking: bool) -> str:
+    """A segment's text without the template's new lines: those inside `<think>` and `</think>` (a last one is
+    held back while the reasoning goes on, so what is shown only ever grows), and those after `</think>`."""
+    if channel == "reasoning":
+        return text.removeprefix("\n").removesuffix("\n")
+    return text.lstrip("\n") if after_thinking else text
 
 
 def generate_text(

@@ -18,7 +18,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -31,9 +31,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from tinylm.inference.admission import ARRIVED, ApiError, Deadline, GenerationSlots, RequestGuard
-from tinylm.inference.generate import Finish, LoadedModel, stream_text
+from tinylm.inference.generate import Channel, Finish, LoadedModel, stream_channels, stream_text
 from tinylm.model.generation import Sampling
-from tinylm.tokens.tokenizer_files import EOS
+from tinylm.tokens.layouts.messages import Skipped
+from tinylm.tokens.layouts.messages import message as chat_message
+from tinylm.tokens.layouts.messages import tools as offered_tools
+from tinylm.tokens.tokenizer_files import EOS, TOOL_CALL_END, TOOL_CALL_START
 
 CHAT_PAGE = Path(__file__).with_name("chat_page.html")
 
@@ -57,8 +60,13 @@ class ServerSettings(BaseModel, frozen=True):
 
 
 class Message(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str
+    """A chat message as OpenAI's API gives it: text or typed parts, an assistant's tool calls, a tool's result."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[dict] | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[dict] | None = None
+    tool_call_id: str | None = None
 
 
 class SamplingRequest(BaseModel):
@@ -75,6 +83,8 @@ class SamplingRequest(BaseModel):
 class ChatRequest(SamplingRequest):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    tools: list[dict] | None = None
+    tool_choice: str | dict | None = None  # "none" offers no tools; anything else lets the model choose
 
 
 class CompletionRequest(SamplingRequest):
@@ -93,26 +103,60 @@ def _stops(stop: str | list[str] | None) -> list[str]:
     return [stop] if isinstance(stop, str) else [text for text in (stop or []) if text]
 
 
-def cut_at_stops(pieces: Iterator[str], stops: list[str], finish: Finish) -> Iterator[str]:
-    """The text up to the first stop string (which is not sent), holding back any tail that may begin one."""
-    if not stops:
-        yield from pieces
-        return
-    pending = ""
-    for piece in pieces:
-        pending += piece
-        found = [pending.index(stop) for stop in stops if stop in pending]
+class StopCutter:
+    """Text up to the first stop string (which is not sent), fed piece by piece: a tail that may begin a stop
+    string is held back until the next piece settles it."""
+
+    def __init__(self, stops: list[str], finish: Finish) -> None:
+        self.stops, self.finish, self.pending = stops, finish, ""
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """What may be sent now, and whether a stop string was met (then nothing more is)."""
+        if not self.stops:
+            return piece, False
+        self.pending += piece
+        found = [self.pending.index(stop) for stop in self.stops if stop in self.pending]
         if found:
-            finish.reason = "stop"
-            if pending[: min(found)]:
-                yield pending[: min(found)]
+            self.finish.reason = "stop"
+            return self.pending[: min(found)], True
+        ends = (size for stop in self.stops for size in range(1, len(stop)) if self.pending.endswith(stop[:size]))
+        keep = max(ends, default=0)
+        ready, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep :]
+        return ready, False
+
+    def rest(self) -> str:
+        return self.pending
+
+
+def cut_at_stops(pieces: Iterator[str], stops: list[str], finish: Finish) -> Iterator[str]:
+    """The text up to the first stop string."""
+    cutter = StopCutter(stops, finish)
+    for piece in pieces:
+        ready, stopped = cutter.feed(piece)
+        if ready:
+            yield ready
+        if stopped:
             return
-        keep = max((size for stop in stops for size in range(1, len(stop)) if pending.endswith(stop[:size])), default=0)
-        if len(pending) > keep:
-            yield pending[: len(pending) - keep]
-            pending = pending[len(pending) - keep :]
-    if pending:
-        yield pending
+    if rest := cutter.rest():
+        yield rest
+
+
+def cut_content_at_stops(
+    channels: Iterator[tuple[Channel, str]], stops: list[str], finish: Finish
+) -> Iterator[tuple[Channel, str]]:
+    """A chat reply's channels, its content up to the first stop string (its reasoning and calls as they are)."""
+    cutter = StopCutter(stops, finish)
+    for channel, text in channels:
+        if channel != "content":
+            yield channel, text
+            continue
+        ready, stopped = cutter.feed(text)
+        if ready:
+            yield channel, ready
+        if stopped:
+            return
+    if rest := cutter.rest():
+        yield "content", rest
 
 
 class Generator:
@@ -138,18 +182,28 @@ class Generator:
             )
         return min(asked or self.settings.max_tokens, room)
 
-    def text(
+    def pieces(
         self, prompt_ids: list[int], request: SamplingRequest, max_tokens: int, finish: Finish, deadline: Deadline
-    ) -> Iterator[str]:
+    ) -> Iterator[tuple[Channel, str]]:
+        """The reply as (channel, text) pieces: a chat reply's content, reasoning and tool calls; a completion's
+        text, all content."""
         sampling = Sampling(temperature=request.temperature, top_k=0, top_p=request.top_p, repetition_penalty=1.0)
         seed = request.seed if request.seed is not None else secrets.randbits(63)
-        pieces = stream_text(self.loaded, prompt_ids, max_tokens, sampling, torch.Generator().manual_seed(seed), finish)
-        return cut_at_stops(deadline.cut(pieces), _stops(request.stop), finish)
+        generator, stops = torch.Generator().manual_seed(seed), _stops(request.stop)
+        if isinstance(request, ChatRequest):
+            channels = stream_channels(self.loaded, prompt_ids, max_tokens, sampling, generator, finish)
+            return cut_content_at_stops(deadline.cut(channels), stops, finish)
+        pieces = stream_text(self.loaded, prompt_ids, max_tokens, sampling, generator, finish)
+        return (("content", piece) for piece in cut_at_stops(deadline.cut(pieces), stops, finish))
 
     def chat_prompt(self, request: ChatRequest) -> list[int]:
-        (prompt,) = self.loaded.chat.encode(
-            [[message.model_dump() for message in request.messages]], generation_prompt=True
-        )
+        """The conversation and the tools it offers, rendered with the chat template the model was trained with."""
+        try:
+            messages = [_canonical(item) for item in request.messages]
+            offered = offered_tools(request.tools) if request.tool_choice != "none" else []
+        except Skipped as problem:
+            raise ApiError(400, f"messages: {problem}: each message needs text content (or tool calls)") from None
+        (prompt,) = self.loaded.chat.encode([messages], generation_prompt=True, tools=[offered])
         return prompt.ids
 
     def completion_prompt(self, request: CompletionRequest) -> list[int]:
@@ -159,6 +213,12 @@ class Generator:
         return self.loaded.tokenizer.encode(text, add_special_tokens=False).ids or [
             self.loaded.tokenizer.token_to_id(EOS)
         ]
+
+
+def _canonical(item: Message) -> dict:
+    """A request's message in tinylm's form (an assistant turn that only calls tools has no content)."""
+    content = "" if item.content is None and item.tool_calls else item.content
+    return chat_message(item.role, content, item.model_dump(exclude_none=True))
 
 
 def _event(payload: dict) -> str:
@@ -204,13 +264,13 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
     ) -> Response:
         deadline = Deadline(request.scope[ARRIVED], settings.request_timeout_s)
         finish = Finish()
-        pieces = generator.text(prompt, body, max_tokens, finish, deadline)
+        pieces = generator.pieces(prompt, body, max_tokens, finish, deadline)
 
         async def whole() -> Response:
-            text = await run_in_threadpool("".join, pieces)
+            parts = await run_in_threadpool(ReplyParts.of, pieces)
             reply = {
                 "object": kind.object,
-                "choices": [kind.choice(text, finish.reason)],
+                "choices": [kind.choice(parts, parts.finish_reason(finish))],
                 "usage": _usage(prompt, finish),
             }
             return JSONResponse(head | reply)
@@ -219,9 +279,10 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
             def events() -> Iterator[str]:
                 chunk = head | {"object": kind.chunk_object}
                 yield from (_event(chunk | {"choices": [choice]}) for choice in kind.opening())
-                for piece in pieces:
-                    yield _event(chunk | {"choices": [kind.delta(piece)]})
-                yield _event(chunk | {"choices": [kind.delta(None, finish.reason)]})
+                parts = ReplyParts()
+                for channel, text in pieces:
+                    yield _event(chunk | {"choices": [kind.delta(parts.add(channel, text))]})
+                yield _event(chunk | {"choices": [kind.delta(None, parts.finish_reason(finish))]})
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(events(), media_type="text/event-stream")
@@ -291,6 +352,65 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
     return app
 
 
+@dataclass
+class ReplyParts:
+    """A reply's content, reasoning and tool calls (in OpenAI's shape) as they come; a call that is not a JSON object
+    with a name goes back into the content, tags and all, so nothing the model wrote is lost."""
+
+    content: str = ""
+    reasoning: str = ""
+    calls: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, pieces: Iterator[tuple[Channel, str]]) -> ReplyParts:
+        parts = cls()
+        for channel, text in pieces:
+            parts.add(channel, text)
+        return parts
+
+    def add(self, channel: Channel, text: str) -> dict:
+        """Take a piece; returns it as a chat stream's delta."""
+        if channel == "reasoning":
+            self.reasoning += text
+            return {"reasoning_content": text}
+        call = _tool_call(text) if channel == "tool_call" else None
+        if call is None:
+            text = f"{TOOL_CALL_START}{text}{TOOL_CALL_END}" if channel == "tool_call" else text
+            self.content += text
+            return {"content": text}
+        self.calls.append(call)
+        return {"tool_calls": [{"index": len(self.calls) - 1} | call]}
+
+    def finish_reason(self, finish: Finish) -> str:
+        return "tool_calls" if self.calls and finish.reason == "stop" else finish.reason
+
+    def message(self) -> dict:
+        """The assistant's message: `content` (None when it only calls tools), `reasoning_content` (DeepSeek's and
+        vLLM's field) and `tool_calls` where there are any."""
+        message: dict = {"role": "assistant", "content": None if self.calls and not self.content else self.content}
+        if self.reasoning:
+            message["reasoning_content"] = self.reasoning
+        if self.calls:
+            message["tool_calls"] = self.calls
+        return message
+
+
+def _tool_call(text: str) -> dict | None:
+    try:
+        call = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+        return None
+    arguments = call.get("arguments", {})
+    arguments = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+    return {
+        "id": f"call_{uuid.uuid4().hex[:24]}",
+        "type": "function",
+        "function": {"name": call["name"], "arguments": arguments},
+    }
+
+
 @dataclass(frozen=True)
 class Reply:
     """How one endpoint shapes its choices, whole and as stream chunks: the only difference between chat and
@@ -300,19 +420,19 @@ class Reply:
     chunk_object: str
     chat: bool
 
-    def choice(self, text: str, finish_reason: str) -> dict:
+    def choice(self, parts: ReplyParts, finish_reason: str) -> dict:
         if self.chat:
-            return {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
-        return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+            return {"index": 0, "message": parts.message(), "finish_reason": finish_reason}
+        return {"index": 0, "text": parts.content, "logprobs": None, "finish_reason": finish_reason}
 
     def opening(self) -> list[dict]:
         """The chunks before the text: a chat stream names the speaker first."""
         return [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}] if self.chat else []
 
-    def delta(self, piece: str | None, finish_reason: str | None = None) -> dict:
+    def delta(self, piece: dict | None, finish_reason: str | None = None) -> dict:
         if self.chat:
-            return {"index": 0, "delta": {} if piece is None else {"content": piece}, "finish_reason": finish_reason}
-        return {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish_reason}
+            return {"index": 0, "delta": piece or {}, "finish_reason": finish_reason}
+        return {"index": 0, "text": (piece or {}).get("content", ""), "logprobs": None, "finish_reason": finish_reason}
 
 
 CHAT = Reply("chat.completion", "chat.completion.chunk", chat=True)
