@@ -119,7 +119,7 @@ def test_dpo_on_real_pairs_raises_accuracy_and_margin_and_logs_rewards(dpo_data,
     assert batch.inputs.shape == (8, 64), "four pairs: their chosen sides, then their rejected sides"
     assert torch.equal(batch.inputs[:4, :3], batch.inputs[4:, :3]), "a pair's sides share their prompt"
 
-    result = train_model(data_dir, module_workspace, dpo_config(pretrain_id))
+    result = train_model(data_dir, module_workspace, dpo_config(pretrain_id, epochs=2))
     client = MlflowClient()
     history = {
         name: [m.value for m in client.get_metric_history(result["run_id"], name)]
