@@ -12,13 +12,14 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.helpers import free_port, make_chat_data, tiny_train_config, wait_for_http
+from tests.helpers import CHROMIUM, free_port, make_chat_data, tiny_train_config, wait_for_http
 from tinylm.config import ChatDataConfig
 from tinylm.model.config import ModelConfig
 from tinylm.storage.manifest import read_manifest
 from tinylm.training.trainer import train_model
 
 pytestmark = pytest.mark.slow
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 WEATHER = {
     "type": "function",
@@ -101,3 +102,24 @@ def test_thinking_comes_back_as_reasoning_content_not_in_the_content(served):
     deltas = [chunk.choices[0].delta for chunk in stream]
     assert "".join(delta.model_extra.get("reasoning_content") or "" for delta in deltas) == "一加一得二"
     assert "".join(delta.content or "" for delta in deltas) == "2"
+
+
+def test_the_chat_page_shows_the_thinking_collapsed_above_the_answer(served):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    if CHROMIUM is None:
+        pytest.skip("no Chromium on this machine")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(str(served.base_url).removesuffix("v1/"))
+        page.wait_for_function("document.getElementById('model').textContent === 'tinylm'")
+        page.fill("#temperature", "0")
+        page.fill("#input", SUM["content"])
+        page.press("#input", "Enter")
+        page.wait_for_selector(".assistant[data-state=done]", timeout=60_000)
+        assert page.text_content(".assistant details.reasoning > div") == "一加一得二"
+        assert not page.eval_on_selector(".assistant details.reasoning", "element => element.open"), "collapsed"
+        assert page.text_content(".assistant > span") == "2"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "chat-page-reasoning.png"))
+        browser.close()
