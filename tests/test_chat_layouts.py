@@ -212,3 +212,12 @@ def test_parallel_tool_calls_and_their_results_render_as_transformers_renders_th
     text = load_tokenizer(tokenizer_dir).decode(tokens.ids, skip_special_tokens=False)
     assert text.count("<|im_start|>user") == 2, "the two results share one user turn"
     assert "<tool_response>\n晴\n</tool_response>\n<tool_response>\n雨\n</tool_response><|im_end|>" in text
+
+
+def test_a_json_file_holding_json_lines_is_read_as_lines(tmp_path):
+    """Files named .json often hold one record per line; the name does not decide, the first byte does."""
+    lines = (DATA / "minimind/sft_data.jsonl").read_text(encoding="utf-8")
+    source = tmp_path / "sft_data.json"
+    source.write_text(lines, encoding="utf-8")
+    layout, found, stats = read_all(source, SFT)
+    assert (layout.layout, len(found), stats["read_as.json_lines"]) == ("minimind", len(lines.splitlines()), 1)
