@@ -6,6 +6,7 @@ data, the trainer, generation, export) imports a few constants and `tokenizers`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -36,41 +37,38 @@ TOOLS_INSTRUCTION = (
     "</tool_call>"
 )
 # The chat template `transformers` renders; tokens/chat_template.py builds the same ids piece by piece (tested).
+# The tool texts go in as Jinja string literals written as JSON strings (JSON's escapes are Jinja's too).
 CHAT_TEMPLATE = (
-    (
-        "{%- if tools %}"
-        "{{- '<|im_start|>system\\n' }}"
-        "{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] + '\\n\\n' }}{%- endif %}"
-        "{{- TOOLS_PREAMBLE }}"
-        "{%- for tool in tools %}{{- '\\n' + (tool | tojson) }}{%- endfor %}"
-        "{{- TOOLS_INSTRUCTION + '<|im_end|>\\n' }}"
-        "{%- endif %}"
-        "{%- for message in messages %}"
-        "{%- if message['role'] == 'system' and tools and loop.first %}"
-        "{%- elif message['role'] == 'tool' %}"
-        "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}"
-        "{{- '\\n<tool_response>\\n' + message['content'] + '\\n</tool_response>' }}"
-        "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' %}{{- '<|im_end|>\\n' }}{%- endif %}"
-        "{%- else %}"
-        "{{- '<|im_start|>' + message['role'] + '\\n' }}"
-        "{%- if message.get('reasoning_content') %}"
-        "{{- '<think>\\n' + message['reasoning_content'] + '\\n</think>\\n\\n' }}"
-        "{%- endif %}"
-        "{{- message['content'] or '' }}"
-        "{%- for call in message.get('tool_calls') or [] %}"
-        "{%- set call = call['function'] if call['function'] is defined else call %}"
-        "{%- if message['content'] or not loop.first %}{{- '\\n' }}{%- endif %}"
-        "{{- '<tool_call>\\n{\"name\": ' + (call['name'] | tojson) + ', \"arguments\": ' }}"
-        "{{- call['arguments'] if call['arguments'] is string else call['arguments'] | tojson }}"
-        "{{- '}\\n</tool_call>' }}"
-        "{%- endfor %}"
-        "{{- '<|im_end|>\\n' }}"
-        "{%- endif %}"
-        "{%- endfor %}"
-        "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-    )
-    .replace("TOOLS_PREAMBLE", repr(TOOLS_PREAMBLE))
-    .replace("TOOLS_INSTRUCTION", repr(TOOLS_INSTRUCTION))
+    "{%- if tools %}"
+    "{{- '<|im_start|>system\\n' }}"
+    "{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] + '\\n\\n' }}{%- endif %}"
+    "{{- " + json.dumps(TOOLS_PREAMBLE) + " }}"
+    "{%- for tool in tools %}{{- '\\n' + (tool | tojson) }}{%- endfor %}"
+    "{{- " + json.dumps(TOOLS_INSTRUCTION) + " + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'system' and tools and loop.first %}"
+    "{%- elif message['role'] == 'tool' %}"
+    "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}"
+    "{{- '\\n<tool_response>\\n' + message['content'] + '\\n</tool_response>' }}"
+    "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' %}{{- '<|im_end|>\\n' }}{%- endif %}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message.get('reasoning_content') %}"
+    "{{- '<think>\\n' + message['reasoning_content'] + '\\n</think>\\n\\n' }}"
+    "{%- endif %}"
+    "{{- message['content'] or '' }}"
+    "{%- for call in message.get('tool_calls') or [] %}"
+    "{%- set call = call['function'] if call['function'] is defined else call %}"
+    "{%- if message['content'] or not loop.first %}{{- '\\n' }}{%- endif %}"
+    "{{- '<tool_call>\\n{\"name\": ' + (call['name'] | tojson) + ', \"arguments\": ' }}"
+    "{{- call['arguments'] if call['arguments'] is string else call['arguments'] | tojson }}"
+    "{{- '}\\n</tool_call>' }}"
+    "{%- endfor %}"
+    "{{- '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 TOKENIZER_FILE = "tokenizer.json"
 
