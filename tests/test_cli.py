@@ -145,9 +145,14 @@ def cut_bz2(path, lines: int = 100_000):
     return path
 
 
+def extract_command(source: Path, output: Path) -> list[str]:
+    """`tinylm extract` as a user runs it, in a process of its own."""
+    return [sys.executable, "-m", "tinylm.cli", "extract", "--input", str(source), "--output", str(output)]
+
+
 def test_a_failing_command_prints_one_line_naming_the_file_and_debug_shows_the_traceback(prefect_api, tmp_path):
     source = cut_bz2(tmp_path / "cut.jsonl.bz2")
-    command = [sys.executable, "-m", "tinylm.cli", "extract", "--input", str(source), "--output", str(tmp_path / "out")]
+    command = extract_command(source, tmp_path / "out")
     environment = os.environ | {"PREFECT_API_URL": prefect_api}
     plain = subprocess.run(command, capture_output=True, text=True, env=environment)
     assert plain.returncode == 1
@@ -191,16 +196,7 @@ def _without_prefect_api() -> dict[str, str]:
 
 @pytest.mark.service
 def test_a_temporary_prefect_server_that_does_not_start_is_tried_twice_then_one_readable_line(constitution, tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "tinylm.cli",
-        "extract",
-        "--input",
-        str(constitution),
-        "--output",
-        str(tmp_path / "out"),
-    ]
+    command = extract_command(constitution, tmp_path / "out")
     environment = _without_prefect_api() | {
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0",
         "PREFECT_HOME": str(tmp_path / "home"),
@@ -225,16 +221,7 @@ def test_a_command_on_a_temporary_server_prints_no_errors_and_uses_running_serve
         )
 
     workspace = tmp_path / "workspace"  # the default workspace, in the directory the command runs in
-    command = [
-        sys.executable,
-        "-m",
-        "tinylm.cli",
-        "extract",
-        "--input",
-        str(constitution),
-        "--output",
-        str(tmp_path / "out"),
-    ]
+    command = extract_command(constitution, tmp_path / "out")
     before = extract_runs()
     alone = subprocess.run(
         command, capture_output=True, text=True, env=_without_prefect_api() | {"PREFECT_HOME": str(tmp_path / "home")}
@@ -267,16 +254,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 @pytest.mark.service
 def test_a_command_killed_with_sigkill_leaves_no_temporary_api_server_behind(constitution, tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "tinylm.cli",
-        "extract",
-        "--input",
-        str(constitution),
-        "--output",
-        str(tmp_path / "out"),
-    ]
+    command = extract_command(constitution, tmp_path / "out")
     process = subprocess.Popen(
         command, env=_without_prefect_api() | {"PREFECT_HOME": str(tmp_path / "home")}, stdout=subprocess.DEVNULL
     )
