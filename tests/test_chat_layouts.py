@@ -221,3 +221,19 @@ def test_a_json_file_holding_json_lines_is_read_as_lines(tmp_path):
     source.write_text(lines, encoding="utf-8")
     layout, found, stats = read_all(source, SFT)
     assert (layout.layout, len(found), stats["read_as.json_lines"]) == ("minimind", len(lines.splitlines()), 1)
+
+
+def test_a_loss_weight_of_zero_keeps_an_assistant_turn_out_of_the_loss(tokenizer_dir, tmp_path):
+    """LLaMA-Factory's v1 layout weighs each message; 0 on an assistant turn is honoured, not ignored."""
+    turns = [("user", "hi", 0.0), ("assistant", "hello", 0.0), ("user", "name?", 0.0), ("assistant", "tinylm", 1.0)]
+    record = {
+        "messages": [{"role": r, "content": [{"type": "text", "value": c}], "loss_weight": w} for r, c, w in turns]
+    }
+    odd = {"messages": [{"role": "user", "content": "a", "loss_weight": 0.5}, {"role": "assistant", "content": "b"}]}
+    source = tmp_path / "weighted.jsonl"
+    source.write_text(json.dumps(record) + "\n" + json.dumps(odd) + "\n", encoding="utf-8")
+    _, [[conversation]], stats = read_all(source, SFT)
+    assert stats.group("skipped") == {"loss_weight_not_0_or_1": 1}
+    (tokens,) = ChatEncoder(load_tokenizer(tokenizer_dir)).encode([conversation])
+    trained = load_tokenizer(tokenizer_dir).decode([t for t, keep in zip(tokens.ids, tokens.mask) if keep])
+    assert trained == "tinylm"

@@ -122,7 +122,11 @@ class ChatEncoder:
                 closing = [(self.im_end, 0), ("\n", 0)] if not after or after[0]["role"] != "tool" else []
                 plan += opening + response + [(self.tags[TOOL_RESPONSE_END], 0)] + closing
                 continue
-            trained = int(message["role"] == TRAINED_ROLE and (not last_only or index == len(messages) - 1))
+            trained = int(
+                message["role"] == TRAINED_ROLE
+                and message.get("trained", True)
+                and (not last_only or index == len(messages) - 1)
+            )
             plan += [(self.im_start, 0), (f"{message['role']}\n", 0)]
             plan += [(piece, trained) for piece in self._body(message) + self._calls(message)]
             plan += [(self.im_end, trained), ("\n", 0)]

@@ -51,6 +51,11 @@ def message(role: Any, content: Any, extra: dict[str, Any] | None = None) -> Mes
         if not isinstance(reasoning, str):
             raise Skipped("bad_reasoning_content")
         found["reasoning_content"] = reasoning
+    if "loss_weight" in extra:  # LLaMA-Factory's v1 layout: 0 keeps an assistant turn out of the loss
+        if extra["loss_weight"] not in (0, 1):
+            raise Skipped("loss_weight_not_0_or_1")
+        if found["role"] == "assistant" and extra["loss_weight"] == 0:
+            found["trained"] = False
     if extra.get("tool_calls"):
         if not isinstance(extra["tool_calls"], list):
             raise Skipped("tool_calls_not_a_list")
