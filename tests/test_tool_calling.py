@@ -123,3 +123,8 @@ def test_the_chat_page_shows_the_thinking_collapsed_above_the_answer(served):
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "chat-page-reasoning.png"))
         browser.close()
+
+
+def test_forcing_a_call_is_refused_not_ignored(served):
+    with pytest.raises(openai.BadRequestError, match="tool_choice"):
+        served.chat.completions.create(model="tinylm", messages=[QUESTION], tools=[WEATHER], tool_choice="required")

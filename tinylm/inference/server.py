@@ -84,7 +84,8 @@ class ChatRequest(SamplingRequest):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     tools: list[dict] | None = None
-    tool_choice: str | dict | None = None  # "none" offers no tools; anything else lets the model choose
+    # "none" offers no tools, "auto" lets the model choose; forcing a call is not supported, and is refused.
+    tool_choice: Literal["auto", "none"] | None = None
 
 
 class CompletionRequest(SamplingRequest):
