@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tinylm.model.config import ModelConfig
-from tinylm.model.generation import Sampling, pick_next, stream_tokens
+from tinylm.model.generation import Sampling, generate_batch, pick_next, pick_rows, stream_tokens
 from tinylm.model.transformer import KVCache, Transformer
 
 TINY = ModelConfig(vocab_size=97, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=32)
@@ -112,3 +112,44 @@ def test_sampling_filters_and_repetition_penalty():
         for i in range(50)
     }
     assert draws == {0}
+
+
+@pytest.mark.parametrize("config", [TINY, TINY_MOE], ids=["dense", "moe"])
+def test_left_padded_rows_in_one_cache_give_each_rows_own_logits(config):
+    torch.manual_seed(0)
+    model = Transformer(config).eval()
+    rows = [torch.randint(0, 97, (length,)) for length in (3, 9, 6)]
+    pads = torch.tensor([9 - len(row) for row in rows])
+    batch = torch.stack([torch.cat((torch.zeros(9 - len(row), dtype=torch.long), row)) for row in rows])
+    cache = KVCache(config, 3, torch.device("cpu"), torch.float32, pads)
+    prefill = model(batch, cache=cache).logits
+    following = torch.randint(0, 97, (3, 4))
+    steps = torch.cat([model(following[:, i : i + 1], cache=cache).logits for i in range(4)], dim=1)
+    for index, row in enumerate(rows):
+        alone = model(torch.cat((row, following[index]))[None]).logits[0]
+        assert torch.allclose(prefill[index, pads[index] :], alone[: len(row)], atol=1e-5)
+        assert torch.allclose(steps[index], alone[len(row) :], atol=1e-5)
+
+
+def test_batched_generation_is_each_prompts_own_greedy_stream_and_stops_per_row():
+    torch.manual_seed(0)
+    model = Transformer(TINY).eval()
+    for parameter in model.parameters():  # random init repeats its input; larger weights make varied streams
+        torch.nn.init.normal_(parameter, std=0.3)
+    prompts = [[5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8, 9], [42]]
+    greedy = Sampling(temperature=0)
+    alone = [list(stream_tokens(model, prompt, 12, greedy)) for prompt in prompts]
+    assert generate_batch(model, prompts, 12, greedy, set(), None) == alone
+    stop = alone[1][4]
+    stopped = generate_batch(model, prompts, 12, greedy, {stop}, None)
+    assert stopped == [list(stream_tokens(model, prompt, 12, greedy, {stop})) for prompt in prompts]
+    assert stopped[1][-1] == stop and len(stopped[1]) <= 5
+
+
+def test_batched_sampling_draws_each_row_from_its_own_filtered_distribution():
+    logits = torch.tensor([[4.0, 3.0, 2.0, -1.0], [-1.0, 2.0, 3.0, 4.0]])
+    draws = {
+        tuple(pick_rows(logits, None, Sampling(temperature=1.0, top_k=2, top_p=1.0), torch.Generator().manual_seed(i)))
+        for i in range(200)
+    }
+    assert {int(first) for first, _ in draws} == {0, 1} and {int(second) for _, second in draws} == {2, 3}

@@ -23,25 +23,32 @@ class Sampling:
 
 def pick_next(logits: torch.Tensor, seen: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> int:
     """One token id from a (vocab,) row of logits, given the ids `seen` so far."""
+    penalised = torch.zeros(len(logits), dtype=torch.bool, device=logits.device)
+    penalised[seen] = True
+    return int(pick_rows(logits[None], penalised[None], sampling, generator)[0])
+
+
+def pick_rows(
+    logits: torch.Tensor, seen: torch.Tensor | None, sampling: Sampling, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One token id per row of (batch, vocab) logits; `seen` marks, per row, the ids the repetition penalty
+    applies to."""
     logits = logits.float().clone()
-    if sampling.repetition_penalty != 1.0 and len(seen):
-        previous = logits[seen]
-        logits[seen] = torch.where(
-            previous < 0, previous * sampling.repetition_penalty, previous / sampling.repetition_penalty
-        )
+    if sampling.repetition_penalty != 1.0 and seen is not None:
+        penalty = sampling.repetition_penalty
+        logits = torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
     if sampling.temperature <= 0:
-        return int(logits.argmax())
+        return logits.argmax(dim=-1)
     logits /= sampling.temperature
     if sampling.top_k:
-        kth = torch.topk(logits, min(sampling.top_k, len(logits))).values[-1]
-        logits[logits < kth] = float("-inf")
+        kth = torch.topk(logits, min(sampling.top_k, logits.shape[-1])).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
     if sampling.top_p < 1.0:
-        ordered, order = logits.sort(descending=True)
-        beyond = F.softmax(ordered, dim=-1).cumsum(dim=-1) > sampling.top_p
-        beyond[1:] = beyond[:-1].clone()
-        beyond[0] = False
-        logits[order[beyond]] = float("-inf")
-    return int(torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator))
+        ordered, order = logits.sort(dim=-1, descending=True)
+        probabilities = F.softmax(ordered, dim=-1)
+        beyond = probabilities.cumsum(dim=-1) - probabilities > sampling.top_p  # the top token always stays
+        logits = logits.scatter(-1, order, ordered.masked_fill(beyond, float("-inf")))
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
 
 
 @torch.inference_mode()
@@ -71,3 +78,61 @@ def stream_tokens(
             return
         seen = torch.cat((seen, seen.new_tensor([token])))
         logits = model(seen[None, -1:], cache=cache).logits[0, -1]
+
+
+@torch.no_grad()
+def generate_batch(
+    model: Transformer,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    sampling: Sampling,
+    stop_ids: set[int] | frozenset[int],
+    generator: torch.Generator | None,
+    pad_id: int = 0,
+) -> list[list[int]]:
+    """Each prompt's new token ids (a stop id ends a row, and is kept), the prompts generated together.
+
+    One forward pass per new token for the whole batch, the prompts left-padded into one KV
+    cache: this is what makes a GRPO group of completions cheap, where `stream_tokens`
+    would pay a pass per token per sequence. Every row gets at most as many tokens as the
+    longest prompt leaves room for in `max_seq_len`. No gradients (`no_grad`, not
+    `inference_mode`: the ids go on to a training step).
+    """
+    longest = max(len(prompt) for prompt in prompts)
+    budget = min(max_new_tokens, model.config.max_seq_len - longest)
+    if budget < 1:
+        raise ValueError(f"a prompt of {longest} tokens leaves no room in max_seq_len {model.config.max_seq_len}")
+    parameter = next(model.parameters())
+    device = parameter.device
+    tokens = torch.full((len(prompts), longest), pad_id, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        tokens[row, longest - len(prompt) :] = torch.as_tensor(list(prompt), dtype=torch.long)
+    tokens = tokens.to(device)
+    pads = torch.tensor([longest - len(prompt) for prompt in prompts], device=device)
+    cache = KVCache(model.config, len(prompts), device, parameter.dtype, pads)
+    seen = None
+    if sampling.repetition_penalty != 1.0:
+        seen = torch.zeros(len(prompts), model.config.vocab_size, dtype=torch.bool, device=device)
+        seen.scatter_(1, tokens, True)
+        seen[pads > 0, pad_id] = False
+    stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
+    finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    logits = model(tokens, cache=cache).logits[:, -1]
+    columns = []
+    for position in range(budget):
+        chosen = pick_rows(logits, seen, sampling, generator).masked_fill(finished, pad_id)
+        columns.append(chosen)
+        finished |= torch.isin(chosen, stops)
+        if position == budget - 1 or bool(finished.all()):
+            break
+        if seen is not None:
+            seen.scatter_(1, chosen[:, None], True)
+        logits = model(chosen[:, None], cache=cache).logits[:, -1]
+    return [_through_stop(row, stop_ids) for row in torch.stack(columns, dim=1).tolist()]
+
+
+def _through_stop(ids: list[int], stop_ids: set[int] | frozenset[int]) -> list[int]:
+    for index, token in enumerate(ids):
+        if token in stop_ids:
+            return ids[: index + 1]
+    return ids

@@ -52,14 +52,39 @@ class KVCache:
     """Keys and values of the positions a model has already seen, per layer, for generation.
 
     Preallocated to `max_seq_len`, so each new token costs one attention row instead of
-    a pass over the whole sequence.
+    a pass over the whole sequence. Sequences of different lengths generate together
+    left-padded: `pads` holds each row's padding, which no position attends to and which
+    the rotary positions skip, so a row reads as if it were alone.
     """
 
-    def __init__(self, config: ModelConfig, batch: int, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        batch: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        pads: torch.Tensor | None = None,
+    ) -> None:
         shape = (batch, config.n_kv_heads, config.max_seq_len, config.head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
         self.length = 0
+        self.pads = None if pads is None or not pads.any() else pads.to(device)
+
+
+def attention_mask(start: int, seq: int, pads: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """Which keys each of `seq` new positions after `start` cached ones attends to: None where SDPA's own causal
+    rule is right (a fresh unpadded sequence, or one new token), else (seq, keys), or (batch, 1, seq, keys) with
+    each row's left padding hidden. A padding position attends to itself alone, so that no row of the softmax is
+    empty (an empty one is NaN)."""
+    if pads is None and (start == 0 or seq == 1):
+        return None
+    rows = torch.arange(start, start + seq, device=device)[:, None]
+    keys = torch.arange(start + seq, device=device)[None]
+    causal = keys <= rows
+    if pads is None:
+        return causal
+    return ((causal & (keys >= pads[:, None, None])) | (keys == rows))[:, None]
 
 
 class Attention(nn.Module):
@@ -79,6 +104,7 @@ class Attention(nn.Module):
         sin: torch.Tensor,
         cache: tuple[torch.Tensor, torch.Tensor] | None,
         start: int,
+        mask: torch.Tensor | None,
     ) -> torch.Tensor:
         batch, seq, _ = x.shape
         q, k, v = self.wqkv(x).split(
@@ -88,13 +114,10 @@ class Attention(nn.Module):
         k = k.view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        mask = None
         if cache is not None:
             keys, values = cache
             keys[:, :, start : start + seq], values[:, :, start : start + seq] = k, v
             k, v = keys[:, :, : start + seq], values[:, :, : start + seq]
-            if start and seq > 1:
-                mask = torch.ones(seq, start + seq, dtype=torch.bool, device=x.device).tril(diagonal=start)
         out = F.scaled_dot_product_attention(
             q,
             k,
@@ -174,8 +197,9 @@ class Block(nn.Module):
         sin: torch.Tensor,
         cache: tuple[torch.Tensor, torch.Tensor] | None,
         start: int,
+        mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = x + self.attention(self.attention_norm(x), cos, sin, cache, start)
+        x = x + self.attention(self.attention_norm(x), cos, sin, cache, start, mask)
         if isinstance(self.feed_forward, MixtureOfExperts):
             out, aux_loss = self.feed_forward(self.ffn_norm(x))
             return x + out, aux_loss
@@ -231,11 +255,17 @@ class Transformer(nn.Module):
         if start + seq > self.config.max_seq_len:
             raise ValueError(f"sequence of {start + seq} tokens is longer than max_seq_len {self.config.max_seq_len}")
         x = self.tok_embeddings(tokens)
-        cos, sin = self.rope_cos[start : start + seq], self.rope_sin[start : start + seq]
+        pads = cache.pads if cache is not None else None
+        if pads is None:
+            cos, sin = self.rope_cos[start : start + seq], self.rope_sin[start : start + seq]
+        else:
+            positions = (torch.arange(start, start + seq, device=tokens.device)[None] - pads[:, None]).clamp(min=0)
+            cos, sin = self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]
+        mask = attention_mask(start, seq, pads, tokens.device)
         aux_losses = []
         for index, layer in enumerate(self.layers):
             layer_cache = (cache.keys[index], cache.values[index]) if cache is not None else None
-            x, aux_loss = layer(x, cos, sin, layer_cache, start)
+            x, aux_loss = layer(x, cos, sin, layer_cache, start, mask)
             if aux_loss is not None:
                 aux_losses.append(aux_loss)
         if cache is not None:
