@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-Stage = Literal["corpus", "tokenizers", "shards", "sft", "dpo"]
+Stage = Literal["corpus", "tokenizers", "shards", "sft", "dpo", "prompts"]
 
 
 def stage_dir(workspace: str | Path, stage: Stage, name: str) -> Path:
-    """A stage's output: `corpus/<name>`, `tokenizers/<name>`, `shards/<name>`, `sft/<name>`, `dpo/<name>`."""
+    """A stage's output: `corpus/<name>`, `tokenizers/<name>`, `shards/<name>`, `sft/<name>`, `dpo/<name>`, or
+    GRPO's encoded `prompts/<name>`."""
     return Path(workspace) / stage / name
 
 

@@ -214,6 +214,9 @@ _LAYOUT_REMEDY = "check the file's layout and field names (chat-data's files set
 _REMEDIES = {
     "no_assistant_token_within_max_seq_len": "raise max_seq_len (a system turn with tools takes room too)",
     "prompts_differ": "set dpo_turns: all to score whole conversations, MiniMind's way",
+    "prompt_too_long": "raise max_prompt_tokens (the chat template's tokens count too)",
+    "no_prompt_or_messages": "name the field that holds each prompt with prompt_field",
+    "missing_answer": "give every record the answer field the accuracy reward compares with",
 }
 
 

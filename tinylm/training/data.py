@@ -21,6 +21,7 @@ import torch
 from tinylm.config import TrainConfig
 from tinylm.storage.manifest import read_manifest
 from tinylm.tokens.chat_arrays import ORDER_FILE, VALIDATION_FILE, ChatPart, read_units
+from tinylm.tokens.prompts import read_prompts
 from tinylm.tokens.shard_files import ShardSet, open_shards
 from tinylm.tokens.tokenizer_files import THINK_TOKENS, load_tokenizer
 
@@ -222,11 +223,52 @@ class ChatData:
         return [self.units_batch(units[start : start + size]) for start in range(0, len(units), size)]
 
 
-def open_training_data(directory: str | Path, config: TrainConfig) -> PretrainData | ChatData:
-    """Token shards (the shards stage's output) or chat data (the chat-data stage's), by their manifest."""
+@dataclass
+class PromptData:
+    """GRPO's prompts (see `tokens/prompts.py`), one shard of them: a batch is its prompts' ids, left-padded, and
+    their numbers (`units`), by which the rollout finds their fields. There are no targets: the rollout makes
+    them."""
+
+    directory: Path
+    manifest: dict
+    config: TrainConfig
+    records: list[dict]
+    format: str = "prompts"
+
+    @classmethod
+    def open(cls, directory: Path, manifest: dict, config: TrainConfig) -> PromptData:
+        return cls(directory, manifest, config, read_prompts(directory))
+
+    def shard_count(self) -> int:
+        return 1
+
+    def units(self, shard: int) -> int:
+        return len(self.records)
+
+    def batch(self, shard: int, order: np.ndarray, index: int) -> Batch:
+        units = np.asarray(order[index * self.config.batch_size : (index + 1) * self.config.batch_size])
+        prompts = [self.records[unit]["ids"] for unit in units]
+        longest = max(len(ids) for ids in prompts)
+        inputs = torch.full((len(prompts), longest), self.manifest["pad_id"], dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            inputs[row, longest - len(ids) :] = torch.as_tensor(ids)
+        return Batch(inputs, torch.zeros((len(prompts), 0), dtype=torch.long), None, units)
+
+    def validation_batches(self) -> list[Batch]:
+        return []
+
+
+TrainingData = PretrainData | ChatData | PromptData
+
+
+def open_training_data(directory: str | Path, config: TrainConfig) -> TrainingData:
+    """Token shards (the shards stage's output), chat data (the chat-data stage's) or GRPO's prompts, by their
+    manifest."""
     manifest = read_manifest(directory)
     if manifest is None:
         raise FileNotFoundError(f"{directory} has no manifest.json: neither finished shards nor chat data")
+    if manifest["stage"] == "prompts":
+        return PromptData.open(Path(directory), manifest, config)
     if manifest["stage"] == "chat_data":
         if "sequences_per_unit" not in manifest:
             raise ValueError(

@@ -34,6 +34,11 @@ class MetricsLogger:
         if self.active:
             retrying(lambda: mlflow.log_text(text, path))
 
+    def table(self, data: dict[str, list], path: str) -> None:
+        """A table artifact (columns of equal length), which MLflow's run page shows as a table."""
+        if self.active:
+            retrying(lambda: mlflow.log_table(data, path))
+
     def checkpoint(self, directory: Path, name: str) -> None:
         if self.active:
             retrying(lambda: log_checkpoint(directory, name))

@@ -32,7 +32,7 @@ from tinylm.storage.layout import run_checkpoints
 from tinylm.tracking.store import check_reachable, tracking_uri
 from tinylm.training import distributed
 from tinylm.training.checkpointer import Checkpointer, Cursor, Initial, find_checkpoint, initial_weights
-from tinylm.training.data import Batch, ChatData, PretrainData, open_training_data, prefetch, unit_order
+from tinylm.training.data import Batch, TrainingData, open_training_data, prefetch, unit_order
 from tinylm.training.distributed import Ranks, from_main
 from tinylm.training.methods import Objective, Setup, method_for
 from tinylm.training.metrics import MetricsLogger, Throughput, model_flops_utilization
@@ -61,7 +61,7 @@ def batches_in_shard(units: int, config: TrainConfig) -> int:
 @dataclass
 class Trainer:
     config: TrainConfig
-    data: PretrainData | ChatData
+    data: TrainingData
     network: Transformer
     model: torch.nn.Module
     trained: torch.nn.Module
@@ -76,7 +76,7 @@ class Trainer:
     @classmethod
     def build(
         cls,
-        data: PretrainData | ChatData,
+        data: TrainingData,
         model_config: ModelConfig,
         initial: Initial | None,
         config: TrainConfig,
@@ -102,8 +102,10 @@ class Trainer:
             else model
         )
         optimizer = build_optimizer(model, config, device)
+        method = method_for(config)
         shard_count = min(data.shard_count(), config.max_shards or data.shard_count())
-        one_pass = [batches_in_shard(data.units(i) // ranks.world, config) for i in range(shard_count)]
+        repeats = method.steps_per_batch(config)
+        one_pass = [batches_in_shard(data.units(i) // ranks.world, config) * repeats for i in range(shard_count)]
         steps_per_shard = one_pass * config.epochs  # the run's shards: the data's, once per epoch
         if sum(steps_per_shard) == 0:
             raise ValueError(f"{data.directory} holds too little for one batch of {config.batch_size}x{config.seq_len}")
@@ -111,7 +113,8 @@ class Trainer:
         scheduler = build_scheduler(optimizer, sum(steps_per_shard), config)
         trained = torch.compile(wrapped) if config.compile else wrapped
         autocast = autocast_for(device)
-        objective = method_for(config).objective(config, Setup(data, initial, workspace, device, autocast))
+        setup = Setup(data, initial, workspace, device, autocast, MetricsLogger(ranks.is_main))
+        objective = method.objective(config, setup)
         return cls(
             config,
             data,
@@ -139,10 +142,11 @@ class Trainer:
         """The data's shard that the run's shard `shard` trains on: epoch e's shard i is the run's e * N + i."""
         return shard % (len(self.steps_per_shard) // self.config.epochs)
 
-    def micro_batches(self, shard: int, order: np.ndarray, batch: int) -> list[Batch]:
-        """This process's slices of optimizer step `batch` of the run's shard `shard`: one per gradient-accumulation
-        step."""
+    def micro_batches(self, shard: int, order: np.ndarray, step: int) -> list[Batch]:
+        """This process's slices of the data batch that optimizer step `step` of the run's shard `shard` trains on:
+        one per gradient-accumulation step (a method taking several steps per batch takes them on the same one)."""
         accumulate, world, data_shard = self.config.grad_accum_steps, self.ranks.world, self.data_shard(shard)
+        batch = step // method_for(self.config).steps_per_batch(self.config)
         return [
             self.data.batch(data_shard, order, (batch * accumulate + micro) * world + self.ranks.rank)
             for micro in range(accumulate)
@@ -214,7 +218,8 @@ class Trainer:
                 "%s holds no validation records: no val_loss will be logged (raise the data's validation_fraction)",
                 self.data.directory,
             )
-        throughput = Throughput(config.batch_size * config.seq_len * config.grad_accum_steps * ranks.world)
+        sequences = method_for(config).sequences_per_batch(config)
+        throughput = Throughput(sequences * config.seq_len * config.grad_accum_steps * ranks.world)
         loss = torch.tensor(float("nan"))
         self.trained.train()
         for shard in range(cursor.shard, len(self.steps_per_shard)):

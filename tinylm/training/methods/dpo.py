@@ -21,8 +21,17 @@ from tinylm.config import LearningRate, MinLearningRate, SamplePrompts, TrainCon
 from tinylm.model.transformer import Transformer
 from tinylm.storage.atomic import atomic_path
 from tinylm.training.checkpointer import initial_weights
-from tinylm.training.data import Batch, ChatData, PretrainData
-from tinylm.training.methods.interface import Method, Metrics, Objective, Setup, frozen_model, register, unwrapped
+from tinylm.training.data import Batch, ChatData, TrainingData
+from tinylm.training.methods.interface import (
+    Method,
+    Metrics,
+    Objective,
+    Setup,
+    frozen_model,
+    register,
+    token_logps,
+    unwrapped,
+)
 
 REFERENCE_DIR = "reference"
 
@@ -52,10 +61,7 @@ class DpoConfig(TrainConfig):
 def sequence_logps(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Each sequence's summed log-probability of its trained targets (TRL sums; a mean would favour short replies
     less)."""
-    token_logps = -F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none").view(
-        targets.shape
-    )
-    return (token_logps * (weights > 0)).sum(-1)
+    return (token_logps(logits, targets) * (weights > 0)).sum(-1)
 
 
 def dpo_loss(
@@ -185,7 +191,7 @@ class Dpo(Method):
     data_formats = ("dpo",)
     data_command = "chat-data --format dpo"
 
-    def check(self, config: DpoConfig, data: PretrainData | ChatData) -> None:
+    def check(self, config: DpoConfig, data: TrainingData) -> None:
         super().check(config, data)
         if not (config.init_run_id or config.reference_run_id):
             raise ValueError(

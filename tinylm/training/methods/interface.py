@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 
 from tinylm.config import TrainConfig
 from tinylm.model.transformer import Transformer
 from tinylm.training.checkpointer import Initial
-from tinylm.training.data import Batch, ChatData, PretrainData
+from tinylm.training.data import Batch, TrainingData
+from tinylm.training.metrics import MetricsLogger
 
 Metrics = dict[str, torch.Tensor]
 
@@ -56,13 +58,14 @@ class Objective(ABC):
 
 @dataclass(frozen=True)
 class Setup:
-    """What a method may use to build its objective."""
+    """What a method may use to build its objective; `logger` logs to the run (a no-op on ranks past 0)."""
 
-    data: PretrainData | ChatData
+    data: TrainingData
     initial: Initial | None
     workspace: Path
     device: torch.device
     autocast: AbstractContextManager
+    logger: MetricsLogger
 
 
 class Method(ABC):
@@ -74,7 +77,7 @@ class Method(ABC):
     data_formats: ClassVar[tuple[str, ...]]
     data_command: ClassVar[str]
 
-    def check(self, config: TrainConfig, data: PretrainData | ChatData) -> None:
+    def check(self, config: TrainConfig, data: TrainingData) -> None:
         """Refuse data and settings that cannot go together, saying what to change, before any weights load."""
         if data.format not in self.data_formats:
             raise ValueError(
@@ -85,6 +88,14 @@ class Method(ABC):
 
     @abstractmethod
     def objective(self, config: TrainConfig, setup: Setup) -> Objective: ...
+
+    def steps_per_batch(self, config: TrainConfig) -> int:
+        """Optimizer steps taken on each batch of the data: 1, or GRPO's iterations over one rollout."""
+        return 1
+
+    def sequences_per_batch(self, config: TrainConfig) -> int:
+        """Sequences a micro-batch trains on (what throughput counts): the data's rows, or a rollout's."""
+        return config.batch_size
 
     def label(self, data_format: str) -> str:
         """What a run of this method on this data is called."""
@@ -125,6 +136,11 @@ def frozen_model(initial: Initial, device: torch.device) -> Transformer:
     model = Transformer(initial.model_config)
     model.load_state_dict(initial.weights)
     return model.to(device).eval().requires_grad_(False)
+
+
+def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Each target's log-probability under the logits, (batch, seq), computed in fp32."""
+    return -F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none").view(targets.shape)
 
 
 def unwrapped(model: torch.nn.Module) -> Transformer:

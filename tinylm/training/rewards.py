@@ -1,0 +1,163 @@
+"""GRPO's rewards: verifiable checks built in, and a user's own function named `module:function`.
+
+A reward function has TRL's signature, so one written for TRL's GRPOTrainer works here unchanged:
+
+    def reward(prompts: list[str], completions: list[str], completion_ids: list[list[int]],
+               **fields: list) -> list[float | None]
+
+one score per completion; `fields` are the prompt records' other fields (`answer`, say), one value per
+completion. None means the reward does not apply to that completion and counts as 0.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tinylm.tokens.tokenizer_files import THINK_END, THINK_START
+
+RewardFunction = Callable[..., list[float | None]]
+
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+_MARKED = re.compile(r"(?:####|答案\s*[是为:：]|(?i:the answer is|answer\s*:))\s*(.+)")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer a completion (or a reference solution) states: after its reasoning (`</think>`), the last
+    `\\boxed{...}`, else what follows `####` (GSM8K), `答案是` or `The answer is`, else its last number."""
+    text = text.rsplit(THINK_END, 1)[-1]
+    if boxed := _BOXED.findall(text):
+        return boxed[-1]
+    if marked := _MARKED.findall(text):
+        return marked[-1].splitlines()[0] if marked[-1].strip() else None
+    numbers = _NUMBER.findall(text)
+    return numbers[-1] if numbers else None
+
+
+def same_answer(found: str | None, expected: str | None) -> bool:
+    """Equal after trimming spaces, thousands separators and a closing full stop; numbers compare as numbers."""
+    if found is None or expected is None:
+        return False
+    found, expected = (re.sub(r"[\s,$]", "", value).rstrip(".。") for value in (found, expected))
+    try:
+        return math.isclose(float(found), float(expected), rel_tol=0, abs_tol=1e-9)
+    except ValueError:
+        return found == expected
+
+
+def accuracy(prompts: list[str], completions: list[str], answer: Sequence[Any], **_: Any) -> list[float | None]:
+    """1 where the completion's final answer equals the record's `answer` (itself read through `extract_answer`
+    when it is a worked solution, GSM8K's `#### 72` or a `\\boxed{}`), else 0."""
+    scores: list[float | None] = []
+    for completion, reference in zip(completions, answer):
+        reference = str(reference)
+        expected = extract_answer(reference) if ("####" in reference or "\\boxed" in reference) else reference
+        scores.append(float(same_answer(extract_answer(completion), expected)))
+    return scores
+
+
+_THOUGHT = re.compile(
+    rf"^(?:{re.escape(THINK_START)})?\n?(?P<thought>.+?)\n?{re.escape(THINK_END)}\s*(?P<answer>\S.*)$", re.S
+)
+
+
+def think_format(prompts: list[str], completions: list[str], **_: Any) -> list[float | None]:
+    """1 where the completion reasons and then answers: thinking closed by one `</think>` (opened by the
+    completion or by the prompt, as `think: true` does), followed by a non-empty answer; else 0."""
+    return [
+        float(bool(_THOUGHT.match(text)) and text.count(THINK_END) == 1 and text.count(THINK_START) <= 1)
+        for text in completions
+    ]
+
+
+def overlong_penalty(max_tokens: int) -> RewardFunction:
+    """DAPO's soft overlong punishment: 0 up to the last quarter of `max_tokens`, then falling linearly to -1 at
+    `max_tokens` (a completion cut there never finished its answer)."""
+    buffer = max(max_tokens // 4, 1)
+
+    def length(prompts: list[str], completions: list[str], completion_ids: list[list[int]], **_: Any) -> list[float]:
+        return [-min(max(len(ids) - (max_tokens - buffer), 0) / buffer, 1.0) for ids in completion_ids]
+
+    return length
+
+
+@dataclass(frozen=True)
+class Reward:
+    name: str
+    function: RewardFunction
+    weight: float
+    # Fields every prompt record must have for this reward: a record without one is skipped when prompts are read.
+    needs: tuple[str, ...] = ()
+
+
+BUILT_IN = ("accuracy", "think_format", "length")
+
+
+def load_rewards(names: Sequence[str], weights: Sequence[float] | None, max_completion_tokens: int) -> list[Reward]:
+    """The rewards a config names: built-in names, or `module:function` / `path/to/file.py:function`."""
+    if weights is not None and len(weights) != len(names):
+        raise ValueError(f"reward_weights has {len(weights)} values for {len(names)} rewards: give one per reward")
+    rewards = []
+    for index, name in enumerate(names):
+        weight = 1.0 if weights is None else weights[index]
+        if name == "accuracy":
+            rewards.append(Reward(name, accuracy, weight, ("answer",)))
+        elif name == "think_format":
+            rewards.append(Reward(name, think_format, weight))
+        elif name == "length":
+            rewards.append(Reward(name, overlong_penalty(max_completion_tokens), weight))
+        else:
+            rewards.append(Reward(name, _imported(name), weight))
+    return rewards
+
+
+def _imported(name: str) -> RewardFunction:
+    """A user's reward function: `package.module:function`, or `file.py:function` for a file beside the config."""
+    where, _, attribute = name.rpartition(":")
+    if not where or not attribute:
+        raise ValueError(f"reward {name!r} is neither built in ({', '.join(BUILT_IN)}) nor module:function")
+    try:
+        if where.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(Path(where).stem, where)
+            if spec is None or spec.loader is None or not Path(where).is_file():
+                raise FileNotFoundError(f"no file {where}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+        function = getattr(module, attribute)
+    except (ImportError, FileNotFoundError, AttributeError) as error:
+        raise ValueError(f"reward {name}: cannot load it ({error}); check the module path and function name") from error
+    if not callable(function):
+        raise ValueError(f"reward {name} is not a function")
+    return function
+
+
+def score(
+    rewards: Sequence[Reward],
+    prompts: list[str],
+    completions: list[str],
+    completion_ids: list[list[int]],
+    fields: dict[str, list[Any]],
+) -> torch.Tensor:
+    """Each reward's score of each completion, (completions, rewards), NaN where a reward said None. A reward that
+    raises or answers the wrong number of scores fails the step with its name."""
+    columns = []
+    for reward in rewards:
+        try:
+            values = reward.function(prompts=prompts, completions=completions, completion_ids=completion_ids, **fields)
+        except Exception as error:
+            raise RuntimeError(f"reward {reward.name} failed: {type(error).__name__}: {error}") from error
+        if len(values) != len(completions):
+            raise RuntimeError(f"reward {reward.name} gave {len(values)} scores for {len(completions)} completions")
+        columns.append([math.nan if value is None else float(value) for value in values])
+    return torch.tensor(columns, dtype=torch.float32).T
