@@ -8,11 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import make_chat_data, tiny_train_config
-from tinylm.config import ChatDataConfig
+from tests.helpers import kill_when, make_chat_data, tiny_train_config
+from tinylm.config import ChatDataConfig, LoraConfig
 from tinylm.model.config import ModelConfig
+from tinylm.storage.checkpoints import load_checkpoint, newest_local_checkpoint
 from tinylm.storage.manifest import read_manifest
 from tinylm.training.methods.grpo import GrpoConfig, grpo_prompts
 from tinylm.training.trainer import train_model
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.slow
 
 SUMS = [(a, b) for a in range(10) for b in range(10)]
 MODEL = ModelConfig(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64)
+SFT_EPOCHS = 20  # enough to answer about a fifth of the sums right: room for GRPO to show
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -48,23 +51,72 @@ def adder(prefect_api, shards_dir, module_workspace, tmp_path_factory) -> tuple[
     return run_id, prompts
 
 
-SFT_EPOCHS = 6
-
-
 def grpo_config(init: str, **overrides: object) -> GrpoConfig:
     settings = dict(
         init_run_id=init, model=MODEL, batch_size=4, num_generations=8, max_prompt_tokens=24, max_completion_tokens=6,
-        learning_rate=2e-3, min_learning_rate=2e-3, beta=0.0, log_every=1, sample_every=100, epochs=3,
+        learning_rate=5e-4, min_learning_rate=5e-4, log_every=1, sample_every=100, epochs=20,
     )  # fmt: skip
     return GrpoConfig(**(settings | overrides))
 
 
-def test_grpo_raises_the_mean_reward_of_an_sft_model(adder, module_workspace):
+def history(client: MlflowClient, run_id: str, name: str) -> list[float]:
+    return [metric.value for metric in sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)]
+
+
+def test_grpo_raises_the_mean_reward_of_an_sft_model_and_logs_what_users_read(adder, module_workspace):
     init, prompts = adder
     config = grpo_config(init)
     result = train_model(grpo_prompts(prompts, module_workspace, config), module_workspace, config)
     client = MlflowClient()
-    rewards = [m.value for m in sorted(client.get_metric_history(result["run_id"], "reward"), key=lambda m: m.step)]
-    first, last = sum(rewards[:15]) / 15, sum(rewards[-15:]) / 15
-    print(f"reward {first:.3f} -> {last:.3f} over {len(rewards)} steps")
-    assert last > first + 0.2
+    rewards = history(client, result["run_id"], "reward")
+    assert len(rewards) == result["steps"] == 500
+    first, last = sum(rewards[:100]) / 100, sum(rewards[-100:]) / 100
+    assert last > first + 0.1, f"mean reward {first:.3f} over the first 100 steps, {last:.3f} over the last 100"
+    assert history(client, result["run_id"], "rewards/accuracy/mean") == rewards, "one reward of weight 1"
+    for name in ("reward_std", "kl", "completion_length", "clip_ratio", "entropy", "frac_reward_zero_std"):
+        assert len(history(client, result["run_id"], name)) == 500, name
+    assert history(client, result["run_id"], "kl")[-1] > 0, "the policy moved away from its reference"
+    assert all(1 <= length <= 6 for length in history(client, result["run_id"], "completion_length"))
+    tables = [item.path for item in client.list_artifacts(result["run_id"], "samples")]
+    assert tables == [f"samples/step-{step:08d}.json" for step in range(0, 500, 100)]
+    table = json.loads(Path(client.download_artifacts(result["run_id"], tables[-1])).read_text("utf-8"))
+    assert table["columns"] == ["step", "line", "prompt", "completion", "reward", "advantage", "accuracy"]
+    assert len(table["data"]) == 4 * 8 and all(row[2].endswith("=") for row in table["data"])
+
+
+@pytest.mark.parametrize("lora", [None, LoraConfig(rank=4, alpha=8)], ids=["full", "lora"])
+def test_grpo_killed_mid_run_and_run_again_ends_with_the_weights_of_one_never_killed(adder, module_workspace, lora):
+    """Two iterations per rollout and a KL term: the resumed run must sample the same completions (the rollout's
+    generator is seeded by its step) against the same reference."""
+    init, prompts = adder
+    config = grpo_config(init, epochs=1, iterations=2, checkpoint_every=4, lora=lora, learning_rate=1e-3)
+    data_dir = grpo_prompts(prompts, module_workspace, config)
+    reference = train_model(data_dir, module_workspace, config.model_copy(update={"run_name": "reference"}))
+    killed = config.model_copy(update={"run_name": "killed"})
+    run_dir = module_workspace / "checkpoints"
+    before = set(run_dir.iterdir())
+    code = (
+        "from tinylm.training.trainer import train_model; from tinylm.training.methods.grpo import GrpoConfig; "
+        f"train_model({str(data_dir)!r}, {str(module_workspace)!r}, "
+        f"GrpoConfig.model_validate_json({killed.model_dump_json()!r}))"
+    )
+
+    def second_checkpoint() -> bool:
+        return any(len(list(path.glob("step-*/checkpoint.json"))) >= 2 for path in set(run_dir.iterdir()) - before)
+
+    kill_when(code, second_checkpoint)
+    resumed = train_model(data_dir, module_workspace, killed)
+    assert resumed["resumed_from_step"] and resumed["steps"] == reference["steps"] == 50
+    expected, _ = load_checkpoint(newest_local_checkpoint(run_dir / reference["run_id"]))
+    actual, _ = load_checkpoint(newest_local_checkpoint(run_dir / resumed["run_id"]))
+    assert expected["model"].keys() == actual["model"].keys()
+    assert all(torch.equal(expected["model"][name], actual["model"][name]) for name in expected["model"])
+
+
+def test_a_reward_that_raises_fails_the_run_with_its_name(adder, module_workspace, tmp_path):
+    init, prompts = adder
+    source = tmp_path / "rewards.py"
+    source.write_text("def needs_level(prompts, completions, level, **_):\n    return [1.0] * len(completions)\n")
+    config = grpo_config(init, rewards=[f"{source}:needs_level"], epochs=1)
+    with pytest.raises(RuntimeError, match="needs_level failed: TypeError: .*level"):
+        train_model(grpo_prompts(prompts, module_workspace, config), module_workspace, config)
