@@ -23,6 +23,7 @@ from tinylm.config import ChatDataConfig, EvalConfig, PipelineConfig, RefreshCon
 from tinylm.inference.server import ServerSettings
 from tinylm.training.methods.distill import DistillConfig
 from tinylm.training.methods.dpo import DpoConfig
+from tinylm.training.methods.grpo import GrpoConfig
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 # The models a user fills in, in the order a reader meets them; the models they nest follow, each once.
@@ -31,6 +32,7 @@ ROOTS: list[tuple[type[BaseModel], str]] = [
     (RefreshConfig, "`tinylm refresh --config`, the scheduled `refresh` deployment"),
     (TrainConfig, "`tinylm train --config` (SFT and LoRA too), the `train` flow, `train:` of a pipeline"),
     (DpoConfig, "`tinylm dpo --config`, the `dpo` flow"),
+    (GrpoConfig, "`tinylm grpo --config`, the `grpo` flow"),
     (DistillConfig, "`tinylm distill --config`, the `distill` flow"),
     (ChatDataConfig, "`tinylm chat-data --config`, the `chat-data` flow"),
     (EvalConfig, "`tinylm eval --config`, the `eval` flow, `eval:` of a pipeline"),

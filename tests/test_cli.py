@@ -38,6 +38,7 @@ COMMANDS = [
     "chat",
     "export",
     "dpo",
+    "grpo",
     "distill",
     "merge",
     "eval",

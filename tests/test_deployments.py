@@ -26,6 +26,7 @@ def test_prefect_yaml_entrypoints_load_the_flows_they_name():
             "train",
             "chat-data",
             "dpo",
+            "grpo",
             "distill",
             "merge",
             "eval",
@@ -48,6 +49,7 @@ def test_served_deployments_render_their_configs_as_forms():
             "distill",
             "dpo",
             "eval",
+            "grpo",
             "merge",
             "pipeline",
             "refresh",
@@ -86,6 +88,11 @@ def test_served_deployments_render_their_configs_as_forms():
     assert {"rank", "alpha", "dropout", "target_modules"} == set(dpo_schema["definitions"]["LoraConfig"]["properties"])
     distill_schema = deployments["distill"]._parameter_openapi_schema.model_dump()
     assert "config" in distill_schema["required"], "the teacher has no default: the form asks for it"
+    grpo_schema = deployments["grpo"]._parameter_openapi_schema.model_dump()
+    assert set(grpo_schema["required"]) == {"config", "prompts"}, "the starting run and the prompts have no default"
+    assert {"num_generations", "rewards", "beta", "epsilon", "loss_type", "iterations", "think"} <= set(
+        grpo_schema["definitions"]["GrpoConfig"]["properties"]
+    )
     assert deployments["merge"]._parameter_openapi_schema.model_dump()["required"] == ["run_id"]
     refresh = deployments["refresh"].parameters["config"]
     assert (

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from tinylm.inference.server import ServerSettings
     from tinylm.training.methods.distill import DistillConfig
     from tinylm.training.methods.dpo import DpoConfig
+    from tinylm.training.methods.grpo import GrpoConfig
 
 
 def _print_json(result: object) -> None:
@@ -173,6 +174,18 @@ def _dpo(args: argparse.Namespace, config: DpoConfig) -> None:
         from tinylm.flows.tuning import dpo_flow
 
         _print_json(dpo_flow(str(args.pairs), config, args.workspace or "workspace"))
+
+
+def _grpo(args: argparse.Namespace, config: GrpoConfig) -> None:
+    workspace = args.workspace or "workspace"
+    if int(os.environ.get("RANK", "0")) > 0:
+        from tinylm.training.methods.grpo import grpo_prompts
+
+        _trained_as_worker(grpo_prompts(args.prompts, workspace, config), config, workspace)
+        return
+    from tinylm.flows.tuning import grpo_flow
+
+    _print_json(grpo_flow(config, str(args.prompts), workspace))
 
 
 def _distill(args: argparse.Namespace, config: DistillConfig) -> None:
@@ -499,6 +512,12 @@ def _dpo_config() -> type[BaseModel]:
     return DpoConfig
 
 
+def _grpo_config() -> type[BaseModel]:
+    from tinylm.training.methods.grpo import GrpoConfig
+
+    return GrpoConfig
+
+
 def _distill_config() -> type[BaseModel]:
     from tinylm.training.methods.distill import DistillConfig
 
@@ -506,7 +525,7 @@ def _distill_config() -> type[BaseModel]:
 
 
 def _add_tuning_commands(command: Command) -> None:
-    """What follows SFT: DPO, distillation, and folding LoRA adapters into their base."""
+    """What follows SFT: DPO, GRPO, distillation, and folding LoRA adapters into their base."""
     dpo = command(
         "dpo",
         _dpo,
@@ -516,6 +535,22 @@ def _add_tuning_commands(command: Command) -> None:
         workspace=CHECKPOINTS,
     )
     dpo.add_argument("--pairs", type=Path, required=True, help="directory of `tinylm chat-data --format dpo` output")
+
+    grpo = command(
+        "grpo",
+        _grpo,
+        "Reinforce an SFT model with verifiable rewards (GRPO): sample groups of completions, score, compare.",
+        _grpo_config,
+        aliases=TRAINING_ALIASES | {"rewards": "--reward"},
+        exclude=("seq_len", "eval_batches", "think_token_weight"),
+        workspace=CHECKPOINTS,
+    )
+    grpo.add_argument(
+        "--prompts",
+        type=Path,
+        required=True,
+        help="JSON Lines of records with a prompt (or messages) and the fields the rewards read (answer)",
+    )
 
     distill = command(
         "distill",

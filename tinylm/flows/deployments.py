@@ -23,7 +23,7 @@ from tinylm.flows.refresh import refresh_flow
 from tinylm.flows.shards import shards_flow
 from tinylm.flows.tokenizer import tokenizer_flow
 from tinylm.flows.train import train_flow
-from tinylm.flows.tuning import distill_flow, dpo_flow, merge_flow
+from tinylm.flows.tuning import distill_flow, dpo_flow, grpo_flow, merge_flow
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 # When the refresh deployment looks in its inbox; override with TINYLM_REFRESH_CRON.
@@ -48,6 +48,7 @@ def build_deployments() -> list[RunnerDeployment]:
         train_flow.to_deployment(name="train", tags=["tinylm"]),
         chat_data_flow.to_deployment(name="chat-data", tags=["tinylm"]),
         dpo_flow.to_deployment(name="dpo", tags=["tinylm"]),
+        grpo_flow.to_deployment(name="grpo", tags=["tinylm"]),
         distill_flow.to_deployment(name="distill", tags=["tinylm"]),
         merge_flow.to_deployment(name="merge", tags=["tinylm"]),
         eval_flow.to_deployment(name="eval", tags=["tinylm"]),

@@ -1,18 +1,23 @@
-"""The flows after supervised fine-tuning: dpo (preference pairs), distill (a teacher's distributions) and merge
-(LoRA adapters folded into their base). The two training flows share train.py's body."""
+"""The flows after supervised fine-tuning: dpo (preference pairs), grpo (verifiable rewards), distill (a teacher's
+distributions) and merge (LoRA adapters folded into their base). The training flows share train.py's body."""
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tinylm.flows.report import prefect_link_tags, publish_stats, run_name
 from tinylm.flows.train import train_stage
+from tinylm.storage.manifest import read_manifest
 from tinylm.tracking.lineage import STAGE_TAG
 from tinylm.tracking.store import run_link
 from tinylm.training.merge import merge_adapters
 from tinylm.training.methods.distill import DistillConfig
 from tinylm.training.methods.dpo import DpoConfig
+from tinylm.training.methods.grpo import GrpoConfig, grpo_prompts
+
+grpo_prompts_task = task(grpo_prompts, name="encode-prompts", cache_policy=NO_CACHE)
 
 
 @flow(
@@ -35,6 +40,40 @@ def dpo_flow(
         tags: extra tags for the MLflow run
     """
     return train_stage("dpo", pairs, config, workspace, tags)
+
+
+@flow(
+    name="grpo",
+    description="Reinforce an SFT run with verifiable rewards (GRPO): groups of sampled completions, scored and "
+    "compared (optionally LoRA).",
+    flow_run_name=run_name("grpo", "prompts"),
+)
+def grpo_flow(
+    config: GrpoConfig,
+    prompts: str,
+    workspace: str = "workspace",
+    tags: dict[str, str] | None = None,
+) -> dict:
+    """Train a policy from `config.init_run_id` (an SFT run) on the prompts' rewards, against a frozen reference.
+
+    Args:
+        config: the starting run, rewards, group size, sampling, clip and KL, and the usual optimizer and schedule
+        prompts: JSON Lines of records with a `prompt` (or `messages`, or config.prompt_field) and the fields the
+        rewards read, such as `answer` (relative: to where the serving process started)
+        workspace: home of the checkpoints and the MLflow store (relative: to where the serving process started)
+        tags: extra tags for the MLflow run
+    """
+    encoded = grpo_prompts_task(prompts, workspace, config)
+    manifest = read_manifest(encoded)
+    counts = manifest["stats"]
+    get_run_logger().info(
+        "grpo: %d prompts from %s (longest %d tokens), skipped %s",
+        counts["prompts"],
+        prompts,
+        counts["longest_prompt"],
+        counts.get("skipped") or "none",
+    )
+    return train_stage("grpo", str(encoded), config, workspace, tags)
 
 
 @flow(

@@ -319,14 +319,16 @@ class Trainer:
         logger.metrics(metrics, step)
         if self.ranks.is_main:
             seconds_left = (self.total_steps - step) * throughput.seconds_per_step(batch)
-            eta = _duration(seconds_left)
+            shown = self.objective.progress_metric
+            extra = f"  {shown} {metrics[shown]:.4f}" if shown in metrics else ""
             _LOG.info(
-                "step %d/%d  loss %.4f  %.0f tokens/s  ETA %s",
+                "step %d/%d  loss %.4f%s  %.0f tokens/s  ETA %s",
                 step,
                 self.total_steps,
                 metrics["loss"],
+                extra,
                 tokens_per_s,
-                eta,
+                _duration(seconds_left),
             )
             if progress is not None:
                 progress(step / self.total_steps)

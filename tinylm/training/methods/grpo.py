@@ -61,7 +61,7 @@ class GrpoConfig(TrainConfig):
         ge=8,
         description="set by GRPO itself to max_prompt_tokens + max_completion_tokens, the longest sequence trained",
     )
-    eval_batches: int = Field(0, ge=0, description="GRPO has no validation loss: its rewards are its measure")
+    eval_batches: int = Field(0, ge=0, le=0, description="GRPO has no validation loss: its rewards are its measure")
     num_generations: int = Field(8, ge=2, description="completions sampled per prompt: the group rewards compare")
     max_prompt_tokens: int = Field(
         256, ge=1, description="a prompt longer than this (chat template included) is skipped, counted"
@@ -97,7 +97,7 @@ class GrpoConfig(TrainConfig):
         None, description="the records' field holding the prompt (text or messages); None = prompt, else messages"
     )
     think: bool = Field(
-        False, description="open each reply with <think> so the model reasons first (a model SFT'd on reasoning)"
+        False, description="open each reply with the think-start token, so the model reasons first (SFT'd to reason)"
     )
     sample_every: int = Field(50, ge=1, description="log a table of sample completions and rewards every N steps")
     max_skipped_share: float = Field(
@@ -115,6 +115,8 @@ class GrpoConfig(TrainConfig):
                 f"checkpoint_every {self.checkpoint_every} must be a multiple of iterations {self.iterations}: a "
                 "checkpoint inside a rollout's iterations could not be resumed exactly"
             )
+        if self.think_token_weight != 1:
+            raise ValueError("think_token_weight weighs SFT targets; GRPO's loss weighs every completion token alike")
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
             raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards")
         return self
@@ -186,6 +188,7 @@ class GroupRelative(Objective):
     """GRPO's objective: `rollout` samples and scores a micro-batch's groups, `__call__` is the policy loss."""
 
     generates_batches = True
+    progress_metric = "reward"
 
     def __init__(
         self,

@@ -40,6 +40,8 @@ class Objective(ABC):
     reports_perplexity: ClassVar[bool] = False
     # Whether `rollout` makes the batches trained on (the trainer skips the call otherwise).
     generates_batches: ClassVar[bool] = False
+    # The metric the progress line shows beside the loss, where the loss alone says little (GRPO's reward).
+    progress_metric: ClassVar[str | None] = None
 
     @abstractmethod
     def __call__(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, Metrics]: ...
