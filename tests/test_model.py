@@ -136,7 +136,7 @@ def test_batched_generation_is_each_prompts_own_greedy_stream_and_stops_per_row(
     model = Transformer(TINY).eval()
     for parameter in model.parameters():  # random init repeats its input; larger weights make varied streams
         torch.nn.init.normal_(parameter, std=0.3)
-    prompts = [[5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8, 9], [42]]
+    prompts = [[5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8, 9], [42], [5, 6, 7]]  # the first read once, continued twice
     greedy = Sampling(temperature=0)
     alone = [list(stream_tokens(model, prompt, 12, greedy)) for prompt in prompts]
     assert generate_batch(model, prompts, 12, greedy, set(), None) == alone
@@ -144,6 +144,10 @@ def test_batched_generation_is_each_prompts_own_greedy_stream_and_stops_per_row(
     stopped = generate_batch(model, prompts, 12, greedy, {stop}, None)
     assert stopped == [list(stream_tokens(model, prompt, 12, greedy, {stop})) for prompt in prompts]
     assert stopped[1][-1] == stop and len(stopped[1]) <= 5
+    group = generate_batch(
+        model, [[5, 6, 7]] * 8, 12, Sampling(temperature=1.0), set(), torch.Generator().manual_seed(0)
+    )
+    assert len({tuple(row) for row in group}) > 1, "a group's copies of one prompt sample apart"
 
 
 def test_batched_sampling_draws_each_row_from_its_own_filtered_distribution():

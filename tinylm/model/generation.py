@@ -93,8 +93,9 @@ def generate_batch(
     """Each prompt's new token ids (a stop id ends a row, and is kept), the prompts generated together.
 
     One forward pass per new token for the whole batch, the prompts left-padded into one KV
-    cache: this is what makes a GRPO group of completions cheap, where `stream_tokens`
-    would pay a pass per token per sequence. Every row gets at most as many tokens as the
+    cache, and a prompt given several times (a GRPO group) read once: this is what makes a
+    group of completions cheap, where `stream_tokens` would pay a pass per token per
+    sequence, and read the prompt once per sequence. Every row gets at most as many tokens as the
     longest prompt leaves room for in `max_seq_len`. No gradients (`no_grad`, not
     `inference_mode`: the ids go on to a training step).
     """
@@ -102,22 +103,16 @@ def generate_batch(
     budget = min(max_new_tokens, model.config.max_seq_len - longest)
     if budget < 1:
         raise ValueError(f"a prompt of {longest} tokens leaves no room in max_seq_len {model.config.max_seq_len}")
-    parameter = next(model.parameters())
-    device = parameter.device
-    tokens = torch.full((len(prompts), longest), pad_id, dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        tokens[row, longest - len(prompt) :] = torch.as_tensor(list(prompt), dtype=torch.long)
-    tokens = tokens.to(device)
-    pads = torch.tensor([longest - len(prompt) for prompt in prompts], device=device)
-    cache = KVCache(model.config, len(prompts), device, parameter.dtype, pads)
+    cache, logits, tokens = _read_prompts(model, prompts, longest, pad_id)
+    device = logits.device
     seen = None
     if sampling.repetition_penalty != 1.0:
         seen = torch.zeros(len(prompts), model.config.vocab_size, dtype=torch.bool, device=device)
         seen.scatter_(1, tokens, True)
-        seen[pads > 0, pad_id] = False
+        if cache.pads is not None:
+            seen[cache.pads > 0, pad_id] = False
     stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
     finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
-    logits = model(tokens, cache=cache).logits[:, -1]
     columns = []
     for position in range(budget):
         chosen = pick_rows(logits, seen, sampling, generator).masked_fill(finished, pad_id)
@@ -129,6 +124,29 @@ def generate_batch(
             seen.scatter_(1, chosen[:, None], True)
         logits = model(chosen[:, None], cache=cache).logits[:, -1]
     return [_through_stop(row, stop_ids) for row in torch.stack(columns, dim=1).tolist()]
+
+
+def _read_prompts(
+    model: Transformer, prompts: Sequence[Sequence[int]], longest: int, pad_id: int
+) -> tuple[KVCache, torch.Tensor, torch.Tensor]:
+    """A KV cache holding every prompt, left-padded to `longest`, the logits after each, and the padded ids.
+
+    Each distinct prompt is read once and its cache rows copied to every sequence that continues it: a GRPO
+    group is one prompt G times.
+    """
+    parameter = next(model.parameters())
+    distinct = list(dict.fromkeys(tuple(prompt) for prompt in prompts))
+    tokens = torch.full((len(distinct), longest), pad_id, dtype=torch.long)
+    for row, prompt in enumerate(distinct):
+        tokens[row, longest - len(prompt) :] = torch.as_tensor(prompt, dtype=torch.long)
+    tokens = tokens.to(parameter.device)
+    pads = torch.tensor([longest - len(prompt) for prompt in distinct], device=parameter.device)
+    cache = KVCache(model.config, len(distinct), parameter.device, parameter.dtype, pads)
+    logits = model(tokens, cache=cache).logits[:, -1]
+    row_of = {prompt: row for row, prompt in enumerate(distinct)}
+    rows = torch.tensor([row_of[tuple(prompt)] for prompt in prompts], device=parameter.device)
+    cache.select(rows)
+    return cache, logits[rows], tokens[rows]
 
 
 def _through_stop(ids: list[int], stop_ids: set[int] | frozenset[int]) -> list[int]:

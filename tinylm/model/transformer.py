@@ -71,6 +71,12 @@ class KVCache:
         self.length = 0
         self.pads = None if pads is None or not pads.any() else pads.to(device)
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep these rows, in this order, repeats allowed: a prompt read once continues as many sequences."""
+        self.keys = [keys.index_select(0, rows) for keys in self.keys]
+        self.values = [values.index_select(0, rows) for values in self.values]
+        self.pads = None if self.pads is None else self.pads.index_select(0, rows)
+
 
 def attention_mask(start: int, seq: int, pads: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
     """Which keys each of `seq` new positions after `start` cached ones attends to: None where SDPA's own causal
