@@ -128,12 +128,18 @@ def test_a_user_reward_loads_from_a_file_and_a_failing_one_is_named(tmp_path):
         "utf-8",
     )
     rewards = load_rewards([f"{source}:short", "accuracy"], [0.5, 2.0], 16)
-    assert [(reward.name.split(":")[-1], reward.weight, reward.needs) for reward in rewards] == [
+    assert [(reward.label, reward.weight, reward.needs) for reward in rewards] == [
         ("short", 0.5, ()),
         ("accuracy", 2.0, ("answer",)),
     ]
     scores = score(rewards, ["a", "b"], ["7", "long"], [[1], [1, 2]], {"answer": ["7", "8"]})
     assert scores[0].tolist() == [1.0, 1.0] and math.isnan(scores[1, 0]) and scores[1, 1] == 0
+    assert [r.label for r in load_rewards([f"{source}:short", "tinylm.training.rewards:accuracy"] * 2, None, 16)] == [
+        "short",
+        "accuracy",
+        "short_2",
+        "accuracy_3",
+    ], "metric names: the function's name, told apart when two share one"
     with pytest.raises(RuntimeError, match="reward .*broken failed: KeyError"):
         score(load_rewards([f"{source}:broken"], None, 16), ["a"], ["b"], [[1]], {})
     with pytest.raises(RuntimeError, match="gave 1 scores for 2 completions"):

@@ -5,6 +5,7 @@ SIGKILL."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import kill_when, make_chat_data, tiny_train_config
 from tinylm.config import ChatDataConfig, LoraConfig
+from tinylm.flows.tuning import grpo_flow
 from tinylm.model.config import ModelConfig
 from tinylm.storage.checkpoints import load_checkpoint, newest_local_checkpoint
 from tinylm.storage.manifest import read_manifest
@@ -120,3 +122,28 @@ def test_a_reward_that_raises_fails_the_run_with_its_name(adder, module_workspac
     config = grpo_config(init, rewards=[f"{source}:needs_level"], epochs=1)
     with pytest.raises(RuntimeError, match="needs_level failed: TypeError: .*level"):
         train_model(grpo_prompts(prompts, module_workspace, config), module_workspace, config)
+
+
+def test_the_grpo_flow_trains_once_and_a_repeat_returns_the_finished_run(adder, module_workspace):
+    init, prompts = adder
+    config = grpo_config(init, epochs=1, run_name=None)
+    first = grpo_flow(config, str(prompts), str(module_workspace))
+    encoded = grpo_prompts(prompts, module_workspace, config) / "manifest.json"
+    written = encoded.stat().st_mtime_ns
+    again = grpo_flow(config, str(prompts), str(module_workspace))
+    assert not first["reused"] and again["reused"] and again["run_id"] == first["run_id"]
+    run = MlflowClient().get_run(first["run_id"])
+    assert run.info.run_name == "grpo" and run.data.tags["tinylm.stage"] == "grpo"
+    assert run.data.params["num_generations"] == "8" and run.data.params["rewards"] == "['accuracy']"
+    assert encoded.stat().st_mtime_ns == written, "the prompts were encoded once"
+
+
+def test_rewards_that_cannot_tell_completions_apart_are_reported_not_silent(adder, module_workspace, tmp_path, caplog):
+    init, prompts = adder
+    source = tmp_path / "flat.py"
+    source.write_text("def same(prompts, completions, **_):\n    return [1.0] * len(completions)\n", "utf-8")
+    config = grpo_config(init, rewards=[f"{source}:same"], epochs=1, sample_every=10)
+    with caplog.at_level(logging.WARNING, logger="tinylm.training.methods.grpo"):
+        train_model(grpo_prompts(prompts, module_workspace, config), module_workspace, config)
+    said = [record.getMessage() for record in caplog.records if "no learning signal" in record.getMessage()]
+    assert len(said) == 2 and "last 10 rollouts up to step 9" in said[0] and "mean reward 1.000" in said[0]

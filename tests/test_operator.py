@@ -178,6 +178,17 @@ def test_deployments_run_from_the_ui_say_what_they_did_in_their_logs_and_artifac
         f"/runs/flow-run/{[r for r in runs if r.name == 'train-e2e'][0].id}"
     )
 
+    # GRPO from its form, starting from the pipeline's model, on a prompts file named relative to the served process.
+    sums = [{"prompt": f"{a}+{b}=", "answer": a + b} for a in range(4) for b in range(4)]
+    (tmp_path / "sums.jsonl").write_text("".join(json.dumps(record) + "\n" for record in sums), "utf-8")
+    form = {"init_run_id": train_run.info.run_id, "max_prompt_tokens": 64, "max_completion_tokens": 8, "log_every": 1}
+    grpo = asyncio.run(run_deployment("grpo/grpo", {"config": form | {"num_generations": 4}, "prompts": "sums.jsonl"}))
+    assert grpo.state.is_completed(), grpo.state.message
+    assert wait_for_log([grpo.id], "grpo: 16 prompts from sums.jsonl")
+    wait_for_log([grpo.id], "grpo: run ")
+    rewarded = [line for line in progress_lines(asyncio.run(log_lines([grpo.id]))) if " reward " in line]
+    assert len(rewarded) == 4, "four steps of four prompts, each line with its reward"
+
     # The scheduled refresh, which runs with no parameters: it finds the pipeline's workspace, tokenizer and run.
     write_lines(
         workspace / "inbox" / "new.jsonl",

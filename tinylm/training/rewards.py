@@ -92,7 +92,8 @@ def overlong_penalty(max_tokens: int) -> RewardFunction:
 
 @dataclass(frozen=True)
 class Reward:
-    name: str
+    name: str  # as the config gives it
+    label: str  # in metric names and table columns: the function's name, without the module or file it lives in
     function: RewardFunction
     weight: float
     # Fields every prompt record must have for this reward: a record without one is skipped when prompts are read.
@@ -109,14 +110,16 @@ def load_rewards(names: Sequence[str], weights: Sequence[float] | None, max_comp
     rewards = []
     for index, name in enumerate(names):
         weight = 1.0 if weights is None else weights[index]
+        label = name.rpartition(":")[2]
+        label = label if label not in {reward.label for reward in rewards} else f"{label}_{index}"
         if name == "accuracy":
-            rewards.append(Reward(name, accuracy, weight, ("answer",)))
+            rewards.append(Reward(name, label, accuracy, weight, ("answer",)))
         elif name == "think_format":
-            rewards.append(Reward(name, think_format, weight))
+            rewards.append(Reward(name, label, think_format, weight))
         elif name == "length":
-            rewards.append(Reward(name, overlong_penalty(max_completion_tokens), weight))
+            rewards.append(Reward(name, label, overlong_penalty(max_completion_tokens), weight))
         else:
-            rewards.append(Reward(name, _imported(name), weight))
+            rewards.append(Reward(name, label, _imported(name), weight))
     return rewards
 
 

@@ -15,6 +15,7 @@ and its prompts, so a run resumed after a kill samples what an uninterrupted one
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from tinylm.training.metrics import MetricsLogger
 from tinylm.training.rewards import BUILT_IN, Reward, load_rewards, score
 from tinylm.weights.reference import locate_model
 
+_LOG = logging.getLogger(__name__)
 LossType = Literal["grpo", "dr_grpo", "dapo"]
 
 
@@ -206,6 +208,7 @@ class GroupRelative(Objective):
         self.pad_id = manifest["pad_id"]
         self.sampling = Sampling(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p)
         self.kept: dict[tuple[int, ...], Rollout] = {}
+        self.flat_rollouts = 0  # rollouts in a row whose every group scored alike
 
     def rollout(self, model: torch.nn.Module, batch: Batch, step: int) -> tuple[Batch, Metrics]:
         """The micro-batch's groups, sampled, scored and ready to train on; with `iterations` above 1, the same
@@ -263,11 +266,26 @@ class GroupRelative(Objective):
         }
         for index, reward in enumerate(self.rewards):
             column = scores[:, index]
-            metrics[f"rewards/{reward.name}/mean"] = column.nanmean().nan_to_num(0.0)
-            metrics[f"rewards/{reward.name}/std"] = column[~column.isnan()].std().nan_to_num(0.0)
+            metrics[f"rewards/{reward.label}/mean"] = column.nanmean().nan_to_num(0.0)
+            metrics[f"rewards/{reward.label}/std"] = column[~column.isnan()].std().nan_to_num(0.0)
         if step % config.sample_every == 0:
             self._log_samples(step, records, texts, scores, rewards, advantages)
+        self._warn_if_flat(bool((rewards.view(-1, group).std(dim=1) == 0).all()), float(rewards.mean()), step)
         return made, {name: value.to(device) for name, value in metrics.items()}
+
+    def _warn_if_flat(self, flat: bool, reward: float, step: int) -> None:
+        """Say so when `sample_every` rollouts in a row taught nothing: every group's completions scored alike, so
+        every advantage is 0 and only the KL term moves the weights (a reward that cannot tell answers apart, an
+        answer field that never matches, completions all cut at max_completion_tokens)."""
+        self.flat_rollouts = self.flat_rollouts + 1 if flat else 0
+        if self.flat_rollouts and self.flat_rollouts % self.config.sample_every == 0:
+            _LOG.warning(
+                "grpo: the last %d rollouts up to step %d gave no learning signal: every group's completions scored "
+                "alike (mean reward %.3f); check the rewards against the samples/ tables",
+                self.flat_rollouts,
+                step,
+                reward,
+            )
 
     def _text(self, ids: list[int]) -> str:
         """What a reward reads: the completion without its stop token, `<think>` and `</think>` included."""
@@ -313,7 +331,7 @@ class GroupRelative(Objective):
             "advantage": advantages.tolist(),
         }
         for index, reward in enumerate(self.rewards):
-            table[reward.name] = [None if np.isnan(value) else value for value in scores[:, index].tolist()]
+            table[reward.label] = [None if np.isnan(value) else value for value in scores[:, index].tolist()]
         self.logger.table(table, f"samples/step-{step:08d}.json")
 
     def __call__(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, Metrics]:
