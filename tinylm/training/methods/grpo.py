@@ -183,7 +183,6 @@ class Rollout(Batch):
     advantages: torch.Tensor | None = None
     old_logps: torch.Tensor | None = None
     reference_logps: torch.Tensor | None = None
-    key: tuple[int, ...] = ()
 
 
 class GroupRelative(Objective):
@@ -209,6 +208,7 @@ class GroupRelative(Objective):
         self.sampling = Sampling(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p)
         self.kept: dict[tuple[int, ...], Rollout] = {}
         self.flat_rollouts = 0  # rollouts in a row whose every group scored alike
+        self.sampled_step = -1  # the step whose first rollout's table was logged: one table per step
 
     def rollout(self, model: torch.nn.Module, batch: Batch, step: int) -> tuple[Batch, Metrics]:
         """The micro-batch's groups, sampled, scored and ready to train on; with `iterations` above 1, the same
@@ -253,12 +253,24 @@ class GroupRelative(Objective):
             if self.reference is not None:
                 with self.reference(model) as reference:
                     made.reference_logps = self._logps(reference, made)
+        metrics = self._metrics(scores, rewards, completions, seconds)
+        if step % config.sample_every == 0 and step != self.sampled_step:
+            self.sampled_step = step
+            self._log_samples(step, records, texts, scores, rewards, advantages)
+        self._warn_if_flat(float(metrics["frac_reward_zero_std"]) == 1.0, float(rewards.mean()), step)
+        return made, {name: value.to(device) for name, value in metrics.items()}
+
+    def _metrics(
+        self, scores: torch.Tensor, rewards: torch.Tensor, completions: list[list[int]], seconds: float
+    ) -> Metrics:
+        """What a rollout tells: its rewards (in all, per function, spread within groups), its lengths, its speed."""
+        grouped = rewards.view(-1, self.config.num_generations)
         lengths = torch.tensor([len(ids) for ids in completions], dtype=torch.float32)
         finished = torch.tensor([bool(ids) and ids[-1] in self.stop_ids for ids in completions])
         metrics: Metrics = {
             "reward": rewards.mean(),
-            "reward_std": rewards.view(-1, group).std(dim=1).mean(),
-            "frac_reward_zero_std": (rewards.view(-1, group).std(dim=1) == 0).float().mean(),
+            "reward_std": grouped.std(dim=1).mean(),
+            "frac_reward_zero_std": (grouped.std(dim=1) == 0).float().mean(),
             "completion_length": lengths.mean(),
             "completion_length_max": lengths.max(),
             "truncated_completions": 1 - finished.float().mean(),
@@ -268,10 +280,7 @@ class GroupRelative(Objective):
             column = scores[:, index]
             metrics[f"rewards/{reward.label}/mean"] = column.nanmean().nan_to_num(0.0)
             metrics[f"rewards/{reward.label}/std"] = column[~column.isnan()].std().nan_to_num(0.0)
-        if step % config.sample_every == 0:
-            self._log_samples(step, records, texts, scores, rewards, advantages)
-        self._warn_if_flat(bool((rewards.view(-1, group).std(dim=1) == 0).all()), float(rewards.mean()), step)
-        return made, {name: value.to(device) for name, value in metrics.items()}
+        return metrics
 
     def _warn_if_flat(self, flat: bool, reward: float, step: int) -> None:
         """Say so when `sample_every` rollouts in a row taught nothing: every group's completions scored alike, so
