@@ -143,3 +143,30 @@ def write_wiki_dump(path: Path, pages: dict[str, str]) -> Path:
         bz2.compress(f'<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/">\n{body}</mediawiki>\n'.encode())
     )
     return path
+
+
+def killed_and_run_again(data_dir: Path, workspace: Path, config: TrainConfig) -> tuple[dict, dict, dict, dict, dict]:
+    """Train `config` once uninterrupted, and once killed with SIGKILL after its second checkpoint and run again
+    with the same command: both results, both newest checkpoints' states, and the resumed one's metadata."""
+    from tinylm.storage.checkpoints import load_checkpoint, newest_local_checkpoint
+    from tinylm.training.trainer import train_model
+
+    reference = train_model(data_dir, workspace, config.model_copy(update={"run_name": "reference"}))
+    killed = config.model_copy(update={"run_name": "killed"})
+    run_dir = workspace / "checkpoints"
+    before = set(run_dir.iterdir())
+    kind = type(killed)
+    code = (
+        f"from tinylm.training.trainer import train_model; from {kind.__module__} import {kind.__name__}; "
+        f"train_model({str(data_dir)!r}, {str(workspace)!r}, "
+        f"{kind.__name__}.model_validate_json({killed.model_dump_json()!r}))"
+    )
+
+    def second_checkpoint() -> bool:
+        return any(len(list(path.glob("step-*/checkpoint.json"))) >= 2 for path in set(run_dir.iterdir()) - before)
+
+    kill_when(code, second_checkpoint)
+    resumed = train_model(data_dir, workspace, killed)
+    expected, _ = load_checkpoint(newest_local_checkpoint(run_dir / reference["run_id"]))
+    actual, meta = load_checkpoint(newest_local_checkpoint(run_dir / resumed["run_id"]))
+    return reference, resumed, expected, actual, meta

@@ -11,10 +11,9 @@ import torch
 import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import kill_when, make_chat_data, tiny_train_config
+from tests.helpers import killed_and_run_again, make_chat_data, tiny_train_config
 from tinylm.config import ChatDataConfig, LoraConfig
 from tinylm.model.config import ModelConfig
-from tinylm.storage.checkpoints import load_checkpoint, newest_local_checkpoint
 from tinylm.storage.manifest import read_manifest
 from tinylm.training.data import open_training_data
 from tinylm.training.methods.dpo import REFERENCE_DIR, DpoConfig, dpo_loss, sequence_logps
@@ -162,24 +161,8 @@ def test_dpo_killed_mid_run_and_run_again_ends_with_the_weights_of_one_never_kil
 ):
     data_dir, pretrain_id = dpo_data
     config = dpo_config(pretrain_id, checkpoint_every=2, lora=lora)
-    reference = train_model(data_dir, module_workspace, config.model_copy(update={"run_name": "reference"}))
-    killed = config.model_copy(update={"run_name": "killed"})
-    run_dir = module_workspace / "checkpoints"
-    before = set(run_dir.iterdir())
-    code = (
-        "from tinylm.training.trainer import train_model; from tinylm.training.methods.dpo import DpoConfig; "
-        f"train_model({str(data_dir)!r}, {str(module_workspace)!r}, "
-        f"DpoConfig.model_validate_json({killed.model_dump_json()!r}))"
-    )
-
-    def second_checkpoint() -> bool:
-        return any(len(list(path.glob("step-*/checkpoint.json"))) >= 2 for path in set(run_dir.iterdir()) - before)
-
-    kill_when(code, second_checkpoint)
-    resumed = train_model(data_dir, module_workspace, killed)
+    reference, resumed, expected, actual, meta = killed_and_run_again(data_dir, module_workspace, config)
     assert resumed["resumed_from_step"] and resumed["run_id"] != reference["run_id"]
-    expected, _ = load_checkpoint(newest_local_checkpoint(run_dir / reference["run_id"]))
-    actual, meta = load_checkpoint(newest_local_checkpoint(run_dir / resumed["run_id"]))
     assert expected["model"].keys() == actual["model"].keys()
     assert all(torch.equal(expected["model"][name], actual["model"][name]) for name in expected["model"])
     if lora is not None:

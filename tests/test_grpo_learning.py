@@ -12,11 +12,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import kill_when, make_chat_data, tiny_train_config
+from tests.helpers import killed_and_run_again, make_chat_data, tiny_train_config
 from tinylm.config import ChatDataConfig, LoraConfig
 from tinylm.flows.tuning import grpo_flow
 from tinylm.model.config import ModelConfig
-from tinylm.storage.checkpoints import load_checkpoint, newest_local_checkpoint
 from tinylm.storage.manifest import read_manifest
 from tinylm.training.methods.grpo import GrpoConfig, grpo_prompts
 from tinylm.training.trainer import train_model
@@ -93,24 +92,8 @@ def test_grpo_killed_mid_run_and_run_again_ends_with_the_weights_of_one_never_ki
     init, prompts = adder
     config = grpo_config(init, epochs=1, iterations=2, checkpoint_every=4, lora=lora, learning_rate=1e-3)
     data_dir = grpo_prompts(prompts, module_workspace, config)
-    reference = train_model(data_dir, module_workspace, config.model_copy(update={"run_name": "reference"}))
-    killed = config.model_copy(update={"run_name": "killed"})
-    run_dir = module_workspace / "checkpoints"
-    before = set(run_dir.iterdir())
-    code = (
-        "from tinylm.training.trainer import train_model; from tinylm.training.methods.grpo import GrpoConfig; "
-        f"train_model({str(data_dir)!r}, {str(module_workspace)!r}, "
-        f"GrpoConfig.model_validate_json({killed.model_dump_json()!r}))"
-    )
-
-    def second_checkpoint() -> bool:
-        return any(len(list(path.glob("step-*/checkpoint.json"))) >= 2 for path in set(run_dir.iterdir()) - before)
-
-    kill_when(code, second_checkpoint)
-    resumed = train_model(data_dir, module_workspace, killed)
+    reference, resumed, expected, actual, _ = killed_and_run_again(data_dir, module_workspace, config)
     assert resumed["resumed_from_step"] and resumed["steps"] == reference["steps"] == 50
-    expected, _ = load_checkpoint(newest_local_checkpoint(run_dir / reference["run_id"]))
-    actual, _ = load_checkpoint(newest_local_checkpoint(run_dir / resumed["run_id"]))
     assert expected["model"].keys() == actual["model"].keys()
     assert all(torch.equal(expected["model"][name], actual["model"][name]) for name in expected["model"])
 
