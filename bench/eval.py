@@ -29,7 +29,7 @@ from lm_eval.tasks import TaskManager
 from tinylm.config import EvalConfig
 from tinylm.evaluation.benchmarks import run_benchmarks
 from tinylm.evaluation.perplexity import perplexity
-from tinylm.inference.export import export_hf
+from tinylm.export.hf import export_hf
 from tinylm.inference.generate import load_model
 
 CMMLU = Path(__file__).resolve().parents[1] / "tests" / "data" / "cmmlu"

@@ -23,7 +23,7 @@ import torch
 from _cli import bench_parser
 
 from tinylm.model.config import ModelConfig
-from tinylm.model.hf_mapping import llama_config, llama_state_dict
+from tinylm.model.hf_mapping import hf_config, hf_state_dict
 from tinylm.model.transformer import Transformer
 from tinylm.peak_memory import peak_resident
 
@@ -38,9 +38,9 @@ def build(kind: str) -> torch.nn.Module:
         return ours
     import transformers
 
-    config = transformers.LlamaConfig(**llama_config(SHAPE, eos_id=0))
+    config = transformers.LlamaConfig(**hf_config(SHAPE, eos_id=0))
     llama = transformers.LlamaForCausalLM._from_config(config, attn_implementation="sdpa", torch_dtype=torch.float32)
-    llama.load_state_dict(llama_state_dict(ours.state_dict(), SHAPE), strict=False)
+    llama.load_state_dict(hf_state_dict(ours.state_dict(), SHAPE), strict=False)
     llama.tie_weights()
     return llama
 

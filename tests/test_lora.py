@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import make_chat_data, tiny_train_config
 from tinylm.config import ChatDataConfig, LoraConfig
-from tinylm.inference.export import export_hf
+from tinylm.export.hf import export_hf
 from tinylm.inference.generate import load_model
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import STATE_FILE, load_checkpoint, newest_local_checkpoint

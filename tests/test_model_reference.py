@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tinylm.config import TokenizerConfig
-from tinylm.inference.export import export_hf
+from tinylm.export.hf import export_hf
 from tinylm.inference.generate import load_model
 from tinylm.model.config import ModelConfig
 from tinylm.model.transformer import Transformer

@@ -267,7 +267,7 @@ def _chat(args: argparse.Namespace, _: None) -> None:
 def _export(args: argparse.Namespace, _: None) -> None:
     import tempfile
 
-    from tinylm.inference.export import export_hf, register_model
+    from tinylm.export.hf import export_hf, register_model
     from tinylm.tracking.store import use_experiment
     from tinylm.weights.reference import locate_model
 

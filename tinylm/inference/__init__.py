@@ -1,1 +1,1 @@
-"""Using a trained model: generation and chat sessions, Hugging Face export."""
+"""Using a trained model: generation, chat sessions and the OpenAI-compatible server."""
