@@ -43,7 +43,9 @@ def tokenizer(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return directory
 
 
-def random_checkpoint(directory: Path, config: ModelConfig, tokenizer: Path, seed: int = 0) -> Path:
+def random_checkpoint(
+    directory: Path, config: ModelConfig, tokenizer: Path, seed: int = 0, spread: float = 8.0
+) -> Path:
     """A checkpoint of untrained weights, spread wider than training's initialisation so that the router and the
     logits make clear choices (near-uniform logits would make an argmax hang on rounding)."""
     config = dataclasses.replace(config, vocab_size=load_tokenizer(tokenizer).get_vocab_size())
@@ -52,7 +54,7 @@ def random_checkpoint(directory: Path, config: ModelConfig, tokenizer: Path, see
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if not name.endswith("norm.weight"):
-                parameter.mul_(8.0)
+                parameter.mul_(spread)
     meta = {
         "model_config": dataclasses.asdict(config),
         "cursor": {"shard": 0, "batch": 0, "step": 1},

@@ -27,6 +27,7 @@ from tinylm.config import (
     TrainConfig,
     read_yaml_settings,
 )
+from tinylm.export.gguf_convert import GGUF_TYPES
 from tinylm.storage.layout import run_checkpoints
 
 # What every option naming a model takes (tinylm/weights/reference.py finds it).
@@ -267,22 +268,34 @@ def _chat(args: argparse.Namespace, _: None) -> None:
 def _export(args: argparse.Namespace, _: None) -> None:
     import tempfile
 
-    from tinylm.export.hf import export_hf, register_model
+    from tinylm.export.gguf import export_gguf, gguf_name
+    from tinylm.export.hf import export_hf
+    from tinylm.export.registry import GGUF_ARTIFACT_PATH, HF_ARTIFACT_PATH, register_model
     from tinylm.tracking.store import use_experiment
     from tinylm.weights.reference import locate_model
 
+    gguf = args.format == "gguf"
+    if args.quant and not gguf or args.dtype and gguf:
+        raise ValueError("--quant is for --format gguf, --dtype for --format hf: drop the other")
     workspace = Path(args.workspace or "workspace")
     use_experiment("tinylm", workspace)
     with tempfile.TemporaryDirectory() as scratch:
         located = locate_model(args.checkpoint, workspace, Path(scratch))
         if args.register and located.run_id is None:
             raise ValueError(f"{args.checkpoint} names no training run to register the model under: give the run id")
-        exported = export_hf(located.checkpoint("export"), args.output, workspace)
+        checkpoint = located.checkpoint("export")
+        if gguf:
+            exported = export_gguf(checkpoint, args.output, workspace, args.quant or "q8_0")
+        else:
+            exported = export_hf(checkpoint, args.output, workspace, args.dtype or "float32")
     result = {"output": str(exported)}
+    if gguf:
+        result["gguf"] = str(exported / gguf_name(args.quant or "q8_0"))
     if args.register:
+        artifact_path = GGUF_ARTIFACT_PATH if gguf else HF_ARTIFACT_PATH
         result["registered"] = {
             "name": args.register,
-            "version": register_model(located.run_id, exported, args.register),
+            "version": register_model(located.run_id, exported, args.register, artifact_path),
         }
     _print_json(result)
 
@@ -487,7 +500,8 @@ def _add_model_commands(command: Command) -> None:
     export = command(
         "export",
         _export,
-        "Export a checkpoint as a Hugging Face Llama folder, optionally registered in MLflow.",
+        "Export a checkpoint as a Hugging Face folder (Llama, or Mixtral/Granite-MoE for a mixture of experts) or as "
+        "GGUF for llama.cpp and ollama, optionally registered in MLflow.",
         workspace=STORE,
     )
     export.add_argument(
@@ -497,7 +511,19 @@ def _add_model_commands(command: Command) -> None:
         help="a tinylm checkpoint: an MLflow run id (its newest) or a run's or a step's checkpoint directory",
     )
     export.add_argument(
-        "--output", type=Path, required=True, help="folder to write (model.safetensors, config.json, tokenizer)"
+        "--output",
+        type=Path,
+        required=True,
+        help="folder to write: model.safetensors, config.json and the tokenizer; or model-QUANT.gguf and a Modelfile",
+    )
+    export.add_argument("--format", choices=["hf", "gguf"], default="hf", help="Hugging Face folder or GGUF file")
+    export.add_argument(
+        "--dtype", choices=["float32", "bfloat16", "float16"], help="hf: the weights' dtype (default float32)"
+    )
+    export.add_argument(
+        "--quant",
+        choices=GGUF_TYPES,
+        help="gguf: llama.cpp's type for the weights (default q8_0)",
     )
     export.add_argument(
         "--register",

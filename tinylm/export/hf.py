@@ -1,4 +1,4 @@
-"""Export a checkpoint as a Hugging Face folder and register it in the MLflow model registry.
+"""Export a checkpoint as a Hugging Face folder.
 
 The folder (safetensors weights, `config.json`, the tokenizer with its chat template) is the architecture
 `model.hf_mapping` names for the checkpoint's shape: Llama for a dense model, Mixtral or Granite-MoE for a mixture
@@ -16,10 +16,7 @@ from tinylm.model.hf_mapping import DTYPES, hf_config, hf_state_dict
 from tinylm.storage.atomic import atomic_path
 from tinylm.storage.checkpoints import load_checkpoint
 from tinylm.tokens.tokenizer_files import TOKENIZER_FILE, hf_tokenizer_files
-from tinylm.tracking.store import client
 from tinylm.weights.reference import HF_CONFIG_FILE, WEIGHTS_FILE, full_weights
-
-HF_ARTIFACT_PATH = "hf-model"
 
 
 def export_hf(
@@ -51,24 +48,3 @@ def export_hf(
         for name, content in hf_tokenizer_files(config.max_seq_len).items():
             (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False), encoding="utf-8")
     return output_dir
-
-
-def register_model(run_id: str, export_dir: str | Path, name: str) -> int:
-    """Log the exported folder to the run and make it a new version of registered model `name`; returns the version.
-
-    Through the client, not `start_run`: reopening the finished training run would move its end time.
-    The version says where it came from: its source run, a description, and the run's final metrics as tags.
-    """
-    registry = client()
-    registry.log_artifacts(run_id, str(export_dir), HF_ARTIFACT_PATH)
-    run = registry.get_run(run_id)
-    source = f"{run.info.artifact_uri.rstrip('/')}/{HF_ARTIFACT_PATH}"
-    if not registry.search_registered_models(f"name = '{name}'"):
-        registry.create_registered_model(name, description="tinylm models, exported as Hugging Face folders")
-    metrics = {key: value for key, value in run.data.metrics.items() if key in ("loss", "val_loss", "val_perplexity")}
-    shown = ", ".join(f"{key} {value:.4f}" for key, value in sorted(metrics.items()))
-    description = f"Exported from training run {run.info.run_name or run_id} ({run_id}){': ' + shown if shown else ''}."
-    tags = {f"metric.{key}": f"{value:.6g}" for key, value in metrics.items()} | {
-        "params": run.data.params.get("parameters", "")
-    }
-    return int(registry.create_model_version(name, source, run_id=run_id, description=description, tags=tags).version)

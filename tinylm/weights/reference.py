@@ -155,6 +155,11 @@ def _registered(reference: str, scratch: Path) -> LocatedModel:
     name, _, version = reference.removeprefix(REGISTERED).partition("/")
     run_id = retrying(lambda: client().get_model_version(name, version).run_id) if version.isdigit() else None
     folder = Path(retrying(lambda: mlflow.artifacts.download_artifacts(artifact_uri=reference, dst_path=str(scratch))))
+    if not (folder / HF_CONFIG_FILE).exists():
+        raise ValueError(
+            f"{reference} is not a Hugging Face folder (a GGUF export is for llama.cpp and ollama): name a version "
+            "registered from `tinylm export --format hf`"
+        )
     return LocatedModel(folder, exported=True, run_id=run_id, step=0)
 
 
