@@ -15,6 +15,7 @@ ALLOWED = {
     "weights": {"model", "storage", "tracking", "config"},
     "training": {"model", "weights", "tokens", "storage", "tracking", "config"},
     "inference": {"model", "weights", "tokens", "storage", "tracking"},
+    "export": {"model", "weights", "tokens", "storage", "tracking"},
     "evaluation": {
         "model",
         "weights",
@@ -24,6 +25,7 @@ ALLOWED = {
         "tracking",
         "training",
         "inference",
+        "export",
         "stats",
         "config",
     },
@@ -36,6 +38,7 @@ ALLOWED = {
         "tokens",
         "training",
         "inference",
+        "export",
         "evaluation",
         "stats",
         "config",

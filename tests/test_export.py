@@ -12,6 +12,7 @@ import torch
 
 from tinylm.config import TokenizerConfig
 from tinylm.export.hf import export_hf
+from tinylm.inference.generate import load_model
 from tinylm.model.config import ModelConfig
 from tinylm.model.hf_mapping import model_config_of
 from tinylm.model.transformer import Transformer
@@ -126,3 +127,48 @@ def test_an_unknown_dtype_and_a_scaled_granite_model_are_refused(tokenizer, tmp_
         model_config_of(granite | {"embedding_multiplier": 12.0})
     with pytest.raises(ValueError, match="Qwen2MoeForCausalLM model is not one tinylm runs"):
         model_config_of(granite | {"architectures": ["Qwen2MoeForCausalLM"]})
+
+
+@pytest.mark.parametrize("shape", ["dense", "moe-shared"])
+def test_a_context_past_the_trained_one_is_yarn_in_tinylm_and_in_the_export_with_the_same_logits(
+    shape, tokenizer, tmp_path
+):
+    checkpoint = random_checkpoint(tmp_path / "checkpoint", SHAPES[shape], tokenizer, spread=2.0)
+    context = 4 * SHAPES[shape].max_seq_len
+    exported = export_hf(checkpoint, tmp_path / "hf", context=context)
+    scaling = json.loads((exported / "config.json").read_text())["rope_scaling"]
+    assert scaling == {
+        "rope_type": "yarn",
+        "factor": 4.0,
+        "original_max_position_embeddings": SHAPES[shape].max_seq_len,
+        "beta_fast": 32.0,
+        "beta_slow": 1.0,
+    }
+    stretched = load_model(str(checkpoint), context=context).model
+    assert stretched.config.max_seq_len == context and stretched.config.trained_context == SHAPES[shape].max_seq_len
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(str(exported)).eval()
+    tokens = torch.randint(0, stretched.config.vocab_size, (1, context - 8), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected, got = stretched(tokens).logits, theirs(tokens).logits
+        plain = ours(checkpoint)(tokens[:, : SHAPES[shape].max_seq_len]).logits
+    assert torch.allclose(got, expected, atol=1e-3, rtol=1e-4), (got - expected).abs().max()
+    assert not torch.allclose(expected[:, : plain.shape[1]], plain, atol=1e-3), "YaRN changed nothing"
+    back, config = model_weights(locate_model(str(exported), None, tmp_path), None)
+    assert (config.yarn_factor, config.trained_context, config.max_seq_len) == (4.0, SHAPES[shape].max_seq_len, context)
+
+
+def test_a_context_within_the_trained_one_is_no_scaling_and_minimind_s_attention_factor_is_kept(tokenizer, tmp_path):
+    assert DENSE.with_context(32) == dataclasses.replace(DENSE, max_seq_len=32)
+    minimind = dataclasses.replace(DENSE, max_seq_len=256, yarn_factor=4.0, yarn_attention_factor=1.0)
+    assert minimind.trained_context == 64 and minimind.with_context(512).yarn_factor == 8.0
+    checkpoint = random_checkpoint(tmp_path / "checkpoint", minimind, tokenizer, spread=2.0)
+    exported = export_hf(checkpoint, tmp_path / "hf")
+    assert json.loads((exported / "config.json").read_text())["rope_scaling"]["attention_factor"] == 1.0
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(str(exported)).eval()
+    tokens = torch.randint(0, 400, (1, 200), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.allclose(theirs(tokens).logits, ours(checkpoint)(tokens).logits, atol=1e-3, rtol=1e-4)
+    with pytest.raises(ValueError, match="rope scaling .*longrope.* is not one tinylm computes"):
+        model_config_of(
+            json.loads((exported / "config.json").read_text()) | {"rope_scaling": {"rope_type": "longrope"}}
+        )

@@ -175,3 +175,21 @@ def test_the_export_command_writes_and_registers_a_gguf_that_tinylm_itself_refus
     )
     assert wrong.returncode != 0 and "--quant is for --format gguf" in wrong.stderr
     assert not (tmp_path / "hf").exists()
+
+
+def test_llama_cpp_reads_the_yarn_context_of_an_export_and_generates_tinylms_tokens_past_the_trained_length(
+    tokenizer, tmp_path
+):
+    checkpoint = random_checkpoint(tmp_path / "checkpoint", DENSE, tokenizer, seed=7, spread=2.0)
+    context = 4 * DENSE.max_seq_len
+    exported = export_gguf(checkpoint, tmp_path / "gguf", quant="f32", context=context)
+    model = llama(exported / gguf_name("f32"), context=context)
+    assert model.metadata["llama.rope.scaling.type"] == "yarn" and model.metadata["llama.context_length"] == str(
+        context
+    )
+    assert f"PARAMETER num_ctx {context}" in (exported / MODELFILE).read_text()
+    ours = Tokenizer.from_file(str(tokenizer / TOKENIZER_FILE))
+    prompt = ours.encode(" ".join(PROMPTS * 4)).ids[: context - NEW_TOKENS - 4]
+    assert len(prompt) > 2 * DENSE.max_seq_len
+    stretched = load_model(str(checkpoint), context=context).model
+    assert greedy_in_llama_cpp(model, prompt) == list(stream_tokens(stretched, prompt, NEW_TOKENS, GREEDY))

@@ -27,7 +27,6 @@ from tinylm.config import (
     TrainConfig,
     read_yaml_settings,
 )
-from tinylm.export.gguf_convert import GGUF_TYPES
 from tinylm.storage.layout import run_checkpoints
 
 # What every option naming a model takes (tinylm/weights/reference.py finds it).
@@ -233,7 +232,7 @@ def _generate(args: argparse.Namespace, _: None) -> None:
     from tinylm.tracking.store import use_experiment
 
     use_experiment("tinylm", args.workspace or "workspace")
-    loaded = load_model(args.checkpoint, args.workspace or "workspace")
+    loaded = load_model(args.checkpoint, args.workspace or "workspace", args.context)
     print(generate_text(loaded, args.prompt, args.max_new_tokens, _sampling(args), args.seed))
 
 
@@ -244,7 +243,7 @@ def _chat(args: argparse.Namespace, _: None) -> None:
     from tinylm.tracking.store import use_experiment
 
     use_experiment("tinylm", args.workspace or "workspace")
-    loaded = load_model(args.checkpoint, args.workspace or "workspace")
+    loaded = load_model(args.checkpoint, args.workspace or "workspace", args.context)
     generator = torch.Generator().manual_seed(args.seed)
     opening = [{"role": "system", "content": args.system}] if args.system else []
     history = list(opening)
@@ -285,9 +284,9 @@ def _export(args: argparse.Namespace, _: None) -> None:
             raise ValueError(f"{args.checkpoint} names no training run to register the model under: give the run id")
         checkpoint = located.checkpoint("export")
         if gguf:
-            exported = export_gguf(checkpoint, args.output, workspace, args.quant or "q8_0")
+            exported = export_gguf(checkpoint, args.output, workspace, args.quant or "q8_0", args.context)
         else:
-            exported = export_hf(checkpoint, args.output, workspace, args.dtype or "float32")
+            exported = export_hf(checkpoint, args.output, workspace, args.dtype or "float32", args.context)
     result = {"output": str(exported)}
     if gguf:
         result["gguf"] = str(exported / gguf_name(args.quant or "q8_0"))
@@ -497,6 +496,8 @@ def _add_model_commands(command: Command) -> None:
     chat.add_argument("--system", help="system message that opens the conversation")
     _add_sampling_options(chat)
 
+    from tinylm.export.gguf_convert import GGUF_TYPES  # standard library only: the parser stays light
+
     export = command(
         "export",
         _export,
@@ -517,6 +518,7 @@ def _add_model_commands(command: Command) -> None:
         help="folder to write: model.safetensors, config.json and the tokenizer; or model-QUANT.gguf and a Modelfile",
     )
     export.add_argument("--format", choices=["hf", "gguf"], default="hf", help="Hugging Face folder or GGUF file")
+    _add_context_option(export)
     export.add_argument(
         "--dtype", choices=["float32", "bfloat16", "float16"], help="hf: the weights' dtype (default float32)"
     )
@@ -628,6 +630,7 @@ def _add_serving_commands(command: Command) -> None:
         workspace=STORE,
     )
     serve.add_argument("--model", required=True, help=MODEL_FORMS)
+    _add_context_option(serve)
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only; 0.0.0.0 to expose it)"
     )
@@ -655,11 +658,25 @@ def _serve(args: argparse.Namespace, settings: ServerSettings) -> None:
             file=sys.stderr,
         )
     uvicorn.run(
-        build_app(load_model(args.model, workspace), settings), host=args.host, port=args.port, log_level="warning"
+        build_app(load_model(args.model, workspace, args.context), settings),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+    )
+
+
+def _add_context_option(sub: Parser) -> None:
+    sub.add_argument(
+        "--context",
+        type=int,
+        metavar="TOKENS",
+        help="the context to read (default: the trained one); past the trained one, YaRN stretches the rotary "
+        "positions by the ratio",
     )
 
 
 def _add_sampling_options(sub: Parser) -> None:
+    _add_context_option(sub)
     sub.add_argument("--max-new-tokens", type=int, default=128)
     sub.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
     sub.add_argument("--top-k", type=int, default=50, help="0 for no top-k filter")

@@ -8,6 +8,7 @@ pre-tokenizer (see `gguf_convert.py`) and the Modelfile.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import tempfile
 from pathlib import Path
@@ -17,8 +18,8 @@ from tinylm.export.hf import export_hf
 from tinylm.export.llama_cpp import converter_source, run_converter_step
 from tinylm.export.ollama import modelfile
 from tinylm.storage.atomic import atomic_path
-from tinylm.storage.checkpoints import META_FILE
 from tinylm.tokens.tokenizer_files import TOKENIZER_FILE
+from tinylm.weights.reference import HF_CONFIG_FILE
 
 MODELFILE = "Modelfile"
 
@@ -28,7 +29,11 @@ def gguf_name(quant: str) -> str:
 
 
 def export_gguf(
-    checkpoint_dir: str | Path, output_dir: str | Path, workspace: str | Path | None = None, quant: str = "q8_0"
+    checkpoint_dir: str | Path,
+    output_dir: str | Path,
+    workspace: str | Path | None = None,
+    quant: str = "q8_0",
+    context: int | None = None,
 ) -> Path:
     """Write `output_dir` (atomically) holding `model-<quant>.gguf` and an ollama `Modelfile` that points at it.
 
@@ -37,13 +42,18 @@ def export_gguf(
     """
     if quant not in GGUF_TYPES:
         raise ValueError(f"quant {quant!r} is not one llama.cpp writes here: use {', '.join(GGUF_TYPES)}")
+    missing = [name for name in ("llama_cpp", "transformers") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModuleNotFoundError(
+            f"GGUF export runs llama.cpp's converter, which needs {' and '.join(missing)}: pip install 'tinylm[gguf]'"
+        )
     checkpoint_dir = Path(checkpoint_dir)
     require_gpt2_byte_level(checkpoint_dir / TOKENIZER_FILE)
     tree = converter_source()
     output_dir = Path(output_dir)
     with tempfile.TemporaryDirectory() as scratch, atomic_path(output_dir) as partial:
         partial.mkdir(parents=True)
-        folder = export_hf(checkpoint_dir, Path(scratch) / "hf", workspace)
+        folder = export_hf(checkpoint_dir, Path(scratch) / "hf", workspace, context=context)
         target = partial / gguf_name(quant)
         if quant in FLOAT_TYPES:
             run_converter_step(["convert", str(tree), str(folder), str(target), quant])
@@ -51,8 +61,8 @@ def export_gguf(
             full = Path(scratch) / gguf_name("f32")
             run_converter_step(["convert", str(tree), str(folder), str(full), "f32"])
             run_converter_step(["quantize", str(full), str(target), quant])
-        meta = json.loads((checkpoint_dir / META_FILE).read_text(encoding="utf-8"))
-        (partial / MODELFILE).write_text(modelfile(target.name, meta["model_config"]["max_seq_len"]), encoding="utf-8")
+        shape = json.loads((folder / HF_CONFIG_FILE).read_text(encoding="utf-8"))
+        (partial / MODELFILE).write_text(modelfile(target.name, shape["max_position_embeddings"]), encoding="utf-8")
     return output_dir
 
 

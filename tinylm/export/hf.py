@@ -24,9 +24,10 @@ def export_hf(
     output_dir: str | Path,
     workspace: str | Path | None = None,
     dtype: str = "float32",
+    context: int | None = None,
 ) -> Path:
     """Write the checkpoint's weights (as `dtype`: float32, bfloat16 or float16), config and tokenizer as a Hugging
-    Face folder (atomically).
+    Face folder (atomically). `context` past the trained one is written as YaRN `rope_scaling`.
 
     A LoRA checkpoint is exported merged: its adapters folded into its base (found in
     `workspace`, else in MLflow), so the folder loads anywhere without PEFT.
@@ -36,6 +37,7 @@ def export_hf(
     found = load_checkpoint(Path(checkpoint_dir))
     meta = found[1]
     model, config = full_weights(found, None if workspace is None else Path(workspace))
+    config = config.with_context(context)
     weights = {name: tensor.to(DTYPES[dtype]).contiguous() for name, tensor in hf_state_dict(model, config).items()}
     output_dir = Path(output_dir)
     with atomic_path(output_dir) as tmp:

@@ -45,17 +45,17 @@ class LoadedModel:
         return {self.tokenizer.token_to_id(EOS), self.tokenizer.token_to_id(IM_END)}
 
 
-def load_model(reference: str, workspace: str | Path | None = None) -> LoadedModel:
+def load_model(reference: str, workspace: str | Path | None = None, context: int | None = None) -> LoadedModel:
     """A model ready to generate, from any reference `locate_model` takes (a run id is looked for in `workspace`
-    first, then in MLflow)."""
+    first, then in MLflow); `context` past the trained one stretches its positions with YaRN."""
     with tempfile.TemporaryDirectory() as scratch:
-        return load_located(locate_model(reference, _optional_path(workspace), Path(scratch)), workspace)
+        return load_located(locate_model(reference, _optional_path(workspace), Path(scratch)), workspace, context)
 
 
-def load_located(located: LocatedModel, workspace: str | Path | None = None) -> LoadedModel:
+def load_located(located: LocatedModel, workspace: str | Path | None = None, context: int | None = None) -> LoadedModel:
     """The located model's weights (an adapter checkpoint folded into its base) and tokenizer, ready to generate."""
     weights, config = model_weights(located, _optional_path(workspace))
-    model = Transformer(config)
+    model = Transformer(config.with_context(context))
     model.load_state_dict(weights)
     return LoadedModel(model.eval(), load_tokenizer(located.directory), file_sha256(located.directory / TOKENIZER_FILE))
 

@@ -5,6 +5,7 @@ config reference describe them like the settings models' fields."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -40,6 +41,22 @@ class ModelConfig:
     rope_theta: Annotated[float, Field(gt=0, description="base of the rotary position embedding's frequencies")] = (
         1_000_000.0
     )
+    yarn_factor: Annotated[
+        float,
+        Field(
+            ge=1,
+            description="YaRN rotary scaling: how many times its trained context the model reads; 1 = none (set by "
+            "--context on chat, generate, serve and export)",
+        ),
+    ] = 1.0
+    yarn_original_max_seq_len: Annotated[
+        int | None,
+        Field(ge=1, description="YaRN: the context the model was trained at; None = max_seq_len / yarn_factor"),
+    ] = None
+    yarn_attention_factor: Annotated[
+        float | None,
+        Field(gt=0, description="YaRN: scale of the rotary tables; None = 0.1 ln(yarn_factor) + 1 (MiniMind sets 1)"),
+    ] = None
     norm_eps: Annotated[float, Field(gt=0, description="epsilon of the RMS norms")] = 1e-5
     dropout: Annotated[
         float, Field(ge=0, lt=1, description="dropout on attention and feed-forward outputs while training")
@@ -72,6 +89,25 @@ class ModelConfig:
             raise ValueError(
                 f"experts_per_token {self.experts_per_token} is more than n_routed_experts {self.n_routed_experts}"
             )
+
+    @property
+    def trained_context(self) -> int:
+        """The context the rotary positions were trained at (max_seq_len unless YaRN stretches it)."""
+        if self.yarn_factor == 1:
+            return self.max_seq_len
+        return self.yarn_original_max_seq_len or round(self.max_seq_len / self.yarn_factor)
+
+    def with_context(self, context: int | None) -> ModelConfig:
+        """This shape reading `context` positions: past the trained context, YaRN stretches the rotary positions by
+        the ratio (as Qwen configures `rope_scaling`); at or under it, the shape as trained."""
+        if context is None or context == self.max_seq_len:
+            return self
+        trained = self.trained_context
+        if context <= trained:
+            return dataclasses.replace(self, max_seq_len=context, yarn_factor=1.0, yarn_original_max_seq_len=None)
+        return dataclasses.replace(
+            self, max_seq_len=context, yarn_factor=context / trained, yarn_original_max_seq_len=trained
+        )
 
     @property
     def head_dim(self) -> int:

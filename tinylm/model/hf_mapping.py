@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from tinylm.model.config import ModelConfig
+from tinylm.model.transformer import YARN_BETA_FAST, YARN_BETA_SLOW
 
 LLAMA, MIXTRAL, GRANITE_MOE = "LlamaForCausalLM", "MixtralForCausalLM", "GraniteMoeSharedForCausalLM"
 _MODEL_TYPES = {LLAMA: "llama", MIXTRAL: "mixtral", GRANITE_MOE: "granitemoeshared"}
@@ -156,6 +157,8 @@ def hf_config(config: ModelConfig, eos_id: int, dtype: str = "float32") -> dict:
         "eos_token_id": eos_id,
         "torch_dtype": dtype,
     }
+    if config.yarn_factor != 1:
+        found["rope_scaling"] = _yarn_scaling(config)
     if family == LLAMA:
         return found | {"mlp_bias": False}
     found |= {
@@ -175,6 +178,39 @@ def hf_config(config: ModelConfig, eos_id: int, dtype: str = "float32") -> dict:
     }
 
 
+def _yarn_scaling(config: ModelConfig) -> dict:
+    """`rope_scaling` as Qwen's configs write YaRN (transformers, vLLM and llama.cpp's converter read it)."""
+    scaling = {
+        "rope_type": "yarn",
+        "factor": config.yarn_factor,
+        "original_max_position_embeddings": config.trained_context,
+        "beta_fast": float(YARN_BETA_FAST),
+        "beta_slow": float(YARN_BETA_SLOW),
+    }
+    if config.yarn_attention_factor is not None:
+        scaling["attention_factor"] = config.yarn_attention_factor
+    return scaling
+
+
+def _yarn_fields(hf: dict) -> dict:
+    """The model settings of a folder's YaRN `rope_scaling` (or transformers 5's `rope_parameters`)."""
+    scaling = hf.get("rope_scaling") or hf.get("rope_parameters") or {}
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind == "default":
+        return {}
+    beta = (scaling.get("beta_fast", YARN_BETA_FAST), scaling.get("beta_slow", YARN_BETA_SLOW))
+    if kind != "yarn" or beta != (YARN_BETA_FAST, YARN_BETA_SLOW) or scaling.get("mscale"):
+        raise ValueError(
+            f"rope scaling {scaling} is not one tinylm computes: it reads YaRN with beta_fast 32 and "
+            "beta_slow 1"
+        )
+    return {
+        "yarn_factor": scaling["factor"],
+        "yarn_original_max_seq_len": scaling.get("original_max_position_embeddings"),
+        "yarn_attention_factor": scaling.get("attention_factor"),
+    }
+
+
 def model_config_of(hf: dict) -> ModelConfig:
     """The shape of an exported folder's `config.json`: one `hf_config` wrote, or any tied model of the three
     architectures that tinylm's blocks compute exactly."""
@@ -191,6 +227,7 @@ def model_config_of(hf: dict) -> ModelConfig:
         "max_seq_len": hf["max_position_embeddings"],
         "rope_theta": hf.get("rope_theta") or (hf.get("rope_parameters") or {}).get("rope_theta", 10_000.0),
         "norm_eps": hf.get("rms_norm_eps", 1e-6),
+        **_yarn_fields(hf),
     }
     if family == LLAMA:
         return ModelConfig(**shape)

@@ -16,6 +16,8 @@ from torch import nn
 
 from tinylm.model.config import ModelConfig
 
+YARN_BETA_FAST, YARN_BETA_SLOW = 32, 1  # rotations over the trained context: YaRN's (and transformers') defaults
+
 
 class RMSNorm(nn.Module):
     """Scale by the root mean square, no mean subtraction and no bias: cheaper than LayerNorm, as good."""
@@ -30,12 +32,38 @@ class RMSNorm(nn.Module):
         return (wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
 
 
-def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of every (position, frequency) pair, each frequency twice: shaped (seq, head_dim)."""
-    frequencies = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-    angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), frequencies)
+    frequencies = 1.0 / (
+        config.rope_theta ** (torch.arange(0, config.head_dim, 2, dtype=torch.float32) / config.head_dim)
+    )
+    scale = 1.0
+    if config.yarn_factor != 1:
+        frequencies, scale = yarn_frequencies(frequencies, config)
+    angles = torch.outer(torch.arange(config.max_seq_len, dtype=torch.float32), frequencies)
     angles = torch.cat((angles, angles), dim=-1)
-    return angles.cos(), angles.sin()
+    return angles.cos() * scale, angles.sin() * scale
+
+
+def yarn_frequencies(frequencies: torch.Tensor, config: ModelConfig) -> tuple[torch.Tensor, float]:
+    """YaRN (Peng et al., 2023) as transformers computes `rope_type: yarn`, so an export's `rope_scaling` gives the
+    same logits there: frequencies that turn fewer than `beta_slow` = 1 times over the trained context are
+    interpolated (divided by the factor), those that turn more than `beta_fast` = 32 times are kept, a linear ramp
+    between; the tables are scaled by the attention factor. Written here because transformers is not a dependency
+    of inference, and its rope functions take a whole transformers config.
+    """
+    dim, factor, trained = config.head_dim, config.yarn_factor, config.trained_context
+
+    def dimension_turning(rotations: float) -> float:
+        return dim * math.log(trained / (rotations * 2 * math.pi)) / (2 * math.log(config.rope_theta))
+
+    low = max(math.floor(dimension_turning(YARN_BETA_FAST)), 0)
+    high = min(math.ceil(dimension_turning(YARN_BETA_SLOW)), dim - 1)
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / max(high - low, 0.001)).clamp(0, 1)
+    kept = 1 - ramp
+    stretched = frequencies / factor * (1 - kept) + frequencies * kept
+    attention = config.yarn_attention_factor or 0.1 * math.log(factor) + 1.0
+    return stretched, attention
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -228,7 +256,7 @@ class Transformer(nn.Module):
         self.norm = RMSNorm(config.dim, config.norm_eps)
         self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
         self.output.weight = self.tok_embeddings.weight
-        cos, sin = rope_tables(config.head_dim, config.max_seq_len, config.rope_theta)
+        cos, sin = rope_tables(config)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)
