@@ -26,7 +26,7 @@ from tinylm.tokens.tokenizer import train_tokenizer
 from tinylm.tokens.tokenizer_files import IM_END, TOKENIZER_FILE
 from tinylm.training.trainer import train_model
 
-llama_cpp = pytest.importorskip("llama_cpp")
+import llama_cpp  # noqa: E402  (the dev extra installs it; a missing build must fail, not skip)
 pytest.importorskip("transformers")  # llama.cpp's converter reads the tokenizer through it
 
 pytestmark = pytest.mark.slow

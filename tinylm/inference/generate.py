@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -66,10 +66,16 @@ def _optional_path(workspace: str | Path | None) -> Path | None:
 
 @dataclass
 class Finish:
-    """How a generation ended, filled in as it runs: its new tokens, and `stop` (a stop token) or `length`."""
+    """How a generation ended, filled in as it runs: its new token ids, and `stop` (a stop token, kept in
+    `stop_id`, or a stop string) or `length`."""
 
-    tokens: int = 0
+    ids: list[int] = field(default_factory=list)
     reason: str = "length"
+    stop_id: int | None = None
+
+    @property
+    def tokens(self) -> int:
+        return len(self.ids)
 
 
 def stream_text(
@@ -87,10 +93,10 @@ def stream_text(
     shown = text = ""
     for token in stream_tokens(loaded.model, prompt_ids, max_new_tokens, sampling, loaded.stop_ids, generator):
         if token in loaded.stop_ids:
-            finish.reason = "stop"
+            finish.reason, finish.stop_id = "stop", token
             break
         new.append(token)
-        finish.tokens = len(new)
+        finish.ids.append(token)
         text = loaded.tokenizer.decode(new)
         if not text.endswith("\ufffd"):
             yield text[len(shown) :]
@@ -126,9 +132,9 @@ def stream_channels(
     shown, after_thinking = "", False
     for token in stream_tokens(loaded.model, prompt_ids, max_new_tokens, sampling, loaded.stop_ids, generator):
         if token in loaded.stop_ids:
-            finish.reason = "stop"
+            finish.reason, finish.stop_id = "stop", token
             break
-        finish.tokens += 1
+        finish.ids.append(token)
         if token not in switches:
             segment.append(token)
             text = tokenizer.decode(segment)

@@ -13,6 +13,7 @@ queued behind them, each request within `request_timeout_s`; beyond that, a 429.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import time
@@ -32,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 
 from tinylm.inference.admission import ARRIVED, ApiError, Deadline, GenerationSlots, RequestGuard
 from tinylm.inference.generate import Channel, Finish, LoadedModel, stream_channels, stream_text
+from tinylm.inference.logprobs import legacy_logprobs
 from tinylm.model.generation import Sampling
 from tinylm.tokens.layouts.messages import Skipped
 from tinylm.tokens.layouts.messages import message as chat_message
@@ -89,7 +91,14 @@ class ChatRequest(SamplingRequest):
 
 
 class CompletionRequest(SamplingRequest):
-    prompt: str | list[str]
+    """OpenAI's legacy completion: a prompt as text or token ids (one prompt per request), and, as evaluation tools
+    ask for it, `echo` (the prompt's tokens returned before the completion's) and `logprobs` (each returned token's
+    log-probability and the `logprobs` most likely at its position). `max_tokens` 0 with `echo` scores the prompt."""
+
+    prompt: str | list[str] | list[int] | list[list[int]]
+    max_tokens: int | None = Field(None, ge=0)
+    echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=20)
 
 
 class TokenizeRequest(BaseModel):
@@ -173,6 +182,8 @@ class Generator:
             raise ApiError(
                 400, f"the prompt is {len(prompt_ids)} tokens; this model's context is {self.context}: shorten it"
             )
+        if asked == 0:
+            return 0
         if asked is not None and asked > self.settings.max_tokens:
             raise ApiError(400, f"max_tokens {asked} exceeds this server's limit of {self.settings.max_tokens}")
         room = self.context - len(prompt_ids)
@@ -208,12 +219,33 @@ class Generator:
         return prompt.ids
 
     def completion_prompt(self, request: CompletionRequest) -> list[int]:
-        if isinstance(request.prompt, list) and len(request.prompt) != 1:
+        prompt = request.prompt
+        if prompt and isinstance(prompt, list) and all(isinstance(token, int) for token in prompt):
+            prompt = [prompt]  # one prompt of token ids
+        if isinstance(prompt, list) and len(prompt) != 1:
             raise ApiError(400, "this server completes one prompt per request")
-        text = request.prompt if isinstance(request.prompt, str) else request.prompt[0]
-        return self.loaded.tokenizer.encode(text, add_special_tokens=False).ids or [
+        prompt = prompt if isinstance(prompt, str) else prompt[0]
+        if isinstance(prompt, list):
+            vocabulary = self.loaded.tokenizer.get_vocab_size()
+            if not prompt or not all(0 <= token < vocabulary for token in prompt):
+                raise ApiError(400, f"prompt: token ids must be 0 to {vocabulary - 1}, at least one")
+            return prompt
+        return self.loaded.tokenizer.encode(prompt, add_special_tokens=False).ids or [
             self.loaded.tokenizer.token_to_id(EOS)
         ]
+
+    def scored_choice(self, request: CompletionRequest, prompt: list[int], finish: Finish, text: str) -> dict:
+        """A completion's `text` and `logprobs` with the prompt echoed, as OpenAI's legacy API gives them. A stop
+        token that ended the reply is among the scored tokens (not the text), as OpenAI and vLLM give it: the
+        harness drops the last scored token as the generated one. Tokens past a stop string are not part of the
+        answer and are left out."""
+        echoed = self.loaded.tokenizer.decode(prompt) if request.echo else ""
+        generated = finish.ids + ([] if finish.stop_id is None else [finish.stop_id])
+        found = legacy_logprobs(self.loaded, prompt + generated, 0 if request.echo else len(prompt), request.logprobs)
+        if len(echoed + text) < len(echoed + self.loaded.tokenizer.decode(finish.ids)):
+            kept = sum(offset < len(echoed + text) for offset in found["text_offset"])
+            found = {key: values[:kept] for key, values in found.items()}
+        return {"text": echoed + text, "logprobs": found if request.logprobs is not None else None}
 
 
 def _canonical(item: Message) -> dict:
@@ -261,7 +293,13 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
             raise ApiError(404, message, "invalid_request_error", "model_not_found")
 
     def slotted(
-        request: Request, body: SamplingRequest, prompt: list[int], max_tokens: int, head: dict, kind: Reply
+        request: Request,
+        body: SamplingRequest,
+        prompt: list[int],
+        max_tokens: int,
+        head: dict,
+        kind: Reply,
+        scored: Callable[[Finish, str], dict] | None = None,
     ) -> Response:
         deadline = Deadline(request.scope[ARRIVED], settings.request_timeout_s)
         finish = Finish()
@@ -269,11 +307,10 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
 
         async def whole() -> Response:
             parts = await run_in_threadpool(ReplyParts.of, pieces)
-            reply = {
-                "object": kind.object,
-                "choices": [kind.choice(parts, parts.finish_reason(finish))],
-                "usage": _usage(prompt, finish),
-            }
+            choice = kind.choice(parts, parts.finish_reason(finish))
+            if scored is not None:
+                choice |= await run_in_threadpool(scored, finish, parts.content)
+            reply = {"object": kind.object, "choices": [choice], "usage": _usage(prompt, finish)}
             return JSONResponse(head | reply)
 
         async def streamed() -> Response:
@@ -346,9 +383,15 @@ def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
     def complete(body: CompletionRequest, request: Request) -> Response:
         served_model(body)
         prompt = generator.completion_prompt(body)
-        max_tokens = generator.budget(prompt, body.max_tokens or 16)
+        scoring = body.echo or body.logprobs is not None
+        if scoring and body.stream:
+            raise ApiError(400, "echo and logprobs come with whole replies: ask for them without stream")
+        if body.max_tokens == 0 and not body.echo:
+            raise ApiError(400, "max_tokens 0 generates nothing: it is for scoring a prompt with echo")
+        max_tokens = generator.budget(prompt, 16 if body.max_tokens is None else body.max_tokens)
         head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": settings.model_name}
-        return slotted(request, body, prompt, max_tokens, head, COMPLETION)
+        scored = functools.partial(generator.scored_choice, body, prompt) if scoring else None
+        return slotted(request, body, prompt, max_tokens, head, COMPLETION, scored)
 
     return app
 

@@ -201,8 +201,7 @@ def _yarn_fields(hf: dict) -> dict:
     beta = (scaling.get("beta_fast", YARN_BETA_FAST), scaling.get("beta_slow", YARN_BETA_SLOW))
     if kind != "yarn" or beta != (YARN_BETA_FAST, YARN_BETA_SLOW) or scaling.get("mscale"):
         raise ValueError(
-            f"rope scaling {scaling} is not one tinylm computes: it reads YaRN with beta_fast 32 and "
-            "beta_slow 1"
+            f"rope scaling {scaling} is not one tinylm computes: it reads YaRN with beta_fast 32 and beta_slow 1"
         )
     return {
         "yarn_factor": scaling["factor"],
