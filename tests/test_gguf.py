@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import llama_cpp  # the dev extra builds it: a missing build fails here rather than skipping
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
@@ -25,9 +26,6 @@ from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.tokens.tokenizer import train_tokenizer
 from tinylm.tokens.tokenizer_files import IM_END, TOKENIZER_FILE
 from tinylm.training.trainer import train_model
-
-import llama_cpp  # noqa: E402  (the dev extra installs it; a missing build must fail, not skip)
-pytest.importorskip("transformers")  # llama.cpp's converter reads the tokenizer through it
 
 pytestmark = pytest.mark.slow
 GREEDY = Sampling(temperature=0.0)
