@@ -20,7 +20,7 @@ from tests.helpers import tiny_train_config
 from tests.test_export import DENSE, MOE_ROUTED, MOE_SHARED, random_checkpoint
 from tinylm.config import TokenizerConfig
 from tinylm.export.gguf import MODELFILE, export_gguf, gguf_name
-from tinylm.export.llama_cpp import SOURCE_VARIABLE
+from tinylm.export.llama_cpp import SOURCE_VARIABLE, converter_source
 from tinylm.inference.generate import load_model
 from tinylm.model.generation import Sampling, stream_tokens
 from tinylm.tokens.tokenizer import train_tokenizer
@@ -191,3 +191,13 @@ def test_llama_cpp_reads_the_yarn_context_of_an_export_and_generates_tinylms_tok
     assert len(prompt) > 2 * DENSE.max_seq_len
     stretched = load_model(str(checkpoint), context=context).model
     assert greedy_in_llama_cpp(model, prompt) == list(stream_tokens(stretched, prompt, NEW_TOKENS, GREEDY))
+
+
+def test_the_converter_is_unpacked_once_from_the_installed_llama_cpp_python_source(tmp_path, monkeypatch):
+    monkeypatch.delenv(SOURCE_VARIABLE, raising=False)
+    tree = converter_source(tmp_path)
+    assert tree.name == f"llama.cpp-{llama_cpp.__version__}"
+    assert (tree / "conversion" / "llama.py").is_file() and (tree / "gguf-py" / "gguf" / "gguf_writer.py").is_file()
+    assert sum(path.stat().st_size for path in tree.rglob("*") if path.is_file()) < 10_000_000, "the converter only"
+    stamp = (tree / "conversion").stat().st_mtime_ns
+    assert converter_source(tmp_path) == tree and (tree / "conversion").stat().st_mtime_ns == stamp

@@ -23,6 +23,8 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from filelock import FileLock
+
 from tinylm.storage.atomic import atomic_path
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the release pyproject's `gguf` extra pins
@@ -55,10 +57,13 @@ def converter_source(cache: Path | None = None) -> Path:
     tree = (cache or _cache_root()) / f"llama.cpp-{version}"
     if (tree / "conversion").is_dir():
         return tree
-    with tempfile.TemporaryDirectory() as download:
-        archive = _download_source(version, Path(download))
-        with atomic_path(tree) as partial:
-            _unpack_converter(archive, partial)
+    tree.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{tree}.lock"):  # one unpacking at a time; the others wait and take it
+        if not (tree / "conversion").is_dir():
+            with tempfile.TemporaryDirectory() as download:
+                archive = _download_source(version, Path(download))
+                with atomic_path(tree) as partial:
+                    _unpack_converter(archive, partial)
     return tree
 
 
