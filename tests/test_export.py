@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,9 @@ import torch
 
 from tinylm.config import TokenizerConfig
 from tinylm.export.hf import export_hf
-from tinylm.inference.generate import load_model
+from tinylm.inference.generate import generate_text, load_model
 from tinylm.model.config import ModelConfig
+from tinylm.model.generation import Sampling
 from tinylm.model.hf_mapping import model_config_of
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import save_checkpoint
@@ -172,3 +175,20 @@ def test_a_context_within_the_trained_one_is_no_scaling_and_minimind_s_attention
         model_config_of(
             json.loads((exported / "config.json").read_text()) | {"rope_scaling": {"rope_type": "longrope"}}
         )
+
+
+@pytest.mark.slow
+def test_the_generate_command_reads_a_prompt_past_the_trained_context_with_yarn(tokenizer, tmp_path):
+    checkpoint = random_checkpoint(tmp_path / "checkpoint", DENSE, tokenizer, spread=2.0)
+    prompt = "We the People of the United States, in Order to form a more perfect Union, establish Justice " * 2
+    stretched = load_model(str(checkpoint), context=256)
+    assert len(stretched.tokenizer.encode(prompt).ids) > DENSE.max_seq_len
+    command = [str(Path(sys.executable).parent / "tinylm"), "generate", "--checkpoint", str(checkpoint)]
+    command += ["--prompt", prompt, "--max-new-tokens", "8", "--temperature", "0", "--workspace", str(tmp_path)]
+    greedy = Sampling(temperature=0, repetition_penalty=1.1)
+    for context, loaded in ((None, load_model(str(checkpoint))), (256, stretched)):
+        flag = [] if context is None else ["--context", str(context)]
+        done = subprocess.run([*command, *flag], capture_output=True, text=True, timeout=120, check=True)
+        assert done.stdout.rstrip("\n") == generate_text(loaded, prompt, 8, greedy)
+    refused = subprocess.run([*command, "--context", "0"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "a context of 0 tokens holds nothing" in refused.stderr

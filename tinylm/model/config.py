@@ -102,6 +102,8 @@ class ModelConfig:
         the ratio (as Qwen configures `rope_scaling`); at or under it, the shape as trained."""
         if context is None or context == self.max_seq_len:
             return self
+        if context < 1:
+            raise ValueError(f"a context of {context} tokens holds nothing: give at least 1")
         trained = self.trained_context
         if context <= trained:
             return dataclasses.replace(self, max_seq_len=context, yarn_factor=1.0, yarn_original_max_seq_len=None)
