@@ -203,6 +203,11 @@ class CorpusConfig(_Settings):
     convert: ConvertConfig = Field(ConvertConfig(), description="traditional to simplified Chinese")
     filters: FilterConfig = Field(FilterConfig(), description="quality rules")
     dedup: DedupConfig = Field(DedupConfig(), description="exact and near-duplicate removal")
+    keep_rejected: bool = Field(
+        False,
+        description="write every dropped document to rejected/REASON/ in the corpus folder (a filter rule's name, "
+        "exact_duplicate, near_duplicate, near_duplicate_of_index), to see what each rule costs",
+    )
 
 
 class TokenizerConfig(_Settings):

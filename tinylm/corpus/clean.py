@@ -11,22 +11,37 @@ from tinylm.config import ConvertConfig, FilterConfig
 from tinylm.corpus.chat_markers import without_chat_markers
 from tinylm.corpus.convert import convert_texts, make_converter, simplified
 from tinylm.corpus.quality import quality_failure
+from tinylm.corpus.rejected import RejectedWriters, rejected_path
 from tinylm.stats import Stats
 from tinylm.storage.documents import DocumentWriter, read_batches, stored_stats
 from tinylm.storage.manifest import fingerprint
 
 
-def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfig, filters: FilterConfig) -> dict:
-    """Convert (text and title) and filter one Document parquet file; returns counts by outcome and drop reason."""
+def clean_file(
+    source: str | Path,
+    output_dir: str | Path,
+    convert: ConvertConfig,
+    filters: FilterConfig,
+    rejected_dir: str | Path | None = None,
+) -> dict:
+    """Convert (text and title) and filter one Document parquet file; returns counts by outcome and drop reason.
+
+    With `rejected_dir`, each dropped document goes to `rejected_dir/<reason>/`, converted as it was judged.
+    """
     source, output_dir = Path(source), Path(output_dir)
-    key = fingerprint("clean", {"convert": convert, "filters": filters}, {"source": source.name})[:16]
+    rejected_root = None if rejected_dir is None else Path(rejected_dir)
+    settings = {"convert": convert, "filters": filters, "keep_rejected": rejected_root is not None}
+    key = fingerprint("clean", settings, {"source": source.name})[:16]
     target = output_dir / f"{source.stem}.{key}.parquet"
     result = {"input": str(source), "output": str(target)}
     if target.exists():
-        return result | stored_stats(target) | {"reused": True}
+        stored = stored_stats(target)
+        kept = {} if rejected_root is None else stored.get("dropped", {})
+        rejected = {reason: str(rejected_path(rejected_root, reason, target.stem)) for reason in kept}
+        return result | stored | {"reused": True, "rejected": rejected}
     stats = Stats("documents", "converted", "chat_marked", "kept", groups=("dropped",))
     to_simplified = make_converter(convert)
-    with DocumentWriter(target, stats) as writer:
+    with DocumentWriter(target, stats) as writer, RejectedWriters(rejected_root, target.stem) as rejected:
         for batch in read_batches(source, 1024):
             documents = batch.to_pylist()
             originals = [d["text"] for d in documents]
@@ -45,12 +60,12 @@ def clean_file(source: str | Path, output_dir: str | Path, convert: ConvertConfi
                 judged = without_chat_markers(text)
                 stats.update("chat_marked", judged is not text)
                 reason = quality_failure(judged, lang, filters)
+                stored = judged if filters.chat_markers == "strip" else text
+                converted = {**document, "text": stored, "lang": lang}
                 if reason:
                     stats.drop(reason)
+                    rejected.write(reason, converted)
                     continue
-                stored = judged if filters.chat_markers == "strip" else text
-                writer.write(
-                    {**document, "text": stored, "lang": lang, "title": simplified(document["title"], to_simplified)}
-                )
+                writer.write(converted | {"title": simplified(document["title"], to_simplified)})
                 stats.update("kept")
-    return result | stats.as_dict() | {"reused": False}
+    return result | stats.as_dict() | {"reused": False, "rejected": rejected.paths}

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from tinylm.config import ConvertConfig, CorpusConfig, FilterConfig
 from tinylm.corpus.clean import clean_file
 from tinylm.corpus.dedup.deduplicate import deduplicate_files
+from tinylm.corpus.rejected import REJECTED, prune_rejected
 from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import task_runner
@@ -30,9 +31,14 @@ def clean_and_deduplicate(
     (the flow's fingerprint) tags what this run adds to the persistent `index`.
     """
     work = str(Path(output) / "_work" / "clean")
+    rejected = str(Path(output) / REJECTED) if config.keep_rejected else None
     clean = clean_flow.with_options(task_runner=task_runner(config.runner, config.extract.workers))
-    cleaned = clean(files, work, config.convert, config.filters)
-    deduped = deduplicate_files_task([result["output"] for result in cleaned], output, config.dedup, index, run_key)
+    cleaned = clean(files, work, config.convert, config.filters, rejected)
+    sources = [result["output"] for result in cleaned]
+    deduped = deduplicate_files_task(sources, output, config.dedup, index, run_key, rejected)
+    produced = {path for result in cleaned for path in result["rejected"].values()}
+    produced |= {path for paths in deduped["rejected"].values() for path in paths}
+    prune_rejected(Path(output) / REJECTED, produced)
     return cleaned, deduped
 
 
@@ -55,10 +61,15 @@ def corpus_stats(extracted: dict, cleaned: list[dict], deduped: dict) -> dict:
 
 @flow(name="clean", flow_run_name=run_name("clean", "work"))
 def clean_flow(
-    files: list[str], work: str, convert: ConvertConfig = ConvertConfig(), filters: FilterConfig = FilterConfig()
+    files: list[str],
+    work: str,
+    convert: ConvertConfig = ConvertConfig(),
+    filters: FilterConfig = FilterConfig(),
+    rejected: str | None = None,
 ) -> list[dict]:
-    """Convert and filter each Document file in its own task run, on the corpus config's task runner."""
-    futures = [clean_file_task.submit(path, work, convert, filters) for path in files]
+    """Convert and filter each Document file in its own task run, on the corpus config's task runner; with
+    `rejected`, the dropped documents go to `rejected/<reason>/`."""
+    futures = [clean_file_task.submit(path, work, convert, filters, rejected) for path in files]
     return [future.result() for future in futures]
 
 

@@ -35,6 +35,7 @@ from tinylm.corpus.dedup.lookup_tables import band_keys, matching_pairs, sorted_
 from tinylm.corpus.dedup.minhash import MinHasher
 from tinylm.corpus.dedup.redis_index import RedisKnownDocuments
 from tinylm.corpus.dedup.spill import AppendedRows, AppendedStrings, SortedKeyRuns
+from tinylm.corpus.rejected import RejectedWriters
 from tinylm.stats import Stats
 from tinylm.storage.documents import DocumentWriter, read_batches
 
@@ -42,6 +43,7 @@ KnownDocuments = LocalKnownDocuments | RedisKnownDocuments
 _WHITESPACE = re.compile(r"\s+")
 _BATCH = 1024
 SCRATCH = ".dedup-scratch"
+DROPPED_BEFORE_CLUSTERING = ("exact_duplicate", "near_duplicate_of_index")
 
 
 def exact_key(text: str) -> bytes:
@@ -98,6 +100,9 @@ class _Candidates:
         self.signatures = AppendedRows(scratch / "signatures", "<u4", config.num_perm)
         self.band_runs = SortedKeyRuns(scratch, "bands")
         self.clusters = _Clusters()
+        # The documents dropped before clustering, in corpus order, and why (an index into DROPPED_BEFORE_CLUSTERING).
+        self.dropped = AppendedRows(scratch / "dropped", np.int64)
+        self.dropped_reasons = AppendedRows(scratch / "dropped-reasons", np.int8)
 
     @property
     def count(self) -> int:
@@ -115,6 +120,7 @@ class _Candidates:
             stats.update("exact_duplicates", int((~fresh).sum()))
         fresh_rows = np.flatnonzero(fresh)
         if not config.near:
+            self._drop(first_document, np.flatnonzero(~fresh), np.zeros(0, dtype=np.int64))
             self._add(first_document, fresh_rows, documents, keys, None)
             return
         signatures = self.hasher.signatures(
@@ -125,7 +131,22 @@ class _Candidates:
         )
         of_index = known.near(signatures)
         stats.update("near_duplicates_of_index", int(of_index.sum()))
+        self._drop(first_document, np.flatnonzero(~fresh), fresh_rows[of_index])
         self._add(first_document, fresh_rows[~of_index], documents, keys, signatures[~of_index])
+
+    def _drop(self, first_document: int, exact: np.ndarray, of_index: np.ndarray) -> None:
+        rows = np.concatenate([exact, of_index])
+        reasons = np.concatenate([np.zeros(len(exact), np.int8), np.ones(len(of_index), np.int8)])
+        order = np.argsort(rows, kind="stable")
+        self.dropped.append(first_document + rows[order])
+        self.dropped_reasons.append(reasons[order])
+
+    def dropped_between(self, start: int, stop: int) -> tuple[np.ndarray, list[str]]:
+        """The corpus positions in [start, stop) dropped before clustering, and each one's reason."""
+        positions = self.dropped.view()
+        first, last = np.searchsorted(positions, [start, stop])
+        reasons = self.dropped_reasons.view()[first:last]
+        return positions[first:last], [DROPPED_BEFORE_CLUSTERING[reason] for reason in reasons.tolist()]
 
     def _seen_in_run(self, keys: np.ndarray) -> np.ndarray:
         """Whether each key occurred earlier in this run (earlier batches, or earlier in this one); records the new
@@ -209,8 +230,11 @@ def deduplicate_files(
     config: DedupConfig,
     index_dir: str | Path | None = None,
     run_key: str = "",
+    rejected_dir: str | Path | None = None,
 ) -> dict:
-    """Write `part-NNNNN.parquet` per source with duplicates removed; grow the index if one is given."""
+    """Write `part-NNNNN.parquet` per source with duplicates removed; grow the index if one is given. With
+    `rejected_dir`, the removed documents go to `rejected_dir/<reason>/part-NNNNN.parquet` (`exact_duplicate`,
+    `near_duplicate_of_index`, `near_duplicate`)."""
     if (index_dir or config.lsh_storage == "redis") and not config.near:
         raise ValueError("a persistent dedup index stores signatures: it needs near-duplicate detection (near: true)")
     index = DedupIndex(index_dir, config) if index_dir else None
@@ -236,9 +260,9 @@ def deduplicate_files(
         keeps_index = index is not None or config.lsh_storage == "redis"  # both need near: checked above
         part_file = scratch / "index-part.parquet"
         with PartWriter(part_file, config.num_perm) if keeps_index else nullcontext() as index_part:
-            result = stats.as_dict() | {
-                "parts": _write_kept(sources, Path(output_dir), candidates, removed, index_part)
-            }
+            rejected_root = None if rejected_dir is None else Path(rejected_dir)
+            parts, rejected = _write_kept(sources, Path(output_dir), candidates, removed, index_part, rejected_root)
+            result = stats.as_dict() | {"parts": parts, "rejected": rejected}
         if keeps_index:
             if index is not None:
                 index.add(part_file, added_by=run_key)
@@ -255,18 +279,19 @@ def _write_kept(
     candidates: _Candidates,
     removed: np.ndarray,
     index_part: PartWriter | None,
-) -> list[dict]:
-    """The second pass: each source's kept documents to its part, and their keys and signatures to the index part if one
-    is kept."""
+    rejected_root: Path | None,
+) -> tuple[list[dict], dict[str, list[str]]]:
+    """The second pass: each source's kept documents to its part, their keys and signatures to the index part if one
+    is kept, and the removed ones to their reasons' files under `rejected_root` if it is given."""
     positions, exact_keys, signatures = (
         candidates.documents.view(),
         candidates.exact_keys.view(),
         candidates.signatures.view(),
     )
-    parts, first_document = [], 0
+    parts, rejected, first_document = [], {}, 0
     for source_index, source in enumerate(sources):
         part = output_dir / f"part-{source_index:05d}.parquet"
-        with DocumentWriter(part) as writer:
+        with DocumentWriter(part) as writer, RejectedWriters(rejected_root, part.stem) as removals:
             for batch in read_batches(source, _BATCH):
                 start, stop = np.searchsorted(positions, [first_document, first_document + batch.num_rows])
                 kept = np.setdiff1d(np.arange(start, stop), removed, assume_unique=True)
@@ -277,6 +302,33 @@ def _write_kept(
                     index_part.write(
                         IndexPart(chosen.column("id").to_pylist(), list(exact_keys[kept]), signatures[kept])
                     )
+                if rejected_root is not None:
+                    _write_removed(
+                        batch,
+                        first_document,
+                        candidates,
+                        positions[np.setdiff1d(np.arange(start, stop), kept)],
+                        removals,
+                    )
                 first_document += batch.num_rows
         parts.append({"path": part.name, "documents": writer.rows})
-    return parts
+        for reason, path in removals.paths.items():
+            rejected.setdefault(reason, []).append(path)
+    return parts, rejected
+
+
+def _write_removed(
+    batch: pa.RecordBatch,
+    first_document: int,
+    candidates: _Candidates,
+    clustered_out: np.ndarray,
+    removals: RejectedWriters,
+) -> None:
+    """A batch's removed documents, in corpus order, each under its reason."""
+    dropped, reasons = candidates.dropped_between(first_document, first_document + batch.num_rows)
+    positions = np.concatenate([dropped, clustered_out])
+    reasons = reasons + ["near_duplicate"] * len(clustered_out)
+    order = np.argsort(positions, kind="stable")
+    documents = batch.take(pa.array(positions[order] - first_document)).to_pylist()
+    for document, index in zip(documents, order.tolist(), strict=True):
+        removals.write(reasons[index], document)

@@ -1,0 +1,86 @@
+"""keep_rejected: every document a run drops is kept under its reason, and nothing is lost between the kept corpus
+and the rejected files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from tests.test_dedup import edited, jaccard, kept_ids, paragraphs, write  # noqa: F401  (paragraphs: a fixture)
+from tinylm.config import ConvertConfig, CorpusConfig, DedupConfig, ExtractConfig, FilterConfig
+from tinylm.corpus.clean import clean_file
+from tinylm.corpus.dedup.deduplicate import deduplicate_files
+from tinylm.flows.corpus import corpus_flow
+from tinylm.storage.documents import make_document
+
+
+def ids_by_reason(root: Path) -> dict[str, list[str]]:
+    return {
+        folder.name: [row["id"] for path in sorted(folder.glob("*.parquet")) for row in pq.read_table(path).to_pylist()]
+        for folder in sorted(root.iterdir())
+    }
+
+
+def test_the_filters_keep_what_they_drop_under_the_rule_that_dropped_it(zuozhuan, tmp_path):
+    lines = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if line.strip()][:300]
+    documents = [make_document("zuozhuan", number, line, lang="zh") for number, line in enumerate(lines)]
+    source = tmp_path / "lines.parquet"
+    write(source, documents)
+    result = clean_file(source, tmp_path / "work", ConvertConfig(), FilterConfig(), tmp_path / "rejected")
+    dropped = result["dropped"]
+    assert dropped.get("too_short", 0) > 10, dropped
+    rejected = ids_by_reason(tmp_path / "rejected")
+    assert {reason: len(found) for reason, found in rejected.items()} == dropped
+    kept = [row["id"] for row in pq.read_table(result["output"]).to_pylist()]
+    assert sorted(kept + [i for found in rejected.values() for i in found]) == sorted(d["id"] for d in documents)
+    short = pq.read_table(result["rejected"]["too_short"]).to_pylist()
+    assert all(len(row["text"]) < FilterConfig().min_chars for row in short) and short[0]["source"] == "zuozhuan"
+    again = clean_file(source, tmp_path / "work", ConvertConfig(), FilterConfig(), tmp_path / "rejected")
+    assert again["reused"] and again["rejected"] == result["rejected"]
+    plain = clean_file(source, tmp_path / "plain", ConvertConfig(), FilterConfig())
+    assert not plain["rejected"] and plain["output"] != result["output"]
+
+
+def test_dedup_keeps_each_removed_document_under_exact_near_or_index_duplicate(paragraphs, tmp_path):  # noqa: F811
+    index = tmp_path / "index"
+    earlier = [make_document("old", 0, paragraphs[25], lang="zh")]
+    deduplicate_files([write(tmp_path / "old.parquet", earlier)], tmp_path / "old", DedupConfig(), index, "old")
+    base = [make_document("zz", i, text, lang="zh") for i, text in enumerate(paragraphs[:20])]
+    longer = edited(paragraphs[1], 0.005, seed=1) + "此段更长。"
+    assert jaccard(paragraphs[1], longer) > 0.9
+    copy = make_document("zz", "copy", paragraphs[0] + "  ", lang="zh")
+    near = make_document("zz", "near", longer, lang="zh")
+    of_index = make_document("zz", "again", edited(paragraphs[25], 0.003, seed=2), lang="zh")
+    sources = [
+        write(tmp_path / "a.parquet", base[:10]),
+        write(tmp_path / "b.parquet", [*base[10:], copy, near, of_index]),
+    ]
+    stats = deduplicate_files(sources, tmp_path / "out", DedupConfig(), index, "new", tmp_path / "rejected")
+    assert ids_by_reason(tmp_path / "rejected") == {
+        "exact_duplicate": [copy["id"]],
+        "near_duplicate": [base[1]["id"]],
+        "near_duplicate_of_index": [of_index["id"]],
+    }
+    assert sorted(stats["rejected"]) == ["exact_duplicate", "near_duplicate", "near_duplicate_of_index"]
+    everything = [d["id"] for d in [*base, copy, near, of_index]]
+    assert sorted(kept_ids(tmp_path / "out") + [copy["id"], base[1]["id"], of_index["id"]]) == sorted(everything)
+
+
+def test_the_corpus_flow_keeps_exactly_what_this_run_dropped(prefect_api, constitution, tmp_path):
+    output, workspace = tmp_path / "corpus", tmp_path / "workspace"
+    lines = CorpusConfig(extract=ExtractConfig(text_mode="line"), keep_rejected=True)
+    first = corpus_flow([str(constitution)], str(output), lines, workspace=str(workspace))
+    rejected = ids_by_reason(output / "rejected")
+    assert sum(len(found) for found in rejected.values()) == sum(first["stats"]["filtered"].values()) + sum(
+        first["stats"][name] for name in ("exact_duplicates", "near_duplicates", "near_duplicates_of_index")
+    )
+    stricter = lines.model_copy(update={"filters": FilterConfig(min_chars=60)})
+    second = corpus_flow([str(constitution)], str(output), stricter, workspace=str(workspace))
+    again = ids_by_reason(output / "rejected")
+    assert len(again["too_short"]) == second["stats"]["filtered"]["too_short"] > len(rejected["too_short"])
+    assert sum(map(len, again.values())) + second["stats"]["kept"] == second["stats"]["documents_in"]
+    corpus_flow(
+        [str(constitution)], str(output), stricter.model_copy(update={"keep_rejected": False}), workspace=str(workspace)
+    )
+    assert not list((output / "rejected").glob("*/*.parquet")), "a run that keeps nothing leaves no earlier run's files"
