@@ -84,3 +84,20 @@ def test_the_corpus_flow_keeps_exactly_what_this_run_dropped(prefect_api, consti
         [str(constitution)], str(output), stricter.model_copy(update={"keep_rejected": False}), workspace=str(workspace)
     )
     assert not list((output / "rejected").glob("*/*.parquet")), "a run that keeps nothing leaves no earlier run's files"
+
+
+def test_a_lines_preset_for_one_source_keeps_its_short_lines_and_the_others_keep_the_fields(zuozhuan, tmp_path):
+    lines = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if 5 <= len(line.strip()) < 20][:50]
+    documents = [make_document("zuozhuan", n, line, lang="zh") for n, line in enumerate(lines)]
+    documents += [make_document("zhwiki", n, line, lang="zh") for n, line in enumerate(lines)]
+    source = tmp_path / "mixed.parquet"
+    write(source, documents)
+    by_source = FilterConfig(source_presets={"zuo*": "lines"})
+    result = clean_file(source, tmp_path / "work", ConvertConfig(), by_source, tmp_path / "rejected")
+    assert result["judged_as"] == {"fields": len(lines), "lines": len(lines)}
+    assert result["kept"] == len(lines) and result["dropped"] == {"too_short": len(lines)}
+    assert {row["source"] for row in pq.read_table(result["output"]).to_pylist()} == {"zuozhuan"}
+    assert {row["source"] for row in pq.read_table(result["rejected"]["too_short"]).to_pylist()} == {"zhwiki"}
+    everywhere = clean_file(source, tmp_path / "all", ConvertConfig(), FilterConfig(preset="lines"))
+    assert everywhere["kept"] == 2 * len(lines) and everywhere["judged_as"] == {"lines": 2 * len(lines)}
+    assert FilterConfig(preset="wiki", min_words=99).for_source("enwiki")[1].min_words == 20, "a preset sets its fields"

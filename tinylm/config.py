@@ -9,6 +9,7 @@ Defaults are for a small model on a laptop: scale by changing numbers, not code.
 
 from __future__ import annotations
 
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -92,13 +93,36 @@ class ConvertConfig(_Settings):
     cjk_threshold: float = Field(0.3, ge=0, le=1, description="share of CJK among letters above which text is Chinese")
 
 
+FilterPreset = Literal["web", "wiki", "lines"]
+# What each preset sets; the fields it does not name keep their values. `web` is the fields' defaults (Gopher's and
+# FineWeb's rules); `wiki` lets short articles and their unpunctuated headings through; `lines` judges one-line
+# documents (MiniMind's pretraining jsonl, sentence lists) on what a line can show.
+FILTER_PRESETS: dict[str, dict[str, float | int]] = {
+    "web": {},
+    "wiki": {"min_words": 20, "min_punctuated_line_share": 0.05},
+    "lines": {"min_chars": 5, "min_words": 1, "max_duplicate_line_share": 1.0, "min_punctuated_line_share": 0.0},
+}
+
+
 class FilterConfig(_Settings):
     """Quality rules; a document failing one is dropped and counted under the rule's name.
 
     Defaults keep encyclopedic prose in both languages and drop stubs, lists, tables of
     numbers and boilerplate (the Gopher and FineWeb rules, adapted to Chinese by using
-    characters where they use words).
+    characters where they use words). A preset sets the thresholds for a kind of source,
+    for every document or for the sources matching a pattern.
     """
+
+    preset: FilterPreset | None = Field(
+        None,
+        description="thresholds for a kind of source, over the fields below: web (the defaults), wiki (short "
+        "articles and headings pass), lines (one-line documents, as MiniMind's pretraining data); None = the fields",
+    )
+    source_presets: dict[str, FilterPreset] = Field(
+        {},
+        description="a preset per document source, by glob on the source name (zhwiki, pretrain_hq, web-*); "
+        "the first pattern that matches wins over preset",
+    )
 
     min_chars: int = Field(20, ge=0, description="too_short: fewer characters")
     max_chars: int = Field(2_000_000, ge=1, description="too_long: more characters")
@@ -137,6 +161,13 @@ class FilterConfig(_Settings):
         "pretrain_hq.jsonl): the filters and dedup always judge it without them; keep them in the stored text "
         "(MiniMind trains on them) or strip them",
     )
+
+    def for_source(self, source: str) -> tuple[str, FilterConfig]:
+        """The preset a document of `source` is judged with ("fields" for none), and the rules it makes."""
+        preset = next((name for pattern, name in self.source_presets.items() if fnmatch(source, pattern)), self.preset)
+        if preset is None:
+            return "fields", self
+        return preset, self.model_copy(update=FILTER_PRESETS[preset])
 
     @model_validator(mode="after")
     def _lengths_in_order(self) -> FilterConfig:

@@ -39,7 +39,8 @@ def clean_file(
         kept = {} if rejected_root is None else stored.get("dropped", {})
         rejected = {reason: str(rejected_path(rejected_root, reason, target.stem)) for reason in kept}
         return result | stored | {"reused": True, "rejected": rejected}
-    stats = Stats("documents", "converted", "chat_marked", "kept", groups=("dropped",))
+    stats = Stats("documents", "converted", "chat_marked", "kept", groups=("dropped", "judged_as"))
+    rules_by_source: dict[str, tuple[str, FilterConfig]] = {}
     to_simplified = make_converter(convert)
     with DocumentWriter(target, stats) as writer, RejectedWriters(rejected_root, target.stem) as rejected:
         for batch in read_batches(source, 1024):
@@ -59,7 +60,11 @@ def clean_file(
                 # converting the stripped text.
                 judged = without_chat_markers(text)
                 stats.update("chat_marked", judged is not text)
-                reason = quality_failure(judged, lang, filters)
+                if document["source"] not in rules_by_source:
+                    rules_by_source[document["source"]] = filters.for_source(document["source"])
+                preset, rules = rules_by_source[document["source"]]
+                stats.update(f"judged_as.{preset}")
+                reason = quality_failure(judged, lang, rules)
                 stored = judged if filters.chat_markers == "strip" else text
                 converted = {**document, "text": stored, "lang": lang}
                 if reason:

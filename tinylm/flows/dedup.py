@@ -50,6 +50,7 @@ def corpus_stats(extracted: dict, cleaned: list[dict], deduped: dict) -> dict:
         "extracted": extracted,
         "converted": cleaning["converted"],
         "filtered": filtered,
+        "judged_as": cleaning.group("judged_as"),
         "exact_duplicates": deduped["exact_duplicates"],
         "near_duplicates": deduped["near_duplicates"],
         "near_duplicates_of_index": deduped["near_duplicates_of_index"],
