@@ -20,12 +20,13 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from tinylm.config import EvalConfig, ExtractConfig
 from tinylm.corpus.readers import read_documents
-from tinylm.evaluation.benchmarks import local_tasks, task_config
+from tinylm.evaluation.benchmarks import task_config
 from tinylm.evaluation.evaluate import evaluate_model
 from tinylm.evaluation.perplexity import perplexity
 from tinylm.flows.evaluate import eval_flow
 from tinylm.inference.generate import load_model
 from tinylm.stats import Stats
+from tinylm.storage.benchmark_files import local_tasks
 from tinylm.storage.documents import corpus_parts
 from tinylm.storage.manifest import read_manifest
 from tinylm.tokens.tokenizer_files import EOS

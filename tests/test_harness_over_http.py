@@ -16,10 +16,11 @@ from lm_eval.tasks import TaskManager
 
 from tests.helpers import free_port, tiny_train_config, wait_for_http
 from tinylm.config import EvalConfig
-from tinylm.evaluation.benchmarks import local_tasks, run_benchmarks, task_config
+from tinylm.evaluation.benchmarks import run_benchmarks, task_config
 from tinylm.export.hf import export_hf
 from tinylm.inference.generate import load_model
 from tinylm.model.config import ModelConfig
+from tinylm.storage.benchmark_files import local_tasks
 from tinylm.storage.checkpoints import newest_local_checkpoint
 from tinylm.storage.layout import run_checkpoints
 from tinylm.training.trainer import train_model

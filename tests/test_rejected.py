@@ -3,13 +3,24 @@ and the rejected files."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from tests.test_dedup import edited, jaccard, kept_ids, paragraphs, write  # noqa: F401  (paragraphs: a fixture)
-from tinylm.config import ConvertConfig, CorpusConfig, DedupConfig, ExtractConfig, FilterConfig
+from tinylm.config import (
+    ConvertConfig,
+    CorpusConfig,
+    DedupConfig,
+    EvalConfig,
+    ExtractConfig,
+    FilterConfig,
+    PipelineConfig,
+)
 from tinylm.corpus.clean import clean_file
+from tinylm.corpus.decontamination import EvaluationNgrams
 from tinylm.corpus.dedup.deduplicate import deduplicate_files
 from tinylm.flows.corpus import corpus_flow
 from tinylm.storage.documents import make_document
@@ -101,3 +112,46 @@ def test_a_lines_preset_for_one_source_keeps_its_short_lines_and_the_others_keep
     everywhere = clean_file(source, tmp_path / "all", ConvertConfig(), FilterConfig(preset="lines"))
     assert everywhere["kept"] == 2 * len(lines) and everywhere["judged_as"] == {"lines": 2 * len(lines)}
     assert FilterConfig(preset="wiki", min_words=99).for_source("enwiki")[1].min_words == 20, "a preset sets its fields"
+
+
+def test_documents_quoting_an_evaluation_question_are_dropped_as_contaminated_and_named(zuozhuan, tmp_path):
+    cmmlu = Path(__file__).parent / "data" / "cmmlu"
+    question = next(
+        row["Question"] for row in csv.DictReader((cmmlu / "test" / "chinese_history.csv").open(encoding="utf-8"))
+    )
+    prose = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line) > 200][:5]
+    quoted = prose[0][:100] + question.replace("，", "、 ") + "  " + prose[0][100:]  # punctuation changed
+    english = tmp_path / "questions.txt"
+    english.write_text(
+        "Which of the following rights is protected by the First Amendment to the Constitution?\nShort?\n"
+    )
+    copied = (
+        "Students asked: which of the following RIGHTS is protected by the first amendment to the constitution; " * 3
+    )
+    documents = [make_document("web", n, text, lang="zh") for n, text in enumerate([*prose, quoted])]
+    documents.append(make_document("web", "en", copied + " " + "We the People of the United States " * 10, lang="en"))
+    source = tmp_path / "web.parquet"
+    write(source, documents)
+    filters = FilterConfig(decontaminate=[str(cmmlu), str(english)])
+    result = clean_file(source, tmp_path / "work", ConvertConfig(), filters, tmp_path / "rejected")
+    assert result["contaminated_by"] == {"cmmlu": 1, "questions": 1}
+    assert result["dropped"]["contaminated"] == 2 and result["kept"] == len(prose)
+    assert {row["id"] for row in pq.read_table(result["rejected"]["contaminated"]).to_pylist()} == {
+        documents[-2]["id"],
+        documents[-1]["id"],
+    }
+    assert EvaluationNgrams([str(english)], 13).unmatchable == {"questions": 1}
+    changed = english.read_text() + "Another question that is long enough to be matched by thirteen words or more?\n"
+    english.write_text(changed)
+    assert clean_file(source, tmp_path / "work", ConvertConfig(), filters)["output"] != result["output"]
+    with pytest.raises(FileNotFoundError, match="neither a benchmark folder nor a text file"):
+        clean_file(source, tmp_path / "work", ConvertConfig(), FilterConfig(decontaminate=[str(tmp_path / "none")]))
+
+
+def test_a_pipeline_with_an_eval_section_decontaminates_its_corpus_with_its_benchmark_folders(tmp_path):
+    cmmlu = str(Path(__file__).parent / "data" / "cmmlu")
+    evaluated = PipelineConfig(eval=EvalConfig(benchmarks=[cmmlu, "hellaswag"]))
+    assert evaluated.corpus_config().filters.decontaminate == [cmmlu], "a harness task name has no local questions"
+    assert PipelineConfig().corpus_config().filters.decontaminate == []
+    opted_out = evaluated.model_copy(update={"decontaminate_with_eval": False})
+    assert opted_out.corpus_config().filters.decontaminate == []

@@ -118,6 +118,14 @@ class FilterConfig(_Settings):
         description="thresholds for a kind of source, over the fields below: web (the defaults), wiki (short "
         "articles and headings pass), lines (one-line documents, as MiniMind's pretraining data); None = the fields",
     )
+    decontaminate: list[str] = Field(
+        [],
+        description="evaluation sets whose questions no training document may contain: benchmark folders as "
+        "tinylm eval reads them, or text files of one text a line; a match drops the document as contaminated",
+    )
+    decontamination_ngram: int = Field(
+        13, ge=4, description="decontamination: consecutive units shared (words, or Chinese characters) that match"
+    )
     source_presets: dict[str, FilterPreset] = Field(
         {},
         description="a preset per document source, by glob on the source name (zhwiki, pretrain_hq, web-*); "
@@ -512,6 +520,21 @@ class PipelineConfig(_Settings):
     eval: EvalConfig | None = Field(
         None, description="evaluate the trained model after training (None = no eval stage)"
     )
+    decontaminate_with_eval: bool = Field(
+        True,
+        description="drop corpus documents that contain a question of the eval section's local benchmark folders "
+        "(added to corpus.filters.decontaminate)",
+    )
+
+    def corpus_config(self) -> CorpusConfig:
+        """The corpus settings of this pipeline: the eval section's benchmark folders join the decontamination
+        sets, so the benchmarks the run reports are ones its model never read."""
+        if self.eval is None or not self.decontaminate_with_eval:
+            return self.corpus
+        filters = self.corpus.filters
+        folders = [entry for entry in self.eval.benchmarks if Path(entry).is_dir()]
+        sets = list(dict.fromkeys([*filters.decontaminate, *folders]))
+        return self.corpus.model_copy(update={"filters": filters.model_copy(update={"decontaminate": sets})})
 
     def stage_dir(self, stage: Literal["corpus", "tokenizers", "shards"]) -> Path:
         return stage_dir(self.workspace, stage, self.name)

@@ -10,11 +10,12 @@ from pathlib import Path
 from tinylm.config import ConvertConfig, FilterConfig
 from tinylm.corpus.chat_markers import without_chat_markers
 from tinylm.corpus.convert import convert_texts, make_converter, simplified
+from tinylm.corpus.decontamination import EvaluationNgrams, source_files
 from tinylm.corpus.quality import quality_failure
 from tinylm.corpus.rejected import RejectedWriters, rejected_path
 from tinylm.stats import Stats
 from tinylm.storage.documents import DocumentWriter, read_batches, stored_stats
-from tinylm.storage.manifest import fingerprint
+from tinylm.storage.manifest import content_hashes, fingerprint
 
 
 def clean_file(
@@ -31,7 +32,8 @@ def clean_file(
     source, output_dir = Path(source), Path(output_dir)
     rejected_root = None if rejected_dir is None else Path(rejected_dir)
     settings = {"convert": convert, "filters": filters, "keep_rejected": rejected_root is not None}
-    key = fingerprint("clean", settings, {"source": source.name})[:16]
+    evaluation_files = [str(path) for entry in filters.decontaminate for path in source_files(Path(entry))]
+    key = fingerprint("clean", settings, {"source": source.name} | content_hashes(evaluation_files))[:16]
     target = output_dir / f"{source.stem}.{key}.parquet"
     result = {"input": str(source), "output": str(target)}
     if target.exists():
@@ -39,7 +41,8 @@ def clean_file(
         kept = {} if rejected_root is None else stored.get("dropped", {})
         rejected = {reason: str(rejected_path(rejected_root, reason, target.stem)) for reason in kept}
         return result | stored | {"reused": True, "rejected": rejected}
-    stats = Stats("documents", "converted", "chat_marked", "kept", groups=("dropped", "judged_as"))
+    stats = Stats("documents", "converted", "chat_marked", "kept", groups=("dropped", "judged_as", "contaminated_by"))
+    evaluation = EvaluationNgrams(filters.decontaminate, filters.decontamination_ngram)
     rules_by_source: dict[str, tuple[str, FilterConfig]] = {}
     to_simplified = make_converter(convert)
     with DocumentWriter(target, stats) as writer, RejectedWriters(rejected_root, target.stem) as rejected:
@@ -64,7 +67,10 @@ def clean_file(
                     rules_by_source[document["source"]] = filters.for_source(document["source"])
                 preset, rules = rules_by_source[document["source"]]
                 stats.update(f"judged_as.{preset}")
-                reason = quality_failure(judged, lang, rules)
+                benchmark = evaluation.benchmark_in(judged)
+                if benchmark is not None:
+                    stats.update(f"contaminated_by.{benchmark}")
+                reason = "contaminated" if benchmark is not None else quality_failure(judged, lang, rules)
                 stored = judged if filters.chat_markers == "strip" else text
                 converted = {**document, "text": stored, "lang": lang}
                 if reason:

@@ -18,11 +18,12 @@ import torch
 from mlflow.exceptions import MlflowException
 
 from tinylm.config import EvalConfig
-from tinylm.evaluation.benchmarks import local_tasks, run_benchmarks
+from tinylm.evaluation.benchmarks import run_benchmarks
 from tinylm.evaluation.perplexity import data_fingerprint, perplexity
 from tinylm.evaluation.records import eval_results, eval_run, finished_eval, log_results, log_summary, metric_name
 from tinylm.export.hf import export_hf
 from tinylm.inference.generate import LoadedModel, load_located
+from tinylm.storage.benchmark_files import local_tasks
 from tinylm.storage.manifest import content_hashes, fingerprint, read_manifest
 from tinylm.tracking.locks import work_lock
 from tinylm.tracking.store import client, use_experiment

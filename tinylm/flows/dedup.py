@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tinylm.config import ConvertConfig, CorpusConfig, FilterConfig
 from tinylm.corpus.clean import clean_file
+from tinylm.corpus.decontamination import EvaluationNgrams
 from tinylm.corpus.dedup.deduplicate import deduplicate_files
 from tinylm.corpus.rejected import REJECTED, prune_rejected
 from tinylm.flows.report import report_reused, report_stage, run_name
@@ -31,6 +32,15 @@ def clean_and_deduplicate(
     (the flow's fingerprint) tags what this run adds to the persistent `index`.
     """
     work = str(Path(output) / "_work" / "clean")
+    if config.filters.decontaminate:
+        evaluation = EvaluationNgrams(config.filters.decontaminate, config.filters.decontamination_ngram)
+        for benchmark, count in sorted(evaluation.unmatchable.items()):
+            get_run_logger().warning(
+                "decontamination: %d questions of %s are shorter than %d units and cannot be matched",
+                count,
+                benchmark,
+                config.filters.decontamination_ngram,
+            )
     rejected = str(Path(output) / REJECTED) if config.keep_rejected else None
     clean = clean_flow.with_options(task_runner=task_runner(config.runner, config.extract.workers))
     cleaned = clean(files, work, config.convert, config.filters, rejected)
@@ -51,6 +61,7 @@ def corpus_stats(extracted: dict, cleaned: list[dict], deduped: dict) -> dict:
         "converted": cleaning["converted"],
         "filtered": filtered,
         "judged_as": cleaning.group("judged_as"),
+        "contaminated_by": cleaning.group("contaminated_by"),
         "exact_duplicates": deduped["exact_duplicates"],
         "near_duplicates": deduped["near_duplicates"],
         "near_duplicates_of_index": deduped["near_duplicates_of_index"],

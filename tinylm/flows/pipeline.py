@@ -87,7 +87,9 @@ def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict:
             mirrored(config, corpus_dir),
             mirrored(config, config.index_dir(), INDEX_FILE),
         ):
-            corpus = corpus_flow(config.inputs, corpus_dir, config.corpus, config.index_dir(), config.workspace)
+            corpus = corpus_flow(
+                config.inputs, corpus_dir, config.corpus_config(), config.index_dir(), config.workspace
+            )
         with stopwatch(seconds, "tokenizer"), mirrored(config, tokenizer_dir):
             tokenizer = tokenizer_flow(corpus_dir, tokenizer_dir, config.tokenizer, config.workspace)
         with stopwatch(seconds, "shards"), mirrored(config, shards_dir):
