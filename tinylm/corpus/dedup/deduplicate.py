@@ -307,7 +307,7 @@ def _write_kept(
                         batch,
                         first_document,
                         candidates,
-                        positions[np.setdiff1d(np.arange(start, stop), kept)],
+                        positions[np.intersect1d(np.arange(start, stop), removed, assume_unique=True)],
                         removals,
                     )
                 first_document += batch.num_rows
