@@ -4,6 +4,7 @@ import bz2
 import html
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ from tinylm.config import ChatDataConfig, ShardsConfig, TrainConfig
 from tinylm.flows.chat_data import chat_data_flow
 from tinylm.flows.shards import shards_flow
 from tinylm.model.config import ModelConfig
+from tinylm.storage.documents import make_document
 
 # The system's Chromium, which the browser tests drive (Debian's package; .ci/run installs it).
 CHROMIUM = next(
@@ -170,3 +172,25 @@ def killed_and_run_again(data_dir: Path, workspace: Path, config: TrainConfig) -
     expected, _ = load_checkpoint(newest_local_checkpoint(run_dir / reference["run_id"]))
     actual, meta = load_checkpoint(newest_local_checkpoint(run_dir / resumed["run_id"]))
     return reference, resumed, expected, actual, meta
+
+
+def edited(text: str, fraction: float, seed: int) -> str:
+    """Replace `fraction` of the characters at random positions, as a near-duplicate would."""
+    rng = random.Random(seed)
+    chars = list(text)
+    for position in rng.sample(range(len(chars)), int(len(chars) * fraction)):
+        chars[position] = rng.choice("的一是在不了有和人这中大为上个国")
+    return "".join(chars)
+
+
+def planted_near_duplicates(text_file: Path, originals: int, copies: int, seed: int) -> list[dict]:
+    """Real Chinese lines of over 60 characters with `copies` planted among them at random places: a third exact
+    copies, the rest edited in 1%, 3% or 20% of their characters (near duplicates, and one that is not)."""
+    lines = [line for line in text_file.read_text(encoding="utf-8").splitlines() if len(line) > 60][:originals]
+    rng = random.Random(seed)
+    documents = [make_document("zz", f"line-{i}", line, lang="zh") for i, line in enumerate(lines)]
+    for copy in range(copies):
+        source = rng.randrange(len(lines))
+        text = lines[source] if copy % 3 == 0 else edited(lines[source], rng.choice([0.01, 0.03, 0.2]), seed=copy)
+        documents.insert(rng.randrange(len(documents) + 1), make_document("zz", f"copy-{copy:04d}", text, lang="zh"))
+    return documents

@@ -1,24 +1,15 @@
 import json
-import random
 
 import pyarrow.parquet as pq
 import pytest
 from datasketch import LeanMinHash, MinHashLSH
 
+from tests.helpers import edited, planted_near_duplicates
 from tinylm.config import DedupConfig
 from tinylm.corpus.dedup.deduplicate import SCRATCH, deduplicate_files, exact_key
 from tinylm.corpus.dedup.index import CorruptIndexError, DedupIndex
 from tinylm.corpus.dedup.minhash import MinHasher, shingles
 from tinylm.storage.documents import make_document, write_documents
-
-
-def edited(text: str, fraction: float, seed: int) -> str:
-    """Replace `fraction` of the characters at random positions, as a near-duplicate would."""
-    rng = random.Random(seed)
-    chars = list(text)
-    for position in rng.sample(range(len(chars)), int(len(chars) * fraction)):
-        chars[position] = rng.choice("的一是在不了有和人这中大为上个国")
-    return "".join(chars)
 
 
 def jaccard(first: str, second: str) -> float:
@@ -234,13 +225,7 @@ def reference_kept(documents: list[dict], config: DedupConfig) -> list[str]:
 
 
 def test_thousands_of_documents_across_batches_dedup_as_the_plain_way_does(zuozhuan, tmp_path):
-    lines = [line for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line) > 60][:1500]
-    rng = random.Random(3)
-    documents = [make_document("zz", f"line-{i}", line, lang="zh") for i, line in enumerate(lines)]
-    for copy in range(900):
-        source = rng.randrange(len(lines))
-        text = lines[source] if copy % 3 == 0 else edited(lines[source], rng.choice([0.01, 0.03, 0.2]), seed=copy)
-        documents.insert(rng.randrange(len(documents) + 1), make_document("zz", f"copy-{copy:04d}", text, lang="zh"))
+    documents = planted_near_duplicates(zuozhuan, originals=1500, copies=900, seed=3)
     files = [
         write(tmp_path / f"{i}.parquet", documents[start : start + 1200])
         for i, start in enumerate(range(0, len(documents), 1200))

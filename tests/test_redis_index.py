@@ -7,8 +7,7 @@ import time
 import pytest
 import redis
 
-from tests.helpers import free_port
-from tests.test_dedup import edited
+from tests.helpers import edited, free_port
 from tinylm.config import DedupConfig
 from tinylm.corpus.dedup.deduplicate import deduplicate_files
 from tinylm.storage.documents import make_document, write_documents

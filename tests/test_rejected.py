@@ -9,7 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.test_dedup import edited, jaccard, kept_ids, paragraphs, write  # noqa: F401  (paragraphs: a fixture)
+from tests.helpers import edited
+from tests.test_dedup import jaccard, kept_ids, paragraphs, write  # noqa: F401  (paragraphs: a fixture)
 from tinylm.config import (
     ConvertConfig,
     CorpusConfig,

@@ -1,11 +1,16 @@
-"""The corpus flow on a local Dask or Ray cluster writes exactly what the default thread runner writes."""
+"""The corpus and dedup flows on a local Dask or Ray cluster write exactly what the default thread runner writes."""
+
+import json
 
 import pyarrow.parquet as pq
 import pytest
 
-from tinylm.config import CorpusConfig, ExtractConfig, RunnerConfig
+from tests.helpers import planted_near_duplicates
+from tinylm.config import CorpusConfig, DedupConfig, ExtractConfig, RunnerConfig
+from tinylm.corpus.dedup.index import DedupIndex
 from tinylm.flows.corpus import corpus_flow
-from tinylm.storage.documents import corpus_parts
+from tinylm.flows.dedup import dedup_flow
+from tinylm.storage.documents import corpus_parts, write_documents
 
 
 @pytest.mark.slow
@@ -25,3 +30,35 @@ def test_corpus_on_a_cluster_equals_corpus_on_threads(
     ours, theirs = corpus_parts(tmp_path / kind), corpus_parts(tmp_path / "threads")
     assert [p.name for p in ours] == [p.name for p in theirs]
     assert all(pq.read_table(a).equals(pq.read_table(b)) for a, b in zip(ours, theirs))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, package", [("dask", "prefect_dask"), ("ray", "prefect_ray")])
+def test_dedup_spread_over_a_cluster_equals_dedup_on_threads(kind, package, prefect_api, zuozhuan, workspace, tmp_path):
+    """Near-dedup as task runs on a local cluster of two worker processes, against a persistent index that the
+    second corpus meets: the same parts, rejected documents, counts and index as the single-host run."""
+    pytest.importorskip(package, reason=f"{package} is a dev dependency")
+    documents = planted_near_duplicates(zuozhuan, originals=1500, copies=900, seed=3)
+    months = {"jan": documents[:1400], "feb": documents[1400:] + documents[:300]}
+    for runner in ("threads", kind):
+        config = CorpusConfig(runner=RunnerConfig(kind=runner), extract=ExtractConfig(workers=2), keep_rejected=True)
+        for month, corpus in months.items():
+            inputs = tmp_path / runner / f"{month}-in"
+            inputs.mkdir(parents=True)
+            for number, start in enumerate(range(0, len(corpus), 500)):
+                write_documents(inputs / f"{number}.parquet", corpus[start : start + 500])
+            dedup_flow(
+                str(inputs), str(tmp_path / runner / month), config, str(tmp_path / runner / "index"), str(workspace)
+            )
+    for month in months:
+        manifests = (tmp_path / way / month / "manifest.json" for way in ("threads", kind))
+        threads, spread = (json.loads(path.read_text()) for path in manifests)
+        assert spread["stats"] == threads["stats"]
+        assert spread["stats"]["near_duplicates"] > 10
+    assert threads["stats"]["near_duplicates_of_index"] > 10 and threads["stats"]["exact_duplicates"] > 300
+    for path in sorted((tmp_path / "threads").rglob("*.parquet")):
+        if not path.parent.name.endswith("-in") and path.parent.name != "index":
+            assert pq.read_table(path).equals(pq.read_table(tmp_path / kind / path.relative_to(tmp_path / "threads")))
+    indexes = [DedupIndex(tmp_path / way / "index", DedupConfig()) for way in ("threads", kind)]
+    for threads_part, spread_part in zip(*(list(index.parts()) for index in indexes), strict=True):
+        assert threads_part.ids == spread_part.ids and (threads_part.signatures == spread_part.signatures).all()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tinylm.config import ConvertConfig, CorpusConfig, FilterConfig
+from tinylm.config import ConvertConfig, CorpusConfig, DedupConfig, FilterConfig
 from tinylm.corpus.clean import clean_file
 from tinylm.corpus.decontamination import EvaluationNgrams
+from tinylm.corpus.dedup import distributed
 from tinylm.corpus.dedup.deduplicate import deduplicate_files
 from tinylm.corpus.rejected import REJECTED, prune_rejected
 from tinylm.flows.report import report_reused, report_stage, run_name
@@ -21,12 +24,44 @@ from tinylm.storage.manifest import content_hashes, fingerprint, finished_output
 
 clean_file_task = task(clean_file, name="clean-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 deduplicate_files_task = task(deduplicate_files, name="deduplicate", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
+_DISTRIBUTED_STAGES = {
+    stage: task(stage, name=stage.__name__.replace("_", "-"), cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
+    for stage in (
+        distributed.sign_source,
+        distributed.exact_partition,
+        distributed.settle_exact,
+        distributed.band_pairs,
+        distributed.near_duplicates,
+        distributed.write_source,
+    )
+}
+
+
+def _submitted(stage: Callable[..., Any], calls: list[tuple]) -> list[Any]:
+    """The FanOut of the distributed dedup: one task run per call, on the flow's task runner."""
+    futures = [_DISTRIBUTED_STAGES[stage].submit(*call) for call in calls]
+    return [future.result() for future in futures]
+
+
+@flow(name="distributed-dedup", flow_run_name=run_name("distributed-dedup", "output"))
+def distributed_dedup_flow(
+    sources: list[str],
+    output: str,
+    config: DedupConfig = DedupConfig(),
+    index: str | None = None,
+    run_key: str = "",
+    rejected: str | None = None,
+) -> dict:
+    """Dedup as task runs on a Dask or Ray cluster: signatures where the files are, exact keys by range, band keys
+    by band, one clustering task, parts written where the files are (`corpus/dedup/distributed.py`)."""
+    return distributed.deduplicate_distributed(sources, output, config, _submitted, index, run_key, rejected)
 
 
 def clean_and_deduplicate(
     files: list[str], output: str, config: CorpusConfig, index: str | None, run_key: str
 ) -> tuple[list[dict], dict]:
-    """Convert and filter each file in a parallel task, then deduplicate all of them in order.
+    """Convert and filter each file in a parallel task, then deduplicate all of them in order: in one task on
+    threads, spread over the cluster on Dask or Ray.
 
     Called from inside a flow (`corpus` or `dedup`), which owns the manifest; `run_key`
     (the flow's fingerprint) tags what this run adds to the persistent `index`.
@@ -45,7 +80,11 @@ def clean_and_deduplicate(
     clean = clean_flow.with_options(task_runner=task_runner(config.runner, config.extract.workers))
     cleaned = clean(files, work, config.convert, config.filters, rejected)
     sources = [result["output"] for result in cleaned]
-    deduped = deduplicate_files_task(sources, output, config.dedup, index, run_key, rejected)
+    if config.runner.kind == "threads":
+        deduped = deduplicate_files_task(sources, output, config.dedup, index, run_key, rejected)
+    else:
+        spread = distributed_dedup_flow.with_options(task_runner=task_runner(config.runner, config.extract.workers))
+        deduped = spread(sources, output, config.dedup, index, run_key, rejected)
     produced = {path for result in cleaned for path in result["rejected"].values()}
     produced |= {path for paths in deduped["rejected"].values() for path in paths}
     prune_rejected(Path(output) / REJECTED, produced)
