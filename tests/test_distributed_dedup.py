@@ -6,12 +6,12 @@ import random
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers import planted_near_duplicates
 from tinylm.config import DedupConfig
 from tinylm.corpus.dedup.deduplicate import SCRATCH, deduplicate_files
-from tinylm.corpus.dedup.distributed import deduplicate_distributed
 from tinylm.corpus.dedup.index import DedupIndex
+from tinylm.corpus.dedup.staged import deduplicate_in_stages
 from tinylm.storage.documents import write_documents
-from tests.helpers import planted_near_duplicates
 
 
 def in_order(function, calls):
@@ -57,7 +57,7 @@ def test_spread_over_workers_equals_one_host(planted, config, tmp_path):
     documents, sizes = planted
     files = split(documents, tmp_path / "in", sizes)
     single = deduplicate_files(files, tmp_path / "single", config, rejected_dir=tmp_path / "single" / "rejected")
-    spread = deduplicate_distributed(
+    spread = deduplicate_in_stages(
         files, str(tmp_path / "spread"), config, in_order, rejected_dir=str(tmp_path / "spread" / "rejected")
     )
     assert single["rejected"].keys() == spread["rejected"].keys()
@@ -85,7 +85,7 @@ def test_a_second_corpus_meets_the_index_the_same_way(planted, tmp_path):
             if way == "single":
                 stats = deduplicate_files(files, output, DedupConfig(), index, month, output / "rejected")
             else:
-                stats = deduplicate_distributed(
+                stats = deduplicate_in_stages(
                     files, str(output), DedupConfig(), in_order, str(index), month, str(output / "rejected")
                 )
             (tmp_path / way / f"{month}.stats").write_text(repr(stats))

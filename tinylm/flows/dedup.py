@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from tinylm.config import ConvertConfig, CorpusConfig, DedupConfig, FilterConfig
 from tinylm.corpus.clean import clean_file
 from tinylm.corpus.decontamination import EvaluationNgrams
-from tinylm.corpus.dedup import distributed
+from tinylm.corpus.dedup import staged
 from tinylm.corpus.dedup.deduplicate import deduplicate_files
 from tinylm.corpus.rejected import REJECTED, prune_rejected
 from tinylm.flows.report import report_reused, report_stage, run_name
@@ -27,12 +27,12 @@ deduplicate_files_task = task(deduplicate_files, name="deduplicate", cache_polic
 _DISTRIBUTED_STAGES = {
     stage: task(stage, name=stage.__name__.replace("_", "-"), cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
     for stage in (
-        distributed.sign_source,
-        distributed.exact_partition,
-        distributed.settle_exact,
-        distributed.band_pairs,
-        distributed.near_duplicates,
-        distributed.write_source,
+        staged.sign_source,
+        staged.exact_partition,
+        staged.settle_exact,
+        staged.band_pairs,
+        staged.near_duplicates,
+        staged.write_source,
     )
 }
 
@@ -53,8 +53,8 @@ def distributed_dedup_flow(
     rejected: str | None = None,
 ) -> dict:
     """Dedup as task runs on a Dask or Ray cluster: signatures where the files are, exact keys by range, band keys
-    by band, one clustering task, parts written where the files are (`corpus/dedup/distributed.py`)."""
-    return distributed.deduplicate_distributed(sources, output, config, _submitted, index, run_key, rejected)
+    by band, one clustering task, parts written where the files are (`corpus/dedup/staged.py`)."""
+    return staged.deduplicate_in_stages(sources, output, config, _submitted, index, run_key, rejected)
 
 
 def clean_and_deduplicate(

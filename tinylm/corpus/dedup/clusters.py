@@ -1,7 +1,7 @@
 """Near-duplicate clusters: connected components of verified LSH matches, and who each cluster keeps.
 
 One home for the rule, so the single-host run (`deduplicate.py`) and the distributed one
-(`distributed.py`) cannot drift apart: each cluster keeps its longest document, ties going
+(`staged.py`) cannot drift apart: each cluster keeps its longest document, ties going
 to the smallest id.
 """
 

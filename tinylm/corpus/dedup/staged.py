@@ -14,7 +14,7 @@ The stages are datatrove's MinHash stages (signatures, buckets, clusters, filter
 Every task reads and writes files in a scratch folder beside the output, so the workers need the workspace on a
 shared filesystem, as the extraction and clean stages do. Decisions never depend on which worker ran what or in
 what order, so the output equals the single-host run's, which the tests check document for document.
-`deduplicate_distributed` runs the stages through any `FanOut`: Prefect task runs on Dask or Ray in `flows/`, a
+`deduplicate_in_stages` runs the stages through any `FanOut`: Prefect task runs on Dask or Ray in `flows/`, a
 plain loop in tests. Memory: a signing task holds its file's exact keys (16 bytes a document), an exact task its
 range of every file's keys, a band task every candidate's key in its band (16 bytes a candidate), the clusters
 task 8 bytes a candidate.
@@ -54,7 +54,7 @@ FanOut = Callable[[Callable[..., Any], list[tuple]], list[Any]]
 """Runs a function once per tuple of arguments, anywhere, and returns the results in order."""
 
 
-def deduplicate_distributed(
+def deduplicate_in_stages(
     sources: list[str],
     output_dir: str,
     config: DedupConfig,
