@@ -68,6 +68,7 @@ def test_served_deployments_render_their_configs_as_forms():
     assert set(train_schema["properties"]) == {"shards", "config", "workspace", "tags"}
     chat_schema = deployments["chat-data"]._parameter_openapi_schema.model_dump()
     assert set(chat_schema["definitions"]["ChatDataConfig"]["properties"]) == {
+        "runner",
         "format",
         "files",
         "dpo_turns",

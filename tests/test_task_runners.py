@@ -1,16 +1,27 @@
-"""The corpus and dedup flows on a local Dask or Ray cluster write exactly what the default thread runner writes."""
+"""The corpus, dedup, shards and chat-data flows on a local Dask or Ray cluster write exactly what the default thread
+runner writes."""
 
 import json
 
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import planted_near_duplicates
-from tinylm.config import CorpusConfig, DedupConfig, ExtractConfig, RunnerConfig
+from tests.conftest import TESTS_DATA
+from tests.helpers import make_chat_data, make_shards, planted_near_duplicates
+from tinylm.config import (
+    ChatDataConfig,
+    CorpusConfig,
+    DedupConfig,
+    ExtractConfig,
+    RunnerConfig,
+    ShardsConfig,
+    TokenizerConfig,
+)
 from tinylm.corpus.dedup.index import DedupIndex
 from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.dedup import dedup_flow
 from tinylm.storage.documents import corpus_parts, write_documents
+from tinylm.tokens.tokenizer import train_tokenizer
 
 
 @pytest.mark.slow
@@ -62,3 +73,29 @@ def test_dedup_spread_over_a_cluster_equals_dedup_on_threads(kind, package, pref
     indexes = [DedupIndex(tmp_path / way / "index", DedupConfig()) for way in ("threads", kind)]
     for threads_part, spread_part in zip(*(list(index.parts()) for index in indexes), strict=True):
         assert threads_part.ids == spread_part.ids and (threads_part.signatures == spread_part.signatures).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, package", [("dask", "prefect_dask"), ("ray", "prefect_ray")])
+def test_shards_and_chat_data_on_a_cluster_equal_threads(kind, package, prefect_api, bilingual_corpus, tmp_path):
+    """Corpus parts and chat files encoded on a local cluster's workers give the bytes the flow's own threads give."""
+    pytest.importorskip(package, reason=f"{package} is a dev dependency")
+    tokenizer = tmp_path / "tokenizer"
+    train_tokenizer(bilingual_corpus, tokenizer, TokenizerConfig(vocab_size=800, max_text_bytes=300_000))
+    chat_files = [
+        TESTS_DATA / "minimind" / "sft_data.jsonl",
+        TESTS_DATA / "llamafactory" / "alpaca_zh_demo.json",
+        TESTS_DATA / "llamafactory" / "glaive_toolcall_zh_demo.json",
+    ]
+    for runner in ("threads", kind):
+        where, output = RunnerConfig(kind=runner), tmp_path / runner
+        make_shards(bilingual_corpus, tokenizer, output / "shards", ShardsConfig(runner=where, shard_tokens=50_000))
+        make_chat_data(chat_files, tokenizer, output / "sft", ChatDataConfig(runner=where, max_seq_len=1024))
+    for stage in ("shards", "sft"):
+        manifests = (tmp_path / way / stage / "manifest.json" for way in ("threads", kind))
+        threads, spread = (json.loads(path.read_text()) for path in manifests)
+        assert {**spread, "config": None} == {**threads, "config": None}, "only the runner setting may differ"
+        written = [path.relative_to(tmp_path / "threads") for path in (tmp_path / "threads" / stage).rglob("*.bin")]
+        assert len(written) > 3
+        for path in written:
+            assert (tmp_path / kind / path).read_bytes() == (tmp_path / "threads" / path).read_bytes(), path

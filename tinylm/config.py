@@ -276,6 +276,7 @@ class TokenizerConfig(_Settings):
 class ShardsConfig(_Settings):
     """Token shards for pretraining."""
 
+    runner: RunnerConfig = Field(RunnerConfig(), description="where the corpus parts are encoded")
     shard_tokens: int = Field(1 << 24, ge=16, description="tokens per shard file (the last shard may be shorter)")
     batch_documents: int = Field(1024, ge=1, description="documents per encode_batch call")
     source_weights: dict[str, NonNegativeFloat] = Field(
@@ -316,6 +317,7 @@ class ChatFileConfig(_Settings):
 class ChatDataConfig(_Settings):
     """Conversations (SFT) or preference pairs (DPO) in jsonl, tokenized with the chat template for fine-tuning."""
 
+    runner: RunnerConfig = Field(RunnerConfig(), description="where the files are encoded, one task each")
     format: Literal["sft", "dpo"] = Field(
         "sft",
         description="sft: conversations to learn the assistant's turns of (MiniMind, ShareGPT, OpenAI messages, "

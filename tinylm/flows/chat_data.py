@@ -1,5 +1,5 @@
-"""chat_data flow: SFT conversations or DPO pairs in jsonl to token arrays, one task run per file, as many at once as
-CPUs."""
+"""chat_data flow: SFT conversations or DPO pairs in jsonl to token arrays, one task run per file: as many at once as
+CPUs on threads, or one per worker on Dask or Ray (`config.runner`; the files and the output on a shared filesystem)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from tinylm.config import ChatDataConfig
 from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
-from tinylm.flows.runners import thread_runner
+from tinylm.flows.runners import task_runner
 from tinylm.stats import Stats
 from tinylm.storage.manifest import finished_output
 from tinylm.tokens.chat_data import chat_data_inputs, encode_chat_file, finish_chat_data
@@ -33,7 +33,6 @@ def encode_chat_file_task(
     name="chat-data",
     description="Tokenize SFT conversations or DPO pairs (jsonl) with the chat template into memory-mapped arrays.",
     flow_run_name=run_name("chat-data", "output"),
-    task_runner=thread_runner(0),
 )
 def chat_data_flow(
     inputs: list[str],
@@ -55,13 +54,9 @@ def chat_data_flow(
     expected, tokenizer_sha256 = chat_data_inputs(inputs, tokenizer, config)
     if (done := finished_output(output, expected)) is not None:
         return done | report_reused("chat-data", output, workspace)
-    futures = [
-        encode_chat_file_task.submit(path, index, tokenizer, tokenizer_sha256, output, config)
-        for index, path in enumerate(inputs)
-    ]
-    manifest = finish_chat_data(
-        output, expected, tokenizer, tokenizer_sha256, config, [future.result() for future in futures]
-    )
+    encode = encode_chat_files_flow.with_options(task_runner=task_runner(config.runner, 0))
+    encoded = encode(inputs, tokenizer, tokenizer_sha256, output, config)
+    manifest = finish_chat_data(output, expected, tokenizer, tokenizer_sha256, config, encoded)
     report_stage(
         "chat-data",
         manifest["stats"],
@@ -70,3 +65,15 @@ def chat_data_flow(
         started,
     )
     return manifest | {"reused": False}
+
+
+@flow(name="encode-chat-files", flow_run_name=run_name("encode-chat-files", "output"))
+def encode_chat_files_flow(
+    inputs: list[str], tokenizer: str, tokenizer_sha256: str, output: str, config: ChatDataConfig
+) -> list[dict]:
+    """Every file encoded in its own task run, on the runner the chat-data config names."""
+    futures = [
+        encode_chat_file_task.submit(path, index, tokenizer, tokenizer_sha256, output, config)
+        for index, path in enumerate(inputs)
+    ]
+    return [future.result() for future in futures]
