@@ -15,7 +15,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import kill_when, make_chat_data, make_shards, tiny_train_config
+from tests.helpers import free_port, kill_when, make_chat_data, make_shards, tiny_train_config
 from tinylm.config import ChatDataConfig, ShardsConfig, TokenizerConfig, TrainConfig
 from tinylm.export.hf import export_hf
 from tinylm.export.registry import register_model
@@ -437,6 +437,39 @@ def test_torchrun_data_parallel_matches_one_process_with_the_whole_batch(shards_
     )
     assert run.data.params["processes"] == "2"
     assert len(client.get_metric_history(run.info.run_id, "loss")) == reference["steps"]
+    expected, _ = load_checkpoint(workspace / "checkpoints" / reference["run_id"] / f"step-{reference['steps']:08d}")
+    actual, _ = load_checkpoint(workspace / "checkpoints" / run.info.run_id / f"step-{reference['steps']:08d}")
+    assert all(torch.allclose(expected["model"][k], actual["model"][k], atol=1e-5) for k in expected["model"])
+
+
+@pytest.mark.slow
+def test_two_nodes_meet_at_a_rendezvous_and_train_what_one_process_trains_with_the_whole_batch(
+    prefect_api, shards_dir, workspace, tmp_path
+):
+    """Two `tinylm train` commands, as two machines run them (one process each, Gloo on CPU), meet at node 0's c10d
+    endpoint: one MLflow run, one set of checkpoints, the same result on both, and one process's weights."""
+    single = TINY_TRAIN.model_copy(update={"max_shards": 1, "batch_size": 4, "run_name": "one", "sample_tokens": 0})
+    reference = train_model(shards_dir, workspace, single)
+    config = tmp_path / "train.yaml"
+    config.write_text(json.dumps(single.model_copy(update={"batch_size": 2, "run_name": "two-nodes"}).model_dump()))
+    command = [sys.executable, "-m", "tinylm.cli", "train", "--shards", str(shards_dir), "--workspace", str(workspace)]
+    command += ["--config", str(config), "--nodes", "2", "--rendezvous", f"127.0.0.1:{free_port()}"]
+    environment = os.environ | {"PREFECT_API_URL": prefect_api, "OMP_NUM_THREADS": "1"}
+    nodes = [  # node 1 first: it waits at the rendezvous for node 0, which hosts it
+        subprocess.Popen([*command, "--node-rank", rank], stdout=subprocess.PIPE, text=True, env=environment)
+        for rank in ("1", "0")
+    ]
+    results = [json.loads(node.communicate(timeout=300)[0]) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0] and results[0] == results[1]
+    client = MlflowClient()
+    (run,) = client.search_runs(
+        [mlflow.get_experiment_by_name("tinylm").experiment_id], "attributes.run_name = 'two-nodes'"
+    )
+    assert run.info.run_id == results[0]["run_id"] and run.data.params["processes"] == "2"
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == reference["steps"] == results[0]["steps"]
+    assert [path.name for path in (workspace / "checkpoints" / run.info.run_id).iterdir()] == [
+        f"step-{reference['steps']:08d}"
+    ]
     expected, _ = load_checkpoint(workspace / "checkpoints" / reference["run_id"] / f"step-{reference['steps']:08d}")
     actual, _ = load_checkpoint(workspace / "checkpoints" / run.info.run_id / f"step-{reference['steps']:08d}")
     assert all(torch.allclose(expected["model"][k], actual["model"][k], atol=1e-5) for k in expected["model"])

@@ -9,6 +9,7 @@ Defaults are for a small model on a laptop: scale by changing numbers, not code.
 
 from __future__ import annotations
 
+import re
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Annotated, Literal
@@ -421,6 +422,16 @@ class TrainConfig(_Settings):
         ge=1,
         description="data-parallel processes the flow launches with torchrun (one per GPU); 1 = in the flow's process",
     )
+    nodes: int = Field(
+        1, ge=1, description="machines training together, each launching `processes` processes; >1 needs rendezvous"
+    )
+    node_rank: int = Field(
+        0, ge=0, description="this machine among the nodes, 0 to nodes-1 (set per machine); node 0 hosts the rendezvous"
+    )
+    rendezvous: str | None = Field(
+        None,
+        description="host:port of node 0 that every node reaches, for torchrun's c10d rendezvous (nodes > 1)",
+    )
     peak_tflops: float = Field(989.0, gt=0, description="the GPU's dense bf16 peak, for MFU (H100 SXM: 989)")
     device: Device = "auto"
     experiment: Experiment = "tinylm"
@@ -460,6 +471,17 @@ class TrainConfig(_Settings):
             raise ValueError(
                 f"min_learning_rate {self.min_learning_rate} is above learning_rate {self.learning_rate}: lower it"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _nodes_can_meet(self) -> TrainConfig:
+        """Nodes find each other at the rendezvous, and each has its own place among them."""
+        if self.nodes > 1 and self.rendezvous is None:
+            raise ValueError(f"nodes {self.nodes} need a rendezvous: set it to node 0's host:port (e.g. node0:29400)")
+        if self.rendezvous is not None and not re.fullmatch(r"[^:\s]+:\d+", self.rendezvous):
+            raise ValueError(f"rendezvous {self.rendezvous!r} is not host:port: give node 0's name and a port")
+        if self.node_rank >= self.nodes:
+            raise ValueError(f"node_rank {self.node_rank} is not below nodes {self.nodes}: number the nodes from 0")
         return self
 
 

@@ -32,8 +32,9 @@ from tinylm.tracking.store import (
 from tinylm.training.distributed import Ranks, from_main
 
 RESUMED_TAG = "tinylm.resumed_from_step"
-# Settings that change how a run is found or checked, never what it computes.
-_NOT_IN_FINGERPRINT = {"resume_run_id", "restart", "verify_shards"}
+# Settings that change how a run is found or checked, or where its nodes meet, never what it computes (every node,
+# whatever its node_rank, must agree on the fingerprint).
+_NOT_IN_FINGERPRINT = {"resume_run_id", "restart", "verify_shards", "node_rank", "rendezvous"}
 log = logging.getLogger(__name__)
 
 

@@ -252,7 +252,7 @@ class Trainer:
         return {
             "run_id": run_id,
             "steps": cursor.step,
-            "final_loss": float(loss),
+            "final_loss": distributed.mean(ranks, float(loss), self.device),  # every node returns the same result
             "parameters": self.model_parameters,
             "reused": False,
             "resumed_from_step": resumed_from,
