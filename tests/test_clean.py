@@ -83,7 +83,7 @@ def test_empty_and_symbol_only_texts_are_counted_not_crashed():
 
 def test_clean_converts_every_han_character_and_titles_leaves_other_text_identical_and_counts_drops(tmp_path):
     english = "Café society — “quoted” text with 漢字 inside, kept exactly as it was written."
-    # A zhwiki line whose CJK share is under the detection threshold, and a zhwiki title.
+    # A zhwiki line whose Han share of letters is under the detection threshold, and a zhwiki title.
     mixed = "2007年8月，Yahoo放出YUI Compressor 1.0—一種JavaScript 壓縮器。"
     documents = [
         make_document("t", 1, "臺灣的歷史與文化，這是一段繁體中文的文字。", title="等M圓及等N圓"),
@@ -102,7 +102,7 @@ def test_clean_converts_every_han_character_and_titles_leaves_other_text_identic
         "2007年8月，Yahoo放出YUI Compressor 1.0—一种JavaScript 压缩器。",
     ]
     assert [row["title"] for row in rows] == ["等M圆及等N圆", "Café", None]
-    assert [row["lang"] for row in rows] == ["zh", "en", "en"], "the CJK share still decides the language"
+    assert [row["lang"] for row in rows] == ["zh", "en", "zh"], "the zhwiki line is Chinese, by fastText's model"
     assert stats["converted"] == 3
     assert stats["dropped"] == {"too_short": 2}
 

@@ -91,7 +91,17 @@ class ConvertConfig(_Settings):
     zhconv_locale: Literal["zh-hans", "zh-cn"] = Field(
         "zh-hans", description="zhconv's target: zh-hans (simplified) or zh-cn (mainland usage)"
     )
-    cjk_threshold: float = Field(0.3, ge=0, le=1, description="share of CJK among letters above which text is Chinese")
+    cjk_threshold: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="share of East Asian characters among letters from which text is Chinese, Japanese or Korean",
+    )
+    language_id: Literal["fasttext", "script"] = Field(
+        "fasttext",
+        description="how documents without a language get one: fasttext (Japanese by kana, Korean by Hangul, Chinese "
+        "by Han characters, any other language by fastText's lid.176 model) or script (zh by Han characters, else en)",
+    )
 
 
 FilterPreset = Literal["web", "wiki", "lines"]
@@ -118,6 +128,11 @@ class FilterConfig(_Settings):
         None,
         description="thresholds for a kind of source, over the fields below: web (the defaults), wiki (short "
         "articles and headings pass), lines (one-line documents, as MiniMind's pretraining data); None = the fields",
+    )
+    languages: list[str] = Field(
+        [],
+        description="keep only documents in these languages (zh, en, ja, ko, de… as convert.language_id labels "
+        "them); the others are dropped as other_language; [] keeps every language",
     )
     decontaminate: list[str] = Field(
         [],

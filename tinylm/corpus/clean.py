@@ -41,7 +41,8 @@ def clean_file(
         kept = {} if rejected_root is None else stored.get("dropped", {})
         rejected = {reason: str(rejected_path(rejected_root, reason, target.stem)) for reason in kept}
         return result | stored | {"reused": True, "rejected": rejected}
-    stats = Stats("documents", "converted", "chat_marked", "kept", groups=("dropped", "judged_as", "contaminated_by"))
+    groups = ("dropped", "judged_as", "contaminated_by", "languages")
+    stats = Stats("documents", "converted", "chat_marked", "kept", groups=groups)
     evaluation = EvaluationNgrams(filters.decontaminate, filters.decontamination_ngram)
     rules_by_source: dict[str, tuple[str, FilterConfig]] = {}
     to_simplified = make_converter(convert)
@@ -55,6 +56,7 @@ def clean_file(
                 to_simplified,
                 convert.cjk_threshold,
                 list(map(without_chat_markers, originals)),
+                convert.language_id,
             )
             stats.update("documents", len(documents))
             stats.update("converted", changed)
@@ -67,10 +69,14 @@ def clean_file(
                     rules_by_source[document["source"]] = filters.for_source(document["source"])
                 preset, rules = rules_by_source[document["source"]]
                 stats.update(f"judged_as.{preset}")
-                benchmark = evaluation.benchmark_in(judged)
-                if benchmark is not None:
+                stats.update(f"languages.{lang}")
+                if filters.languages and lang not in filters.languages:
+                    reason = "other_language"
+                elif (benchmark := evaluation.benchmark_in(judged)) is not None:
                     stats.update(f"contaminated_by.{benchmark}")
-                reason = "contaminated" if benchmark is not None else quality_failure(judged, lang, rules)
+                    reason = "contaminated"
+                else:
+                    reason = quality_failure(judged, lang, rules)
                 stored = judged if filters.chat_markers == "strip" else text
                 converted = {**document, "text": stored, "lang": lang}
                 if reason:

@@ -2,8 +2,9 @@
 
 A text with no Han character passes through byte-identical, so the conversion never
 touches code, names or quotes in other scripts. A text with some (an English line that
-names 壓縮器, a title) is converted whatever its language: the CJK share decides which
-filters apply to a document, never whether its traditional characters survive.
+names 壓縮器, a title) is converted whatever its language, except Japanese and Korean,
+whose kanji and hanja are their own forms, not traditional Chinese: the language decides
+which filters apply to a document, never whether its traditional characters survive.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tinylm.stats import Stats
 from tinylm.storage.atomic import atomic_path
 
 _LINES_PER_BATCH = 4096
+_OWN_HAN_FORMS = frozenset({"ja", "ko"})
 
 
 def make_converter(config: ConvertConfig) -> Callable[[str], str]:
@@ -45,20 +47,22 @@ def convert_texts(
     convert: Callable[[str], str],
     cjk_threshold: float,
     detect_on: Sequence[str] | None = None,
+    identify: str = "script",
 ) -> tuple[list[str], list[str], int]:
     """Simplify the texts of a batch that are Chinese or hold Han characters; returns texts, languages,
     and how many changed.
 
     A language already set (by the source) is trusted; missing ones are detected, on `detect_on`
-    where given (the texts without their chat markers, whose Latin letters would tip the balance).
+    where given (the texts without their chat markers, whose Latin letters would tip the balance), the way
+    `identify` names (`convert.language_id`).
     """
     detect_on = texts if detect_on is None else detect_on
     unknown = [index for index, lang in enumerate(langs) if not lang]
-    detected = dict(zip(unknown, detect_languages([detect_on[i] for i in unknown], cjk_threshold)))
+    detected = dict(zip(unknown, detect_languages([detect_on[i] for i in unknown], cjk_threshold, identify)))
     resolved = [lang or detected[index] for index, lang in enumerate(langs)]
     converted, changed = [], 0
     for text, lang in zip(texts, resolved):
-        result = convert(text) if lang == "zh" or has_han(text) else text
+        result = convert(text) if lang == "zh" or (lang not in _OWN_HAN_FORMS and has_han(text)) else text
         changed += result != text
         converted.append(result)
     return converted, resolved, changed
@@ -74,7 +78,8 @@ def convert_file(source: str | Path, target: str | Path, config: ConvertConfig) 
     with open(source, encoding="utf-8", errors="strict", newline="") as reader, atomic_path(target) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as writer:
             while lines := reader.readlines(_LINES_PER_BATCH * 64):
-                texts, _, changed = convert_texts(lines, [None] * len(lines), convert, config.cjk_threshold)
+                langs = [None] * len(lines)
+                texts, _, changed = convert_texts(lines, langs, convert, config.cjk_threshold, None, config.language_id)
                 writer.writelines(texts)
                 stats.update("lines", len(lines))
                 stats.update("converted", changed)

@@ -209,14 +209,14 @@ def _document_batches(path: Path, config: EvalConfig, stats: Stats) -> Iterator[
         return
     documents = read_documents(path, ExtractConfig(), Stats())
     convert = make_converter(config.convert) if config.simplify else None
-    threshold = config.convert.cjk_threshold
+    threshold, identify = config.convert.cjk_threshold, config.convert.language_id
     while batch := [document for _, document in zip(range(DOCUMENTS_PER_BATCH), documents)]:
         texts, langs = [document["text"] for document in batch], [document["lang"] for document in batch]
         if convert is not None:
-            texts, langs, changed = convert_texts(texts, langs, convert, threshold)
+            texts, langs, changed = convert_texts(texts, langs, convert, threshold, None, identify)
             stats.update("simplified_documents", changed)
         else:
-            langs = [lang or detected for lang, detected in zip(langs, detect_languages(texts, threshold))]
+            langs = [lang or detected for lang, detected in zip(langs, detect_languages(texts, threshold, identify))]
         yield [f"{document['source']}/{lang}" for document, lang in zip(batch, langs)], texts
 
 

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 from datasketch import MinHash
 
+from tinylm.corpus.language import written_in_characters
+
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _MASK64 = (1 << 64) - 1
 _WHITESPACE = re.compile(r"\s+")
@@ -53,8 +55,11 @@ def _powers(count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def tokens(text: str, lang: str | None) -> list[str]:
-    """Characters (whitespace removed) for Chinese, which has no word breaks; lowercased words otherwise."""
-    return list(_WHITESPACE.sub("", text)) if lang == "zh" else _WORD.findall(text.translate(_lowercase_map()))
+    """Characters (whitespace removed) for Chinese and Japanese, which have no word breaks; lowercased words
+    otherwise."""
+    if written_in_characters(lang):
+        return list(_WHITESPACE.sub("", text))
+    return _WORD.findall(text.translate(_lowercase_map()))
 
 
 @functools.cache
@@ -145,7 +150,7 @@ def shingles(text: str, lang: str | None, n: int) -> list[bytes]:
     is one shingle of all of them, and an empty one has none.
     """
     items = tokens(text, lang)
-    separator = "" if lang == "zh" else " "
+    separator = "" if written_in_characters(lang) else " "
     windows = range(max(1, len(items) - n + 1)) if items else range(0)
     return list(dict.fromkeys(separator.join(items[i : i + n]).encode("utf-8") for i in windows))
 
@@ -177,7 +182,7 @@ def _batch_token_ids(texts: Sequence[str], lang: str | None) -> tuple[np.ndarray
     Chinese texts are encoded in one call: per-text numpy calls cost more than the work
     on a short paragraph.
     """
-    if lang == "zh":
+    if written_in_characters(lang):
         stripped = [_WHITESPACE.sub("", text) for text in texts]
         ids = np.frombuffer("".join(stripped).encode("utf-32-le"), dtype="<u4").astype(np.uint64)
         return ids, np.array([len(text) for text in stripped], dtype=np.int64)
@@ -245,7 +250,8 @@ class MinHasher:
         result = np.full((len(texts), self.num_perm), np.uint32(0xFFFFFFFF), dtype=np.uint32)
         rows, hashes, counts = [], [], []
         for chinese, n in ((True, zh_ngram), (False, en_ngram)):
-            group = np.array([row for row, lang in enumerate(langs) if (lang == "zh") == chinese], dtype=np.int64)
+            members = [row for row, lang in enumerate(langs) if written_in_characters(lang) == chinese]
+            group = np.array(members, dtype=np.int64)
             if len(group):
                 ids, lengths = _batch_token_ids([texts[row] for row in group], "zh" if chinese else None)
                 group_hashes, group_counts = _window_hashes(ids, lengths, n)
