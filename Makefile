@@ -65,9 +65,16 @@ test-fast: lint
 
 # Benchmarks print ratios against the reference tools (wikiextractor, ...) on the same data;
 # `make bench QUICK=1` runs each on less data with fewer repeats, to check they work in minutes.
-bench: $(DEV_STAMP)
+bench: $(DEV_STAMP) .venv-datatrove/.installed
 	$(PIP_INSTALL) -e ".[dev,bench]"
 	for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script $(if $(QUICK),--quick) || exit 1; done
+
+# datatrove, the reference of bench/datatrove.py, in an environment of its own: its fastText wheel installs a
+# `fasttext` module over fasttext-predict's, which tinylm reads its language model with.
+.venv-datatrove/.installed:
+	python3 -m venv .venv-datatrove
+	.venv-datatrove/bin/python -m pip install --quiet "datatrove[processing]==0.10.1" orjson spacy "ray==2.60.0"
+	touch $@
 
 # Prefect and MLflow servers on 127.0.0.1 in the background, each in its own process
 # group (so `make stop` ends their workers too); pids and logs in $(SERVERS). MLflow's job

@@ -56,8 +56,10 @@ def source_pieces() -> tuple[list[str], list[str]]:
     return lines, paragraphs
 
 
-def write_corpus(directory: Path, megabytes: float, seed: int, pieces: tuple[list[str], list[str]]) -> list[Path]:
-    """jsonl files of recombined documents, `megabytes` of UTF-8 text in all."""
+def write_corpus(
+    directory: Path, megabytes: float, seed: int, pieces: tuple[list[str], list[str]], file_mb: float = FILE_MB
+) -> list[Path]:
+    """jsonl files of `file_mb` of recombined documents, `megabytes` of UTF-8 text in all."""
     rng = random.Random(seed)
     lines, paragraphs = pieces
     directory.mkdir(parents=True)
@@ -67,7 +69,7 @@ def write_corpus(directory: Path, megabytes: float, seed: int, pieces: tuple[lis
         files.append(path)
         with path.open("w", encoding="utf-8") as handle:
             in_file = 0
-            while in_file < min(FILE_MB * 1e6, budget - written):
+            while in_file < min(file_mb * 1e6, budget - written):
                 text = "\n".join(rng.sample(lines, 12)) if rng.random() < 0.5 else "\n".join(rng.sample(paragraphs, 4))
                 handle.write(json.dumps({"id": f"{seed}-{written + in_file}", "text": text}, ensure_ascii=False) + "\n")
                 in_file += len(text.encode("utf-8"))
@@ -135,21 +137,33 @@ def servers(root: Path, workspace: Path) -> Iterator[None]:
 
 def run_command(arguments: list[str], cwd: Path | None = None) -> tuple[float, int, int]:
     """Wall seconds, peak resident and peak anonymous bytes (the whole process tree) of one tinylm command."""
-    command = [str(Path(sys.executable).parent / "tinylm"), *arguments]
     environment = {
         key: value for key, value in os.environ.items() if key not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")
     }
+    tinylm = str(Path(sys.executable).parent / "tinylm")
+    seconds, peak, anonymous, _ = run_process([tinylm, *arguments], environment, cwd)
+    return seconds, peak, anonymous
+
+
+def run_process(
+    command: list[str], environment: dict[str, str], cwd: Path | None = None
+) -> tuple[float, int, int, str]:
+    """Wall seconds, peak resident and peak anonymous bytes of a command's whole process tree (sampled every 0.1 s),
+    and its standard output; a failure raises with the end of its output."""
     started, peak, anonymous = time.perf_counter(), 0, 0
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log, env=environment, cwd=cwd)
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(command, stdout=output, stderr=log, env=environment, cwd=cwd)
         while process.poll() is None:
             resident, held = tree_rss(process.pid)
             peak, anonymous = max(peak, resident), max(anonymous, held)
             time.sleep(0.1)
+        output.seek(0)
+        printed = output.read().decode(errors="replace")
         if process.returncode:
             log.seek(0)
-            raise RuntimeError(f"{' '.join(arguments[:1])} failed:\n{log.read().decode(errors='replace')[-3000:]}")
-    return time.perf_counter() - started, peak, anonymous
+            failure = log.read().decode(errors="replace")[-3000:]
+            raise RuntimeError(f"{Path(command[0]).name} {command[1]} failed:\n{failure}")
+    return time.perf_counter() - started, peak, anonymous, printed
 
 
 def run_size(

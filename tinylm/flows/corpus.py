@@ -12,6 +12,7 @@ from tinylm.corpus.extraction import input_files
 from tinylm.flows.dedup import clean_and_deduplicate, corpus_stats
 from tinylm.flows.extract import run_extract
 from tinylm.flows.report import report_reused, report_stage, run_name
+from tinylm.flows.runners import shared_cluster
 from tinylm.storage.manifest import content_hashes, fingerprint, finished_output, write_manifest
 
 
@@ -47,9 +48,11 @@ def corpus_flow(
     if (done := finished_output(output, expected)) is not None:
         return done | report_reused("corpus", output, workspace)
     extract_dir = Path(output) / "_work" / "extract"
-    extracted = run_extract(inputs, str(extract_dir), config.extract, config.runner)
-    files = [str(extract_dir / name) for name in extracted["files"]]
-    cleaned, deduped = clean_and_deduplicate(files, output, config, index, expected)
+    with shared_cluster(config.runner, config.extract.workers) as runner:
+        extracted = run_extract(inputs, str(extract_dir), config.extract, runner)
+        files = [str(extract_dir / name) for name in extracted["files"]]
+        on_cluster = config.model_copy(update={"runner": runner})
+        cleaned, deduped = clean_and_deduplicate(files, output, on_cluster, index, expected)
     stats = corpus_stats(extracted["stats"], cleaned, deduped)
     manifest = {
         "stage": "corpus",

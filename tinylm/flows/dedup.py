@@ -18,7 +18,7 @@ from tinylm.corpus.dedup.deduplicate import deduplicate_files
 from tinylm.corpus.rejected import REJECTED, prune_rejected
 from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
-from tinylm.flows.runners import task_runner
+from tinylm.flows.runners import shared_cluster, task_runner
 from tinylm.stats import Stats
 from tinylm.storage.manifest import content_hashes, fingerprint, finished_output, write_manifest
 
@@ -77,14 +77,15 @@ def clean_and_deduplicate(
                 config.filters.decontamination_ngram,
             )
     rejected = str(Path(output) / REJECTED) if config.keep_rejected else None
-    clean = clean_flow.with_options(task_runner=task_runner(config.runner, config.extract.workers))
-    cleaned = clean(files, work, config.convert, config.filters, rejected)
-    sources = [result["output"] for result in cleaned]
-    if config.runner.kind == "threads":
-        deduped = deduplicate_files_task(sources, output, config.dedup, index, run_key, rejected)
-    else:
-        spread = distributed_dedup_flow.with_options(task_runner=task_runner(config.runner, config.extract.workers))
-        deduped = spread(sources, output, config.dedup, index, run_key, rejected)
+    with shared_cluster(config.runner, config.extract.workers) as runner:
+        clean = clean_flow.with_options(task_runner=task_runner(runner, config.extract.workers))
+        cleaned = clean(files, work, config.convert, config.filters, rejected)
+        sources = [result["output"] for result in cleaned]
+        if runner.kind == "threads":
+            deduped = deduplicate_files_task(sources, output, config.dedup, index, run_key, rejected)
+        else:
+            spread = distributed_dedup_flow.with_options(task_runner=task_runner(runner, config.extract.workers))
+            deduped = spread(sources, output, config.dedup, index, run_key, rejected)
     produced = {path for result in cleaned for path in result["rejected"].values()}
     produced |= {path for paths in deduped["rejected"].values() for path in paths}
     prune_rejected(Path(output) / REJECTED, produced)

@@ -74,6 +74,38 @@ def _extra(name: str) -> Iterator[None]:
         ) from error
 
 
+@contextmanager
+def shared_cluster(runner: RunnerConfig, workers: int) -> Iterator[RunnerConfig]:
+    """One local cluster for all of a flow's subflows, and the runner settings that reach it.
+
+    A Dask or Ray task runner without an address starts a cluster of its own and stops it
+    when its subflow ends: the corpus flow (extraction, cleaning, staged dedup) paid three
+    starts, about 15 s each on two cores (bench/datatrove.py). Ray's task runner uses an
+    instance this process already runs, and Dask's takes the scheduler's address. Without
+    a dashboard: the cluster lives for one run, and a second run would fight over its port.
+    """
+    if runner.kind == "dask" and not runner.dask_address:
+        with _extra("dask"):
+            from distributed import LocalCluster
+
+        count = worker_count(workers)
+        with LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            yield runner.model_copy(update={"dask_address": cluster.scheduler_address})
+        return
+    if runner.kind == "ray" and not runner.ray_address:
+        with _extra("ray"):
+            import ray
+
+        if not ray.is_initialized():
+            ray.init(num_cpus=worker_count(workers), include_dashboard=False)
+            try:
+                yield runner
+            finally:
+                ray.shutdown()
+            return
+    yield runner
+
+
 def local_pool_workers(runner: RunnerConfig, workers: int) -> int:
     """Processes of the local pool behind thread task runs; on Dask or Ray the workers are the parallelism, so none."""
     return workers if runner.kind == "threads" else 1
