@@ -95,7 +95,8 @@ def main() -> None:
             if not datatrove["failed"]:
                 speed = datatrove["seconds"] / tinylm["seconds"]
                 memory = tinylm["peak"] / datatrove["peak"]
-                print(f"tinylm on {ours} against datatrove on {theirs}: {speed:.2f}x the speed, {memory:.2f}x the peak RSS")
+                versus = f"tinylm on {ours} against datatrove on {theirs}"
+                print(f"{versus}: {speed:.2f}x the speed, {memory:.2f}x the peak RSS")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -1,6 +1,7 @@
 """Language identification on real lines: Tatoeba's labelled sentences (ja, zh, ko, de) and classical Chinese."""
 
 import collections
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -49,5 +50,6 @@ def test_japanese_and_korean_keep_their_own_han_forms_and_a_language_list_drops_
     assert "只是字有些拼错而已。" in {row["text"] for row in kept}, "traditional Chinese is simplified as before"
     assert stats["languages"] == {"ja": 39, "zh": 41, "ko": 30, "de": 28, "en": 1, "pt": 1}
     assert stats["dropped"]["other_language"] == 60
-    rejected = pq.read_table(rejected_path(tmp_path / "rejected", "other_language", stats["output"].split("/")[-1][:-8]))
+    stem = Path(stats["output"]).stem
+    rejected = pq.read_table(rejected_path(tmp_path / "rejected", "other_language", stem))
     assert {row["lang"] for row in rejected.to_pylist()} == {"ko", "de", "en", "pt"}

@@ -51,7 +51,9 @@ def task_runner(runner: RunnerConfig, workers: int) -> TaskRunner:
         with _extra("ray"):
             from prefect_ray import RayTaskRunner
 
-        return RayTaskRunner(address=runner.ray_address, init_kwargs={"num_cpus": worker_count(workers)})
+        if runner.ray_address:  # a cluster's own resources: ray.init refuses num_cpus when it connects
+            return RayTaskRunner(address=runner.ray_address)
+        return RayTaskRunner(init_kwargs={"num_cpus": worker_count(workers), "include_dashboard": False})
     with _extra("dask"):
         from prefect_dask import DaskTaskRunner
 
@@ -81,8 +83,9 @@ def shared_cluster(runner: RunnerConfig, workers: int) -> Iterator[RunnerConfig]
     A Dask or Ray task runner without an address starts a cluster of its own and stops it
     when its subflow ends: the corpus flow (extraction, cleaning, staged dedup) paid three
     starts, about 15 s each on two cores (bench/datatrove.py). Ray's task runner uses an
-    instance this process already runs, and Dask's takes the scheduler's address. Without
-    a dashboard: the cluster lives for one run, and a second run would fight over its port.
+    instance or connection this process already holds, and Dask's takes the scheduler's
+    address. A local cluster runs without a dashboard: it lives for one run, and a second run
+    would fight over its port.
     """
     if runner.kind == "dask" and not runner.dask_address:
         with _extra("dask"):
@@ -92,12 +95,15 @@ def shared_cluster(runner: RunnerConfig, workers: int) -> Iterator[RunnerConfig]
         with LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
             yield runner.model_copy(update={"dask_address": cluster.scheduler_address})
         return
-    if runner.kind == "ray" and not runner.ray_address:
+    if runner.kind == "ray":
         with _extra("ray"):
             import ray
 
         if not ray.is_initialized():
-            ray.init(num_cpus=worker_count(workers), include_dashboard=False)
+            if runner.ray_address:  # also `auto`, which Prefect's runner would take for a local instance
+                ray.init(address=runner.ray_address)
+            else:
+                ray.init(num_cpus=worker_count(workers), include_dashboard=False)
             try:
                 yield runner
             finally:
