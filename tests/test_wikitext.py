@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,7 @@ def test_real_articles_no_longer_end_in_a_bare_references_heading(enwiki_dump):
 
 
 ZHWIKI_PAGES = Path(__file__).parent / "data" / "zhwiki" / "zhwiki-template-pages.xml.bz2"
+BIOGRAPHIES = Path(__file__).parent / "data" / "zhwiki" / "biographies"
 MARKUP = ("{{", "}}", "[[", "]]", "{|", "|}", "-{", "}-", "'''", "<ref", "</")
 
 
@@ -175,3 +177,29 @@ def test_a_wrong_template_rule_is_a_config_error():
 def test_kept_templates_nested_past_any_real_page_are_dropped_not_a_crash():
     deep = "{{nowrap|" + "{{small|" * 300 + "x" + "}}" * 300 + "}}"
     assert wikitext_to_text(f"Before {deep} after {{{{small|{{{{nowrap|kept}}}}}}}}.") == "Before after kept."
+
+
+def test_birth_death_templates_show_their_dates_as_zhwiki_does(tmp_path):
+    """Real zhwiki biographies (tests/data/zhwiki/biographies): the dates the {{bd}} template shows, where the
+    brackets used to hold nothing (`徐才厚（），辽宁…`)."""
+    pages = {path.stem: path.read_text(encoding="utf-8") for path in BIOGRAPHIES.glob("*.wiki")}
+    dump = write_wiki_dump(tmp_path / "zhwiki-bio-pages-articles.xml.bz2", pages)
+    texts = {document["title"]: document["text"] for document in read_documents(dump, ExtractConfig(), Stats())}
+    assert texts["徐才厚"].startswith("徐才厚（1943年6月－2015年3月15日），辽宁瓦房店人，")
+    assert texts["高本詞史"].startswith("高本詞史（1967年12月31日），前日本足球運動員。"), "a birth alone shows no dash"
+    assert texts["亨利·基辛格"].endswith("（Heinz Alfred Kissinger），1923年5月27日）")
+    assert wikitext_to_text("{{bd|5世紀||？||}}") == "5世紀－？"
+
+
+def test_brackets_left_empty_by_dropped_templates_are_removed_from_real_articles(enwiki_dump):
+    """The enwiki sample held 18 of them (`Albedo () or reflection`, `ASCII ( ), abbreviated`)."""
+    texts = {document["title"]: document["text"] for document in read_documents(enwiki_dump, ExtractConfig(), Stats())}
+    assert not [title for title, text in texts.items() if re.search(r"\(\s*[,;]*\s*\)", text)]
+    assert "Albedo or reflection coefficient" in texts["Albedo"]
+    assert wikitext_to_text("董萍（{{lang-en|}}），又名{{efn|x}}（，）<code>main()</code>") == "董萍，又名main()"
+
+
+def test_chinese_range_words_in_convert_keep_both_values_and_the_unit():
+    assert wikitext_to_text("{{convert|24|至|43|mm}}，{{convert|3|到|5|km}}，{{convert|1|－|2|m}}") == (
+        "24至43 mm，3到5 km，1－2 m"
+    )

@@ -69,6 +69,9 @@ _HORIZONTAL_RULE = re.compile(r"^-{4,}\s*$", re.M)
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 _LEFTOVER_BRACKETS = re.compile(r"\[\[|\]\]|\{\{|\}\}")
+# Brackets a dropped template or reference left with nothing inside: `董萍（），又名`, `born () in`, `（，）`.
+# ASCII ones right after a name stay: `main()` in an article on C is a call, not residue.
+_EMPTY_BRACKETS = re.compile(r"\s?(?:（[\s,，;；、:：]*）|(?<![A-Za-z0-9_])\([\s,，;；、:：]*\))")
 
 
 def resolve_variants(text: str, variant: str = "zh-hans") -> str:
@@ -198,6 +201,7 @@ def wikitext_to_text(
     text = _HORIZONTAL_RULE.sub("", text)
     text = html.unescape(text)
     text = _LEFTOVER_BRACKETS.sub("", text)
+    text = _EMPTY_BRACKETS.sub("", text)
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
     text = "\n".join(_without_empty_sections(lines))
     return _BLANK_LINES.sub("\n\n", text).strip()
