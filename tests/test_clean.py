@@ -1,3 +1,5 @@
+import json
+
 import opencc
 import pyarrow.parquet as pq
 import pytest
@@ -157,3 +159,21 @@ def test_the_known_formats_and_tinylms_own_special_tokens_are_markers():
     ]
     assert {without_chat_markers(text).replace("user\n", "") for text in texts} == {"正文"}
     assert without_chat_markers("a < b | c > d, [[link]] <br>") == "a < b | c > d, [[link]] <br>"
+
+
+def test_each_source_converts_with_its_own_opencc_config_and_the_stats_count_them(tmp_path):
+    """OpenCC's own Taiwan and Hong Kong cases (tests/data/opencc), each written by a source whose config names its
+    variant: every case comes out as OpenCC's maintainers expect, where t2s alone gets 64 of 106."""
+    cases = json.loads((TESTS_DATA / "opencc" / "variant-cases.json").read_text(encoding="utf-8"))["cases"]
+    sources = {"tw2s": "tw-plain", "tw2sp": "tw-forum", "hk2s": "hk-news"}
+    documents = [make_document(sources[case["config"]], n, case["input"]) for n, case in enumerate(cases)]
+    write_documents(tmp_path / "in.parquet", documents)
+    convert = ConvertConfig(source_configs={"tw-plain": "tw2s", "tw-*": "tw2sp", "hk-*": "hk2s"})
+    keep_all = FilterConfig(
+        min_chars=0, min_words=0, min_script_share=0, max_symbol_share=1, max_digit_share=1, max_top_ngram_share=1
+    )
+    stats = clean_file(tmp_path / "in.parquet", tmp_path / "out", convert, keep_all)
+    texts = [row["text"] for row in pq.read_table(stats["output"]).to_pylist()]
+    assert texts == [case["expected"] for case in cases]
+    assert sum(make_converter(ConvertConfig())(case["input"]) == case["expected"] for case in cases) == 64
+    assert set(stats["converted_with"]) == {"tw2s", "tw2sp", "hk2s"} and sum(stats["converted_with"].values()) > 90

@@ -77,16 +77,24 @@ class ExtractConfig(_Settings):
     )
 
 
+OpenccConfig = Literal["t2s", "tw2s", "tw2sp", "hk2s"]
+
+
 class ConvertConfig(_Settings):
     """Traditional to simplified Chinese, applied to documents detected as Chinese."""
 
     backend: Literal["opencc", "zhconv"] = Field(
         "opencc", description="the converter: OpenCC (phrase-aware) or zhconv (MediaWiki's tables)"
     )
-    opencc_config: Literal["t2s", "tw2s", "tw2sp", "hk2s"] = Field(
+    opencc_config: OpenccConfig = Field(
         "t2s",
         description="OpenCC's conversion: t2s (traditional), tw2s and tw2sp (Taiwan, the latter with its phrases), "
         "hk2s (Hong Kong)",
+    )
+    source_configs: dict[str, OpenccConfig] = Field(
+        {},
+        description="an OpenCC conversion per document source, by glob on the source name ({'tw_*': 'tw2sp'}); "
+        "the first pattern that matches wins over opencc_config, and over backend",
     )
     zhconv_locale: Literal["zh-hans", "zh-cn"] = Field(
         "zh-hans", description="zhconv's target: zh-hans (simplified) or zh-cn (mainland usage)"
@@ -102,6 +110,13 @@ class ConvertConfig(_Settings):
         description="how documents without a language get one: fasttext (Japanese by kana, Korean by Hangul, Chinese "
         "by Han characters, any other language by fastText's lid.176 model) or script (zh by Han characters, else en)",
     )
+
+    def for_source(self, source: str) -> ConvertConfig:
+        """The settings a document of `source` is converted with: its pattern's OpenCC config, or these."""
+        chosen = next((name for pattern, name in self.source_configs.items() if fnmatch(source, pattern)), None)
+        if chosen is None:
+            return self
+        return self.model_copy(update={"backend": "opencc", "opencc_config": chosen, "source_configs": {}})
 
 
 FilterPreset = Literal["web", "wiki", "lines"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tinylm.config import ConvertConfig, FilterConfig
 from tinylm.corpus.chat_markers import without_chat_markers
-from tinylm.corpus.convert import convert_texts, make_converter, simplified
+from tinylm.corpus.convert import SourceConverters, convert_texts, simplified
 from tinylm.corpus.decontamination import EvaluationNgrams, source_files
 from tinylm.corpus.quality import quality_failure
 from tinylm.corpus.rejected import RejectedWriters, rejected_path
@@ -41,26 +41,32 @@ def clean_file(
         kept = {} if rejected_root is None else stored.get("dropped", {})
         rejected = {reason: str(rejected_path(rejected_root, reason, target.stem)) for reason in kept}
         return result | stored | {"reused": True, "rejected": rejected}
-    groups = ("dropped", "judged_as", "contaminated_by", "languages")
+    groups = ("dropped", "judged_as", "contaminated_by", "languages", "converted_with")
     stats = Stats("documents", "converted", "chat_marked", "kept", groups=groups)
     evaluation = EvaluationNgrams(filters.decontaminate, filters.decontamination_ngram)
     rules_by_source: dict[str, tuple[str, FilterConfig]] = {}
-    to_simplified = make_converter(convert)
+    conversions = SourceConverters(convert)
+
     with DocumentWriter(target, stats) as writer, RejectedWriters(rejected_root, target.stem) as rejected:
         for batch in read_batches(source, 1024):
             documents = batch.to_pylist()
             originals = [d["text"] for d in documents]
+            chosen = [conversions.for_source(d["source"]) for d in documents]
             texts, langs, changed = convert_texts(
                 originals,
                 [d["lang"] for d in documents],
-                to_simplified,
+                [to_simplified for _, to_simplified in chosen],
                 convert.cjk_threshold,
                 list(map(without_chat_markers, originals)),
                 convert.language_id,
             )
             stats.update("documents", len(documents))
             stats.update("converted", changed)
-            for document, text, lang in zip(documents, texts, langs):
+            for document, original, text, lang, (name, to_simplified) in zip(
+                documents, originals, texts, langs, chosen
+            ):
+                if text != original:
+                    stats.update(f"converted_with.{name}")
                 # Conversion leaves the ASCII markers as they were, so stripping after it equals
                 # converting the stripped text.
                 judged = without_chat_markers(text)

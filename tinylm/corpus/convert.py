@@ -31,6 +31,24 @@ def make_converter(config: ConvertConfig) -> Callable[[str], str]:
     return lambda text: zhconv.convert(text, locale)
 
 
+class SourceConverters:
+    """Each document source's converter (its own OpenCC config by `source_configs`, or the run's), built once per
+    source: a Taiwan-written source converts with tw2sp while the rest use t2s."""
+
+    def __init__(self, config: ConvertConfig) -> None:
+        self.config = config
+        self._by_source: dict[str, tuple[str, Callable[[str], str]]] = {}
+
+    def for_source(self, source: str) -> tuple[str, Callable[[str], str]]:
+        """The conversion's name, as the stats count it (the OpenCC config, or zhconv and its target), and the
+        converter."""
+        if source not in self._by_source:
+            settings = self.config.for_source(source)
+            name = settings.opencc_config if settings.backend == "opencc" else f"zhconv-{settings.zhconv_locale}"
+            self._by_source[source] = name, make_converter(settings)
+        return self._by_source[source]
+
+
 def has_han(text: str) -> bool:
     """Whether `text` holds a Han character; ASCII text, most of an English corpus, is ruled out at C speed."""
     return not text.isascii() and CJK_CHARACTERS.search(text) is not None
@@ -44,7 +62,7 @@ def simplified(text: str | None, convert: Callable[[str], str]) -> str | None:
 def convert_texts(
     texts: Sequence[str],
     langs: Sequence[str | None],
-    convert: Callable[[str], str],
+    convert: Callable[[str], str] | Sequence[Callable[[str], str]],
     cjk_threshold: float,
     detect_on: Sequence[str] | None = None,
     identify: str = "script",
@@ -54,15 +72,16 @@ def convert_texts(
 
     A language already set (by the source) is trusted; missing ones are detected, on `detect_on`
     where given (the texts without their chat markers, whose Latin letters would tip the balance), the way
-    `identify` names (`convert.language_id`).
+    `identify` names (`convert.language_id`). `convert` is one converter, or one per text (by its source).
     """
+    converters = convert if isinstance(convert, Sequence) else [convert] * len(texts)
     detect_on = texts if detect_on is None else detect_on
     unknown = [index for index, lang in enumerate(langs) if not lang]
     detected = dict(zip(unknown, detect_languages([detect_on[i] for i in unknown], cjk_threshold, identify)))
     resolved = [lang or detected[index] for index, lang in enumerate(langs)]
     converted, changed = [], 0
-    for text, lang in zip(texts, resolved):
-        result = convert(text) if lang == "zh" or (lang not in _OWN_HAN_FORMS and has_han(text)) else text
+    for text, lang, convert_one in zip(texts, resolved, converters):
+        result = convert_one(text) if lang == "zh" or (lang not in _OWN_HAN_FORMS and has_han(text)) else text
         changed += result != text
         converted.append(result)
     return converted, resolved, changed
