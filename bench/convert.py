@@ -8,10 +8,15 @@ detects the language of every line and converts the Chinese ones; the reference 
 every line. Both ways of identifying the language are timed: `script` (the Han share) and
 `fasttext` (the default: scripts for East Asian lines, fastText's model for the rest).
 Best of seven: each run takes only tens of milliseconds.
+
+Variants: OpenCC's own Taiwan and Hong Kong cases (tests/data/opencc, 106 cases of tw2s,
+tw2sp and hk2s): exact matches with t2s for every case (the default), and with each case's
+source converted by its own config (`convert.source_configs`).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import opencc
@@ -19,11 +24,12 @@ from _cli import bench_parser
 from _timing import best_of
 
 from tinylm.config import ConvertConfig, ExtractConfig
-from tinylm.corpus.convert import convert_texts, make_converter
+from tinylm.corpus.convert import SourceConverters, convert_texts, make_converter
 from tinylm.corpus.readers import read_documents
 from tinylm.stats import Stats
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+VARIANT_CASES = Path(__file__).resolve().parents[1] / "tests" / "data" / "opencc" / "variant-cases.json"
 
 
 def main() -> None:
@@ -56,5 +62,16 @@ def main() -> None:
             print(f"{name:<12} {identify:<11} {len(lines):7d} {size:7.2f} {timing}")
 
 
+def variant_cases() -> None:
+    """Exact matches on OpenCC's Taiwan and Hong Kong cases: t2s for all, then a config per source."""
+    cases = json.loads(VARIANT_CASES.read_text(encoding="utf-8"))["cases"]
+    t2s = make_converter(ConvertConfig())
+    per_source = SourceConverters(ConvertConfig(source_configs={"tw2s": "tw2s", "tw2sp": "tw2sp", "hk2s": "hk2s"}))
+    before = sum(t2s(case["input"]) == case["expected"] for case in cases)
+    after = sum(per_source.for_source(case["config"])[1](case["input"]) == case["expected"] for case in cases)
+    print(f"\nOpenCC's variant cases, exact: t2s {before}/{len(cases)}, each source's own config {after}/{len(cases)}")
+
+
 if __name__ == "__main__":
     main()
+    variant_cases()
