@@ -34,6 +34,16 @@ WORKSPACE_DESCRIPTION = (
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    def computing(self, *also: str) -> dict:
+        """The settings, as JSON, that decide what a stage computes: all but where its work runs (`runner`) and the
+        fields named in `also`. Stage fingerprints hash these, so a corpus made on Ray is reused on threads."""
+        return self.model_dump(mode="json", exclude={"runner", *also})
+
+
+def first_match(patterns: dict[str, str], source: str) -> str | None:
+    """The value of the first glob pattern that `source` matches (per-source settings, first pattern wins)."""
+    return next((value for pattern, value in patterns.items() if fnmatch(source, pattern)), None)
+
 
 class TemplateAlternative(_Settings):
     """One way a wiki template shows its text: `show` formats its arguments ("{1} {unit}"), when its arguments hold
@@ -113,7 +123,7 @@ class ConvertConfig(_Settings):
 
     def for_source(self, source: str) -> ConvertConfig:
         """The settings a document of `source` is converted with: its pattern's OpenCC config, or these."""
-        chosen = next((name for pattern, name in self.source_configs.items() if fnmatch(source, pattern)), None)
+        chosen = first_match(self.source_configs, source)
         if chosen is None:
             return self
         return self.model_copy(update={"backend": "opencc", "opencc_config": chosen, "source_configs": {}})
@@ -203,7 +213,7 @@ class FilterConfig(_Settings):
 
     def for_source(self, source: str) -> tuple[str, FilterConfig]:
         """The preset a document of `source` is judged with ("fields" for none), and the rules it makes."""
-        preset = next((name for pattern, name in self.source_presets.items() if fnmatch(source, pattern)), self.preset)
+        preset = first_match(self.source_presets, source) or self.preset
         if preset is None:
             return "fields", self
         return preset, self.model_copy(update=FILTER_PRESETS[preset])

@@ -7,7 +7,7 @@ Two ways, chosen by `convert.language_id`:
 - `fasttext` (the default): the East Asian languages by their scripts, every other
   language by fastText's lid.176 model (`language_model.py`). Kana make a text Japanese,
   Hangul Korean, Han characters alone Chinese: measured on real Tatoeba sentences and
-  Zuozhuan, the model alone called one classical Chinese line in eleven Japanese, and
+  Zuozhuan, the model alone called one classical Chinese line in nine Japanese, and
   scripts never do (bench/language_id.py).
 
 Counting scripts works on whole batches in numpy: a regex call per document cost as much

@@ -44,7 +44,7 @@ def corpus_flow(
     started = time.time()
     inputs = input_files(inputs)
     hashes = content_hashes(inputs)
-    expected = fingerprint("corpus", config.model_dump(mode="json", exclude={"runner"}), hashes)
+    expected = fingerprint("corpus", config.computing(), hashes)
     if (done := finished_output(output, expected)) is not None:
         return done | report_reused("corpus", output, workspace)
     extract_dir = Path(output) / "_work" / "extract"

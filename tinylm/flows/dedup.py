@@ -147,7 +147,7 @@ def dedup_flow(
     started = time.time()
     files = document_files(input)
     hashes = content_hashes(files)
-    expected = fingerprint("dedup", config.model_dump(exclude={"extract", "runner"}), hashes)
+    expected = fingerprint("dedup", config.computing("extract"), hashes)
     if (done := finished_output(output, expected)) is not None:
         return done | report_reused("dedup", output, workspace)
     cleaned, deduped = clean_and_deduplicate(files, output, config, index, expected)

@@ -223,9 +223,8 @@ _REMEDIES = {
 def chat_data_inputs(inputs: list[str], tokenizer_dir: str | Path, config: ChatDataConfig) -> tuple[str, str]:
     """The fingerprint a finished run over these inputs carries, and the tokenizer's sha256."""
     tokenizer_sha256 = read_manifest(tokenizer_dir)["tokenizer_sha256"]
-    settings = config.model_dump(mode="json", exclude={"runner"})  # where it runs is not what it computes
     inputs_hashes = {**content_hashes(inputs), "tokenizer": tokenizer_sha256}
-    return fingerprint("chat_data", settings, inputs_hashes), tokenizer_sha256
+    return fingerprint("chat_data", config.computing(), inputs_hashes), tokenizer_sha256
 
 
 def finish_chat_data(

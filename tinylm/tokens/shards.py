@@ -67,7 +67,7 @@ def plan_shards(
         Path(output_dir),
         config,
         inputs["tokenizer"],
-        fingerprint("shards", config.model_dump(mode="json", exclude={"runner"}), inputs),
+        fingerprint("shards", config.computing(), inputs),
         fingerprint("shards-encoding", {"seed": config.seed}, inputs),
     )
 
