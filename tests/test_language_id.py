@@ -7,11 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import TESTS_DATA
-from tinylm.config import ConvertConfig, FilterConfig
+from tinylm.config import ConvertConfig, CorpusConfig, ExtractConfig, FilterConfig
 from tinylm.corpus.clean import clean_file
 from tinylm.corpus.language import detect_languages
 from tinylm.corpus.language_model import model_languages
 from tinylm.corpus.rejected import rejected_path
+from tinylm.flows.corpus import corpus_flow
 from tinylm.storage.documents import make_document, write_documents
 
 
@@ -53,3 +54,10 @@ def test_japanese_and_korean_keep_their_own_han_forms_and_a_language_list_drops_
     stem = Path(stats["output"]).stem
     rejected = pq.read_table(rejected_path(tmp_path / "rejected", "other_language", stem))
     assert {row["lang"] for row in rejected.to_pylist()} == {"ko", "de", "en", "pt"}
+
+
+def test_a_corpus_the_filters_empty_is_an_error_naming_the_rule(prefect_api, constitution, workspace, tmp_path):
+    """A language code no document has (`cn` for `zh`) once made a green run with an empty corpus."""
+    config = CorpusConfig(extract=ExtractConfig(text_mode="line"), filters=FilterConfig(languages=["cn"]))
+    with pytest.raises(ValueError, match=r"the filters dropped all 158 documents \(other_language 158\)"):
+        corpus_flow([str(constitution)], str(tmp_path / "corpus"), config, None, str(workspace))

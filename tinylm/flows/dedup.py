@@ -80,6 +80,7 @@ def clean_and_deduplicate(
     with shared_cluster(config.runner, config.extract.workers) as runner:
         clean = clean_flow.with_options(task_runner=task_runner(runner, config.extract.workers))
         cleaned = clean(files, work, config.convert, config.filters, rejected)
+        refuse_an_empty_corpus(cleaned)
         sources = [result["output"] for result in cleaned]
         if runner.kind == "threads":
             deduped = deduplicate_files_task(sources, output, config.dedup, index, run_key, rejected)
@@ -90,6 +91,20 @@ def clean_and_deduplicate(
     produced |= {path for paths in deduped["rejected"].values() for path in paths}
     prune_rejected(Path(output) / REJECTED, produced)
     return cleaned, deduped
+
+
+def refuse_an_empty_corpus(cleaned: list[dict]) -> None:
+    """A corpus the filters emptied is an error, not a green run with nothing in it: the line says which rules took
+    the documents (a wrong `filters.languages` code, `min_chars` above every line...)."""
+    cleaning = Stats.total(cleaned)
+    read = cleaning["documents"]
+    if read and not cleaning["kept"]:
+        reasons = sorted(cleaning.group("dropped").items(), key=lambda item: -item[1])
+        named = ", ".join(f"{reason} {count}" for reason, count in reasons[:3])
+        raise ValueError(
+            f"the filters dropped all {read} documents ({named}): loosen those settings, or check the inputs "
+            "(keep_rejected: true keeps what was dropped)"
+        )
 
 
 def corpus_stats(extracted: dict, cleaned: list[dict], deduped: dict) -> dict:
