@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from tests.helpers import write_wiki_dump
 from tinylm.config import ExtractConfig
 from tinylm.corpus.readers import read_documents
-from tinylm.corpus.wiki.markup import remove_nested_blocks, resolve_variants, wikitext_to_text
+from tinylm.corpus.wiki.markup import page_conversion_rules, remove_nested_blocks, resolve_variants, wikitext_to_text
 from tinylm.stats import Stats
 
 
@@ -203,3 +203,48 @@ def test_chinese_range_words_in_convert_keep_both_values_and_the_unit():
     assert wikitext_to_text("{{convert|24|至|43|mm}}，{{convert|3|到|5|km}}，{{convert|1|－|2|m}}") == (
         "24至43 mm，3到5 km，1－2 m"
     )
+
+
+VARIANT_PAGES = Path(__file__).parent / "data" / "zhwiki" / "variants"
+
+
+def variant_pages(tmp_path: Path) -> dict[str, str]:
+    pages = {path.stem: path.read_text(encoding="utf-8") for path in VARIANT_PAGES.glob("*.wiki")}
+    dump = write_wiki_dump(tmp_path / "zhwiki-variants-pages-articles.xml.bz2", pages)
+    return {document["title"]: document["text"] for document in read_documents(dump, ExtractConfig(), Stats())}
+
+
+def test_a_pages_note_ta_rules_convert_its_words_as_the_site_shows_them(tmp_path):
+    """Real zhwiki articles written in Taiwan's words (tests/data/zhwiki/variants): their {{noteTA}} rules
+    (`zh-cn:接口; zh-tw:介面;`) apply to the whole text, as the site renders it for a simplified reader."""
+    texts = variant_pages(tmp_path)
+    java = texts["介面 (Java)"]
+    assert java.startswith("接口（Interface），在Java程式語言中是一個抽象型別") and "介面" not in java
+    assert "一個實作接口的类，必須實作" in java and "類別" not in java
+    face = texts["面容ID"]
+    assert face.startswith("Face ID（Face ID）是蘋果公司"), "zh-hans shows Face ID where zh-cn shows 面容ID"
+    assert "臉部识别系统" in face and "识别臉部" in face, "a rule with no zh-hans form converts nothing"
+    assert "苹果数字媒体商店" in face  # -{zh-cn:数字;zh-tw:數位;}- inline
+
+
+def test_reference_sections_left_empty_in_real_zhwiki_articles_lose_their_headings(tmp_path):
+    texts = variant_pages(tmp_path)
+    assert texts["介面 (Java)"].endswith(
+        "外部連結\n\nSkeletal Implementations in Java Explained\nWhat Is an Interface?\n"
+        "Difference between a Java interface and a Java abstract class"
+    )
+    assert "參考文獻" not in texts["介面 (Java)"] and "参考资料" not in texts["面容ID"]
+    nested = (
+        "正文。\n== 参考文献 ==\n=== 脚注 ===\n{{reflist|group=注}}\n=== 引用 ===\n<references/>\n"
+        "== 外部链接 ==\n* 官网"
+    )
+    assert wikitext_to_text(nested) == "正文。\n\n外部链接\n\n官网"
+
+
+def test_one_way_unnamed_and_removed_rules_and_what_is_not_a_rule():
+    rules = page_conversion_rules(
+        "{{NoteTA|zh-cn:鼠标; zh-tw:滑鼠;}}-{H|記憶體=>zh-cn:内存;}-{{noteTA|G1=IT|T=zh-cn:标题;zh-tw:標題}}", "zh-cn"
+    )
+    assert rules == {"滑鼠": "鼠标", "記憶體": "内存"}, "G1 (a site group) and T (the title) are not text rules"
+    assert wikitext_to_text("A-{-|zh-cn:鼠标; zh-tw:滑鼠;}-B") == "AB", "the - flag removes a rule and shows nothing"
+    assert wikitext_to_text("{{NoteTA|1=zh-cn:鼠标; zh-tw:滑鼠;}}按滑鼠，滑鼠墊", variant="zh-tw") == "按滑鼠，滑鼠墊"

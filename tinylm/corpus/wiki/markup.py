@@ -32,6 +32,10 @@ _PAIRED = re.compile(rf"<({_DROPPED_TAGS})\b[^>]*>.*?</\1\s*>", re.I | re.S)
 _UNCLOSED_REF = re.compile(r"<ref\b[^>]*>", re.I)
 _VARIANT = re.compile(r"-\{(.*?)\}-", re.S)
 _VARIANT_RULE = re.compile(r"^\s*([a-z]{2,3}(?:-[a-z]+)?)\s*:(.*)$", re.S | re.I)
+_VARIANT_FLAGS = re.compile(r"[A-Za-z;\s-]{1,6}")
+# zhwiki's whole-page conversion rules: {{noteTA|1=zh-cn:接口; zh-tw:介面;|G1=IT}} (its numbered or unnamed parameters).
+_NOTE_TA = re.compile(r"\{\{\s*[Nn]ote\s?TA\s*((?:\|[^{}]*)?)\}\}")
+_NUMBERED_PARAMETER = re.compile(r"^\s*(?:\d+\s*=)?(?P<rule>[^=]*(?:=>[^=]*)?)$", re.S)
 _NESTED_TOKEN = re.compile(r"\{\{|\}\}|^[ \t:]*\{\||^[ \t]*\|\}|\[\[|\]\]", re.M)
 _MEDIA_PREFIXES = (
     "file",
@@ -86,7 +90,7 @@ def resolve_variants(text: str, variant: str = "zh-hans") -> str:
     def replace(match: re.Match[str]) -> str:
         body = match.group(1)
         flags, bar, rest = body.partition("|")
-        if bar and re.fullmatch(r"[A-Za-z;\s]{1,6}", flags):
+        if bar and _VARIANT_FLAGS.fullmatch(flags):
             if "H" in flags or "-" in flags:
                 return ""
             body = rest
@@ -103,6 +107,63 @@ def resolve_variants(text: str, variant: str = "zh-hans") -> str:
         return next(iter(rules.values())).strip()
 
     return _VARIANT.sub(replace, text)
+
+
+def _variant_forms(rule: str) -> dict[str, str]:
+    """`zh-cn:接口; zh-tw:介面` as {variant code: form}; parts that name no variant are ignored."""
+    forms = {}
+    for part in rule.split(";"):
+        match = _VARIANT_RULE.match(part)
+        if match and match.group(2).strip():
+            forms[match.group(1).lower()] = match.group(2).strip()
+    return forms
+
+
+def _shown_form(forms: dict[str, str], chain: tuple[str, ...]) -> str | None:
+    return next((forms[code] for code in chain if code in forms), None)
+
+
+def page_conversion_rules(markup: str, variant: str = "zh-hans") -> dict[str, str]:
+    """The word rules a zhwiki page declares for all of its text, as {what other variants write: what `variant`
+    shows}: `{{noteTA|1=zh-cn:接口; zh-tw:介面;}}`, `-{H|…}-` and `-{A|…}-`, one-way `-{H|介面=>zh-cn:接口}-` too.
+
+    MediaWiki applies them wherever the page is rendered for a variant; t2s cannot, as it converts characters, and
+    介面 or 類別 are word choices (t2s writes 介面 and 类别 where mainland readers see 接口 and 类). A rule with no form
+    in `variant`'s fallback chain converts nothing, as on the site; conversion groups (`G1=IT`) are site data a
+    dump does not carry, and are not applied.
+    """
+    chain = VARIANT_FALLBACK.get(variant, (variant, "zh"))
+    rules: list[str] = []
+    for note in _NOTE_TA.finditer(markup):
+        for parameter in note.group(1).split("|")[1:]:
+            numbered = _NUMBERED_PARAMETER.match(parameter)
+            if numbered and ":" in numbered.group("rule"):
+                rules.append(numbered.group("rule"))
+    for inline in _VARIANT.finditer(markup):
+        flags, bar, rest = inline.group(1).partition("|")
+        if bar and _VARIANT_FLAGS.fullmatch(flags) and ("H" in flags or "A" in flags):
+            rules.append(rest)
+    conversions: dict[str, str] = {}
+    for rule in rules:
+        both_ways = []
+        for part in rule.split(";"):
+            source, arrow, target = part.partition("=>")
+            if not arrow:
+                both_ways.append(part)
+            elif (shown := _shown_form(_variant_forms(target), chain)) and source.strip():
+                conversions[source.strip()] = shown
+        forms = _variant_forms(";".join(both_ways))
+        if shown := _shown_form(forms, chain):
+            conversions.update((form, shown) for form in forms.values() if form != shown)
+    return conversions
+
+
+def apply_conversions(text: str, conversions: dict[str, str]) -> str:
+    """Replace every form `conversions` names in one pass, longest first, so a rule's output is never rewritten."""
+    if not conversions:
+        return text
+    forms = re.compile("|".join(re.escape(form) for form in sorted(conversions, key=len, reverse=True)))
+    return forms.sub(lambda match: conversions[match.group()], text)
 
 
 def _is_media_or_meta_link(inner: str) -> bool:
@@ -186,6 +247,7 @@ def wikitext_to_text(
     text = _SELF_CLOSING.sub("", text)
     text = _PAIRED.sub("", text)
     text = _UNCLOSED_REF.sub("", text)
+    conversions = page_conversion_rules(text, variant)
     text = resolve_variants(text, variant)
     text = remove_nested_blocks(text, templates)
     text = _LINK.sub(_link_text, text)
@@ -197,6 +259,7 @@ def wikitext_to_text(
     )
     text = _MAGIC_WORD.sub("", text)
     text = _TAG.sub("", text)
+    text = apply_conversions(text, conversions)
     text = _LIST_MARKER.sub("", text)
     text = _HORIZONTAL_RULE.sub("", text)
     text = html.unescape(text)
