@@ -38,8 +38,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python scripts/check_torch.py $(if $(HAS_CUDA),,--cpu)
 	touch $@
 
-# What the tests need besides: pytest (and pytest-xdist), ruff, the openai client, Playwright, Dask, Ray, moto.
+# llama.cpp compiles for the CPU that builds it (-march=native), AMX kernels included where the CPU lists AMX; a
+# virtual machine that lists AMX without enabling its tile state (Firecracker, where CI runs) then dies with
+# SIGSEGV at the first quantized matmul. So the x86 build leaves AMX out, and skips pip's wheel cache, which keys a
+# build by its source and would hand back a wheel built with AMX.
+LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml | head -1)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS := $(if $(filter x86_64,$(shell uname -m)),-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)')
+
+# What the tests need besides: pytest (and pytest-xdist), ruff, the openai client, Playwright, Dask, Ray, moto,
+# llama-cpp-python.
 $(DEV_STAMP): pyproject.toml $(STAMP)
+	CMAKE_ARGS="$$CMAKE_ARGS $(LLAMA_CMAKE_ARGS)" $(PIP_INSTALL) --no-cache-dir "$(LLAMA_CPP)"
 	$(PIP_INSTALL) -e ".[dev]"
 	$(BIN)/python scripts/check_torch.py $(if $(HAS_CUDA),,--cpu)
 	touch $@
