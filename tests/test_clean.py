@@ -116,9 +116,9 @@ def test_batch_detection_handles_empty_and_symbol_only_texts():
 
 
 def test_a_language_given_by_the_source_is_trusted():
-    texts, langs, changed = convert_texts(["臺灣", "臺灣"], ["en", None], make_converter(ConvertConfig()), 0.3)
+    texts, langs, conversions = convert_texts(["臺灣", "臺灣"], ["en", None], make_converter(ConvertConfig()), 0.3)
     assert langs == ["en", "zh"], "the given language is kept, the missing one detected"
-    assert texts == ["台湾", "台湾"] and changed == 2, "Han characters are simplified whatever the language"
+    assert texts == ["台湾", "台湾"] and conversions == [("t2s", None)] * 2, "Han characters are simplified anyway"
 
 
 MINIMIND_PRETRAIN = TESTS_DATA / "minimind" / "pretrain_hq.jsonl"
@@ -175,5 +175,9 @@ def test_each_source_converts_with_its_own_opencc_config_and_the_stats_count_the
     stats = clean_file(tmp_path / "in.parquet", tmp_path / "out", convert, keep_all)
     texts = [row["text"] for row in pq.read_table(stats["output"]).to_pylist()]
     assert texts == [case["expected"] for case in cases]
-    assert sum(make_converter(ConvertConfig())(case["input"]) == case["expected"] for case in cases) == 64
+    assert (
+        sum(make_converter(ConvertConfig(detect_regions=False))(case["input"]) == case["expected"] for case in cases)
+        == 64
+    )
+    assert sum(make_converter(ConvertConfig())(case["input"]) == case["expected"] for case in cases) == 72
     assert set(stats["converted_with"]) == {"tw2s", "tw2sp", "hk2s"} and sum(stats["converted_with"].values()) > 90

@@ -87,7 +87,7 @@ class ExtractConfig(_Settings):
     )
 
 
-OpenccConfig = Literal["t2s", "tw2s", "tw2sp", "hk2s"]
+OpenccConfig = Literal["t2s", "tw2s", "tw2sp", "hk2s", "hk2sp"]
 
 
 class ConvertConfig(_Settings):
@@ -99,12 +99,17 @@ class ConvertConfig(_Settings):
     opencc_config: OpenccConfig = Field(
         "t2s",
         description="OpenCC's conversion: t2s (traditional), tw2s and tw2sp (Taiwan, the latter with its phrases), "
-        "hk2s (Hong Kong)",
+        "hk2s and hk2sp (Hong Kong)",
     )
     source_configs: dict[str, OpenccConfig] = Field(
         {},
         description="an OpenCC conversion per document source, by glob on the source name ({'tw_*': 'tw2sp'}); "
         "the first pattern that matches wins over opencc_config, and over backend",
+    )
+    detect_regions: bool = Field(
+        True,
+        description="with t2s, convert text that shows it was written in Taiwan's or Hong Kong's words (by the "
+        "words and character forms only that region uses) with that region's OpenCC config: tw2sp or hk2sp",
     )
     zhconv_locale: Literal["zh-hans", "zh-cn"] = Field(
         "zh-hans", description="zhconv's target: zh-hans (simplified) or zh-cn (mainland usage)"

@@ -41,7 +41,7 @@ def clean_file(
         kept = {} if rejected_root is None else stored.get("dropped", {})
         rejected = {reason: str(rejected_path(rejected_root, reason, target.stem)) for reason in kept}
         return result | stored | {"reused": True, "rejected": rejected}
-    groups = ("dropped", "judged_as", "contaminated_by", "languages", "converted_with")
+    groups = ("dropped", "judged_as", "contaminated_by", "languages", "converted_with", "converted_variant")
     stats = Stats("documents", "converted", "chat_marked", "kept", groups=groups)
     evaluation = EvaluationNgrams(filters.decontaminate, filters.decontamination_ngram)
     rules_by_source: dict[str, tuple[str, FilterConfig]] = {}
@@ -52,21 +52,22 @@ def clean_file(
             documents = batch.to_pylist()
             originals = [d["text"] for d in documents]
             chosen = [conversions.for_source(d["source"]) for d in documents]
-            texts, langs, changed = convert_texts(
+            texts, langs, conversions = convert_texts(
                 originals,
                 [d["lang"] for d in documents],
-                [to_simplified for _, to_simplified in chosen],
+                chosen,
                 convert.cjk_threshold,
                 list(map(without_chat_markers, originals)),
                 convert.language_id,
             )
             stats.update("documents", len(documents))
-            stats.update("converted", changed)
-            for document, original, text, lang, (name, to_simplified) in zip(
-                documents, originals, texts, langs, chosen
-            ):
-                if text != original:
+            for document, text, lang, to_simplified, conversion in zip(documents, texts, langs, chosen, conversions):
+                if conversion is not None:
+                    name, region = conversion
+                    stats.update("converted")
                     stats.update(f"converted_with.{name}")
+                    if region is not None:
+                        stats.update(f"converted_variant.{region}")
                 # Conversion leaves the ASCII markers as they were, so stripping after it equals
                 # converting the stripped text.
                 judged = without_chat_markers(text)

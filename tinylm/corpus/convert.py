@@ -1,5 +1,8 @@
 """Convert stage: traditional to simplified Chinese, wherever a text holds Han characters.
 
+Text written in Taiwan's or Hong Kong's words gets that region's phrase tables, where the forms and words it uses
+show it (`variants.py`); the rest gets plain t2s.
+
 A text with no Han character passes through byte-identical, so the conversion never
 touches code, names or quotes in other scripts. A text with some (an English line that
 names 壓縮器, a title) is converted whatever its language, except Japanese and Korean,
@@ -9,6 +12,7 @@ which filters apply to a document, never whether its traditional characters surv
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,6 +21,7 @@ import zhconv
 
 from tinylm.config import ConvertConfig
 from tinylm.corpus.language import CJK_CHARACTERS, detect_languages
+from tinylm.corpus.variants import REGION_CONVERSIONS, Region, RegionDetector, region_converters
 from tinylm.stats import Stats
 from tinylm.storage.atomic import atomic_path
 
@@ -24,11 +29,50 @@ _LINES_PER_BATCH = 4096
 _OWN_HAN_FORMS = frozenset({"ja", "ko"})
 
 
-def make_converter(config: ConvertConfig) -> Callable[[str], str]:
-    if config.backend == "opencc":
-        return opencc.OpenCC(config.opencc_config).convert
-    locale = config.zhconv_locale
-    return lambda text: zhconv.convert(text, locale)
+class Converter:
+    """Traditional to simplified by one configuration; `converted` also names the conversion a text got, for the
+    stats."""
+
+    def __init__(self, name: str, convert: Callable[[str], str]) -> None:
+        self.name = name
+        self._convert = convert
+
+    def __call__(self, text: str) -> str:
+        return self.converted(text)[0]
+
+    def converted(self, text: str) -> tuple[str, str, Region | None]:
+        """The text converted, the conversion's name, and the region its words were found to be from (None: not
+        looked for, or no region's)."""
+        return self._convert(text), self.name, None
+
+
+class RegionalConverter(Converter):
+    """t2s, or Taiwan's or Hong Kong's phrase tables for a text that shows it was written there."""
+
+    def __init__(self) -> None:
+        super().__init__("t2s", opencc.OpenCC("t2s").convert)
+        self._detector = _region_detector()
+        self._regions = region_converters()
+
+    def converted(self, text: str) -> tuple[str, str, Region | None]:
+        region = self._detector.region(text)
+        if region is None:
+            return self._convert(text), self.name, None
+        return self._regions[region](text), REGION_CONVERSIONS[region], region
+
+
+@functools.cache
+def _region_detector() -> RegionDetector:
+    return RegionDetector()
+
+
+def make_converter(config: ConvertConfig) -> Converter:
+    if config.backend == "zhconv":
+        locale = config.zhconv_locale
+        return Converter(f"zhconv-{locale}", lambda text: zhconv.convert(text, locale))
+    if config.detect_regions and config.opencc_config == "t2s":
+        return RegionalConverter()
+    return Converter(config.opencc_config, opencc.OpenCC(config.opencc_config).convert)
 
 
 class SourceConverters:
@@ -37,15 +81,11 @@ class SourceConverters:
 
     def __init__(self, config: ConvertConfig) -> None:
         self.config = config
-        self._by_source: dict[str, tuple[str, Callable[[str], str]]] = {}
+        self._by_source: dict[str, Converter] = {}
 
-    def for_source(self, source: str) -> tuple[str, Callable[[str], str]]:
-        """The conversion's name, as the stats count it (the OpenCC config, or zhconv and its target), and the
-        converter."""
+    def for_source(self, source: str) -> Converter:
         if source not in self._by_source:
-            settings = self.config.for_source(source)
-            name = settings.opencc_config if settings.backend == "opencc" else f"zhconv-{settings.zhconv_locale}"
-            self._by_source[source] = name, make_converter(settings)
+            self._by_source[source] = make_converter(self.config.for_source(source))
         return self._by_source[source]
 
 
@@ -62,13 +102,13 @@ def simplified(text: str | None, convert: Callable[[str], str]) -> str | None:
 def convert_texts(
     texts: Sequence[str],
     langs: Sequence[str | None],
-    convert: Callable[[str], str] | Sequence[Callable[[str], str]],
+    convert: Converter | Sequence[Converter],
     cjk_threshold: float,
     detect_on: Sequence[str] | None = None,
     identify: str = "script",
-) -> tuple[list[str], list[str], int]:
+) -> tuple[list[str], list[str], list[tuple[str, Region | None] | None]]:
     """Simplify the texts of a batch that are Chinese or hold Han characters; returns texts, languages,
-    and how many changed.
+    and for each text the conversion that changed it and the region its words are from (None: unchanged).
 
     A language already set (by the source) is trusted; missing ones are detected, on `detect_on`
     where given (the texts without their chat markers, whose Latin letters would tip the balance), the way
@@ -79,12 +119,15 @@ def convert_texts(
     unknown = [index for index, lang in enumerate(langs) if not lang]
     detected = dict(zip(unknown, detect_languages([detect_on[i] for i in unknown], cjk_threshold, identify)))
     resolved = [lang or detected[index] for index, lang in enumerate(langs)]
-    converted, changed = [], 0
-    for text, lang, convert_one in zip(texts, resolved, converters):
-        result = convert_one(text) if lang == "zh" or (lang not in _OWN_HAN_FORMS and has_han(text)) else text
-        changed += result != text
+    converted, conversions = [], []
+    for text, lang, converter in zip(texts, resolved, converters):
+        if lang == "zh" or (lang not in _OWN_HAN_FORMS and has_han(text)):
+            result, name, region = converter.converted(text)
+        else:
+            result, name, region = text, "", None
+        conversions.append((name, region) if result != text else None)
         converted.append(result)
-    return converted, resolved, changed
+    return converted, resolved, conversions
 
 
 def convert_file(source: str | Path, target: str | Path, config: ConvertConfig) -> dict[str, int]:
@@ -98,8 +141,10 @@ def convert_file(source: str | Path, target: str | Path, config: ConvertConfig) 
         with open(tmp, "w", encoding="utf-8", newline="") as writer:
             while lines := reader.readlines(_LINES_PER_BATCH * 64):
                 langs = [None] * len(lines)
-                texts, _, changed = convert_texts(lines, langs, convert, config.cjk_threshold, None, config.language_id)
+                texts, _, conversions = convert_texts(
+                    lines, langs, convert, config.cjk_threshold, None, config.language_id
+                )
                 writer.writelines(texts)
                 stats.update("lines", len(lines))
-                stats.update("converted", changed)
+                stats.update("converted", sum(conversion is not None for conversion in conversions))
     return stats.as_dict()

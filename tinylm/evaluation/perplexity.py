@@ -213,8 +213,8 @@ def _document_batches(path: Path, config: EvalConfig, stats: Stats) -> Iterator[
     while batch := [document for _, document in zip(range(DOCUMENTS_PER_BATCH), documents)]:
         texts, langs = [document["text"] for document in batch], [document["lang"] for document in batch]
         if convert is not None:
-            texts, langs, changed = convert_texts(texts, langs, convert, threshold, None, identify)
-            stats.update("simplified_documents", changed)
+            texts, langs, conversions = convert_texts(texts, langs, convert, threshold, None, identify)
+            stats.update("simplified_documents", sum(conversion is not None for conversion in conversions))
         else:
             langs = [lang or detected for lang, detected in zip(langs, detect_languages(texts, threshold, identify))]
         yield [f"{document['source']}/{lang}" for document, lang in zip(batch, langs)], texts

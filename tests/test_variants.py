@@ -1,0 +1,75 @@
+"""Telling Taiwan- and Hong Kong-written text apart, on real text written for each (tests/data/android) and on
+region-neutral text (the Zuozhuan, converted to traditional)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import opencc
+import pyarrow.parquet as pq
+
+from tinylm.config import ConvertConfig, FilterConfig
+from tinylm.corpus.clean import clean_file
+from tinylm.corpus.convert import make_converter
+from tinylm.corpus.variants import RegionDetector
+from tinylm.storage.documents import make_document, write_documents
+
+TESTS_DATA = Path(__file__).parent / "data"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROWS = [json.loads(line) for line in (TESTS_DATA / "android" / "messaging-strings.jsonl").open(encoding="utf-8")]
+KEEP_ALL = FilterConfig(
+    min_chars=0, min_words=0, min_script_share=0, max_symbol_share=1, max_digit_share=1, max_top_ngram_share=1
+)
+
+
+def test_a_taiwan_and_a_hong_kong_file_are_told_apart_and_mainland_text_has_no_region():
+    detector = RegionDetector()
+    assert detector.region("\n".join(row["zh-TW"] for row in ROWS)) == "tw"
+    assert detector.region("\n".join(row["zh-HK"] for row in ROWS)) == "hk"
+    assert detector.region("\n".join(row["zh-CN"] for row in ROWS)) is None
+
+
+def test_string_by_string_a_region_is_named_only_on_evidence():
+    """Most strings are too short to show their region (設定 is every traditional writer's word) and keep t2s;
+    those that show one are rarely taken for the other."""
+    detector = RegionDetector()
+    taiwan = Counter(detector.region(row["zh-TW"]) for row in ROWS)
+    hong_kong = Counter(detector.region(row["zh-HK"]) for row in ROWS)
+    assert taiwan["tw"] >= 45 and taiwan["hk"] <= 1
+    assert hong_kong["hk"] >= 25 and hong_kong["hk"] > hong_kong["tw"]
+
+
+def test_detected_taiwan_text_converts_closer_to_what_mainland_readers_are_shown():
+    plain, detecting = make_converter(ConvertConfig(detect_regions=False)), make_converter(ConvertConfig())
+    for column, before in (("zh-TW", 81), ("zh-HK", 83)):
+        assert sum(plain(row[column]) == row["zh-CN"] for row in ROWS) == before
+        assert sum(detecting(row[column]) == row["zh-CN"] for row in ROWS) >= before + 3, column
+    assert detecting("請用滑鼠選取簡訊") == "请用鼠标选取短信" and plain("請用滑鼠選取簡訊") == "请用滑鼠选取简讯"
+
+
+def test_region_neutral_traditional_text_keeps_plain_t2s():
+    """The Zuozhuan in OpenCC's standard traditional forms: no region's words, so (almost) nothing is taken for
+    Taiwan's or Hong Kong's, and its 建立 and 執行 are not rewritten as Taiwan's computing terms."""
+    to_traditional = opencc.OpenCC("s2t").convert
+    lines = [line for line in (SHARED_DATA / "zuozhuan-zhs.txt").read_text(encoding="utf-8").splitlines() if line]
+    detector = RegionDetector()
+    regions = Counter(detector.region(to_traditional(line)) for line in lines)
+    assert regions[None] >= len(lines) - 5, regions
+
+
+def test_the_clean_stage_counts_each_regions_documents(tmp_path):
+    documents = [make_document("android", n, row["zh-TW"]) for n, row in enumerate(ROWS)]
+    documents += [make_document("android-hk", n, row["zh-HK"]) for n, row in enumerate(ROWS)]
+    write_documents(tmp_path / "in.parquet", documents)
+    stats = clean_file(tmp_path / "in.parquet", tmp_path / "out", ConvertConfig(), KEEP_ALL)
+    detector = RegionDetector()
+    expected = Counter(detector.region(document["text"]) for document in documents)
+    assert stats["converted_variant"] == {"tw": expected["tw"], "hk": expected["hk"]}
+    assert stats["converted_with"]["tw2sp"] == expected["tw"] and stats["converted_with"]["hk2sp"] == expected["hk"]
+    texts = {row["id"]: row["text"] for row in pq.read_table(stats["output"]).to_pylist()}
+    assert "短信" in "".join(texts.values())
+    off = clean_file(tmp_path / "in.parquet", tmp_path / "off", ConvertConfig(detect_regions=False), KEEP_ALL)
+    assert "converted_variant" not in off or not off["converted_variant"]
+    assert set(off["converted_with"]) == {"t2s"}
