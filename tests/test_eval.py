@@ -2,7 +2,6 @@
 checked against the model's own choice scores, and both recorded in MLflow and Prefect."""
 
 import asyncio
-import csv
 import json
 import shutil
 import time
@@ -23,10 +22,11 @@ from tinylm.corpus.readers import read_documents
 from tinylm.evaluation.benchmarks import task_config
 from tinylm.evaluation.evaluate import evaluate_model
 from tinylm.evaluation.perplexity import perplexity
+from tinylm.evaluation.subjects import subject_name
 from tinylm.flows.evaluate import eval_flow
 from tinylm.inference.generate import load_model
 from tinylm.stats import Stats
-from tinylm.storage.benchmark_files import local_tasks
+from tinylm.storage.benchmark_files import LocalTask, local_tasks, task_rows
 from tinylm.storage.documents import corpus_parts
 from tinylm.storage.manifest import read_manifest
 from tinylm.tokens.tokenizer_files import EOS
@@ -35,6 +35,7 @@ from tinylm.training.trainer import train_model
 from .helpers import kill_when, tiny_train_config
 
 CMMLU = Path(__file__).parent / "data" / "cmmlu"
+CEVAL = Path(__file__).parent / "data" / "ceval"
 CPU = torch.device("cpu")
 
 
@@ -112,34 +113,8 @@ def test_shards_are_scored_on_their_validation_split_and_only_with_their_tokeniz
         perplexity(loaded, tmp_path, EvalConfig(), CPU)
 
 
-def test_benchmark_folders_in_cmmlu_c_eval_and_flat_jsonl_layouts(tmp_path):
-    cmmlu = local_tasks(CMMLU)
-    assert [(task.name, task.fewshot.name, task.question, task.answer) for task in cmmlu] == [
-        ("cmmlu/chinese_history", "chinese_history.csv", "Question", "Answer"),
-        ("cmmlu/elementary_commonsense", "elementary_commonsense.csv", "Question", "Answer"),
-    ]
-    # The same real items in C-Eval's layout and columns: val/ is scored, dev/<subject>_dev.csv gives the shots.
-    ceval = tmp_path / "ceval"
-    for split, source in (("val", "test"), ("dev", "dev")):
-        (ceval / split).mkdir(parents=True)
-        with (CMMLU / source / "chinese_history.csv").open(encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-        with (ceval / split / f"chinese_history_{split}.csv").open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["id", "question", "A", "B", "C", "D", "answer", "explanation"])
-            writer.writerows(
-                [row[""], row["Question"], row["A"], row["B"], row["C"], row["D"], row["Answer"], ""] for row in rows
-            )
-    (task,) = local_tasks(ceval)
-    assert (task.name, task.scored.parent.name, task.fewshot.name) == (
-        "ceval/chinese_history",
-        "val",
-        "chinese_history_dev.csv",
-    )
-    config = task_config(task, "答案：")
-    assert config["dataset_kwargs"]["data_files"] == {"test": str(task.scored), "dev": str(task.fewshot)}
-    assert config["doc_to_text"].startswith("{{question.strip()}}\nA. {{A}}")
-
+def test_flat_jsonl_benchmarks_are_read_and_their_bad_rows_named(tmp_path):
+    """A folder of `<subject>.jsonl` files (C-Eval's and CMMLU's own layouts: tests/test_benchmark_files.py)."""
     flat = tmp_path / "flat"
     flat.mkdir()
     items = [
@@ -148,41 +123,51 @@ def test_benchmark_folders_in_cmmlu_c_eval_and_flat_jsonl_layouts(tmp_path):
     ]
     (flat / "arithmetic.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
     (task,) = local_tasks(flat)
-    assert (task.fewshot, task.choices, task_config(task, "Answer:")["doc_to_choice"]) == (
+    assert (task.layout, task.fewshot, task.choices, task_config(task, EvalConfig())["doc_to_choice"]) == (
+        "flat",
         None,
         ("A", "B", "C"),
         ["A", "B", "C"],
     )
 
     (flat / "arithmetic.jsonl").write_text(json.dumps(items[0] | {"answer": "E"}) + "\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"arithmetic.jsonl: row 1 has answer 'E', not one of A, B, C"):
+    with pytest.raises(ValueError, match=r"arithmetic.jsonl: row 1, column answer: answer 'E' is not one of A, B, C"):
         local_tasks(flat)
     (flat / "arithmetic.jsonl").write_text(json.dumps({"prompt": "1+1="}) + "\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"arithmetic.jsonl: expected columns question, A, B, ... and answer"):
+    with pytest.raises(ValueError, match=r"arithmetic.jsonl: no column question or answer or A, B; expected"):
         local_tasks(flat)
 
 
-def choice_accuracy(loaded, task_file: Path, limit: int) -> float:
-    """The share of items whose answer letter the model scores highest after the C-Eval/CMMLU prompt, computed the
-    way the harness builds its requests (context, then " X"; the last max_seq_len + 1 tokens), on tinylm's model."""
-    with task_file.open(encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))[:limit]
+def choice_accuracy(loaded, task: LocalTask, limit: int, system: str | None = None) -> float:
+    """The share of items whose answer letter the model scores highest after the harness's C-Eval/CMMLU prompt,
+    computed the way the harness builds its requests (context with trailing whitespace moved to the continuation,
+    then " X"; the last max_seq_len + 1 tokens), on tinylm's model. With a system prompt, the prompt is asked inside
+    ChatML (tinylm's chat template) as the harness's apply_chat_template asks it: system turn, user turn, and the
+    assistant's turn opened, the letter alone its reply."""
+    where = "中国关于" if task.layout == "ceval" else "关于"
+    description = f"以下是{where}{subject_name(task)}的单项选择题，请直接给出正确答案的选项。\n\n"
     window = loaded.model.config.max_seq_len + 1
     right = 0
-    for row in rows:
-        context = f"{row['Question'].strip()}\nA. {row['A']}\nB. {row['B']}\nC. {row['C']}\nD. {row['D']}\n答案："
-        context_ids = loaded.tokenizer.encode(context, add_special_tokens=False).ids
+    for row in task_rows(task, task.scored)[:limit]:
+        question = f"{row['question']}\nA. {row['A']}\nB. {row['B']}\nC. {row['C']}\nD. {row['D']}\n答案："
+        context, delimiter = description + question, " "
+        if system is not None:
+            turns = [("system", f"{system}\n\n{description}"), ("user", question)]
+            context = "".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in turns)
+            context, delimiter = context + "<|im_start|>assistant\n", ""
+        stripped = context.rstrip()
+        context_ids = loaded.tokenizer.encode(stripped, add_special_tokens=False).ids
         scores = []
         for letter in "ABCD":
-            whole = loaded.tokenizer.encode(context + " " + letter, add_special_tokens=False).ids
+            whole = loaded.tokenizer.encode(f"{context}{delimiter}{letter}", add_special_tokens=False).ids
             continuation = whole[len(context_ids) :]
             tokens = torch.tensor(whole[-window:])
             with torch.no_grad():
                 logprobs = F.log_softmax(loaded.model(tokens[None, :-1]).logits[0], dim=-1)
             targets = tokens[-len(continuation) :]
             scores.append(float(logprobs[-len(continuation) :].gather(1, targets[:, None]).sum()))
-        right += "ABCD"[int(np.argmax(scores))] == row["Answer"]
-    return right / len(rows)
+        right += "ABCD"[int(np.argmax(scores))] == row["answer"]
+    return right / min(limit, len(task_rows(task, task.scored)))
 
 
 async def _artifact_keys(flow_run_id: str) -> dict[str, object]:
@@ -201,12 +186,19 @@ def test_eval_flow_records_perplexity_and_harness_benchmarks_beside_the_training
     result = eval_flow(trained, config, str(module_workspace))
 
     rows = {row["task"]: row for row in result["benchmarks"]}
-    assert set(rows) == {"cmmlu/chinese_history", "cmmlu/elementary_commonsense", "cmmlu"}
+    tasks = {task.subject: task for task in local_tasks(CMMLU)}
+    assert {name: row["level"] for name, row in rows.items()} == {
+        "cmmlu/chinese_history": "subject",
+        "cmmlu/elementary_commonsense": "subject",
+        "cmmlu/Humanities": "category",
+        "cmmlu/Other": "category",
+        "cmmlu/China specific": "category",
+        "cmmlu": "benchmark",
+    }
+    assert rows["cmmlu/Humanities"]["acc"] == rows["cmmlu/chinese_history"]["acc"]
     for subject in ("chinese_history", "elementary_commonsense"):
         assert rows[f"cmmlu/{subject}"]["items"] == 8
-        assert rows[f"cmmlu/{subject}"]["acc"] == pytest.approx(
-            choice_accuracy(loaded, CMMLU / "test" / f"{subject}.csv", 8)
-        )
+        assert rows[f"cmmlu/{subject}"]["acc"] == pytest.approx(choice_accuracy(loaded, tasks[subject], 8))
     assert rows["cmmlu"]["items"] == 16
     assert rows["cmmlu"]["acc"] == pytest.approx(
         (rows["cmmlu/chinese_history"]["acc"] + rows["cmmlu/elementary_commonsense"]["acc"]) / 2
@@ -237,6 +229,47 @@ def test_eval_flow_records_perplexity_and_harness_benchmarks_beside_the_training
 
     again = eval_flow(trained, config, str(module_workspace))
     assert again["reused"] and again["run_id"] == result["run_id"] and again["benchmarks"] == result["benchmarks"]
+
+
+@pytest.mark.slow
+def test_real_c_eval_subjects_score_per_subject_and_category_plain_in_chat_and_with_chain_of_thought(
+    trained, loaded, module_workspace
+):
+    """The real C-Eval folder (one subject per category, multi-line fields, dev with explanations, val without):
+    the answer-only scores equal the model's own choice scores, plain and inside its chat template; C-Eval's
+    chain of thought generates and is scored; each run records how it asked."""
+    tasks = {task.subject: task for task in local_tasks(CEVAL)}
+    client = MlflowClient()
+    plain = evaluate_model(trained, EvalConfig(benchmarks=[str(CEVAL)], limit=4), str(module_workspace))
+    rows = {row["task"]: row for row in plain["benchmarks"]}
+    for subject, task in tasks.items():
+        assert rows[f"ceval/{subject}"]["items"] == 4
+        assert rows[f"ceval/{subject}"]["acc"] == pytest.approx(choice_accuracy(loaded, task, 4)), subject
+    categories = {"STEM": "college_programming", "Social Science": "high_school_politics"}
+    categories |= {"Humanities": "high_school_chinese", "Other": "basic_medicine"}
+    for category, subject in categories.items():
+        assert rows[f"ceval/{category}"]["level"] == "category"
+        assert rows[f"ceval/{category}"]["acc"] == rows[f"ceval/{subject}"]["acc"]
+    assert rows["ceval"]["acc"] == pytest.approx(sum(rows[f"ceval/{s}"]["acc"] for s in tasks) / 4)
+    run = client.get_run(plain["run_id"])
+    assert run.data.metrics["eval/ceval/Social Science/acc"] == rows["ceval/Social Science"]["acc"]
+    assert (run.data.tags["tinylm.eval.prompt"], run.data.tags["tinylm.eval.chat_template"]) == ("answer_only", "false")
+
+    system = "你是一个有用的助手。"
+    chat = EvalConfig(benchmarks=[str(CEVAL)], limit=4, apply_chat_template=True, system_prompt=system)
+    asked_in_chat = evaluate_model(trained, chat, str(module_workspace))
+    rows = {row["task"]: row for row in asked_in_chat["benchmarks"]}
+    for subject, task in tasks.items():
+        assert rows[f"ceval/{subject}"]["acc"] == pytest.approx(choice_accuracy(loaded, task, 4, system)), subject
+    assert client.get_run(asked_in_chat["run_id"]).data.tags["tinylm.eval.chat_template"] == "true"
+
+    thought = EvalConfig(benchmarks=[str(CEVAL)], limit=2, prompt="chain_of_thought", num_fewshot=1, max_new_tokens=8)
+    reasoned = evaluate_model(trained, thought, str(module_workspace))
+    rows = {row["task"]: row for row in reasoned["benchmarks"]}
+    assert all(rows[f"ceval/{subject}"]["items"] == 2 for subject in tasks)
+    assert all(0 <= row["acc"] <= 1 for row in rows.values()) and rows["ceval"]["level"] == "benchmark"
+    assert client.get_run(reasoned["run_id"]).data.tags["tinylm.eval.prompt"] == "chain_of_thought"
+    assert len({plain["run_id"], asked_in_chat["run_id"], reasoned["run_id"]}) == 3, "each way of asking is its own run"
 
 
 @pytest.mark.slow

@@ -113,7 +113,7 @@ def test_the_harness_scores_the_served_model_over_http_as_tinylm_eval_does_in_pr
             "num_concurrent": 1,
             "max_retries": 1,
         },
-        tasks=[task_config(task, config.answer_prompt) for task in tasks],
+        tasks=[task_config(task, config) for task in tasks],
         limit=config.limit,
         task_manager=TaskManager(include_defaults=False),
     )

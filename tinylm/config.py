@@ -553,6 +553,21 @@ class EvalConfig(_Settings):
     answer_prompt: str = Field(
         "答案：", description="what follows the choices in a local task's prompt (C-Eval and CMMLU use 答案：)"
     )
+    prompt: Literal["answer_only", "chain_of_thought"] = Field(
+        "answer_only",
+        description="local benchmarks: answer_only scores each choice letter after the question; chain_of_thought "
+        "is C-Eval's own: the model reasons after 让我们一步一步思考 (its few-shot examples show the dev files' "
+        "explanation column) and the letter it concludes with is scored",
+    )
+    max_new_tokens: int = Field(256, ge=1, description="chain_of_thought: tokens the model may reason for")
+    apply_chat_template: bool = Field(
+        False,
+        description="ask inside the model's chat template (lm-evaluation-harness's apply_chat_template, few-shot "
+        "examples as turns): how an SFT'd model is meant to be asked; recorded in the eval run",
+    )
+    system_prompt: str | None = Field(
+        None, description="a system message before the questions (with apply_chat_template, its system turn)"
+    )
     simplify: bool = Field(
         True,
         description="convert traditional Chinese in raw files to simplified before scoring, as the corpus stage does "

@@ -18,7 +18,7 @@ import torch
 from mlflow.exceptions import MlflowException
 
 from tinylm.config import EvalConfig
-from tinylm.evaluation.benchmarks import run_benchmarks
+from tinylm.evaluation.benchmarks import check_settings, run_benchmarks
 from tinylm.evaluation.perplexity import data_fingerprint, perplexity
 from tinylm.evaluation.records import eval_results, eval_run, finished_eval, log_results, log_summary, metric_name
 from tinylm.export.hf import export_hf
@@ -49,6 +49,8 @@ def evaluate_model(
     `eval` run nested under the model's run (and its headline numbers to that run); returns the results."""
     if not config.perplexity_data and not config.benchmarks:
         raise ValueError("nothing to evaluate: give perplexity data (--data) or benchmarks (--benchmark)")
+    # The benchmark folders are read and checked before the model is loaded: a bad item fails in a second.
+    check_settings(config)
     with tempfile.TemporaryDirectory() as scratch:
         located = locate_model(model, Path(workspace), Path(scratch))
         return _evaluate(located, model, config, workspace, tags or {})
@@ -73,7 +75,7 @@ def _evaluate(
         if (done := finished_eval(experiment_id, key)) is not None:
             return eval_results(done) | {"run_id": done, "reused": True}
         data_tags = {f"tinylm.data.{data_label(path)}": value[:16] for path, value in data.items()}
-        run_tags = {"tinylm.stage": STAGE, "tinylm.model": model} | data_tags
+        run_tags = {"tinylm.stage": STAGE, "tinylm.model": model} | data_tags | prompt_tags(config)
         nesting = {"mlflow.parentRunId": model_run_id} if model_run_id else {}
         device = pick_device(config.device)
         with eval_run(experiment_id, key, config.model_dump(mode="json"), run_tags | nesting | tags) as run_id:
@@ -90,6 +92,16 @@ def _evaluate(
         return summary | {"run_id": run_id, "reused": False}
 
 
+def prompt_tags(config: EvalConfig) -> dict[str, str]:
+    """How the benchmarks were asked, as tags the runs list can filter and compare on."""
+    if not config.benchmarks:
+        return {}
+    return {
+        "tinylm.eval.prompt": config.prompt,
+        "tinylm.eval.chat_template": str(config.apply_chat_template).lower(),
+    }
+
+
 def headline(result: dict[str, Any]) -> list[str]:
     """The numbers worth a line: each data set's overall perplexity and each benchmark's pooled accuracy."""
     lines = [
@@ -98,7 +110,7 @@ def headline(result: dict[str, Any]) -> list[str]:
     return lines + [
         f"{row['task']} acc {row['acc']:.3f} ({row['items']} items)"
         for row in result["benchmarks"]
-        if "/" not in row["task"]
+        if row.get("level") in ("benchmark", "harness task")
     ]
 
 
