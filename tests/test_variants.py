@@ -62,6 +62,8 @@ def test_region_neutral_traditional_text_keeps_plain_t2s():
 def test_the_clean_stage_counts_each_regions_documents(tmp_path):
     documents = [make_document("android", n, row["zh-TW"]) for n, row in enumerate(ROWS)]
     documents += [make_document("android-hk", n, row["zh-HK"]) for n, row in enumerate(ROWS)]
+    # Again with another source: over 1024 documents, so the stage reads them in more than one batch.
+    documents += [make_document("android-again", n, row["zh-TW"]) for n, row in enumerate(ROWS)]
     write_documents(tmp_path / "in.parquet", documents)
     stats = clean_file(tmp_path / "in.parquet", tmp_path / "out", ConvertConfig(), KEEP_ALL)
     detector = RegionDetector()

@@ -45,13 +45,13 @@ def clean_file(
     stats = Stats("documents", "converted", "chat_marked", "kept", groups=groups)
     evaluation = EvaluationNgrams(filters.decontaminate, filters.decontamination_ngram)
     rules_by_source: dict[str, tuple[str, FilterConfig]] = {}
-    conversions = SourceConverters(convert)
+    converters = SourceConverters(convert)
 
     with DocumentWriter(target, stats) as writer, RejectedWriters(rejected_root, target.stem) as rejected:
         for batch in read_batches(source, 1024):
             documents = batch.to_pylist()
             originals = [d["text"] for d in documents]
-            chosen = [conversions.for_source(d["source"]) for d in documents]
+            chosen = [converters.for_source(d["source"]) for d in documents]
             texts, langs, conversions = convert_texts(
                 originals,
                 [d["lang"] for d in documents],
