@@ -15,6 +15,7 @@ from lm_eval.tasks import TaskManager, get_task_dict
 
 from tinylm.config import EvalConfig
 from tinylm.evaluation.benchmarks import check_settings, task_config
+from tinylm.evaluation.leaderboard import leaderboard
 from tinylm.evaluation.subjects import categories
 from tinylm.storage.benchmark_files import local_tasks, task_rows
 
@@ -175,3 +176,25 @@ def test_the_eval_command_fails_on_a_damaged_file_in_one_line_before_loading_a_m
         "answer 'Z' is not one of A, B, C, D"
     ), failed.stderr
     assert "Traceback" not in failed.stderr + failed.stdout
+
+
+def test_the_leaderboard_puts_each_benchmark_on_a_row_and_each_category_in_a_column():
+    def row(task: str, level: str, acc: float, items: int) -> dict:
+        return {"task": task, "level": level, "acc": acc, "acc_norm": acc, "acc_stderr": None, "items": items}
+
+    rows = [
+        row("ceval/college_programming", "subject", 0.5, 4),
+        row("ceval/basic_medicine", "subject", 0.25, 4),
+        row("ceval/STEM", "category", 0.5, 4),
+        row("ceval/Other", "category", 0.25, 4),
+        row("ceval", "benchmark", 0.375, 8),
+        row("hellaswag", "harness task", 0.3, 10),
+    ]
+    assert leaderboard(rows).splitlines() == [
+        "benchmark  STEM   Other  Average  items",
+        "ceval      0.500  0.250  0.375    8",
+        "hellaswag                0.300    10",
+        "",
+        "ceval/college_programming  0.500  (4 items)",
+        "ceval/basic_medicine       0.250  (4 items)",
+    ]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tinylm.config import PipelineConfig, load_yaml
+from tinylm.evaluation.leaderboard import leaderboard
 from tinylm.flows.pipeline import pipeline_flow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +58,17 @@ def test_the_demo_gives_the_figures_readme_quotes(prefect_api, workspace):
     )
     assert rows["us-constitution-zhs.txt"]["tokens"] == int(unseen_tokens)
     assert rows["us-constitution-zhs.txt"]["perplexity"] == pytest.approx(float(unseen_ppl), rel=0.05)
+    pooled = {row["task"]: row for row in result["eval"]["benchmarks"] if row["level"] == "benchmark"}
     (questions,) = quoted(r"\| CMMLU excerpt \(`tests/data/cmmlu`, 2 subjects\) \| (\d+) questions \|")
-    pooled = [row for row in result["eval"]["benchmarks"] if row["level"] == "benchmark"]
-    assert sum(row["items"] for row in pooled) == int(questions)
+    assert pooled["cmmlu"]["items"] == int(questions)
+    (questions,) = quoted(r"\| C-Eval subjects \(`tests/data/ceval`, 4 subjects\) \| (\d+) questions \|")
+    assert pooled["ceval"]["items"] == int(questions)
+    # README's leaderboard is the demo's: the same layout and items, accuracies within two items in a hundred.
+    printed = leaderboard(result["eval"]["benchmarks"]).splitlines()
+    quoted_table = re.search(r"--table\n(.*?)\n\n", PAGES["README.md"], re.S).group(1).splitlines()
+    assert [line.split()[0] for line in quoted_table] == [line.split()[0] for line in printed[: len(quoted_table)]]
+    for quoted_line, printed_line in zip(quoted_table[1:], printed[1:]):
+        *quoted_scores, quoted_items = quoted_line.split()[1:]
+        *printed_scores, printed_items = printed_line.split()[1:]
+        assert quoted_items == printed_items
+        assert [float(x) for x in quoted_scores] == pytest.approx([float(x) for x in printed_scores], abs=0.02)

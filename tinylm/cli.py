@@ -618,6 +618,9 @@ def _add_serving_commands(command: Command) -> None:
         workspace=CHECKPOINTS,
     )
     evaluate.add_argument("--model", required=True, help=MODEL_FORMS)
+    evaluate.add_argument(
+        "--table", action="store_true", help="print the benchmark scores as a leaderboard table, not the results' JSON"
+    )
 
     serve = command(
         "serve",
@@ -638,9 +641,14 @@ def _add_serving_commands(command: Command) -> None:
 
 
 def _eval(args: argparse.Namespace, config: EvalConfig) -> None:
+    from tinylm.evaluation.leaderboard import leaderboard
     from tinylm.flows.evaluate import eval_flow
 
-    _print_json(eval_flow(args.model, config, args.workspace or "workspace"))
+    result = eval_flow(args.model, config, args.workspace or "workspace")
+    if args.table:
+        print(leaderboard(result["benchmarks"]))
+    else:
+        _print_json(result)
 
 
 def _serve(args: argparse.Namespace, settings: ServerSettings) -> None:
