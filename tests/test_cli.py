@@ -87,7 +87,7 @@ def test_convert_command_converts_han_characters_only(tmp_path, capsys):
     assert main(["convert", "--input", str(source), "--output", str(tmp_path / "out.txt")]) == 0
     expected = "台湾的历史与文化。\n" + english + "An English line with 汉字 in it.\n"
     assert (tmp_path / "out.txt").read_text(encoding="utf-8") == expected
-    assert json.loads(capsys.readouterr().out) == {"lines": 3, "converted": 2}
+    assert json.loads(capsys.readouterr().out) == {"lines": 3, "converted": 2, "converted_variant": {}}
 
 
 def test_dedup_command_filters_and_deduplicates_documents(prefect_exported, zuozhuan, tmp_path, capsys):

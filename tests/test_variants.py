@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from tinylm.config import ConvertConfig, FilterConfig
 from tinylm.corpus.clean import clean_file
-from tinylm.corpus.convert import make_converter
+from tinylm.corpus.convert import convert_file, make_converter
 from tinylm.corpus.variants import RegionDetector
 from tinylm.storage.documents import make_document, write_documents
 
@@ -75,3 +75,11 @@ def test_the_clean_stage_counts_each_regions_documents(tmp_path):
     off = clean_file(tmp_path / "in.parquet", tmp_path / "off", ConvertConfig(detect_regions=False), KEEP_ALL)
     assert "converted_variant" not in off or not off["converted_variant"]
     assert set(off["converted_with"]) == {"t2s"}
+
+
+def test_the_convert_command_counts_the_lines_it_read_as_taiwans(tmp_path):
+    source = tmp_path / "taiwan.txt"
+    source.write_text("".join(row["zh-TW"] + "\n" for row in ROWS), encoding="utf-8")
+    stats = convert_file(source, tmp_path / "out.txt", ConvertConfig())
+    detector = RegionDetector()
+    assert stats["converted_variant"]["tw"] == sum(detector.region(row["zh-TW"]) == "tw" for row in ROWS) >= 45

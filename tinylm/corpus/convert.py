@@ -136,7 +136,7 @@ def convert_file(source: str | Path, target: str | Path, config: ConvertConfig) 
     Lines not detected as Chinese are copied unchanged; the output appears atomically.
     """
     convert = make_converter(config)
-    stats = Stats("lines", "converted")
+    stats = Stats("lines", "converted", groups=("converted_variant",))
     with open(source, encoding="utf-8", errors="strict", newline="") as reader, atomic_path(target) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as writer:
             while lines := reader.readlines(_LINES_PER_BATCH * 64):
@@ -146,5 +146,8 @@ def convert_file(source: str | Path, target: str | Path, config: ConvertConfig) 
                 )
                 writer.writelines(texts)
                 stats.update("lines", len(lines))
-                stats.update("converted", sum(conversion is not None for conversion in conversions))
+                for conversion in filter(None, conversions):
+                    stats.update("converted")
+                    if conversion[1] is not None:
+                        stats.update(f"converted_variant.{conversion[1]}")
     return stats.as_dict()
