@@ -6,8 +6,8 @@ from datasketch import LeanMinHash, MinHashLSH
 
 from tests.helpers import edited, planted_near_duplicates
 from tinylm.config import DedupConfig
-from tinylm.corpus.dedup.deduplicate import SCRATCH, deduplicate_files, exact_key
-from tinylm.corpus.dedup.index import CorruptIndexError, DedupIndex
+from tinylm.corpus.dedup.deduplicate import SCRATCH, EmptyCorpusError, deduplicate_files, exact_key
+from tinylm.corpus.dedup.index import CorpusKey, CorruptIndexError, DedupIndex
 from tinylm.corpus.dedup.minhash import MinHasher, shingles
 from tinylm.storage.documents import make_document, write_documents
 
@@ -110,11 +110,13 @@ def test_lookup_tables_are_rebuilt_from_the_parquet(paragraphs, tmp_path):
         make_document("feb", "near", edited(paragraphs[3], 0.005, seed=2), lang="zh"),
     ]
     source = write(tmp_path / "feb.parquet", february)
-    rebuilt = deduplicate_files([source], tmp_path / "feb", DedupConfig(), index, "run-feb")
+    rebuilt = deduplicate_files([source], tmp_path / "feb", DedupConfig(), index, "run-feb", allow_empty=True)
     assert rebuilt["exact_duplicates"] == 1 and rebuilt["near_duplicates_of_index"] == 1 and bands.exists()
-    looser = deduplicate_files([source], tmp_path / "feb-looser", DedupConfig(threshold=0.5), index, "run-feb")
+    looser = deduplicate_files(
+        [source], tmp_path / "feb-looser", DedupConfig(threshold=0.5), index, "run-feb", allow_empty=True
+    )
     assert looser["exact_duplicates"] == 1 and looser["near_duplicates_of_index"] == 1
-    assert sorted(path.name.split(".")[1] for path in index.glob("part-run-jan.bands-*.npy")) == [
+    assert sorted(path.name.split(".")[1] for path in index.glob("part-*.bands-*.npy")) == [
         "bands-25x5",
         "bands-9x13",
     ]
@@ -164,7 +166,49 @@ def test_index_signatures_round_trip(paragraphs, tmp_path):
     deduplicate_files([source], tmp_path / "out", DedupConfig(), index, "run-1")
     (part,) = DedupIndex(index, DedupConfig()).parts()
     assert part.signatures.shape == (3, 128) and len(set(part.exact_keys)) == 3
-    assert json.loads((index / "index.json").read_text())["parts"][0]["added_by"] == "run-1"
+    assert json.loads((index / "index.json").read_text())["parts"][0]["corpus"] == "run-1"
+
+
+def test_a_rerun_of_a_corpus_replaces_its_own_entries_and_is_not_deduplicated_against_them(paragraphs, tmp_path):
+    """The index holds each corpus once: a corpus made again (other settings, same folder) meets the other
+    corpora, never its own previous version, which would remove every document as a copy of itself."""
+    index = tmp_path / "index"
+    documents = [make_document("wiki", i, text, lang="zh") for i, text in enumerate(paragraphs[:10])]
+    source = write(tmp_path / "docs.parquet", documents)
+    first = deduplicate_files([source], tmp_path / "v1", DedupConfig(), index, "corpus/default")
+    stricter = DedupConfig(threshold=0.7)
+    again = deduplicate_files([source], tmp_path / "v2", stricter, index, "corpus/default")
+    assert first["kept"] == again["kept"] == 10 and again["exact_duplicates"] == 0
+    assert again["index_documents"] == 10, "the rerun replaced its entries instead of adding a second copy"
+    (entry,) = json.loads((index / "index.json").read_text())["parts"]
+    assert entry["corpus"] == "corpus/default"
+    assert sorted(path.name for path in index.glob("part-*.parquet")) == [entry["file"]]
+
+    other = tmp_path / "other"
+    with pytest.raises(EmptyCorpusError, match=r"10 of 10 as exact_duplicate of the dedup index"):
+        deduplicate_files([source], other, DedupConfig(), index, "corpus/copy")
+    assert not list(other.glob("part-*.parquet")), "a refused run writes nothing"
+    assert len(DedupIndex(index, DedupConfig())) == 10, "and leaves the index as it was"
+    allowed = deduplicate_files([source], other, DedupConfig(), index, "corpus/copy", allow_empty=True)
+    assert allowed["kept"] == 0 and allowed["exact_duplicates_of_index"] == 10
+
+
+def test_an_index_written_before_corpus_keys_still_knows_a_corpus_by_its_run(paragraphs, tmp_path):
+    """An older index tagged each part with the fingerprint of the run that added it; the corpus whose manifest
+    names that fingerprint owns it, and its rerun replaces it."""
+    index = tmp_path / "index"
+    source = write(
+        tmp_path / "docs.parquet", [make_document("x", i, t, lang="zh") for i, t in enumerate(paragraphs[:5])]
+    )
+    deduplicate_files([source], tmp_path / "old", DedupConfig(), index, "corpus/default")
+    manifest = json.loads((index / "index.json").read_text())
+    manifest["parts"][0]["added_by"] = "0123456789abcdef-old-fingerprint"
+    del manifest["parts"][0]["corpus"]
+    (index / "index.json").write_text(json.dumps(manifest))
+    key = CorpusKey("corpus/default", ("0123456789abcdef-old-fingerprint",))
+    rerun = deduplicate_files([source], tmp_path / "new", DedupConfig(), index, key)
+    assert rerun["kept"] == 5 and rerun["index_documents"] == 5
+    assert [part["corpus"] for part in json.loads((index / "index.json").read_text())["parts"]] == ["corpus/default"]
 
 
 def test_a_50_mb_document_is_counted_not_crashed(zuozhuan, tmp_path):

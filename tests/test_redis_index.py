@@ -9,7 +9,7 @@ import redis
 
 from tests.helpers import edited, free_port
 from tinylm.config import DedupConfig
-from tinylm.corpus.dedup.deduplicate import deduplicate_files
+from tinylm.corpus.dedup.deduplicate import EmptyCorpusError, deduplicate_files
 from tinylm.storage.documents import make_document, write_documents
 
 
@@ -73,8 +73,27 @@ def test_corpora_deduplicate_against_redis_across_machines(paragraphs, redis_url
 
     redone = deduplicate_files([tmp_path / "feb.parquet"], tmp_path / "feb-again", config, None, "run-feb")
     assert redone["kept"] == 5, "a run being redone must not drop its own documents"
-    elsewhere = deduplicate_files([tmp_path / "feb.parquet"], tmp_path / "elsewhere", config, None, "run-other")
+    with pytest.raises(EmptyCorpusError, match="6 of 7 as exact_duplicate of the dedup index"):
+        deduplicate_files([tmp_path / "feb.parquet"], tmp_path / "elsewhere", config, None, "run-other")
+    elsewhere = deduplicate_files(
+        [tmp_path / "feb.parquet"], tmp_path / "elsewhere", config, None, "run-other", allow_empty=True
+    )
     assert elsewhere["kept"] == 0 and elsewhere["exact_duplicates"] == 6 and elsewhere["near_duplicates_of_index"] == 1
+
+
+def test_a_corpus_made_again_replaces_its_entries_in_redis(paragraphs, redis_url, tmp_path):
+    config = DedupConfig(lsh_storage="redis", redis_url=redis_url, redis_prefix="rerun")
+    write_documents(tmp_path / "a.parquet", [make_document("a", i, t, lang="zh") for i, t in enumerate(paragraphs[:6])])
+    write_documents(tmp_path / "b.parquet", [make_document("b", i, t, lang="zh") for i, t in enumerate(paragraphs[:8])])
+    assert deduplicate_files([tmp_path / "a.parquet"], tmp_path / "v1", config, None, "corpus/a")["kept"] == 6
+    # Made again from other files: its own six entries are no duplicates, and they are replaced by these eight.
+    assert deduplicate_files([tmp_path / "b.parquet"], tmp_path / "v2", config, None, "corpus/a")["kept"] == 8
+    client = redis.Redis.from_url(redis_url)
+    assert client.hlen("rerun:added_by") == 8 and client.hlen("rerun:exact") == 8
+    elsewhere = deduplicate_files(
+        [tmp_path / "b.parquet"], tmp_path / "other", config, None, "corpus/other", allow_empty=True
+    )
+    assert elsewhere["exact_duplicates_of_index"] == 8
 
 
 def test_redis_down_is_a_clear_error(paragraphs, tmp_path):

@@ -9,11 +9,12 @@ from prefect import flow
 
 from tinylm.config import CorpusConfig
 from tinylm.corpus.extraction import input_files
-from tinylm.flows.dedup import clean_and_deduplicate, corpus_stats
+from tinylm.flows.dedup import clean_and_deduplicate, corpus_key, corpus_stats, staged_parts
 from tinylm.flows.extract import run_extract
 from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.flows.runners import shared_cluster
-from tinylm.storage.manifest import content_hashes, fingerprint, finished_output, write_manifest
+from tinylm.storage.documents import publish_parts
+from tinylm.storage.manifest import content_hashes, fingerprint, finished_output
 
 
 @flow(
@@ -27,12 +28,14 @@ def corpus_flow(
     config: CorpusConfig = CorpusConfig(),
     index: str | None = None,
     workspace: str = "workspace",
+    allow_empty: bool = False,
 ) -> dict:
     """Extract (a subflow, units in parallel), convert and filter each unit's output in parallel, then deduplicate.
 
-    With `index`, documents are also deduplicated against every corpus indexed before,
-    and the kept ones join the index. Stats go to the manifest, a Prefect table and an
-    MLflow run in `workspace`'s store (or MLFLOW_TRACKING_URI).
+    With `index`, documents are also deduplicated against every other corpus indexed before, and the kept ones
+    replace this corpus's earlier entries there. The new parts replace the folder's old ones only once the stage
+    has succeeded: a run that fails, or would keep no document, leaves the previous corpus as it was. Stats go to
+    the manifest, a Prefect table and an MLflow run in `workspace`'s store (or MLFLOW_TRACKING_URI).
 
     Args:
         inputs: raw corpus files or directories (relative: to where the serving process started)
@@ -40,6 +43,7 @@ def corpus_flow(
         config: how files become documents and which documents are kept
         index: directory of the persistent dedup index; empty to deduplicate this corpus alone
         workspace: home of the MLflow store and checkpoints (relative: to where the serving process started)
+        allow_empty: finish with an empty corpus when dedup removes every document, instead of failing
     """
     started = time.time()
     inputs = input_files(inputs)
@@ -52,7 +56,8 @@ def corpus_flow(
         extracted = run_extract(inputs, str(extract_dir), config.extract, runner)
         files = [str(extract_dir / name) for name in extracted["files"]]
         on_cluster = config.model_copy(update={"runner": runner})
-        cleaned, deduped = clean_and_deduplicate(files, output, on_cluster, index, expected)
+        corpus = corpus_key(output, workspace, expected)
+        cleaned, deduped = clean_and_deduplicate(files, output, on_cluster, index, corpus, allow_empty)
     stats = corpus_stats(extracted["stats"], cleaned, deduped)
     manifest = {
         "stage": "corpus",
@@ -62,7 +67,7 @@ def corpus_flow(
         "stats": stats,
         "config": config.model_dump(mode="json"),
     }
-    manifest = write_manifest(output, manifest)
+    manifest = publish_parts(staged_parts(output), output, manifest)
     run_id = report_stage(
         "corpus", stats, {"inputs": inputs, "output": output, **config.model_dump(mode="json")}, workspace, started
     )

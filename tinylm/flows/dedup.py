@@ -15,12 +15,14 @@ from tinylm.corpus.clean import clean_file
 from tinylm.corpus.decontamination import EvaluationNgrams
 from tinylm.corpus.dedup import staged
 from tinylm.corpus.dedup.deduplicate import deduplicate_files
+from tinylm.corpus.dedup.index import CorpusKey
 from tinylm.corpus.rejected import REJECTED, prune_rejected
 from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import shared_cluster, task_runner
 from tinylm.stats import Stats
-from tinylm.storage.manifest import content_hashes, fingerprint, finished_output, write_manifest
+from tinylm.storage.documents import publish_parts
+from tinylm.storage.manifest import content_hashes, fingerprint, finished_output, read_manifest
 
 clean_file_task = task(clean_file, name="clean-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 deduplicate_files_task = task(deduplicate_files, name="deduplicate", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
@@ -49,22 +51,42 @@ def distributed_dedup_flow(
     output: str,
     config: DedupConfig = DedupConfig(),
     index: str | None = None,
-    run_key: str = "",
+    corpus: CorpusKey = CorpusKey(""),
     rejected: str | None = None,
+    allow_empty: bool = False,
 ) -> dict:
     """Dedup as task runs on a Dask or Ray cluster: signatures where the files are, exact keys by range, band keys
     by band, one clustering task, parts written where the files are (`corpus/dedup/staged.py`)."""
-    return staged.deduplicate_in_stages(sources, output, config, _submitted, index, run_key, rejected)
+    return staged.deduplicate_in_stages(sources, output, config, _submitted, index, corpus, rejected, allow_empty)
+
+
+def corpus_key(output: str, workspace: str, run: str) -> CorpusKey:
+    """The key the dedup index files this corpus under: its folder, relative to the workspace when inside it. The
+    fingerprints of this run and of the version the folder holds name its entries in an index an older tinylm
+    wrote."""
+    folder, home = Path(output).resolve(), Path(workspace).resolve()
+    name = folder.relative_to(home).as_posix() if folder.is_relative_to(home) else folder.as_posix()
+    try:
+        previous = (read_manifest(output) or {}).get("fingerprint")
+    except ValueError:
+        previous = None
+    return CorpusKey(name, tuple(dict.fromkeys(filter(None, (run, previous)))))
+
+
+def staged_parts(output: str) -> str:
+    """Where dedup writes a corpus's new parts; they replace the folder's own once the whole stage has succeeded."""
+    return str(Path(output) / "_work" / "dedup")
 
 
 def clean_and_deduplicate(
-    files: list[str], output: str, config: CorpusConfig, index: str | None, run_key: str
+    files: list[str], output: str, config: CorpusConfig, index: str | None, corpus: CorpusKey, allow_empty: bool
 ) -> tuple[list[dict], dict]:
     """Convert and filter each file in a parallel task, then deduplicate all of them in order: in one task on
     threads, spread over the cluster on Dask or Ray.
 
-    Called from inside a flow (`corpus` or `dedup`), which owns the manifest; `run_key`
-    (the flow's fingerprint) tags what this run adds to the persistent `index`.
+    Called from inside a flow (`corpus` or `dedup`), which owns the manifest and publishes the parts written to
+    `staged_parts(output)`; `corpus` names the corpus in the persistent `index`, whose earlier entries it replaces.
+    A corpus dedup would empty fails, unless `allow_empty` (a refresh whose new files were all seen before).
     """
     work = str(Path(output) / "_work" / "clean")
     if config.filters.decontaminate:
@@ -82,11 +104,12 @@ def clean_and_deduplicate(
         cleaned = clean(files, work, config.convert, config.filters, rejected)
         refuse_an_empty_corpus(cleaned)
         sources = [result["output"] for result in cleaned]
+        parts = staged_parts(output)
         if runner.kind == "threads":
-            deduped = deduplicate_files_task(sources, output, config.dedup, index, run_key, rejected)
+            deduped = deduplicate_files_task(sources, parts, config.dedup, index, corpus, rejected, allow_empty)
         else:
             spread = distributed_dedup_flow.with_options(task_runner=task_runner(runner, config.extract.workers))
-            deduped = spread(sources, output, config.dedup, index, run_key, rejected)
+            deduped = spread(sources, parts, config.dedup, index, corpus, rejected, allow_empty)
     produced = {path for result in cleaned for path in result["rejected"].values()}
     produced |= {path for paths in deduped["rejected"].values() for path in paths}
     prune_rejected(Path(output) / REJECTED, produced)
@@ -118,6 +141,7 @@ def corpus_stats(extracted: dict, cleaned: list[dict], deduped: dict) -> dict:
         "judged_as": cleaning.group("judged_as"),
         "contaminated_by": cleaning.group("contaminated_by"),
         "exact_duplicates": deduped["exact_duplicates"],
+        "exact_duplicates_of_index": deduped["exact_duplicates_of_index"],
         "near_duplicates": deduped["near_duplicates"],
         "near_duplicates_of_index": deduped["near_duplicates_of_index"],
         "near_duplicate_clusters": deduped.get("near_duplicate_clusters", {}),
@@ -157,18 +181,20 @@ def dedup_flow(
     config: CorpusConfig = CorpusConfig(),
     index: str | None = None,
     workspace: str = "workspace",
+    allow_empty: bool = False,
 ) -> dict:
-    """Filters and dedup on Document parquet; with `index`, also against every corpus indexed before."""
+    """Filters and dedup on Document parquet; with `index`, also against every other corpus indexed before."""
     started = time.time()
     files = document_files(input)
     hashes = content_hashes(files)
     expected = fingerprint("dedup", config.computing("extract"), hashes)
     if (done := finished_output(output, expected)) is not None:
         return done | report_reused("dedup", output, workspace)
-    cleaned, deduped = clean_and_deduplicate(files, output, config, index, expected)
+    corpus = corpus_key(output, workspace, expected)
+    cleaned, deduped = clean_and_deduplicate(files, output, config, index, corpus, allow_empty)
     stats = corpus_stats({}, cleaned, deduped)
     manifest = {"stage": "dedup", "fingerprint": expected, "inputs": hashes, "parts": deduped["parts"], "stats": stats}
-    manifest = write_manifest(output, manifest)
+    manifest = publish_parts(staged_parts(output), output, manifest)
     report_stage(
         "dedup", stats, {"input": input, "output": output, **config.model_dump(mode="json")}, workspace, started
     )

@@ -101,7 +101,7 @@ def _corpus_shards_and_training(
     corpus_dir, shards_dir = (str(workspace / stage / f"refresh-{batch}") for stage in ("corpus", "shards"))
     index = str(workspace / config.dedup_index) if config.dedup_index else None
     files = stage_locally(new, refresh_state(workspace) / "staging")
-    kept = corpus_flow(files, corpus_dir, config.corpus, index, config.workspace)["stats"]["kept"]
+    kept = corpus_flow(files, corpus_dir, config.corpus, index, config.workspace, allow_empty=True)["stats"]["kept"]
     if not kept:
         return kept, None, list(lineage)
     shards_flow(corpus_dir, tokenizer, shards_dir, config.shards, config.workspace)

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from tinylm.stats import Stats
 from tinylm.storage.atomic import commit, discard, temp_path_for
+from tinylm.storage.manifest import manifest_path, write_manifest
 
 STATS_KEY = "tinylm.stats"
 DOCUMENT_SCHEMA = pa.schema(
@@ -154,3 +155,21 @@ def iter_texts(paths: Iterable[str | os.PathLike[str]], batch_size: int = 1024) 
 def corpus_parts(directory: str | os.PathLike[str]) -> list[Path]:
     """The document parquet files of a finished corpus directory, in their canonical order."""
     return sorted(Path(directory).glob("part-*.parquet"))
+
+
+def publish_parts(staged: str | os.PathLike[str], directory: str | os.PathLike[str], manifest: dict[str, Any]) -> dict:
+    """Make the parts written to `staged` the corpus of `directory`, then its manifest; returns the manifest as
+    stored.
+
+    A stage writes its new parts beside the old ones, so a run that fails, or refuses to keep nothing, leaves the
+    finished corpus untouched. Here the old manifest goes first: a run killed while parts are swapped leaves a folder
+    without one, which every reader treats as unfinished and a rerun redoes, never a manifest over other parts."""
+    staged, directory = Path(staged), Path(directory)
+    new = {path.name: path for path in staged.glob("part-*.parquet")}
+    manifest_path(directory).unlink(missing_ok=True)
+    for name, path in sorted(new.items()):
+        os.replace(path, directory / name)
+    for stale in corpus_parts(directory):
+        if stale.name not in new:
+            stale.unlink()
+    return write_manifest(directory, manifest)

@@ -7,8 +7,9 @@ Rules, in this order:
     earlier corpus and is dropped;
   * the rest are grouped into clusters (connected components of LSH matches), and each
     cluster keeps its longest document, ties going to the smallest id.
-The kept documents' keys and signatures then join the index, so next month's corpus is
-deduplicated against this one.
+The kept documents' keys and signatures then join the index, replacing what this corpus's earlier version put
+there, so next month's corpus is deduplicated against this one and a rerun of this one is not. A run that would keep
+nothing fails instead (`EmptyCorpusError`) before it writes anything: the previous output and its index entries stay.
 
 Two passes over the sources: the first decides, the second writes. No text is held, and
 what the decisions need per document (keys, signatures, lengths, ids) goes to a scratch
@@ -29,7 +30,14 @@ import numpy as np
 from tinylm.config import DedupConfig
 from tinylm.corpus.chat_markers import without_chat_markers
 from tinylm.corpus.dedup.clusters import UnionFind, cluster_losers
-from tinylm.corpus.dedup.index import DedupIndex, LocalKnownDocuments, PartWriter, banding
+from tinylm.corpus.dedup.index import (
+    CorpusKey,
+    DedupIndex,
+    LocalKnownDocuments,
+    PartWriter,
+    as_corpus_key,
+    banding,
+)
 from tinylm.corpus.dedup.lookup_tables import band_keys, matching_pairs, sorted_columns
 from tinylm.corpus.dedup.minhash import MinHasher
 from tinylm.corpus.dedup.parts import (
@@ -49,6 +57,18 @@ from tinylm.storage.documents import read_batches
 KnownDocuments = LocalKnownDocuments | RedisKnownDocuments
 _WHITESPACE = re.compile(r"\s+")
 SCRATCH = ".dedup-scratch"
+STATS = (
+    "documents",
+    "exact_duplicates",
+    "exact_duplicates_of_index",
+    "near_duplicates_of_index",
+    "near_duplicates",
+    "kept",
+)
+
+
+class EmptyCorpusError(ValueError):
+    """Dedup would keep no document of a non-empty corpus; nothing was written."""
 
 
 def exact_key(text: str) -> bytes:
@@ -90,8 +110,10 @@ class _Candidates:
         keys = np.array(key_list, dtype="S16")
         fresh = np.ones(len(documents), dtype=bool)
         if config.exact:
-            fresh = ~(known.seen_exact(key_list) | self._seen_in_run(keys))
+            of_index = known.seen_exact(key_list)
+            fresh = ~(of_index | self._seen_in_run(keys))
             stats.update("exact_duplicates", int((~fresh).sum()))
+            stats.update("exact_duplicates_of_index", int(of_index.sum()))
         fresh_rows = np.flatnonzero(fresh)
         if not config.near:
             self._drop(first_document, np.flatnonzero(~fresh), np.zeros(0, dtype=np.int64))
@@ -201,11 +223,38 @@ def keeps_an_index(config: DedupConfig, index_dir: str | Path | None) -> bool:
     return keeps
 
 
-def known_documents(config: DedupConfig, index: DedupIndex | None, run_key: str) -> KnownDocuments:
-    """What earlier corpora kept: the index folder's tables, or Redis (nothing, without an index)."""
+def known_documents(config: DedupConfig, index: DedupIndex | None, corpus: CorpusKey) -> KnownDocuments:
+    """What the other corpora kept: the index folder's tables, or Redis (nothing, without an index)."""
     if config.lsh_storage == "redis":
-        return RedisKnownDocuments(config, run_key)
-    return LocalKnownDocuments(index, config, run_key)
+        return RedisKnownDocuments(config, corpus)
+    return LocalKnownDocuments(index, config, corpus)
+
+
+def refuse_an_empty_result(counts: dict[str, int], allow_empty: bool) -> None:
+    """Dedup that would keep nothing of a non-empty corpus stops here, naming what took most of it: a corpus
+    deduplicated against an index that already holds it, or a threshold that makes everything one cluster."""
+    if allow_empty or counts["kept"] or not counts["documents"]:
+        return
+    reasons = {
+        "exact_duplicate of the dedup index": counts["exact_duplicates_of_index"],
+        "exact_duplicate within the corpus": counts["exact_duplicates"] - counts["exact_duplicates_of_index"],
+        "near_duplicate_of_index": counts["near_duplicates_of_index"],
+        "near_duplicate within the corpus": counts["near_duplicates"],
+    }
+    reason, count = max(reasons.items(), key=lambda item: item[1])
+    raise EmptyCorpusError(
+        f"dedup would remove every document ({count} of {counts['documents']} as {reason}); nothing was written "
+        "and the previous output is kept: check which corpora the index holds (another folder with the same "
+        "documents?), or raise dedup.threshold"
+    )
+
+
+def add_to_index(part_file: Path, index: DedupIndex | None, known: KnownDocuments) -> dict:
+    """The kept documents' rows, replacing the corpus's earlier ones: in the index folder, or in Redis."""
+    if index is not None:
+        index.add(part_file, known.corpus)
+    known.add(part_file)
+    return {} if index is None else {"index_documents": len(index)}
 
 
 def deduplicate_files(
@@ -213,16 +262,18 @@ def deduplicate_files(
     output_dir: str | Path,
     config: DedupConfig,
     index_dir: str | Path | None = None,
-    run_key: str = "",
+    corpus: CorpusKey | str = "",
     rejected_dir: str | Path | None = None,
+    allow_empty: bool = False,
 ) -> dict:
-    """Write `part-NNNNN.parquet` per source with duplicates removed; grow the index if one is given. With
-    `rejected_dir`, the removed documents go to `rejected_dir/<reason>/part-NNNNN.parquet` (`exact_duplicate`,
-    `near_duplicate_of_index`, `near_duplicate`)."""
+    """Write `part-NNNNN.parquet` per source with duplicates removed; with an index, deduplicate against the other
+    corpora in it and replace `corpus`'s entries with what it keeps. With `rejected_dir`, the removed documents go to
+    `rejected_dir/<reason>/part-NNNNN.parquet` (`exact_duplicate`, `near_duplicate_of_index`, `near_duplicate`).
+    Keeping nothing of a non-empty input is an `EmptyCorpusError` before anything is written, unless `allow_empty`."""
     keeps_index = keeps_an_index(config, index_dir)
     index = DedupIndex(index_dir, config) if index_dir else None
-    known = known_documents(config, index, run_key)
-    stats = Stats("documents", "exact_duplicates", "near_duplicates_of_index", "near_duplicates", "kept")
+    known = known_documents(config, index, as_corpus_key(corpus))
+    stats = Stats(*STATS)
     scratch = Path(output_dir) / SCRATCH
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
@@ -237,6 +288,7 @@ def deduplicate_files(
         removed = candidates.removed(stats)
         stats.update("near_duplicates", len(removed))
         stats.update("kept", candidates.count - len(removed))
+        refuse_an_empty_result(stats.as_dict(), allow_empty)
         part_file = scratch / "index-part.parquet"
         with PartWriter(part_file, config.num_perm) if keeps_index else nullcontext() as index_part:
             rejected_root = None if rejected_dir is None else Path(rejected_dir)
@@ -245,10 +297,7 @@ def deduplicate_files(
             )
             result = stats.as_dict() | {"parts": parts, "rejected": rejected}
         if keeps_index:
-            if index is not None:
-                index.add(part_file, added_by=run_key)
-                result["index_documents"] = len(index)
-            known.add(part_file)
+            result |= add_to_index(part_file, index, known)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return result

@@ -4,7 +4,10 @@ A directory of parquet parts plus `index.json`, which records the settings the
 signatures were made with and, for every part, its rows, sha256 and the corpus run that
 added it. Signatures are datasketch-compatible (scheme `affine32`, tinylm's shingle
 hash), so the parquet is the index's source of truth whatever LSH storage sits on top.
-A part added by the very run being redone is ignored, so a run killed after updating
+Each part belongs to one corpus (`CorpusKey`: its output folder in the workspace). A run that (re)makes a corpus
+ignores that corpus's own part and then replaces it, so a rerun with other settings (a filter threshold, the eval
+sets that feed decontamination) is deduplicated against the other corpora and earlier refreshes, never against its
+own previous version, which would remove every document as a duplicate of itself; and a run killed after updating
 the index and redone cannot mistake its own documents for old ones.
 
 Beside each part lie lookup tables derived from it (`lookup_tables.py`): its
@@ -16,6 +19,7 @@ threshold changed) is rebuilt from the sha256-checked parquet.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -41,6 +45,29 @@ _SETTINGS = ("num_perm", "seed", "zh_ngram", "en_ngram")
 
 class CorruptIndexError(ValueError):
     """A file of the dedup index cannot be trusted; the message names it."""
+
+
+@dataclass(frozen=True)
+class CorpusKey:
+    """The corpus a dedup run makes, as the index names its entries: `name` is the corpus's output folder relative
+    to its workspace (`corpus/default`, `corpus/refresh-2026-12`), stable across reruns with other settings and
+    distinct for every corpus. `legacy_runs` are the fingerprints an older index tagged this corpus's entries with
+    (read from the folder's manifest), so an index written before corpus keys still treats them as this corpus's."""
+
+    name: str
+    legacy_runs: tuple[str, ...] = ()
+
+    def owns(self, tag: str | None) -> bool:
+        return tag is not None and (tag == self.name or tag in self.legacy_runs)
+
+
+def as_corpus_key(key: CorpusKey | str) -> CorpusKey:
+    return key if isinstance(key, CorpusKey) else CorpusKey(key)
+
+
+def _owner(entry: dict) -> str | None:
+    """The corpus an index entry belongs to (an older index: the run that added it)."""
+    return entry.get("corpus", entry.get("added_by"))
 
 
 @dataclass(frozen=True)
@@ -94,10 +121,10 @@ class DedupIndex:
     def __len__(self) -> int:
         return sum(part["rows"] for part in self.manifest["parts"])
 
-    def parts(self, skip_added_by: str | None = None) -> Iterator[IndexPart]:
-        """Every part, checked against its sha256; parts added by `skip_added_by` are left out."""
+    def parts(self, skip: CorpusKey | None = None) -> Iterator[IndexPart]:
+        """Every part, checked against its sha256; the parts of corpus `skip` are left out."""
         for entry in self.manifest["parts"]:
-            if entry["added_by"] != skip_added_by:
+            if skip is None or not skip.owns(_owner(entry)):
                 yield self._read_part(entry)
 
     def _read_part(self, entry: dict) -> IndexPart:
@@ -120,11 +147,11 @@ class DedupIndex:
         except (pa.ArrowInvalid, OSError) as error:
             raise CorruptIndexError(f"dedup index part {path} is unreadable: {error}") from error
 
-    def tables(self, skip_added_by: str | None = None) -> list[PartTables]:
-        """The lookup tables of every non-empty part not added by `skip_added_by`, rebuilt where unusable."""
+    def tables(self, skip: CorpusKey | None = None) -> list[PartTables]:
+        """The lookup tables of every non-empty part not of corpus `skip`, rebuilt where unusable."""
         found = []
         for entry in self.manifest["parts"]:
-            if entry["added_by"] == skip_added_by or entry["rows"] == 0:
+            if (skip is not None and skip.owns(_owner(entry))) or entry["rows"] == 0:
                 continue
             tables = self._open_tables(entry)
             if tables is None:
@@ -175,18 +202,24 @@ class DedupIndex:
                 table[:, band] = lookup_tables.sorted_columns(keys)[:, 0]
             table.flush()
 
-    def add(self, part_file: Path, added_by: str) -> None:
-        """Copy in a part written by `PartWriter` for one corpus run (replacing that run's earlier part) and commit the
-        manifest."""
-        entries = [entry for entry in self.manifest["parts"] if entry["added_by"] != added_by]
-        name = f"part-{added_by[:16]}.parquet"
+    def add(self, part_file: Path, corpus: CorpusKey) -> None:
+        """Copy in a part written by `PartWriter` for `corpus`, replacing that corpus's earlier part, and commit the
+        manifest; the replaced part's files go once the manifest no longer names them."""
+        replaced = [entry for entry in self.manifest["parts"] if corpus.owns(_owner(entry))]
+        entries = [entry for entry in self.manifest["parts"] if not corpus.owns(_owner(entry))]
+        name = f"part-{hashlib.sha256(corpus.name.encode()).hexdigest()[:16]}.parquet"
         with atomic_path(self.directory / name) as tmp:
             shutil.copyfile(part_file, tmp)
-        entry = {"file": name, "rows": pq.ParquetFile(part_file).metadata.num_rows, "added_by": added_by}
+        entry = {"file": name, "rows": pq.ParquetFile(part_file).metadata.num_rows, "corpus": corpus.name}
         entry["sha256"] = file_sha256(self.directory / name)
         self._write_tables(entry, read_part(part_file, self.config.num_perm))
         self.manifest = {"settings": index_settings(self.config), "parts": [*entries, entry]}
         atomic_write_json(self.directory / INDEX_FILE, self.manifest)
+        for old in replaced:
+            if old["file"] != name:
+                stem = Path(old["file"]).stem
+                for path in [self.directory / old["file"], *self.directory.glob(f"{stem}.*.npy")]:
+                    path.unlink(missing_ok=True)
 
 
 class PartWriter:
@@ -262,12 +295,12 @@ def agrees(first: np.ndarray, second: np.ndarray, config: DedupConfig) -> bool:
 
 
 class LocalKnownDocuments:
-    """What earlier corpora kept, looked up in the index's memory-mapped tables (minus the run being redone)."""
+    """What the other corpora kept, looked up in the index's memory-mapped tables (minus the corpus being made)."""
 
-    def __init__(self, index: DedupIndex | None, config: DedupConfig, run_key: str) -> None:
-        self.config = config
+    def __init__(self, index: DedupIndex | None, config: DedupConfig, corpus: CorpusKey) -> None:
+        self.config, self.corpus = config, corpus
         self.bands, self.rows = banding(config)
-        self.parts = index.tables(skip_added_by=run_key) if index is not None else []
+        self.parts = index.tables(skip=corpus) if index is not None else []
 
     def seen_exact(self, keys: list[bytes]) -> np.ndarray:
         queries = np.array(keys, dtype="S16")

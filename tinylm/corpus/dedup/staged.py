@@ -34,8 +34,16 @@ import pyarrow.parquet as pq
 from tinylm.config import DedupConfig
 from tinylm.corpus.chat_markers import without_chat_markers
 from tinylm.corpus.dedup.clusters import UnionFind, cluster_losers
-from tinylm.corpus.dedup.deduplicate import SCRATCH, exact_key, keeps_an_index, known_documents
-from tinylm.corpus.dedup.index import DedupIndex, PartWriter, banding, read_part
+from tinylm.corpus.dedup.deduplicate import (
+    SCRATCH,
+    STATS,
+    add_to_index,
+    exact_key,
+    keeps_an_index,
+    known_documents,
+    refuse_an_empty_result,
+)
+from tinylm.corpus.dedup.index import CorpusKey, DedupIndex, PartWriter, as_corpus_key, banding, read_part
 from tinylm.corpus.dedup.lookup_tables import band_keys, save
 from tinylm.corpus.dedup.minhash import MinHasher
 from tinylm.corpus.dedup.parts import (
@@ -60,21 +68,23 @@ def deduplicate_in_stages(
     config: DedupConfig,
     fan_out: FanOut,
     index_dir: str | None = None,
-    run_key: str = "",
+    corpus: CorpusKey | str = "",
     rejected_dir: str | None = None,
+    allow_empty: bool = False,
 ) -> dict:
     """`deduplicate_files`, with its work spread by `fan_out`: the same parts, rejected files, index and counts."""
     keeps_index = keeps_an_index(config, index_dir)
     index = DedupIndex(index_dir, config) if index_dir else None
+    corpus = as_corpus_key(corpus)
     if index is not None:
-        index.tables(skip_added_by=run_key)  # built once here, not raced by every signing task
+        index.tables(skip=corpus)  # built once here, not raced by every signing task
     scratch = Path(output_dir) / SCRATCH
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     try:
         count = len(sources)
-        fan_out(
-            sign_source, [(source, n, str(scratch), config, index_dir, run_key) for n, source in enumerate(sources)]
+        copies_of_index = fan_out(
+            sign_source, [(source, n, str(scratch), config, index_dir, corpus) for n, source in enumerate(sources)]
         )
         partitions = banding(config)[0]
         exact_files = (
@@ -83,17 +93,19 @@ def deduplicate_in_stages(
             else []
         )
         [(counts, settled)] = fan_out(settle_exact, [(str(scratch), count, exact_files)])
-        stats = Stats("documents", "exact_duplicates", "near_duplicates_of_index", "near_duplicates", "kept")
+        stats = Stats(*STATS)
         stats.counts.update(settled)
+        stats.update("exact_duplicates_of_index", sum(copies_of_index))
         if config.near:
             pair_files = fan_out(band_pairs, [(str(scratch), counts, band, config) for band in range(partitions)])
             [clustered] = fan_out(near_duplicates, [(str(scratch), counts, pair_files)])
             stats.counts.update(clustered)
+        stats.update("kept", sum(counts) - stats["near_duplicates"])
+        refuse_an_empty_result(stats.as_dict(), allow_empty)
         calls = [
             (source, n, str(scratch), output_dir, config, keeps_index, rejected_dir) for n, source in enumerate(sources)
         ]
         written = fan_out(write_source, calls)
-        stats.update("kept", sum(part["documents"] for part in written))
         rejected: dict[str, list[str]] = {}
         for part in written:
             for reason, path in part["rejected"].items():
@@ -105,10 +117,7 @@ def deduplicate_in_stages(
         if keeps_index:
             joined = scratch / "index-part.parquet"
             join_index_parts([part["index_part"] for part in written], joined, config.num_perm)
-            if index is not None:
-                index.add(joined, added_by=run_key)
-                result["index_documents"] = len(index)
-            known_documents(config, index, run_key).add(joined)
+            result |= add_to_index(joined, index, known_documents(config, index, corpus))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return result
@@ -119,17 +128,18 @@ def source_folder(scratch: Path, number: int) -> Path:
 
 
 def sign_source(
-    source: str, number: int, scratch: str, config: DedupConfig, index_dir: str | None, run_key: str
+    source: str, number: int, scratch: str, config: DedupConfig, index_dir: str | None, corpus: CorpusKey
 ) -> int:
     """Stage 1 for one source file. Its verdicts so far (copies within the file, exact and near matches of the
-    index) and, for the rest (its candidates), exact keys, signatures, lengths, ids and band keys. Returns its
-    number of documents."""
+    index) and, for the rest (its candidates), exact keys, signatures, lengths, ids and band keys. Returns how many
+    of its documents the index holds exactly."""
     folder = source_folder(Path(scratch), number)
     folder.mkdir(parents=True, exist_ok=True)
-    known = known_documents(config, DedupIndex(index_dir, config) if index_dir else None, run_key)
+    known = known_documents(config, DedupIndex(index_dir, config) if index_dir else None, corpus)
     hasher = MinHasher(config.num_perm, config.seed)
     verdicts, keys, signatures, lengths, ids = [], [], [], [], []
     seen: set[bytes] = set()
+    copies_of_index = 0
     for batch in read_batches(source, BATCH, ["id", "text", "lang"]):
         documents = batch.to_pylist()
         texts = [without_chat_markers(document["text"]) for document in documents]
@@ -137,7 +147,9 @@ def sign_source(
         verdict = np.full(len(documents), KEPT, dtype=np.int8)
         if config.exact:
             in_file = np.array([key in seen or seen.add(key) is not None for key in batch_keys], dtype=bool)
-            verdict[known.seen_exact(batch_keys) | in_file] = EXACT_DUPLICATE
+            in_index = known.seen_exact(batch_keys)
+            verdict[in_index | in_file] = EXACT_DUPLICATE
+            copies_of_index += int(in_index.sum())
         if config.near:
             fresh = np.flatnonzero(verdict == KEPT)
             batch_signatures = hasher.signatures(
@@ -170,7 +182,7 @@ def sign_source(
         all_signatures = np.concatenate(signatures) if signatures else np.zeros((0, config.num_perm), "<u4")
         save(folder / "signatures.npy", all_signatures)
         save(folder / "bands.npy", band_keys(all_signatures, *banding(config)))
-    return len(verdict)
+    return copies_of_index
 
 
 def exact_partition(scratch: str, sources: int, partition: int, partitions: int) -> str:
