@@ -7,7 +7,13 @@ from pydantic import ValidationError
 from tests.helpers import write_wiki_dump
 from tinylm.config import ExtractConfig
 from tinylm.corpus.readers import read_documents
-from tinylm.corpus.wiki.markup import page_conversion_rules, remove_nested_blocks, resolve_variants, wikitext_to_text
+from tinylm.corpus.wiki.markup import (
+    outside_formulas,
+    page_conversion_rules,
+    remove_nested_blocks,
+    resolve_variants,
+    wikitext_to_text,
+)
 from tinylm.stats import Stats
 
 
@@ -16,17 +22,18 @@ def test_nested_multiline_templates_are_removed_whole():
     assert wikitext_to_text(markup) == "Before after."
 
 
-def test_refs_comments_math_and_gallery_are_dropped():
+def test_refs_comments_and_gallery_are_dropped_and_a_formula_keeps_its_tex():
     markup = (
         "Text<ref name=a>{{cite web|url=http://x}}</ref> more<ref name=a/>.<!-- hidden -->"
         " Formula <math>x^2</math> end.\n<gallery>\nFile:A.jpg|cap\n</gallery>"
     )
-    assert wikitext_to_text(markup) == "Text more. Formula end."
+    assert wikitext_to_text(markup) == "Text more. Formula $x^2$ end."
 
 
-def test_tables_are_dropped_but_text_around_them_stays():
+def test_a_table_keeps_a_line_per_row_or_is_dropped_when_asked():
     markup = "Intro.\n{| class=wikitable\n|-\n| a || {{flag|x}}\n|-\n| b\n|}\nOutro."
-    assert wikitext_to_text(markup) == "Intro.\n\nOutro."
+    assert wikitext_to_text(markup) == "Intro.\na\nb\nOutro."
+    assert wikitext_to_text(markup, tables="drop") == "Intro.\n\nOutro."
 
 
 def test_file_links_with_nested_links_in_caption_are_dropped():
@@ -89,7 +96,7 @@ def test_chinese_page_with_variants_templates_tables_and_refs():
 清朝時期-{建城}-於1884年。<!-- 註解 -->
 [[Category:台灣城市]]
 [[en:Taipei]]"""
-    expected = "臺北市是中华民国的首都，位於台湾北部。\n\n歷史\n\n清朝時期建城於1884年。"
+    expected = "臺北市是中华民国的首都，位於台湾北部。\n\n歷史\n\n年份 | 事件\n1884 | 建城\n\n清朝時期建城於1884年。"
     assert wikitext_to_text(markup) == expected
 
 
@@ -126,7 +133,7 @@ def test_real_zhwiki_pages_keep_the_prose_inside_link_language_and_date_template
     assert "數據傳輸層加密" in quic  # {{tsl|en|Datagram Transport Layer Security|數據傳輸層加密}}
     assert "（Yahoo! UI Library，YUI）" in yui and "於2014-08-29，" in yui  # {{lang-en|...}}, {{date|...|iso}}
     assert "軌跡為阿波羅尼斯圓，" in circles
-    assert not [marker for text in texts.values() for marker in MARKUP if marker in text]
+    assert not [marker for text in texts.values() for marker in MARKUP if marker in outside_formulas(text)]
     assert (
         "Daniel Stenberg: HTTP/3 explained" in quic and "2013-12-20" not in yui
     )  # kept in a list; dropped with the infobox
@@ -248,3 +255,79 @@ def test_one_way_unnamed_and_removed_rules_and_what_is_not_a_rule():
     assert rules == {"滑鼠": "鼠标", "記憶體": "内存"}, "G1 (a site group) and T (the title) are not text rules"
     assert wikitext_to_text("A-{-|zh-cn:鼠标; zh-tw:滑鼠;}-B") == "AB", "the - flag removes a rule and shows nothing"
     assert wikitext_to_text("{{NoteTA|1=zh-cn:鼠标; zh-tw:滑鼠;}}按滑鼠，滑鼠墊", variant="zh-tw") == "按滑鼠，滑鼠墊"
+
+
+def test_what_readers_see_of_formulas_powers_of_ten_poems_and_tables_survives_on_real_pages(enwiki_dump):
+    """Each construct on a real page, against what the rendered page shows: a dropped {{e}} or {{val|e=}} made a
+    number wrong by its power of ten, a dropped <math> left sentences with holes, a dropped <br>/<poem> ran a poem's
+    lines together, and a dropped table left the sentence introducing it pointing at nothing."""
+    english = {
+        document["title"]: document["text"] for document in read_documents(enwiki_dump, ExtractConfig(), Stats())
+    }
+    assert "roughly 6.241×10^18 times the elementary charge" in english["Ampere"]  # {{val|6.241|e=18}}
+    assert "O beautiful for spacious skies,\nFor amber waves of grain,\n" in english["America the Beautiful"]
+    assert (
+        "skies,\nFor amber waves of grain,\nFor purple mountain majesties\nAbove the enameled plain!"
+        in (english["America the Beautiful"])
+    ), "a <poem> in a table cell keeps its lines"
+    alaska = english["Alaska"]
+    assert (
+        "in Alaska\nLocation | July (°F) | July (°C) | January (°F) | January (°C)\nAnchorage | 65/51 | 18/10" in alaska
+    )
+    assert "Albedo" in english and "$A =\\left ( \\frac{1329\\times10^{-H/5}}{D} \\right ) ^2$" in english["Albedo"]
+    chinese = {
+        document["title"]: document["text"] for document in read_documents(ZHWIKI_PAGES, ExtractConfig(), Stats())
+    }
+    assert "其閉迴路傳遞函數為$T(s) = \\frac{G(s)}{1+G(s)}$。" in chinese["等M圓及等N圓"]
+    dropped = {d["title"]: d["text"] for d in read_documents(enwiki_dump, ExtractConfig(tables="drop"), Stats())}
+    assert "Anchorage | 65/51" not in dropped["Alaska"]
+
+
+def test_powers_of_ten_formulas_and_line_breaks_render_as_the_page_shows():
+    assert wikitext_to_text("1 C ≈ 2.99792{{e|9}} statC") == "1 C ≈ 2.99792×10^9 statC"
+    assert wikitext_to_text("about 3.3{{e|-20}}&nbsp;g") == "about 3.3×10^-20 g"
+    assert wikitext_to_text("{{val|1.602|e=-19|u=C}}") == "1.602×10^-19 C"
+    assert (
+        wikitext_to_text(
+            "其中，<math>F = k_e \\frac{q_1 q_2}{r^2}</math>，<math>r</math>是它们之间的距离。<chem>H2O</chem>"
+        )
+        == "其中，$F = k_e \\frac{q_1 q_2}{r^2}$，$r$是它们之间的距离。$\\ce{H2O}$"
+    )
+    assert wikitext_to_text("A<math>{{a}}|b</math>'' ''B") == "A${{a}}|b$ B", "TeX is never read as markup"
+    assert (
+        wikitext_to_text("床前明月光，<br>疑是地上霜。<br />举头望明月，") == "床前明月光，\n疑是地上霜。\n举头望明月，"
+    )
+    assert wikitext_to_text("<poem>\n:春眠不觉晓，\n处处闻啼鸟。\n</poem>") == "春眠不觉晓，\n处处闻啼鸟。"
+
+
+def test_a_table_shows_its_caption_and_rows_and_furniture_stays_dropped():
+    markup = (
+        "已公布一批县级文物保护单位：\n"
+        '{| class="wikitable"\n|+ 县级文物保护单位\n! 批次 !! scope="col" | 公布时间\n|-\n'
+        '| 第一批 || 1991年3月\n|-\n| style="color:red" | 第二批 || [[1998年|1998年]]<ref>x</ref>\n|}\n'
+        '{| class="navbox"\n| [[A]] || [[B]]\n|}\n后文。'
+    )
+    assert wikitext_to_text(markup) == (
+        "已公布一批县级文物保护单位：\n县级文物保护单位\n批次 | 公布时间\n第一批 | 1991年3月\n第二批 | 1998年\n\n后文。"
+    )
+
+
+def test_reference_sections_titled_by_definition_terms_leave_no_heading():
+    """zhwiki articles end in reference sections whose subtitles are `;` terms; emptied, none of them stays."""
+    markup = (
+        "正文。\n\n== 脚注 ==\n{{Reflist|group=注}}\n== 参考文献 ==\n=== 文献 ===\n;参考引用\n{{Reflist|2}}\n"
+        ";引用\n<references/>\n== 外部链接 ==\n* [https://example.org 官方网站]\n"
+    )
+    assert wikitext_to_text(markup) == "正文。\n\n外部链接\n\n官方网站"
+    assert wikitext_to_text(";术语\n定义的文字。") == "术语\n定义的文字。", "a term with its text is kept"
+
+
+def test_a_redirect_written_only_in_the_text_is_skipped_and_counted(tmp_path):
+    dump = write_wiki_dump(
+        tmp_path / "zhwiki-test-pages-articles.xml.bz2",
+        {"X": "#REDIRECT [[Y]]", "旧名": "#重定向 [[新名]]", "新名": "正文足够长的一段文字。"},
+    )
+    stats = Stats()
+    documents = list(read_documents(dump, ExtractConfig(), stats))
+    assert [document["title"] for document in documents] == ["新名"]
+    assert stats.group("skipped") == {"redirect": 2}

@@ -70,6 +70,11 @@ class ExtractConfig(_Settings):
     namespaces: list[int] = Field([0], description="Wikipedia: namespaces to keep (0 = articles)")
     skip_disambiguation: bool = Field(True, description="Wikipedia: skip disambiguation pages")
     keep_headings: bool = Field(True, description="Wikipedia: keep section headings as their own lines")
+    tables: Literal["keep", "drop"] = Field(
+        "keep",
+        description="Wikipedia: keep: a table's caption, then a line per row with its cells between ' | ' (navboxes "
+        "and infoboxes dropped); drop: tables leave no text",
+    )
     variant: str = Field("zh-hans", description="Wikipedia: which -{zh-hans:...;zh-hant:...}- variant to keep")
     templates: dict[str, TemplateRule] = Field(
         {},

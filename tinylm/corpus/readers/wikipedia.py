@@ -21,6 +21,9 @@ _DISAMBIGUATION = re.compile(
     re.I,
 )
 _DISAMBIGUATION_TITLE = re.compile(r"\((?:disambiguation|消歧义|消歧義)\)$", re.I)
+# A redirect written only in the text, as small and old dumps have it (no <redirect> element): MediaWiki's magic word
+# in English and in zhwiki's own spellings.
+_TEXT_REDIRECT = re.compile(r"^\s*#\s*(?:redirect|重定向|重新导向|重新導向)\s*:?\s*\[\[", re.I)
 
 
 def is_disambiguation(title: str, markup: str) -> bool:
@@ -42,14 +45,18 @@ def read_wiki(path: Path, stream: IO[bytes], config: ExtractConfig, stats: Stats
         if page.namespace not in config.namespaces:
             stats.skip("other_namespace")
             continue
-        if page.redirect:
+        if page.redirect or _TEXT_REDIRECT.match(page.text):
             stats.skip("redirect")
             continue
         if config.skip_disambiguation and is_disambiguation(page.title, page.text):
             stats.skip("disambiguation")
             continue
         text = wikitext_to_text(
-            page.text, variant=config.variant, keep_headings=config.keep_headings, templates=templates
+            page.text,
+            variant=config.variant,
+            keep_headings=config.keep_headings,
+            templates=templates,
+            tables=config.tables,
         )
         if not text:
             stats.skip("empty")

@@ -4,16 +4,26 @@ MediaWiki markup is not a regular language, so nested constructs (templates, tab
 file links with captions that hold links) are removed by a bracket-matching scanner, which
 keeps the visible text of the templates `templates.py` lists as prose; the flat ones that
 remain (links, emphasis, headings, tags) go by regular expressions.
-The order matters: comments and refs first (they may hide braces), then variant markup,
+The order matters: comments first, then formulas (set aside whole, so TeX's braces and
+primes are never read as markup), then refs (they may hide braces), then variant markup,
 then nested blocks, then links, then inline markup.
+
+What a reader sees of each construct survives (docs/corpus.md has the table): `<math>` and
+`<chem>` keep their TeX between dollar signs, `<br>` and `<poem>` keep their line breaks,
+`{{e|9}}` shows ×10^9, a simple table becomes one line per row with its cells between ` | `,
+and a heading whose section holds no text (references, an emptied table) is dropped.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from typing import Literal
 
+from tinylm.corpus.wiki.tables import render_table
 from tinylm.corpus.wiki.templates import TemplateTable, template_table
+
+Tables = Literal["keep", "drop"]
 
 VARIANT_FALLBACK = {
     "zh-hans": ("zh-hans", "zh-cn", "zh-sg", "zh-my", "zh"),
@@ -25,8 +35,16 @@ VARIANT_FALLBACK = {
 
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
 _DROPPED_TAGS = (
-    "ref|math|chem|gallery|timeline|score|syntaxhighlight|source|templatedata|graph|mapframe|hiero|imagemap|references"
+    "ref|gallery|timeline|score|syntaxhighlight|source|templatedata|graph|mapframe|hiero|imagemap|references"
 )
+# A formula's TeX, set aside as a numbered placeholder (private-use characters no wikitext holds) until the end.
+_FORMULA = re.compile(r"<(math|chem|ce)\b([^>]*)>(.*?)</\1\s*>", re.I | re.S)
+_EMPTY_FORMULA = re.compile(r"<(?:math|chem|ce)\b[^>]*/>", re.I)
+_PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
+# A line break a reader sees (<br>, a poem's lines), kept through the passes that fold white space.
+_BREAK = "\x02"
+_BR = re.compile(r"<br\s*/?>|</br>", re.I)
+_POEM = re.compile(r"<poem\b[^>]*>(.*?)(?:</poem\s*>|\Z)", re.I | re.S)
 _SELF_CLOSING = re.compile(rf"<(?:{_DROPPED_TAGS})\b[^>]*/>", re.I)
 _PAIRED = re.compile(rf"<({_DROPPED_TAGS})\b[^>]*>.*?</\1\s*>", re.I | re.S)
 _UNCLOSED_REF = re.compile(r"<ref\b[^>]*>", re.I)
@@ -69,6 +87,9 @@ _HEADING = re.compile(r"^(={1,6})\s*(.*?)\s*\1\s*$", re.M)
 _MAGIC_WORD = re.compile(r"__[A-Z]+__")
 _TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*\b[^>]*?/?>")
 _LIST_MARKER = re.compile(r"^[*#:;]+\s*", re.M)
+# A definition term alone on its line (`;参考引用`), which pages use as a small heading.
+_TERM = re.compile(r"^;\s*([^:\n]*?)\s*$", re.M)
+_TERM_LEVEL = 7
 _HORIZONTAL_RULE = re.compile(r"^-{4,}\s*$", re.M)
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
@@ -175,8 +196,11 @@ def _is_media_or_meta_link(inner: str) -> bool:
     return bool(_INTERLANGUAGE.match(inner)) and not inner.startswith(":")
 
 
-def remove_nested_blocks(text: str, templates: TemplateTable | None = None, nesting: int = 0) -> str:
-    """Remove templates `{{...}}`, tables `{|...|}` and file/category links, however nested.
+def remove_nested_blocks(
+    text: str, templates: TemplateTable | None = None, nesting: int = 0, tables: Tables = "drop"
+) -> str:
+    """Remove templates `{{...}}`, tables `{|...|}` and file/category links, however nested; with `tables="keep"`,
+    a top-level table shows its rows (`tables.py`), and tables inside it are dropped.
 
     A template the table lists as prose is replaced by the text it shows (its arguments
     cleaned the same way, so templates inside it are kept or dropped by the same rules);
@@ -213,14 +237,12 @@ def remove_nested_blocks(text: str, templates: TemplateTable | None = None, nest
             opener, opened_at = stack[depth]
             del stack[depth:]
             if not stack:
-                if opener == "{{":
-                    if nesting < _MAX_KEPT_DEPTH:
-                        call = text[opened_at:end]
-                        out.append(
-                            templates.render(
-                                call, lambda argument: remove_nested_blocks(argument, templates, nesting + 1)
-                            )
-                        )
+                if nesting < _MAX_KEPT_DEPTH and opener in ("{{", "{|"):
+                    inner = lambda argument: remove_nested_blocks(argument, templates, nesting + 1)  # noqa: E731
+                    if opener == "{{":
+                        out.append(templates.render(text[opened_at:end], inner))
+                    elif tables == "keep":
+                        out.append(render_table(text[opened_at:end], inner))
                 kept_until = end
     if stack:
         _, start = stack[0]
@@ -238,18 +260,63 @@ def _link_text(match: re.Match[str]) -> str:
     return target.split("#", 1)[0] if not target.startswith("#") else target[1:]
 
 
+def _set_aside_formulas(text: str) -> tuple[str, list[str]]:
+    """Each `<math>`/`<chem>` replaced by a placeholder, and the text it will show: its TeX between `$` (`$$` for a
+    displayed formula), as web-scale corpora keep formulas; chemistry as mhchem's `\\ce{…}`, which is how MediaWiki
+    renders `<chem>`. A sentence that quoted a formula keeps it instead of a hole."""
+    formulas: list[str] = []
+
+    def aside(match: re.Match[str]) -> str:
+        tag, attributes, tex = match.group(1).lower(), match.group(2), " ".join(html.unescape(match.group(3)).split())
+        if not tex:
+            return ""
+        if tag != "math":
+            tex = f"\\ce{{{tex}}}"
+        dollars = "$$" if re.search(r"display\s*=\s*[\"']?block", attributes, re.I) else "$"
+        formulas.append(f"{dollars}{tex}{dollars}")
+        return f"\ue000{len(formulas) - 1}\ue001"
+
+    return _FORMULA.sub(aside, _EMPTY_FORMULA.sub("", text)), formulas
+
+
+_WRITTEN_FORMULA = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$", re.S)
+
+
+def outside_formulas(text: str) -> str:
+    """Extracted text less the formulas it shows (`$…$`, `$$…$$`), whose TeX holds braces and bars that read as wiki
+    markup: what a check for markup residue looks at."""
+    return _WRITTEN_FORMULA.sub(" ", text)
+
+
+def _keep_line_breaks(text: str) -> str:
+    """`<br>` and a poem's line ends as break marks, which survive the passes that fold lines and spaces."""
+
+    def poem(match: re.Match[str]) -> str:
+        return _BREAK.join(line.lstrip(":") for line in match.group(1).strip("\n").split("\n"))
+
+    text = _POEM.sub(poem, text)
+    return _BR.sub(_BREAK, text)
+
+
 def wikitext_to_text(
-    markup: str, *, variant: str = "zh-hans", keep_headings: bool = True, templates: TemplateTable | None = None
+    markup: str,
+    *,
+    variant: str = "zh-hans",
+    keep_headings: bool = True,
+    templates: TemplateTable | None = None,
+    tables: Tables = "keep",
 ) -> str:
     """Plain visible text of a page's wikitext, paragraphs separated by one blank line (`templates`: the built-in table
-    if None)."""
+    if None; `tables`: simple tables as a line per row, or dropped)."""
     text = _COMMENT.sub("", markup)
+    text, formulas = _set_aside_formulas(text)
     text = _SELF_CLOSING.sub("", text)
     text = _PAIRED.sub("", text)
     text = _UNCLOSED_REF.sub("", text)
     conversions = page_conversion_rules(text, variant)
     text = resolve_variants(text, variant)
-    text = remove_nested_blocks(text, templates)
+    text = _keep_line_breaks(text)
+    text = remove_nested_blocks(text, templates, tables=tables)
     text = _LINK.sub(_link_text, text)
     text = _EXTERNAL_LINK.sub(lambda m: m.group(1) or "", text)
     text = _BARE_URL_BRACKET.sub("", text)
@@ -257,6 +324,8 @@ def wikitext_to_text(
     text = _HEADING.sub(
         (lambda m: f"\n{_HEADING_MARK}{len(m.group(1))}{_HEADING_MARK}{m.group(2)}\n") if keep_headings else "", text
     )
+    term = f"{_HEADING_MARK}{_TERM_LEVEL}{_HEADING_MARK}"
+    text = _TERM.sub((lambda m: f"{term}{m.group(1)}") if keep_headings else "", text)
     text = _MAGIC_WORD.sub("", text)
     text = _TAG.sub("", text)
     text = apply_conversions(text, conversions)
@@ -265,6 +334,7 @@ def wikitext_to_text(
     text = html.unescape(text)
     text = _LEFTOVER_BRACKETS.sub("", text)
     text = _EMPTY_BRACKETS.sub("", text)
+    text = _PLACEHOLDER.sub(lambda match: formulas[int(match.group(1))], text).replace(_BREAK, "\n")
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
     text = "\n".join(_without_empty_sections(lines))
     return _BLANK_LINES.sub("\n\n", text).strip()
@@ -279,8 +349,9 @@ def _heading(line: str) -> tuple[int, str] | None:
 
 
 def _without_empty_sections(lines: list[str]) -> list[str]:
-    """Headings as plain lines, less those whose section holds no text: a section that was only a table,
-    a gallery or references, all removed above, would leave its heading standing alone."""
+    """Headings as plain lines, less those whose section holds no text: a section that was only a gallery or
+    references, removed above, would leave its heading standing alone. A definition term alone on its line
+    (`;参考引用`) counts as a heading below all others, so reference sections titled that way go too."""
     kept = []
     for index, line in enumerate(lines):
         heading = _heading(line)

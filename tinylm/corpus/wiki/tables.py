@@ -1,0 +1,88 @@
+"""A wiki table as the text a reader takes from it: its caption, then a line per row with the cells between ` | `.
+
+Dropping tables lost what sentences point at ("已公布一批县级文物保护单位：" followed by nothing). A data table's
+rows read as lines of text; a table whose cells hold several lines each (poems side by side, a layout table) is
+not a grid a line can show, so each of its cells becomes a paragraph instead. Navigation boxes, infoboxes and
+sidebars are page furniture, not prose, and stay dropped, as do tables nested in a cell.
+
+MediaWiki's table syntax is line-based (`{|` opens, `|+` captions, `|-` starts a row, `!` and `|` start header and
+data cells, `!!` and `||` separate cells on one line, a single `|` ends a cell's attributes), so a small scanner
+reads it: a full wikitext parser (mwparserfromhell) would parse the whole page to find them, and extraction reads
+the rest of a page without one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+_FURNITURE = re.compile(r"\b(?:navbox|infobox|metadata|sidebar|vertical-navbox|toccolours|ambox|mbox)", re.I)
+_TOKENS = re.compile(r"\[\[|\]\]|\{\{|\}\}|\|\||!!|\|")
+_ATTRIBUTES = re.compile(r"^\s*(?:[\w:-]+\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s|]+)\s*)*$")
+# The line-break mark of `markup.py`: a cell holding one is not a single line.
+_BREAK = "\x02"
+
+
+def render_table(block: str, expand: Callable[[str], str]) -> str:
+    """The text of one table `{| … |}`; `expand` cleans a cell's wikitext (its templates, nested tables dropped)."""
+    lines = block.strip().split("\n")
+    if _FURNITURE.search(lines[0]):
+        return ""
+    caption, rows = "", [[]]
+    for line in lines[1:]:
+        stripped = line.strip()
+        if stripped.startswith("|}"):
+            break
+        if stripped.startswith("|+"):
+            caption = expand(_content(stripped[2:])).strip()
+        elif stripped.startswith("|-"):
+            rows.append([])
+        elif stripped[:1] in ("|", "!"):
+            rows[-1].extend(_split_cells(stripped[1:], header=stripped[0] == "!"))
+        elif rows[-1]:
+            rows[-1][-1] += "\n" + line
+    cells = [[expand(_content(cell)).strip() for cell in row] for row in rows]
+    cells = [_without_trailing_empties(row) for row in cells]
+    cells = [row for row in cells if row]
+    if any("\n" in cell or _BREAK in cell for row in cells for cell in row):
+        shown = [cell for row in cells for cell in row if cell]
+        return "\n\n".join(([caption] if caption else []) + shown)
+    return "\n".join(([caption] if caption else []) + [" | ".join(row) for row in cells])
+
+
+def _split_cells(line: str, header: bool) -> list[str]:
+    """A row line's cells, split at `||` (and `!!` on a header line) outside links and templates."""
+    cells, depth, start = [], 0, 0
+    for token in _TOKENS.finditer(line):
+        kind = token.group()
+        if kind in ("[[", "{{"):
+            depth += 1
+        elif kind in ("]]", "}}"):
+            depth = max(0, depth - 1)
+        elif depth == 0 and (kind == "||" or (header and kind == "!!")):
+            cells.append(line[start : token.start()])
+            start = token.end()
+    cells.append(line[start:])
+    return cells
+
+
+def _content(cell: str) -> str:
+    """A cell without its attributes (`style="…" | text`): the text after the first bar outside links and templates,
+    when what precedes it reads as attributes."""
+    depth = 0
+    for token in _TOKENS.finditer(cell):
+        kind = token.group()
+        if kind in ("[[", "{{"):
+            depth += 1
+        elif kind in ("]]", "}}"):
+            depth = max(0, depth - 1)
+        elif depth == 0 and kind == "|":
+            before = cell[: token.start()]
+            return cell[token.end() :] if _ATTRIBUTES.match(before) else cell
+    return cell
+
+
+def _without_trailing_empties(row: list[str]) -> list[str]:
+    while row and not row[-1]:
+        row = row[:-1]
+    return row
