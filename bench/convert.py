@@ -12,8 +12,13 @@ Best of seven: each run takes only tens of milliseconds.
 
 Variants: OpenCC's own Taiwan and Hong Kong cases (tests/data/opencc, 106 cases of tw2s,
 tw2sp and hk2s): exact matches with plain t2s for every case, with the stage's default
-(t2s, or the detected region's tw2sp or hk2sp), and with each case's source converted by
+(t2s, or the detected region's forms and vetted words), and with each case's source converted by
 its own config (`convert.source_configs`).
+
+Meaning: real sentences where a phrase table changes what a sentence says (tests/data/meaning: 智慧 as wisdom,
+支援 as help, 本線上 as "on the main line", 軟體動物, 網路由器): for each way of converting, how many come out
+holding a form that says something else (智能, 支持, 在线, 进程); tinylm's conversion for a Taiwan-detected text
+is applied to every sentence, whether or not detection would pick it.
 
 Detection on real text of each kind: Android Messaging's strings as its translators wrote
 them for Taiwan, Hong Kong and the mainland (tests/data/android), and the Zuozhuan in
@@ -34,13 +39,14 @@ from _timing import best_of
 from tinylm.config import ConvertConfig, ExtractConfig
 from tinylm.corpus.convert import SourceConverters, convert_texts, make_converter
 from tinylm.corpus.readers import read_documents
-from tinylm.corpus.variants import RegionDetector
+from tinylm.corpus.variants import RegionDetector, region_converters
 from tinylm.stats import Stats
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TESTS_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 VARIANT_CASES = TESTS_DATA / "opencc" / "variant-cases.json"
 ANDROID_STRINGS = TESTS_DATA / "android" / "messaging-strings.jsonl"
+MEANING = TESTS_DATA / "meaning" / "sentences.json"
 
 
 def main() -> None:
@@ -92,6 +98,18 @@ def variant_cases() -> None:
     print(f"\nOpenCC's variant cases ({len(cases)}), exact:", ", ".join(f"{k} {v}" for k, v in exact.items()))
 
 
+def meaning_changes() -> None:
+    """Sentences whose conversion says something else, for OpenCC's configs and for tinylm's."""
+    sentences = json.loads(MEANING.read_text(encoding="utf-8"))["sentences"]
+    conversions = {config: opencc.OpenCC(config).convert for config in ("t2s", "tw2s", "tw2sp", "hk2sp")}
+    conversions["tinylm (default)"] = make_converter(ConvertConfig())
+    conversions["tinylm as Taiwan's"] = region_converters()["tw"]
+    print(f"\nmeaning changes on {len(sentences)} real sentences:")
+    for name, convert in conversions.items():
+        changed = [item["id"] for item in sentences if any(form in convert(item["text"]) for form in item["never"])]
+        print(f"  {name:<20} {len(changed):3d}  {' '.join(changed)}")
+
+
 def detection() -> None:
     rows = [json.loads(line) for line in ANDROID_STRINGS.open(encoding="utf-8")]
     detector = RegionDetector()
@@ -117,4 +135,5 @@ def detection() -> None:
 if __name__ == "__main__":
     main()
     variant_cases()
+    meaning_changes()
     detection()

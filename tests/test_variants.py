@@ -9,11 +9,12 @@ from pathlib import Path
 
 import opencc
 import pyarrow.parquet as pq
+import pytest
 
 from tinylm.config import ConvertConfig, FilterConfig
 from tinylm.corpus.clean import clean_file
 from tinylm.corpus.convert import convert_file, make_converter
-from tinylm.corpus.variants import RegionDetector
+from tinylm.corpus.variants import RegionDetector, region_converters
 from tinylm.storage.documents import make_document, write_documents
 
 TESTS_DATA = Path(__file__).parent / "data"
@@ -69,7 +70,8 @@ def test_the_clean_stage_counts_each_regions_documents(tmp_path):
     detector = RegionDetector()
     expected = Counter(detector.region(document["text"]) for document in documents)
     assert stats["converted_variant"] == {"tw": expected["tw"], "hk": expected["hk"]}
-    assert stats["converted_with"]["tw2sp"] == expected["tw"] and stats["converted_with"]["hk2sp"] == expected["hk"]
+    assert stats["converted_with"]["tw2s+words"] == expected["tw"]
+    assert stats["converted_with"]["hk2s+words"] == expected["hk"]
     texts = {row["id"]: row["text"] for row in pq.read_table(stats["output"]).to_pylist()}
     assert "短信" in "".join(texts.values())
     off = clean_file(tmp_path / "in.parquet", tmp_path / "off", ConvertConfig(detect_regions=False), KEEP_ALL)
@@ -83,3 +85,30 @@ def test_the_convert_command_counts_the_lines_it_read_as_taiwans(tmp_path):
     stats = convert_file(source, tmp_path / "out.txt", ConvertConfig())
     detector = RegionDetector()
     assert stats["converted_variant"]["tw"] == sum(detector.region(row["zh-TW"]) == "tw" for row in ROWS) >= 45
+
+
+MEANING = json.loads((Path(__file__).parent / "data" / "meaning" / "sentences.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("item", MEANING["sentences"], ids=lambda item: item["id"])
+def test_a_detected_regions_conversion_never_changes_what_a_real_sentence_says(item):
+    """Real sentences where OpenCC's Taiwan phrase table changes meaning (智慧 → 智能, 本線上 → 本在线, 支援 → 支持):
+    the conversion a Taiwan-detected text gets, and the default's, write what the sentence says."""
+    as_taiwan, default = region_converters()["tw"](item["text"]), make_converter(ConvertConfig())(item["text"])
+    assert as_taiwan == default == item["expected"]
+    assert not [form for form in item["never"] if form in as_taiwan]
+
+
+def test_the_meaning_sentences_are_ones_a_phrase_table_gets_wrong():
+    """The check can fail: OpenCC's tw2sp changes the meaning of most of these sentences."""
+    phrase_table = opencc.OpenCC("tw2sp").convert
+    changed = [
+        item["id"] for item in MEANING["sentences"] if any(f in phrase_table(item["text"]) for f in item["never"])
+    ]
+    assert len(changed) >= 7, changed
+
+
+def test_vetted_words_convert_in_taiwan_text_and_guards_keep_the_longer_word():
+    convert = region_converters()["tw"]
+    assert convert("這個軟體用滑鼠操作，資料庫在義大利的伺服器上") == "这个软件用鼠标操作，数据库在意大利的服务器上"
+    assert convert("軟體動物") == "软体动物" and convert("網路由器") == "网路由器" and convert("快閃記憶體") == "闪存"

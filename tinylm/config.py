@@ -114,7 +114,8 @@ class ConvertConfig(_Settings):
     detect_regions: bool = Field(
         True,
         description="with t2s, convert text that shows it was written in Taiwan's or Hong Kong's words (by the "
-        "words and character forms only that region uses) with that region's OpenCC config: tw2sp or hk2sp",
+        "words and character forms only that region uses) with that region's character forms (tw2s, hk2s) and a "
+        "vetted list of words that mean one thing everywhere (軟體 → 软件); never OpenCC's phrase tables",
     )
     zhconv_locale: Literal["zh-hans", "zh-cn"] = Field(
         "zh-hans", description="zhconv's target: zh-hans (simplified) or zh-cn (mainland usage)"

@@ -1,7 +1,7 @@
 """Convert stage: traditional to simplified Chinese, wherever a text holds Han characters.
 
-Text written in Taiwan's or Hong Kong's words gets that region's phrase tables, where the forms and words it uses
-show it (`variants.py`); the rest gets plain t2s.
+Text written in Taiwan's or Hong Kong's words gets that region's character forms and vetted words, where the forms
+and words it uses show it (`variants.py`); the rest gets plain t2s.
 
 A text with no Han character passes through byte-identical, so the conversion never
 touches code, names or quotes in other scripts. A text with some (an English line that
@@ -47,7 +47,7 @@ class Converter:
 
 
 class RegionalConverter(Converter):
-    """t2s, or Taiwan's or Hong Kong's phrase tables for a text that shows it was written there."""
+    """t2s, or Taiwan's or Hong Kong's forms and vetted words for a text that shows it was written there."""
 
     def __init__(self) -> None:
         super().__init__("t2s", opencc.OpenCC("t2s").convert)

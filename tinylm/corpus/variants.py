@@ -14,24 +14,33 @@ text is given a region only on evidence it shows:
   carries (`HONG_KONG_WORDS`).
 
 A text goes by the region more of its evidence names; a tie (Hong Kong writing shares much of Taiwan's modern
-vocabulary: Android's Hong Kong strings write 應用程式 and 影片) or no evidence leaves it to t2s. Each region's
-text is converted by OpenCC's own config for it, tw2sp or hk2sp. Their phrase tables are OpenCC's: tw2sp also
-writes 執行 and 建立 as 运行 and 创建, the computing senses, wherever they appear in Taiwan-written text.
+vocabulary: Android's Hong Kong strings write 應用程式 and 影片) or no evidence leaves it to t2s.
+
+What a region's text gets must never change what it says, so it is the region's character forms (OpenCC's tw2s or
+hk2s, no phrase table) and a vetted list of words that mean one thing wherever they appear (`region_words.toml`:
+軟體 → 软件, 資料庫 → 数据库, 義大利 → 意大利), never OpenCC's phrase tables (tw2sp, hk2sp), which rewrite ordinary
+words in their IT sense: 日高本線上的車站 became 日高本在线的站, 人類智慧 人类智能, and on a mainland article with a
+few traditional link titles 应用程序空间 became 应用进程空间. `bench/convert.py` counts meaning changes on real
+sentences where a phrase table would make one (0), beside OpenCC's own variant cases.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import opencc
 
 Region = Literal["tw", "hk"]
 Evidence = Literal["taiwan", "hong_kong"]
-# The conversion each region's text gets, as the stats name it.
-REGION_CONVERSIONS: dict[Region, str] = {"tw": "tw2sp", "hk": "hk2sp"}
+# The conversion each region's text gets, as the stats name it: the region's character forms, and its vetted words.
+REGION_CONVERSIONS: dict[Region, str] = {"tw": "tw2s+words", "hk": "hk2s+words"}
+_CHARACTER_CONFIGS: dict[Region, str] = {"tw": "tw2s", "hk": "hk2s"}
+REGION_WORDS = Path(__file__).with_name("region_words.toml")
 # Hong Kong words and Cantonese characters that no OpenCC table lists, and that Taiwan and the mainland do not write.
 HONG_KONG_WORDS = (
     "嘅", "咗", "冇", "喺", "哋", "嘢", "啲", "嚟", "睇", "噉", "乜嘢", "佢",
@@ -50,7 +59,24 @@ _WRITTEN_EVERYWHERE = frozenset("台濕")
 
 @functools.cache
 def region_converters() -> dict[Region, Callable[[str], str]]:
-    return {region: opencc.OpenCC(config).convert for region, config in REGION_CONVERSIONS.items()}
+    """Each region's conversion: its vetted words replaced (guards left for the characters), then its forms."""
+    table = tomllib.loads(REGION_WORDS.read_text(encoding="utf-8"))
+    sections: dict[Region, str] = {"tw": "taiwan", "hk": "hong_kong"}
+    return {
+        region: _words_then_characters(table[section], table["guards"]["words"], _CHARACTER_CONFIGS[region])
+        for region, section in sections.items()
+    }
+
+
+def _words_then_characters(words: dict[str, str], guards: list[str], config: str) -> Callable[[str], str]:
+    """One pass over the text, longest match first, so a guard (軟體動物) wins over the word inside it (軟體)."""
+    pattern = re.compile("|".join(sorted([*words, *guards], key=len, reverse=True)))
+    characters = opencc.OpenCC(config).convert
+
+    def convert(text: str) -> str:
+        return characters(pattern.sub(lambda match: words.get(match.group(), match.group()), text))
+
+    return convert
 
 
 def _forms_changed_by(config: str) -> frozenset[str]:
