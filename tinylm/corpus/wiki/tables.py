@@ -14,7 +14,7 @@ the rest of a page without one.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 _FURNITURE = re.compile(r"\b(?:navbox|infobox|metadata|sidebar|vertical-navbox|toccolours|ambox|mbox)", re.I)
 _TOKENS = re.compile(r"\[\[|\]\]|\{\{|\}\}|\|\||!!|\|")
@@ -50,16 +50,24 @@ def render_table(block: str, expand: Callable[[str], str]) -> str:
     return "\n".join(([caption] if caption else []) + [" | ".join(row) for row in cells])
 
 
-def _split_cells(line: str, header: bool) -> list[str]:
-    """A row line's cells, split at `||` (and `!!` on a header line) outside links and templates."""
-    cells, depth, start = [], 0, 0
-    for token in _TOKENS.finditer(line):
+def _top_level(text: str) -> Iterator[re.Match[str]]:
+    """The bars (`|`, `||`, `!!`) of `text` outside links and templates."""
+    depth = 0
+    for token in _TOKENS.finditer(text):
         kind = token.group()
         if kind in ("[[", "{{"):
             depth += 1
         elif kind in ("]]", "}}"):
             depth = max(0, depth - 1)
-        elif depth == 0 and (kind == "||" or (header and kind == "!!")):
+        elif depth == 0:
+            yield token
+
+
+def _split_cells(line: str, header: bool) -> list[str]:
+    """A row line's cells, split at `||` (and `!!` on a header line) outside links and templates."""
+    cells, start = [], 0
+    for token in _top_level(line):
+        if token.group() == "||" or (header and token.group() == "!!"):
             cells.append(line[start : token.start()])
             start = token.end()
     cells.append(line[start:])
@@ -69,17 +77,10 @@ def _split_cells(line: str, header: bool) -> list[str]:
 def _content(cell: str) -> str:
     """A cell without its attributes (`style="…" | text`): the text after the first bar outside links and templates,
     when what precedes it reads as attributes."""
-    depth = 0
-    for token in _TOKENS.finditer(cell):
-        kind = token.group()
-        if kind in ("[[", "{{"):
-            depth += 1
-        elif kind in ("]]", "}}"):
-            depth = max(0, depth - 1)
-        elif depth == 0 and kind == "|":
-            before = cell[: token.start()]
-            return cell[token.end() :] if _ATTRIBUTES.match(before) else cell
-    return cell
+    bar = next((token for token in _top_level(cell) if token.group() == "|"), None)
+    if bar is None or not _ATTRIBUTES.match(cell[: bar.start()]):
+        return cell
+    return cell[bar.end() :]
 
 
 def _without_trailing_empties(row: list[str]) -> list[str]:
