@@ -14,7 +14,9 @@ the rest of a page without one.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+
+from tinylm.corpus.wiki.templates import outside_nesting
 
 _FURNITURE = re.compile(r"\b(?:navbox|infobox|metadata|sidebar|vertical-navbox|toccolours|ambox|mbox)", re.I)
 _TOKENS = re.compile(r"\[\[|\]\]|\{\{|\}\}|\|\||!!|\|")
@@ -50,23 +52,10 @@ def render_table(block: str, expand: Callable[[str], str]) -> str:
     return "\n".join(([caption] if caption else []) + [" | ".join(row) for row in cells])
 
 
-def _top_level(text: str) -> Iterator[re.Match[str]]:
-    """The bars (`|`, `||`, `!!`) of `text` outside links and templates."""
-    depth = 0
-    for token in _TOKENS.finditer(text):
-        kind = token.group()
-        if kind in ("[[", "{{"):
-            depth += 1
-        elif kind in ("]]", "}}"):
-            depth = max(0, depth - 1)
-        elif depth == 0:
-            yield token
-
-
 def _split_cells(line: str, header: bool) -> list[str]:
     """A row line's cells, split at `||` (and `!!` on a header line) outside links and templates."""
     cells, start = [], 0
-    for token in _top_level(line):
+    for token in outside_nesting(line, _TOKENS):
         if token.group() == "||" or (header and token.group() == "!!"):
             cells.append(line[start : token.start()])
             start = token.end()
@@ -77,7 +66,7 @@ def _split_cells(line: str, header: bool) -> list[str]:
 def _content(cell: str) -> str:
     """A cell without its attributes (`style="…" | text`): the text after the first bar outside links and templates,
     when what precedes it reads as attributes."""
-    bar = next((token for token in _top_level(cell) if token.group() == "|"), None)
+    bar = next((token for token in outside_nesting(cell, _TOKENS) if token.group() == "|"), None)
     if bar is None or not _ATTRIBUTES.match(cell[: bar.start()]):
         return cell
     return cell[bar.end() :]

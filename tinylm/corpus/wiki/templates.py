@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +26,7 @@ from tinylm.config import TemplateAlternative, TemplateRule
 BUILT_IN_TABLE = Path(__file__).with_name("prose_templates.toml")
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _ARGUMENT_TOKEN = re.compile(r"\{\{|\}\}|\[\[|\]\]|\||=")
+_NESTING = {"{{": 1, "[[": 1, "}}": -1, "]]": -1}
 _NAMESPACE = re.compile(r"^(?:template|模板)\s*[:：]\s*")
 _RULES = TypeAdapter(dict[str, TemplateRule])
 _ALIASES = TypeAdapter(dict[str, str])
@@ -103,6 +104,18 @@ class TemplateTable:
         return ""
 
 
+def outside_nesting(text: str, tokens: re.Pattern[str]) -> Iterator[re.Match[str]]:
+    """The matches of `tokens` outside nested links and templates; `tokens` must match `{{`, `}}`, `[[` and `]]` too,
+    so the depth can be followed (an unmatched closer is ignored, as MediaWiki ignores it)."""
+    depth = 0
+    for token in tokens.finditer(text):
+        step = _NESTING.get(token.group())
+        if step is not None:
+            depth = max(0, depth + step)
+        elif depth == 0:
+            yield token
+
+
 def split_arguments(inner: str) -> dict[str, str]:
     """A template call's arguments, numbered from 1 or by name, split at the bars outside nested links and templates.
 
@@ -110,18 +123,12 @@ def split_arguments(inner: str) -> dict[str, str]:
     and `1=value` sets the first unnamed one.
     """
     parts: list[tuple[str, int]] = []
-    depth = 0
     start = 0
     equals = -1
-    for token in _ARGUMENT_TOKEN.finditer(inner):
-        kind = token.group()
-        if kind in ("{{", "[["):
-            depth += 1
-        elif kind in ("}}", "]]"):
-            depth = max(0, depth - 1)
-        elif depth == 0 and kind == "=" and equals < 0:
+    for token in outside_nesting(inner, _ARGUMENT_TOKEN):
+        if token.group() == "=" and equals < 0:
             equals = token.start() - start
-        elif depth == 0 and kind == "|":
+        elif token.group() == "|":
             parts.append((inner[start : token.start()], equals))
             start, equals = token.end(), -1
     parts.append((inner[start:], equals))
