@@ -242,10 +242,15 @@ def refuse_an_empty_result(counts: dict[str, int], allow_empty: bool) -> None:
         "near_duplicate within the corpus": counts["near_duplicates"],
     }
     reason, count = max(reasons.items(), key=lambda item: item[1])
+    advice = (
+        "another corpus in the index already holds these documents: remake that corpus in its own folder, or use "
+        "another index"
+        if "index" in reason
+        else "raise dedup.threshold"
+    )
     raise EmptyCorpusError(
         f"dedup would remove every document ({count} of {counts['documents']} as {reason}); nothing was written "
-        "and the previous output is kept: check which corpora the index holds (another folder with the same "
-        "documents?), or raise dedup.threshold"
+        f"and the previous output is kept: {advice}"
     )
 
 
