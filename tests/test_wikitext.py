@@ -32,7 +32,7 @@ def test_refs_comments_and_gallery_are_dropped_and_a_formula_keeps_its_tex():
 
 def test_a_table_keeps_a_line_per_row_or_is_dropped_when_asked():
     markup = "Intro.\n{| class=wikitable\n|-\n| a || {{flag|x}}\n|-\n| b\n|}\nOutro."
-    assert wikitext_to_text(markup) == "Intro.\na\nb\nOutro."
+    assert wikitext_to_text(markup) == "Intro.\na | x\nb\nOutro."
     assert wikitext_to_text(markup, tables="drop") == "Intro.\n\nOutro."
 
 
@@ -331,3 +331,16 @@ def test_a_redirect_written_only_in_the_text_is_skipped_and_counted(tmp_path):
     documents = list(read_documents(dump, ExtractConfig(), stats))
     assert [document["title"] for document in documents] == ["新名"]
     assert stats.group("skipped") == {"redirect": 2}
+
+
+def test_real_tables_read_as_the_page_shows_them(table_dump):
+    """Pages heavy in tables, read beside their wikitext: a header row continued on its own line (`!! Import`),
+    flags and IPA in cells, cells whose attributes a template closes (`| colspan="5" {{CMain}}`)."""
+    texts = {document["title"]: document["text"] for document in read_documents(table_dump, ExtractConfig(), Stats())}
+    assert "Trade\n\nCountry | Export | Import\nFinland | 16% | 14%\nSweden | 19% | 8%" in texts["Economy of Estonia"]
+    brahui = texts["Brahui language"]
+    assert "the voiceless lateral fricative [ɬ], a sound" in brahui
+    assert "\nStop | p | b | t | d | | ʈ | ɖ | t͡ʃ | d͡ʒ | k | ɡ | ʔ\n" in brahui
+    assert "\nDominic Purcell | Lincoln Burrows\n" in texts["List of Prison Break characters"]
+    residue = [title for title, text in texts.items() if re.search(r"(?:colspan|rowspan|style|align)\s*=", text)]
+    assert residue == []

@@ -40,10 +40,11 @@ def render_table(block: str, expand: Callable[[str], str]) -> str:
         elif stripped.startswith("|-"):
             rows.append([])
         elif stripped[:1] in ("|", "!"):
-            rows[-1].extend(_split_cells(stripped[1:], header=stripped[0] == "!"))
+            marker = 2 if stripped[:2] in ("||", "!!") else 1  # `!! Import` on a line of its own continues a row
+            rows[-1].extend(_split_cells(stripped[marker:], header=stripped[0] == "!"))
         elif rows[-1]:
             rows[-1][-1] += "\n" + line
-    cells = [[expand(_content(cell)).strip() for cell in row] for row in rows]
+    cells = [[_shown(expand(_content(cell))) for cell in row] for row in rows]
     cells = [_without_trailing_empties(row) for row in cells]
     cells = [row for row in cells if row]
     if any("\n" in cell or _BREAK in cell for row in cells for cell in row):
@@ -64,12 +65,19 @@ def _split_cells(line: str, header: bool) -> list[str]:
 
 
 def _content(cell: str) -> str:
-    """A cell without its attributes (`style="…" | text`): the text after the first bar outside links and templates,
-    when what precedes it reads as attributes."""
+    """A cell without its attributes (`style="…" | text`): the text after its first bar outside links and templates,
+    as MediaWiki reads it, unless a link or template stands before that bar (text, not attributes)."""
     bar = next((token for token in outside_nesting(cell, _TOKENS) if token.group() == "|"), None)
-    if bar is None or not _ATTRIBUTES.match(cell[: bar.start()]):
+    if bar is None or "[[" in cell[: bar.start()] or "{{" in cell[: bar.start()]:
         return cell
     return cell[bar.end() :]
+
+
+def _shown(text: str) -> str:
+    """A cleaned cell as shown: nothing for one left holding only attributes (`| colspan="5" {{CMain}}`, whose
+    template would have closed the attributes), else its text."""
+    text = text.strip()
+    return "" if "=" in text and _ATTRIBUTES.fullmatch(text) else text
 
 
 def _without_trailing_empties(row: list[str]) -> list[str]:
