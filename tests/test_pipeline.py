@@ -16,6 +16,7 @@ from prefect.client.schemas.sorting import ArtifactSort
 
 from tests.helpers import tiny_train_config
 from tinylm.config import CorpusConfig, EvalConfig, ExtractConfig, PipelineConfig, ShardsConfig, TokenizerConfig
+from tinylm.corpus.wiki.markup import outside_formulas
 from tinylm.flows.corpus import corpus_flow
 from tinylm.flows.pipeline import pipeline_flow
 from tinylm.storage.documents import corpus_parts
@@ -76,7 +77,9 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
     assert sum(part["rows"] for part in index["parts"]) == len(rows)
     assert len(rows) == result["documents"] > 1000
     assert {row["lang"] for row in rows} == {"en", "zh"}
-    assert not [row["title"] for row in rows if any(mark in row["text"] for mark in ("[[", "{{", "<ref"))]
+    assert not [
+        row["title"] for row in rows if any(mark in outside_formulas(row["text"]) for mark in ("[[", "{{", "<ref"))
+    ]
 
     tokenizer = load_tokenizer(result["tokenizer"])
     mixed = "郑伯克段于鄢。Anarchism is a political philosophy. 🙂"

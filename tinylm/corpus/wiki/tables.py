@@ -1,8 +1,9 @@
 """A wiki table as the text a reader takes from it: its caption, then a line per row with the cells between ` | `.
 
 Dropping tables lost what sentences point at ("已公布一批县级文物保护单位：" followed by nothing). A data table's
-rows read as lines of text; a table whose cells hold several lines each (poems side by side, a layout table) is
-not a grid a line can show, so each of its cells becomes a paragraph instead. Navigation boxes, infoboxes and
+rows read as lines of text, a cell's few lines (names split by `<br>`) joined by ` / `; a table whose cells hold
+many lines each (poems side by side, a layout table) is not a grid a line can show, so each of its cells becomes a
+paragraph instead. Navigation boxes, infoboxes and
 sidebars are page furniture, not prose, and stay dropped, as do tables nested in a cell.
 
 MediaWiki's table syntax is line-based (`{|` opens, `|+` captions, `|-` starts a row, `!` and `|` start header and
@@ -21,8 +22,11 @@ from tinylm.corpus.wiki.templates import outside_nesting
 _FURNITURE = re.compile(r"\b(?:navbox|infobox|metadata|sidebar|vertical-navbox|toccolours|ambox|mbox)", re.I)
 _TOKENS = re.compile(r"\[\[|\]\]|\{\{|\}\}|\|\||!!|\|")
 _ATTRIBUTES = re.compile(r"^\s*(?:[\w:-]+\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s|]+)\s*)*$")
-# The line-break mark of `markup.py`: a cell holding one is not a single line.
+# The line-break mark of `markup.py`, kept where a cell's lines stay lines.
 _BREAK = "\x02"
+# A cell of a few lines (names split by <br>) joins them with " / " in its row; one of more (a poem) is a layout
+# table's, whose cells become paragraphs.
+_LINES_IN_A_ROW = 4
 
 
 def render_table(block: str, expand: Callable[[str], str]) -> str:
@@ -47,10 +51,12 @@ def render_table(block: str, expand: Callable[[str], str]) -> str:
     cells = [[_shown(expand(_content(cell))) for cell in row] for row in rows]
     cells = [_without_trailing_empties(row) for row in cells]
     cells = [row for row in cells if row]
-    if any("\n" in cell or _BREAK in cell for row in cells for cell in row):
-        shown = [cell for row in cells for cell in row if cell]
+    lines = [[[line.strip() for line in re.split(f"[\n{_BREAK}]", cell)] for cell in row] for row in cells]
+    if any(sum(map(bool, cell)) > _LINES_IN_A_ROW for row in lines for cell in row):
+        shown = [_BREAK.join(cell).strip(_BREAK) for row in lines for cell in row if any(cell)]
         return "\n\n".join(([caption] if caption else []) + shown)
-    return "\n".join(([caption] if caption else []) + [" | ".join(row) for row in cells])
+    rows_shown = [" | ".join(" / ".join(filter(None, cell)) for cell in row) for row in lines]
+    return "\n".join(([caption] if caption else []) + rows_shown)
 
 
 def _split_cells(line: str, header: bool) -> list[str]:
