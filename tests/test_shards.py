@@ -69,7 +69,7 @@ def test_manifest_counts_tokens_per_source_and_split(built):
     )
     assert sum(s["validation_tokens"] for s in sources.values()) == manifest["validation"]["total_tokens"]
     # 84: "Academy Award for Best Production Design" is now mostly its tables' rows, which end in no punctuation, so
-    # the web rules drop it as unpunctuated_lines, as they drop "List of ..." pages (the wiki preset keeps them).
+    # the web rules drop it as unpunctuated_lines, as they drop "List of ..." pages (the wiki preset keeps it).
     assert sum(s["train_documents"] + s["validation_documents"] for s in sources.values()) == 84
     assert manifest["dtype"] == "<u2" and len(manifest["tokenizer_sha256"]) == 64
     on_disk = sum((output / s["file"]).stat().st_size for s in manifest["shards"] + manifest["validation"]["shards"])
