@@ -13,6 +13,7 @@ from pathlib import Path
 import llama_cpp  # the dev extra builds it: a missing build fails here rather than skipping
 import mlflow
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from tokenizers import Tokenizer, pre_tokenizers
 
@@ -61,6 +62,16 @@ def greedy_in_llama_cpp(model: llama_cpp.Llama, prompt_ids: list[int]) -> list[i
     return found
 
 
+def top_two_margin(checkpoint: Path, prompt_ids: list[int], ours: list[int], theirs: list[int]) -> float:
+    """How far apart tinylm's two best logits are where its greedy tokens and another run's first part."""
+    step = next(index for index, (a, b) in enumerate(zip(ours, theirs)) if a != b)
+    with torch.no_grad():
+        output = load_model(str(checkpoint)).model(torch.tensor([prompt_ids + ours[:step]]))
+    logits = (output[0] if isinstance(output, tuple) else output)[0, -1].float()
+    best, second = torch.topk(logits, 2).values.tolist()
+    return best - second
+
+
 def greedy_in_tinylm(checkpoint: Path, prompt_ids: list[int]) -> list[int]:
     return list(stream_tokens(load_model(str(checkpoint)).model, prompt_ids, NEW_TOKENS, GREEDY))
 
@@ -85,14 +96,21 @@ def test_f16_generates_the_same_tokens_q8_0_nearly_and_q4_k_m_loads_smaller(toke
     checkpoint = random_checkpoint(tmp_path / "checkpoint", DENSE, tokenizer, seed=3, spread=4.0)
     ours = Tokenizer.from_file(str(tokenizer / TOKENIZER_FILE))
     expected = {prompt: greedy_in_tinylm(checkpoint, ours.encode(prompt).ids) for prompt in PROMPTS}
-    same, sizes = {}, {}
+    same, sizes, f16_margins = {}, {}, []
     for quant in ("f16", "q8_0", "q4_k_m"):
         path = export_gguf(checkpoint, tmp_path / quant, quant=quant) / gguf_name(quant)
         sizes[quant] = path.stat().st_size
         model = llama(path)
-        same[quant] = sum(greedy_in_llama_cpp(model, ours.encode(prompt).ids) == expected[prompt] for prompt in PROMPTS)
+        same[quant] = 0
+        for prompt in PROMPTS:
+            ids, found = ours.encode(prompt).ids, greedy_in_llama_cpp(model, ours.encode(prompt).ids)
+            same[quant] += found == expected[prompt]
+            if quant == "f16" and found != expected[prompt]:
+                f16_margins.append(top_two_margin(checkpoint, ids, expected[prompt], found))
     print(f"prompts of {len(PROMPTS)} whose {NEW_TOKENS} greedy tokens equal tinylm's: {same}; bytes {sizes}")
-    assert same["f16"] == len(PROMPTS)
+    # f16 rounds each weight to 11 significant bits: it may only part from tinylm where tinylm's two best logits
+    # are a near tie (one prompt's first token here: 1.70507 against 1.70452), never on a decided argmax.
+    assert all(margin < 0.01 for margin in f16_margins), f16_margins
     assert same["q8_0"] >= len(PROMPTS) - 1
     assert sizes["q4_k_m"] < sizes["q8_0"] < sizes["f16"]
 
