@@ -34,7 +34,16 @@ from datasketch import MinHash
 
 from tinylm.config import DedupConfig, ExtractConfig
 from tinylm.corpus.dedup.deduplicate import exact_key
-from tinylm.corpus.dedup.index import DedupIndex, IndexPart, LocalKnownDocuments, PartWriter, agrees, lsh_for, sketch
+from tinylm.corpus.dedup.index import (
+    CorpusKey,
+    DedupIndex,
+    IndexPart,
+    LocalKnownDocuments,
+    PartWriter,
+    agrees,
+    lsh_for,
+    sketch,
+)
 from tinylm.corpus.dedup.minhash import MinHasher, shingles
 from tinylm.corpus.readers import read_documents
 from tinylm.stats import Stats
@@ -160,10 +169,10 @@ def index_growth(sizes: tuple[int, ...]) -> None:
                         [f"{part}-{row}" for row in range(rows)], [rng.bytes(16) for _ in range(rows)], signatures
                     )
                 )
-            index.add(part_file, f"run-{part}")
+            index.add(part_file, CorpusKey(f"corpus/run-{part}"))
             size += rows
             started = time.perf_counter()
-            known = LocalKnownDocuments(DedupIndex(directory, config), config, "new-run")
+            known = LocalKnownDocuments(DedupIndex(directory, config), config, CorpusKey("corpus/new"))
             known.seen_exact(new_keys)
             known.near(new)
             tables = time.perf_counter() - started
