@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,29 @@ from tinylm.config import TokenizerConfig
 from tinylm.tokens.prompts import PromptSettings, encoded_prompts, read_prompts
 from tinylm.tokens.tokenizer import bpe_trainer, new_tokenizer
 from tinylm.tokens.tokenizer_files import THINK_START, load_tokenizer
-from tinylm.training.methods.grpo import GrpoConfig, group_advantages, grpo_loss
-from tinylm.training.rewards import accuracy, extract_answer, load_rewards, overlong_penalty, score, think_format
+from tinylm.training.answers import final_answer_span, is_correct, parse_reference
+from tinylm.training.methods.grpo import GrpoConfig, group_advantages, grpo_loss, reference_warning
+from tinylm.training.rewards import (
+    accuracy,
+    check_references,
+    load_rewards,
+    overlong_penalty,
+    score,
+    think_format,
+)
 
-GSM8K = Path(__file__).parent / "data" / "gsm8k" / "test-excerpt.jsonl"
+DATA = Path(__file__).parent / "data"
+GSM8K = DATA / "gsm8k" / "test-excerpt.jsonl"
+# Real math sets in the layouts people download (tests/data/math/README.md): the field holding each reference
+# answer, and the field holding a worked solution when the set has one beside its answer.
+MATH_SETS = [
+    (GSM8K, "answer", None),
+    (DATA / "math" / "math500-excerpt.jsonl", "answer", "solution"),
+    (DATA / "math" / "math500-excerpt.jsonl", "solution", None),
+    (DATA / "math" / "cmath-excerpt.jsonl", "answer", None),
+    (DATA / "math" / "gaokao_math_cloze-excerpt.jsonl", "answer", None),
+    (DATA / "math" / "cn_middle_school-excerpt.jsonl", "answer", None),
+]
 
 LOGPS = torch.tensor([[-1.0, -0.5, -2.0], [-0.2, -3.0, -1.0]])
 OLD = torch.tensor([[-1.5, -0.5, -1.0], [-0.2, -1.0, -1.0]])
@@ -86,26 +106,71 @@ def test_advantages_are_centred_within_each_group_and_scaled_as_asked():
     assert group_advantages(rewards, 4, "batch")[0].item() == pytest.approx(0.5 / (rewards.std().item() + 1e-4))
 
 
+def read_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+
+
+def made_wrong(text: str) -> str:
+    """The same solution with its final answer made wrong: the answer's first digit changed, else its first choice
+    letter moved on, else its first letter doubled (a word answer such as \\text{Evelyn})."""
+    span = final_answer_span(text)
+    boxed = text.rfind("\\boxed{")
+    start = boxed + 7 if boxed >= 0 else (text.rfind(span) if span != text else 0)
+    if digit := re.compile(r"\d").search(text, start):
+        wrong = str(int(digit.group()) + 1) if digit.group() != "0" else "7"
+        return text[: digit.start()] + wrong + text[digit.end() :]
+    if letter := re.compile(r"[A-H]").search(text, start):
+        return text[: letter.start()] + "BCDEFGHA"["ABCDEFGH".index(letter.group())] + text[letter.end() :]
+    letter = re.compile(r"[a-z\u4e00-\u9fff]").search(text, start)
+    return text[: letter.end()] + text[letter.start() : letter.end()] + text[letter.end() :]
+
+
+@pytest.mark.parametrize(("path", "answer_field", "solution_field"), MATH_SETS)
+def test_accuracy_gives_every_real_reference_full_marks_and_no_perturbed_one_any(path, answer_field, solution_field):
+    """The reward against each set's own references (the worked solution where the set has one, else the answer
+    itself), and against the same references with their final answer made wrong."""
+    records = read_records(path)
+    references = [str(record[answer_field]) for record in records]
+    solutions = [str(record[solution_field or answer_field]) for record in records]
+    right = accuracy([""] * len(records), solutions, references)
+    assert [line for line, score in enumerate(right, 1) if score != 1.0] == [], "references the reward calls wrong"
+    wrong = accuracy([""] * len(records), [made_wrong(solution) for solution in solutions], references)
+    assert [line for line, score in enumerate(wrong, 1) if score != 0.0] == [], "wrong answers the reward calls right"
+
+
 @pytest.mark.parametrize(
-    ("text", "answer"),
+    ("completion", "reference", "right"),
     [
-        ("3 + 4 = 7", "7"),
-        ("<think>\n3 加 4 得 7\n</think>\n\n答案是 7", "7"),
-        ("so the total is \\boxed{1,250} dollars", "1,250"),
-        ("He makes 9 * 2 = $18 a day.\n#### 18", "18"),
-        ("The answer is 42.", "42."),
-        ("no number here", None),
+        ("", "\\boxed{\\frac{14}{3}}", False),
+        ("so $f = \\boxed{\\frac{14}{3}}$", "\\frac{14}{3}", True),  # nested braces
+        ("The answer is 6", "so the sum is $\\boxed{\\frac{13}{6}}$", False),  # no last-number fallback
+        ("答案是 9 页。", "9", True),
+        ("答案：72元", "72", True),
+        ("1/3", "2/6", True),
+        ("0.12", "12%", True),
+        ("所以 $x \\in [1,3)$，答案为 $[1,3)$", "$[1,3)$", True),
+        ("故选：D。", "D", True),
+        ("答案是 AC", "AC", True),
+        ("答案是 A", "AC", False),
+        ("$5$;$10$", "$5$;$10$", True),
+        ("答案: 5; 11", "$5$;$10$", False),
+        ("<think>\n也许是 8\n</think>\n\n#### 7", "7", True),
+        ("<think>\n答案是 7\n</think>\n\n答案是 8", "7", False),  # only what follows the reasoning counts
+        ("anything", "", False),  # an empty reference is never matched
     ],
 )
-def test_the_final_answer_is_read_from_where_solutions_state_it(text, answer):
-    assert extract_answer(text) == answer
+def test_accuracy_reads_answers_as_math_sets_and_chinese_exams_state_them(completion, reference, right):
+    assert is_correct(completion, parse_reference(reference)) is right
 
 
-def test_accuracy_compares_answers_as_numbers_and_reads_gsm8k_solutions():
-    records = [json.loads(line) for line in GSM8K.read_text("utf-8").splitlines()[:3]]
-    completions = ["She makes $18 every day.", "It takes 3 bolts.", "He made a profit of 70,000."]
-    assert accuracy([r["question"] for r in records], completions, [r["answer"] for r in records]) == [1, 1, 1]
-    assert accuracy(["q"] * 3, ["18.0", "2", "答案：3"], ["18", "3", "3"]) == [1, 0, 1]
+def test_the_reference_check_reports_the_share_of_solutions_the_reward_calls_right():
+    records = [{**record, "line": line} for line, record in enumerate(read_records(MATH_SETS[1][0]), 1)][:10]
+    assert check_references(records).share == 1.0, "MATH-500's solutions against its answers"
+    broken = [{**record, "answer": "42"} if record["line"] <= 2 else record for record in records]
+    check = check_references(broken)
+    assert (check.full_marks, check.failed_lines) == (8, (1, 2))
+    assert "scores only 8 of 10 reference solutions right (80%; first at lines 1, 2)" in reference_warning(check, "f")
+    assert reference_warning(check_references(records), "f") is None
 
 
 def test_think_format_wants_reasoning_closed_once_then_an_answer():
@@ -177,7 +242,7 @@ def test_prompts_are_encoded_with_the_generation_prompt_and_bad_records_counted_
     lines.insert(4, "[1, 2]")
     source = tmp_path / "gsm8k.jsonl"
     source.write_text("\n".join(lines) + "\n", "utf-8")
-    settings = PromptSettings("question", think=True, max_prompt_tokens=400, required_fields=("answer",),
+    settings = PromptSettings("question", None, think=True, max_prompt_tokens=400, required_fields=("answer",),
                               max_skipped_share=0.5)  # fmt: skip
     output = encoded_prompts(source, tokenizer_dir, tmp_path / "workspace", settings)
     manifest = json.loads((output / "manifest.json").read_text("utf-8"))
@@ -194,9 +259,32 @@ def test_prompts_are_encoded_with_the_generation_prompt_and_bad_records_counted_
 
 
 def test_a_prompt_file_most_of_whose_records_cannot_be_read_fails_naming_the_remedy(tmp_path, tokenizer_dir):
-    settings = PromptSettings(None, think=False, max_prompt_tokens=400, required_fields=(), max_skipped_share=0.5)
+    settings = PromptSettings(None, None, think=False, max_prompt_tokens=400, required_fields=(), max_skipped_share=0.5)
     with pytest.raises(ValueError, match=r"20 of 20 records skipped, 20 as no_prompt_or_messages .*prompt_field"):
         encoded_prompts(GSM8K, tokenizer_dir, tmp_path / "workspace", settings)
-    tight = PromptSettings("question", think=False, max_prompt_tokens=20, required_fields=(), max_skipped_share=0.5)
+    tight = PromptSettings(
+        "question", None, think=False, max_prompt_tokens=20, required_fields=(), max_skipped_share=0.5
+    )
     with pytest.raises(ValueError, match="prompt_too_long .*raise max_prompt_tokens"):
         encoded_prompts(GSM8K, tokenizer_dir, tmp_path / "workspace", tight)
+
+
+def test_the_reference_is_read_from_answer_then_solution_or_the_field_named(tmp_path, tokenizer_dir):
+    """MATH-500 has both a final `answer` and a worked `solution`; TRL's math sets have only `solution`; CMATH's
+    field is `golden`. The reference the reward reads is kept as `answer` either way."""
+    math500 = read_records(MATH_SETS[1][0])[:3]
+    solution_only = tmp_path / "solution-only.jsonl"
+    solution_only.write_text("".join(json.dumps({"problem": r["problem"], "solution": r["solution"]}) + "\n"
+                                     for r in math500), "utf-8")  # fmt: skip
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text("".join(json.dumps({"problem": r["problem"], "golden": r["answer"]}) + "\n" for r in math500))
+
+    def encoded(path: Path, answer_field: str | None) -> list[dict]:
+        settings = PromptSettings("problem", answer_field, False, 400, ("answer",), max_skipped_share=0.5)
+        return read_prompts(encoded_prompts(path, tokenizer_dir, tmp_path / "workspace", settings))
+
+    assert [r["answer"] for r in encoded(MATH_SETS[1][0], None)][:3] == [r["answer"] for r in math500]
+    assert [r["answer"] for r in encoded(solution_only, None)] == [r["solution"] for r in math500]
+    assert [r["answer"] for r in encoded(golden, "golden")] == [r["answer"] for r in math500]
+    with pytest.raises(ValueError, match="3 of 3 records skipped, 3 as missing_answer .*answer_field"):
+        encoded(golden, None)

@@ -15,9 +15,10 @@ from tinylm.tracking.store import run_link
 from tinylm.training.merge import merge_adapters
 from tinylm.training.methods.distill import DistillConfig
 from tinylm.training.methods.dpo import DpoConfig
-from tinylm.training.methods.grpo import GrpoConfig, grpo_prompts
+from tinylm.training.methods.grpo import GrpoConfig, grpo_prompts, reference_check, reference_warning
 
 grpo_prompts_task = task(grpo_prompts, name="encode-prompts", cache_policy=NO_CACHE)
+reference_check_task = task(reference_check, name="check-rewards-on-references", cache_policy=NO_CACHE)
 
 
 @flow(
@@ -73,6 +74,12 @@ def grpo_flow(
         counts["longest_prompt"],
         counts.get("skipped") or "none",
     )
+    check = reference_check_task(encoded, config)
+    if check is not None:
+        logger = get_run_logger()
+        logger.info("grpo: accuracy scores %d of %d reference solutions 1.0", check.full_marks, check.records)
+        if (warning := reference_warning(check, prompts)) is not None:
+            logger.warning(warning)
     return train_stage("grpo", str(encoded), config, workspace, tags)
 
 

@@ -216,7 +216,8 @@ _REMEDIES = {
     "prompts_differ": "set dpo_turns: all to score whole conversations, MiniMind's way",
     "prompt_too_long": "raise max_prompt_tokens (the chat template's tokens count too)",
     "no_prompt_or_messages": "name the field that holds each prompt with prompt_field",
-    "missing_answer": "give every record the answer field the accuracy reward compares with",
+    "missing_answer": "name the field holding each reference answer with answer_field (answer and solution are "
+    "read by default)",
 }
 
 

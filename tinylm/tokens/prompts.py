@@ -35,11 +35,13 @@ PROMPT_KEYS = ("prompt", "messages", "system")
 
 @dataclass(frozen=True)
 class PromptSettings:
-    """How prompts are read: from `prompt_field` (None: `prompt`, else `messages`); `think` opens the assistant's
-    turn with `<think>`; a prompt longer than `max_prompt_tokens`, or lacking one of `required_fields` (what the
-    rewards read), is skipped, counted."""
+    """How prompts are read: from `prompt_field` (None: `prompt`, else `messages`); the reference answer from
+    `answer_field` (None: `answer`, else `solution`), kept as `answer`; `think` opens the assistant's turn with
+    `<think>`; a prompt longer than `max_prompt_tokens`, or lacking one of `required_fields` (what the rewards
+    read), is skipped, counted."""
 
     prompt_field: str | None
+    answer_field: str | None
     think: bool
     max_prompt_tokens: int
     required_fields: tuple[str, ...]
@@ -64,6 +66,16 @@ def encoded_prompts(
     if finished_output(output, expected) is None:
         prepare_prompts(path, tokenizer_dir, output, settings)
     return output
+
+
+ANSWER_FIELDS = ("answer", "solution")  # where the field's math sets keep the reference: GSM8K, MATH; TRL's
+
+
+def answer_of(record: dict, field: str | None) -> Any:
+    """The record's reference answer: `field`, else its `answer`, else its `solution`; None when it has no
+    non-empty one."""
+    found = record.get(field) if field else next((record[name] for name in ANSWER_FIELDS if name in record), None)
+    return None if found is None or (isinstance(found, str) and not found.strip()) else found
 
 
 def prompt_of(record: dict, field: str | None) -> Any:
@@ -114,6 +126,11 @@ def prepare_prompts(
         if isinstance(conversation, str):
             stats.skip(conversation, line)
             continue
+        record = (
+            {**record, "answer": answer_of(record, settings.answer_field)}
+            if "answer" in settings.required_fields
+            else record
+        )
         missing = [field for field in settings.required_fields if record.get(field) is None]
         if missing:
             stats.skip(f"missing_{missing[0]}", line)

@@ -23,46 +23,45 @@ from typing import Any
 import torch
 
 from tinylm.tokens.tokenizer_files import THINK_END, THINK_START
+from tinylm.training.answers import is_correct, parse_reference
 
 RewardFunction = Callable[..., list[float | None]]
 
-_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
-_MARKED = re.compile(r"(?:####|答案\s*[是为:：]|(?i:the answer is|answer\s*:))\s*(.+)")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def extract_answer(text: str) -> str | None:
-    """The final answer a completion (or a reference solution) states: after its reasoning (`</think>`), the last
-    `\\boxed{...}`, else what follows `####` (GSM8K), `答案是` or `The answer is`, else its last number."""
-    text = text.rsplit(THINK_END, 1)[-1]
-    if boxed := _BOXED.findall(text):
-        return boxed[-1]
-    if marked := _MARKED.findall(text):
-        return marked[-1].splitlines()[0] if marked[-1].strip() else None
-    numbers = _NUMBER.findall(text)
-    return numbers[-1] if numbers else None
-
-
-def same_answer(found: str | None, expected: str | None) -> bool:
-    """Equal after trimming spaces, thousands separators and a closing full stop; numbers compare as numbers."""
-    if found is None or expected is None:
-        return False
-    found, expected = (re.sub(r"[\s,$]", "", value).rstrip(".。") for value in (found, expected))
-    try:
-        return math.isclose(float(found), float(expected), rel_tol=0, abs_tol=1e-9)
-    except ValueError:
-        return found == expected
-
 
 def accuracy(prompts: list[str], completions: list[str], answer: Sequence[Any], **_: Any) -> list[float | None]:
-    """1 where the completion's final answer equals the record's `answer` (itself read through `extract_answer`
-    when it is a worked solution, GSM8K's `#### 72` or a `\\boxed{}`), else 0."""
-    scores: list[float | None] = []
-    for completion, reference in zip(completions, answer):
-        reference = str(reference)
-        expected = extract_answer(reference) if ("####" in reference or "\\boxed" in reference) else reference
-        scores.append(float(same_answer(extract_answer(completion), expected)))
-    return scores
+    """1 where the completion's final answer is the record's `answer` (a value, or a worked solution read where it
+    states its answer), compared by math-verify with Chinese answer phrases and choice letters read too (see
+    `answers`); else 0."""
+    return [
+        float(is_correct(completion, parse_reference(str(reference))))
+        for completion, reference in zip(completions, answer)
+    ]
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """The accuracy reward run on each prompt record's own reference solution: a reward that cannot give full
+    marks to the references would train the model away from right answers."""
+
+    records: int
+    full_marks: int
+    failed_lines: tuple[int, ...]
+
+    @property
+    def share(self) -> float:
+        return self.full_marks / self.records if self.records else 1.0
+
+
+def check_references(records: Sequence[dict[str, Any]]) -> ReferenceCheck:
+    """Score each record's worked solution (its `solution` field when the answer came from another field, else the
+    answer itself) against its answer: what share of the file's references the accuracy reward calls right."""
+    failed = []
+    for record in records:
+        solution = record.get("solution")
+        completion = solution if isinstance(solution, str) and solution.strip() else record["answer"]
+        if not is_correct(str(completion), parse_reference(str(record["answer"]))):
+            failed.append(int(record.get("line", 0)))
+    return ReferenceCheck(len(records), len(records) - len(failed), tuple(failed))
 
 
 _THOUGHT = re.compile(

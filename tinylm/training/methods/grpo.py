@@ -30,7 +30,7 @@ from tokenizers import Tokenizer
 
 from tinylm.config import LearningRate, MinLearningRate, SamplePrompts, TrainConfig, WarmupSteps
 from tinylm.model.generation import Sampling, generate_batch
-from tinylm.tokens.prompts import PromptSettings, encoded_prompts
+from tinylm.tokens.prompts import PromptSettings, encoded_prompts, read_prompts
 from tinylm.tokens.tokenizer_files import load_tokenizer
 from tinylm.training.data import Batch, PromptData, TrainingData
 from tinylm.training.methods.interface import (
@@ -43,7 +43,7 @@ from tinylm.training.methods.interface import (
     token_logps,
 )
 from tinylm.training.metrics import MetricsLogger
-from tinylm.training.rewards import BUILT_IN, Reward, load_rewards, score
+from tinylm.training.rewards import BUILT_IN, ReferenceCheck, Reward, check_references, load_rewards, score
 from tinylm.weights.reference import locate_model
 
 _LOG = logging.getLogger(__name__)
@@ -97,6 +97,11 @@ class GrpoConfig(TrainConfig):
     )
     prompt_field: str | None = Field(
         None, description="the records' field holding the prompt (text or messages); None = prompt, else messages"
+    )
+    answer_field: str | None = Field(
+        None,
+        description="the records' field holding the reference answer or worked solution (CMATH: golden); "
+        "None = answer, else solution",
     )
     think: bool = Field(
         False, description="open each reply with the think-start token, so the model reasons first (SFT'd to reason)"
@@ -381,11 +386,38 @@ def grpo_prompts(prompts: str | Path, workspace: str | Path, config: GrpoConfig)
         raise ValueError("GRPO starts from a model that can already answer: set init_run_id (--init) to an SFT run")
     needs = {field for reward in load_rewards(config.rewards, config.reward_weights, 1) for field in reward.needs}
     settings = PromptSettings(
-        config.prompt_field, config.think, config.max_prompt_tokens, tuple(sorted(needs)), config.max_skipped_share
+        config.prompt_field,
+        config.answer_field,
+        config.think,
+        config.max_prompt_tokens,
+        tuple(sorted(needs)),
+        config.max_skipped_share,
     )
     with tempfile.TemporaryDirectory() as scratch:
         located = locate_model(config.init_run_id, Path(workspace), Path(scratch))
         return encoded_prompts(prompts, located.directory, workspace, settings)
+
+
+# Below this share of reference solutions scored right, the accuracy reward is misreading the file's answers.
+REFERENCE_SHARE_WARNING = 0.95
+
+
+def reference_check(encoded: str | Path, config: GrpoConfig) -> ReferenceCheck | None:
+    """The accuracy reward on the encoded prompts' own reference solutions, run before training (None when the
+    config does not use the built-in accuracy reward)."""
+    return check_references(read_prompts(encoded)) if "accuracy" in config.rewards else None
+
+
+def reference_warning(check: ReferenceCheck, prompts: str) -> str | None:
+    """One line when the accuracy reward scores too few of the references right, naming where to look."""
+    if check.share >= REFERENCE_SHARE_WARNING:
+        return None
+    lines = ", ".join(map(str, check.failed_lines[:5]))
+    return (
+        f"{prompts}: the accuracy reward scores only {check.full_marks} of {check.records} reference solutions "
+        f"right ({check.share:.0%}; first at lines {lines}): it would train toward wrong answers; check that "
+        "answer_field names the reference answer and that those answers are math or choice letters"
+    )
 
 
 @register
