@@ -35,6 +35,12 @@ REAL_FILES = [
     ("trl/preference_conversational.jsonl", DPO, "trl", 1, {}),
     ("trl/preference_implicit_prompt.jsonl", DPO, "minimind", 1, {}),
     ("firefly/dummy_dpo.jsonl", DPO, "ultrafeedback_binarized", 2, {}),
+    ("hh-rlhf/harmless-base-test-excerpt.jsonl.gz", DPO, "hh_rlhf", 6, {}),
+    ("llamafactory/oaast_rm_zh.json", DPO, "ranked", 3, {}),
+    ("medicalgpt/dpo_zh_500-excerpt.jsonl", DPO, "medicalgpt", 2, {}),
+    ("llamafactory/v1_dpo_demo.jsonl", DPO, "llamafactory_v1", 2, {}),
+    ("llamafactory/reason_tool_use_demo.jsonl", SFT, "openai", 2, {}),
+    ("moss/harmless_conversation_1.json", SFT, "moss", 1, {}),
 ]
 
 
@@ -57,7 +63,8 @@ def read_with_tools(path: Path, config: ChatDataConfig) -> tuple[FileLayout, lis
     for number, record in read_json_records(path, stats):
         read = layout.read(record, number, stats)
         if read is not None:
-            found.append(read)
+            units, tools = read
+            found += [(unit, tools) for unit in units]
     return layout, found, stats
 
 
@@ -93,9 +100,14 @@ def test_ids_are_what_transformers_chat_template_gives_and_the_mask_is_the_repli
             replies = [m for m in conversation if m["role"] == "assistant"]
             expected = replies[-1:] if config.format == "dpo" else replies
             trained = tokenizer.decode([t for t, keep in zip(tokens.ids, tokens.mask) if keep])
-            assert trained == "".join(
-                m["content"] + "".join(_call_text(c) for c in m.get("tool_calls", [])) for m in expected
-            )
+            assert trained == "".join(_reply_text(m) for m in expected)
+
+
+def _reply_text(message: dict) -> str:
+    """What a trained reply decodes to with the special tokens left out: its reasoning (between the think tokens),
+    its text, its tool calls."""
+    thought = f"\n{message['reasoning_content']}\n\n\n" if message.get("reasoning_content") else ""
+    return thought + message["content"] + "".join(_call_text(call) for call in message.get("tool_calls", []))
 
 
 def _call_text(call: dict) -> str:
@@ -136,6 +148,7 @@ def test_each_layout_reads_what_its_record_says():
         ),
         ("llamafactory/glaive_toolcall_zh_demo.json", DPO, r"holds SFT conversations \(sharegpt layout\): .* sft"),
         ("trl/preference_standard.jsonl", SFT, r"holds preference pairs \(trl layout\): .* --format dpo"),
+        ("llamafactory/oaast_rm_zh.json", SFT, r"holds preference pairs \(ranked layout\): .* --format dpo"),
     ],
 )
 def test_files_that_are_not_this_kind_of_chat_data_are_refused_whole(name, config, message, tokenizer_dir, tmp_path):
@@ -237,3 +250,91 @@ def test_a_loss_weight_of_zero_keeps_an_assistant_turn_out_of_the_loss(tokenizer
     (tokens,) = ChatEncoder(load_tokenizer(tokenizer_dir)).encode([conversation])
     trained = load_tokenizer(tokenizer_dir).decode([t for t, keep in zip(tokens.ids, tokens.mask) if keep])
     assert trained == "tinylm"
+
+
+def test_hh_rlhf_transcripts_split_at_their_turn_markers_and_share_all_but_the_last_reply():
+    """Anthropic's layout, as shipped (.jsonl.gz): the turns both transcripts share are the prompt."""
+    path = DATA / "hh-rlhf/harmless-base-test-excerpt.jsonl.gz"
+    _, pairs, _ = read_all(path, DPO)
+    records = [record for _, record in read_json_records(path, Stats())]
+    for (chosen, rejected), record in zip(pairs, records):
+        assert chosen[:-1] == rejected[:-1] and [m["role"] for m in chosen] == ["user", "assistant"] * (
+            len(chosen) // 2
+        )
+        assert record["chosen"].endswith(chosen[-1]["content"]) and record["rejected"].endswith(rejected[-1]["content"])
+        assert record["chosen"].count("\n\nHuman:") == len(chosen) // 2
+    assert pairs[3][0][0] == {"role": "user", "content": "Give me a challenge"}
+
+
+def test_ranked_answers_pair_the_best_with_the_worst_or_with_each_worse_one():
+    """LLaMA-Factory's oaast_rm (OpenAssistant's ranked replies, best first)."""
+    record = json.loads((DATA / "llamafactory/oaast_rm_zh.json").read_text("utf-8"))[0]
+    _, pairs, _ = read_all(DATA / "llamafactory/oaast_rm_zh.json", DPO)
+    assert [m["content"] for m in pairs[0][0]] == [record["instruction"], record["output"][0]]
+    assert pairs[0][1][-1]["content"] == record["output"][-1]
+    each = DPO.model_copy(update={"ranked_pairs": "best_vs_each"})
+    _, pairs, _ = read_all(DATA / "llamafactory/oaast_rm_zh.json", each)
+    assert len(pairs) == 9 and [rejected[-1]["content"] for _, rejected in pairs[:3]] == record["output"][1:]
+
+
+def test_medicalgpt_and_llamafactory_v1_pairs_keep_their_system_turn_and_unscored_turns():
+    _, [_, (chosen, rejected)], _ = read_all(DATA / "medicalgpt/dpo_zh_500-excerpt.jsonl", DPO)
+    assert [m["role"] for m in chosen] == ["system", "user", "assistant"] and chosen[:-1] == rejected[:-1]
+    assert chosen[-1]["content"].startswith('"愤怒的传奇') and rejected[-1]["content"].startswith(
+        "根据您提供的电影情节"
+    )
+    _, [(chosen, rejected), _], _ = read_all(DATA / "llamafactory/v1_dpo_demo.jsonl", DPO)
+    assert chosen[-1]["content"].startswith("Abdulah Hasanagic is the proud owner")
+    assert rejected[-1]["content"].startswith(" Abdulah Hasanagic")
+    assert chosen[0]["role"] == "system" and chosen[:-1] == rejected[:-1]
+
+
+def test_typed_reasoning_and_tool_call_parts_are_read_as_reasoning_and_tool_calls():
+    """LLaMA-Factory's reason_tool_use demo: assistant turns of `reasoning`, `tool_call` and `text` parts."""
+    _, [[plain], [calling]], _ = read_all(DATA / "llamafactory/reason_tool_use_demo.jsonl", SFT)
+    assert plain[-1]["reasoning_content"].startswith("Okay, the user is asking for schools")
+    assert plain[-1]["content"].startswith("I'm sorry, but the available tools")
+    call = next(m for m in calling if m.get("tool_calls"))
+    assert call["tool_calls"][0]["name"] and call["content"] == "" and call["reasoning_content"]
+    assert any(m["role"] == "tool" for m in calling)
+
+
+def test_a_moss_conversation_file_holding_one_object_is_read_and_plugin_turns_are_counted():
+    layout, [[conversation]], stats = read_all(DATA / "moss/harmless_conversation_1.json", SFT)
+    assert stats.counts["read_as.json_object"] == 1 and layout.layout == "moss"
+    assert [m["role"] for m in conversation] == ["system", "user", "assistant", "user", "assistant"]
+    assert conversation[1]["content"] == "如果一个女性想要发展信息技术行业，她应该做些什么？"
+    assert conversation[2]["content"].endswith("为你提供机会与其他女性技术人员建立联系。"), "markers stripped"
+    assert "reasoning_content" not in conversation[2], "MOSS's `None` thoughts are no thoughts"
+    _, found, stats = read_all(DATA / "moss/calculator_plugin_conversation_1.json", SFT)
+    assert found == [] and stats.group("skipped") == {"moss_plugin_commands": 1}
+
+
+def test_an_empty_reply_is_skipped_and_counted_not_trained_as_a_bare_end_of_turn(tokenizer_dir, tmp_path):
+    turns = [{"from": "human", "value": "你好"}, {"from": "gpt", "value": "你好！"}]
+    records = [
+        {"conversations": turns},
+        {"conversations": [turns[0], {"from": "gpt", "value": ""}]},
+        {"conversations": [*turns, {"from": "human", "value": "再说一次"}, {"from": "gpt", "value": " \n"}]},
+    ]
+    source = tmp_path / "sharegpt.jsonl"
+    source.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), "utf-8")
+    result, part = encoded(source, SFT.model_copy(update={"max_skipped_share": 1}), tokenizer_dir, tmp_path / "out")
+    assert (result["rows"], result["skipped"], result["first_skipped"]) == (
+        1,
+        {"empty_reply": 2},
+        {"empty_reply": [2, 3]},
+    )
+
+
+def test_placeholders_are_counted_and_filled_from_the_setting(tokenizer_dir, tmp_path):
+    """LLaMA-Factory's identity.json: replies that say `I am {{name}}, ... developed by {{author}}`."""
+    path = DATA / "llamafactory/identity.json"
+    result, _ = encoded(path, SFT, tokenizer_dir, tmp_path / "as-is")
+    assert result["unfilled_placeholders"] == {"name": 3, "author": 3}
+    values = SFT.model_copy(update={"placeholders": {"name": "TinyLM", "author": "the tinylm team"}})
+    result, part = encoded(path, values, tokenizer_dir, tmp_path / "filled")
+    assert "unfilled_placeholders" not in result
+    ids, mask = part.sequence(0)
+    trained = load_tokenizer(tokenizer_dir).decode([int(token) for token, keep in zip(ids, mask) if keep])
+    assert trained == "Hello! I am TinyLM, an AI assistant developed by the tinylm team. How can I assist you today?"

@@ -349,7 +349,7 @@ class ShardsConfig(_Settings):
 
 ChatLayout = Literal[
     "auto", "minimind", "sharegpt", "openai", "alpaca", "firefly", "prompt_completion", "trl",
-    "ultrafeedback_binarized", "ultrafeedback",
+    "ultrafeedback_binarized", "ultrafeedback", "moss", "ranked", "hh_rlhf", "medicalgpt", "llamafactory_v1",
 ]  # fmt: skip
 
 
@@ -373,8 +373,18 @@ class ChatDataConfig(_Settings):
     format: Literal["sft", "dpo"] = Field(
         "sft",
         description="sft: conversations to learn the assistant's turns of (MiniMind, ShareGPT, OpenAI messages, "
-        "Alpaca, Firefly, TRL prompt-completion); dpo: preference pairs (MiniMind, TRL, UltraFeedback, "
-        "LLaMA-Factory); each file's layout is told from its fields",
+        "Alpaca, Firefly, MOSS, TRL prompt-completion); dpo: preference pairs (MiniMind, TRL, UltraFeedback, "
+        "HH-RLHF, MedicalGPT, LLaMA-Factory, ranked answers); each file's layout is told from its fields",
+    )
+    ranked_pairs: Literal["best_vs_each", "best_vs_worst"] = Field(
+        "best_vs_worst",
+        description="dpo, for answers ranked or scored several to a prompt (OpenAssistant, UltraFeedback): the best "
+        "against the worst alone, or against each worse answer (more pairs, each prompt weighing more)",
+    )
+    placeholders: dict[str, str] = Field(
+        default_factory=dict,
+        description="values for the {{name}} placeholders some files carry (LLaMA-Factory's identity.json), e.g. "
+        "{name: TinyLM, author: you}; a placeholder without one is trained as written, and counted",
     )
     files: dict[str, ChatFileConfig] = Field(
         default_factory=dict, description="per input file (by file name): its layout and field names, where auto fails"

@@ -9,6 +9,8 @@ the training units of all files are mixed by `source_weights` into one shuffled 
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,10 @@ from tinylm.tokens.layouts.messages import Skipped
 from tinylm.tokens.shard_files import token_dtype
 from tinylm.tokens.tokenizer_files import EOS, PAD, load_tokenizer
 
+Unit = list[list[Message]]  # what one training row holds: a conversation (sft), or chosen and rejected (dpo)
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+RANKING_LAYOUTS = ("ranked", "ultrafeedback")  # layouts that give several pairs per prompt, as ranked_pairs says
+
 
 class FileLayout:
     """How the records of one file are read: its layout, fixed by its settings or told from its first record that
@@ -46,7 +52,7 @@ class FileLayout:
 
     def __init__(self, path: Path, config: ChatDataConfig) -> None:
         settings = config.files.get(path.name, ChatFileConfig())
-        self.kind, self.path = config.format, path
+        self.kind, self.path, self.config = config.format, path, config
         self.renames = {found: canonical for canonical, found in settings.fields.items()}
         self.layout = None if settings.layout == "auto" else settings.layout
         if self.layout is not None and self.layout not in READERS[self.kind]:
@@ -54,9 +60,9 @@ class FileLayout:
                 f"{path}: layout {self.layout} is not one of {config.format}'s: {sorted(READERS[self.kind])}"
             )
 
-    def read(self, record: Any, line: int, stats: Stats) -> tuple[list[list[Message]], list[dict]] | None:
-        """The record's conversations (one for sft, chosen and rejected for dpo) and the tools it offers, or None
-        (counted with its line) when it has none usable."""
+    def read(self, record: Any, line: int, stats: Stats) -> tuple[list[Unit], list[dict]] | None:
+        """The record's units (one conversation for sft; chosen and rejected for dpo, once or for each ranked
+        pair) and the tools it offers, or None (counted with its line) when it has none usable."""
         if not isinstance(record, dict):
             stats.skip("record_not_an_object", line)
             return None
@@ -64,15 +70,18 @@ class FileLayout:
         if self.layout is None and not self._detect(record):
             stats.skip("no_known_layout", line)
             return None
+        reader = READERS[self.kind][self.layout]
+        if self.layout in RANKING_LAYOUTS:
+            reader = functools.partial(reader, pairs=self.config.ranked_pairs)
         try:
-            found, tools = READERS[self.kind][self.layout](record)
+            found, tools = reader(record)
         except KeyError as missing:
             stats.skip(f"no_{missing.args[0]}_field", line)
             return None
         except Skipped as skipped:
             stats.skip(str(skipped), line)
             return None
-        return (list(found) if self.kind == "dpo" else [found]), tools
+        return ([list(pair) for pair in found] if self.kind == "dpo" else [[found]]), tools
 
     def _detect(self, record: Any) -> bool:
         try:
@@ -84,29 +93,53 @@ class FileLayout:
         kind, layout = detected
         if kind != self.kind:
             what = "preference pairs" if kind == "dpo" else "SFT conversations"
-            raise ValueError(f"{self.path} holds {what} ({layout} layout): give it to chat-data --format {kind}")
+            raise ValueError(
+                f"{self.path} holds {what} ({layout} layout): give it to chat-data --format {kind}, or set its "
+                f"layout in the files setting if it is not {layout}"
+            )
         self.layout = layout
         return True
 
 
+def _filled(messages: list[Message], values: dict[str, str], stats: Stats) -> list[Message]:
+    """The messages with their `{{name}}` placeholders given values (the placeholders setting); each placeholder
+    left as written is counted as `unfilled_placeholders.<name>`, so a model trained on `{{name}}` is not a
+    surprise."""
+    filled = []
+    for message in messages:
+        content = message["content"]
+        for name in _PLACEHOLDER.findall(content):
+            if name not in values:
+                stats.update(f"unfilled_placeholders.{name}")
+        if values:
+            content = _PLACEHOLDER.sub(lambda match: values.get(match.group(1), match.group(0)), content)
+        filled.append(message if content == message["content"] else message | {"content": content})
+    return filled
+
+
 def _conversations(
     layout: FileLayout, record: Any, line: int, config: ChatDataConfig, stats: Stats
-) -> tuple[list[list[Message]], list[dict]] | None:
-    """The record's conversations in tinylm's form and the tools they offer, or None (counted with its line) when
-    it has none usable."""
+) -> tuple[list[Unit], list[dict]] | None:
+    """The record's usable units in tinylm's form and the tools they offer, or None when it has none; each unusable
+    one is counted with its line."""
     read = layout.read(record, line, stats)
     if read is None:
         return None
-    conversations, tools = read
-    for messages in conversations:
-        if (problem := conversation_problem(messages)) is not None:
+    units, tools = read
+    usable = []
+    for unit in units:
+        unit = [_filled(messages, config.placeholders, stats) for messages in unit]
+        problem = next(filter(None, map(conversation_problem, unit)), None)
+        if problem is None and config.format == "dpo":
+            problem = pair_problem(*unit, config.dpo_turns)
+        if problem is not None:
             stats.skip(problem, line)
-            return None
-    if config.format == "dpo" and (problem := pair_problem(*conversations, config.dpo_turns)) is not None:
-        stats.skip(problem, line)
+            continue
+        usable.append(unit)
+    if not usable:
         return None
     stats.update("with_tools", int(bool(tools)))
-    return conversations, tools
+    return usable, tools
 
 
 def _simplified(messages: list[Message], convert: Callable[[str], str], stats: Stats) -> list[Message]:
@@ -137,10 +170,11 @@ def _batches(
         found = _conversations(layout, record, number, config, stats)
         if found is None:
             continue
-        sides, tools = found
-        lines.append(number)
-        conversations += [_simplified(side, convert, stats) for side in sides] if convert is not None else sides
-        offered += [tools] * len(sides)
+        units, tools = found
+        for unit in units:
+            lines.append(number)
+            conversations += [_simplified(side, convert, stats) for side in unit] if convert is not None else unit
+            offered += [tools] * len(unit)
         if len(lines) >= config.batch_records:
             yield lines, conversations, offered
             lines, conversations, offered = [], [], []

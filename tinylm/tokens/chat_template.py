@@ -197,7 +197,20 @@ def conversation_problem(messages: Any) -> str | None:
             return problem
     if not any(message["role"] == TRAINED_ROLE for message in messages):
         return "no_assistant_turn"
+    if any(_empty_reply(message) for message in messages):
+        return "empty_reply"
     return None
+
+
+def _empty_reply(message: Message) -> bool:
+    """A trained assistant turn that says nothing and calls nothing: training on it teaches the model to answer
+    with a bare end of turn."""
+    return (
+        message["role"] == TRAINED_ROLE
+        and message.get("trained", True)
+        and not message["content"].strip()
+        and not message.get("tool_calls")
+    )
 
 
 def message_problem(message: Any) -> str | None:

@@ -63,16 +63,51 @@ def read_json_lines(path: str | Path, stats: Stats) -> Iterator[tuple[int, Any]]
         yield from json_lines(stream, stats)
 
 
+# A file holding one JSON object (MOSS's and axolotl's conversation files) is read whole: this bounds what it may take.
+MAX_JSON_OBJECT_BYTES = 64 << 20
+
+
 def read_json_records(path: str | Path, stats: Stats) -> Iterator[tuple[int, Any]]:
-    """(number, value) of each record of a file that holds JSON Lines or one JSON array, whatever its name says:
-    chat data ships as both, and `.json` names either. A line number for JSON Lines, the record's position for an
-    array; the file's layout is counted as `read_as.json_array` or `read_as.json_lines`."""
+    """(number, value) of each record of a file that holds JSON Lines, one JSON array or one JSON object, whatever
+    its name says: chat data ships as all three, and `.json` names any. A line number for JSON Lines, the record's
+    position for an array, 1 for an object; the file's layout is counted as `read_as.json_array`,
+    `read_as.json_object` or `read_as.json_lines`."""
     path = Path(path)
     with opened(path, stats) as stream:
-        head = stream.peek(64)[:64].lstrip(b"\xef\xbb\xbf \t\r\n")  # type: ignore[attr-defined]
+        window = stream.peek(1 << 16)  # type: ignore[attr-defined]
+        head = window[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
         if head.startswith(b"["):
             stats.update("read_as.json_array")
             yield from iter_json_array(utf8_stream(stream, stats), stats)
+        elif head.startswith(b"{") and _spans_lines(window):
+            stats.update("read_as.json_object")
+            stats.update("records")
+            yield 1, _json_object(path, utf8_stream(stream, stats))
         else:
             stats.update("read_as.json_lines")
             yield from json_lines(stream, stats)
+
+
+def _spans_lines(window: bytes) -> bool:
+    """Whether a file opening with `{` is one object written over many lines (pretty-printed) rather than JSON
+    Lines: its first line is not a whole JSON value."""
+    first, newline, _ = window.lstrip(b"\xef\xbb\xbf \t\r\n").partition(b"\n")
+    if not newline:  # a first line longer than the window: a long JSON line
+        return False
+    try:
+        json.loads(first)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return True
+    return False
+
+
+def _json_object(path: Path, stream: IO[bytes]) -> Any:
+    data = stream.read(MAX_JSON_OBJECT_BYTES + 1)
+    if len(data) > MAX_JSON_OBJECT_BYTES:
+        raise ValueError(
+            f"{path}: one JSON object of more than {MAX_JSON_OBJECT_BYTES >> 20} MiB; write its records as JSON Lines"
+        )
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: neither JSON Lines nor one JSON value ({error}); fix or remove the file") from None

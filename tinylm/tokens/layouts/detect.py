@@ -24,6 +24,7 @@ READERS: dict[Kind, dict[str, Reader]] = {
         "alpaca": sft.alpaca,
         "firefly": sft.firefly,
         "prompt_completion": sft.prompt_completion,
+        "moss": sft.moss,
     },
     "dpo": {
         "minimind": preference.minimind,
@@ -31,6 +32,10 @@ READERS: dict[Kind, dict[str, Reader]] = {
         "ultrafeedback_binarized": preference.ultrafeedback_binarized,
         "sharegpt": preference.sharegpt_pairs,
         "ultrafeedback": preference.ultrafeedback,
+        "ranked": preference.ranked,
+        "hh_rlhf": preference.hh_rlhf,
+        "medicalgpt": preference.medicalgpt,
+        "llamafactory_v1": preference.llamafactory_v1,
     },
 }
 
@@ -55,6 +60,12 @@ def detect(record: Any) -> tuple[Kind, str] | None:
         )
     if {"chosen", "rejected"} <= keys:
         return "dpo", _pair_layout(record)
+    if {"chosen_messages", "rejected_messages"} <= keys:
+        return "dpo", "llamafactory_v1"
+    if {"question", "response_chosen", "response_rejected"} <= keys:
+        return "dpo", "medicalgpt"
+    if {"instruction", "output"} <= keys and isinstance(record["output"], list):
+        return "dpo", "ranked"
     if "completions" in keys:
         return "dpo", "ultrafeedback"
     if "messages" in keys:
@@ -65,6 +76,8 @@ def detect(record: Any) -> tuple[Kind, str] | None:
         return "sft", "sharegpt" if isinstance(first, dict) and "from" in first else "minimind"
     if "conversation" in keys:
         return "sft", "firefly"
+    if "chat" in keys and isinstance(record["chat"], dict):
+        return "sft", "moss"
     if {"instruction", "output"} <= keys:
         return "sft", "alpaca"
     if {"prompt", "completion"} <= keys:
@@ -81,6 +94,8 @@ def _pair_layout(record: dict[str, Any]) -> str:
             if isinstance(record["prompt"], str) and isinstance(record["chosen"], list)
             else "trl"
         )
+    if isinstance(record["chosen"], str) and record["chosen"].lstrip(" ").startswith("\n\nHuman:"):
+        return "hh_rlhf"
     if isinstance(record["chosen"], str):
         raise NotChatData(
             "holds pairs of whole texts with the prompt inside them (TRL's implicit-prompt standard layout): "

@@ -2,8 +2,9 @@
 
 Roles are named differently by every layout (ShareGPT's human/gpt/function_call/observation, OpenAI's
 user/assistant/tool, BELLE's Human/Assistant); content may be a string or, as the OpenAI API and LLaMA-Factory's
-v1 files give it, a list of typed parts, of which text and reasoning are kept and anything else (an image) is a
-reason to skip the record rather than to train on a conversation with a hole in it.
+v1 files give it, a list of typed parts: text, reasoning and tool calls are read, and anything else (an image, an
+audio clip) is a reason to skip the record (`non_text_content`) rather than to train on a conversation with a hole
+in it.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ def message(role: Any, content: Any, extra: dict[str, Any] | None = None) -> Mes
         return {"role": "assistant", "content": "", "tool_calls": [tool_call(content)]}
     if name not in ROLE_NAMES:
         raise Skipped("unknown_role")
-    body, thought = with_reasoning(content)
+    body, thought, calls = typed_parts(content)
     found: Message = {"role": ROLE_NAMES[name], "content": body}
+    if calls:
+        found["tool_calls"] = calls
     extra = extra or {}
     reasoning = extra.get("reasoning_content") or thought
     if reasoning:
@@ -59,7 +62,7 @@ def message(role: Any, content: Any, extra: dict[str, Any] | None = None) -> Mes
     if extra.get("tool_calls"):
         if not isinstance(extra["tool_calls"], list):
             raise Skipped("tool_calls_not_a_list")
-        found["tool_calls"] = [tool_call(call) for call in extra["tool_calls"]]
+        found["tool_calls"] = found.get("tool_calls", []) + [tool_call(call) for call in extra["tool_calls"]]
     return found
 
 
@@ -83,14 +86,19 @@ def text(content: Any) -> str:
     return "".join(pieces)
 
 
-def with_reasoning(content: Any) -> tuple[str, str | None]:
-    """Text and reasoning of content given as typed parts with `reasoning` parts (LLaMA-Factory's v1 layout)."""
+def typed_parts(content: Any) -> tuple[str, str | None, list[dict[str, Any]]]:
+    """Text, reasoning and tool calls of content given as typed parts (`reasoning` and `tool_call` parts, as
+    LLaMA-Factory's v1 layout has them); content given as text is all text."""
     if not isinstance(content, list):
-        return text(content), None
-    reasoning = [part for part in content if isinstance(part, dict) and part.get("type") == "reasoning"]
-    rest = [part for part in content if part not in reasoning]
+        return text(content), None, []
+    kinds = [part.get("type") if isinstance(part, dict) else None for part in content]
+    reasoning = [part for part, kind in zip(content, kinds) if kind == "reasoning"]
+    calls = [
+        tool_call(part.get("value", part.get("text"))) for part, kind in zip(content, kinds) if kind == "tool_call"
+    ]
+    rest = [part for part, kind in zip(content, kinds) if kind not in ("reasoning", "tool_call")]
     thought = "".join(str(part.get("value", part.get("text", ""))) for part in reasoning)
-    return text(rest), thought or None
+    return text(rest), thought or None, calls
 
 
 def tool_call(call: Any) -> dict[str, Any]:

@@ -8,10 +8,12 @@
 | alpaca | `{"instruction", "input"?, "output", "system"?, "history"?: [[query, reply], ...]}` | Alpaca, BELLE |
 | firefly | `{"conversation": [{"human", "assistant"}, ...], "system"?}` | Firefly, MOSS |
 | prompt_completion | `{"prompt", "completion"}`, each a string or messages | TRL |
+| moss | `{"meta_instruction", "chat": {"turn_1": {"Human", "Inner Thoughts", "Commands", "MOSS"}, ...}}` | MOSS-003 |
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tinylm.tokens.layouts.messages import Message, Skipped, message, tools
@@ -61,6 +63,41 @@ def firefly(record: dict[str, Any]) -> tuple[Conversation, Tools]:
 def prompt_completion(record: dict[str, Any]) -> tuple[Conversation, Tools]:
     """A prompt (text: one user turn) and its completion (text: one assistant reply)."""
     return turns_of(record["prompt"], "user") + turns_of(record["completion"], "assistant"), tools(record.get("tools"))
+
+
+def moss(record: dict[str, Any]) -> tuple[Conversation, Tools]:
+    """MOSS-003's turns, each field wrapped in its markers (`<|Human|>: ... <eoh>`): the meta instruction is the
+    system turn, inner thoughts the reasoning. A turn that runs plugins (search, calculator) is skipped: its
+    commands and results are MOSS's own syntax, not tool calls a chat template can render."""
+    turns = record["chat"]
+    if not isinstance(turns, dict) or not turns:
+        raise Skipped("not_a_conversation")
+    system = [message("system", record["meta_instruction"])] if record.get("meta_instruction") else []
+    conversation = []
+    for name in sorted(turns, key=lambda key: int(re.sub(r"\D", "", key) or 0)):
+        turn = turns[name]
+        if not isinstance(turn, dict):
+            raise Skipped("message_not_an_object")
+        if _moss_field(turn.get("Commands")) is not None:
+            raise Skipped("moss_plugin_commands")
+        reply = message("assistant", _moss_field(turn.get("MOSS")) or "")
+        if (thought := _moss_field(turn.get("Inner Thoughts"))) is not None:
+            reply["reasoning_content"] = thought
+        conversation += [message("user", _moss_field(turn.get("Human"))), reply]
+    return system + conversation, []
+
+
+_MOSS_MARKERS = re.compile(r"^\s*<\|[^|>]+\|>:\s?|\s*<eo[hmtcr]>\s*$")
+
+
+def _moss_field(value: Any) -> str | None:
+    """A MOSS turn's field without its markers; None for an absent one or MOSS's `None`."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Skipped("content_not_text")
+    text = _MOSS_MARKERS.sub("", value)
+    return None if text.strip() == "None" else text
 
 
 def role_content(turns: Any) -> Conversation:
