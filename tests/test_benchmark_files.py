@@ -4,6 +4,7 @@ from them, and the one-line errors a damaged file gets."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -198,3 +199,86 @@ def test_the_leaderboard_puts_each_benchmark_on_a_row_and_each_category_in_a_col
         "ceval/college_programming  0.500  (4 items)",
         "ceval/basic_medicine       0.250  (4 items)",
     ]
+
+
+MMLU, GAOKAO = DATA / "mmlu", DATA / "gaokao-bench"
+
+
+def test_mmlu_is_read_without_a_header_row_scoring_its_test_split_with_dev_shots():
+    """MMLU's own csv files (hendrycks/test): no header, the first question is an item, not column names."""
+    tasks = {task.subject: task for task in local_tasks(MMLU)}
+    physics = tasks["high_school_physics"]
+    assert (physics.layout, physics.scored.name, physics.fewshot.name) == ("mmlu", "high_school_physics_test.csv",
+                                                                           "high_school_physics_dev.csv")  # fmt: skip
+    with physics.scored.open(encoding="utf-8", newline="") as handle:
+        original = list(csv.reader(handle))
+    rows = task_rows(physics, physics.scored)
+    assert len(rows) == len(original) == 8
+    assert [[row["question"], row["A"], row["B"], row["C"], row["D"], row["answer"]] for row in rows] == original
+    assert {subject: categories(task) for subject, task in tasks.items()} == {
+        "global_facts": ["Other"],
+        "high_school_physics": ["STEM"],
+    }
+
+
+def test_an_mmlu_subject_is_prompted_exactly_as_the_harness_own_mmlu_task_prompts_it():
+    """Our task config against one built from lm-evaluation-harness's MMLU yaml, fed the same rows in cais/mmlu's
+    schema (choices as a list, the answer as an index)."""
+    import datasets
+
+    task = next(task for task in local_tasks(MMLU) if task.subject == "global_facts")
+    as_cais = {
+        split: datasets.Dataset.from_list(
+            [
+                {
+                    "question": r["question"],
+                    "choices": [r[letter] for letter in "ABCD"],
+                    "answer": "ABCD".index(r["answer"]),
+                }
+                for r in task_rows(task, path)
+            ]  # fmt: skip
+        )
+        for split, path in (("test", task.scored), ("dev", task.fewshot))
+    }
+    reference = {
+        "task": "reference_mmlu_global_facts",
+        "custom_dataset": lambda **_: datasets.DatasetDict(as_cais),
+        "test_split": "test",
+        "fewshot_split": "dev",
+        "fewshot_config": {"sampler": "first_n"},
+        "output_type": "multiple_choice",
+        "description": "The following are multiple choice questions (with answers) about global facts.\n\n",
+        "doc_to_text": "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. "
+        "{{choices[3]}}\nAnswer:",
+        "doc_to_choice": ["A", "B", "C", "D"],
+        "doc_to_target": "answer",
+        "metadata": {"version": 1.0},
+    }
+    built = get_task_dict([reference], TaskManager(include_defaults=False))["reference_mmlu_global_facts"]
+    doc = next(iter(built.test_docs()))
+    assert rendered(task, EvalConfig(num_fewshot=3)) == (built.fewshot_context(doc, 3), built.doc_to_target(doc))
+    with pytest.raises(ValueError, match="chain_of_thought is C-Eval's Chinese prompt; mmlu"):
+        check_settings(EvalConfig(benchmarks=[str(MMLU)], prompt="chain_of_thought"))
+
+
+def test_gaokao_bench_scores_its_single_answer_items_and_counts_the_others(caplog, tmp_path):
+    tasks = {task.subject: task for task in local_tasks(GAOKAO)}
+    math, physics, chinese = (tasks[f"2010-2022_{name}"] for name in ("Math_II_MCQs", "Physics_MCQs",
+                                                                         "Chinese_Lang_and_Usage_MCQs"))  # fmt: skip
+    assert (len(task_rows(math, math.scored)), math.skipped) == (6, 0)
+    assert (len(task_rows(physics, physics.scored)), physics.skipped) == (6, 6), "multi-select physics: AC, ABD..."
+    assert (len(task_rows(chinese, chinese.scored)), chinese.skipped) == (5, 1), "a passage's three questions"
+    assert categories(math) == ["Math"] and categories(chinese) == ["Chinese"]
+    items = json.loads(math.scored.read_text("utf-8"))["example"]
+    prompt, target = rendered(math, EvalConfig())
+    assert (
+        prompt
+        == f"以下是中国高考数学的单项选择题，请直接给出正确答案的选项。\n\n{items[0]['question'].strip()}\n答案："
+    )
+    assert target == "ABCD".index(items[0]["answer"][0])
+    reading = tmp_path / "gaokao" / "2010-2022_English_Reading_Comp.json"
+    reading.parent.mkdir()
+    shutil.copy(GAOKAO / "2010-2022_Math_II_MCQs.json", reading.parent)
+    reading.write_text(json.dumps({"keywords": "x", "example": [{"question": "Passage", "answer": ["A", "C"]}]}))
+    assert [task.subject for task in local_tasks(reading.parent)] == ["2010-2022_Math_II_MCQs"]
+    assert "2010-2022_English_Reading_Comp.json: left out: all its 1 items have more than one answer" in caplog.text

@@ -41,8 +41,19 @@ def _dataset(task: LocalTask, **_: Any) -> Any:
 
 
 def _question(task: LocalTask) -> str:
+    if task.inline_choices:  # GAOKAO-Bench writes the choices into the question
+        return "{{question}}\n"
     options = "\n".join(f"{letter}. {{{{{letter}}}}}" for letter in task.letters)
     return f"{{{{question}}}}\n{options}\n"
+
+
+def _description(task: LocalTask) -> str:
+    """The header of the harness's own task for the benchmark: MMLU's in English, C-Eval's naming a Chinese exam,
+    GAOKAO-Bench's the gaokao, CMMLU's plainly."""
+    if task.layout == "mmlu":
+        return f"The following are multiple choice questions (with answers) about {subject_name(task)}.\n\n"
+    where = {"ceval": "中国关于", "gaokao": "中国高考"}.get(task.layout, "关于")
+    return f"以下是{where}{subject_name(task)}的单项选择题，请直接给出正确答案的选项。\n\n"
 
 
 def task_config(task: LocalTask, config: EvalConfig) -> dict[str, Any]:
@@ -59,13 +70,12 @@ def task_config(task: LocalTask, config: EvalConfig) -> dict[str, Any]:
     }
     if config.prompt == "chain_of_thought":
         return common | _chain_of_thought(task, config, bool(fewshot))
-    # The description of the harness's own tasks: C-Eval's names the subject as a Chinese exam's, CMMLU's plainly.
-    where = "中国关于" if task.layout == "ceval" else "关于"
+    answer_prompt = "Answer:" if task.layout == "mmlu" else config.answer_prompt  # as the harness's MMLU asks
     return common | {
-        "description": f"以下是{where}{subject_name(task)}的单项选择题，请直接给出正确答案的选项。\n\n",
+        "description": _description(task),
         **({"fewshot_config": {"sampler": "first_n"}} if fewshot else {}),
         "output_type": "multiple_choice",
-        "doc_to_text": f"{_question(task)}{config.answer_prompt}",
+        "doc_to_text": f"{_question(task)}{answer_prompt}",
         "doc_to_choice": task.letters,
         "doc_to_target": f"{{{{{task.letters}.index(answer)}}}}",
         "metric_list": [
@@ -119,6 +129,11 @@ def check_settings(config: EvalConfig) -> tuple[list[LocalTask], list[str]]:
         )
     if config.prompt != "chain_of_thought":
         return tasks, named
+    if english := sorted({task.benchmark for task in tasks if task.layout == "mmlu"}):
+        raise ValueError(
+            f"prompt chain_of_thought is C-Eval's Chinese prompt; {', '.join(english)} (MMLU) is scored with "
+            "prompt answer_only, as the harness's MMLU is: evaluate it in a separate run"
+        )
     if named:
         raise ValueError(
             f"prompt chain_of_thought applies to local benchmark folders; {', '.join(named)} are harness tasks with "
@@ -161,7 +176,10 @@ def run_benchmarks(hf_folder: Path, config: EvalConfig, device: str) -> list[dic
         task = by_harness_name.get(name)
         row = _row(task.name if task else name, results["results"][name], counts["effective"])
         if row is not None:
-            rows.append(row | {"level": "subject" if task else "harness task"})
+            # Items a local file has that are left out of its score (GAOKAO-Bench's multi-answer ones), counted.
+            rows.append(
+                row | {"level": "subject" if task else "harness task", "skipped_items": task.skipped if task else 0}
+            )
     return rows + _averages(local, {row["task"]: row for row in rows})
 
 
@@ -201,4 +219,5 @@ def _average(name: str, level: str, rows: list[dict[str, Any]]) -> dict[str, Any
         "acc_norm": sum(row["acc_norm"] for row in rows) / len(rows),
         "acc_stderr": None,
         "level": level,
+        "skipped_items": sum(row["skipped_items"] for row in rows),
     }

@@ -1,9 +1,11 @@
-"""The subjects of C-Eval and CMMLU: each one's Chinese name (their prompts name the subject) and the categories
-their leaderboards report (C-Eval: STEM, Social Science, Humanities, Other; CMMLU: those and China specific).
+"""The subjects of C-Eval, CMMLU, MMLU and GAOKAO-Bench: each one's name (their prompts name the subject) and the
+categories their leaderboards report (C-Eval and MMLU: STEM, Social Science, Humanities, Other; CMMLU: those and
+China specific; GAOKAO-Bench: the exam subject).
 
 `subjects.json` is read off the benchmarks' own repositories: C-Eval's `subject_mapping.json` (hkust-nlp/ceval
-@ cba65ae) and CMMLU's `src/categories.py` (haonan-li/CMMLU @ d6e7b71), whose subcategories are resolved to the
-categories that list them.
+@ cba65ae), CMMLU's `src/categories.py` (haonan-li/CMMLU @ d6e7b71) and MMLU's `categories.py` (hendrycks/test
+@ 4450500), whose subcategories are resolved to the categories that list them; GAOKAO-Bench's files by the subject
+its `OBJ_score_evaluation.py` (OpenLMLab/GAOKAO-Bench @ 6dbb24f) counts them in.
 """
 
 from __future__ import annotations
