@@ -70,6 +70,8 @@ def test_served_deployments_render_their_configs_as_forms():
     assert set(chat_schema["definitions"]["ChatDataConfig"]["properties"]) == {
         "runner",
         "format",
+        "ranked_pairs",
+        "placeholders",
         "files",
         "dpo_turns",
         "max_skipped_share",

@@ -239,14 +239,20 @@ def check_skipped_share(path: Path, stats: Stats, limit: float) -> None:
         where = ", ".join(map(str, stats.first_skipped.get(reason, [])))
         raise ValueError(
             f"{path}: {total} of {records} records skipped, {skipped[reason]} as {reason} (first at {where}); "
-            f"{_REMEDIES.get(reason, _LAYOUT_REMEDY)}, or raise max_skipped_share"
+            f"{_REMEDIES.get(reason, _LAYOUT_REMEDY.format(name=path.name))}, or raise max_skipped_share"
         )
 
 
-_LAYOUT_REMEDY = "check the file's layout and field names (chat-data's files setting)"
+_LAYOUT_REMEDY = (
+    "name the file's layout and the fields it renames in the files setting, e.g. files: {{{name}: {{layout: alpaca, "
+    "fields: {{instruction: q, output: a}}}}}} (docs/tokens.md lists the layouts)"
+)
 # What to change for the skip reasons whose cause is a setting, not the file's layout.
 _REMEDIES = {
     "no_assistant_token_within_max_seq_len": "raise max_seq_len (a system turn with tools takes room too)",
+    "empty_reply": "give the empty assistant turns their replies or drop those records (trained, an empty reply "
+    "teaches the model to answer with nothing)",
+    "moss_plugin_commands": "tinylm reads MOSS's conversations without plugins; leave the plugin files out",
     "prompts_differ": "set dpo_turns: all to score whole conversations, MiniMind's way",
     "prompt_too_long": "raise max_prompt_tokens (the chat template's tokens count too)",
     "no_prompt_or_messages": "name the field that holds each prompt with prompt_field",
