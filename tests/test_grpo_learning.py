@@ -17,14 +17,14 @@ from tinylm.config import ChatDataConfig, LoraConfig
 from tinylm.flows.tuning import grpo_flow
 from tinylm.model.config import ModelConfig
 from tinylm.storage.manifest import read_manifest
-from tinylm.training.methods.grpo import GrpoConfig, grpo_prompts
+from tinylm.training.methods.grpo import GrpoConfig, grpo_prompts, reference_check, reference_warning
 from tinylm.training.trainer import train_model
 
 pytestmark = pytest.mark.slow
 
 SUMS = [(a, b) for a in range(10) for b in range(10)]
 MODEL = ModelConfig(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64)
-SFT_EPOCHS = 20  # enough to answer about a fifth of the sums right: room for GRPO to show
+SFT_EPOCHS = 40  # enough to answer about a third of the sums right (read strictly): room for GRPO to show
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -107,10 +107,13 @@ def test_a_reward_that_raises_fails_the_run_with_its_name(adder, module_workspac
         train_model(grpo_prompts(prompts, module_workspace, config), module_workspace, config)
 
 
-def test_the_grpo_flow_trains_once_and_a_repeat_returns_the_finished_run(adder, module_workspace):
+def test_the_grpo_flow_trains_once_and_a_repeat_returns_the_finished_run(adder, module_workspace, caplog):
     init, prompts = adder
     config = grpo_config(init, epochs=1, run_name=None)
-    first = grpo_flow(config, str(prompts), str(module_workspace))
+    with caplog.at_level(logging.INFO):
+        first = grpo_flow(config, str(prompts), str(module_workspace))
+    checked = [record.getMessage() for record in caplog.records if "reference solutions" in record.getMessage()]
+    assert checked == [f"grpo: accuracy scores {len(SUMS)} of {len(SUMS)} reference solutions 1.0"]
     encoded = grpo_prompts(prompts, module_workspace, config) / "manifest.json"
     written = encoded.stat().st_mtime_ns
     again = grpo_flow(config, str(prompts), str(module_workspace))
@@ -130,3 +133,22 @@ def test_rewards_that_cannot_tell_completions_apart_are_reported_not_silent(adde
         train_model(grpo_prompts(prompts, module_workspace, config), module_workspace, config)
     said = [record.getMessage() for record in caplog.records if "no learning signal" in record.getMessage()]
     assert len(said) == 2 and "last 10 rollouts up to step 9" in said[0] and "mean reward 1.000" in said[0]
+
+
+def test_a_prompt_file_whose_references_the_reward_misreads_is_warned_of_before_training(adder, module_workspace):
+    """Solutions that state another answer than the record's `answer`: the check GRPO runs before training finds
+    them by line, and the warning names the setting to look at."""
+    init, prompts = adder
+    records = [json.loads(line) for line in prompts.read_text("utf-8").splitlines()][:20]
+    for index, record in enumerate(records):
+        wrong = index % 4 == 0
+        record["solution"] = (
+            f"{record['prompt']}{int(record['answer']) + wrong}。答案是 {int(record['answer']) + wrong}"
+        )
+    misread = write_jsonl(module_workspace / "misread.jsonl", records)
+    config = grpo_config(init, epochs=1)
+    check = reference_check(grpo_prompts(misread, module_workspace, config), config)
+    assert (check.records, check.full_marks, check.failed_lines[:2]) == (20, 15, (1, 5))
+    assert "scores only 15 of 20 reference solutions right (75%; first at lines 1, 5, 9, 13, 17)" in reference_warning(
+        check, str(misread)
+    )
