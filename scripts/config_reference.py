@@ -20,10 +20,10 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from tinylm.config import ChatDataConfig, EvalConfig, PipelineConfig, RefreshConfig, TrainConfig
-from tinylm.inference.server import ServerSettings
-from tinylm.training.methods.distill import DistillConfig
-from tinylm.training.methods.dpo import DpoConfig
-from tinylm.training.methods.grpo import GrpoConfig
+from tinylm.inference.settings import ServerSettings
+from tinylm.training.distill_config import DistillConfig
+from tinylm.training.dpo_config import DpoConfig
+from tinylm.training.grpo_config import GrpoConfig
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 # The models a user fills in, in the order a reader meets them; the models they nest follow, each once.

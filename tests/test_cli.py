@@ -46,6 +46,17 @@ COMMANDS = [
 ]
 
 
+def test_the_whole_parser_imports_no_heavy_library():
+    """Every command's flags are built from its config model, so any --help and any refused setting answer at
+    once: the configs import pydantic and the standard library, never torch, mlflow, prefect or fastapi."""
+    probe = (
+        "import sys; from tinylm.cli import build_parser; build_parser(); "
+        "print(' '.join(m for m in ('torch', 'mlflow', 'prefect', 'fastapi', 'math_verify') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == ""
+
+
 def test_every_command_has_help_for_every_option():
     parser = build_parser()
     subparsers = next(action for action in parser._actions if action.dest == "command")

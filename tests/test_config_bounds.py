@@ -13,11 +13,11 @@ from pydantic.fields import FieldInfo
 from tinylm import config
 from tinylm.cli import main
 from tinylm.flows.session.environment import TEMPORARY_MARK
-from tinylm.inference.server import ServerSettings
+from tinylm.inference.settings import ServerSettings
 from tinylm.model.config import ModelConfig
+from tinylm.training.distill_config import DistillConfig
+from tinylm.training.dpo_config import DpoConfig
 from tinylm.training.methods import config_classes
-from tinylm.training.methods.distill import DistillConfig
-from tinylm.training.methods.dpo import DpoConfig
 
 SETTINGS = [model for model in vars(config).values() if isinstance(model, type) and issubclass(model, config._Settings)]
 SETTINGS += [kind for kind in config_classes().values() if kind not in SETTINGS]

@@ -36,10 +36,10 @@ MODEL_FORMS = (
 )
 
 if TYPE_CHECKING:
-    from tinylm.inference.server import ServerSettings
-    from tinylm.training.methods.distill import DistillConfig
-    from tinylm.training.methods.dpo import DpoConfig
-    from tinylm.training.methods.grpo import GrpoConfig
+    from tinylm.inference.settings import ServerSettings
+    from tinylm.training.distill_config import DistillConfig
+    from tinylm.training.dpo_config import DpoConfig
+    from tinylm.training.grpo_config import GrpoConfig
 
 
 def _print_json(result: object) -> None:
@@ -535,19 +535,19 @@ def _add_model_commands(command: Command) -> None:
 
 
 def _dpo_config() -> type[BaseModel]:
-    from tinylm.training.methods.dpo import DpoConfig
+    from tinylm.training.dpo_config import DpoConfig
 
     return DpoConfig
 
 
 def _grpo_config() -> type[BaseModel]:
-    from tinylm.training.methods.grpo import GrpoConfig
+    from tinylm.training.grpo_config import GrpoConfig
 
     return GrpoConfig
 
 
 def _distill_config() -> type[BaseModel]:
-    from tinylm.training.methods.distill import DistillConfig
+    from tinylm.training.distill_config import DistillConfig
 
     return DistillConfig
 
@@ -602,7 +602,7 @@ def _add_tuning_commands(command: Command) -> None:
 
 
 def _server_settings() -> type[BaseModel]:
-    from tinylm.inference.server import ServerSettings
+    from tinylm.inference.settings import ServerSettings
 
     return ServerSettings
 

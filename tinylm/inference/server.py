@@ -34,6 +34,7 @@ from starlette.types import Receive, Scope, Send
 from tinylm.inference.admission import ARRIVED, ApiError, Deadline, GenerationSlots, RequestGuard
 from tinylm.inference.generate import Channel, Finish, LoadedModel, stream_channels, stream_text
 from tinylm.inference.logprobs import legacy_logprobs
+from tinylm.inference.settings import ServerSettings
 from tinylm.model.generation import Sampling
 from tinylm.tokens.layouts.messages import Skipped
 from tinylm.tokens.layouts.messages import message as chat_message
@@ -41,24 +42,6 @@ from tinylm.tokens.layouts.messages import tools as offered_tools
 from tinylm.tokens.tokenizer_files import EOS, TOOL_CALL_END, TOOL_CALL_START
 
 CHAT_PAGE = Path(__file__).with_name("chat_page.html")
-
-
-class ServerSettings(BaseModel, frozen=True):
-    """`tinylm serve`'s limits, bounded so that a typo cannot make a server that turns everyone away."""
-
-    model_name: str = Field("tinylm", min_length=1, description="the model's id in /v1/models and in replies (--name)")
-    max_tokens: int = Field(512, ge=1, description="most tokens one reply may have")
-    max_body_bytes: int = Field(1 << 20, ge=1, description="largest request body read")
-    api_key: str | None = Field(
-        None, min_length=1, description="required as a bearer token when set (TINYLM_API_KEY, not a flag)"
-    )
-    max_running: int = Field(4, ge=1, description="generations at once, each holding a KV cache for its context")
-    max_waiting: int = Field(
-        32, ge=0, description="requests queued for a generation slot; more are turned away with a 429"
-    )
-    request_timeout_s: float = Field(
-        120.0, gt=0, description="from arrival: the wait for a slot and the generation together"
-    )
 
 
 class Message(BaseModel):

@@ -24,6 +24,7 @@ import torch
 
 from tinylm.tokens.tokenizer_files import THINK_END, THINK_START
 from tinylm.training.answers import is_correct, parse_reference
+from tinylm.training.grpo_config import BUILT_IN_REWARDS
 
 RewardFunction = Callable[..., list[float | None]]
 
@@ -99,7 +100,7 @@ class Reward:
     needs: tuple[str, ...] = ()
 
 
-BUILT_IN = ("accuracy", "think_format", "length")
+BUILT_IN = BUILT_IN_REWARDS
 
 
 def load_rewards(names: Sequence[str], weights: Sequence[float] | None, max_completion_tokens: int) -> list[Reward]:

@@ -8,27 +8,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from tinylm.config import TrainConfig
 from tinylm.model.transformer import Transformer
 from tinylm.training.checkpointer import initial_weights
 from tinylm.training.data import Batch
+from tinylm.training.distill_config import DistillConfig
 from tinylm.training.methods.interface import Method, Metrics, Objective, Setup, frozen_model, register
-
-
-class DistillConfig(TrainConfig):
-    """White-box distillation: a student learns a teacher's token distributions, mixed with the data's own loss."""
-
-    teacher_run_id: str = Field(
-        ..., description="the teacher (a run id or any model reference); same tokenizer as the data"
-    )
-    temperature: float = Field(
-        1.0, gt=0, description="softens both distributions before the KL divergence (scaled back by T^2)"
-    )
-    kl_weight: float = Field(
-        0.5, ge=0, le=1, description="share of the loss that is the KL to the teacher; the rest is cross entropy"
-    )
 
 
 class Distillation(Objective):

@@ -15,13 +15,12 @@ from contextlib import AbstractContextManager
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from tinylm.config import LearningRate, MinLearningRate, SamplePrompts, TrainConfig, WarmupSteps
 from tinylm.model.transformer import Transformer
 from tinylm.storage.atomic import atomic_path
 from tinylm.training.checkpointer import initial_weights
 from tinylm.training.data import Batch, ChatData, TrainingData
+from tinylm.training.dpo_config import DpoConfig
 from tinylm.training.methods.interface import (
     Method,
     Metrics,
@@ -34,28 +33,6 @@ from tinylm.training.methods.interface import (
 )
 
 REFERENCE_DIR = "reference"
-
-
-class DpoConfig(TrainConfig):
-    """Direct preference optimisation on chat-data DPO pairs, starting from an SFT run (`init_run_id`)."""
-
-    learning_rate: LearningRate = 5e-6
-    min_learning_rate: MinLearningRate = 5e-7
-    warmup_steps: WarmupSteps = 10
-    sample_prompts: SamplePrompts = []
-    beta: float = Field(
-        0.1, gt=0, description="how far the policy may move from the reference: the sigmoid loss's temperature"
-    )
-    reference_run_id: str | None = Field(
-        None,
-        description="the frozen reference model (a run id or any model reference); None = init_run_id, where the "
-        "policy starts",
-    )
-    precompute_reference: bool = Field(
-        True,
-        description="compute the reference's log-probabilities once per pair, shard by shard, and keep them beside the "
-        "data: no reference model in memory while training",
-    )
 
 
 def sequence_logps(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
