@@ -46,10 +46,22 @@ LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml | head -
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CMAKE_ARGS := $(if $(filter x86_64,$(shell uname -m)),-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)')
 
+# The build takes minutes (55 on a busy machine), so its wheel is kept in a cache of tinylm's own, keyed by the
+# version, the flags, the machine and the Python it was built for, and built only when the key is new: pip's cache
+# is not used, since it keys by source alone and would hand an AMX build back. Built into a scratch folder and moved
+# into place whole, so a build killed half way leaves nothing that looks finished.
+LLAMA_WHEELS ?= $(HOME)/.cache/tinylm/wheels
+LLAMA_KEY := $(shell echo "$(LLAMA_CPP) $(LLAMA_CMAKE_ARGS) $(CMAKE_ARGS) $(shell uname -m) $(shell python3 -c 'import sys; print(sys.implementation.cache_tag)')" | sha256sum | cut -c1-16)
+LLAMA_WHEEL_DIR := $(LLAMA_WHEELS)/$(LLAMA_KEY)
+
 # What the tests need besides: pytest (and pytest-xdist), ruff, the openai client, Playwright, Dask, Ray, moto,
 # llama-cpp-python.
 $(DEV_STAMP): pyproject.toml $(STAMP)
-	CMAKE_ARGS="$$CMAKE_ARGS $(LLAMA_CMAKE_ARGS)" $(PIP_INSTALL) --no-cache-dir "$(LLAMA_CPP)"
+	if ! ls $(LLAMA_WHEEL_DIR)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	  rm -rf $(LLAMA_WHEEL_DIR).building && \
+	  CMAKE_ARGS="$$CMAKE_ARGS $(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-cache-dir --no-deps \
+	    -w $(LLAMA_WHEEL_DIR).building "$(LLAMA_CPP)" && mv $(LLAMA_WHEEL_DIR).building $(LLAMA_WHEEL_DIR); fi
+	$(PIP_INSTALL) $(LLAMA_WHEEL_DIR)/llama_cpp_python-*.whl
 	$(PIP_INSTALL) -e ".[dev]"
 	$(BIN)/python scripts/check_torch.py $(if $(HAS_CUDA),,--cpu)
 	touch $@
