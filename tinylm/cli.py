@@ -654,8 +654,8 @@ def _eval(args: argparse.Namespace, config: EvalConfig) -> None:
 def _serve(args: argparse.Namespace, settings: ServerSettings) -> None:
     import uvicorn
 
+    from tinylm.inference.app import build_app
     from tinylm.inference.generate import load_model
-    from tinylm.inference.server import build_app
     from tinylm.tracking.store import use_experiment
 
     workspace = args.workspace or "workspace"

@@ -1,37 +1,22 @@
-"""An OpenAI-compatible HTTP API for a tinylm model: chat and text completions, whole or streamed, on FastAPI.
-
-Any OpenAI client (the `openai` package, LangChain, a chat UI) talks to it by base URL, and
-`/` serves a web chat page that streams from the same API (plain HTML and JavaScript).
-Every request generates with its own KV cache and its own random generator (seeded by
-its `seed`), so concurrent requests share nothing but the read-only weights. What a
-request may ask for is bounded: `max_tokens` by the server's limit and the model's
-context, the prompt by the context, the body by `max_body_bytes`; anything outside is a
-4xx with an OpenAI-style error message, never a 500 or an out-of-memory. How much it
-takes on is bounded too (admission.py): `max_running` generations at once, `max_waiting`
-queued behind them, each request within `request_timeout_s`; beyond that, a 429.
-"""
+"""The OpenAI-compatible API's parts: its request models, the generator that turns a request into bounded pieces of
+text (its prompt within the context, its reply within `max_tokens`), stops and tool calls cut out of the stream, and
+replies and chunks in OpenAI's form. `app.py` builds the server from them, its routes in routers by concern."""
 
 from __future__ import annotations
 
-import functools
 import json
 import secrets
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import torch
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from tinylm.inference.admission import ARRIVED, ApiError, Deadline, GenerationSlots, RequestGuard
+from tinylm.inference.admission import ApiError, Deadline, GenerationSlots
 from tinylm.inference.generate import Channel, Finish, LoadedModel, stream_channels, stream_text
 from tinylm.inference.logprobs import legacy_logprobs
 from tinylm.inference.settings import ServerSettings
@@ -40,8 +25,6 @@ from tinylm.tokens.layouts.messages import Skipped
 from tinylm.tokens.layouts.messages import message as chat_message
 from tinylm.tokens.layouts.messages import tools as offered_tools
 from tinylm.tokens.tokenizer_files import EOS, TOOL_CALL_END, TOOL_CALL_START
-
-CHAT_PAGE = Path(__file__).with_name("chat_page.html")
 
 
 class Message(BaseModel):
@@ -237,7 +220,7 @@ def _canonical(item: Message) -> dict:
     return chat_message(item.role, content, item.model_dump(exclude_none=True))
 
 
-def _event(payload: dict) -> str:
+def event_line(payload: dict) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
@@ -255,128 +238,6 @@ class SlottedResponse(Response):
                 await (await self.reply())(scope, receive, send)
         except ApiError as refused:
             await refused.response()(scope, receive, send)
-
-
-def build_app(loaded: LoadedModel, settings: ServerSettings) -> FastAPI:
-    """The API for one loaded model; `settings.api_key`, when set, is required on every route but the chat page
-    and `/health`."""
-    generator = Generator(loaded, settings)
-    slots = GenerationSlots(settings.max_running, settings.max_waiting)
-    # With a key, the API's own description (/docs, /redoc, /openapi.json) is not served: a browser cannot send
-    # the key to open it, and it would tell anyone what the server offers.
-    documented = {} if settings.api_key is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-    app = FastAPI(title="tinylm", description=f"OpenAI-compatible API for {settings.model_name}", **documented)
-    app.add_middleware(
-        RequestGuard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes, public=PUBLIC_PATHS
-    )
-
-    def served_model(request: SamplingRequest) -> None:
-        if request.model is not None and request.model != settings.model_name:
-            message = f"the model {request.model!r} does not exist: this server serves {settings.model_name!r}"
-            raise ApiError(404, message, "invalid_request_error", "model_not_found")
-
-    def slotted(
-        request: Request,
-        body: SamplingRequest,
-        prompt: list[int],
-        max_tokens: int,
-        head: dict,
-        kind: Reply,
-        scored: Callable[[Finish, str], dict] | None = None,
-    ) -> Response:
-        deadline = Deadline(request.scope[ARRIVED], settings.request_timeout_s)
-        finish = Finish()
-        pieces = generator.pieces(prompt, body, max_tokens, finish, deadline)
-
-        async def whole() -> Response:
-            parts = await run_in_threadpool(ReplyParts.of, pieces)
-            choice = kind.choice(parts, parts.finish_reason(finish))
-            if scored is not None:
-                choice |= await run_in_threadpool(scored, finish, parts.content)
-            reply = {"object": kind.object, "choices": [choice], "usage": _usage(prompt, finish)}
-            return JSONResponse(head | reply)
-
-        async def streamed() -> Response:
-            def events() -> Iterator[str]:
-                chunk = head | {"object": kind.chunk_object}
-                yield from (_event(chunk | {"choices": [choice]}) for choice in kind.opening())
-                parts = ReplyParts()
-                for channel, text in pieces:
-                    yield _event(chunk | {"choices": [kind.delta(parts.add(channel, text))]})
-                yield _event(chunk | {"choices": [kind.delta(None, parts.finish_reason(finish))]})
-                yield "data: [DONE]\n\n"
-
-            return StreamingResponse(events(), media_type="text/event-stream")
-
-        return SlottedResponse(slots, deadline, streamed if body.stream else whole)
-
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, error: ApiError) -> JSONResponse:
-        return error.response()
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"][1:])
-        return ApiError(400, f"{where}: {first['msg']}" if where else first["msg"]).response()
-
-    @app.get("/", response_class=HTMLResponse)
-    def chat_page() -> str:
-        """The web chat: a static page, public because a browser cannot send the key to open it; it holds no data,
-        and asks for the key that the API routes it calls require."""
-        return CHAT_PAGE.read_text(encoding="utf-8")
-
-    @app.get("/health")
-    def health() -> dict:
-        """For a load balancer or a dashboard, without the key: whether the server answers, and how full it is."""
-        limits = {"max_running": settings.max_running, "max_waiting": settings.max_waiting}
-        return {"status": "ok", "running": slots.busy, "waiting": slots.queued} | limits
-
-    @app.get("/v1/models")
-    def models() -> dict:
-        """OpenAI's model list; `max_model_len` (the context, as vLLM names it) and `max_tokens` (this server's limit
-        on one reply) let a client fit its requests, as the chat page does."""
-        card = {"id": settings.model_name, "object": "model", "created": 0, "owned_by": "tinylm"}
-        return {
-            "object": "list",
-            "data": [card | {"max_model_len": generator.context, "max_tokens": settings.max_tokens}],
-        }
-
-    @app.post("/tokenize")
-    def tokenize(request: TokenizeRequest) -> dict:
-        """How many tokens a prompt or a conversation takes, as vLLM's server answers it: what a client needs to
-        keep a conversation within the context (the chat page drops its oldest turns with it)."""
-        if (request.prompt is None) == (request.messages is None):
-            raise ApiError(400, "give either prompt or messages")
-        if request.messages is not None:
-            ids = generator.chat_prompt(ChatRequest(messages=request.messages))
-        else:
-            ids = generator.completion_prompt(CompletionRequest(prompt=request.prompt))
-        return {"count": len(ids), "max_model_len": generator.context, "tokens": ids}
-
-    @app.post("/v1/chat/completions", response_model=None)
-    def chat(body: ChatRequest, request: Request) -> Response:
-        served_model(body)
-        prompt = generator.chat_prompt(body)
-        max_tokens = generator.budget(prompt, body.max_completion_tokens or body.max_tokens)
-        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": settings.model_name}
-        return slotted(request, body, prompt, max_tokens, head, CHAT)
-
-    @app.post("/v1/completions", response_model=None)
-    def complete(body: CompletionRequest, request: Request) -> Response:
-        served_model(body)
-        prompt = generator.completion_prompt(body)
-        scoring = body.echo or body.logprobs is not None
-        if scoring and body.stream:
-            raise ApiError(400, "echo and logprobs come with whole replies: ask for them without stream")
-        if body.max_tokens == 0 and not body.echo:
-            raise ApiError(400, "max_tokens 0 generates nothing: it is for scoring a prompt with echo")
-        max_tokens = generator.budget(prompt, 16 if body.max_tokens is None else body.max_tokens)
-        head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": settings.model_name}
-        scored = functools.partial(generator.scored_choice, body, prompt) if scoring else None
-        return slotted(request, body, prompt, max_tokens, head, COMPLETION, scored)
-
-    return app
 
 
 @dataclass
@@ -464,10 +325,9 @@ class Reply:
 
 CHAT = Reply("chat.completion", "chat.completion.chunk", chat=True)
 COMPLETION = Reply("text_completion", "text_completion", chat=False)
-PUBLIC_PATHS = frozenset({"/", "/health"})
 
 
-def _usage(prompt: list[int], finish: Finish) -> dict:
+def usage_of(prompt: list[int], finish: Finish) -> dict:
     return {
         "prompt_tokens": len(prompt),
         "completion_tokens": finish.tokens,
