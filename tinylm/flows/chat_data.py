@@ -26,6 +26,10 @@ def encode_chat_file_task(
     skipped = Stats.from_dict(result)
     if skipped.group("skipped"):
         get_run_logger().warning("%s: skipped %s", path, skipped.skipped_summary())
+    if unfilled := result.get("unfilled_placeholders"):
+        get_run_logger().warning(
+            "%s: placeholders trained as written %s: give them values in the placeholders setting", path, unfilled
+        )
     return result
 
 

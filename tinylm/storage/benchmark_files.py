@@ -109,8 +109,8 @@ def local_tasks(folder: Path) -> list[LocalTask]:
     layout = _layout(folder, scored)
     tasks = []
     for path in scored:
-        question, choices, answer, skipped = _columns(path)
-        if layout == "gaokao" and skipped == len(read_rows(path)):
+        question, choices, answer, skipped, items = _columns(path)
+        if layout == "gaokao" and skipped == items:
             _LOG.warning("%s: left out: all its %d items have more than one answer", path, skipped)
             continue
         fewshot = dev_files.get(subject_of(path))
@@ -132,9 +132,9 @@ def _layout(folder: Path, scored: list[Path]) -> Layout:
     return "cmmlu" if scored[0].parent.name == "test" and (folder / "dev").is_dir() else "flat"
 
 
-def _columns(path: Path) -> tuple[str, tuple[str, ...], str, int]:
-    """The question, choice and answer columns, and the items left out (GAOKAO-Bench's multi-answer ones), every
-    row checked: a bad answer is named with its file, row and column."""
+def _columns(path: Path) -> tuple[str, tuple[str, ...], str, int, int]:
+    """The question, choice and answer columns, the items left out (GAOKAO-Bench's multi-answer ones) and all the
+    items, every row checked: a bad answer is named with its file, row and column."""
     rows = read_rows(path)
     header = list(rows[0]) if rows else []
     by_lower = {name.lower(): name for name in header if name}
@@ -163,7 +163,7 @@ def _columns(path: Path) -> tuple[str, tuple[str, ...], str, int]:
             raise ValueError(f"{where}: answer {row.get(answer)!r} is not one of {', '.join(letters)}")
         if not str(row.get(question) or "").strip():
             raise ValueError(f"{path}: row {number}, column {question}: the question is empty")
-    return question, choices, answer, skipped
+    return question, choices, answer, skipped, len(rows)
 
 
 def _single_answer(row: dict[str, Any]) -> bool:
