@@ -77,6 +77,7 @@ lint: $(DEV_STAMP)
 # The pages of docs/ that are generated from the code (tests/test_docs.py fails while one is stale).
 docs: $(STAMP)
 	$(BIN)/python scripts/config_reference.py
+	$(BIN)/python scripts/prefect_yaml.py
 
 test: lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)

@@ -13,7 +13,7 @@ ALLOWED = {
     "corpus": {"storage", "stats", "config", "peak_memory"},
     "tokens": {"storage", "corpus", "stats", "config", "peak_memory"},
     "weights": {"model", "storage", "tracking", "config"},
-    "training": {"model", "weights", "tokens", "storage", "tracking", "config"},
+    "training": {"model", "weights", "tokens", "storage", "tracking", "config", "registry"},
     "inference": {"model", "weights", "tokens", "storage", "tracking"},
     "export": {"model", "weights", "tokens", "storage", "tracking"},
     "evaluation": {
@@ -42,6 +42,7 @@ ALLOWED = {
         "evaluation",
         "stats",
         "config",
+        "registry",
     },
 }
 

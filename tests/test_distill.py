@@ -47,7 +47,7 @@ def test_a_smaller_student_moves_toward_its_teacher(prefect_api, shards_dir, wor
         **tiny_train_config(model=STUDENT, sample_tokens=0).model_dump()
         | {"teacher_run_id": teacher["run_id"], "kl_weight": 1.0}
     )
-    student = distill_flow(config, str(shards_dir), str(workspace))
+    student = distill_flow(str(shards_dir), config, str(workspace))
     client = MlflowClient()
     kl = [m.value for m in client.get_metric_history(student["run_id"], "kl")]
     assert np.mean(kl[-3:]) < 0.8 * np.mean(kl[:3])

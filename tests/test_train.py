@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from tests.helpers import free_port, kill_when, make_chat_data, make_shards, tiny_train_config
 from tinylm.config import ChatDataConfig, ShardsConfig, TokenizerConfig, TrainConfig
 from tinylm.export.hf import export_hf
-from tinylm.export.registry import register_model
+from tinylm.export.model_registry import register_model
 from tinylm.flows.train import train_flow
 from tinylm.inference.generate import chat_reply, generate_text, load_model
 from tinylm.model.config import ModelConfig

@@ -1,46 +1,33 @@
-"""The flows after supervised fine-tuning: dpo (preference pairs), grpo (verifiable rewards), distill (a teacher's
-distributions) and merge (LoRA adapters folded into their base). The training flows share train.py's body."""
+"""The flows after supervised fine-tuning: grpo (encodes its prompts and checks its rewards on the reference solutions
+first), merge (LoRA adapters folded into their base), and the flow of every training method that brings none of its
+own, made from its registration (tinylm/registry.py), so a new method writes no flow code. All training flows share
+train.py's body.
 
-from __future__ import annotations
+`dpo_flow`, `distill_flow` and a plugin method's `<name>_flow` are attributes of this module, made on first use, which
+is what their deployments' and prefect.yaml's entrypoints (`tinylm/flows/tuning.py:dpo_flow`) name. Each takes the
+method's input under the input's own name (`pairs`, `data`), its config, the workspace and extra MLflow tags.
+"""
 
-from prefect import flow, get_run_logger, task
+import inspect
+from functools import cache
+from typing import Any
+
+from prefect import Flow, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from pydantic import ValidationError
 
 from tinylm.flows.report import prefect_link_tags, publish_stats, run_name
 from tinylm.flows.train import train_stage
+from tinylm.registry import Command, command, flow_attribute, training_methods
 from tinylm.storage.manifest import read_manifest
 from tinylm.tracking.lineage import STAGE_TAG
 from tinylm.tracking.store import run_link
 from tinylm.training.merge import merge_adapters
-from tinylm.training.methods.distill import DistillConfig
-from tinylm.training.methods.dpo import DpoConfig
 from tinylm.training.methods.grpo import GrpoConfig, grpo_prompts, reference_check, reference_warning
 
 grpo_prompts_task = task(grpo_prompts, name="encode-prompts", cache_policy=NO_CACHE)
 reference_check_task = task(reference_check, name="check-rewards-on-references", cache_policy=NO_CACHE)
-
-
-@flow(
-    name="dpo",
-    description="Preference-optimise an SFT run on DPO pairs against a frozen reference (optionally LoRA).",
-    flow_run_name=run_name("dpo", "pairs"),
-)
-def dpo_flow(
-    pairs: str = "workspace/dpo/default",
-    config: DpoConfig = DpoConfig(),
-    workspace: str = "workspace",
-    tags: dict[str, str] | None = None,
-) -> dict:
-    """Train a policy from `config.init_run_id` (an SFT run) on preference pairs against a frozen reference.
-
-    Args:
-        pairs: directory of `chat-data --format dpo` output (relative: to where the serving process started)
-        config: beta, the reference, LoRA, and the usual optimizer and schedule
-        workspace: home of the checkpoints and the MLflow store (relative: to where the serving process started)
-        tags: extra tags for the MLflow run
-    """
-    return train_stage("dpo", pairs, config, workspace, tags)
 
 
 @flow(
@@ -84,29 +71,6 @@ def grpo_flow(
 
 
 @flow(
-    name="distill",
-    description="Distil a teacher run into a student (KL to its token distributions, mixed with cross entropy).",
-    flow_run_name=run_name("distill", "data"),
-)
-def distill_flow(
-    config: DistillConfig,
-    data: str = "workspace/sft/default",
-    workspace: str = "workspace",
-    tags: dict[str, str] | None = None,
-) -> dict:
-    """Distil `config.teacher_run_id` into a student (the config's model shape, or `init_run_id`'s weights).
-
-    Args:
-        config: the teacher, temperature, KL weight, the student's shape and its training
-        data: chat data (SFT) or token shards, tokenized with the teacher's tokenizer (relative: to where the serving
-        process started)
-        workspace: home of the checkpoints and the MLflow store (relative: to where the serving process started)
-        tags: extra tags for the MLflow run
-    """
-    return train_stage("distill", data, config, workspace, tags)
-
-
-@flow(
     name="merge",
     description="Fold a LoRA run's adapters into their base weights as a new run.",
     flow_run_name=run_name("merge"),
@@ -129,3 +93,60 @@ def merge_flow(run_id: str, workspace: str = "workspace", experiment: str = "tin
         summary=f"**merge** {done} `{result['merged_from']}`: MLflow run {run_link(workspace, result['run_id'])}",
     )
     return result
+
+
+# This module's import path, also when Prefect loads it as a file (`tinylm/flows/tuning.py:dpo_flow`).
+MODULE = "tinylm.flows.tuning"
+
+
+@cache
+def method_flow(name: str) -> Flow:
+    """The flow of the method registered as `name`, with a signature Prefect draws the deployment's form from."""
+    entry = command(name)
+    model = entry.config_model()
+    signature = _signature(entry, model)
+
+    def run_method(*args: Any, **kwargs: Any) -> dict:
+        given = signature.bind(*args, **kwargs)
+        given.apply_defaults()
+        values = given.arguments
+        return train_stage(name, values[entry.data.name], values["config"], values["workspace"], values["tags"])
+
+    run_method.__signature__ = signature  # type: ignore[attr-defined]
+    run_method.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()} | {"return": dict}
+    run_method.__name__ = run_method.__qualname__ = flow_attribute(name)
+    run_method.__module__ = MODULE
+    run_method.__doc__ = f"""{entry.summary}
+
+    Args:
+        {entry.data.name}: {entry.data.help} (relative: to where the serving process started)
+        config: the method's settings, with the usual model, optimizer and schedule
+        workspace: home of the checkpoints and the MLflow store (relative: to where the serving process started)
+        tags: extra tags for the MLflow run
+    """
+    return flow(run_method, name=name, description=entry.summary, flow_run_name=run_name(name, entry.data.name))
+
+
+def _signature(entry: Command, model: type) -> inspect.Signature:
+    """(<input>, config, workspace, tags): the config defaults to the model's defaults where it has them all."""
+    try:
+        default = model()
+    except ValidationError:  # a required setting (distillation's teacher): the form asks for it
+        default = inspect.Parameter.empty
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return inspect.Signature(
+        [
+            inspect.Parameter(entry.data.name, keyword, annotation=str),
+            inspect.Parameter("config", keyword, annotation=model, default=default),
+            inspect.Parameter("workspace", keyword, annotation=str, default="workspace"),
+            inspect.Parameter("tags", keyword, annotation=dict[str, str] | None, default=None),
+        ],
+        return_annotation=dict,
+    )
+
+
+def __getattr__(attribute: str) -> Flow:
+    for entry in training_methods():
+        if entry.flow == f"{MODULE}:{attribute}":
+            return method_flow(entry.name)
+    raise AttributeError(f"module {MODULE} has no attribute {attribute}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from tinylm.config import TrainConfig
+from tinylm.registry import Input, register_method
 
 
 class DistillConfig(TrainConfig):
@@ -21,3 +22,13 @@ class DistillConfig(TrainConfig):
     kl_weight: float = Field(
         0.5, ge=0, le=1, description="share of the loss that is the KL to the teacher; the rest is cross entropy"
     )
+
+
+register_method(
+    "distill",
+    "Distil a teacher run into a student: KL to its token distributions, mixed with the data's cross entropy.",
+    config="tinylm.training.distill_config:DistillConfig",
+    method="tinylm.training.methods.distill",
+    data=Input("--data", "chat data (SFT) or token shards, in the teacher's tokenizer"),
+    aliases={"teacher_run_id": "--teacher"},
+)

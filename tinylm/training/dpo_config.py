@@ -7,6 +7,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from tinylm.config import LearningRate, MinLearningRate, SamplePrompts, TrainConfig, WarmupSteps
+from tinylm.registry import Input, register_method
 
 
 class DpoConfig(TrainConfig):
@@ -29,3 +30,12 @@ class DpoConfig(TrainConfig):
         description="compute the reference's log-probabilities once per pair, shard by shard, and keep them beside the "
         "data: no reference model in memory while training",
     )
+
+
+register_method(
+    "dpo",
+    "Preference-optimise an SFT model on chat-data DPO pairs (DPO) against a frozen reference, optionally LoRA.",
+    config="tinylm.training.dpo_config:DpoConfig",
+    method="tinylm.training.methods.dpo",
+    data=Input("--pairs", "directory of `tinylm chat-data --format dpo` output"),
+)

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tinylm.config import LearningRate, MinLearningRate, SamplePrompts, TrainConfig, WarmupSteps
+from tinylm.registry import Input, register_method
 
 # The rewards built into training/rewards.py, named here so the settings can list them without importing torch.
 BUILT_IN_REWARDS = ("accuracy", "think_format", "length")
@@ -92,3 +93,20 @@ class GrpoConfig(TrainConfig):
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
             raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards")
         return self
+
+
+register_method(
+    "grpo",
+    "Reinforce an SFT model with verifiable rewards (GRPO): sample groups of completions, score, compare "
+    "(optionally LoRA).",
+    config="tinylm.training.grpo_config:GrpoConfig",
+    method="tinylm.training.methods.grpo",
+    data=Input(
+        "--prompts",
+        "JSON Lines of records with a prompt (or messages) and the fields the rewards read (answer)",
+    ),
+    flow="tinylm.flows.tuning:grpo_flow",
+    prepare="tinylm.training.methods.grpo:grpo_prompts",
+    aliases={"rewards": "--reward"},
+    exclude=("seq_len", "eval_batches", "think_token_weight"),
+)

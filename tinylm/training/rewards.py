@@ -11,17 +11,15 @@ completion. None means the reward does not apply to that completion and counts a
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from tinylm.registry import load
 from tinylm.tokens.tokenizer_files import THINK_END, THINK_START
 from tinylm.training.answers import is_correct, parse_reference
 from tinylm.training.grpo_config import BUILT_IN_REWARDS
@@ -129,16 +127,8 @@ def _imported(name: str) -> RewardFunction:
     if not where or not attribute:
         raise ValueError(f"reward {name!r} is neither built in ({', '.join(BUILT_IN)}) nor module:function")
     try:
-        if where.endswith(".py"):
-            spec = importlib.util.spec_from_file_location(Path(where).stem, where)
-            if spec is None or spec.loader is None or not Path(where).is_file():
-                raise FileNotFoundError(f"no file {where}")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
-        function = getattr(module, attribute)
-    except (ImportError, FileNotFoundError, AttributeError) as error:
+        function = load(name)
+    except (ImportError, FileNotFoundError, AttributeError, ValueError) as error:
         raise ValueError(f"reward {name}: cannot load it ({error}); check the module path and function name") from error
     if not callable(function):
         raise ValueError(f"reward {name} is not a function")

@@ -4,7 +4,8 @@ The trainer owns everything methods share: the data order, micro-batches, the op
 its schedule, checkpoints, resume, validation and logging. A method owns the rest: its config
 class (a `TrainConfig` with its own fields, which is also its Prefect form), which data it
 trains on, what it loads besides the model (a reference, a teacher), and its objective. A
-new method is one module here and a `@register` on its class.
+new method is two modules: its config, which registers its command (`registry.register_method`:
+the CLI, the flow, the deployment and the docs follow), and its method, a `@register` on its class.
 
 Most objectives score the batch the data gives. A method that makes its own batches (GRPO
 samples completions to the data's prompts and scores them) overrides `Objective.rollout`,
@@ -14,6 +15,7 @@ and gradients off.
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 
 from tinylm.config import TrainConfig
 from tinylm.model.transformer import Transformer
+from tinylm.registry import training_methods
 from tinylm.training.checkpointer import Initial
 from tinylm.training.data import Batch, TrainingData
 from tinylm.training.metrics import MetricsLogger
@@ -122,6 +125,7 @@ def register(method: type[Method]) -> type[Method]:
 
 def method_for(config: TrainConfig) -> Method:
     """The method a config selects: its class's, or its nearest registered base class's."""
+    _import_registered_methods()
     for kind in type(config).__mro__:
         if kind in _METHODS:
             return _METHODS[kind]
@@ -130,7 +134,14 @@ def method_for(config: TrainConfig) -> Method:
 
 def config_classes() -> dict[str, type[TrainConfig]]:
     """Every method's config class by name: how a config travels to torchrun's worker processes."""
+    _import_registered_methods()
     return {kind.__name__: kind for kind in _METHODS}
+
+
+def _import_registered_methods() -> None:
+    """Import the method module of every registered command (a plugin's too): its `@register` runs on import."""
+    for entry in training_methods():
+        importlib.import_module(entry.method)
 
 
 def frozen_model(initial: Initial, device: torch.device) -> Transformer:
