@@ -10,7 +10,7 @@ ALLOWED = {
     "model": set(),
     "storage": {"stats"},
     "tracking": {"storage"},
-    "corpus": {"storage", "stats", "config", "peak_memory"},
+    "corpus": {"storage", "stats", "config", "peak_memory", "registry"},
     "tokens": {"storage", "corpus", "stats", "config", "peak_memory"},
     "weights": {"model", "storage", "tracking", "config"},
     "training": {"model", "weights", "tokens", "storage", "tracking", "config", "registry"},

@@ -10,8 +10,9 @@ from tinylm.corpus.chat_markers import without_chat_markers
 from tinylm.corpus.clean import clean_file
 from tinylm.corpus.convert import convert_texts, make_converter
 from tinylm.corpus.language import detect_languages
-from tinylm.corpus.quality import quality_failure
+from tinylm.corpus.quality import quality_rules
 from tinylm.corpus.readers import read_documents
+from tinylm.corpus.rules import Judged
 from tinylm.stats import Stats
 from tinylm.storage.documents import make_document, write_documents
 from tinylm.tokens.tokenizer_files import SPECIAL_TOKENS
@@ -35,6 +36,10 @@ def test_both_backends_convert_traditional_to_simplified(constitution):
         back = make_converter(config)(traditional)
         same = sum(a == b for a, b in zip(back, simplified))
         assert len(back) == len(simplified) and same / len(simplified) > 0.995
+
+
+def quality_failure(text: str, lang: str | None, config: FilterConfig) -> str | None:
+    return quality_rules(config).judge([Judged(text, lang)])[0]
 
 
 PROSE = (

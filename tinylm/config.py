@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
@@ -141,6 +141,17 @@ class ConvertConfig(_Settings):
 
 
 FilterPreset = Literal["web", "wiki", "lines"]
+# The built-in quality rules (tinylm/corpus/quality.py), in their default order: cheapest first.
+QUALITY_RULES = (
+    "length",
+    "words",
+    "script",
+    "symbols",
+    "digits",
+    "repeated_lines",
+    "repeated_ngrams",
+    "punctuation",
+)
 # What each preset sets; the fields it does not name keep their values. `web` is the fields' defaults (Gopher's and
 # FineWeb's rules); `wiki` lets short articles and their unpunctuated headings through; `lines` judges one-line
 # documents (MiniMind's pretraining jsonl, sentence lists) on what a line can show.
@@ -215,6 +226,18 @@ class FilterConfig(_Settings):
         le=1,
         description="unpunctuated_lines: share of lines ending in punctuation, for documents of 3+ lines",
     )
+    rules: list[str] = Field(
+        list(QUALITY_RULES),
+        min_length=0,
+        max_length=64,
+        description="the quality rules in the order they judge (a document is dropped by the first it breaks): "
+        f"the built-in {', '.join(QUALITY_RULES)}, and your own as package.module:Class or file.py:Class "
+        "(a tinylm.corpus.rules.Rule); leave one out to switch it off",
+    )
+    rule_settings: dict[str, dict[str, Any]] = Field(
+        {},
+        description="settings of your own rules, by their name in rules: validated by the rule's Settings model",
+    )
     chat_markers: Literal["keep", "strip"] = Field(
         "keep",
         description="text wrapped in chat special tokens (<|im_start|>…<|im_end|>, as in MiniMind's "
@@ -235,6 +258,21 @@ class FilterConfig(_Settings):
             raise ValueError(
                 f"min_chars {self.min_chars} is above max_chars {self.max_chars}: every document would be dropped"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _rules_named_once(self) -> FilterConfig:
+        unknown = [name for name in self.rules if name not in QUALITY_RULES and ":" not in name]
+        if unknown:
+            raise ValueError(
+                f"rules: {', '.join(unknown)} is neither a built-in rule ({', '.join(QUALITY_RULES)}) "
+                "nor package.module:Class / file.py:Class"
+            )
+        if len(set(self.rules)) < len(self.rules):
+            raise ValueError("rules: a rule is named twice")
+        stray = sorted(set(self.rule_settings) - set(self.rules))
+        if stray:
+            raise ValueError(f"rule_settings: {', '.join(stray)} is not in rules")
         return self
 
 

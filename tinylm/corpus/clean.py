@@ -11,8 +11,9 @@ from tinylm.config import ConvertConfig, FilterConfig
 from tinylm.corpus.chat_markers import without_chat_markers
 from tinylm.corpus.convert import SourceConverters, convert_texts, simplified
 from tinylm.corpus.decontamination import EvaluationNgrams, source_files
-from tinylm.corpus.quality import quality_failure
+from tinylm.corpus.quality import quality_rules, user_rule_files
 from tinylm.corpus.rejected import RejectedWriters, rejected_path
+from tinylm.corpus.rules import Judged, RuleChain
 from tinylm.stats import Stats
 from tinylm.storage.documents import DocumentWriter, read_batches, stored_stats
 from tinylm.storage.manifest import content_hashes, fingerprint
@@ -33,7 +34,9 @@ def clean_file(
     rejected_root = None if rejected_dir is None else Path(rejected_dir)
     settings = {"convert": convert, "filters": filters, "keep_rejected": rejected_root is not None}
     evaluation_files = [str(path) for entry in filters.decontaminate for path in source_files(Path(entry))]
-    key = fingerprint("clean", settings, {"source": source.name} | content_hashes(evaluation_files))[:16]
+    # A user rule's code is part of what the output depends on: an edited rule re-runs the filters.
+    rule_files = user_rule_files(filters)
+    key = fingerprint("clean", settings, {"source": source.name} | content_hashes(evaluation_files + rule_files))[:16]
     target = output_dir / f"{source.stem}.{key}.parquet"
     result = {"input": str(source), "output": str(target)}
     if target.exists():
@@ -44,7 +47,7 @@ def clean_file(
     groups = ("dropped", "judged_as", "contaminated_by", "languages", "converted_with", "converted_variant")
     stats = Stats("documents", "converted", "chat_marked", "kept", groups=groups)
     evaluation = EvaluationNgrams(filters.decontaminate, filters.decontamination_ngram)
-    rules_by_source: dict[str, tuple[str, FilterConfig]] = {}
+    chains = SourceRules(filters)
     converters = SourceConverters(convert)
 
     with DocumentWriter(target, stats) as writer, RejectedWriters(rejected_root, target.stem) as rejected:
@@ -61,30 +64,22 @@ def clean_file(
                 convert.language_id,
             )
             stats.update("documents", len(documents))
-            for document, text, lang, to_simplified, conversion in zip(documents, texts, langs, chosen, conversions):
+            # Conversion leaves the ASCII markers as they were, so stripping after it equals
+            # converting the stripped text.
+            judged = [without_chat_markers(text) for text in texts]
+            reasons = _reasons(documents, judged, langs, filters, evaluation, chains, stats)
+            for document, text, bare, lang, to_simplified, conversion, reason in zip(
+                documents, texts, judged, langs, chosen, conversions, reasons
+            ):
                 if conversion is not None:
                     name, region = conversion
                     stats.update("converted")
                     stats.update(f"converted_with.{name}")
                     if region is not None:
                         stats.update(f"converted_variant.{region}")
-                # Conversion leaves the ASCII markers as they were, so stripping after it equals
-                # converting the stripped text.
-                judged = without_chat_markers(text)
-                stats.update("chat_marked", judged is not text)
-                if document["source"] not in rules_by_source:
-                    rules_by_source[document["source"]] = filters.for_source(document["source"])
-                preset, rules = rules_by_source[document["source"]]
-                stats.update(f"judged_as.{preset}")
+                stats.update("chat_marked", bare is not text)
                 stats.update(f"languages.{lang}")
-                if filters.languages and lang not in filters.languages:
-                    reason = "other_language"
-                elif (benchmark := evaluation.benchmark_in(judged)) is not None:
-                    stats.update(f"contaminated_by.{benchmark}")
-                    reason = "contaminated"
-                else:
-                    reason = quality_failure(judged, lang, rules)
-                stored = judged if filters.chat_markers == "strip" else text
+                stored = bare if filters.chat_markers == "strip" else text
                 converted = {**document, "text": stored, "lang": lang}
                 if reason:
                     stats.drop(reason)
@@ -93,3 +88,46 @@ def clean_file(
                 writer.write(converted | {"title": simplified(document["title"], to_simplified)})
                 stats.update("kept")
     return result | stats.as_dict() | {"reused": False, "rejected": rejected.paths}
+
+
+class SourceRules:
+    """The rule chain a document's source is judged by (its preset's), built once per source."""
+
+    def __init__(self, filters: FilterConfig) -> None:
+        self.filters = filters
+        self._chains: dict[str, tuple[str, RuleChain]] = {}
+
+    def for_source(self, source: str) -> tuple[str, RuleChain]:
+        if source not in self._chains:
+            preset, rules = self.filters.for_source(source)
+            self._chains[source] = preset, quality_rules(rules)
+        return self._chains[source]
+
+
+def _reasons(
+    documents: list[dict],
+    judged: list[str],
+    langs: list[str | None],
+    filters: FilterConfig,
+    evaluation: EvaluationNgrams,
+    chains: SourceRules,
+    stats: Stats,
+) -> list[str | None]:
+    """Each document's reason to be dropped, or None: another language, a benchmark's text, then the quality rules
+    of its source's chain, judged a batch per source."""
+    reasons: list[str | None] = [None] * len(documents)
+    by_source: dict[str, list[int]] = {}
+    for index, (document, text, lang) in enumerate(zip(documents, judged, langs)):
+        stats.update(f"judged_as.{chains.for_source(document['source'])[0]}")
+        if filters.languages and lang not in filters.languages:
+            reasons[index] = "other_language"
+        elif (benchmark := evaluation.benchmark_in(text)) is not None:
+            stats.update(f"contaminated_by.{benchmark}")
+            reasons[index] = "contaminated"
+        else:
+            by_source.setdefault(document["source"], []).append(index)
+    for source, indices in by_source.items():
+        found = chains.for_source(source)[1].judge([Judged(judged[index], langs[index]) for index in indices])
+        for index, reason in zip(indices, found):
+            reasons[index] = reason
+    return reasons

@@ -1,4 +1,5 @@
-"""Quality filters: each rule has a name, so drops are counted by reason.
+"""The built-in quality rules (rules.py says what a rule is): each has a name in `filters.rules` and the reasons it
+counts, so drops are counted by reason.
 
 The rules follow Gopher and FineWeb. Chinese and Japanese have no spaces, so where those
 count words they count characters.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 
 from tinylm.config import FilterConfig
 from tinylm.corpus.language import (
@@ -15,14 +17,13 @@ from tinylm.corpus.language import (
     HANGUL_CHARACTERS,
     KANA_CHARACTERS,
     LATIN_CHARACTERS,
-    written_in_characters,
 )
+from tinylm.corpus.rules import Judged, Rule, RuleChain, rule_chain, rule_sources
 
 # Symbols, not punctuation: punctuation is dense in good classical Chinese, while runs
 # of these mark tables, navigation, ASCII art and markup debris.
 _SYMBOL = re.compile(r"[#$%&*+<=>@\\^_`|~/\u2190-\u21ff\u2200-\u22ff\u2500-\u25ff\u2600-\u27bf]")
 _DIGIT = re.compile(r"\d")
-_WORD = re.compile(r"\w+")
 _SPACES = re.compile(r"\s+")
 _LETTER = re.compile(r"[^\W\d_]")
 _LATIN_WORD = re.compile(LATIN_CHARACTERS.pattern + "+")
@@ -76,33 +77,136 @@ def _letters_in_own_script(text: str, lang: str | None) -> tuple[int, int]:
     return han + latin, latin
 
 
-def quality_failure(text: str, lang: str | None, config: FilterConfig) -> str | None:
-    """The name of the first rule `text` breaks, or None when it passes all of them."""
-    length = len(text)
-    if length < config.min_chars:
-        return "too_short"
-    if length > config.max_chars:
-        return "too_long"
-    chinese = written_in_characters(lang)
-    words = None if chinese else _WORD.findall(text.lower())
-    if words is not None and len(words) < config.min_words:
-        return "too_few_words"
-    letters, own = _letters_in_own_script(text, lang)
-    if letters == 0 or own / letters < config.min_script_share:
-        return "wrong_script"
-    if len(_SYMBOL.findall(text)) / length > config.max_symbol_share:
-        return "too_many_symbols"
-    if len(_DIGIT.findall(text)) / length > config.max_digit_share:
-        return "too_many_digits"
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if len(lines) > 1 and 1 - len(set(lines)) / len(lines) > config.max_duplicate_line_share:
-        return "repeated_lines"
-    units = list(_SPACES.sub("", text)) if chinese else words
-    if _top_bigram_share(units) > config.max_top_ngram_share:
-        return "repeated_ngrams"
-    if (
-        len(lines) >= 3
-        and sum(line.endswith(_TERMINAL_PUNCTUATION) for line in lines) / len(lines) < config.min_punctuated_line_share
-    ):
-        return "unpunctuated_lines"
-    return None
+class Length(Rule):
+    """Stubs and runaway documents (a dump's concatenated pages)."""
+
+    reasons = ("too_short", "too_long")
+    fields = ("min_chars", "max_chars")
+
+    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
+        low, high = self.settings.min_chars, self.settings.max_chars
+        return ["too_short" if len(d.text) < low else "too_long" if len(d.text) > high else None for d in documents]
+
+
+class WordCount(Rule):
+    """Gopher's minimum of words, for texts written in words (a Chinese text's length is its Length)."""
+
+    reasons = ("too_few_words",)
+    fields = ("min_words",)
+
+    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
+        least = self.settings.min_words
+        return ["too_few_words" if not d.chinese and len(d.words) < least else None for d in documents]
+
+
+class Script(Rule):
+    """Letters mostly in the document's own script: a page labelled English that is Chinese, mojibake."""
+
+    reasons = ("wrong_script",)
+    fields = ("min_script_share",)
+
+    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
+        least = self.settings.min_script_share
+        found: list[str | None] = []
+        for document in documents:
+            letters, own = _letters_in_own_script(document.text, document.lang)
+            found.append("wrong_script" if letters == 0 or own / letters < least else None)
+        return found
+
+
+class Symbols(Rule):
+    """Runs of symbols: tables, navigation, ASCII art, markup debris."""
+
+    reasons = ("too_many_symbols",)
+    fields = ("max_symbol_share",)
+
+    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
+        most = self.settings.max_symbol_share
+        return [
+            "too_many_symbols" if len(_SYMBOL.findall(d.text)) / max(len(d.text), 1) > most else None for d in documents
+        ]
+
+
+class Digits(Rule):
+    """Tables of numbers, price lists, logs."""
+
+    reasons = ("too_many_digits",)
+    fields = ("max_digit_share",)
+
+    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
+        most = self.settings.max_digit_share
+        return [
+            "too_many_digits" if len(_DIGIT.findall(d.text)) / max(len(d.text), 1) > most else None for d in documents
+        ]
+
+
+class RepeatedLines(Rule):
+    """Boilerplate lines repeated through a page (Gopher's duplicate-line fraction)."""
+
+    reasons = ("repeated_lines",)
+    fields = ("max_duplicate_line_share",)
+
+    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
+        most = self.settings.max_duplicate_line_share
+        found: list[str | None] = []
+        for document in documents:
+            lines = document.lines
+            repeated = len(lines) > 1 and 1 - len(set(lines)) / len(lines) > most
+            found.append("repeated_lines" if repeated else None)
+        return found
+
+
+class RepeatedNgrams(Rule):
+    """Spam that repeats a phrase (Gopher's top 2-gram share; characters for Chinese)."""
+
+    reasons = ("repeated_ngrams",)
+    fields = ("max_top_ngram_share",)
+
+    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
+        most = self.settings.max_top_ngram_share
+        return [
+            "repeated_ngrams"
+            if _top_bigram_share(list(_SPACES.sub("", d.text)) if d.chinese else d.words) > most
+            else None
+            for d in documents
+        ]
+
+
+class Punctuation(Rule):
+    """Lists and menus: documents of 3+ lines whose lines rarely end a sentence (FineWeb's line-punctuation rule)."""
+
+    reasons = ("unpunctuated_lines",)
+    fields = ("min_punctuated_line_share",)
+
+    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
+        least = self.settings.min_punctuated_line_share
+        found: list[str | None] = []
+        for document in documents:
+            lines = document.lines
+            bare = len(lines) >= 3 and sum(line.endswith(_TERMINAL_PUNCTUATION) for line in lines) / len(lines) < least
+            found.append("unpunctuated_lines" if bare else None)
+        return found
+
+
+# The built-in rules by the name `filters.rules` gives them; its default is this order, cheapest first.
+BUILT_IN_RULES: dict[str, type[Rule]] = {
+    "length": Length,
+    "words": WordCount,
+    "script": Script,
+    "symbols": Symbols,
+    "digits": Digits,
+    "repeated_lines": RepeatedLines,
+    "repeated_ngrams": RepeatedNgrams,
+    "punctuation": Punctuation,
+}
+
+
+def quality_rules(filters: FilterConfig) -> RuleChain:
+    """The chain of rules `filters.rules` names, in its order."""
+    return rule_chain(filters, BUILT_IN_RULES)
+
+
+def user_rule_files(filters: FilterConfig) -> list[str]:
+    """The source files of the user rules `filters` names: what a stage's fingerprint hashes besides its inputs, so an
+    edited rule re-runs the filters."""
+    return rule_sources(filters, BUILT_IN_RULES)

@@ -9,7 +9,7 @@ from prefect import flow
 
 from tinylm.config import CorpusConfig
 from tinylm.corpus.extraction import input_files
-from tinylm.flows.dedup import clean_and_deduplicate, corpus_key, corpus_stats, staged_parts
+from tinylm.flows.dedup import clean_and_deduplicate, corpus_key, corpus_stats, rule_code, staged_parts
 from tinylm.flows.extract import run_extract
 from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.flows.runners import shared_cluster
@@ -48,7 +48,7 @@ def corpus_flow(
     started = time.time()
     inputs = input_files(inputs)
     hashes = content_hashes(inputs)
-    expected = fingerprint("corpus", config.computing(), hashes)
+    expected = fingerprint("corpus", config.computing(), hashes | rule_code(config.filters))
     if (done := finished_output(output, expected)) is not None:
         return done | report_reused("corpus", output, workspace)
     extract_dir = Path(output) / "_work" / "extract"

@@ -16,6 +16,7 @@ from tinylm.corpus.decontamination import EvaluationNgrams
 from tinylm.corpus.dedup import staged
 from tinylm.corpus.dedup.deduplicate import deduplicate_files
 from tinylm.corpus.dedup.index import CorpusKey
+from tinylm.corpus.quality import quality_rules, user_rule_files
 from tinylm.corpus.rejected import REJECTED, prune_rejected
 from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
@@ -23,6 +24,14 @@ from tinylm.flows.runners import shared_cluster, task_runner
 from tinylm.stats import Stats
 from tinylm.storage.documents import publish_parts
 from tinylm.storage.manifest import content_hashes, fingerprint, finished_output, read_manifest
+
+
+def rule_code(filters: FilterConfig) -> dict[str, str]:
+    """The content hashes of the user rules `filters` names, after building their chain once: a rule that cannot load,
+    or refuses its settings, fails the stage before any work, and an edited rule changes the stage's fingerprint."""
+    quality_rules(filters)
+    return content_hashes(user_rule_files(filters))
+
 
 clean_file_task = task(clean_file, name="clean-file", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 deduplicate_files_task = task(deduplicate_files, name="deduplicate", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
@@ -187,7 +196,7 @@ def dedup_flow(
     started = time.time()
     files = document_files(input)
     hashes = content_hashes(files)
-    expected = fingerprint("dedup", config.computing("extract"), hashes)
+    expected = fingerprint("dedup", config.computing("extract"), hashes | rule_code(config.filters))
     if (done := finished_output(output, expected)) is not None:
         return done | report_reused("dedup", output, workspace)
     corpus = corpus_key(output, workspace, expected)
