@@ -18,8 +18,9 @@ from tinylm.corpus.extraction import ExtractUnit, extract_unit
 from tinylm.corpus.readers import read_documents
 from tinylm.flows.train import train_flow
 from tinylm.stats import Stats
-from tinylm.storage.documents import make_document, write_documents
+from tinylm.storage.documents import CorpusManifest, make_document, write_documents
 from tinylm.storage.manifest import file_sha256, read_manifest, write_manifest
+from tinylm.tokens.shard_files import ShardsManifest
 from tinylm.tokens.tokenizer import train_tokenizer
 
 TESTS_DATA = Path(__file__).parent / "data"
@@ -76,7 +77,7 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory, constitution: Path, t
         extracted = extract_unit(ExtractUnit(str(source), file_sha256(source)), root / "_work", config.extract)
         cleaned.append(clean_file(extracted["output"], root / "_work", config.convert, config.filters)["output"])
     stats = deduplicate_files(cleaned, root, config.dedup)
-    write_manifest(root, {"stage": "corpus", "fingerprint": "fixture", "parts": stats["parts"]})
+    write_manifest(root, CorpusManifest(stage="corpus", fingerprint="fixture", parts=stats["parts"]))
     return root
 
 
@@ -91,7 +92,7 @@ def bilingual_corpus(tmp_path_factory: pytest.TempPathFactory, zuozhuan: Path, e
     )
     articles = read_documents(enwiki_dump, ExtractConfig(), Stats())
     write_documents(root / "part-00001.parquet", [dict(article, lang="en") for article in articles])
-    write_manifest(root, {"stage": "corpus", "fingerprint": "bilingual-fixture"})
+    write_manifest(root, CorpusManifest(stage="corpus", fingerprint="bilingual-fixture"))
     return root
 
 
@@ -157,7 +158,7 @@ def refresh_setup(prefect_api, shards_dir, workspace, zuozhuan, tmp_path):
     config = RefreshConfig(
         workspace=str(workspace),
         inbox=str(tmp_path / "inbox"),
-        tokenizer=read_manifest(shards_dir)["tokenizer_dir"],
+        tokenizer=read_manifest(shards_dir, ShardsManifest).tokenizer_dir,
         train=train,
     )
     lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 60]

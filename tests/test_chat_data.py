@@ -12,7 +12,7 @@ from tests.helpers import kill_when, make_chat_data, tiny_train_config
 from tinylm.config import ChatDataConfig, TokenizerConfig
 from tinylm.flows.chat_data import chat_data_flow
 from tinylm.storage.manifest import read_manifest
-from tinylm.tokens.chat_arrays import ChatPart
+from tinylm.tokens.chat_arrays import ChatDataManifest, ChatPart
 from tinylm.tokens.chat_template import ChatEncoder
 from tinylm.tokens.tokenizer import train_tokenizer
 from tinylm.tokens.tokenizer_files import IM_END, THINK_TOKENS, load_tokenizer
@@ -51,8 +51,8 @@ def conversations(zuozhuan):
 def read_units(directory: Path, part: str = "part-00000") -> list[list[tuple[list[int], list[int]]]]:
     """Every unit of a part as its sequences' (ids, mask) lists: one for a conversation, chosen and rejected for a
     pair."""
-    manifest = read_manifest(directory)
-    opened = ChatPart.open(directory / part, np.dtype(manifest["dtype"]), manifest["sequences_per_unit"])
+    manifest = read_manifest(directory, ChatDataManifest)
+    opened = ChatPart.open(directory / part, np.dtype(manifest.dtype), manifest.sequences_per_unit)
     return [[(ids.tolist(), mask.tolist()) for ids, mask in opened.unit(row)] for row in range(opened.units)]
 
 

@@ -11,13 +11,12 @@ import pytest
 from tinylm.config import ChatDataConfig, ChatFileConfig, TokenizerConfig
 from tinylm.corpus.readers.jsonl import read_json_records
 from tinylm.stats import Stats
-from tinylm.storage.manifest import read_manifest
 from tinylm.tokens.chat_arrays import ChatPart
 from tinylm.tokens.chat_data import FileLayout, encode_chat_file
 from tinylm.tokens.chat_template import ChatEncoder
 from tinylm.tokens.layouts.detect import READERS
 from tinylm.tokens.tokenizer import train_tokenizer
-from tinylm.tokens.tokenizer_files import load_tokenizer
+from tinylm.tokens.tokenizer_files import load_tokenizer, tokenizer_sha256_of
 
 DATA = Path(__file__).parent / "data"
 SFT, DPO = ChatDataConfig(max_seq_len=4096), ChatDataConfig(format="dpo", max_seq_len=4096)
@@ -69,7 +68,7 @@ def read_with_tools(path: Path, config: ChatDataConfig) -> tuple[FileLayout, lis
 
 
 def encoded(path: Path, config: ChatDataConfig, tokenizer_dir: Path, output: Path) -> tuple[dict, ChatPart]:
-    sha = read_manifest(tokenizer_dir)["tokenizer_sha256"]
+    sha = tokenizer_sha256_of(tokenizer_dir)
     result = encode_chat_file(path, 0, tokenizer_dir, sha, output, config)
     dtype = np.dtype(np.uint16)
     return result, ChatPart.open(output / result["file"], dtype, 2 if config.format == "dpo" else 1)

@@ -15,6 +15,7 @@ from tests.helpers import killed_and_run_again, make_chat_data, tiny_train_confi
 from tinylm.config import ChatDataConfig, LoraConfig
 from tinylm.model.config import ModelConfig
 from tinylm.storage.manifest import read_manifest
+from tinylm.tokens.shard_files import ShardsManifest
 from tinylm.training.data import open_training_data
 from tinylm.training.methods.dpo import REFERENCE_DIR, DpoConfig, dpo_loss, sequence_logps
 from tinylm.training.trainer import train_model
@@ -87,7 +88,7 @@ def dpo_data(prefect_api, shards_dir, module_workspace, zuozhuan, tmp_path_facto
         "".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in preference_pairs(zuozhuan, 32)),
         encoding="utf-8",
     )
-    tokenizer_dir = read_manifest(shards_dir)["tokenizer_dir"]
+    tokenizer_dir = read_manifest(shards_dir, ShardsManifest).tokenizer_dir
     make_chat_data(
         [source],
         tokenizer_dir,

@@ -29,6 +29,7 @@ from tinylm.stats import Stats
 from tinylm.storage.benchmark_files import LocalTask, local_tasks, task_rows
 from tinylm.storage.documents import corpus_parts
 from tinylm.storage.manifest import read_manifest
+from tinylm.tokens.shard_files import ShardsManifest
 from tinylm.tokens.tokenizer_files import EOS
 from tinylm.training.trainer import train_model
 
@@ -100,7 +101,7 @@ def test_a_corpus_is_scored_per_source_and_language_within_the_budget(loaded, sm
 
 
 def test_shards_are_scored_on_their_validation_split_and_only_with_their_tokenizer(loaded, shards_dir, tmp_path):
-    validation_tokens = sum(shard["tokens"] for shard in read_manifest(shards_dir)["validation"]["shards"])
+    validation_tokens = sum(shard.tokens for shard in read_manifest(shards_dir, ShardsManifest).validation.shards)
     scores = perplexity(loaded, shards_dir, EvalConfig(max_tokens=10**9), CPU)
     assert scores["validation"]["tokens"] == validation_tokens - 1
 

@@ -17,6 +17,7 @@ from tinylm.config import ChatDataConfig, LoraConfig
 from tinylm.flows.tuning import grpo_flow
 from tinylm.model.config import ModelConfig
 from tinylm.storage.manifest import read_manifest
+from tinylm.tokens.shard_files import ShardsManifest
 from tinylm.training.methods.grpo import GrpoConfig, grpo_prompts, reference_check, reference_warning
 from tinylm.training.trainer import train_model
 
@@ -41,7 +42,7 @@ def adder(prefect_api, shards_dir, module_workspace, tmp_path_factory) -> tuple[
         for a, b in SUMS
     ]
     source = write_jsonl(data / "sums.jsonl", conversations)
-    tokenizer = read_manifest(shards_dir)["tokenizer_dir"]
+    tokenizer = read_manifest(shards_dir, ShardsManifest).tokenizer_dir
     make_chat_data([source], tokenizer, data / "sft", ChatDataConfig(max_seq_len=32, validation_fraction=0))
     config = tiny_train_config(
         model=MODEL, seq_len=31, batch_size=10, epochs=SFT_EPOCHS, max_shards=None, max_steps_per_shard=None,

@@ -14,6 +14,7 @@ from tinylm.inference.generate import load_model
 from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import STATE_FILE, load_checkpoint, newest_local_checkpoint
 from tinylm.storage.manifest import read_manifest
+from tinylm.tokens.shard_files import ShardsManifest
 from tinylm.training.merge import MERGED_FROM_TAG, merge_adapters
 from tinylm.training.trainer import train_model
 from tinylm.weights.adapters import load_adapter_state, with_adapters
@@ -34,7 +35,10 @@ def lora_run(prefect_api, shards_dir, module_workspace, zuozhuan, tmp_path_facto
     dialogues.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), encoding="utf-8")
     config = ChatDataConfig(max_seq_len=32, source_weights={"lora_data.jsonl": 8})
     make_chat_data(
-        [dialogues, MINIMIND / "lora_data.jsonl"], read_manifest(shards_dir)["tokenizer_dir"], tmp_path / "sft", config
+        [dialogues, MINIMIND / "lora_data.jsonl"],
+        read_manifest(shards_dir, ShardsManifest).tokenizer_dir,
+        tmp_path / "sft",
+        config,
     )
     pretrain = train_model(shards_dir, module_workspace, tiny_train_config(max_shards=1, sample_tokens=0))
     lora = LoraConfig(rank=4, alpha=8, target_modules=["wqkv", "wo", "w13", "w2"])

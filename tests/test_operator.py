@@ -30,6 +30,7 @@ from prefect.exceptions import ObjectNotFound
 from tests.helpers import free_port, in_background, start_mlflow_server, tiny_train_config, write_lines
 from tests.test_pipeline import small_pipeline
 from tinylm.model.config import ModelConfig
+from tinylm.storage.documents import CorpusManifest
 from tinylm.storage.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,7 +262,7 @@ def test_serve_py_stops_on_sigterm_after_a_run(prefect_api, constitution, tmp_pa
     try:
         parameters = {"inputs": [str(constitution)], "output": str(output), "workspace": str(tmp_path)}
         assert asyncio.run(run_deployment("corpus/corpus", parameters)).state.is_completed()
-        assert read_manifest(output)["stats"]["kept"] > 50
+        assert read_manifest(output, CorpusManifest).stats["kept"] > 50
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0, "serve.py did not stop on SIGTERM"
     finally:

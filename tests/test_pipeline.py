@@ -87,7 +87,7 @@ def test_pipeline_from_raw_dump_to_checkpoints(prefect_api, workspace, enwiki_du
 
     shards = open_shards(result["shards"])
     on_disk = sum(path.stat().st_size for path in shards.directory.glob("shard-*.bin"))
-    assert shards.manifest["total_tokens"] == on_disk // 2 == sum(len(a) for a in shards.arrays)
+    assert shards.manifest.total_tokens == on_disk // 2 == sum(len(a) for a in shards.arrays)
     assert all(a.dtype == np.uint16 for a in shards.arrays)
 
     client = MlflowClient()

@@ -18,6 +18,7 @@ from tinylm.flows.train import train_flow
 from tinylm.flows.tuning import dpo_flow, merge_flow
 from tinylm.model.config import ModelConfig
 from tinylm.storage.manifest import read_manifest
+from tinylm.tokens.shard_files import ShardsManifest
 from tinylm.tracking.lineage import STAGE_TAG
 from tinylm.training.methods.dpo import DpoConfig
 
@@ -35,7 +36,7 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def test_pretrain_sft_lora_merge_dpo_chain_is_linked_in_mlflow(prefect_api, shards_dir, workspace, zuozhuan, tmp_path):
-    tokenizer = read_manifest(shards_dir)["tokenizer_dir"]
+    tokenizer = read_manifest(shards_dir, ShardsManifest).tokenizer_dir
     lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 24][:40]
     dialogues = tmp_path / "zuozhuan_sft.jsonl"
     write_jsonl(dialogues, [{"conversations": exchange(line[:8], line[8:20])} for line in lines])

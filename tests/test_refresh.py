@@ -14,7 +14,9 @@ from tests.helpers import write_lines
 from tinylm.config import RefreshConfig
 from tinylm.corpus.inbox import Ledger
 from tinylm.flows.refresh import refresh_flow
+from tinylm.storage.documents import CorpusManifest
 from tinylm.storage.manifest import read_manifest
+from tinylm.tokens.shard_files import ShardsManifest
 from tinylm.tracking.lineage import LOSS_PLOT
 
 
@@ -58,8 +60,8 @@ def test_refresh_trains_on_new_files_once_and_continues_the_lineage(refresh_setu
     second = refresh_flow(config)
     assert second["lineage"] == [base, first["run_id"], second["run_id"]]
     assert client.get_run(second["run_id"]).data.tags["tinylm.init_run_id"] == first["run_id"]
-    corpus = read_manifest(workspace / "corpus" / f"refresh-{second['batch']}")
-    assert corpus["stats"]["exact_duplicates"] + corpus["stats"]["near_duplicates_of_index"] >= 50, (
+    corpus = read_manifest(workspace / "corpus" / f"refresh-{second['batch']}", CorpusManifest)
+    assert corpus.stats["exact_duplicates"] + corpus.stats["near_duplicates_of_index"] >= 50, (
         "lines seen before are dropped"
     )
     ledger = Ledger.load(workspace / "refresh")
@@ -71,8 +73,8 @@ def test_a_refresh_at_its_defaults_finds_the_workspaces_inbox_tokenizer_and_newe
     write_lines(workspace / "inbox" / "a.jsonl", lines[:120])
     done = refresh_flow(RefreshConfig(workspace=str(workspace), train=config.train))
     assert done["new_files"] == 1 and done["lineage"] == [base, done["run_id"]]
-    corpus = read_manifest(workspace / "shards" / f"refresh-{done['batch']}")
-    assert Path(corpus["tokenizer_dir"]).resolve() == Path(config.tokenizer).resolve(), (
+    shards = read_manifest(workspace / "shards" / f"refresh-{done['batch']}", ShardsManifest)
+    assert Path(shards.tokenizer_dir).resolve() == Path(config.tokenizer).resolve(), (
         "the tokenizer the base run was trained with"
     )
 

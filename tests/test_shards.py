@@ -5,7 +5,7 @@ import pytest
 
 from tests.helpers import make_shards
 from tinylm.config import ShardsConfig, TokenizerConfig
-from tinylm.storage.documents import corpus_parts, iter_texts, make_document, write_documents
+from tinylm.storage.documents import CorpusManifest, corpus_parts, iter_texts, make_document, write_documents
 from tinylm.storage.manifest import write_manifest
 from tinylm.tokens.mixing import interleave, passes, shuffle_buffered
 from tinylm.tokens.shard_files import ShardWriter, open_shards, token_dtype
@@ -42,7 +42,7 @@ def decoded_documents(directory, tokenizer_dir, split="train") -> list[str]:
     """The texts of a split's shards, cut at EOS, in shard order."""
     shards = open_shards(directory, split, verify_checksums=True)
     stream = np.concatenate([np.asarray(a) for a in shards.arrays]) if shards.arrays else np.zeros(0, np.uint16)
-    ends = np.flatnonzero(stream == shards.manifest["eos_id"])
+    ends = np.flatnonzero(stream == shards.manifest.eos_id)
     assert len(ends) == 0 or ends[-1] == len(stream) - 1, "every document ends with EOS"
     tokenizer = load_tokenizer(tokenizer_dir)
     return tokenizer.decode_batch([piece.tolist() for piece in np.split(stream, ends + 1)[:-1]])
@@ -157,7 +157,7 @@ def test_weights_become_whole_and_fractional_passes():
 def test_an_empty_corpus_is_a_clear_error(tokenizer_dir, tmp_path):
     corpus = tmp_path / "corpus"
     write_documents(corpus / "part-00000.parquet", [])
-    write_manifest(corpus, {"stage": "corpus", "fingerprint": "empty"})
+    write_manifest(corpus, CorpusManifest(stage="corpus", fingerprint="empty"))
     with pytest.raises(ValueError, match="no documents"):
         make_shards(corpus, tokenizer_dir, tmp_path / "out", ShardsConfig())
 
@@ -165,7 +165,7 @@ def test_an_empty_corpus_is_a_clear_error(tokenizer_dir, tmp_path):
 def test_a_corpus_of_one_document_is_trained_on_even_if_its_unit_is_held_out(tokenizer_dir, tmp_path):
     corpus = tmp_path / "corpus"
     write_documents(corpus / "part-00000.parquet", [make_document("one", 1, "我们合众国人民", lang="zh")])
-    write_manifest(corpus, {"stage": "corpus", "fingerprint": "one"})
+    write_manifest(corpus, CorpusManifest(stage="corpus", fingerprint="one"))
     manifest = make_shards(corpus, tokenizer_dir, tmp_path / "out", ShardsConfig(validation_fraction=0.999))
     assert manifest["documents"] == 1 and manifest["validation"]["documents"] == 0
     assert decoded_documents(tmp_path / "out", tokenizer_dir) == ["我们合众国人民"]

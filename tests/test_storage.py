@@ -7,9 +7,10 @@ import pytest
 
 from tinylm.config import CorpusConfig, DedupConfig
 from tinylm.storage.atomic import atomic_path, atomic_write_json, remove_stale_temps
-from tinylm.storage.documents import DocumentWriter, make_document, read_batches
-from tinylm.storage.manifest import fingerprint, finished_output, write_manifest
+from tinylm.storage.documents import CorpusManifest, DocumentWriter, make_document, read_batches
+from tinylm.storage.manifest import fingerprint, finished_output, read_manifest, write_manifest
 from tinylm.storage.mirror import pull, push
+from tinylm.tokens.shard_files import ShardsManifest
 
 
 def test_atomic_path_leaves_nothing_when_the_body_fails(tmp_path):
@@ -62,10 +63,26 @@ def test_fingerprint_follows_config_and_inputs_not_key_order():
 
 def test_finished_output_needs_the_matching_manifest(tmp_path):
     assert finished_output(tmp_path, "abc") is None
-    written = write_manifest(tmp_path, {"fingerprint": "abc", "stats": {"kept": 3}})
-    assert finished_output(tmp_path, "abc") == written and finished_output(tmp_path, "abd") is None
+    written = write_manifest(tmp_path, CorpusManifest(stage="corpus", fingerprint="abc", stats={"kept": 3}))
+    assert finished_output(tmp_path, "abc", CorpusManifest) == written and written.stats == {"kept": 3}
+    assert finished_output(tmp_path, "abd") is None
     atomic_write_json(tmp_path / "manifest.json", {"fingerprint": "other"})
     assert finished_output(tmp_path, "abc") is None
+
+
+def test_a_manifest_reads_as_its_stages_model_and_keeps_what_the_model_does_not_name(tmp_path):
+    """An older shards manifest (no validation split, no mixing) with a key this version does not know still reads,
+    and is written back with it; one that lacks what training needs is refused naming the file and the field."""
+    older = {"stage": "shards", "fingerprint": "f", "tokenizer_sha256": "a" * 64, "tokenizer_dir": "/tok"}
+    older |= {"vocab_size": 600, "dtype": "<u2", "shard_tokens": 8, "total_tokens": 8, "documents": 1}
+    older |= {"shards": [{"file": "shard-00000.bin", "tokens": 8, "documents": 1, "sha256": "b" * 64}]}
+    atomic_write_json(tmp_path / "manifest.json", older | {"written_by": "tinylm 0.1"})
+    manifest = read_manifest(tmp_path, ShardsManifest)
+    assert manifest.shards[0].tokens == 8 and manifest.validation.shards == [] and manifest.eos_id is None
+    assert write_manifest(tmp_path, manifest).fields()["written_by"] == "tinylm 0.1"
+    atomic_write_json(tmp_path / "manifest.json", {k: v for k, v in older.items() if k != "dtype"})
+    with pytest.raises(ValueError, match=r"manifest .*manifest.json is not a ShardsManifest \(dtype: Field required\)"):
+        read_manifest(tmp_path, ShardsManifest)
 
 
 def test_mirror_sends_a_stage_manifest_last_and_pulls_it_only_when_finished(tmp_path):

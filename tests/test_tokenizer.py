@@ -8,10 +8,10 @@ from pydantic import ValidationError
 from transformers import AutoTokenizer
 
 from tinylm.config import TokenizerConfig
-from tinylm.storage.documents import corpus_parts, make_document, write_documents
-from tinylm.storage.manifest import write_manifest
+from tinylm.storage.documents import CorpusManifest, corpus_parts, make_document, write_documents
+from tinylm.storage.manifest import read_manifest, write_manifest
 from tinylm.tokens.tokenizer import train_tokenizer
-from tinylm.tokens.tokenizer_files import BYTE_ALPHABET_SIZE, SPECIAL_TOKENS, load_tokenizer
+from tinylm.tokens.tokenizer_files import BYTE_ALPHABET_SIZE, SPECIAL_TOKENS, TokenizerManifest, load_tokenizer
 
 MIXED = "美利坚合众国宪法 The Constitution, 1787年！😀 𠀀𪚥 naïve café\n\ttabs  and  spaces"
 
@@ -46,7 +46,10 @@ def test_transformers_loads_it_with_the_chat_template(tokenizer_dir):
 
 
 def test_retraining_with_the_same_corpus_and_config_is_skipped(small_corpus, tokenizer_dir):
-    assert train_tokenizer(small_corpus, tokenizer_dir, TokenizerConfig(vocab_size=1000))["reused"]
+    trained = (tokenizer_dir / "tokenizer.json").stat().st_mtime_ns
+    again = train_tokenizer(small_corpus, tokenizer_dir, TokenizerConfig(vocab_size=1000))
+    assert (tokenizer_dir / "tokenizer.json").stat().st_mtime_ns == trained, "nothing is trained or written again"
+    assert again == read_manifest(tokenizer_dir, TokenizerManifest)
 
 
 def test_vocabulary_smaller_than_the_byte_alphabet_and_special_tokens_is_refused():
@@ -57,16 +60,16 @@ def test_vocabulary_smaller_than_the_byte_alphabet_and_special_tokens_is_refused
 def test_a_corpus_of_one_document_trains(tmp_path):
     corpus = tmp_path / "corpus"
     write_documents(corpus / "part-00000.parquet", [make_document("one", 1, "只有一个文档。Only one document here.")])
-    write_manifest(corpus, {"fingerprint": "one"})
+    write_manifest(corpus, CorpusManifest(stage="corpus", fingerprint="one"))
     manifest = train_tokenizer(corpus, tmp_path / "tok", TokenizerConfig(vocab_size=400, min_frequency=1))
-    assert manifest["sample"]["documents"] == 1
+    assert manifest.sample["documents"] == 1
     assert load_tokenizer(tmp_path / "tok").decode(load_tokenizer(tmp_path / "tok").encode(MIXED).ids) == MIXED
 
 
 def test_an_empty_corpus_is_a_clear_error(tmp_path):
     corpus = tmp_path / "corpus"
     write_documents(corpus / "part-00000.parquet", [])
-    write_manifest(corpus, {"fingerprint": "empty"})
+    write_manifest(corpus, CorpusManifest(stage="corpus", fingerprint="empty"))
     with pytest.raises(ValueError, match="no documents"):
         train_tokenizer(corpus, tmp_path / "tok", TokenizerConfig())
 
@@ -74,7 +77,7 @@ def test_an_empty_corpus_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("vocab_size", [32000, 65536])
 def test_large_vocabularies_train_and_load_everywhere(bilingual_corpus, tmp_path, vocab_size):
     manifest = train_tokenizer(bilingual_corpus, tmp_path, TokenizerConfig(vocab_size=vocab_size))
-    assert manifest["vocab_size"] == vocab_size == load_tokenizer(tmp_path).get_vocab_size()
+    assert manifest.vocab_size == vocab_size == load_tokenizer(tmp_path).get_vocab_size()
     hf = AutoTokenizer.from_pretrained(str(tmp_path))
     assert len(hf) == vocab_size and hf.decode(hf(MIXED)["input_ids"]) == MIXED
     assert max(load_tokenizer(tmp_path).get_vocab().values()) == vocab_size - 1
@@ -83,11 +86,11 @@ def test_large_vocabularies_train_and_load_everywhere(bilingual_corpus, tmp_path
 def test_compression_is_measured_on_held_out_text_of_each_language(bilingual_corpus, tmp_path):
     small = train_tokenizer(bilingual_corpus, tmp_path / "small", TokenizerConfig(vocab_size=1000))
     large = train_tokenizer(bilingual_corpus, tmp_path / "large", TokenizerConfig(vocab_size=8000))
-    assert set(small["compression"]) == {"zh", "en"}
+    assert set(small.compression) == {"zh", "en"}
     for lang in ("zh", "en"):
-        assert 1 < small["compression"][lang]["bytes_per_token"] < large["compression"][lang]["bytes_per_token"]
-    assert large["compression"]["en"]["chars_per_token"] > 3 and large["compression"]["zh"]["chars_per_token"] > 1.2
-    assert large["sample"]["by_language"]["zh"]["documents"] > 5000
+        assert 1 < small.compression[lang]["bytes_per_token"] < large.compression[lang]["bytes_per_token"]
+    assert large.compression["en"]["chars_per_token"] > 3 and large.compression["zh"]["chars_per_token"] > 1.2
+    assert large.sample["by_language"]["zh"]["documents"] > 5000
 
 
 TRAIN_AND_REPORT = """
@@ -95,7 +98,7 @@ import json, sys
 from tinylm.config import TokenizerConfig
 from tinylm.tokens.tokenizer import train_tokenizer
 manifest = train_tokenizer(sys.argv[1], sys.argv[2], TokenizerConfig(vocab_size=2000, max_text_bytes=int(sys.argv[3])))
-print(json.dumps(manifest["memory"] | manifest["sample"]))
+print(json.dumps(manifest.memory | manifest.sample))
 """
 
 
@@ -107,7 +110,7 @@ def test_memory_is_bounded_by_the_budget_not_the_corpus(bilingual_corpus, tmp_pa
         for part in corpus_parts(bilingual_corpus):
             documents = [dict(row, id=f"{copy}-{row['id']}") for row in pq.read_table(part).to_pylist()]
             write_documents(larger / f"part-{copy}{part.name[-13:]}", documents)
-    write_manifest(larger, {"fingerprint": "larger"})
+    write_manifest(larger, CorpusManifest(stage="corpus", fingerprint="larger"))
 
     def growth(corpus, budget):
         result = subprocess.run(

@@ -16,6 +16,7 @@ from tests.helpers import CHROMIUM, free_port, make_chat_data, tiny_train_config
 from tinylm.config import ChatDataConfig
 from tinylm.model.config import ModelConfig
 from tinylm.storage.manifest import read_manifest
+from tinylm.tokens.shard_files import ShardsManifest
 from tinylm.training.trainer import train_model
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def served(prefect_api, shards_dir, module_workspace, tmp_path_factory):
     source = data / "tools.jsonl"
     records = [calling, answering, thinking] * 32
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
-    tokenizer = read_manifest(shards_dir)["tokenizer_dir"]
+    tokenizer = read_manifest(shards_dir, ShardsManifest).tokenizer_dir
     chat = ChatDataConfig(max_seq_len=512, validation_fraction=0)
     manifest = make_chat_data([str(source)], tokenizer, data / "sft", chat)
     assert manifest["stats"]["with_tools"] == 64 and not manifest["stats"]["truncated"]

@@ -27,6 +27,7 @@ from tinylm.model.transformer import Transformer
 from tinylm.storage.checkpoints import load_checkpoint
 from tinylm.storage.manifest import read_manifest
 from tinylm.tokens.chat_template import ChatEncoder
+from tinylm.tokens.shard_files import ShardsManifest
 from tinylm.tokens.tokenizer import train_tokenizer
 from tinylm.tracking.store import use_experiment
 from tinylm.training.data import Batch, open_training_data, prefetch, unit_order
@@ -194,8 +195,8 @@ def test_restart_abandons_an_interrupted_run_as_killed_and_trains_afresh(shards_
 def damaged_copy(shards_dir: Path, destination: Path, damage) -> Path:
     """A copy of the shard set whose first shard `damage(ids)` edits in place (same size, manifest untouched)."""
     shutil.copytree(shards_dir, destination)
-    first = destination / read_manifest(destination)["shards"][0]["file"]
-    ids = np.fromfile(first, dtype=np.dtype(read_manifest(destination)["dtype"]))
+    first = destination / read_manifest(destination, ShardsManifest).shards[0].file
+    ids = np.fromfile(first, dtype=np.dtype(read_manifest(destination, ShardsManifest).dtype))
     damage(ids)
     ids.tofile(first)
     return first
@@ -212,7 +213,7 @@ def test_a_shard_changed_in_place_is_refused_by_its_sha256_naming_the_file(shard
 
 
 def test_token_ids_outside_the_vocabulary_are_refused_naming_the_shard(shards_dir, workspace, tmp_path):
-    vocab_size = read_manifest(shards_dir)["vocab_size"]
+    vocab_size = read_manifest(shards_dir, ShardsManifest).vocab_size
     damaged = damaged_copy(shards_dir, tmp_path / "shards", lambda ids: ids.__setitem__(7, vocab_size + 3))
     with pytest.raises(ValueError, match=f"shard {damaged} holds token id {vocab_size + 3}, outside the vocabulary"):
         train_model(tmp_path / "shards", workspace, TINY_TRAIN.model_copy(update={"verify_shards": False}))
@@ -359,7 +360,7 @@ def test_sft_starts_from_a_pretrain_run_and_learns_only_assistant_tokens(
     prefect_api, shards_dir, workspace, zuozhuan, tmp_path
 ):
     pretrain = train_model(shards_dir, workspace, TINY_TRAIN.model_copy(update={"max_shards": 1}))
-    tokenizer_dir = read_manifest(shards_dir)["tokenizer_dir"]
+    tokenizer_dir = read_manifest(shards_dir, ShardsManifest).tokenizer_dir
     lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 20][:64]
     records = [
         {"conversations": [{"role": "user", "content": line[:8]}, {"role": "assistant", "content": line[8:20]}]}
@@ -372,7 +373,7 @@ def test_sft_starts_from_a_pretrain_run_and_learns_only_assistant_tokens(
     data = open_training_data(tmp_path / "sft", TINY_TRAIN)
     batch = data.batch(0, np.arange(data.units(0)), 0)
     inputs, targets, mask = batch.inputs, batch.targets, batch.weights
-    pad = data.manifest["pad_id"]
+    pad = data.manifest.pad_id
     assert inputs.shape == targets.shape == mask.shape == (4, 32)
     assert not mask[targets == pad].any(), "padding never counts"
     assert torch.equal(targets[:, :-1], inputs[:, 1:])
@@ -394,7 +395,7 @@ def test_sft_starts_from_a_pretrain_run_and_learns_only_assistant_tokens(
 def test_a_small_set_trains_for_epochs_and_a_validation_split_under_a_batch_is_scored(
     prefect_api, shards_dir, workspace, zuozhuan, tmp_path
 ):
-    tokenizer_dir = read_manifest(shards_dir)["tokenizer_dir"]
+    tokenizer_dir = read_manifest(shards_dir, ShardsManifest).tokenizer_dir
     lines = [line.strip() for line in zuozhuan.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 20][:16]
     source = tmp_path / "identity.jsonl"
     records = [

@@ -107,7 +107,7 @@ def _prefect_line() -> str:
 def extract(args: argparse.Namespace, config: ExtractConfig) -> None:
     from tinylm.flows.extract import run_extract
 
-    print_json(run_extract([str(p) for p in args.input], str(args.output), config)["stats"])
+    print_json(run_extract([str(p) for p in args.input], str(args.output), config).stats)
 
 
 def corpus(args: argparse.Namespace, config: CorpusConfig) -> None:
@@ -134,33 +134,31 @@ def dedup(args: argparse.Namespace, config: CorpusConfig) -> None:
 def tokenizer(args: argparse.Namespace, config: TokenizerConfig) -> None:
     from tinylm.flows.tokenizer import tokenizer_flow
 
-    manifest = tokenizer_flow(str(args.corpus), str(args.output), config, args.workspace or "workspace")
-    print_json({key: manifest[key] for key in ("vocab_size", "sample", "compression", "memory", "reused")})
+    result = tokenizer_flow(str(args.corpus), str(args.output), config, args.workspace or "workspace")
+    print_json({key: result[key] for key in ("vocab_size", "sample", "compression", "memory", "reused")})
 
 
 def shards(args: argparse.Namespace, config: ShardsConfig) -> None:
     from tinylm.flows.shards import shards_flow
 
-    manifest = shards_flow(
-        str(args.corpus), str(args.tokenizer), str(args.output), config, args.workspace or "workspace"
-    )
+    result = shards_flow(str(args.corpus), str(args.tokenizer), str(args.output), config, args.workspace or "workspace")
     print_json(
-        {key: manifest[key] for key in ("total_tokens", "documents", "dtype", "vocab_size")}
-        | {"shards": len(manifest["shards"])}
+        {key: result[key] for key in ("total_tokens", "documents", "dtype", "vocab_size")}
+        | {"shards": len(result["shards"])}
     )
 
 
 def chat_data(args: argparse.Namespace, config: ChatDataConfig) -> None:
     from tinylm.flows.chat_data import chat_data_flow
 
-    manifest = chat_data_flow(
+    result = chat_data_flow(
         [str(p) for p in args.input],
         str(args.tokenizer),
         str(args.output),
         config,
         args.workspace or "workspace",
     )
-    print_json({"format": manifest["format"], **manifest["stats"], "reused": manifest["reused"]})
+    print_json({"format": result["format"], **result["stats"], "reused": result["reused"]})
 
 
 def merge(args: argparse.Namespace, _: None) -> None:

@@ -118,7 +118,7 @@ def data_label(path: str) -> str:
     """How results name a data set: `corpus/<name>` or `shards/<name>` for a stage's directory (a pipeline's corpus
     and shards share their name), the file name for a file."""
     manifest = read_manifest(path) if Path(path).is_dir() else None
-    return f"{manifest.get('stage', 'data')}/{Path(path).name}" if manifest else Path(path).name
+    return f"{manifest.stage}/{Path(path).name}" if manifest else Path(path).name
 
 
 def headline_metrics(ppl_rows: list[dict[str, Any]], bench_rows: list[dict[str, Any]]) -> dict[str, float]:

@@ -186,7 +186,7 @@ def _token_streams(
 ) -> Iterator[tuple[str, np.ndarray]]:
     """(group, token ids) pieces in data order; a group `done(group)` says is full is no longer encoded."""
     manifest = read_manifest(path) if path.is_dir() else None
-    if manifest is not None and manifest.get("stage") == "shards":
+    if manifest is not None and manifest.stage == "shards":
         yield from _shard_stream(loaded, path, done)
         return
     eos = loaded.tokenizer.token_to_id(EOS)
@@ -223,7 +223,7 @@ def _document_batches(path: Path, config: EvalConfig, stats: Stats) -> Iterator[
 def _shard_stream(loaded: LoadedModel, path: Path, done: Callable[[str], bool]) -> Iterator[tuple[str, np.ndarray]]:
     """A shard set's validation split, refused when it was tokenized with another tokenizer than the model's."""
     shards = open_shards(path, "validation")
-    if shards.manifest.get("tokenizer_sha256") not in (None, loaded.tokenizer_sha256):
+    if shards.manifest.tokenizer_sha256 != loaded.tokenizer_sha256:
         raise ValueError(
             f"{path} was tokenized with another tokenizer than the model's: score its corpus directory instead"
         )

@@ -14,6 +14,7 @@ from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import task_runner
 from tinylm.stats import Stats
 from tinylm.storage.manifest import finished_output
+from tinylm.tokens.chat_arrays import ChatDataManifest
 from tinylm.tokens.chat_data import chat_data_inputs, encode_chat_file, finish_chat_data
 
 
@@ -56,19 +57,19 @@ def chat_data_flow(
     """
     started = time.time()
     expected, tokenizer_sha256 = chat_data_inputs(inputs, tokenizer, config)
-    if (done := finished_output(output, expected)) is not None:
-        return done | report_reused("chat-data", output, workspace)
+    if (done := finished_output(output, expected, ChatDataManifest)) is not None:
+        return done.fields() | report_reused("chat-data", output, workspace)
     encode = encode_chat_files_flow.with_options(task_runner=task_runner(config.runner, 0))
     encoded = encode(inputs, tokenizer, tokenizer_sha256, output, config)
     manifest = finish_chat_data(output, expected, tokenizer, tokenizer_sha256, config, encoded)
     report_stage(
         "chat-data",
-        manifest["stats"],
+        manifest.stats,
         {"inputs": inputs, "tokenizer": tokenizer, "output": output, **config.model_dump(mode="json")},
         workspace,
         started,
     )
-    return manifest | {"reused": False}
+    return manifest.fields() | {"reused": False}
 
 
 @flow(name="encode-chat-files", flow_run_name=run_name("encode-chat-files", "output"))

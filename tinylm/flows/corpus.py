@@ -13,7 +13,7 @@ from tinylm.flows.dedup import clean_and_deduplicate, corpus_key, corpus_stats, 
 from tinylm.flows.extract import run_extract
 from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.flows.runners import shared_cluster
-from tinylm.storage.documents import publish_parts
+from tinylm.storage.documents import CorpusManifest, publish_parts
 from tinylm.storage.manifest import content_hashes, fingerprint, finished_output
 
 
@@ -49,26 +49,26 @@ def corpus_flow(
     inputs = input_files(inputs)
     hashes = content_hashes(inputs)
     expected = fingerprint("corpus", config.computing(), hashes | rule_code(config.filters))
-    if (done := finished_output(output, expected)) is not None:
-        return done | report_reused("corpus", output, workspace)
+    if (done := finished_output(output, expected, CorpusManifest)) is not None:
+        return done.fields() | report_reused("corpus", output, workspace)
     extract_dir = Path(output) / "_work" / "extract"
     with shared_cluster(config.runner, config.extract.workers) as runner:
         extracted = run_extract(inputs, str(extract_dir), config.extract, runner)
-        files = [str(extract_dir / name) for name in extracted["files"]]
+        files = [str(extract_dir / name) for name in extracted.files]
         on_cluster = config.model_copy(update={"runner": runner})
         corpus = corpus_key(output, workspace, expected)
         cleaned, deduped = clean_and_deduplicate(files, output, on_cluster, index, corpus, allow_empty)
-    stats = corpus_stats(extracted["stats"], cleaned, deduped)
-    manifest = {
-        "stage": "corpus",
-        "fingerprint": expected,
-        "inputs": hashes,
-        "parts": deduped["parts"],
-        "stats": stats,
-        "config": config.model_dump(mode="json"),
-    }
+    stats = corpus_stats(extracted.stats, cleaned, deduped)
+    manifest = CorpusManifest(
+        stage="corpus",
+        fingerprint=expected,
+        inputs=hashes,
+        parts=deduped["parts"],
+        stats=stats,
+        config=config.model_dump(mode="json"),
+    )
     manifest = publish_parts(staged_parts(output), output, manifest)
     run_id = report_stage(
         "corpus", stats, {"inputs": inputs, "output": output, **config.model_dump(mode="json")}, workspace, started
     )
-    return manifest | {"reused": False, "run_id": run_id}
+    return manifest.fields() | {"reused": False, "run_id": run_id}

@@ -22,7 +22,7 @@ from tinylm.flows.report import report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import shared_cluster, task_runner
 from tinylm.stats import Stats
-from tinylm.storage.documents import publish_parts
+from tinylm.storage.documents import CorpusManifest, publish_parts
 from tinylm.storage.manifest import content_hashes, fingerprint, finished_output, read_manifest
 
 
@@ -76,7 +76,8 @@ def corpus_key(output: str, workspace: str, run: str) -> CorpusKey:
     folder, home = Path(output).resolve(), Path(workspace).resolve()
     name = folder.relative_to(home).as_posix() if folder.is_relative_to(home) else folder.as_posix()
     try:
-        previous = (read_manifest(output) or {}).get("fingerprint")
+        found = read_manifest(output)
+        previous = found.fingerprint if found is not None else None
     except ValueError:
         previous = None
     return CorpusKey(name, tuple(dict.fromkeys(filter(None, (run, previous)))))
@@ -197,14 +198,14 @@ def dedup_flow(
     files = document_files(input)
     hashes = content_hashes(files)
     expected = fingerprint("dedup", config.computing("extract"), hashes | rule_code(config.filters))
-    if (done := finished_output(output, expected)) is not None:
-        return done | report_reused("dedup", output, workspace)
+    if (done := finished_output(output, expected, CorpusManifest)) is not None:
+        return done.fields() | report_reused("dedup", output, workspace)
     corpus = corpus_key(output, workspace, expected)
     cleaned, deduped = clean_and_deduplicate(files, output, config, index, corpus, allow_empty)
     stats = corpus_stats({}, cleaned, deduped)
-    manifest = {"stage": "dedup", "fingerprint": expected, "inputs": hashes, "parts": deduped["parts"], "stats": stats}
+    manifest = CorpusManifest(stage="dedup", fingerprint=expected, inputs=hashes, parts=deduped["parts"], stats=stats)
     manifest = publish_parts(staged_parts(output), output, manifest)
     report_stage(
         "dedup", stats, {"input": input, "output": output, **config.model_dump(mode="json")}, workspace, started
     )
-    return manifest | {"reused": False}
+    return manifest.fields() | {"reused": False}

@@ -15,6 +15,7 @@ from tinylm.flows.report import StageProgress, publish_stats, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import local_pool_workers, process_pool, task_runner
 from tinylm.stats import Stats
+from tinylm.storage.documents import ExtractManifest
 from tinylm.storage.manifest import content_hashes, fingerprint, finished_output, write_manifest
 
 
@@ -48,12 +49,12 @@ def extract_flow(
     output: str = "workspace/extracted/default",
     config: ExtractConfig = ExtractConfig(),
     runner: RunnerConfig = RunnerConfig(),
-) -> dict:
+) -> ExtractManifest:
     """Plan units (files, or byte ranges of multistream dumps), extract them in parallel, list them in order."""
     inputs = input_files(inputs)
     hashes = content_hashes(inputs)
     expected = fingerprint("extract", config.model_dump(exclude={"workers"}), hashes)
-    if (done := finished_output(output, expected)) is not None:
+    if (done := finished_output(output, expected, ExtractManifest)) is not None:
         return done
     units = plan_units(inputs, hashes, config)
     with process_pool(local_pool_workers(runner, config.workers), len(units)) as pool:
@@ -64,19 +65,21 @@ def extract_flow(
             results.append(future.result())
             progress(len(results) / len(futures))
     stats = {"units": len(results)} | Stats.total(results).as_dict()
-    manifest = {
-        "stage": "extract",
-        "fingerprint": expected,
-        "inputs": hashes,
-        "files": [Path(result["output"]).name for result in results],
-        "stats": stats,
-        "config": config.model_dump(mode="json"),
-    }
+    manifest = ExtractManifest(
+        stage="extract",
+        fingerprint=expected,
+        inputs=hashes,
+        files=[Path(result["output"]).name for result in results],
+        stats=stats,
+        config=config.model_dump(mode="json"),
+    )
     manifest = write_manifest(output, manifest)
     publish_stats("extract", stats)
     return manifest
 
 
-def run_extract(inputs: list[str], output: str, config: ExtractConfig, runner: RunnerConfig = RunnerConfig()) -> dict:
+def run_extract(
+    inputs: list[str], output: str, config: ExtractConfig, runner: RunnerConfig = RunnerConfig()
+) -> ExtractManifest:
     """The extract flow on the chosen task runner, as many concurrent task runs as `workers` asks for."""
     return extract_flow.with_options(task_runner=task_runner(runner, config.workers))(inputs, output, config, runner)

@@ -18,6 +18,7 @@ from tinylm.config import ShardsConfig
 from tinylm.flows.report import StageProgress, report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
 from tinylm.flows.runners import task_runner
+from tinylm.tokens.shard_files import ShardsManifest
 from tinylm.tokens.shards import EncodedPart, ShardJob, encode_job_part, mix_shards, plan_shards
 
 encode_part_task = task(encode_job_part, name="encode-part", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
@@ -48,8 +49,8 @@ def shards_flow(
     """
     started = time.time()
     job = plan_shards(corpus, tokenizer, output, config)
-    if (manifest := job.finished()) is not None:
-        return manifest | report_reused("shards", output, workspace)
+    if (done := job.finished()) is not None:
+        return done.fields() | report_reused("shards", output, workspace)
     encoded = encode_parts_flow.with_options(task_runner=task_runner(config.runner, 0))(job)
     manifest = mix_shards_task(job, encoded)
     run_id = report_stage(
@@ -59,7 +60,7 @@ def shards_flow(
         workspace,
         started,
     )
-    return manifest | {"reused": False, "run_id": run_id}
+    return manifest.fields() | {"reused": False, "run_id": run_id}
 
 
 @flow(name="encode-parts", flow_run_name=run_name("encode-parts"))
@@ -74,11 +75,11 @@ def encode_parts_flow(job: ShardJob) -> list[EncodedPart]:
     return encoded
 
 
-def shard_stats(manifest: dict) -> dict:
+def shard_stats(manifest: ShardsManifest) -> dict:
     return {
-        "shards": len(manifest["shards"]),
-        "total_tokens": manifest["total_tokens"],
-        "documents": manifest["documents"],
-        "validation": {key: manifest["validation"][key] for key in ("total_tokens", "documents")},
-        "sources": manifest["sources"],
+        "shards": len(manifest.shards),
+        "total_tokens": manifest.total_tokens,
+        "documents": manifest.documents,
+        "validation": manifest.validation.model_dump(include={"total_tokens", "documents"}),
+        "sources": manifest.sources,
     }

@@ -10,7 +10,9 @@ from prefect.cache_policies import NO_CACHE
 from tinylm.config import TokenizerConfig
 from tinylm.flows.report import publish_stats, report_reused, report_stage, run_name
 from tinylm.flows.retry_policy import DATA_TASK_OPTIONS
-from tinylm.tokens.tokenizer import train_tokenizer
+from tinylm.storage.manifest import finished_output
+from tinylm.tokens.tokenizer import tokenizer_fingerprint, train_tokenizer
+from tinylm.tokens.tokenizer_files import TokenizerManifest
 
 train_tokenizer_task = task(train_tokenizer, name="train-tokenizer", cache_policy=NO_CACHE, **DATA_TASK_OPTIONS)
 
@@ -35,10 +37,14 @@ def tokenizer_flow(
         workspace: home of the MLflow store (relative: to where the serving process started)
     """
     started = time.time()
+    if (done := finished_output(output, tokenizer_fingerprint(corpus, config), TokenizerManifest)) is not None:
+        publish_stats("tokenizer", _stats(done))
+        return done.fields() | report_reused("tokenizer", output, workspace)
     manifest = train_tokenizer_task(corpus, output, config)
-    stats = {key: manifest[key] for key in ("vocab_size", "sample", "compression", "memory", "train_seconds")}
-    if manifest["reused"]:
-        publish_stats("tokenizer", stats)
-        return manifest | report_reused("tokenizer", output, workspace)
     params = {"corpus": corpus, "output": output, **config.model_dump(mode="json")}
-    return manifest | {"run_id": report_stage("tokenizer", stats, params, workspace, started, artifacts=output)}
+    run_id = report_stage("tokenizer", _stats(manifest), params, workspace, started, artifacts=output)
+    return manifest.fields() | {"reused": False, "run_id": run_id}
+
+
+def _stats(manifest: TokenizerManifest) -> dict:
+    return manifest.model_dump(include={"vocab_size", "sample", "compression", "memory", "train_seconds"})

@@ -21,6 +21,7 @@ from tinylm.flows.report import prefect_link_tags, publish_stats, run_name
 from tinylm.flows.train import train_stage
 from tinylm.registry import Command, command, flow_attribute, training_methods
 from tinylm.storage.manifest import read_manifest
+from tinylm.tokens.prompts import PromptsManifest
 from tinylm.tracking.lineage import STAGE_TAG
 from tinylm.tracking.store import run_link
 from tinylm.training.merge import merge_adapters
@@ -52,8 +53,7 @@ def grpo_flow(
         tags: extra tags for the MLflow run
     """
     encoded = grpo_prompts_task(prompts, workspace, config)
-    manifest = read_manifest(encoded)
-    counts = manifest["stats"]
+    counts = read_manifest(encoded, PromptsManifest).stats
     get_run_logger().info(
         "grpo: %d prompts from %s (longest %d tokens), skipped %s",
         counts["prompts"],

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from tinylm.stats import Stats
 from tinylm.storage.atomic import commit, discard, temp_path_for
-from tinylm.storage.manifest import manifest_path, write_manifest
+from tinylm.storage.manifest import Manifest, manifest_path, write_manifest
 
 STATS_KEY = "tinylm.stats"
 DOCUMENT_SCHEMA = pa.schema(
@@ -157,7 +157,28 @@ def corpus_parts(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(Path(directory).glob("part-*.parquet"))
 
 
-def publish_parts(staged: str | os.PathLike[str], directory: str | os.PathLike[str], manifest: dict[str, Any]) -> dict:
+class ExtractManifest(Manifest):
+    """The extract stage's manifest: the raw inputs' hashes, the Document parquet files it wrote, its counts."""
+
+    inputs: dict[str, str] = {}
+    files: list[str]
+    stats: dict[str, Any] = {}
+    config: dict[str, Any] = {}
+
+
+class CorpusManifest(Manifest):
+    """A corpus folder's manifest (the corpus and dedup stages): the inputs' hashes, the parts with their rows, and
+    what was kept and dropped for which reason."""
+
+    inputs: dict[str, str] = {}
+    parts: list[dict[str, Any]] = []
+    stats: dict[str, Any] = {}
+    config: dict[str, Any] = {}
+
+
+def publish_parts(
+    staged: str | os.PathLike[str], directory: str | os.PathLike[str], manifest: CorpusManifest
+) -> CorpusManifest:
     """Make the parts written to `staged` the corpus of `directory`, then its manifest; returns the manifest as
     stored.
 

@@ -13,14 +13,45 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tinylm.storage.atomic import atomic_write_json
 
 MANIFEST_NAME = "manifest.json"
 _CHUNK = 1 << 20
+
+
+class Manifest(BaseModel):
+    """What every stage's manifest.json says: which stage wrote it, and the fingerprint of the work it finished. Each
+    stage's own model, beside the stage (`TokenizerManifest`, `ShardsManifest`, `ChatDataManifest`...), adds its
+    fields; the stage after it reads them by name, never by string key.
+
+    Keys a model does not name are kept (`extra="allow"`): a manifest written by another version of tinylm still
+    reads, and is written back with what it had."""
+
+    model_config = ConfigDict(extra="allow")
+
+    stage: str
+    fingerprint: str
+
+    def fields(self) -> dict[str, Any]:
+        """The manifest as JSON values: what a flow returns and the command line prints."""
+        return self.model_dump(mode="json")
+
+
+class TokenizedManifest(Manifest):
+    """What every tokenized output (token shards, chat data, GRPO's prompts) says of its tokenizer: training builds
+    the model's vocabulary from it and refuses a checkpoint of another tokenizer."""
+
+    tokenizer_sha256: str
+    tokenizer_dir: str
+    vocab_size: int
+    eos_id: int | None = None
+
+
+Kind = TypeVar("Kind", bound=Manifest)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -64,31 +95,39 @@ def manifest_path(directory: str | os.PathLike[str]) -> Path:
     return Path(directory) / MANIFEST_NAME
 
 
-def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
+def read_manifest(directory: str | os.PathLike[str], kind: type[Kind] = Manifest) -> Kind | None:
+    """The manifest of a finished stage as its model, or None when the folder has none (the stage never finished)."""
     path = manifest_path(directory)
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"manifest {path} is not valid JSON: {error}") from error
+        return kind.model_validate_json(path.read_bytes())
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in error.errors()[:3])
+        raise ValueError(
+            f"manifest {path} is not a {kind.__name__} ({problems}): run the stage that writes that folder again"
+        ) from None
 
 
-def write_manifest(directory: str | os.PathLike[str], manifest: dict[str, Any]) -> dict[str, Any]:
-    """Write the manifest and return it as stored (keys sorted, JSON types): what a rerun that finds the
-    stage complete reads back, so a finished and a resumed command print the same thing."""
-    atomic_write_json(manifest_path(directory), manifest)
-    return json.loads(manifest_path(directory).read_text(encoding="utf-8"))
+def write_manifest(directory: str | os.PathLike[str], manifest: Kind) -> Kind:
+    """Write the manifest and return it as stored (JSON types): what a rerun that finds the stage complete reads
+    back, so a finished and a resumed command print the same thing."""
+    atomic_write_json(manifest_path(directory), manifest.fields())
+    return type(manifest).model_validate_json(manifest_path(directory).read_bytes())
 
 
-def finished_output(directory: str | os.PathLike[str], expected_fingerprint: str) -> dict[str, Any] | None:
+def finished_output(
+    directory: str | os.PathLike[str], expected_fingerprint: str, kind: type[Kind] = Manifest
+) -> Kind | None:
     """The manifest, when `directory` holds the finished output of the work `expected_fingerprint` names; else None.
 
     This is how every data stage knows it has nothing to do: work is named by `fingerprint` (its kind, settings
     and inputs' content), and a stage writes its manifest, the fingerprint in it, last. Training, evaluation and
     merging name their work the same way and find it in MLflow instead (`tracking.store.finished_run`)."""
-    manifest = read_manifest(directory)
-    return manifest if manifest is not None and manifest.get("fingerprint") == expected_fingerprint else None
+    path = manifest_path(directory)
+    if not path.exists() or json.loads(path.read_bytes()).get("fingerprint") != expected_fingerprint:
+        return None  # another version's or another run's output is redone, whatever its layout
+    return read_manifest(directory, kind)
 
 
 def manifest_hash(directory: str | os.PathLike[str]) -> str:

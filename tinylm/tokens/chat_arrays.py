@@ -25,11 +25,12 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from tinylm.storage.atomic import atomic_path
+from tinylm.storage.manifest import TokenizedManifest
 from tinylm.tokens.mixing import passes
 
 IDS, MASK, OFFSETS, LINES, SPLIT = "ids.bin", "mask.bin", "offsets.bin", "lines.bin", "split.bin"
@@ -159,3 +160,24 @@ def write_array(path: Path, array: np.ndarray) -> None:
 
 def read_units(path: Path) -> np.ndarray:
     return np.memmap(path, dtype="<i8", mode="r") if path.stat().st_size else np.zeros(0, dtype="<i8")
+
+
+class ChatDataManifest(TokenizedManifest):
+    """The chat-data stage's manifest: the format (sft or dpo), which turns the loss is on, the token dtype, the
+    sequences each unit holds (1, a pair's 2), the parts' files and row counts, and the counts of what was skipped.
+    A manifest without `sequences_per_unit` is of the parquet layout of an older tinylm (training refuses it)."""
+
+    format: str
+    scored_turns: str = "assistant_turns"
+    dtype: str = "<u2"
+    sequences_per_unit: int | None = None
+    train_units: int = 0
+    pad_id: int | None = None
+    parts: list[dict[str, Any]] = []
+    stats: dict[str, Any] = {}
+    config: dict[str, Any] = {}
+
+    @property
+    def shard_units(self) -> int:
+        """Units per training shard: the stage's `shard_units` setting."""
+        return int(self.config["shard_units"])

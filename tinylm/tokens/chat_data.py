@@ -22,12 +22,13 @@ from tinylm.corpus.convert import make_converter, simplified
 from tinylm.corpus.readers.jsonl import read_json_records
 from tinylm.stats import Stats
 from tinylm.storage.atomic import atomic_path, discard
-from tinylm.storage.manifest import content_hashes, fingerprint, read_manifest, write_manifest
+from tinylm.storage.manifest import content_hashes, fingerprint, write_manifest
 from tinylm.tokens.chat_arrays import (
     ORDER_FILE,
     SEQUENCES_PER_UNIT,
     SPLIT,
     VALIDATION_FILE,
+    ChatDataManifest,
     ChatPartWriter,
     is_validation,
     mixed_order,
@@ -39,7 +40,7 @@ from tinylm.tokens.chat_template import ChatEncoder, Message, conversation_probl
 from tinylm.tokens.layouts.detect import READERS, NotChatData, detect
 from tinylm.tokens.layouts.messages import Skipped
 from tinylm.tokens.shard_files import token_dtype
-from tinylm.tokens.tokenizer_files import EOS, PAD, load_tokenizer
+from tinylm.tokens.tokenizer_files import EOS, PAD, load_tokenizer, tokenizer_sha256_of
 
 Unit = list[list[Message]]  # what one training row holds: a conversation (sft), or chosen and rejected (dpo)
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
@@ -263,7 +264,7 @@ _REMEDIES = {
 
 def chat_data_inputs(inputs: list[str], tokenizer_dir: str | Path, config: ChatDataConfig) -> tuple[str, str]:
     """The fingerprint a finished run over these inputs carries, and the tokenizer's sha256."""
-    tokenizer_sha256 = read_manifest(tokenizer_dir)["tokenizer_sha256"]
+    tokenizer_sha256 = tokenizer_sha256_of(tokenizer_dir)
     inputs_hashes = {**content_hashes(inputs), "tokenizer": tokenizer_sha256}
     return fingerprint("chat_data", config.computing(), inputs_hashes), tokenizer_sha256
 
@@ -275,7 +276,7 @@ def finish_chat_data(
     tokenizer_sha256: str,
     config: ChatDataConfig,
     results: list[dict],
-) -> dict:
+) -> ChatDataManifest:
     """Check that something was kept, drop parts of an earlier run that no input made (and a killed run's
     half-written ones), mix the files into the training order, write the manifest."""
     output_dir = Path(output_dir)
@@ -300,23 +301,22 @@ def finish_chat_data(
     write_array(output_dir / ORDER_FILE, order)
     write_array(output_dir / VALIDATION_FILE, validation_units(splits))
     tokenizer = load_tokenizer(tokenizer_dir)
-    manifest = {
-        "stage": "chat_data",
-        "format": config.format,
+    manifest = ChatDataManifest(
+        stage="chat_data",
+        format=config.format,
         # Which tokens the loss is on: every assistant turn (SFT, MiniMind's DPO), or only a pair's final reply.
-        "scored_turns": "final_reply" if config.format == "dpo" and config.dpo_turns == "last" else "assistant_turns",
-        "fingerprint": expected,
-        "tokenizer_sha256": tokenizer_sha256,
-        "tokenizer_dir": str(Path(tokenizer_dir).resolve()),
-        "vocab_size": tokenizer.get_vocab_size(),
-        "dtype": token_dtype(tokenizer.get_vocab_size()).str,
-        "sequences_per_unit": SEQUENCES_PER_UNIT[config.format],
-        "train_units": len(order),
-        "eos_id": tokenizer.token_to_id(EOS),
-        "pad_id": tokenizer.token_to_id(PAD),
-        "parts": results,
-        "stats": total.as_dict(),
-        "config": config.model_dump(mode="json"),
-    }
-    manifest = write_manifest(output_dir, manifest)
-    return manifest
+        scored_turns="final_reply" if config.format == "dpo" and config.dpo_turns == "last" else "assistant_turns",
+        fingerprint=expected,
+        tokenizer_sha256=tokenizer_sha256,
+        tokenizer_dir=str(Path(tokenizer_dir).resolve()),
+        vocab_size=tokenizer.get_vocab_size(),
+        dtype=token_dtype(tokenizer.get_vocab_size()).str,
+        sequences_per_unit=SEQUENCES_PER_UNIT[config.format],
+        train_units=len(order),
+        eos_id=tokenizer.token_to_id(EOS),
+        pad_id=tokenizer.token_to_id(PAD),
+        parts=results,
+        stats=total.as_dict(),
+        config=config.model_dump(mode="json"),
+    )
+    return write_manifest(output_dir, manifest)

@@ -24,12 +24,26 @@ from tinylm.corpus.readers.jsonl import read_json_records
 from tinylm.stats import Stats
 from tinylm.storage.atomic import atomic_path, atomic_write_text
 from tinylm.storage.layout import stage_dir
-from tinylm.storage.manifest import file_sha256, fingerprint, finished_output, write_manifest
+from tinylm.storage.manifest import TokenizedManifest, file_sha256, fingerprint, finished_output, write_manifest
 from tinylm.tokens.chat_data import check_skipped_share
 from tinylm.tokens.chat_template import ChatEncoder, Message, message_problem
 from tinylm.tokens.tokenizer_files import EOS, IM_END, PAD, THINK_START, TOKENIZER_FILE, load_tokenizer
 
 PROMPTS_FILE = "prompts.jsonl"
+
+
+class PromptsManifest(TokenizedManifest):
+    """GRPO's encoded prompts: the file they came from, the ids generation stops and pads with, the settings they
+    were read with, and the counts of what was kept and skipped."""
+
+    format: str = "prompts"
+    input: str
+    im_end_id: int | None = None
+    pad_id: int | None = None
+    settings: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
+
+
 PROMPT_KEYS = ("prompt", "messages", "system")
 
 
@@ -106,7 +120,7 @@ def conversation_of(record: Any, field: str | None) -> list[Message] | str:
 
 def prepare_prompts(
     path: str | Path, tokenizer_dir: str | Path, output_dir: str | Path, settings: PromptSettings
-) -> dict:
+) -> PromptsManifest:
     """Encode the prompts of `path` into `output_dir`; the manifest.
 
     A record lacking a field a reward needs is skipped as `missing_<field>`; one whose prompt
@@ -152,20 +166,19 @@ def prepare_prompts(
     atomic_write_text(output_dir / PROMPTS_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
     with atomic_path(output_dir / TOKENIZER_FILE) as tmp:
         shutil.copyfile(Path(tokenizer_dir) / TOKENIZER_FILE, tmp)
-    manifest = {
-        "stage": "prompts",
-        "format": "prompts",
-        "fingerprint": prompts_fingerprint(path, tokenizer_sha256, settings),
-        "input": str(path.resolve()),
-        "tokenizer_sha256": tokenizer_sha256,
-        "tokenizer_dir": str(output_dir.resolve()),
-        "vocab_size": tokenizer.get_vocab_size(),
-        "eos_id": tokenizer.token_to_id(EOS),
-        "im_end_id": tokenizer.token_to_id(IM_END),
-        "pad_id": tokenizer.token_to_id(PAD),
-        "settings": dataclasses.asdict(settings),
-        "stats": stats.as_dict(),
-    }
+    manifest = PromptsManifest(
+        stage="prompts",
+        fingerprint=prompts_fingerprint(path, tokenizer_sha256, settings),
+        input=str(path.resolve()),
+        tokenizer_sha256=tokenizer_sha256,
+        tokenizer_dir=str(output_dir.resolve()),
+        vocab_size=tokenizer.get_vocab_size(),
+        eos_id=tokenizer.token_to_id(EOS),
+        im_end_id=tokenizer.token_to_id(IM_END),
+        pad_id=tokenizer.token_to_id(PAD),
+        settings=dataclasses.asdict(settings),
+        stats=stats.as_dict(),
+    )
     return write_manifest(output_dir, manifest)
 
 

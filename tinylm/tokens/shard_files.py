@@ -9,17 +9,48 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel
 
 from tinylm.storage.atomic import atomic_path
-from tinylm.storage.manifest import file_sha256, read_manifest
+from tinylm.storage.manifest import TokenizedManifest, file_sha256, read_manifest
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
     """uint16 while every id fits (vocabulary up to 65536), uint32 beyond."""
     return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
+
+
+class ShardEntry(BaseModel):
+    """One shard file: its token count (its size), documents, tokens per source, and sha256."""
+
+    file: str
+    tokens: int
+    documents: int
+    sources: dict[str, int] = {}
+    sha256: str
+
+
+class ShardSplit(BaseModel):
+    shards: list[ShardEntry] = []
+    total_tokens: int = 0
+    documents: int = 0
+
+
+class ShardsManifest(TokenizedManifest):
+    """The shards stage's manifest: the training shards (the split's fields at the top level), the validation split,
+    the token dtype, and how the sources were mixed."""
+
+    dtype: str
+    shard_tokens: int
+    shards: list[ShardEntry]
+    total_tokens: int
+    documents: int
+    validation: ShardSplit = ShardSplit()
+    sources: dict[str, dict[str, int | float]] = {}
+    mixing: dict[str, Any] = {}
 
 
 TRAIN_PREFIX = "shard"
@@ -90,18 +121,18 @@ class ShardSet:
     """The shards of one manifest, memory-mapped and checked against it."""
 
     directory: Path
-    manifest: dict
+    manifest: ShardsManifest
     arrays: list[np.memmap]
 
     @property
     def vocab_size(self) -> int:
-        return int(self.manifest["vocab_size"])
+        return self.manifest.vocab_size
 
 
-def _opened_shard(path: Path, shard: dict, dtype: np.dtype, vocab_size: int, verify_checksum: bool) -> np.memmap:
+def _opened_shard(path: Path, shard: ShardEntry, dtype: np.dtype, vocab_size: int, verify_checksum: bool) -> np.memmap:
     """The shard memory-mapped, once its sha256 (if asked) and the range of its ids are checked: a shard
     edited in place, or written with another tokenizer, is refused here, naming the file, not deep in torch."""
-    if verify_checksum and file_sha256(path) != shard["sha256"]:
+    if verify_checksum and file_sha256(path) != shard.sha256:
         raise ValueError(
             f"shard {path} does not match its sha256 in the manifest: it changed after the shards stage wrote it; "
             "rebuild the shards (`tinylm shards`), or set train.verify_shards: false to train on it anyway"
@@ -121,18 +152,18 @@ def open_shards(
     """Memory-map every shard of a split; refuse, naming the file, any whose size, ids or (when asked) sha256
     disagree with the manifest."""
     directory = Path(directory)
-    manifest = read_manifest(directory)
+    manifest = read_manifest(directory, ShardsManifest)
     if manifest is None:
         raise FileNotFoundError(f"{directory} has no manifest.json: the shards stage has not finished there")
-    dtype = np.dtype(manifest["dtype"])
+    dtype = np.dtype(manifest.dtype)
     arrays = []
-    for shard in manifest["shards"] if split == "train" else manifest["validation"]["shards"]:
-        path = directory / shard["file"]
-        expected = shard["tokens"] * dtype.itemsize
+    for shard in manifest.shards if split == "train" else manifest.validation.shards:
+        path = directory / shard.file
+        expected = shard.tokens * dtype.itemsize
         actual = path.stat().st_size if path.exists() else -1
         if actual != expected:
             raise ValueError(
                 f"shard {path} is {actual} bytes but the manifest says {expected}: it is truncated or replaced"
             )
-        arrays.append(_opened_shard(path, shard, dtype, int(manifest["vocab_size"]), verify_checksums))
+        arrays.append(_opened_shard(path, shard, dtype, manifest.vocab_size, verify_checksums))
     return ShardSet(directory, manifest, arrays)

@@ -20,11 +20,11 @@ import numpy as np
 from tinylm.config import ShardsConfig
 from tinylm.storage.atomic import remove_stale_temps
 from tinylm.storage.documents import corpus_parts
-from tinylm.storage.manifest import fingerprint, finished_output, manifest_hash, read_manifest, write_manifest
+from tinylm.storage.manifest import fingerprint, finished_output, manifest_hash, write_manifest
 from tinylm.tokens.encoding import EncodedPart, encode_part
 from tinylm.tokens.mixing import DocumentRef, SourceCounts, Split, count_documents, training_stream, validation_stream
-from tinylm.tokens.shard_files import TRAIN_PREFIX, VALIDATION_PREFIX, ShardWriter, token_dtype
-from tinylm.tokens.tokenizer_files import EOS, load_tokenizer
+from tinylm.tokens.shard_files import TRAIN_PREFIX, VALIDATION_PREFIX, ShardsManifest, ShardWriter, token_dtype
+from tinylm.tokens.tokenizer_files import EOS, load_tokenizer, tokenizer_sha256_of
 
 WORK_DIR = "_work"
 
@@ -49,9 +49,9 @@ class ShardJob:
     def parts(self) -> list[Path]:
         return corpus_parts(self.corpus_dir)
 
-    def finished(self) -> dict | None:
+    def finished(self) -> ShardsManifest | None:
         """The manifest of an identical earlier run, or None when there is work to do."""
-        done = finished_output(self.output_dir, self.fingerprint)
+        done = finished_output(self.output_dir, self.fingerprint, ShardsManifest)
         if done is not None:
             shutil.rmtree(self.output_dir / WORK_DIR, ignore_errors=True)
         return done
@@ -60,7 +60,7 @@ class ShardJob:
 def plan_shards(
     corpus_dir: str | Path, tokenizer_dir: str | Path, output_dir: str | Path, config: ShardsConfig
 ) -> ShardJob:
-    inputs = {"corpus": manifest_hash(corpus_dir), "tokenizer": read_manifest(tokenizer_dir)["tokenizer_sha256"]}
+    inputs = {"corpus": manifest_hash(corpus_dir), "tokenizer": tokenizer_sha256_of(tokenizer_dir)}
     return ShardJob(
         Path(corpus_dir),
         Path(tokenizer_dir),
@@ -78,7 +78,7 @@ def encode_job_part(job: ShardJob, part: Path) -> EncodedPart:
     )
 
 
-def mix_shards(job: ShardJob, encoded: list[EncodedPart]) -> dict:
+def mix_shards(job: ShardJob, encoded: list[EncodedPart]) -> ShardsManifest:
     """Write the training and validation shards from the encoded parts, then the manifest."""
     config, output = job.config, job.output_dir
     split = Split(config.validation_fraction, config.source_weights)
@@ -104,25 +104,25 @@ def mix_shards(job: ShardJob, encoded: list[EncodedPart]) -> dict:
     validation = _write(
         ShardWriter(output, config.shard_tokens, dtype, VALIDATION_PREFIX), validation_stream(encoded, split), ids
     )
-    manifest = {
-        "stage": "shards",
-        "fingerprint": job.fingerprint,
-        "tokenizer_sha256": job.tokenizer_sha256,
-        "tokenizer_dir": str(job.tokenizer_dir.resolve()),
-        "vocab_size": tokenizer.get_vocab_size(),
-        "eos_id": tokenizer.token_to_id(EOS),
-        "dtype": dtype.str,
-        "shard_tokens": config.shard_tokens,
+    manifest = ShardsManifest(
+        stage="shards",
+        fingerprint=job.fingerprint,
+        tokenizer_sha256=job.tokenizer_sha256,
+        tokenizer_dir=str(job.tokenizer_dir.resolve()),
+        vocab_size=tokenizer.get_vocab_size(),
+        eos_id=tokenizer.token_to_id(EOS),
+        dtype=dtype.str,
+        shard_tokens=config.shard_tokens,
         **train,
-        "validation": validation,
-        "sources": _source_totals(counts, train["shards"], validation["shards"], config.source_weights),
-        "mixing": {
+        validation=validation,
+        sources=_source_totals(counts, train["shards"], validation["shards"], config.source_weights),
+        mixing={
             "seed": config.seed,
             "shuffle_buffer": config.shuffle_buffer,
             "validation_fraction": split.validation_fraction,
             "source_weights": dict(config.source_weights),
         },
-    }
+    )
     manifest = write_manifest(output, manifest)
     shutil.rmtree(output / WORK_DIR, ignore_errors=True)
     return manifest

@@ -19,7 +19,7 @@ from tinylm.storage.atomic import atomic_path, atomic_write_json
 from tinylm.storage.documents import corpus_parts
 from tinylm.storage.manifest import file_sha256, fingerprint, finished_output, manifest_hash, write_manifest
 from tinylm.tokens.sampling import SamplePlan, sample_texts, survey
-from tinylm.tokens.tokenizer_files import SPECIAL_TOKENS, TOKENIZER_FILE, hf_tokenizer_files
+from tinylm.tokens.tokenizer_files import SPECIAL_TOKENS, TOKENIZER_FILE, TokenizerManifest, hf_tokenizer_files
 
 
 def new_tokenizer() -> Tokenizer:
@@ -29,7 +29,11 @@ def new_tokenizer() -> Tokenizer:
     return tokenizer
 
 
-def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: TokenizerConfig) -> dict:
+def tokenizer_fingerprint(corpus_dir: str | Path, config: TokenizerConfig) -> str:
+    return fingerprint("tokenizer", config, {"corpus": manifest_hash(corpus_dir)})
+
+
+def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: TokenizerConfig) -> TokenizerManifest:
     """Train on a bounded, language-balanced sample of the corpus; write a directory both HF libraries load.
 
     The sample streams from the parquet into `train_from_iterator`, so memory is bounded
@@ -37,9 +41,9 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
     measured and reported beside the budget.
     """
     output_dir = Path(output_dir)
-    expected = fingerprint("tokenizer", config, {"corpus": manifest_hash(corpus_dir)})
-    if (done := finished_output(output_dir, expected)) is not None:
-        return done | {"reused": True}
+    expected = tokenizer_fingerprint(corpus_dir, config)
+    if (done := finished_output(output_dir, expected, TokenizerManifest)) is not None:
+        return done
     parts = corpus_parts(corpus_dir)
     surveyed = survey(parts, config.seed, config.heldout_fraction, config.heldout_bytes)
     heldout_fraction = config.heldout_fraction
@@ -62,28 +66,27 @@ def train_tokenizer(corpus_dir: str | Path, output_dir: str | Path, config: Toke
         tokenizer.save(str(tmp))
     for name, content in hf_tokenizer_files().items():
         atomic_write_json(output_dir / name, content)
-    manifest = {
-        "stage": "tokenizer",
-        "fingerprint": expected,
-        "vocab_size": tokenizer.get_vocab_size(),
-        "special_tokens": {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS},
-        "tokenizer_sha256": file_sha256(output_dir / TOKENIZER_FILE),
-        "sample": {
+    manifest = TokenizerManifest(
+        stage="tokenizer",
+        fingerprint=expected,
+        vocab_size=tokenizer.get_vocab_size(),
+        special_tokens={token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS},
+        tokenizer_sha256=file_sha256(output_dir / TOKENIZER_FILE),
+        sample={
             "documents": sum(counts["documents"] for counts in by_language.values()),
             "bytes": sum(counts["bytes"] for counts in by_language.values()),
             "by_language": by_language,
         },
-        "compression": compression(tokenizer, surveyed.heldout),
-        "memory": {
+        compression=compression(tokenizer, surveyed.heldout),
+        memory={
             "budget_bytes": config.max_text_bytes,
             "peak_rss_bytes": memory["peak"],
             "rss_before_bytes": memory["before"],
         },
-        "train_seconds": round(seconds, 3),
-        "config": config.model_dump(),
-    }
-    manifest = write_manifest(output_dir, manifest)
-    return manifest | {"reused": False}
+        train_seconds=round(seconds, 3),
+        config=config.model_dump(mode="json"),
+    )
+    return write_manifest(output_dir, manifest)
 
 
 def bpe_trainer(config: TokenizerConfig) -> trainers.BpeTrainer:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer
+
+from tinylm.storage.manifest import Manifest, read_manifest
 
 EOS = "<|endoftext|>"
 IM_START = "<|im_start|>"
@@ -71,6 +74,28 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 TOKENIZER_FILE = "tokenizer.json"
+
+
+class TokenizerManifest(Manifest):
+    """The tokenizer stage's manifest: the vocabulary, its special tokens' ids and the file's sha256 (what every
+    tokenized output records, so data and checkpoints of another tokenizer are refused), and how training went."""
+
+    vocab_size: int
+    special_tokens: dict[str, int | None]
+    tokenizer_sha256: str
+    sample: dict[str, Any] = {}
+    compression: dict[str, Any] = {}
+    memory: dict[str, Any] = {}
+    train_seconds: float = 0.0
+    config: dict[str, Any] = {}
+
+
+def tokenizer_sha256_of(directory: str | Path) -> str:
+    """The sha256 a finished tokenizer folder's manifest records: what its outputs are fingerprinted by."""
+    manifest = read_manifest(directory, TokenizerManifest)
+    if manifest is None:
+        raise FileNotFoundError(f"{directory} has no manifest.json: not a finished tokenizer (`tinylm tokenizer`)")
+    return manifest.tokenizer_sha256
 
 
 def hf_tokenizer_files(model_max_length: int = 32768) -> dict[str, dict]:

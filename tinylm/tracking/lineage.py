@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 from matplotlib.figure import Figure  # noqa: E402
 
-from tinylm.storage.manifest import MANIFEST_NAME, read_manifest  # noqa: E402
+from tinylm.storage.manifest import MANIFEST_NAME, TokenizedManifest, read_manifest  # noqa: E402
 from tinylm.tracking.store import client, newest_runs, use_experiment  # noqa: E402
 
 STAGE_TAG = "tinylm.stage"
@@ -36,7 +36,7 @@ def tokenizer_of_run(run_id: str, experiment: str, workspace: str) -> str:
             f"run {run_id}'s training data ({data or 'not recorded'}) is not on this machine, so its tokenizer is "
             "unknown: set the tokenizer directory it was trained with"
         )
-    return read_manifest(Path(data))["tokenizer_dir"]
+    return read_manifest(Path(data), TokenizedManifest).tokenizer_dir
 
 
 def loss_figure(run_ids: list[str]) -> Figure:

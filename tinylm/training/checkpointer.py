@@ -24,7 +24,7 @@ import torch
 from tinylm.model.config import ModelConfig
 from tinylm.storage.checkpoints import load_checkpoint, save_checkpoint
 from tinylm.storage.layout import run_downloads
-from tinylm.storage.manifest import file_sha256
+from tinylm.storage.manifest import TokenizedManifest, file_sha256
 from tinylm.tokens.tokenizer_files import TOKENIZER_FILE
 from tinylm.weights.reference import Found, checkpoint_name, locate_model, model_weights, run_checkpoint
 
@@ -59,10 +59,10 @@ def find_checkpoint(run_id: str, workspace: Path) -> Found | None:
     return load_checkpoint(directory) if directory is not None else None
 
 
-def check_tokenizer(tokenizer_sha256: str, manifest: dict) -> None:
-    if tokenizer_sha256 != manifest["tokenizer_sha256"]:
+def check_tokenizer(tokenizer_sha256: str, manifest: TokenizedManifest) -> None:
+    if tokenizer_sha256 != manifest.tokenizer_sha256:
         raise ValueError(
-            f"the data was built with tokenizer {manifest['tokenizer_sha256'][:12]}, "
+            f"the data was built with tokenizer {manifest.tokenizer_sha256[:12]}, "
             f"the checkpoint with {tokenizer_sha256[:12]}: refusing to mix them"
         )
 
@@ -79,7 +79,7 @@ class Initial:
     tokenizer_sha256: str
 
 
-def initial_weights(reference: str, workspace: Path, manifest: dict | None) -> Initial:
+def initial_weights(reference: str, workspace: Path, manifest: TokenizedManifest | None) -> Initial:
     """Weights and shape of the model `reference` names (a run's newest checkpoint, a step, an exported folder),
     refused if its tokenizer is not the data's."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -104,7 +104,7 @@ class Checkpointer:
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
-        manifest: dict,
+        manifest: TokenizedManifest,
         upload: Callable[[Path, str], None],
         model_config: ModelConfig,
         lora: dict | None = None,
@@ -134,12 +134,12 @@ class Checkpointer:
         meta = {
             "cursor": dataclasses.asdict(cursor),
             "model_config": dataclasses.asdict(self.model_config),
-            "tokenizer_sha256": self.manifest["tokenizer_sha256"],
-            "eos_id": self.manifest["eos_id"],
+            "tokenizer_sha256": self.manifest.tokenizer_sha256,
+            "eos_id": self.manifest.eos_id,
             "loss": loss,
             **self.adapters,
         }
-        tokenizer = Path(self.manifest["tokenizer_dir"]) / TOKENIZER_FILE
+        tokenizer = Path(self.manifest.tokenizer_dir) / TOKENIZER_FILE
         self.upload(save_checkpoint(self.run_dir / name, state, meta, {TOKENIZER_FILE: tokenizer}), name)
 
     def restore(self, found: Found) -> Cursor:

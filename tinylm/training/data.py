@@ -20,9 +20,9 @@ import torch
 
 from tinylm.config import TrainConfig
 from tinylm.storage.manifest import read_manifest
-from tinylm.tokens.chat_arrays import ORDER_FILE, VALIDATION_FILE, ChatPart, read_units
-from tinylm.tokens.prompts import read_prompts
-from tinylm.tokens.shard_files import ShardSet, open_shards
+from tinylm.tokens.chat_arrays import ORDER_FILE, VALIDATION_FILE, ChatDataManifest, ChatPart, read_units
+from tinylm.tokens.prompts import PromptsManifest, read_prompts
+from tinylm.tokens.shard_files import ShardSet, ShardsManifest, open_shards
 from tinylm.tokens.tokenizer_files import THINK_TOKENS, load_tokenizer
 
 
@@ -123,7 +123,7 @@ class PretrainData:
     format: str = "pretrain"
 
     @property
-    def manifest(self) -> dict:
+    def manifest(self) -> ShardsManifest:
         return self.shards.manifest
 
     def shard_count(self) -> int:
@@ -155,7 +155,7 @@ class ChatData:
     """
 
     directory: Path
-    manifest: dict
+    manifest: ChatDataManifest
     config: TrainConfig
     parts: list[ChatPart]
     order: np.ndarray
@@ -164,12 +164,10 @@ class ChatData:
     part_starts: np.ndarray
 
     @classmethod
-    def open(cls, directory: Path, manifest: dict, config: TrainConfig) -> ChatData:
-        dtype = np.dtype(manifest["dtype"])
-        parts = [
-            ChatPart.open(directory / part["file"], dtype, manifest["sequences_per_unit"]) for part in manifest["parts"]
-        ]
-        tokenizer = load_tokenizer(manifest["tokenizer_dir"])
+    def open(cls, directory: Path, manifest: ChatDataManifest, config: TrainConfig) -> ChatData:
+        dtype = np.dtype(manifest.dtype)
+        parts = [ChatPart.open(directory / part["file"], dtype, manifest.sequences_per_unit) for part in manifest.parts]
+        tokenizer = load_tokenizer(manifest.tokenizer_dir)
         weighted = [tokenizer.token_to_id(token) for token in THINK_TOKENS] if config.think_token_weight != 1 else []
         weighted_ids = np.asarray([token for token in weighted if token is not None], dtype=np.int64)
         order, validation = read_units(directory / ORDER_FILE), read_units(directory / VALIDATION_FILE)
@@ -178,11 +176,11 @@ class ChatData:
 
     @property
     def format(self) -> str:
-        return self.manifest["format"]
+        return self.manifest.format
 
     @property
     def shard_units(self) -> int:
-        return self.manifest["config"]["shard_units"]
+        return self.manifest.shard_units
 
     def shard_count(self) -> int:
         return -(-len(self.order) // self.shard_units)
@@ -202,9 +200,9 @@ class ChatData:
             for unit, part in zip(units, np.searchsorted(starts, units, side="right") - 1)
         ]
         per_unit = [self.parts[part].unit(row) for part, row in located]
-        sequences = [unit[side] for side in range(self.manifest["sequences_per_unit"]) for unit in per_unit]
+        sequences = [unit[side] for side in range(self.manifest.sequences_per_unit) for unit in per_unit]
         width = self.config.seq_len + 1
-        tokens = np.full((len(sequences), width), self.manifest["pad_id"], dtype=np.int64)
+        tokens = np.full((len(sequences), width), self.manifest.pad_id, dtype=np.int64)
         mask = np.zeros((len(sequences), width), dtype=np.float32)
         for line, (ids, trained) in enumerate(sequences):
             length = min(len(ids), width)
@@ -230,13 +228,13 @@ class PromptData:
     them."""
 
     directory: Path
-    manifest: dict
+    manifest: PromptsManifest
     config: TrainConfig
     records: list[dict]
     format: str = "prompts"
 
     @classmethod
-    def open(cls, directory: Path, manifest: dict, config: TrainConfig) -> PromptData:
+    def open(cls, directory: Path, manifest: PromptsManifest, config: TrainConfig) -> PromptData:
         return cls(directory, manifest, config, read_prompts(directory))
 
     def shard_count(self) -> int:
@@ -249,7 +247,7 @@ class PromptData:
         units = np.asarray(order[index * self.config.batch_size : (index + 1) * self.config.batch_size])
         prompts = [self.records[unit]["ids"] for unit in units]
         longest = max(len(ids) for ids in prompts)
-        inputs = torch.full((len(prompts), longest), self.manifest["pad_id"], dtype=torch.long)
+        inputs = torch.full((len(prompts), longest), self.manifest.pad_id, dtype=torch.long)
         for row, ids in enumerate(prompts):
             inputs[row, longest - len(ids) :] = torch.as_tensor(ids)
         return Batch(inputs, torch.zeros((len(prompts), 0), dtype=torch.long), None, units)
@@ -267,13 +265,14 @@ def open_training_data(directory: str | Path, config: TrainConfig) -> TrainingDa
     manifest = read_manifest(directory)
     if manifest is None:
         raise FileNotFoundError(f"{directory} has no manifest.json: neither finished shards nor chat data")
-    if manifest["stage"] == "prompts":
-        return PromptData.open(Path(directory), manifest, config)
-    if manifest["stage"] == "chat_data":
-        if "sequences_per_unit" not in manifest:
+    if manifest.stage == "prompts":
+        return PromptData.open(Path(directory), read_manifest(directory, PromptsManifest), config)
+    if manifest.stage == "chat_data":
+        chat = read_manifest(directory, ChatDataManifest)
+        if chat.sequences_per_unit is None:
             raise ValueError(
                 f"{directory} holds chat data in the parquet layout of an older tinylm: run chat-data again"
             )
-        return ChatData.open(Path(directory), manifest, config)
+        return ChatData.open(Path(directory), chat, config)
     train, validation = (open_shards(directory, split, config.verify_shards) for split in ("train", "validation"))
     return PretrainData(Path(directory), train, validation, config)

@@ -209,7 +209,7 @@ class Trainer:
         checkpointer = self._checkpointer(run_dir, logger)
         cursor = self._start(checkpointer, run_id, workspace, resuming)
         resumed_from = cursor.step if resuming else None
-        tokenizer_dir = Path(self.data.manifest["tokenizer_dir"])
+        tokenizer_dir = Path(self.data.manifest.tokenizer_dir)
         validator = Validator(
             self.data.validation_batches(), self.objective, tokenizer_dir, config, self.device, self.autocast
         )
@@ -373,7 +373,7 @@ def train_model(
             f"LoRA adapters name the run they adapt, and {config.init_run_id} names none: set init_run_id to a run id"
         )
     model_config = (
-        initial.model_config if initial else dataclasses.replace(config.model, vocab_size=data.manifest["vocab_size"])
+        initial.model_config if initial else dataclasses.replace(config.model, vocab_size=data.manifest.vocab_size)
     )
     if config.seq_len > model_config.max_seq_len:
         raise ValueError(f"seq_len {config.seq_len} exceeds the model's max_seq_len {model_config.max_seq_len}")

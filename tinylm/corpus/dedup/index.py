@@ -20,17 +20,18 @@ threshold changed) is rebuilt from the sha256-checked parquet.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasketch import LeanMinHash, MinHashLSH
 from numpy.lib.format import open_memmap
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tinylm.config import DedupConfig
 from tinylm.corpus.dedup import lookup_tables
@@ -65,9 +66,31 @@ def as_corpus_key(key: CorpusKey | str) -> CorpusKey:
     return key if isinstance(key, CorpusKey) else CorpusKey(key)
 
 
-def _owner(entry: dict) -> str | None:
+class IndexEntry(BaseModel):
+    """One part of the index: its parquet file, rows and sha256, and the corpus it holds (an older index names the run
+    that added it, `added_by`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    file: str
+    rows: int
+    sha256: str
+    corpus: str | None = None
+    added_by: str | None = None
+
+
+class IndexFile(BaseModel):
+    """index.json: the settings every part was built with, and the parts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    settings: dict[str, Any]
+    parts: list[IndexEntry]
+
+
+def _owner(entry: IndexEntry) -> str | None:
     """The corpus an index entry belongs to (an older index: the run that added it)."""
-    return entry.get("corpus", entry.get("added_by"))
+    return entry.corpus if entry.corpus is not None else entry.added_by
 
 
 @dataclass(frozen=True)
@@ -94,40 +117,39 @@ class DedupIndex:
     def __init__(self, directory: str | Path, config: DedupConfig) -> None:
         self.directory = Path(directory)
         self.config = config
-        self.manifest = self._read_manifest()
+        self.index = self._read_index()
 
-    def _read_manifest(self) -> dict:
+    def _read_index(self) -> IndexFile:
         path = self.directory / INDEX_FILE
         if not path.exists():
             if self.directory.exists() and any(self.directory.glob("part-*.parquet")):
                 raise CorruptIndexError(
                     f"{path} is missing but {self.directory} holds index parts; refusing to start empty"
                 )
-            return {"settings": index_settings(self.config), "parts": []}
+            return IndexFile(settings=index_settings(self.config), parts=[])
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            parts, settings = manifest["parts"], manifest["settings"]
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
-            raise CorruptIndexError(f"dedup index file {path} is unreadable: {error}") from error
-        if settings != index_settings(self.config):
+            index = IndexFile.model_validate_json(path.read_bytes())
+        except ValidationError as error:
+            problem = error.errors()[0]
+            where = ".".join(map(str, problem["loc"])) or "file"
+            raise CorruptIndexError(f"dedup index file {path} is unreadable: {where}: {problem['msg']}") from None
+        if index.settings != index_settings(self.config):
             raise CorruptIndexError(
-                f"dedup index {path} was built with {settings}, not {index_settings(self.config)}: "
+                f"dedup index {path} was built with {index.settings}, not {index_settings(self.config)}: "
                 "use another index directory or the settings it was built with"
             )
-        if not isinstance(parts, list):
-            raise CorruptIndexError(f"dedup index file {path} is unreadable: parts is not a list")
-        return manifest
+        return index
 
     def __len__(self) -> int:
-        return sum(part["rows"] for part in self.manifest["parts"])
+        return sum(part.rows for part in self.index.parts)
 
     def parts(self, skip: CorpusKey | None = None) -> Iterator[IndexPart]:
         """Every part, checked against its sha256; the parts of corpus `skip` are left out."""
-        for entry in self.manifest["parts"]:
+        for entry in self.index.parts:
             if skip is None or not skip.owns(_owner(entry)):
                 yield self._read_part(entry)
 
-    def _read_part(self, entry: dict) -> IndexPart:
+    def _read_part(self, entry: IndexEntry) -> IndexPart:
         batches = list(self._part_batches(entry))
         return IndexPart(
             [doc_id for batch in batches for doc_id in batch.ids],
@@ -137,10 +159,10 @@ class DedupIndex:
             else np.zeros((0, self.config.num_perm), np.uint32),
         )
 
-    def _part_batches(self, entry: dict) -> Iterator[IndexPart]:
+    def _part_batches(self, entry: IndexEntry) -> Iterator[IndexPart]:
         """A part's rows in batches, after checking its sha256."""
-        path = self.directory / entry["file"]
-        if not path.exists() or file_sha256(path) != entry["sha256"]:
+        path = self.directory / entry.file
+        if not path.exists() or file_sha256(path) != entry.sha256:
             raise CorruptIndexError(f"dedup index part {path} is missing or does not match its sha256 in {INDEX_FILE}")
         try:
             yield from read_part(path, self.config.num_perm)
@@ -150,8 +172,8 @@ class DedupIndex:
     def tables(self, skip: CorpusKey | None = None) -> list[PartTables]:
         """The lookup tables of every non-empty part not of corpus `skip`, rebuilt where unusable."""
         found = []
-        for entry in self.manifest["parts"]:
-            if (skip is not None and skip.owns(_owner(entry))) or entry["rows"] == 0:
+        for entry in self.index.parts:
+            if (skip is not None and skip.owns(_owner(entry))) or entry.rows == 0:
                 continue
             tables = self._open_tables(entry)
             if tables is None:
@@ -169,9 +191,9 @@ class DedupIndex:
             stem.with_name(f"{stem.name}.bands-{bands}x{rows}.npy"),
         )
 
-    def _open_tables(self, entry: dict) -> PartTables | None:
-        signatures, exact, bands = self._table_paths(entry["file"])
-        count = entry["rows"]
+    def _open_tables(self, entry: IndexEntry) -> PartTables | None:
+        signatures, exact, bands = self._table_paths(entry.file)
+        count = entry.rows
         opened = (
             lookup_tables.open_table(signatures, (count, self.config.num_perm), "<u4"),
             lookup_tables.open_table(exact, (count,), "S16"),
@@ -179,10 +201,10 @@ class DedupIndex:
         )
         return None if any(table is None for table in opened) else PartTables(*opened)
 
-    def _write_tables(self, entry: dict, batches: Iterator[IndexPart]) -> None:
+    def _write_tables(self, entry: IndexEntry, batches: Iterator[IndexPart]) -> None:
         """A part's tables, built a batch and then a band at a time: memory grows with its exact keys only."""
-        signatures_path, exact_path, bands_path = self._table_paths(entry["file"])
-        rows, (bands, band_rows) = entry["rows"], banding(self.config)
+        signatures_path, exact_path, bands_path = self._table_paths(entry.file)
+        rows, (bands, band_rows) = entry.rows, banding(self.config)
         if rows == 0:
             return
         with atomic_path(signatures_path) as tmp:
@@ -205,20 +227,20 @@ class DedupIndex:
     def add(self, part_file: Path, corpus: CorpusKey) -> None:
         """Copy in a part written by `PartWriter` for `corpus`, replacing that corpus's earlier part, and commit the
         manifest; the replaced part's files go once the manifest no longer names them."""
-        replaced = [entry for entry in self.manifest["parts"] if corpus.owns(_owner(entry))]
-        entries = [entry for entry in self.manifest["parts"] if not corpus.owns(_owner(entry))]
+        replaced = [entry for entry in self.index.parts if corpus.owns(_owner(entry))]
+        entries = [entry for entry in self.index.parts if not corpus.owns(_owner(entry))]
         name = f"part-{hashlib.sha256(corpus.name.encode()).hexdigest()[:16]}.parquet"
         with atomic_path(self.directory / name) as tmp:
             shutil.copyfile(part_file, tmp)
-        entry = {"file": name, "rows": pq.ParquetFile(part_file).metadata.num_rows, "corpus": corpus.name}
-        entry["sha256"] = file_sha256(self.directory / name)
+        rows = pq.ParquetFile(part_file).metadata.num_rows
+        entry = IndexEntry(file=name, rows=rows, sha256=file_sha256(self.directory / name), corpus=corpus.name)
         self._write_tables(entry, read_part(part_file, self.config.num_perm))
-        self.manifest = {"settings": index_settings(self.config), "parts": [*entries, entry]}
-        atomic_write_json(self.directory / INDEX_FILE, self.manifest)
+        self.index = IndexFile(settings=index_settings(self.config), parts=[*entries, entry])
+        atomic_write_json(self.directory / INDEX_FILE, self.index.model_dump(mode="json", exclude_none=True))
         for old in replaced:
-            if old["file"] != name:
-                stem = Path(old["file"]).stem
-                for path in [self.directory / old["file"], *self.directory.glob(f"{stem}.*.npy")]:
+            if old.file != name:
+                stem = Path(old.file).stem
+                for path in [self.directory / old.file, *self.directory.glob(f"{stem}.*.npy")]:
                     path.unlink(missing_ok=True)
 
 

@@ -50,7 +50,7 @@ class Distill(Method):
     def objective(self, config: DistillConfig, setup: Setup) -> Objective:
         """The teacher loaded and checked against the data: one tokenizer, and room for the run's windows."""
         teacher = initial_weights(config.teacher_run_id, setup.workspace, None)
-        tokenizer = setup.data.manifest["tokenizer_sha256"]
+        tokenizer = setup.data.manifest.tokenizer_sha256
         if teacher.tokenizer_sha256 != tokenizer:
             raise ValueError(
                 f"teacher run {config.teacher_run_id} was trained with tokenizer {teacher.tokenizer_sha256[:12]}, the "

@@ -112,7 +112,7 @@ class ReferenceLogps:
         self.directory = (
             None
             if identity is None
-            else data.directory / REFERENCE_DIR / _key(identity | {"data": data.manifest["fingerprint"]})
+            else data.directory / REFERENCE_DIR / _key(identity | {"data": data.manifest.fingerprint})
         )
         total = sum(part.units for part in data.parts)
         self.table = np.full((total, 2), np.nan, dtype=np.float32)

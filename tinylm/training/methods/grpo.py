@@ -127,8 +127,8 @@ class GroupRelative(Objective):
         self.config, self.rewards, self.data, self.tokenizer = config, rewards, data, tokenizer
         self.reference, self.logger = reference, logger
         manifest = data.manifest
-        self.stop_ids = frozenset(token for token in (manifest["eos_id"], manifest["im_end_id"]) if token is not None)
-        self.pad_id = manifest["pad_id"]
+        self.stop_ids = frozenset(token for token in (manifest.eos_id, manifest.im_end_id) if token is not None)
+        self.pad_id = manifest.pad_id
         self.sampling = Sampling(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p)
         self.kept: dict[tuple[int, ...], Rollout] = {}
         self.flat_rollouts = 0  # rollouts in a row whose every group scored alike
@@ -367,7 +367,7 @@ class Grpo(Method):
         elif config.beta:
             frozen = frozen_model(setup.initial, setup.device)
             reference = lambda model: contextlib.nullcontext(frozen)  # noqa: E731
-        tokenizer = load_tokenizer(setup.data.manifest["tokenizer_dir"])
+        tokenizer = load_tokenizer(setup.data.manifest.tokenizer_dir)
         return GroupRelative(config, rewards, setup.data, tokenizer, reference, setup.logger)
 
 
