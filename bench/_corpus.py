@@ -10,7 +10,7 @@ from pathlib import Path
 from tinylm.config import ExtractConfig
 from tinylm.corpus.readers import read_documents
 from tinylm.stats import Stats
-from tinylm.storage.documents import make_document, write_documents
+from tinylm.storage.documents import CorpusManifest, make_document, write_documents
 from tinylm.storage.manifest import write_manifest
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -31,5 +31,5 @@ def write_bilingual_corpus(directory: Path, copies: int) -> int:
             directory / f"part-{2 * copy + 1:05d}.parquet",
             [make_document(f"enwiki-{copy}", i, t, lang="en") for i, t in enumerate(articles)],
         )
-    write_manifest(directory, {"stage": "corpus", "fingerprint": f"bench-{copies}"})
+    write_manifest(directory, CorpusManifest(stage="corpus", fingerprint=f"bench-{copies}"))
     return copies * sum(len(text.encode("utf-8")) for text in lines + articles)

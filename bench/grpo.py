@@ -27,6 +27,7 @@ from tinylm.model.config import ModelConfig
 from tinylm.model.generation import Sampling, generate_batch, stream_tokens
 from tinylm.model.transformer import Transformer
 from tinylm.tokens.chat_template import ChatEncoder
+from tinylm.tokens.prompts import PromptsManifest
 from tinylm.tokens.tokenizer import bpe_trainer, new_tokenizer
 from tinylm.tokens.tokenizer_files import EOS, IM_END, PAD
 from tinylm.training.data import Batch, PromptData
@@ -91,8 +92,11 @@ def main() -> None:
         batch_size=args.prompts, num_generations=args.generations, max_prompt_tokens=longest,
         max_completion_tokens=args.tokens, beta=0.0, top_k=0,
     )  # fmt: skip
-    manifest = {"eos_id": tokenizer.token_to_id(EOS), "im_end_id": tokenizer.token_to_id(IM_END),
-                "pad_id": tokenizer.token_to_id(PAD)}  # fmt: skip
+    manifest = PromptsManifest(
+        stage="prompts", fingerprint="bench", input="bench", tokenizer_sha256="", tokenizer_dir="",
+        vocab_size=tokenizer.get_vocab_size(), eos_id=tokenizer.token_to_id(EOS),
+        im_end_id=tokenizer.token_to_id(IM_END), pad_id=tokenizer.token_to_id(PAD),
+    )  # fmt: skip
     data = PromptData(Path("."), manifest, config, records)
     rewards = load_rewards(["accuracy", "length"], None, args.tokens)
     objective = GroupRelative(config, rewards, data, tokenizer, None, MetricsLogger(False))

@@ -52,7 +52,7 @@ def main() -> None:
                 manifests.append(train_tokenizer(corpus, Path(directory) / f"tok-{vocab_size}-{next(runs)}", config))
 
             ours = best_of(rounds, stage)
-            memory = manifests[-1]["memory"]
+            memory = manifests[-1].memory
             print(
                 f"{vocab_size:5d} {size / 1e6:11.1f} {sum(len(t.encode()) for t in sample) / 1e6:10.1f} "
                 f"{reference:6.2f} {ours:8.2f} "
