@@ -267,12 +267,12 @@ def test_wiki_xml_reading_memory_does_not_grow_with_the_file(enwiki_dump, tmp_pa
     xml = bz2.decompress(enwiki_dump.read_bytes())
     first, last = xml.index(b"  <page>"), xml.rindex(b"</page>") + len(b"</page>\n")
     peaks = {}
-    for copies in (1, 3):
+    for copies in (1, 2):
         source = tmp_path / f"enwiki-{copies}.xml"
         source.write_bytes(xml[:first] + xml[first:last] * copies + xml[last:])
         count, peaks[copies] = _peak_reading(source)
         assert count == 98 * copies
-    assert peaks[3] < peaks[1] * 1.2
+    assert peaks[2] < peaks[1] * 1.2, "a reader that kept what it read would double its peak"
 
 
 def test_utf16_xml_is_read_as_its_declaration_says(table_dump, tmp_path):

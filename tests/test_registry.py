@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import tiny_train_config
@@ -39,6 +40,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.service  # a subprocess
 def test_a_method_registered_from_a_test_module_is_on_every_surface():
     ran = subprocess.run(
         [sys.executable, "-c", SURFACES], env=os.environ | PLUGIN, cwd=ROOT, capture_output=True, text=True
@@ -70,6 +72,7 @@ def test_a_plugin_method_trains_through_the_command_line_and_its_flow(prefect_ap
     assert run.data.tags["tinylm.stage"] == "smoothed-train"
 
 
+@pytest.mark.service  # a subprocess
 def test_prefect_yaml_is_what_the_registry_says():
     """(docs/config.md's check is in test_docs.py.)"""
     ran = subprocess.run(

@@ -2,7 +2,10 @@
 from a file with its own settings, each counted under its reason, and the rule's code part of the stage's fingerprint.
 """
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,16 @@ def test_a_wrong_rule_or_setting_is_refused_by_name(tmp_path: Path):
     rule = f"{PLUGINS / 'boilerplate_rule.py'}:Boilerplate"
     with pytest.raises(ValueError, match=r"filters.rule_settings\[.*boilerplate_rule.py:Boilerplate'\]: phrases"):
         quality_rules(FilterConfig(rules=[rule]))
+
+
+@pytest.mark.service  # a subprocess
+def test_the_command_line_refuses_a_rule_that_does_not_load_before_it_reaches_for_prefect(tmp_path: Path):
+    """The API named here does not answer: the one line comes from the settings check, which runs first."""
+    command = [sys.executable, "-m", "tinylm.cli", "corpus", "--input", str(tmp_path / "x.txt"), "--output"]
+    command += [str(tmp_path / "out"), "--filters.rules", "length", "nowhere.py:Rule"]
+    environment = os.environ | {"PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    ran = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=tmp_path)
+    assert ran.returncode == 1 and ran.stderr.strip().splitlines() == [
+        "tinylm corpus: filters.rules: cannot load nowhere.py:Rule (no file nowhere.py); check the module path and "
+        "class  (--debug shows the traceback)"
+    ]

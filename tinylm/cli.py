@@ -52,7 +52,10 @@ def _add_command(subcommands: argparse._SubParsersAction, entry: Command, with_s
 
         def settings(args: argparse.Namespace) -> BaseModel:
             environment = {name: os.environ.get(variable) or None for name, variable in entry.from_environment.items()}
-            return configured(model, args, **environment)
+            made = configured(model, args, **environment)
+            if entry.check:
+                load(entry.check)(made)
+            return made
 
     elif entry.config is not None:
         sub.add_argument("--config", type=Path, help="the command's YAML config")

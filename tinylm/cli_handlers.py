@@ -29,6 +29,16 @@ if TYPE_CHECKING:
     from tinylm.inference.settings import ServerSettings
 
 
+def check_corpus_rules(config: CorpusConfig | PipelineConfig | RefreshConfig) -> None:
+    """Load the user's quality rules the settings name and validate their settings, before any server starts; the
+    built-in rules need no loading (and their settings were validated with the config)."""
+    filters = config.filters if isinstance(config, CorpusConfig) else config.corpus.filters
+    if any(":" in name for name in filters.rules):
+        from tinylm.corpus.quality import quality_rules
+
+        quality_rules(filters)
+
+
 def train_method(args: argparse.Namespace, config: TrainConfig) -> None:
     """Any training method's command: its flow on rank 0. Under torchrun, a process past rank 0 trains its share
     without a flow of its own (rank 0 runs the flow), from what the method makes of its input."""

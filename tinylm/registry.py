@@ -88,6 +88,9 @@ class Command:
     deployed: bool = True
     schedule: str | None = None  # the deployment's cron; TINYLM_<NAME>_CRON overrides it where it is served
     form: str | None = None  # "module:function" giving the deployment's pre-filled parameters
+    # "module:function(settings)" run before any server starts, for what the model cannot check alone (a user's
+    # quality rule that does not load): a refused setting answers in under a second, not after a Prefect start.
+    check: str | None = None
     # A training method: the module of its `Method` class, and what it makes of its input before training
     # ("module:function(data, workspace, config) -> directory"; GRPO encodes its prompts) on every rank.
     method: str | None = None
@@ -242,6 +245,7 @@ for _entry in (
         inputs=(Input("--summary", "print where the outputs are and how to browse them", "switch", required=False),),
         aliases={"train.restart": "--restart"},
         form="tinylm.flows.deployments:pipeline_form",
+        check=f"{HANDLERS}:check_corpus_rules",
     ),
     Command(
         "extract",
@@ -272,6 +276,7 @@ for _entry in (
             INDEX,
         ),
         workspace=STORE,
+        check=f"{HANDLERS}:check_corpus_rules",
     ),
     Command(
         "convert",
@@ -296,6 +301,7 @@ for _entry in (
         ),
         workspace=STORE,
         deployed=False,
+        check=f"{HANDLERS}:check_corpus_rules",
     ),
     Command(
         "tokenizer",
@@ -350,6 +356,7 @@ for _entry in (
         flow="tinylm.flows.refresh:refresh_flow",
         schedule="0 3 * * *",
         form="tinylm.flows.deployments:refresh_form",
+        check=f"{HANDLERS}:check_corpus_rules",
     ),
     Command(
         "generate",
