@@ -30,8 +30,9 @@ from tinylm.export.gguf_convert import GGUF_TYPES  # standard library only
 
 PLUGINS_VARIABLE = "TINYLM_PLUGINS"
 PLUGIN_GROUP = "tinylm.plugins"
-# The config modules of the built-in methods: each registers its method when imported.
-BUILT_IN_METHODS = ("tinylm.training.dpo_config", "tinylm.training.grpo_config", "tinylm.training.distill_config")
+# Where the built-in methods' config modules are: every `*_config.py` there registers its method when imported, so a
+# new built-in method is its two modules and nothing to list.
+METHOD_CONFIGS = Path(__file__).resolve().parent / "training"
 
 # What every option naming a model takes (tinylm/weights/reference.py finds it).
 MODEL_FORMS = (
@@ -161,8 +162,8 @@ def commands() -> list[Command]:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        for module in BUILT_IN_METHODS:
-            importlib.import_module(module)
+        for path in sorted(METHOD_CONFIGS.glob("*_config.py")):
+            importlib.import_module(f"tinylm.training.{path.stem}")
         load_plugins()
     return list(_COMMANDS.values())
 
