@@ -1,8 +1,6 @@
 """A user's quality rule, loaded by `filters.rules: [..., "tests/plugins/boilerplate_rule.py:Boilerplate"]`: it drops
 documents that carry any of the phrases its settings list (cookie banners, placeholder text)."""
 
-from collections.abc import Sequence
-
 from pydantic import BaseModel, Field
 
 from tinylm.corpus.rules import Judged, Rule
@@ -16,6 +14,6 @@ class Boilerplate(Rule):
     reasons = ("boilerplate",)
     Settings = BoilerplateSettings
 
-    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
-        phrases = [phrase.lower() for phrase in self.settings.phrases]
-        return ["boilerplate" if any(p in d.text.lower() for p in phrases) else None for d in documents]
+    def failure(self, document: Judged) -> str | None:
+        text = document.text.lower()
+        return "boilerplate" if any(phrase.lower() in text for phrase in self.settings.phrases) else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
 
 from tinylm.config import FilterConfig
 from tinylm.corpus.language import (
@@ -83,9 +82,15 @@ class Length(Rule):
     reasons = ("too_short", "too_long")
     fields = ("min_chars", "max_chars")
 
-    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
-        low, high = self.settings.min_chars, self.settings.max_chars
-        return ["too_short" if len(d.text) < low else "too_long" if len(d.text) > high else None for d in documents]
+    def failure(self, document: Judged) -> str | None:
+        length = len(document.text)
+        return (
+            "too_short"
+            if length < self.settings.min_chars
+            else "too_long"
+            if length > self.settings.max_chars
+            else None
+        )
 
 
 class WordCount(Rule):
@@ -94,9 +99,9 @@ class WordCount(Rule):
     reasons = ("too_few_words",)
     fields = ("min_words",)
 
-    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
-        least = self.settings.min_words
-        return ["too_few_words" if not d.chinese and len(d.words) < least else None for d in documents]
+    def failure(self, document: Judged) -> str | None:
+        few = not document.chinese and len(document.words) < self.settings.min_words
+        return "too_few_words" if few else None
 
 
 class Script(Rule):
@@ -105,13 +110,9 @@ class Script(Rule):
     reasons = ("wrong_script",)
     fields = ("min_script_share",)
 
-    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
-        least = self.settings.min_script_share
-        found: list[str | None] = []
-        for document in documents:
-            letters, own = _letters_in_own_script(document.text, document.lang)
-            found.append("wrong_script" if letters == 0 or own / letters < least else None)
-        return found
+    def failure(self, document: Judged) -> str | None:
+        letters, own = _letters_in_own_script(document.text, document.lang)
+        return "wrong_script" if letters == 0 or own / letters < self.settings.min_script_share else None
 
 
 class Symbols(Rule):
@@ -120,11 +121,9 @@ class Symbols(Rule):
     reasons = ("too_many_symbols",)
     fields = ("max_symbol_share",)
 
-    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
-        most = self.settings.max_symbol_share
-        return [
-            "too_many_symbols" if len(_SYMBOL.findall(d.text)) / max(len(d.text), 1) > most else None for d in documents
-        ]
+    def failure(self, document: Judged) -> str | None:
+        share = len(_SYMBOL.findall(document.text)) / max(len(document.text), 1)
+        return "too_many_symbols" if share > self.settings.max_symbol_share else None
 
 
 class Digits(Rule):
@@ -133,11 +132,9 @@ class Digits(Rule):
     reasons = ("too_many_digits",)
     fields = ("max_digit_share",)
 
-    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
-        most = self.settings.max_digit_share
-        return [
-            "too_many_digits" if len(_DIGIT.findall(d.text)) / max(len(d.text), 1) > most else None for d in documents
-        ]
+    def failure(self, document: Judged) -> str | None:
+        share = len(_DIGIT.findall(document.text)) / max(len(document.text), 1)
+        return "too_many_digits" if share > self.settings.max_digit_share else None
 
 
 class RepeatedLines(Rule):
@@ -146,14 +143,10 @@ class RepeatedLines(Rule):
     reasons = ("repeated_lines",)
     fields = ("max_duplicate_line_share",)
 
-    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
-        most = self.settings.max_duplicate_line_share
-        found: list[str | None] = []
-        for document in documents:
-            lines = document.lines
-            repeated = len(lines) > 1 and 1 - len(set(lines)) / len(lines) > most
-            found.append("repeated_lines" if repeated else None)
-        return found
+    def failure(self, document: Judged) -> str | None:
+        lines = document.lines
+        repeated = len(lines) > 1 and 1 - len(set(lines)) / len(lines) > self.settings.max_duplicate_line_share
+        return "repeated_lines" if repeated else None
 
 
 class RepeatedNgrams(Rule):
@@ -162,14 +155,9 @@ class RepeatedNgrams(Rule):
     reasons = ("repeated_ngrams",)
     fields = ("max_top_ngram_share",)
 
-    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
-        most = self.settings.max_top_ngram_share
-        return [
-            "repeated_ngrams"
-            if _top_bigram_share(list(_SPACES.sub("", d.text)) if d.chinese else d.words) > most
-            else None
-            for d in documents
-        ]
+    def failure(self, document: Judged) -> str | None:
+        units = list(_SPACES.sub("", document.text)) if document.chinese else document.words
+        return "repeated_ngrams" if _top_bigram_share(units) > self.settings.max_top_ngram_share else None
 
 
 class Punctuation(Rule):
@@ -178,14 +166,12 @@ class Punctuation(Rule):
     reasons = ("unpunctuated_lines",)
     fields = ("min_punctuated_line_share",)
 
-    def failures(self, documents: Sequence[Judged]) -> list[str | None]:
-        least = self.settings.min_punctuated_line_share
-        found: list[str | None] = []
-        for document in documents:
-            lines = document.lines
-            bare = len(lines) >= 3 and sum(line.endswith(_TERMINAL_PUNCTUATION) for line in lines) / len(lines) < least
-            found.append("unpunctuated_lines" if bare else None)
-        return found
+    def failure(self, document: Judged) -> str | None:
+        lines = document.lines
+        if len(lines) < 3:
+            return None
+        punctuated = sum(line.endswith(_TERMINAL_PUNCTUATION) for line in lines) / len(lines)
+        return "unpunctuated_lines" if punctuated < self.settings.min_punctuated_line_share else None
 
 
 # The built-in rules by the name `filters.rules` gives them; its default is this order, cheapest first.

@@ -7,7 +7,8 @@ counter (`filtered.<reason>` in the manifest, the artifact and the MLflow run).
 model in its `Settings` attribute, come from `filters.rule_settings[<the name in filters.rules>]`, and its source file
 is part of the stage's fingerprint, so editing the rule re-runs the filters rather than reusing their output.
 
-The batch is why the chain is fast: a rule's `failures` gets the documents still standing, so later (costlier) rules
+The batch is why the chain is fast: a rule's `failures` (by default its `failure` of each document) gets the documents
+still standing, so later (costlier) rules
 see fewer, and the views several rules share (a document's words, its non-empty lines) are computed once per document
 (`Judged`), whatever the order.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import inspect
 import re
-from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any, ClassVar
@@ -54,9 +54,12 @@ class Judged:
         return [line for line in (line.strip() for line in self.text.splitlines()) if line]
 
 
-class Rule(ABC):
+class Rule:
     """One quality rule. `reasons` names every reason it may give (its counters); `Settings` is a user rule's settings
-    model (a built-in rule reads its fields of FilterConfig, named in `fields`, so the YAML stays flat)."""
+    model (a built-in rule reads its fields of FilterConfig, named in `fields`, so the YAML stays flat).
+
+    A rule judges one document in `failure`; one that is faster over a whole batch (a model scoring many texts at
+    once) overrides `failures` instead."""
 
     reasons: ClassVar[tuple[str, ...]]
     fields: ClassVar[tuple[str, ...]] = ()
@@ -65,9 +68,18 @@ class Rule(ABC):
     def __init__(self, settings: Any) -> None:
         self.settings = settings
 
-    @abstractmethod
+    def failure(self, document: Judged) -> str | None:
+        """The reason `document` breaks this rule (one of `reasons`), or None when it passes."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither failure nor failures")
+
     def failures(self, documents: Sequence[Judged]) -> list[str | None]:
-        """For each document, the reason it breaks this rule (one of `reasons`), or None when it passes."""
+        """For each document, the reason it breaks this rule, or None."""
+        return [self.failure(document) for document in documents]
+
+    @classmethod
+    def judges(cls) -> bool:
+        """Whether the class says how it judges: `failure` or `failures` of its own."""
+        return cls.failure is not Rule.failure or cls.failures is not Rule.failures
 
 
 class RuleChain:
@@ -124,6 +136,6 @@ def _rule_class(name: str, built_in: Mapping[str, type[Rule]]) -> type[Rule]:
         kind = load(name)
     except (ImportError, FileNotFoundError, AttributeError) as error:
         raise ValueError(f"filters.rules: cannot load {name} ({error}); check the module path and class") from None
-    if not (isinstance(kind, type) and issubclass(kind, Rule)) or inspect.isabstract(kind):
-        raise ValueError(f"filters.rules: {name} is not a tinylm.corpus.rules.Rule subclass with `failures`")
+    if not (isinstance(kind, type) and issubclass(kind, Rule) and kind.judges()):
+        raise ValueError(f"filters.rules: {name} is not a tinylm.corpus.rules.Rule subclass with `failure`")
     return kind
