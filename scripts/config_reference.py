@@ -6,29 +6,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from _generated import write_or_check
+
 from tinylm.config_reference import render
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "config.md"
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--check", action="store_true", help="fail, writing nothing, if the page is not what the models say"
-    )
-    page = render()
-    if parser.parse_args().check:
-        if not PAGE.exists() or PAGE.read_text(encoding="utf-8") != page:
-            print(f"{PAGE} is stale: run .venv/bin/python scripts/config_reference.py", file=sys.stderr)
-            return 1
-        return 0
-    PAGE.write_text(page, encoding="utf-8")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    target = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    sys.exit(write_or_check(__doc__, target, render, "scripts/config_reference.py"))
