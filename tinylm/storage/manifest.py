@@ -98,10 +98,19 @@ def manifest_path(directory: str | os.PathLike[str]) -> Path:
 def read_manifest(directory: str | os.PathLike[str], kind: type[Kind] = Manifest) -> Kind | None:
     """The manifest of a finished stage as its model, or None when the folder has none (the stage never finished)."""
     path = manifest_path(directory)
-    if not path.exists():
-        return None
+    return _as(kind, path, _stored(path)) if path.exists() else None
+
+
+def _stored(path: Path) -> Any:
     try:
-        return kind.model_validate_json(path.read_bytes())
+        return json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"manifest {path} is not valid JSON ({error}): run the stage that writes it again") from None
+
+
+def _as(kind: type[Kind], path: Path, stored: Any) -> Kind:
+    try:
+        return kind.model_validate(stored)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in error.errors()[:3])
         raise ValueError(
@@ -125,9 +134,10 @@ def finished_output(
     and inputs' content), and a stage writes its manifest, the fingerprint in it, last. Training, evaluation and
     merging name their work the same way and find it in MLflow instead (`tracking.store.finished_run`)."""
     path = manifest_path(directory)
-    if not path.exists() or json.loads(path.read_bytes()).get("fingerprint") != expected_fingerprint:
+    stored = _stored(path) if path.exists() else {}
+    if not isinstance(stored, dict) or stored.get("fingerprint") != expected_fingerprint:
         return None  # another version's or another run's output is redone, whatever its layout
-    return read_manifest(directory, kind)
+    return _as(kind, path, stored)
 
 
 def manifest_hash(directory: str | os.PathLike[str]) -> str:
